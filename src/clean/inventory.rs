@@ -1,0 +1,867 @@
+//! Inventory: every item under the root, its type, repository and owner session.
+//!
+//! Reads both the canonical layout and Prodigy 0.4.4's (storage-format §3–§5). Reaches every
+//! entry fd-relative from the root without following symlinks (safety R1); names that do not fit
+//! the grammar of their place are recorded as invalid and never joined onto a path (R3). Nothing
+//! here deletes or writes.
+
+use crate::git::{Git, WorktreeEntry};
+use crate::store::fsops::{self, Dir, Kind};
+use crate::store::names::{is_legacy_session_id, is_valid_id, printable, strip_valid, valid_id_str};
+use crate::store::records::{
+    self, JobState, LegacyWorkflowCheckpoint, LegacyWorktreeMeta, ResumeLockInfo, SessionJobMapping, SessionRecord,
+};
+use crate::store::StorageType;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Largest JSON record read into memory, bytes; larger files are reported and kept (safety §5
+/// case 14: bounded memory).
+pub const MAX_RECORD: u64 = 64 << 20;
+
+/// A session record and what it owns.
+#[derive(Debug)]
+pub struct Session {
+    /// Session id (the file stem of `sessions/{id}.json`).
+    pub id: String,
+    /// The parsed record, or why it could not be read (an Unknown session).
+    pub record: Result<SessionRecord, String>,
+    /// Index of its `sessions/{id}.json` item.
+    pub item: usize,
+    /// Jobs it owns (from the record, mappings and job-state files).
+    pub jobs: Vec<String>,
+    /// Repository, when one of its items tells.
+    pub repo: Option<String>,
+    /// What it could be resumed from (file and fact), for the Resumable class.
+    pub resumable_evidence: Vec<String>,
+}
+
+/// What kind of thing an item is, beyond its storage type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A session record file.
+    SessionRecord,
+    /// A job's directory (events, dlq, state) or a 0.4.4 pseudo-repository directory.
+    Data,
+    /// A git worktree directory (or a plain directory under `worktrees/`).
+    Worktree,
+    /// A resume lock file.
+    Lock,
+    /// A name outside the grammar of its place: always kept and reported.
+    Invalid,
+    /// Data this version does not understand: always kept and reported.
+    Unrecognized,
+    /// A leftover temp file of a crash-safe write (swept after an hour).
+    Temp,
+}
+
+/// Git facts about a worktree item.
+#[derive(Debug, Default, Clone)]
+pub struct WorktreeGit {
+    /// The repository's common git directory, from the worktree's `.git` file (read, never
+    /// followed to delete anything).
+    pub common: Option<PathBuf>,
+    /// git's own record of this worktree, when git lists it.
+    pub entry: Option<WorktreeEntry>,
+    /// The repository's name: its main working tree's directory name.
+    pub repo_name: Option<String>,
+    /// Why git facts are missing (git failed, `.git` unreadable …); None when all is known or the
+    /// directory is plain data.
+    pub error: Option<String>,
+    /// Nested worktrees inside this one (canonical MapReduce agents), item indices.
+    pub children: Vec<usize>,
+    /// The enclosing worktree item, for a nested agent worktree.
+    pub parent: Option<usize>,
+    /// The 0.4.4 `.metadata/{name}.json` removed together with the worktree.
+    pub legacy_meta: Option<(Vec<OsString>, LegacyWorktreeMeta)>,
+}
+
+/// One unit of deletion.
+#[derive(Debug)]
+pub struct Item {
+    /// Storage type it counts under.
+    pub ty: StorageType,
+    /// What it is.
+    pub kind: ItemKind,
+    /// Path components from the root (raw names).
+    pub comps: Vec<OsString>,
+    /// Other files removed together with it (a job's mapping files, a worktree's 0.4.4 metadata).
+    pub extra: Vec<Vec<OsString>>,
+    /// Repository as its place says (None for a pseudo-repository or a global place).
+    pub repo: Option<String>,
+    /// Owning session id, when found.
+    pub owner: Option<String>,
+    /// Job id, when the item belongs to a job.
+    pub job: Option<String>,
+    /// Device and inode at scan time; deletion is skipped if the path names something else then.
+    pub dev_ino: Option<(u64, u64)>,
+    /// Bytes on disk (st_blocks·512) of everything inside, at scan time.
+    pub bytes: u64,
+    /// Last activity, Unix seconds: newest mtime inside (and timestamps inside records).
+    pub newest: Option<i64>,
+    /// A directory inside on another filesystem (safety R2): kept.
+    pub mounts: Vec<PathBuf>,
+    /// Walk problems (unreadable directories …), as text.
+    pub problems: Vec<String>,
+    /// For state items with no owner: a checkpoint inside that can still be resumed.
+    pub resumable: Option<String>,
+    /// Git facts (worktrees only).
+    pub git: Option<WorktreeGit>,
+    /// Resume lock content and liveness (locks only): `Some(reason)` when live.
+    pub lock_live: Option<String>,
+    /// Why the item is unrecognized or invalid.
+    pub note: Option<String>,
+}
+
+impl Item {
+    fn new(ty: StorageType, kind: ItemKind, comps: Vec<OsString>) -> Item {
+        Item {
+            ty,
+            kind,
+            comps,
+            extra: Vec::new(),
+            repo: None,
+            owner: None,
+            job: None,
+            dev_ino: None,
+            bytes: 0,
+            newest: None,
+            mounts: Vec::new(),
+            problems: Vec::new(),
+            resumable: None,
+            git: None,
+            lock_live: None,
+            note: None,
+        }
+    }
+
+    /// The item's path relative to the root, printable (hostile bytes escaped).
+    pub fn rel(&self) -> String {
+        rel_of(&self.comps)
+    }
+
+    /// The worktree's short name (last component).
+    pub fn name(&self) -> String {
+        self.comps.last().map(|n| printable(n)).unwrap_or_default()
+    }
+}
+
+/// Printable `a/b/c` of raw components.
+pub fn rel_of(comps: &[OsString]) -> String {
+    comps.iter().map(|c| printable(c)).collect::<Vec<_>>().join("/")
+}
+
+/// Everything the scan found.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Items, in discovery order.
+    pub items: Vec<Item>,
+    /// Sessions by id.
+    pub sessions: BTreeMap<String, Session>,
+    /// Job id → owning session id.
+    pub job_owner: HashMap<String, String>,
+    /// Problems met while scanning containers (unreadable directories …).
+    pub warnings: Vec<String>,
+}
+
+/// Scan context.
+pub struct Scanner<'a> {
+    /// The root handle.
+    pub root: &'a Dir,
+    /// The root's canonical path (for git and for matching worktree paths).
+    pub root_path: &'a Path,
+    /// git runner.
+    pub git: &'a Git,
+    /// This host's name, for resume locks.
+    pub host: String,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// Lease of a lock written by another host, seconds.
+    pub lock_lease: i64,
+}
+
+fn comps(parts: &[&OsStr]) -> Vec<OsString> {
+    parts.iter().map(|p| p.to_os_string()).collect()
+}
+
+impl Scanner<'_> {
+    /// Open a directory below the root, `None` when it does not exist; other errors are warnings.
+    fn open(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<Dir> {
+        match self.root.open_path(parts) {
+            Ok(d) => Some(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                inv.warnings.push(format!("cannot open `{}`: {}", rel_of(&comps(parts)), crate::error::describe_io(&e)));
+                None
+            }
+        }
+    }
+
+    fn names(&self, d: &Dir, parts: &[&OsStr], inv: &mut Inventory) -> Vec<OsString> {
+        match d.names() {
+            Ok(mut v) => {
+                v.sort();
+                v
+            }
+            Err(e) => {
+                inv.warnings.push(format!("cannot list `{}`: {}", rel_of(&comps(parts)), crate::error::describe_io(&e)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Dir, name: &OsStr) -> Result<T, String> {
+        let bytes = d.read_file(name, MAX_RECORD).map_err(|e| crate::error::describe_io(&e))?;
+        records::parse(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// Scan the whole root.
+    pub fn scan(&self) -> Inventory {
+        let mut inv = Inventory::default();
+        self.scan_sessions(&mut inv);
+        for ty in [StorageType::Events, StorageType::Dlq] {
+            self.scan_job_dirs(ty, &mut inv);
+        }
+        self.scan_state(&mut inv);
+        self.scan_logs(&mut inv);
+        self.scan_worktrees(&mut inv);
+        self.scan_locks(&mut inv);
+        self.resolve_owners(&mut inv);
+        inv
+    }
+
+    fn push_invalid(&self, inv: &mut Inventory, ty: StorageType, parts: Vec<OsString>, why: &str) {
+        let mut it = Item::new(ty, ItemKind::Invalid, parts);
+        it.note = Some(why.to_string());
+        inv.items.push(it);
+    }
+
+    fn scan_sessions(&self, inv: &mut Inventory) {
+        let top = [OsStr::new("sessions")];
+        let Some(d) = self.open(&top, inv) else { return };
+        for name in self.names(&d, &top, inv) {
+            let parts = comps(&[top[0], &name]);
+            if crate::store::atomic::is_temp_name(&name) {
+                inv.items.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
+                continue;
+            }
+            let Some(id) = strip_valid(&name, ".json") else {
+                self.push_invalid(inv, StorageType::Sessions, parts, "not a `{session_id}.json` name");
+                continue;
+            };
+            let record = match d.stat(&name) {
+                Ok(m) if m.kind != Kind::File => Err("not a regular file".to_string()),
+                Ok(_) => self.read_json::<SessionRecord>(&d, &name),
+                Err(e) => Err(crate::error::describe_io(&e)),
+            };
+            let record = record.and_then(|r| {
+                if r.id == id {
+                    Ok(r)
+                } else {
+                    Err(format!("record id `{}` does not match its file name", r.id))
+                }
+            });
+            let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
+            it.owner = Some(id.to_string());
+            let mut jobs = Vec::new();
+            if let Ok(r) = &record {
+                if let Some(j) = r.mapreduce_data.as_ref().and_then(|m| m.job_id.clone()) {
+                    if is_valid_id(OsStr::new(&j)) {
+                        jobs.push(j);
+                    }
+                }
+                if let Some(repo) = r.metadata.get("repo").and_then(|v| v.as_str()) {
+                    if is_valid_id(OsStr::new(repo)) {
+                        it.repo = Some(repo.to_string());
+                    }
+                }
+            }
+            let repo = it.repo.clone();
+            inv.items.push(it);
+            let item = inv.items.len() - 1;
+            inv.sessions.insert(
+                id.to_string(),
+                Session { id: id.to_string(), record, item, jobs, repo, resumable_evidence: Vec::new() },
+            );
+        }
+    }
+
+    /// True when `name` directly under a type directory is a 0.4.4 pseudo-repository owned by a
+    /// session (storage-format §5).
+    fn pseudo_owner(&self, name: &str, inv: &Inventory) -> Option<String> {
+        (inv.sessions.contains_key(name) || is_legacy_session_id(name)).then(|| name.to_string())
+    }
+
+    fn scan_job_dirs(&self, ty: StorageType, inv: &mut Inventory) {
+        let top = [OsStr::new(ty.dir())];
+        let Some(d) = self.open(&top, inv) else { return };
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
+                continue;
+            };
+            if let Some(owner) = self.pseudo_owner(&r, inv) {
+                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
+                it.owner = Some(owner);
+                inv.items.push(it);
+                continue;
+            }
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else { continue };
+            for job in self.names(&rd, &p2, inv) {
+                let parts = comps(&[top[0], &repo, &job]);
+                let Some(j) = valid_id_str(&job) else {
+                    self.push_invalid(inv, ty, parts, "not a job id");
+                    continue;
+                };
+                let mut it = Item::new(ty, ItemKind::Data, parts);
+                it.repo = Some(r.clone());
+                it.job = Some(j.to_string());
+                inv.items.push(it);
+            }
+        }
+    }
+
+    fn scan_state(&self, inv: &mut Inventory) {
+        let ty = StorageType::State;
+        let top = [OsStr::new("state")];
+        let Some(d) = self.open(&top, inv) else { return };
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
+                continue;
+            };
+            if r == "reduce_checkpoints" {
+                let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
+                it.note = Some("0.4.4 reduce checkpoints are not understood by this version".into());
+                inv.items.push(it);
+                continue;
+            }
+            if let Some(owner) = self.pseudo_owner(&r, inv) {
+                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
+                it.owner = Some(owner);
+                // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
+                it.resumable = self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
+                inv.items.push(it);
+                continue;
+            }
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else { continue };
+            let mut mapping_files: Vec<(String, SessionJobMapping, Vec<OsString>)> = Vec::new();
+            let mut job_items: HashMap<String, usize> = HashMap::new();
+            for sub in self.names(&rd, &p2, inv) {
+                match sub.to_str() {
+                    Some("mapreduce") => {
+                        let p4 = [top[0], &repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
+                        let Some(jd) = self.open(&p4, inv) else { continue };
+                        for job in self.names(&jd, &p4, inv) {
+                            let parts = comps(&[p4[0], p4[1], p4[2], p4[3], &job]);
+                            let Some(j) = valid_id_str(&job).map(str::to_string) else {
+                                self.push_invalid(inv, ty, parts, "not a job id");
+                                continue;
+                            };
+                            let mut it = Item::new(ty, ItemKind::Data, parts);
+                            it.repo = Some(r.clone());
+                            it.job = Some(j.clone());
+                            let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
+                            let (owner, resumable) = self.job_state(&p5, inv);
+                            if let Some(o) = owner {
+                                inv.job_owner.entry(j.clone()).or_insert(o);
+                            }
+                            it.resumable = resumable;
+                            inv.items.push(it);
+                            job_items.insert(j, inv.items.len() - 1);
+                        }
+                    }
+                    Some("mappings") => {
+                        let p3 = [top[0], &repo, OsStr::new("mappings")];
+                        let Some(md) = self.open(&p3, inv) else { continue };
+                        for f in self.names(&md, &p3, inv) {
+                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                            if crate::store::atomic::is_temp_name(&f) {
+                                inv.items.push(Item::new(ty, ItemKind::Temp, parts));
+                                continue;
+                            }
+                            let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
+                                self.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
+                                continue;
+                            };
+                            match self.read_json::<SessionJobMapping>(&md, &f) {
+                                Ok(m) if (m.job_id == stem || m.session_id == stem)
+                                    && is_valid_id(OsStr::new(&m.job_id))
+                                    && is_valid_id(OsStr::new(&m.session_id)) =>
+                                {
+                                    inv.job_owner.entry(m.job_id.clone()).or_insert(m.session_id.clone());
+                                    mapping_files.push((m.job_id.clone(), m, parts));
+                                }
+                                Ok(_) => {
+                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                    it.note = Some("mapping names neither its file's session nor job".into());
+                                    inv.items.push(it);
+                                }
+                                Err(e) => {
+                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                    it.note = Some(format!("corrupt mapping: {e}"));
+                                    inv.items.push(it);
+                                }
+                            }
+                        }
+                    }
+                    Some("checkpoints") => {
+                        // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when
+                        // a workflow runs outside a worktree: each file is judged on its own.
+                        let p3 = [top[0], &repo, OsStr::new("checkpoints")];
+                        let Some(cd) = self.open(&p3, inv) else { continue };
+                        for f in self.names(&cd, &p3, inv) {
+                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                            if strip_valid(&f, ".checkpoint.json").is_none() {
+                                self.push_invalid(inv, ty, parts, "not a `{workflow_id}.checkpoint.json` name");
+                                continue;
+                            }
+                            let mut it = Item::new(ty, ItemKind::Data, parts);
+                            it.repo = Some(r.clone());
+                            it.resumable = match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f) {
+                                Ok(c) if !c.is_completed() => Some(format!(
+                                    "{} has status {}",
+                                    it.rel(),
+                                    c.status_str()
+                                )),
+                                Ok(_) => None,
+                                Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
+                            };
+                            inv.items.push(it);
+                        }
+                    }
+                    _ => {
+                        let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
+                        it.repo = Some(r.clone());
+                        it.note = Some("not part of the state layout".into());
+                        inv.items.push(it);
+                    }
+                }
+            }
+            // Mappings go with their job's state; without one, a job's pair is one item.
+            let mut loose: BTreeMap<String, usize> = BTreeMap::new();
+            for (job, m, parts) in mapping_files {
+                if let Some(&i) = job_items.get(&job) {
+                    inv.items[i].extra.push(parts);
+                } else if let Some(&i) = loose.get(&job) {
+                    inv.items[i].extra.push(parts);
+                } else {
+                    let mut it = Item::new(ty, ItemKind::Data, parts);
+                    it.repo = Some(r.clone());
+                    it.job = Some(job.clone());
+                    it.owner = Some(m.session_id.clone());
+                    inv.items.push(it);
+                    loose.insert(job, inv.items.len() - 1);
+                }
+            }
+        }
+    }
+
+    /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
+    /// the job is not complete and a checkpoint parses.
+    fn job_state(&self, parts: &[&OsStr], inv: &mut Inventory) -> (Option<String>, Option<String>) {
+        let Some(d) = self.open(parts, inv) else { return (None, None) };
+        let rel = rel_of(&comps(parts));
+        let mut owner = None;
+        let mut complete = false;
+        if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json")) {
+            if let Some(sid) = js.session_id.as_ref().filter(|s| is_valid_id(OsStr::new(s))) {
+                owner = Some(sid.clone());
+            }
+            complete = js.is_terminal();
+        }
+        if complete {
+            return (owner, None);
+        }
+        for f in self.names(&d, parts, inv) {
+            let Some(s) = f.to_str() else { continue };
+            let Some((kind, _)) = records::checkpoint_kind_of_file_name(s) else { continue };
+            let Ok(bytes) = d.read_file(&f, MAX_RECORD) else { continue };
+            if records::parse_checkpoint(kind, &bytes).is_ok() {
+                return (owner, Some(format!("{rel}/{s} parses and the job is not complete")));
+            }
+        }
+        (owner, None)
+    }
+
+    /// Evidence from 0.4.4 workflow checkpoints in one directory: the first one that is not
+    /// Completed (or does not parse: unknown means keep).
+    fn legacy_checkpoints(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<String> {
+        let d = self.open(parts, inv)?;
+        for f in self.names(&d, parts, inv) {
+            let rel = format!("{}/{}", rel_of(&comps(parts)), printable(&f));
+            match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f) {
+                Ok(c) if !c.is_completed() => return Some(format!("{rel} has status {}", c.status_str())),
+                Ok(_) => {}
+                Err(e) => return Some(format!("{rel} does not parse ({e})")),
+            }
+        }
+        None
+    }
+
+    fn scan_logs(&self, inv: &mut Inventory) {
+        let ty = StorageType::Logs;
+        let top = [OsStr::new("logs")];
+        let Some(d) = self.open(&top, inv) else { return };
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
+                continue;
+            };
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else {
+                // A plain file directly under logs/: judge it on its own.
+                inv.items.push(Item::new(ty, ItemKind::Data, comps(&p2)));
+                continue;
+            };
+            let global = r == "claude-streaming";
+            for f in self.names(&rd, &p2, inv) {
+                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo, &f]));
+                if !global {
+                    it.repo = Some(r.clone());
+                }
+                inv.items.push(it);
+            }
+        }
+    }
+
+    fn scan_worktrees(&self, inv: &mut Inventory) {
+        let ty = StorageType::Worktrees;
+        let top = [OsStr::new("worktrees")];
+        let Some(d) = self.open(&top, inv) else { return };
+        let mut by_common: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
+                continue;
+            };
+            let pseudo = self.pseudo_owner(&r, inv);
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else { continue };
+            let metas = self.legacy_metas(&p2, inv);
+            for name in self.names(&rd, &p2, inv) {
+                if name == ".metadata" || name == ".gitignore" {
+                    continue;
+                }
+                let parts = comps(&[top[0], &repo, &name]);
+                let Some(n) = valid_id_str(&name).map(str::to_string) else {
+                    self.push_invalid(inv, ty, parts, "not a worktree name");
+                    continue;
+                };
+                let idx = self.push_worktree(inv, parts, pseudo.is_none().then(|| r.clone()), &mut by_common);
+                if let Some(o) = &pseudo {
+                    inv.items[idx].owner = Some(o.clone());
+                }
+                if let Some((mparts, meta)) = metas.get(&n) {
+                    inv.items[idx].git.as_mut().expect("worktree").legacy_meta = Some((mparts.clone(), meta.clone()));
+                }
+                // Canonical MapReduce agents live inside their parent's worktree (seed 004).
+                let pw = [top[0], repo.as_os_str(), name.as_os_str()];
+                let Ok(wd) = self.root.open_path(&pw) else { continue };
+                let mut kids = Vec::new();
+                for child in wd.names().unwrap_or_default() {
+                    if child == ".git" || !is_valid_id(&child) {
+                        continue;
+                    }
+                    let Ok(cd) = wd.open_dir(&child) else { continue };
+                    if cd.stat(OsStr::new(".git")).map(|m| m.kind == Kind::File).unwrap_or(false) {
+                        let cparts = comps(&[top[0], &repo, &name, &child]);
+                        let c = self.push_worktree(inv, cparts, pseudo.is_none().then(|| r.clone()), &mut by_common);
+                        inv.items[c].git.as_mut().expect("worktree").parent = Some(idx);
+                        kids.push(c);
+                    }
+                }
+                inv.items[idx].git.as_mut().expect("worktree").children = kids;
+            }
+        }
+        self.resolve_git(inv, by_common);
+    }
+
+    fn legacy_metas(&self, p2: &[&OsStr], inv: &mut Inventory) -> HashMap<String, (Vec<OsString>, LegacyWorktreeMeta)> {
+        let mut out = HashMap::new();
+        let p3 = [p2[0], p2[1], OsStr::new(".metadata")];
+        let Ok(md) = self.root.open_path(&p3) else { return out };
+        for f in self.names(&md, &p3, inv) {
+            let Some(stem) = strip_valid(&f, ".json") else { continue };
+            if let Ok(m) = self.read_json::<LegacyWorktreeMeta>(&md, &f) {
+                out.insert(stem.to_string(), (comps(&[p3[0], p3[1], p3[2], &f]), m));
+            }
+        }
+        out
+    }
+
+    fn push_worktree(
+        &self,
+        inv: &mut Inventory,
+        parts: Vec<OsString>,
+        repo: Option<String>,
+        by_common: &mut BTreeMap<PathBuf, Vec<usize>>,
+    ) -> usize {
+        let mut it = Item::new(StorageType::Worktrees, ItemKind::Worktree, parts);
+        it.repo = repo;
+        let mut g = WorktreeGit::default();
+        let refs: Vec<&OsStr> = it.comps.iter().map(OsString::as_os_str).collect();
+        if let Ok(d) = self.root.open_path(&refs) {
+            match d.stat(OsStr::new(".git")) {
+                Ok(m) if m.kind == Kind::File => match d.read_file(OsStr::new(".git"), 64 << 10) {
+                    Ok(b) => match common_dir_of(&b, &self.root_path.join(it.rel())) {
+                        Ok(c) => {
+                            by_common.entry(c.clone()).or_default().push(inv.items.len());
+                            g.common = Some(c);
+                        }
+                        Err(e) => g.error = Some(e),
+                    },
+                    Err(e) => g.error = Some(format!("cannot read .git: {}", crate::error::describe_io(&e))),
+                },
+                Ok(m) if m.kind == Kind::Dir => g.error = Some("has its own .git directory (a repository, not a worktree)".into()),
+                // No .git: plain data under worktrees/, judged by age (issue: never through git).
+                _ => {}
+            }
+        }
+        it.git = Some(g);
+        inv.items.push(it);
+        inv.items.len() - 1
+    }
+
+    /// Ask each repository once for its worktree list and match our directories to it.
+    fn resolve_git(&self, inv: &mut Inventory, by_common: BTreeMap<PathBuf, Vec<usize>>) {
+        for (common, idxs) in by_common {
+            let list = match self.git.worktree_list(&common) {
+                Ok(l) => l,
+                Err(e) => {
+                    for i in idxs {
+                        inv.items[i].git.as_mut().expect("worktree").error = Some(e.to_string());
+                    }
+                    continue;
+                }
+            };
+            let repo_name = list
+                .first()
+                .and_then(|m| if m.bare { common.file_name() } else { m.path.file_name() })
+                .and_then(|n| valid_id_str(n).map(str::to_string));
+            let by_path: HashMap<&Path, &WorktreeEntry> = list.iter().map(|e| (e.path.as_path(), e)).collect();
+            for i in idxs {
+                let path = self.root_path.join(inv.items[i].rel());
+                let entry = by_path.get(path.as_path()).copied().or_else(|| {
+                    // git records the path it was given; the root may have been reached through a
+                    // symlink then. Compare by device and inode (same-file).
+                    list.iter().skip(1).find(|e| same_file::is_same_file(&e.path, &path).unwrap_or(false))
+                });
+                let g = inv.items[i].git.as_mut().expect("worktree");
+                g.repo_name = repo_name.clone();
+                match entry {
+                    Some(e) if list.first().map(|m| m.path == e.path).unwrap_or(false) => {
+                        g.error = Some("is the repository's main working tree; never touched".into());
+                    }
+                    Some(e) => g.entry = Some(e.clone()),
+                    None => g.common = None, // not registered: plain data
+                }
+            }
+        }
+    }
+
+    fn scan_locks(&self, inv: &mut Inventory) {
+        let ty = StorageType::State;
+        let top = [OsStr::new("resume_locks")];
+        let Some(d) = self.open(&top, inv) else { return };
+        for name in self.names(&d, &top, inv) {
+            if name == crate::store::CLEAN_LOCK {
+                continue;
+            }
+            let parts = comps(&[top[0], &name]);
+            let Some(id) = strip_valid(&name, ".lock").map(str::to_string) else {
+                self.push_invalid(inv, ty, parts, "not a `{job_id}.lock` name");
+                continue;
+            };
+            let mut it = Item::new(ty, ItemKind::Lock, parts);
+            it.job = Some(id);
+            it.lock_live = self.lock_liveness(&d, &name);
+            inv.items.push(it);
+        }
+    }
+
+    /// Storage-format §4.6: live when its flock is held; else, written by this host with a live
+    /// pid; else, written by another host within the lease. Unreadable or unparsable → live.
+    fn lock_liveness(&self, d: &Dir, name: &OsStr) -> Option<String> {
+        match crate::store::lock::probe(d, name) {
+            crate::store::lock::Probe::Held => return Some("its flock is held".into()),
+            crate::store::lock::Probe::Unknown(why) => return Some(format!("cannot check its flock ({why})")),
+            crate::store::lock::Probe::Free => {}
+        }
+        let info: ResumeLockInfo = match self.read_json(d, name) {
+            Ok(i) => i,
+            Err(e) => return Some(format!("unreadable lock ({e})")),
+        };
+        if info.hostname == self.host {
+            return crate::procs::pid_alive(info.process_id as u64)
+                .then(|| format!("pid {} is alive on this host", info.process_id));
+        }
+        let age = self.now - info.acquired_at.unix_seconds();
+        (age < self.lock_lease).then(|| format!("written by host `{}` {}s ago (lease {}s)", info.hostname, age.max(0), self.lock_lease))
+    }
+
+    fn resolve_owners(&self, inv: &mut Inventory) {
+        for s in inv.sessions.values() {
+            for j in &s.jobs {
+                inv.job_owner.entry(j.clone()).or_insert(s.id.clone());
+            }
+        }
+        let n = inv.items.len();
+        for i in 0..n {
+            if inv.items[i].owner.is_some() || inv.items[i].kind == ItemKind::Invalid {
+                continue;
+            }
+            let owner = if inv.items[i].kind == ItemKind::Worktree {
+                let name = inv.items[i].name();
+                let parent_owner = inv.items[i]
+                    .git
+                    .as_ref()
+                    .and_then(|g| g.parent)
+                    .and_then(|p| inv.items[p].owner.clone());
+                parent_owner.or_else(|| inv.sessions.contains_key(&name).then_some(name))
+            } else {
+                inv.items[i].job.as_ref().and_then(|j| {
+                    inv.job_owner.get(j).cloned().or_else(|| inv.sessions.contains_key(j).then(|| j.clone()))
+                })
+            };
+            inv.items[i].owner = owner;
+        }
+        // Nested agents follow their parent's owner even when the parent was resolved later.
+        for i in 0..n {
+            if let Some(p) = inv.items[i].git.as_ref().and_then(|g| g.parent) {
+                if inv.items[i].owner.is_none() {
+                    inv.items[i].owner = inv.items[p].owner.clone();
+                }
+            }
+        }
+        // Jobs and repositories of sessions, from what they own.
+        for it in &inv.items {
+            let Some(o) = &it.owner else { continue };
+            let Some(s) = inv.sessions.get_mut(o) else { continue };
+            if let Some(j) = &it.job {
+                if it.kind == ItemKind::Data && !s.jobs.contains(j) {
+                    s.jobs.push(j.clone());
+                }
+            }
+            if s.repo.is_none() {
+                s.repo = it.git.as_ref().and_then(|g| g.repo_name.clone()).or_else(|| it.repo.clone());
+            }
+        }
+        // Items in pseudo-repositories take their session's repository.
+        for it in &mut inv.items {
+            if it.repo.is_none() {
+                it.repo = it.git.as_ref().and_then(|g| g.repo_name.clone());
+            }
+            if it.repo.is_none() {
+                if let Some(s) = it.owner.as_ref().and_then(|o| inv.sessions.get(o)) {
+                    it.repo = s.repo.clone();
+                }
+            }
+        }
+        // Locks belong to the session of the job they name.
+        for it in &mut inv.items {
+            if it.kind == ItemKind::Lock && it.owner.is_none() {
+                if let Some(j) = &it.job {
+                    it.owner = inv.job_owner.get(j).cloned().or_else(|| inv.sessions.contains_key(j).then(|| j.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The common git directory of a worktree from its `.git` file content (`gitdir: PATH`, then
+/// `PATH/commondir`). Read only; the result is used to ask git, never to delete.
+fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<PathBuf, String> {
+    let text = std::str::from_utf8(dotgit).map_err(|_| ".git file is not UTF-8".to_string())?;
+    let gitdir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("gitdir:"))
+        .map(str::trim)
+        .ok_or_else(|| ".git file has no `gitdir:` line".to_string())?;
+    let gitdir = worktree.join(gitdir);
+    let common = match std::fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => gitdir.join(c.trim()),
+        Err(e) => return Err(format!("`{}` is not a worktree git directory ({})", gitdir.display(), crate::error::describe_io(&e))),
+    };
+    std::fs::canonicalize(&common).map_err(|e| format!("`{}`: {}", common.display(), crate::error::describe_io(&e)))
+}
+
+/// Walk every item once: bytes on disk and newest mtime (safety §2), mounts and problems.
+pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) {
+    for i in 0..inv.items.len() {
+        if !wanted(&inv.items[i]) {
+            continue;
+        }
+        let it = &inv.items[i];
+        let mut paths: Vec<Vec<OsString>> = vec![it.comps.clone()];
+        paths.extend(it.extra.iter().cloned());
+        if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
+            paths.push(m.clone());
+        }
+        let (mut bytes, mut newest, mut mounts, mut problems) = (0u64, None::<i64>, Vec::new(), Vec::new());
+        let mut dev_ino = None;
+        for (k, p) in paths.iter().enumerate() {
+            let (parent, name) = p.split_at(p.len() - 1);
+            let prefs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
+            let d = match root.open_path(&prefs) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    problems.push(format!("{}: {}", rel_of(p), crate::error::describe_io(&e)));
+                    continue;
+                }
+            };
+            if k == 0 {
+                dev_ino = d.stat(&name[0]).ok().map(|m| (m.dev, m.ino));
+            }
+            match fsops::walk(&d, &name[0]) {
+                Ok(w) => {
+                    bytes += w.disk_bytes;
+                    if let Some((s, _)) = w.newest_mtime {
+                        newest = Some(newest.map_or(s, |n: i64| n.max(s)));
+                    }
+                    mounts.extend(w.mounts);
+                    problems.extend(w.problems.iter().map(|pr| {
+                        format!("{}/{}: {}", rel_of(p), pr.rel.display(), crate::error::describe_io(&pr.error))
+                    }));
+                }
+                Err(e) => problems.push(format!("{}: {}", rel_of(p), crate::error::describe_io(&e))),
+            }
+        }
+        let it = &mut inv.items[i];
+        it.bytes = bytes;
+        it.newest = newest;
+        it.mounts = mounts;
+        it.problems = problems;
+        it.dev_ino = dev_ino;
+    }
+    // A parent worktree's walk includes its nested agents: count their bytes once.
+    for i in 0..inv.items.len() {
+        let kids = inv.items[i].git.as_ref().map(|g| g.children.clone()).unwrap_or_default();
+        let sub: u64 = kids.iter().map(|&k| inv.items[k].bytes).sum();
+        inv.items[i].bytes = inv.items[i].bytes.saturating_sub(sub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    #[test]
+    fn common_dir_requires_gitdir_line() {
+        assert!(common_dir_of(b"nonsense", Path::new("/tmp")).is_err());
+        assert!(common_dir_of(b"gitdir: /nonexistent/x/.git/worktrees/a\n", Path::new("/tmp")).is_err());
+    }
+
+    #[test]
+    fn rel_escapes_hostile_names() {
+        assert_eq!(rel_of(&[os("events"), os("a\nb")]), "events/a\\nb");
+    }
+}

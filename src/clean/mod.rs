@@ -1,0 +1,907 @@
+//! The clean engine: inventory → classification → plan → execution.
+//!
+//! The dry run and the real run execute the same code ([`execute`]); only the mutating calls are
+//! skipped in a dry run, so the dry run lists exactly what a real run removes (issue: "the dry
+//! run runs the same code with deletion disabled"). Every deletion goes through
+//! `store::fsops` after the item was renamed into the root's trash (safety R5).
+
+pub mod classify;
+pub mod inventory;
+
+use crate::git::Git;
+use crate::store::fsops::{self, Dir, Kind};
+use crate::store::lock::{self, TryLock};
+use crate::store::StorageType;
+use classify::{Class, Verdict};
+use inventory::{Inventory, Item, ItemKind};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Slack before an mtime counts as "in the future", seconds (clock skew between hosts).
+pub const FUTURE_SLACK: i64 = 60;
+/// Temp files of interrupted crash-safe writes are swept once this old, seconds.
+pub const TEMP_AGE: u64 = 3600;
+
+/// Which repositories a run covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every repository (and data of no repository, such as 0.4.4's Claude logs).
+    All,
+    /// One repository by name.
+    Repo(String),
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Types to clean (never empty).
+    pub types: Vec<StorageType>,
+    /// `--older-than` seconds; None = per-type default retention.
+    pub older_than: Option<u64>,
+    /// Scope.
+    pub scope: Scope,
+    /// Remove worktrees with uncommitted or untracked changes too.
+    pub discard_changes: bool,
+    /// Only the worktree with this name (`prodigy worktree clean NAME`).
+    pub only_name: Option<String>,
+}
+
+/// Why an old-enough item is kept. The word is stable (JSON `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Its owner session is active.
+    Active,
+    /// Its owner session (or its own checkpoint) can be resumed.
+    Resumable,
+    /// Its owner session's record is unreadable or unknown.
+    Unknown,
+    /// A session kept because one of its worktrees is kept.
+    OwnerKept,
+    /// Worktree with uncommitted or untracked changes.
+    Uncommitted,
+    /// `git worktree lock`ed.
+    Locked,
+    /// A nested agent worktree inside it is kept.
+    NestedKept,
+    /// A process works inside it.
+    InUse,
+    /// A resume lock is live.
+    LiveLock,
+    /// It contains a mount point (safety R2).
+    OtherFilesystem,
+    /// git failed or gave an odd answer; or it is a main working tree.
+    Git,
+    /// Name outside the grammar of its place (safety R3).
+    InvalidName,
+    /// Data this version does not understand.
+    Unrecognized,
+    /// Something inside could not be read.
+    Unreadable,
+    /// An mtime or timestamp in the future.
+    FutureTimestamp,
+    /// It changed between the scan and the deletion (safety R5).
+    Changed,
+    /// Removal failed (reported as an error too).
+    Failed,
+}
+
+impl Reason {
+    /// The stable word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Reason::Active => "active",
+            Reason::Resumable => "resumable",
+            Reason::Unknown => "unknown",
+            Reason::OwnerKept => "owner-kept",
+            Reason::Uncommitted => "uncommitted",
+            Reason::Locked => "locked",
+            Reason::NestedKept => "nested-kept",
+            Reason::InUse => "in-use",
+            Reason::LiveLock => "live-lock",
+            Reason::OtherFilesystem => "other-filesystem",
+            Reason::Git => "git",
+            Reason::InvalidName => "invalid-name",
+            Reason::Unrecognized => "unrecognized",
+            Reason::Unreadable => "unreadable",
+            Reason::FutureTimestamp => "future-timestamp",
+            Reason::Changed => "changed",
+            Reason::Failed => "failed",
+        }
+    }
+}
+
+/// What to do with one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Outside the repository scope: not counted anywhere.
+    OutOfScope,
+    /// In scope, but its type (or name) was not asked for: counted in statistics only.
+    NotSelected,
+    /// Not old enough: kept silently.
+    TooNew,
+    /// Gone since the scan.
+    Gone,
+    /// Remove it.
+    Remove,
+    /// Old enough but kept, with the reason and a detail.
+    Keep(Reason, String),
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Storage type.
+    pub ty: StorageType,
+    /// Repository, if known.
+    pub repo: Option<String>,
+    /// Path relative to the root.
+    pub path: String,
+    /// Bytes on disk at scan time.
+    pub bytes: u64,
+    /// Owning session.
+    pub owner: Option<String>,
+    /// Reason (kept entries).
+    pub reason: Option<Reason>,
+    /// Detail (kept entries, errors).
+    pub detail: String,
+}
+
+/// A branch decision.
+#[derive(Clone, Debug)]
+pub struct BranchEntry {
+    /// Repository name.
+    pub repo: String,
+    /// Branch short name.
+    pub branch: String,
+    /// Why deleted (merged into …) or kept.
+    pub detail: String,
+}
+
+/// A per-item failure: the path, the cause, what to do.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Path relative to the root (or a repository path for git failures).
+    pub path: String,
+    /// What went wrong.
+    pub cause: String,
+    /// What the user can do.
+    pub hint: String,
+}
+
+/// Items and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Number of items.
+    pub items: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+impl Count {
+    fn add(&mut self, bytes: u64) {
+        self.items += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Storage statistics per type and per repository.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Per type word.
+    pub by_type: BTreeMap<&'static str, Count>,
+    /// Per repository (`-` for data of no repository).
+    pub by_repo: BTreeMap<String, Count>,
+    /// Everything.
+    pub total: Count,
+}
+
+impl Stats {
+    fn add(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
+        self.by_type.entry(ty.word()).or_default().add(bytes);
+        self.by_repo.entry(repo.unwrap_or("-").to_string()).or_default().add(bytes);
+        self.total.add(bytes);
+    }
+    fn sub(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
+        for c in [
+            self.by_type.entry(ty.word()).or_default(),
+            self.by_repo.entry(repo.unwrap_or("-").to_string()).or_default(),
+            &mut self.total,
+        ] {
+            c.items = c.items.saturating_sub(1);
+            c.bytes = c.bytes.saturating_sub(bytes);
+        }
+    }
+}
+
+/// The outcome of a run (dry or real).
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// Statistics before.
+    pub before: Stats,
+    /// Statistics after (predicted for a dry run).
+    pub after: Stats,
+    /// Removed (or would be removed).
+    pub removed: Vec<Entry>,
+    /// Kept though old enough.
+    pub kept: Vec<Entry>,
+    /// Branches deleted (or would be).
+    pub branches_deleted: Vec<BranchEntry>,
+    /// Branches kept.
+    pub branches_kept: Vec<BranchEntry>,
+    /// Failures.
+    pub errors: Vec<Failure>,
+    /// Warnings (unreadable containers, future timestamps …).
+    pub warnings: Vec<String>,
+    /// Sessions by class (in scope), for the summary.
+    pub classes: BTreeMap<&'static str, u64>,
+}
+
+/// Everything needed to plan and execute, built once per run.
+pub struct Engine<'a> {
+    /// Root handle.
+    pub root: &'a Dir,
+    /// Canonical root path.
+    pub root_path: &'a Path,
+    /// git.
+    pub git: &'a Git,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// Options.
+    pub opts: &'a Options,
+    /// Inventory.
+    pub inv: Inventory,
+    /// Session verdicts.
+    pub verdicts: HashMap<String, Verdict>,
+    /// Directories in use by processes.
+    pub in_use: Vec<PathBuf>,
+    /// Scan-time status lines of worktrees (index → lines), to keep plan and run consistent.
+    status_cache: HashMap<usize, Result<Vec<String>, String>>,
+}
+
+impl<'a> Engine<'a> {
+    /// Scan, measure and classify.
+    pub fn new(root: &'a Dir, root_path: &'a Path, git: &'a Git, now: i64, opts: &'a Options) -> Engine<'a> {
+        let host = crate::procs::hostname();
+        let scanner = inventory::Scanner {
+            root,
+            root_path,
+            git,
+            host: host.clone(),
+            now,
+            lock_lease: crate::store::lock_lease(),
+        };
+        let mut inv = scanner.scan();
+        let scope = opts.scope.clone();
+        // Walk only what is in scope (plus owners' data, which shares the owner's repository).
+        inventory::measure(root, &mut inv, |it| in_scope(&scope, it));
+        let in_use = crate::procs::dirs_in_use();
+        let facts = classify::Facts { now, host: &host, in_use: &in_use, root_path };
+        let verdicts = classify::classify_all(&mut inv, &facts);
+        Engine { root, root_path, git, now, opts, inv, verdicts, in_use, status_cache: HashMap::new() }
+    }
+
+    fn retention(&self, it: &Item) -> u64 {
+        let r = self.opts.older_than.unwrap_or_else(|| it.ty.default_retention());
+        if it.kind == ItemKind::Temp {
+            r.max(TEMP_AGE)
+        } else {
+            r
+        }
+    }
+
+    fn owner_verdict(&self, it: &Item) -> Option<&Verdict> {
+        it.owner.as_ref().and_then(|o| self.verdicts.get(o))
+    }
+
+    /// Decide every item. Worktrees are decided children first; session records last.
+    pub fn plan(&mut self) -> Vec<Decision> {
+        let n = self.inv.items.len();
+        let mut d = vec![Decision::OutOfScope; n];
+        let mut order: Vec<usize> = (0..n).collect();
+        // Children (nested agents) before parents; session records after everything.
+        order.sort_by_key(|&i| {
+            let it = &self.inv.items[i];
+            let rank = match it.kind {
+                ItemKind::SessionRecord => 2,
+                ItemKind::Worktree if it.git.as_ref().is_some_and(|g| !g.children.is_empty()) => 1,
+                _ => 0,
+            };
+            (rank, i)
+        });
+        for i in order {
+            d[i] = self.decide(i, &d);
+        }
+        d
+    }
+
+    fn decide(&mut self, i: usize, so_far: &[Decision]) -> Decision {
+        let it = &self.inv.items[i];
+        if !in_scope(&self.opts.scope, it) {
+            return Decision::OutOfScope;
+        }
+        if !self.opts.types.contains(&it.ty) {
+            return Decision::NotSelected;
+        }
+        if let Some(name) = &self.opts.only_name {
+            if it.kind != ItemKind::Worktree || &it.name() != name {
+                return Decision::NotSelected;
+            }
+        }
+        let keep = |r: Reason, s: String| Decision::Keep(r, s);
+        // Age (safety §2).
+        let newest = if it.kind == ItemKind::SessionRecord {
+            it.owner.as_ref().and_then(|o| self.verdicts.get(o)).and_then(|v| v.last_activity).or(it.newest)
+        } else {
+            it.newest
+        };
+        let Some(newest) = newest else {
+            return if it.problems.is_empty() {
+                Decision::Gone
+            } else {
+                keep(Reason::Unreadable, it.problems.join("; "))
+            };
+        };
+        if newest > self.now + FUTURE_SLACK {
+            return keep(Reason::FutureTimestamp, format!("last activity is {}s in the future", newest - self.now));
+        }
+        if ((self.now - newest).max(0) as u64) < self.retention(it) {
+            return Decision::TooNew;
+        }
+        match it.kind {
+            ItemKind::Invalid => return keep(Reason::InvalidName, it.note.clone().unwrap_or_default()),
+            ItemKind::Unrecognized => return keep(Reason::Unrecognized, it.note.clone().unwrap_or_default()),
+            _ => {}
+        }
+        if let Some(v) = self.owner_verdict(it) {
+            if v.class.protected() {
+                let r = match v.class {
+                    Class::Active => Reason::Active,
+                    Class::Resumable => Reason::Resumable,
+                    _ => Reason::Unknown,
+                };
+                let owner = it.owner.as_deref().unwrap_or("");
+                return keep(r, format!("session {owner} is {}: {}", v.class.word(), v.evidence));
+            }
+        }
+        if let Some(why) = &it.lock_live {
+            return keep(Reason::LiveLock, why.clone());
+        }
+        if !it.mounts.is_empty() {
+            let m: Vec<String> = it.mounts.iter().map(|p| p.display().to_string()).collect();
+            return keep(Reason::OtherFilesystem, format!("mount point inside: {}", m.join(", ")));
+        }
+        if !it.problems.is_empty() {
+            return keep(Reason::Unreadable, it.problems.join("; "));
+        }
+        if it.owner.as_ref().map_or(true, |o| !self.verdicts.contains_key(o)) {
+            if let Some(r) = &it.resumable {
+                return keep(Reason::Resumable, r.clone());
+            }
+        }
+        match it.kind {
+            ItemKind::Worktree => self.decide_worktree(i, so_far),
+            ItemKind::SessionRecord => self.decide_session(i, so_far),
+            _ => Decision::Remove,
+        }
+    }
+
+    fn in_use_by(&self, it: &Item) -> Option<&PathBuf> {
+        let p = self.root_path.join(it.rel());
+        self.in_use.iter().find(|u| u.starts_with(&p))
+    }
+
+    fn decide_worktree(&mut self, i: usize, so_far: &[Decision]) -> Decision {
+        let it = &self.inv.items[i];
+        let g = it.git.clone().unwrap_or_default();
+        if let Some(u) = self.in_use_by(it) {
+            return Decision::Keep(Reason::InUse, format!("a process works in `{}`", u.display()));
+        }
+        for &c in &g.children {
+            if so_far[c] != Decision::Remove {
+                let why = match &so_far[c] {
+                    Decision::Keep(r, _) => r.word().to_string(),
+                    Decision::TooNew => "too new".into(),
+                    _ => "not selected".into(),
+                };
+                return Decision::Keep(
+                    Reason::NestedKept,
+                    format!("nested worktree {} is kept ({why})", self.inv.items[c].rel()),
+                );
+            }
+        }
+        if let Some(e) = &g.error {
+            return Decision::Keep(Reason::Git, e.clone());
+        }
+        let Some(entry) = &g.entry else {
+            // Not a registered worktree: plain data under worktrees/, judged by age alone.
+            return Decision::Remove;
+        };
+        if entry.locked {
+            return Decision::Keep(Reason::Locked, "`git worktree lock`ed".into());
+        }
+        match self.dirty(i) {
+            Err(e) => Decision::Keep(Reason::Git, e),
+            Ok(lines) if !lines.is_empty() && !self.opts.discard_changes => Decision::Keep(
+                Reason::Uncommitted,
+                format!("uncommitted or untracked changes: {}", lines.iter().take(3).cloned().collect::<Vec<_>>().join(", ")),
+            ),
+            Ok(_) => Decision::Remove,
+        }
+    }
+
+    /// `git status` of a worktree, minus its nested agent worktrees (removed before it).
+    fn dirty(&mut self, i: usize) -> Result<Vec<String>, String> {
+        if let Some(r) = self.status_cache.get(&i) {
+            return r.clone();
+        }
+        let it = &self.inv.items[i];
+        let path = self.root_path.join(it.rel());
+        let kids: Vec<String> = it
+            .git
+            .as_ref()
+            .map(|g| g.children.iter().map(|&c| format!("?? {}/", self.inv.items[c].name())).collect())
+            .unwrap_or_default();
+        let r = self
+            .git
+            .status(&path)
+            .map(|lines| lines.into_iter().filter(|l| !kids.contains(l)).collect())
+            .map_err(|e| e.to_string());
+        self.status_cache.insert(i, r.clone());
+        r
+    }
+
+    fn decide_session(&self, i: usize, so_far: &[Decision]) -> Decision {
+        let it = &self.inv.items[i];
+        let Some(o) = &it.owner else { return Decision::Remove };
+        for (j, w) in self.inv.items.iter().enumerate() {
+            if w.kind == ItemKind::Worktree && w.owner.as_ref() == Some(o) && so_far[j] != Decision::Remove {
+                if so_far[j] == Decision::Gone {
+                    continue;
+                }
+                let why = match &so_far[j] {
+                    Decision::Keep(r, _) => r.word().to_string(),
+                    Decision::TooNew => "too new".into(),
+                    Decision::NotSelected | Decision::OutOfScope => "not being cleaned".into(),
+                    _ => "kept".into(),
+                };
+                return Decision::Keep(Reason::OwnerKept, format!("its worktree {} is kept ({why})", w.rel()));
+            }
+        }
+        Decision::Remove
+    }
+}
+
+/// True when the item belongs to the scope.
+pub fn in_scope(scope: &Scope, it: &Item) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Repo(r) => it.repo.as_deref() == Some(r.as_str()),
+    }
+}
+
+/// Whether [`execute`] may change anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Decide and report only.
+    DryRun,
+    /// Delete.
+    Real,
+}
+
+/// Execute a plan. In [`Mode::DryRun`] every check runs and nothing is changed.
+pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut dyn FnMut(&serde_json::Value)) -> Report {
+    let mut rep = Report { dry_run: mode == Mode::DryRun, warnings: eng.inv.warnings.clone(), ..Report::default() };
+    for (i, it) in eng.inv.items.iter().enumerate() {
+        if plan[i] != Decision::OutOfScope && plan[i] != Decision::Gone {
+            rep.before.add(it.ty, it.repo.as_deref(), it.bytes);
+        }
+    }
+    for s in eng.inv.sessions.values() {
+        if in_scope(&eng.opts.scope, &eng.inv.items[s.item]) {
+            if let Some(v) = eng.verdicts.get(&s.id) {
+                *rep.classes.entry(v.class.word()).or_default() += 1;
+            }
+        }
+    }
+    rep.after = rep.before.clone();
+    let trash = if mode == Mode::Real { open_trash(eng.root, &mut rep) } else { None };
+    let mut outcome: Vec<Option<bool>> = vec![None; plan.len()]; // Some(true) = removed
+    let mut order: Vec<usize> = (0..plan.len()).filter(|&i| plan[i] == Decision::Remove).collect();
+    order.sort_by_key(|&i| {
+        let it = &eng.inv.items[i];
+        let parent = it.git.as_ref().is_some_and(|g| !g.children.is_empty());
+        (it.ty, parent, i)
+    });
+    let mut pruned_repos: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut worktrees_done = false;
+    for &i in &order {
+        if eng.inv.items[i].ty == StorageType::Sessions && !worktrees_done {
+            worktrees_done = true;
+            finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+        }
+        let verdict = recheck(eng, i, &outcome, mode);
+        let it = &eng.inv.items[i];
+        let entry = |reason: Option<Reason>, detail: String| Entry {
+            ty: it.ty,
+            repo: it.repo.clone(),
+            path: it.rel(),
+            bytes: it.bytes,
+            owner: it.owner.clone(),
+            reason,
+            detail,
+        };
+        match verdict {
+            Err((r, why)) => {
+                rep.kept.push(entry(Some(r), why));
+                outcome[i] = Some(false);
+                continue;
+            }
+            Ok(_locks) => {
+                let res = if mode == Mode::Real { remove_item(eng.root, trash.as_ref(), it) } else { Ok(()) };
+                match res {
+                    Ok(()) => {
+                        outcome[i] = Some(true);
+                        rep.after.sub(it.ty, it.repo.as_deref(), it.bytes);
+                        if mode == Mode::Real {
+                            audit(&serde_json::json!({
+                                "time": crate::store::records::Timestamp::now(),
+                                "action": "remove", "type": it.ty.word(), "repository": it.repo,
+                                "path": it.rel(), "bytes": it.bytes, "owner": it.owner,
+                                "reason": removal_reason(eng, it),
+                            }));
+                        }
+                        rep.removed.push(entry(None, removal_reason(eng, it)));
+                        if let Some(g) = it.git.as_ref().and_then(|g| g.common.clone()) {
+                            pruned_repos.insert(g, it.repo.clone().unwrap_or_default());
+                        }
+                    }
+                    Err(cause) => {
+                        outcome[i] = Some(false);
+                        audit(&serde_json::json!({
+                            "time": crate::store::records::Timestamp::now(),
+                            "action": "fail", "type": it.ty.word(), "repository": it.repo,
+                            "path": it.rel(), "bytes": it.bytes, "reason": cause,
+                        }));
+                        let hint = if it.kind == ItemKind::Worktree {
+                            "recorded in orphaned_worktrees/; fix the cause (permissions, immutable files) and run clean again"
+                        } else {
+                            "fix the cause (permissions, immutable files, read-only filesystem) and run clean again"
+                        };
+                        rep.errors.push(Failure { path: it.rel(), cause: cause.clone(), hint: hint.into() });
+                        rep.kept.push(entry(Some(Reason::Failed), cause.clone()));
+                        if it.kind == ItemKind::Worktree && mode == Mode::Real {
+                            record_orphan(eng, it, &cause, &mut rep);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !worktrees_done {
+        finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+    }
+    for (i, d) in plan.iter().enumerate() {
+        if let Decision::Keep(r, why) = d {
+            let it = &eng.inv.items[i];
+            rep.kept.push(Entry {
+                ty: it.ty,
+                repo: it.repo.clone(),
+                path: it.rel(),
+                bytes: it.bytes,
+                owner: it.owner.clone(),
+                reason: Some(*r),
+                detail: why.clone(),
+            });
+        }
+    }
+    rep.kept.sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
+    rep
+}
+
+fn removal_reason(eng: &Engine<'_>, it: &Item) -> String {
+    match eng.owner_verdict(it) {
+        Some(v) => format!("session {} is {}", it.owner.as_deref().unwrap_or(""), v.class.word()),
+        None if it.kind == ItemKind::Temp => "leftover temp file".into(),
+        None => "no owner; expired".into(),
+    }
+}
+
+/// Deletion-time checks (safety R5): the item and its owner's record are what the scan saw, no
+/// resume lock of the owner is held by someone else (we hold them while deleting), and a
+/// worktree is still clean. Returns the held locks.
+fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode) -> Result<Vec<lock::Held>, (Reason, String)> {
+    let it = &eng.inv.items[i];
+    if let Some((dev, ino)) = it.dev_ino {
+        match stat_comps(eng.root, &it.comps) {
+            Ok(m) if (m.dev, m.ino) != (dev, ino) => {
+                return Err((Reason::Changed, "replaced since the scan".into()));
+            }
+            _ => {}
+        }
+    }
+    let mut held = Vec::new();
+    if let Some(o) = it.owner.clone() {
+        if let Some(s) = eng.inv.sessions.get(&o) {
+            let rec = &eng.inv.items[s.item];
+            if rec.dev_ino.is_some() && i != s.item {
+                if let Ok(m) = stat_comps(eng.root, &rec.comps) {
+                    if Some((m.dev, m.ino)) != rec.dev_ino || Some(m.mtime_secs) > rec.newest {
+                        return Err((Reason::Changed, format!("session record {} changed since the scan", rec.rel())));
+                    }
+                }
+            }
+            // Hold every existing resume lock of the owner and its jobs while deleting.
+            let mut ids: BTreeSet<String> = s.jobs.iter().cloned().collect();
+            ids.insert(o.clone());
+            if let Ok(ld) = eng.root.open_dir(OsStr::new("resume_locks")) {
+                for id in ids {
+                    let name = OsString::from(format!("{id}.lock"));
+                    match lock::try_lock(&ld, &name, false) {
+                        Ok(TryLock::Acquired(h)) => held.push(h),
+                        Ok(TryLock::Busy) => {
+                            return Err((Reason::LiveLock, format!("resume_locks/{id}.lock is held by another process")))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err((Reason::LiveLock, format!("cannot check resume_locks/{id}.lock: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if it.kind == ItemKind::Lock {
+        // R6: a lock file is removed only while we hold its flock.
+        let name = it.comps.last().cloned().unwrap_or_default();
+        if let Ok(ld) = eng.root.open_dir(OsStr::new("resume_locks")) {
+            match lock::try_lock(&ld, &name, false) {
+                Ok(TryLock::Acquired(h)) => held.push(h),
+                Ok(TryLock::Busy) => return Err((Reason::LiveLock, "its flock is held".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err((Reason::LiveLock, format!("cannot lock it: {e}"))),
+            }
+        }
+    }
+    let kind = it.kind.clone();
+    let registered = it.git.as_ref().is_some_and(|g| g.entry.is_some());
+    let kids = it.git.as_ref().map(|g| g.children.clone()).unwrap_or_default();
+    let owner = it.owner.clone();
+    if kind == ItemKind::Worktree && registered {
+        if mode == Mode::Real {
+            eng.status_cache.remove(&i);
+        }
+        match eng.dirty(i) {
+            Err(e) => return Err((Reason::Git, e)),
+            Ok(l) if !l.is_empty() && !eng.opts.discard_changes => {
+                return Err((Reason::Uncommitted, format!("changed since the scan: {}", l.join(", "))))
+            }
+            Ok(_) => {}
+        }
+    }
+    if kind == ItemKind::Worktree && kids.iter().any(|&c| outcome[c] != Some(true)) {
+        return Err((Reason::NestedKept, "a nested worktree could not be removed".into()));
+    }
+    if kind == ItemKind::SessionRecord {
+        for (j, w) in eng.inv.items.iter().enumerate() {
+            if w.kind == ItemKind::Worktree && w.owner == owner && outcome[j] == Some(false) {
+                return Err((Reason::OwnerKept, format!("its worktree {} is kept", w.rel())));
+            }
+        }
+    }
+    Ok(held)
+}
+
+fn stat_comps(root: &Dir, comps: &[OsString]) -> std::io::Result<fsops::Meta> {
+    let (parent, name) = comps.split_at(comps.len() - 1);
+    let refs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
+    root.open_path(&refs)?.stat(&name[0])
+}
+
+/// Prune git's bookkeeping in every repository that lost a worktree, then delete the removed
+/// worktrees' own `prodigy-*`/`agent-*` branches that are fully merged into another branch.
+fn finish_worktrees(
+    eng: &mut Engine<'_>,
+    outcome: &[Option<bool>],
+    repos: &mut BTreeMap<PathBuf, String>,
+    mode: Mode,
+    rep: &mut Report,
+    audit: &mut dyn FnMut(&serde_json::Value),
+) {
+    if mode == Mode::Real {
+        for (common, repo) in repos.iter() {
+            if let Err(e) = eng.git.prune(common) {
+                rep.errors.push(Failure {
+                    path: common.display().to_string(),
+                    cause: e.to_string(),
+                    hint: format!("run `git worktree prune` in repository {repo}"),
+                });
+            }
+        }
+    }
+    repos.clear();
+    let mut deleted: BTreeSet<(PathBuf, String)> = BTreeSet::new();
+    for (i, it) in eng.inv.items.iter().enumerate() {
+        if outcome[i] != Some(true) || it.kind != ItemKind::Worktree {
+            continue;
+        }
+        let Some(g) = &it.git else { continue };
+        let (Some(common), Some(entry)) = (&g.common, &g.entry) else { continue };
+        let (Some(branch), Some(head)) = (&entry.branch, &entry.head) else { continue };
+        let repo = g.repo_name.clone().or_else(|| it.repo.clone()).unwrap_or_default();
+        if !(branch.starts_with("prodigy-") || branch.starts_with("agent-")) {
+            continue;
+        }
+        let mut keep = |detail: String| rep.branches_kept.push(BranchEntry { repo: repo.clone(), branch: branch.clone(), detail });
+        match eng.git.branch_commit(common, branch) {
+            Ok(Some(c)) if &c == head => {}
+            Ok(Some(_)) => {
+                keep("moved since its worktree was scanned".into());
+                continue;
+            }
+            Ok(None) => continue,
+            Err(e) => {
+                keep(e.to_string());
+                continue;
+            }
+        }
+        let containing = match eng.git.branches_containing(common, head) {
+            Ok(v) => v,
+            Err(e) => {
+                keep(e.to_string());
+                continue;
+            }
+        };
+        let others: Vec<&String> =
+            containing.iter().filter(|b| *b != branch && !deleted.contains(&(common.clone(), (*b).clone()))).collect();
+        if others.is_empty() {
+            keep("has commits that are on no other branch".into());
+            continue;
+        }
+        let detail = format!("merged into {}", others[0]);
+        if mode == Mode::Real {
+            if let Err(e) = eng.git.delete_branch(common, branch, head) {
+                rep.errors.push(Failure {
+                    path: format!("{repo}: {branch}"),
+                    cause: e.to_string(),
+                    hint: "delete the branch by hand once it is merged".into(),
+                });
+                continue;
+            }
+            audit(&serde_json::json!({
+                "time": crate::store::records::Timestamp::now(), "action": "delete-branch",
+                "type": "worktrees", "repository": repo, "path": branch, "bytes": 0, "reason": detail,
+            }));
+        }
+        deleted.insert((common.clone(), branch.clone()));
+        rep.branches_deleted.push(BranchEntry { repo: repo.clone(), branch: branch.clone(), detail });
+    }
+}
+
+/// Open (creating it) the trash directory and empty what a crashed run left there: those items
+/// were already committed to deletion.
+fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
+    let name = OsStr::new(crate::store::TRASH_DIR);
+    match root.create_dir(name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            rep.warnings.push(format!("cannot create `{}`: {}; removing in place", crate::store::TRASH_DIR, e));
+            return None;
+        }
+    }
+    let t = match root.open_dir(name) {
+        Ok(t) => t,
+        Err(e) => {
+            rep.warnings.push(format!("cannot open `{}`: {}; removing in place", crate::store::TRASH_DIR, e));
+            return None;
+        }
+    };
+    for n in t.names().unwrap_or_default() {
+        let r = fsops::remove_tree(&t, &n);
+        for p in r.problems {
+            rep.errors.push(Failure {
+                path: format!("{}/{}/{}", crate::store::TRASH_DIR, crate::store::names::printable(&n), p.rel.display()),
+                cause: crate::error::describe_io(&p.error),
+                hint: "fix the cause and run clean again".into(),
+            });
+        }
+    }
+    Some(t)
+}
+
+/// Remove an item and the files that go with it: rename into the trash (atomic; a crash leaves
+/// it there for the next run), then delete it fd-relative. On a partial failure the remains are
+/// moved back to where they were, so nothing is left half-hidden.
+fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String> {
+    let mut paths = vec![it.comps.clone()];
+    paths.extend(it.extra.iter().cloned());
+    if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
+        paths.push(m.clone());
+    }
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for p in paths {
+        let (parent, name) = p.split_at(p.len() - 1);
+        let name = &name[0];
+        let refs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
+        let pd = match root.open_path(&refs) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot open `{}`: {}", inventory::rel_of(parent), crate::error::describe_io(&e))),
+        };
+        let (dir, victim, moved) = match trash {
+            Some(t) => {
+                let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = OsString::from(format!("{}-{}", std::process::id(), n));
+                match pd.rename(name, t, &tmp) {
+                    Ok(()) => {
+                        // Make the rename durable before deleting: after a crash the item is
+                        // either in place or in the trash, never half-deleted in place.
+                        let _ = t.sync();
+                        let _ = pd.sync();
+                        (t, tmp, true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    // Another filesystem (EXDEV) or no rename support: delete in place.
+                    Err(_) => (&pd, name.clone(), false),
+                }
+            }
+            None => (&pd, name.clone(), false),
+        };
+        let r = fsops::remove_tree(dir, &victim);
+        if !r.complete {
+            if moved {
+                let _ = dir.rename(&victim, &pd, name);
+            }
+            let mut why: Vec<String> = r
+                .problems
+                .iter()
+                .take(3)
+                .map(|p| format!("{}: {}", p.rel.display(), crate::error::describe_io(&p.error)))
+                .collect();
+            if !r.mounts.is_empty() {
+                why.push("a mount point inside".into());
+            }
+            return Err(format!("failed to remove `{}`: {}", inventory::rel_of(&p), why.join("; ")));
+        }
+    }
+    let _ = Kind::File;
+    Ok(())
+}
+
+/// Storage-format §4.7: a worktree whose removal failed goes into
+/// `orphaned_worktrees/{repo}/{job_id}.json`, merged with what is there, written crash-safely.
+fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
+    use crate::store::records::{OrphanEntry, Timestamp};
+    let repo = it.repo.clone().unwrap_or_else(|| "unknown".into());
+    let job = it
+        .owner
+        .as_ref()
+        .and_then(|o| eng.inv.sessions.get(o))
+        .and_then(|s| s.jobs.first().cloned())
+        .or_else(|| it.owner.clone())
+        .unwrap_or_else(|| "unowned".into());
+    let dir = eng.root_path.join("orphaned_worktrees").join(&repo);
+    let file = dir.join(format!("{job}.json"));
+    let mut entries: Vec<OrphanEntry> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| crate::store::records::parse(&b).ok())
+        .unwrap_or_default();
+    let path = eng.root_path.join(it.rel());
+    entries.retain(|e| e.path != path);
+    entries.push(OrphanEntry {
+        path,
+        agent_id: it.name(),
+        item_id: String::new(),
+        failed_at: Timestamp::now(),
+        error: cause.to_string(),
+        extra: Default::default(),
+    });
+    let res = std::fs::create_dir_all(&dir)
+        .and_then(|_| crate::store::atomic::write_atomic(&file, &crate::store::records::to_json_bytes(&entries)));
+    if let Err(e) = res {
+        rep.warnings.push(format!("cannot record orphaned worktree in `{}`: {}", file.display(), e));
+    }
+}

@@ -1,0 +1,437 @@
+//! Command line: argv in, a [`Command`] out. Touches no files.
+//!
+//! Hand-rolled on lexopt (design card). Flags are described once, in [`CLEAN_FLAGS`] and
+//! [`WORKTREE_CLEAN_FLAGS`]; the parser looks names up there and `--help` is printed from the same
+//! rows, so the two cannot drift.
+
+use crate::duration::{parse_duration, FORMS};
+use crate::error::{Error, Result, EXIT_TABLE};
+use crate::store::StorageType;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+
+/// One documented flag.
+#[derive(Debug)]
+pub struct Flag {
+    /// Long name without dashes.
+    pub long: &'static str,
+    /// Short letter, if any.
+    pub short: Option<char>,
+    /// Name of the value it takes, if any (`DURATION`, `NAME`).
+    pub value: Option<&'static str>,
+    /// One-line help.
+    pub help: &'static str,
+}
+
+const fn flag(long: &'static str, short: Option<char>, value: Option<&'static str>, help: &'static str) -> Flag {
+    Flag { long, short, value, help }
+}
+
+/// Flags of `prodigy clean`.
+pub const CLEAN_FLAGS: &[Flag] = &[
+    flag("all", None, None, "clean every storage type (the default when no type is given)"),
+    flag("worktrees", None, None, "clean git worktrees (retention 7d)"),
+    flag("sessions", None, None, "clean session records (retention 30d)"),
+    flag("logs", None, None, "clean execution logs (retention 7d)"),
+    flag("state", None, None, "clean MapReduce job state, checkpoints and mappings (retention 30d)"),
+    flag("events", None, None, "clean event logs (retention 14d)"),
+    flag("dlq", None, None, "clean dead letter queues (retention 30d)"),
+    flag("older-than", None, Some("DURATION"), "only items idle this long: 90s, 30m, 24h, 7d, 2w; 0s = any age"),
+    flag("repo", None, Some("NAME"), "clean this repository's storage"),
+    flag("all-repos", None, None, "clean the storage of every repository"),
+    flag("dry-run", Some('n'), None, "list what would be removed; change nothing"),
+    flag("force", Some('f'), None, "do not ask for confirmation (needed without a terminal)"),
+    flag("discard-changes", None, None, "also remove worktrees with uncommitted or untracked changes"),
+    flag("json", None, None, "print one JSON document instead of text"),
+    flag("quiet", Some('q'), None, "print only errors"),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// Flags of `prodigy worktree clean`.
+pub const WORKTREE_CLEAN_FLAGS: &[Flag] = &[
+    flag("all", None, None, "clean every worktree that is safe to remove, of any age"),
+    flag("older-than", None, Some("DURATION"), "only worktrees idle this long"),
+    flag("force", Some('f'), None, "also remove worktrees with uncommitted changes; no confirmation"),
+    flag("dry-run", Some('n'), None, "list what would be removed; change nothing"),
+    flag("repo", None, Some("NAME"), "this repository's worktrees"),
+    flag("all-repos", None, None, "worktrees of every repository"),
+    flag("json", None, None, "print one JSON document instead of text"),
+    flag("quiet", Some('q'), None, "print only errors"),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// Which repositories a command covers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ScopeArg {
+    /// Not given: the current repository inside a git repository, all repositories outside.
+    #[default]
+    Default,
+    /// `--repo NAME`.
+    Repo(String),
+    /// `--all-repos`.
+    AllRepos,
+}
+
+/// Parsed `prodigy clean` (and the engine's input for `prodigy worktree clean`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CleanArgs {
+    /// Storage types to clean; empty means all.
+    pub types: Vec<StorageType>,
+    /// `--older-than` in seconds; `None` = each type's default retention.
+    pub older_than: Option<u64>,
+    /// Repository scope.
+    pub scope: ScopeArg,
+    /// `-n/--dry-run`.
+    pub dry_run: bool,
+    /// `-f/--force`.
+    pub force: bool,
+    /// `--discard-changes`.
+    pub discard_changes: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `-q/--quiet`.
+    pub quiet: bool,
+    /// `worktree clean NAME`: only this worktree.
+    pub only_name: Option<String>,
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print this text to stdout and exit 0.
+    Help(String),
+    /// Print the version and exit 0.
+    Version,
+    /// `prodigy clean …`.
+    Clean(CleanArgs),
+    /// `prodigy worktree clean …` (0.4.4-compatible wording).
+    WorktreeClean(CleanArgs),
+}
+
+/// Parse `argv` (including the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    let mut p = lexopt::Parser::from_iter(args);
+    while let Some(arg) = p.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(main_help())),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Value(v) => {
+                let v = v.string().map_err(usage)?;
+                return match v.as_str() {
+                    "clean" => parse_clean(&mut p),
+                    "worktree" => parse_worktree(&mut p),
+                    "help" => Ok(Command::Help(match p.next().map_err(usage)? {
+                        Some(Value(c)) if c == "clean" => clean_help(),
+                        Some(Value(c)) if c == "worktree" => worktree_help(),
+                        _ => main_help(),
+                    })),
+                    other => Err(Error::usage(format!(
+                        "unknown command `{other}`; run `prodigy --help` for the commands"
+                    ))),
+                };
+            }
+            _ => return Err(usage(arg.unexpected())),
+        }
+    }
+    Err(Error::usage("no command given; try `prodigy clean --dry-run` or `prodigy --help`"))
+}
+
+fn usage(e: lexopt::Error) -> Error {
+    Error::usage(format!("{e}; see `prodigy --help`"))
+}
+
+fn lookup(table: &'static [Flag], arg: &lexopt::Arg<'_>) -> Option<&'static Flag> {
+    table.iter().find(|f| match arg {
+        Long(l) => f.long == *l,
+        Short(c) => f.short == Some(*c),
+        Value(_) => false,
+    })
+}
+
+fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut a = CleanArgs::default();
+    let mut positional_type = false;
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            // 0.4.4 form: `prodigy clean {all|worktrees|…}`.
+            let word = v.to_string_lossy();
+            let t = StorageType::from_word(&word).or_else(|| (word == "all").then_some(StorageType::Worktrees));
+            if positional_type || t.is_none() {
+                return Err(Error::usage(format!(
+                    "unexpected argument `{word}`; expected one of all, worktrees, sessions, logs, state, events, dlq"
+                )));
+            }
+            positional_type = true;
+            if word != "all" {
+                a.types.push(t.expect("checked"));
+            }
+            continue;
+        }
+        let Some(f) = lookup(CLEAN_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(clean_help())),
+            "all" => {}
+            "older-than" => a.older_than = Some(value_duration(p)?),
+            "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
+            "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
+            "dry-run" => a.dry_run = true,
+            "force" => a.force = true,
+            "discard-changes" => a.discard_changes = true,
+            "json" => a.json = true,
+            "quiet" => a.quiet = true,
+            word => a.types.push(StorageType::from_word(word).expect("type flag")),
+        }
+    }
+    a.types.sort();
+    a.types.dedup();
+    Ok(Command::Clean(a))
+}
+
+fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
+    match p.next().map_err(usage)? {
+        Some(Value(v)) if v == "clean" => {}
+        Some(Short('h') | Long("help")) | None => return Ok(Command::Help(worktree_help())),
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "{}; `prodigy worktree` takes the subcommand `clean`",
+                other.unexpected()
+            )))
+        }
+    }
+    let mut a = CleanArgs { types: vec![StorageType::Worktrees], ..CleanArgs::default() };
+    let mut all = false;
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            let name = v.to_string_lossy().into_owned();
+            if a.only_name.is_some() {
+                return Err(Error::usage(format!("unexpected argument `{name}`: give one worktree NAME")));
+            }
+            if !crate::store::names::is_valid_id_bytes(name.as_bytes()) {
+                return Err(Error::usage(format!("invalid worktree name `{name}`: names match [A-Za-z0-9][A-Za-z0-9._-]*")));
+            }
+            a.only_name = Some(name);
+            continue;
+        }
+        let Some(f) = lookup(WORKTREE_CLEAN_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(worktree_help())),
+            "all" => all = true,
+            "older-than" => a.older_than = Some(value_duration(p)?),
+            "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
+            "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
+            "dry-run" => a.dry_run = true,
+            // 0.4.4 meaning: remove even with uncommitted changes, and do not ask.
+            "force" => {
+                a.force = true;
+                a.discard_changes = true;
+            }
+            "json" => a.json = true,
+            "quiet" => a.quiet = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    match (&a.only_name, all) {
+        (None, false) => {
+            return Err(Error::usage(
+                "say which worktrees: `prodigy worktree clean NAME`, or `--all` for every worktree that is safe to remove",
+            ))
+        }
+        (Some(_), true) => return Err(Error::usage("give either a worktree NAME or --all, not both")),
+        _ => {}
+    }
+    // `--all` and NAME mean "of any age" unless --older-than says otherwise (0.4.4 behaviour).
+    a.older_than.get_or_insert(0);
+    Ok(Command::WorktreeClean(a))
+}
+
+fn merge_scope(old: &ScopeArg, new: ScopeArg) -> Result<ScopeArg> {
+    match (old, &new) {
+        (ScopeArg::Default, _) => Ok(new),
+        (a, b) if a == b => Ok(new),
+        _ => Err(Error::usage("give either --repo NAME or --all-repos, not both")),
+    }
+}
+
+fn value_duration(p: &mut lexopt::Parser) -> Result<u64> {
+    let v = p.value().map_err(usage)?;
+    let s = v.to_string_lossy();
+    parse_duration(&s).map_err(|e| Error::usage(format!("--older-than: {e}")))
+}
+
+fn value_name(p: &mut lexopt::Parser) -> Result<String> {
+    let v = p.value().map_err(usage)?;
+    let s = v.to_string_lossy().into_owned();
+    if crate::store::names::is_valid_id_bytes(s.as_bytes()) {
+        Ok(s)
+    } else {
+        Err(Error::usage(format!(
+            "--repo: invalid repository name `{s}`: names match [A-Za-z0-9][A-Za-z0-9._-]* (at most 128 characters)"
+        )))
+    }
+}
+
+fn flag_rows(out: &mut String, table: &[Flag]) {
+    for f in table {
+        let mut left = String::from("  ");
+        match f.short {
+            Some(c) => write!(left, "-{c}, ").unwrap(),
+            None => left.push_str("    "),
+        }
+        write!(left, "--{}", f.long).unwrap();
+        if let Some(v) = f.value {
+            write!(left, " {v}").unwrap();
+        }
+        writeln!(out, "{left:<28}{}", f.help).unwrap();
+    }
+}
+
+fn exit_rows(out: &mut String) {
+    out.push_str("\nExit status:\n");
+    for (code, meaning) in EXIT_TABLE {
+        writeln!(out, "  {code}  {meaning}").unwrap();
+    }
+}
+
+/// `prodigy --help`.
+pub fn main_help() -> String {
+    let mut s = String::from(
+        "prodigy - keep Prodigy's global storage ($PRODIGY_HOME) tidy and safe\n\n\
+         Usage: prodigy <COMMAND> [OPTIONS]\n\n\
+         Commands:\n\
+         \x20 clean            remove expired storage; never live, resumable or unknown work\n\
+         \x20 worktree clean   remove worktrees (0.4.4-compatible form of `clean --worktrees`)\n\
+         \x20 help [COMMAND]   print help for a command\n\n\
+         Options:\n\
+         \x20 -h, --help       print help\n\
+         \x20 -V, --version    print version\n\n\
+         Environment:\n\
+         \x20 PRODIGY_HOME     storage root (absolute path); default $HOME/.prodigy\n",
+    );
+    exit_rows(&mut s);
+    s
+}
+
+/// `prodigy clean --help`.
+pub fn clean_help() -> String {
+    let mut s = String::from(
+        "prodigy clean - remove expired Prodigy storage, keeping live and resumable work\n\n\
+         Usage: prodigy clean [--all] [--worktrees] [--sessions] [--logs] [--state] [--events] [--dlq] [OPTIONS]\n\
+         \x20      prodigy clean {all|worktrees|sessions|logs|state|events|dlq} [OPTIONS]\n\n\
+         Options:\n",
+    );
+    flag_rows(&mut s, CLEAN_FLAGS);
+    write!(
+        s,
+        "\nDURATION is {FORMS}.\n\n\
+         Scope: inside a git repository, that repository; elsewhere (cron), every repository.\n\n\
+         Never removed, whatever the age: sessions that are active (owner process alive, a live\n\
+         resume lock, activity in the last hour, or a process working in their worktree),\n\
+         resumable (a checkpoint to resume from; failed sessions count), or unknown (unreadable\n\
+         record); everything such a session owns; git-locked worktrees; worktrees with\n\
+         uncommitted or untracked changes (unless --discard-changes); branches with commits\n\
+         not on another branch. A resume lock written by another host counts as live for 24h.\n\
+         Every removal is appended to $PRODIGY_HOME/clean-audit.jsonl.\n\n\
+         Without a terminal, add --force to delete or --dry-run to look (cron: clean --force -q).\n"
+    )
+    .unwrap();
+    exit_rows(&mut s);
+    s
+}
+
+/// `prodigy worktree --help`.
+pub fn worktree_help() -> String {
+    let mut s = String::from(
+        "prodigy worktree clean - remove Prodigy worktrees\n\n\
+         Usage: prodigy worktree clean NAME [OPTIONS]\n\
+         \x20      prodigy worktree clean --all [OPTIONS]\n\n\
+         Options:\n",
+    );
+    flag_rows(&mut s, WORKTREE_CLEAN_FLAGS);
+    s.push_str(
+        "\n-f removes worktrees even with uncommitted changes, but never a worktree of an active,\n\
+         resumable or unknown session, never a git-locked worktree, and never a branch with\n\
+         commits that are not on another branch.\n",
+    );
+    exit_rows(&mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Command> {
+        parse(std::iter::once("prodigy").chain(args.iter().copied()).map(OsString::from))
+    }
+
+    fn clean(args: &[&str]) -> CleanArgs {
+        match parse_strs(args).unwrap() {
+            Command::Clean(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flag_form_and_word_form_mean_the_same() {
+        assert_eq!(clean(&["clean", "--events", "--older-than", "14d"]), clean(&["clean", "events", "--older-than=14d"]));
+        assert_eq!(clean(&["clean", "all", "-n"]), clean(&["clean", "--all", "--dry-run"]));
+        assert!(clean(&["clean", "all"]).types.is_empty());
+    }
+
+    #[test]
+    fn type_flags_combine() {
+        let a = clean(&["clean", "--logs", "--events", "--logs"]);
+        assert_eq!(a.types, vec![StorageType::Events, StorageType::Logs]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_forms() {
+        let e = parse_strs(&["clean", "--older-than", "-3d"]).unwrap_err();
+        assert!(e.to_string().contains("90s, 30m, 24h, 7d, 2w"), "{e}");
+        assert_eq!(e.exit(), crate::error::Exit::Usage);
+        assert!(parse_strs(&["clean", "--repo", "../x"]).is_err());
+        assert!(parse_strs(&["clean", "--repo", "a", "--all-repos"]).is_err());
+        assert!(parse_strs(&["clean", "--bogus"]).is_err());
+        assert!(parse_strs(&["clean", "events", "dlq"]).is_err());
+    }
+
+    #[test]
+    fn worktree_clean_needs_a_name_or_all() {
+        assert!(parse_strs(&["worktree", "clean"]).unwrap_err().to_string().contains("--all"));
+        let Command::WorktreeClean(a) = parse_strs(&["worktree", "clean", "-f", "session-1"]).unwrap() else {
+            panic!()
+        };
+        assert!(a.force && a.discard_changes);
+        assert_eq!(a.only_name.as_deref(), Some("session-1"));
+        assert_eq!(a.older_than, Some(0));
+    }
+
+    #[test]
+    fn every_flag_in_the_tables_parses() {
+        for f in CLEAN_FLAGS.iter().filter(|f| f.long != "help") {
+            let mut args = vec!["clean".to_string(), format!("--{}", f.long)];
+            match f.value {
+                Some("DURATION") => args.push("7d".into()),
+                Some(_) => args.push("webapp".into()),
+                None => {}
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            parse_strs(&refs).unwrap_or_else(|e| panic!("--{}: {e}", f.long));
+        }
+    }
+
+    #[test]
+    fn help_lines_fit_80_columns_and_list_exit_codes() {
+        for h in [main_help(), clean_help(), worktree_help()] {
+            for line in h.lines() {
+                assert!(line.chars().count() <= 100, "too wide: {line}");
+            }
+            assert!(h.contains("  3  refused"));
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `prodigy clean` and `prodigy worktree clean`: resolve the root and scope, take the clean lock,
+//! plan, confirm, execute, report. Output goes through `writeln!` with errors handled.
+
+use crate::clean::{self, Decision, Engine, Mode, Options, Report, Scope, Stats};
+use crate::cli::{CleanArgs, ScopeArg};
+use crate::error::{describe_io, Error, Exit, Result};
+use crate::git::Git;
+use crate::store::fsops::Dir;
+use crate::store::lock::{self, TryLock};
+use crate::store::{self, StorageType};
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Run a clean. `name` is the command as the user typed it, for messages.
+pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
+    let home = std::env::var_os("HOME");
+    let wanted = store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
+    let home_path = home.map(PathBuf::from);
+    let Some(root_path) = store::resolve_root(&wanted, home_path.as_deref()).map_err(|e| prefix(name, e))? else {
+        if a.json {
+            crate::cmd::print(&format!(
+                "{}\n",
+                serde_json::json!({"command": name, "root": wanted, "nothing_stored": true})
+            ))?;
+        } else if !a.quiet {
+            crate::cmd::print(&format!("prodigy {name}: nothing is stored at `{}`\n", wanted.display()))?;
+        }
+        return Ok(Exit::Ok);
+    };
+    let root = Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
+    let git = Git::default();
+    let (scope, scope_note) = resolve_scope(&a.scope, &git);
+    let _clean_lock = match take_clean_lock(&root) {
+        Ok(Some(l)) => Some(l),
+        Ok(None) => {
+            if !a.quiet {
+                let _ = writeln!(std::io::stderr(), "prodigy {name}: another clean is running; nothing to do");
+            }
+            return Ok(Exit::Ok);
+        }
+        // A read-only root can still be looked at; deleting will fail item by item.
+        Err(_) => None,
+    };
+    let types = if a.types.is_empty() { StorageType::ALL.to_vec() } else { a.types.clone() };
+    let opts = Options {
+        types,
+        older_than: a.older_than,
+        scope,
+        discard_changes: a.discard_changes,
+        only_name: a.only_name.clone(),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
+    if progress {
+        let _ = write!(std::io::stderr(), "Scanning {}…\r", root_path.display());
+    }
+    let mut eng = Engine::new(&root, &root_path, &git, now, &opts);
+    let plan = eng.plan();
+    if progress {
+        let _ = write!(std::io::stderr(), "\x1b[2K\r");
+    }
+    if let Some(n) = &a.only_name {
+        if !plan.iter().zip(&eng.inv.items).any(|(d, it)| it.name() == *n && *d != Decision::NotSelected && *d != Decision::OutOfScope) {
+            return Err(Error::usage(format!(
+                "{name}: no worktree named `{n}` in scope under `{}`; check the name, or add --all-repos",
+                root_path.display()
+            )));
+        }
+    }
+    let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count();
+    let mut audit_warned = false;
+    let audit_path = root_path.join(store::AUDIT_LOG);
+    let mut audit = |v: &serde_json::Value| {
+        if let Err(e) = append_audit(&audit_path, v) {
+            if !audit_warned {
+                audit_warned = true;
+                let _ = writeln!(std::io::stderr(), "prodigy {name}: cannot write audit log `{}`: {}", audit_path.display(), describe_io(&e));
+            }
+        }
+    };
+    let mode = if a.dry_run || to_remove == 0 {
+        Mode::DryRun
+    } else if a.force {
+        Mode::Real
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {});
+        emit(a, name, &root_path, &scope_note, &preview)?;
+        if !confirm(&preview)? {
+            let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
+            return Ok(Exit::Ok);
+        }
+        Mode::Real
+    } else {
+        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {});
+        return Err(Error::refused(format!(
+            "{name}: {} items ({}) would be removed, but there is no terminal to confirm; add --force to remove them or --dry-run to list them",
+            preview.removed.len(),
+            human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
+        )));
+    };
+    let nothing_to_do = to_remove == 0 && !a.dry_run;
+    let report = clean::execute(&mut eng, &plan, mode, &mut audit);
+    for f in &report.errors {
+        let _ = writeln!(std::io::stderr(), "prodigy {name}: {}: {}; {}", f.path, f.cause, f.hint);
+    }
+    let mut shown = report.clone();
+    // With nothing to remove, a real run and a dry run are the same; say it as a real run.
+    if nothing_to_do {
+        shown.dry_run = false;
+    }
+    emit(a, name, &root_path, &scope_note, &shown)?;
+    Ok(if report.errors.is_empty() { Exit::Ok } else { Exit::Failures })
+}
+
+fn prefix(name: &str, e: Error) -> Error {
+    let msg = format!("{name}: {e}");
+    match e.kind() {
+        crate::error::ErrorKind::Usage => Error::usage(msg),
+        crate::error::ErrorKind::Refused => Error::refused(msg),
+        crate::error::ErrorKind::Fatal => Error::fatal(msg),
+    }
+}
+
+/// Scope from the flags; by default the repository around the current directory (its main
+/// working tree's name, storage-format §2), else every repository.
+fn resolve_scope(arg: &ScopeArg, git: &Git) -> (Scope, String) {
+    match arg {
+        ScopeArg::AllRepos => (Scope::All, "all repositories".into()),
+        ScopeArg::Repo(r) => (Scope::Repo(r.clone()), format!("repository {r}")),
+        ScopeArg::Default => match current_repo(git) {
+            Some(r) => (Scope::Repo(r.clone()), format!("repository {r} (the current directory's; --all-repos for all)")),
+            None => (Scope::All, "all repositories (not inside a git repository)".into()),
+        },
+    }
+}
+
+fn current_repo(git: &Git) -> Option<String> {
+    let cwd = std::env::current_dir().ok()?;
+    let out = git
+        .run(
+            Some(&cwd),
+            &[OsStr::new("rev-parse"), OsStr::new("--path-format=absolute"), OsStr::new("--git-common-dir")],
+        )
+        .ok()?;
+    let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
+    let main = if common.file_name() == Some(OsStr::new(".git")) { common.parent()?.to_path_buf() } else { common };
+    let name = main.file_name()?.to_str()?;
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    store::names::is_valid_id_bytes(name.as_bytes()).then(|| name.to_string())
+}
+
+fn take_clean_lock(root: &Dir) -> std::io::Result<Option<lock::Held>> {
+    let dirname = OsStr::new("resume_locks");
+    match root.create_dir(dirname) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let d = root.open_dir(dirname)?;
+    match lock::try_lock(&d, OsStr::new(store::CLEAN_LOCK), true)? {
+        TryLock::Acquired(h) => Ok(Some(h)),
+        TryLock::Busy => Ok(None),
+    }
+}
+
+/// Append one line to the audit log, rotating it to `.1` past its size bound.
+fn append_audit(path: &Path, v: &serde_json::Value) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).map(|m| m.len() > store::AUDIT_LIMIT).unwrap_or(false) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    store::atomic::append_line(path, v.to_string().as_bytes())
+}
+
+fn confirm(preview: &Report) -> Result<bool> {
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "Remove {} items ({})? [y/N] ",
+        preview.removed.len(),
+        human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
+    );
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::fatal(format!("cannot read answer: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
+fn emit(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> Result<()> {
+    if a.json {
+        let mut s = serde_json::to_string_pretty(&json(a, name, root, scope, rep)).expect("json");
+        s.push('\n');
+        return crate::cmd::print(&s);
+    }
+    if a.quiet {
+        return Ok(());
+    }
+    crate::cmd::print(&human(a, name, root, scope, rep))
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn stats_lines(out: &mut String, title: &str, s: &Stats) {
+    writeln!(out, "{title}: {} items, {}", s.total.items, human_bytes(s.total.bytes)).unwrap();
+    for t in StorageType::ALL {
+        let c = s.by_type.get(t.word()).copied().unwrap_or_default();
+        writeln!(out, "  {:<10} {:>8} items {:>12}", t.word(), c.items, human_bytes(c.bytes)).unwrap();
+    }
+    let repos: Vec<_> = s.by_repo.iter().filter(|(_, c)| c.items > 0).collect();
+    if repos.len() > 1 {
+        for (r, c) in repos {
+            writeln!(out, "  repo {:<24} {:>8} items {:>12}", r, c.items, human_bytes(c.bytes)).unwrap();
+        }
+    }
+}
+
+fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> String {
+    let mut o = String::new();
+    let would = if rep.dry_run { "Would remove" } else { "Removed" };
+    writeln!(o, "prodigy {name}: {} — {scope}", root.display()).unwrap();
+    stats_lines(&mut o, "Before", &rep.before);
+    if !rep.classes.is_empty() {
+        let parts: Vec<String> = rep.classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        writeln!(o, "Sessions: {}", parts.join(", ")).unwrap();
+    }
+    let removed_bytes: u64 = rep.removed.iter().map(|e| e.bytes).sum();
+    writeln!(o, "{would}: {} items, {}", rep.removed.len(), human_bytes(removed_bytes)).unwrap();
+    if name == "worktree clean" {
+        // Prodigy 0.4.4's wording.
+        for e in rep.removed.iter().filter(|e| e.ty == StorageType::Worktrees) {
+            let n = e.path.rsplit('/').next().unwrap_or(&e.path);
+            if rep.dry_run {
+                writeln!(o, "DRY RUN: Would remove worktree: {n}").unwrap();
+            } else {
+                writeln!(o, "Removing worktree: {n}").unwrap();
+            }
+        }
+    }
+    if rep.dry_run {
+        for e in &rep.removed {
+            writeln!(o, "  {:<10} {:<60} {:>10}  {}", e.ty.word(), e.path, human_bytes(e.bytes), e.detail).unwrap();
+        }
+    } else {
+        let mut per: Vec<(StorageType, u64, u64)> = Vec::new();
+        for t in StorageType::ALL {
+            let (n, b) = rep.removed.iter().filter(|e| e.ty == t).fold((0, 0), |(n, b), e| (n + 1, b + e.bytes));
+            if n > 0 {
+                per.push((t, n, b));
+            }
+        }
+        for (t, n, b) in per {
+            writeln!(o, "  {:<10} {:>8} items {:>12}", t.word(), n, human_bytes(b)).unwrap();
+        }
+    }
+    for b in &rep.branches_deleted {
+        let verb = if rep.dry_run { "Would delete" } else { "Deleted" };
+        writeln!(o, "{verb} branch {} in {} ({})", b.branch, b.repo, b.detail).unwrap();
+    }
+    for b in &rep.branches_kept {
+        writeln!(o, "Kept branch {} in {}: {}", b.branch, b.repo, b.detail).unwrap();
+    }
+    if !rep.kept.is_empty() {
+        let kb: u64 = rep.kept.iter().map(|e| e.bytes).sum();
+        writeln!(o, "Kept though old enough: {} items, {}", rep.kept.len(), human_bytes(kb)).unwrap();
+        let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for e in &rep.kept {
+            let c = by.entry(e.reason.map(|r| r.word()).unwrap_or("-")).or_default();
+            c.0 += 1;
+            c.1 += e.bytes;
+        }
+        for (r, (n, b)) in by {
+            writeln!(o, "  {r:<18} {n:>6} items {:>12}", human_bytes(b)).unwrap();
+        }
+        if rep.dry_run {
+            for e in &rep.kept {
+                let r = e.reason.map(|r| r.word()).unwrap_or("-");
+                writeln!(o, "  kept {:<10} {:<60} {r}: {}", e.ty.word(), e.path, e.detail).unwrap();
+            }
+        }
+    }
+    for w in &rep.warnings {
+        writeln!(o, "warning: {w}").unwrap();
+    }
+    stats_lines(&mut o, if rep.dry_run { "After (predicted)" } else { "After" }, &rep.after);
+    if rep.dry_run {
+        writeln!(o, "Dry run: nothing was changed.").unwrap();
+    } else if !rep.errors.is_empty() {
+        writeln!(o, "{} items could not be removed; see the errors above.", rep.errors.len()).unwrap();
+    }
+    let _ = a;
+    o
+}
+
+fn stats_json(s: &Stats) -> serde_json::Value {
+    let c = |c: &clean::Count| serde_json::json!({"items": c.items, "bytes": c.bytes});
+    serde_json::json!({
+        "total": c(&s.total),
+        "types": StorageType::ALL.iter().map(|t| (t.word().to_string(), c(&s.by_type.get(t.word()).copied().unwrap_or_default()))).collect::<serde_json::Map<_, _>>(),
+        "repositories": s.by_repo.iter().map(|(r, v)| (r.clone(), c(v))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn json(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> serde_json::Value {
+    let entry = |e: &clean::Entry| {
+        serde_json::json!({
+            "type": e.ty.word(), "repository": e.repo, "path": e.path, "bytes": e.bytes,
+            "owner": e.owner, "reason": e.reason.map(|r| r.word()), "detail": e.detail,
+        })
+    };
+    let branch = |b: &clean::BranchEntry| serde_json::json!({"repository": b.repo, "branch": b.branch, "detail": b.detail});
+    serde_json::json!({
+        "command": name,
+        "root": root,
+        "scope": scope,
+        "dry_run": rep.dry_run,
+        "older_than_seconds": a.older_than,
+        "types": if a.types.is_empty() { StorageType::ALL.to_vec() } else { a.types.clone() }.iter().map(|t| t.word()).collect::<Vec<_>>(),
+        "before": stats_json(&rep.before),
+        "after": stats_json(&rep.after),
+        "sessions": rep.classes,
+        "removed": rep.removed.iter().map(entry).collect::<Vec<_>>(),
+        "kept": rep.kept.iter().map(entry).collect::<Vec<_>>(),
+        "branches": {
+            "deleted": rep.branches_deleted.iter().map(branch).collect::<Vec<_>>(),
+            "kept": rep.branches_kept.iter().map(branch).collect::<Vec<_>>(),
+        },
+        "errors": rep.errors.iter().map(|f| serde_json::json!({"path": f.path, "cause": f.cause, "hint": f.hint})).collect::<Vec<_>>(),
+        "warnings": rep.warnings,
+        "totals": {
+            "removed_items": rep.removed.len(),
+            "removed_bytes": rep.removed.iter().map(|e| e.bytes).sum::<u64>(),
+            "kept_items": rep.kept.len(),
+            "kept_bytes": rep.kept.iter().map(|e| e.bytes).sum::<u64>(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(59 << 30), "59.0 GiB");
+    }
+}

@@ -1,0 +1,41 @@
+//! prodigy: the global storage system of Prodigy, a workflow runner that executes AI and shell
+//! agents in git worktrees.
+//!
+//! Everything a run produces lives under one root, `$PRODIGY_HOME` (default `~/.prodigy`). This
+//! crate writes that tree crash-safely, shows what is in it, and reclaims space without ever
+//! deleting live or resumable work. The binary is a thin wrapper around [`run`].
+//!
+//! Layout: [`cli`] turns argv into a command and touches no files; [`cmd`] has one module per
+//! command; [`store`] owns the root and is the only place that deletes; [`clean`] is the engine
+//! behind `prodigy clean`; [`git`] runs git.
+#![deny(missing_docs)]
+
+pub mod clean;
+pub mod cli;
+pub mod cmd;
+pub mod duration;
+pub mod error;
+pub mod git;
+pub mod procs;
+pub mod store;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+/// Run the program with `args` (including the program name) and return the exit code. The only
+/// place an error becomes an exit code and a message on stderr.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let result = cli::parse(args).and_then(|c| match c {
+        cli::Command::Help(text) => cmd::print(&text).map(|_| error::Exit::Ok),
+        cli::Command::Version => cmd::print(&format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))).map(|_| error::Exit::Ok),
+        cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
+        cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
+    });
+    match result {
+        Ok(code) => code as u8,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "prodigy: {e}");
+            e.exit() as u8
+        }
+    }
+}
