@@ -145,6 +145,8 @@ pub struct Entry {
     pub reason: Option<Reason>,
     /// Detail (kept entries, errors).
     pub detail: String,
+    /// Other files that go (or stay) with it: a job's mappings, a worktree's 0.4.4 metadata.
+    pub also: Vec<String>,
 }
 
 /// A branch decision.
@@ -524,15 +526,7 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
         }
         let verdict = recheck(eng, i, &outcome, mode);
         let it = &eng.inv.items[i];
-        let entry = |reason: Option<Reason>, detail: String| Entry {
-            ty: it.ty,
-            repo: it.repo.clone(),
-            path: it.rel(),
-            bytes: it.bytes,
-            owner: it.owner.clone(),
-            reason,
-            detail,
-        };
+        let entry = |reason: Option<Reason>, detail: String| entry_of(it, reason, detail);
         match verdict {
             Err((r, why)) => {
                 rep.kept.push(entry(Some(r), why));
@@ -585,20 +579,19 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
     }
     for (i, d) in plan.iter().enumerate() {
         if let Decision::Keep(r, why) = d {
-            let it = &eng.inv.items[i];
-            rep.kept.push(Entry {
-                ty: it.ty,
-                repo: it.repo.clone(),
-                path: it.rel(),
-                bytes: it.bytes,
-                owner: it.owner.clone(),
-                reason: Some(*r),
-                detail: why.clone(),
-            });
+            rep.kept.push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
         }
     }
     rep.kept.sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
     rep
+}
+
+fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
+    let mut also: Vec<String> = it.extra.iter().map(|c| inventory::rel_of(c)).collect();
+    if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
+        also.push(inventory::rel_of(m));
+    }
+    Entry { ty: it.ty, repo: it.repo.clone(), path: it.rel(), bytes: it.bytes, owner: it.owner.clone(), reason, detail, also }
 }
 
 fn removal_reason(eng: &Engine<'_>, it: &Item) -> String {
@@ -754,8 +747,10 @@ fn finish_worktrees(
                 continue;
             }
         };
-        let others: Vec<&String> =
+        let mut others: Vec<&String> =
             containing.iter().filter(|b| *b != branch && !deleted.contains(&(common.clone(), (*b).clone()))).collect();
+        // Name the user's branch (main) rather than another Prodigy branch when both contain it.
+        others.sort_by_key(|b| (b.starts_with("prodigy-") || b.starts_with("agent-"), (*b).clone()));
         if others.is_empty() {
             keep("has commits that are on no other branch".into());
             continue;

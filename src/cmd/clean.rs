@@ -320,7 +320,7 @@ fn json(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> se
     let entry = |e: &clean::Entry| {
         serde_json::json!({
             "type": e.ty.word(), "repository": e.repo, "path": e.path, "bytes": e.bytes,
-            "owner": e.owner, "reason": e.reason.map(|r| r.word()), "detail": e.detail,
+            "owner": e.owner, "reason": e.reason.map(|r| r.word()), "detail": e.detail, "also": e.also,
         })
     };
     let branch = |b: &clean::BranchEntry| serde_json::json!({"repository": b.repo, "branch": b.branch, "detail": b.detail});
