@@ -32,7 +32,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     let root = Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
     let git = Git::default();
     let (scope, scope_note) = resolve_scope(&a.scope, &git);
-    let _clean_lock = match take_clean_lock(&root) {
+    let _clean_lock = match take_clean_lock(&root, !a.dry_run) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
             if !a.quiet {
@@ -151,15 +151,19 @@ fn current_repo(git: &Git) -> Option<String> {
     store::names::is_valid_id_bytes(name.as_bytes()).then(|| name.to_string())
 }
 
-fn take_clean_lock(root: &Dir) -> std::io::Result<Option<lock::Held>> {
+/// Take the global clean lock. A dry run creates nothing: it takes the lock only if the lock
+/// file exists already (a concurrent real run creates it before deleting anything).
+fn take_clean_lock(root: &Dir, create: bool) -> std::io::Result<Option<lock::Held>> {
     let dirname = OsStr::new("resume_locks");
-    match root.create_dir(dirname) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    if create {
+        match root.create_dir(dirname) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
     }
     let d = root.open_dir(dirname)?;
-    match lock::try_lock(&d, OsStr::new(store::CLEAN_LOCK), true)? {
+    match lock::try_lock(&d, OsStr::new(store::CLEAN_LOCK), create)? {
         TryLock::Acquired(h) => Ok(Some(h)),
         TryLock::Busy => Ok(None),
     }

@@ -1,0 +1,266 @@
+//! Test harness: a temporary PRODIGY_HOME, the built binary run with a cleared environment,
+//! real git repositories, and helpers to age files. std only.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+pub const DAY: u64 = 86_400;
+
+/// A scratch directory with `home/` (HOME), `home/.prodigy` (PRODIGY_HOME) and `outside/` (canaries).
+pub struct Env {
+    pub dir: PathBuf,
+    pub home: PathBuf,
+    pub root: PathBuf,
+    pub outside: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!(
+            "prodigy-it-{}-{}-{}",
+            name,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let home = dir.join("home");
+        let root = home.join(".prodigy");
+        let outside = dir.join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("canary.txt"), b"canary").unwrap();
+        Env { dir, home, root, outside, extra_env: Vec::new() }
+    }
+
+    /// The built binary with a cleared environment: PATH, HOME, PRODIGY_HOME, LC_ALL=C.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_prodigy"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("PRODIGY_HOME", &self.root)
+            .env("LC_ALL", "C")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        Out::from(self.cmd(args).output().expect("run prodigy"))
+    }
+
+    /// Run and parse stdout as the `--json` document.
+    pub fn json(&self, args: &[&str]) -> (Out, serde_json::Value) {
+        let o = self.run(args);
+        let v = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", o.stdout, o.stderr));
+        (o, v)
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Write a file under the root, creating parents.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.p(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        fs::symlink_metadata(self.p(rel)).is_ok()
+    }
+
+    /// A canonical session record (storage-format §4.1) `days_old` days old (timestamps and mtime).
+    pub fn session(&self, id: &str, status: &str, days_old: u64, extra_metadata: &str) -> PathBuf {
+        let t = rfc3339_ago(days_old * DAY);
+        let completed = if matches!(status, "Completed" | "Failed" | "Cancelled") { format!("\"{t}\"") } else { "null".into() };
+        let md = if extra_metadata.is_empty() { String::new() } else { format!(",{extra_metadata}") };
+        let p = self.write(
+            &format!("sessions/{id}.json"),
+            &format!(
+                r#"{{"id":"{id}","session_type":"Workflow","status":"{status}","started_at":"{t}","updated_at":"{t}","completed_at":{completed},"metadata":{{"x":1{md}}},"checkpoints":[],"timings":{{}},"error":null,"workflow_data":null,"mapreduce_data":null}}"#
+            ),
+        );
+        age(&p, days_old * DAY);
+        p
+    }
+
+    /// A file of `rel` with content, aged.
+    pub fn old_file(&self, rel: &str, days_old: u64) -> PathBuf {
+        let p = self.write(rel, "data\n");
+        age_tree(&p, days_old * DAY);
+        p
+    }
+
+    /// Relative paths of everything under the root (sorted), excluding the audit log, trash and clean lock.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        walk(&self.root, &self.root, &mut v);
+        v.retain(|p| !p.starts_with("clean-audit.jsonl") && !p.starts_with(".trash") && p != "resume_locks/.clean.lock");
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::env::var_os("PRODIGY_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = fs::read_dir(p) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            walk(base, &path, out);
+        }
+    }
+}
+
+/// stdout, stderr and status of a run.
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code: o.status.code().unwrap_or(-1),
+        }
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// RFC 3339 UTC time `secs` ago.
+pub fn rfc3339_ago(secs: u64) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::seconds(secs as i64);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// Set the mtime of one path (not following a final symlink: symlinks are left alone).
+pub fn age(p: &Path, secs: u64) {
+    let m = fs::symlink_metadata(p).unwrap();
+    if m.file_type().is_symlink() {
+        return;
+    }
+    let t = SystemTime::now() - Duration::from_secs(secs);
+    let f = fs::File::open(p).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+/// Set the mtime of a path and everything below it.
+pub fn age_tree(p: &Path, secs: u64) {
+    let m = fs::symlink_metadata(p).unwrap();
+    if m.is_dir() {
+        for e in fs::read_dir(p).unwrap().flatten() {
+            age_tree(&e.path(), secs);
+        }
+    }
+    age(p, secs);
+}
+
+/// True when `prog` runs; otherwise print a loud SKIPPED line.
+pub fn have(prog: &str, test: &str) -> bool {
+    let ok = Command::new(prog).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !ok {
+        eprintln!("SKIPPED {test}: `{prog}` is not installed");
+    }
+    ok
+}
+
+/// Run git with a clean environment; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = git_cmd(dir, args).output().unwrap();
+    assert!(o.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.args(["-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// A repository at `dir/repos/{name}` with one commit on main.
+pub fn repo(env: &Env, name: &str) -> PathBuf {
+    let r = env.dir.join("repos").join(name);
+    fs::create_dir_all(&r).unwrap();
+    git(&r, &["init", "-q", "-b", "main"]);
+    fs::write(r.join("README.md"), "hello\n").unwrap();
+    git(&r, &["add", "."]);
+    git(&r, &["commit", "-qm", "init"]);
+    r
+}
+
+/// A linked worktree `worktrees/{repo}/{name}` on branch `prodigy-{name}`.
+pub fn worktree(env: &Env, repo_dir: &Path, repo: &str, name: &str) -> PathBuf {
+    let p = env.p(&format!("worktrees/{repo}/{name}"));
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    git(repo_dir, &["worktree", "add", "-q", "-b", &format!("prodigy-{name}"), p.to_str().unwrap(), "main"]);
+    p
+}
+
+/// Paths in the report's `removed` list (with their `also` files).
+pub fn removed_paths(v: &serde_json::Value) -> Vec<String> {
+    paths(v, "removed")
+}
+
+pub fn kept_paths(v: &serde_json::Value) -> Vec<String> {
+    paths(v, "kept")
+}
+
+fn paths(v: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in v[key].as_array().unwrap() {
+        out.push(e["path"].as_str().unwrap().to_string());
+        for a in e["also"].as_array().unwrap() {
+            out.push(a.as_str().unwrap().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The reason a path was kept, if it was.
+pub fn kept_reason(v: &serde_json::Value, path: &str) -> Option<String> {
+    v["kept"].as_array().unwrap().iter().find(|e| e["path"] == path).map(|e| e["reason"].as_str().unwrap().to_string())
+}
+
+pub fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}

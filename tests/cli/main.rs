@@ -1,0 +1,7 @@
+//! Integration tests: the built `prodigy` binary against temporary PRODIGY_HOME trees, real git
+//! repositories, the 0.4.4 fixture and generated trees. One test binary (ripgrep's layout).
+
+mod acceptance;
+mod common;
+mod fixture;
+mod safety;
