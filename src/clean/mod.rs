@@ -261,6 +261,8 @@ pub struct Engine<'a> {
     pub in_use: Vec<PathBuf>,
     /// Scan-time status lines of worktrees (index → lines), to keep plan and run consistent.
     status_cache: HashMap<usize, Result<Vec<String>, String>>,
+    /// Worktree items by owner session, so an owner's check does not scan every item.
+    worktrees_of: HashMap<String, Vec<usize>>,
 }
 
 impl<'a> Engine<'a> {
@@ -282,7 +284,13 @@ impl<'a> Engine<'a> {
         let in_use = crate::procs::dirs_in_use();
         let facts = classify::Facts { now, host: &host, in_use: &in_use, root_path };
         let verdicts = classify::classify_all(&mut inv, &facts);
-        Engine { root, root_path, git, now, opts, inv, verdicts, in_use, status_cache: HashMap::new() }
+        let mut worktrees_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, it) in inv.items.iter().enumerate() {
+            if let (ItemKind::Worktree, Some(o)) = (&it.kind, &it.owner) {
+                worktrees_of.entry(o.clone()).or_default().push(i);
+            }
+        }
+        Engine { root, root_path, git, now, opts, inv, verdicts, in_use, status_cache: HashMap::new(), worktrees_of }
     }
 
     fn retention(&self, it: &Item) -> u64 {
@@ -458,11 +466,9 @@ impl<'a> Engine<'a> {
     fn decide_session(&self, i: usize, so_far: &[Decision]) -> Decision {
         let it = &self.inv.items[i];
         let Some(o) = &it.owner else { return Decision::Remove };
-        for (j, w) in self.inv.items.iter().enumerate() {
-            if w.kind == ItemKind::Worktree && w.owner.as_ref() == Some(o) && so_far[j] != Decision::Remove {
-                if so_far[j] == Decision::Gone {
-                    continue;
-                }
+        for &j in self.worktrees_of.get(o).map(Vec::as_slice).unwrap_or_default() {
+            let w = &self.inv.items[j];
+            if so_far[j] != Decision::Remove && so_far[j] != Decision::Gone {
                 let why = match &so_far[j] {
                     Decision::Keep(r, _) => r.word().to_string(),
                     Decision::TooNew => "too new".into(),
@@ -678,10 +684,9 @@ fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode)
         return Err((Reason::NestedKept, "a nested worktree could not be removed".into()));
     }
     if kind == ItemKind::SessionRecord {
-        for (j, w) in eng.inv.items.iter().enumerate() {
-            if w.kind == ItemKind::Worktree && w.owner == owner && outcome[j] == Some(false) {
-                return Err((Reason::OwnerKept, format!("its worktree {} is kept", w.rel())));
-            }
+        let wts = owner.as_ref().and_then(|o| eng.worktrees_of.get(o)).cloned().unwrap_or_default();
+        if let Some(&j) = wts.iter().find(|&&j| outcome[j] == Some(false)) {
+            return Err((Reason::OwnerKept, format!("its worktree {} is kept", eng.inv.items[j].rel())));
         }
     }
     Ok(held)
@@ -826,16 +831,20 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot open `{}`: {}", inventory::rel_of(parent), crate::error::describe_io(&e))),
         };
-        let (dir, victim, moved) = match trash {
+        // A single file goes in one unlink, which is atomic: no trash needed. A directory is
+        // renamed into the trash first, so a crash mid-delete never leaves half of it in place.
+        let is_dir = pd.stat(name).map(|m| m.kind == Kind::Dir).unwrap_or(false);
+        let (dir, victim, moved) = match trash.filter(|_| is_dir) {
             Some(t) => {
                 let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let tmp = OsString::from(format!("{}-{}", std::process::id(), n));
                 match pd.rename(name, t, &tmp) {
                     Ok(()) => {
                         // Make the rename durable before deleting: after a crash the item is
-                        // either in place or in the trash, never half-deleted in place.
+                        // either in place or in the trash, never half-deleted in place. One
+                        // fsync commits the journal transaction that holds the rename (both
+                        // directories) on journaling filesystems.
                         let _ = t.sync();
-                        let _ = pd.sync();
                         (t, tmp, true)
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -862,7 +871,6 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
             return Err(format!("failed to remove `{}`: {}", inventory::rel_of(&p), why.join("; ")));
         }
     }
-    let _ = Kind::File;
     Ok(())
 }
 
