@@ -24,39 +24,134 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-const fn flag(long: &'static str, short: Option<char>, value: Option<&'static str>, help: &'static str) -> Flag {
-    Flag { long, short, value, help }
+const fn flag(
+    long: &'static str,
+    short: Option<char>,
+    value: Option<&'static str>,
+    help: &'static str,
+) -> Flag {
+    Flag {
+        long,
+        short,
+        value,
+        help,
+    }
 }
 
 /// Flags of `prodigy clean`.
 pub const CLEAN_FLAGS: &[Flag] = &[
-    flag("all", None, None, "clean every storage type (the default when no type is given)"),
-    flag("worktrees", None, None, "clean git worktrees (retention 7d)"),
-    flag("sessions", None, None, "clean session records (retention 30d)"),
+    flag(
+        "all",
+        None,
+        None,
+        "clean every storage type (the default)",
+    ),
+    flag(
+        "worktrees",
+        None,
+        None,
+        "clean git worktrees (retention 7d)",
+    ),
+    flag(
+        "sessions",
+        None,
+        None,
+        "clean session records (retention 30d)",
+    ),
     flag("logs", None, None, "clean execution logs (retention 7d)"),
-    flag("state", None, None, "clean MapReduce job state, checkpoints and mappings (retention 30d)"),
+    flag(
+        "state",
+        None,
+        None,
+        "clean job state and checkpoints (retention 30d)",
+    ),
     flag("events", None, None, "clean event logs (retention 14d)"),
-    flag("dlq", None, None, "clean dead letter queues (retention 30d)"),
-    flag("older-than", None, Some("DURATION"), "only items idle this long: 90s, 30m, 24h, 7d, 2w; 0s = any age"),
-    flag("repo", None, Some("NAME"), "clean this repository's storage"),
-    flag("all-repos", None, None, "clean the storage of every repository"),
-    flag("dry-run", Some('n'), None, "list what would be removed; change nothing"),
-    flag("force", Some('f'), None, "do not ask for confirmation (needed without a terminal)"),
-    flag("discard-changes", None, None, "also remove worktrees with uncommitted or untracked changes"),
-    flag("json", None, None, "print one JSON document instead of text"),
+    flag(
+        "dlq",
+        None,
+        None,
+        "clean dead letter queues (retention 30d)",
+    ),
+    flag(
+        "older-than",
+        None,
+        Some("DURATION"),
+        "only items idle this long (0s: any age)",
+    ),
+    flag(
+        "repo",
+        None,
+        Some("NAME"),
+        "clean this repository's storage",
+    ),
+    flag(
+        "all-repos",
+        None,
+        None,
+        "clean the storage of every repository",
+    ),
+    flag(
+        "dry-run",
+        Some('n'),
+        None,
+        "list what would be removed; change nothing",
+    ),
+    flag(
+        "force",
+        Some('f'),
+        None,
+        "do not ask; required to delete without a terminal",
+    ),
+    flag(
+        "discard-changes",
+        None,
+        None,
+        "also remove worktrees with uncommitted changes",
+    ),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document instead of text",
+    ),
     flag("quiet", Some('q'), None, "print only errors"),
     flag("help", Some('h'), None, "print this help"),
 ];
 
 /// Flags of `prodigy worktree clean`.
 pub const WORKTREE_CLEAN_FLAGS: &[Flag] = &[
-    flag("all", None, None, "clean every worktree that is safe to remove, of any age"),
-    flag("older-than", None, Some("DURATION"), "only worktrees idle this long"),
-    flag("force", Some('f'), None, "also remove worktrees with uncommitted changes; no confirmation"),
-    flag("dry-run", Some('n'), None, "list what would be removed; change nothing"),
+    flag(
+        "all",
+        None,
+        None,
+        "every worktree that is safe to remove, of any age",
+    ),
+    flag(
+        "older-than",
+        None,
+        Some("DURATION"),
+        "only worktrees idle this long",
+    ),
+    flag(
+        "force",
+        Some('f'),
+        None,
+        "remove even with uncommitted changes; do not ask",
+    ),
+    flag(
+        "dry-run",
+        Some('n'),
+        None,
+        "list what would be removed; change nothing",
+    ),
     flag("repo", None, Some("NAME"), "this repository's worktrees"),
     flag("all-repos", None, None, "worktrees of every repository"),
-    flag("json", None, None, "print one JSON document instead of text"),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document instead of text",
+    ),
     flag("quiet", Some('q'), None, "print only errors"),
     flag("help", Some('h'), None, "print this help"),
 ];
@@ -112,29 +207,41 @@ pub enum Command {
 /// Parse `argv` (including the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
     let mut p = lexopt::Parser::from_iter(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(main_help())),
-            Short('V') | Long("version") => return Ok(Command::Version),
-            Value(v) => {
-                let v = v.string().map_err(usage)?;
-                return match v.as_str() {
-                    "clean" => parse_clean(&mut p),
-                    "worktree" => parse_worktree(&mut p),
-                    "help" => Ok(Command::Help(match p.next().map_err(usage)? {
-                        Some(Value(c)) if c == "clean" => clean_help(),
-                        Some(Value(c)) if c == "worktree" => worktree_help(),
-                        _ => main_help(),
-                    })),
-                    other => Err(Error::usage(format!(
-                        "unknown command `{other}`; run `prodigy --help` for the commands"
-                    ))),
-                };
+    let Some(arg) = p.next().map_err(usage)? else {
+        return Err(Error::usage(
+            "no command given; try `prodigy clean --dry-run` or `prodigy --help`",
+        ));
+    };
+    match arg {
+        Short('h') | Long("help") => Ok(Command::Help(main_help())),
+        Short('V') | Long("version") => Ok(Command::Version),
+        Value(v) => {
+            let v = v.string().map_err(usage)?;
+            match v.as_str() {
+                "clean" => parse_clean(&mut p),
+                "worktree" => parse_worktree(&mut p),
+                "help" => Ok(Command::Help(match p.next().map_err(usage)? {
+                    Some(Value(c)) if c == "clean" => clean_help(),
+                    Some(Value(c)) if c == "worktree" => worktree_help(),
+                    // `prodigy help --man PAGE`: the roff page, for scripts/gen-man.sh.
+                    Some(Long("man")) => {
+                        let page = p.value().map_err(usage)?.string().map_err(usage)?;
+                        man_page(&page).ok_or_else(|| {
+                            Error::usage(format!(
+                                "no man page `{page}`; pages: {}",
+                                MAN_PAGES.join(", ")
+                            ))
+                        })?
+                    }
+                    _ => main_help(),
+                })),
+                other => Err(Error::usage(format!(
+                    "unknown command `{other}`; run `prodigy --help` for the commands"
+                ))),
             }
-            _ => return Err(usage(arg.unexpected())),
         }
+        _ => Err(usage(arg.unexpected())),
     }
-    Err(Error::usage("no command given; try `prodigy clean --dry-run` or `prodigy --help`"))
 }
 
 fn usage(e: lexopt::Error) -> Error {
@@ -156,7 +263,8 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
         if let Value(v) = &arg {
             // 0.4.4 form: `prodigy clean {all|worktrees|…}`.
             let word = v.to_string_lossy();
-            let t = StorageType::from_word(&word).or_else(|| (word == "all").then_some(StorageType::Worktrees));
+            let t = StorageType::from_word(&word)
+                .or_else(|| (word == "all").then_some(StorageType::Worktrees));
             if positional_type || t.is_none() {
                 return Err(Error::usage(format!(
                     "unexpected argument `{word}`; expected one of all, worktrees, sessions, logs, state, events, dlq"
@@ -182,7 +290,9 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
             "discard-changes" => a.discard_changes = true,
             "json" => a.json = true,
             "quiet" => a.quiet = true,
-            word => a.types.push(StorageType::from_word(word).expect("type flag")),
+            word => a
+                .types
+                .push(StorageType::from_word(word).expect("type flag")),
         }
     }
     a.types.sort();
@@ -201,16 +311,23 @@ fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
             )))
         }
     }
-    let mut a = CleanArgs { types: vec![StorageType::Worktrees], ..CleanArgs::default() };
+    let mut a = CleanArgs {
+        types: vec![StorageType::Worktrees],
+        ..CleanArgs::default()
+    };
     let mut all = false;
     while let Some(arg) = p.next().map_err(usage)? {
         if let Value(v) = &arg {
             let name = v.to_string_lossy().into_owned();
             if a.only_name.is_some() {
-                return Err(Error::usage(format!("unexpected argument `{name}`: give one worktree NAME")));
+                return Err(Error::usage(format!(
+                    "unexpected argument `{name}`: give one worktree NAME"
+                )));
             }
             if !crate::store::names::is_valid_id_bytes(name.as_bytes()) {
-                return Err(Error::usage(format!("invalid worktree name `{name}`: names match [A-Za-z0-9][A-Za-z0-9._-]*")));
+                return Err(Error::usage(format!(
+                    "invalid worktree name `{name}`: names match [A-Za-z0-9][A-Za-z0-9._-]*"
+                )));
             }
             a.only_name = Some(name);
             continue;
@@ -253,7 +370,9 @@ fn merge_scope(old: &ScopeArg, new: ScopeArg) -> Result<ScopeArg> {
     match (old, &new) {
         (ScopeArg::Default, _) => Ok(new),
         (a, b) if a == b => Ok(new),
-        _ => Err(Error::usage("give either --repo NAME or --all-repos, not both")),
+        _ => Err(Error::usage(
+            "give either --repo NAME or --all-repos, not both",
+        )),
     }
 }
 
@@ -304,7 +423,7 @@ pub fn main_help() -> String {
          Usage: prodigy <COMMAND> [OPTIONS]\n\n\
          Commands:\n\
          \x20 clean            remove expired storage; never live, resumable or unknown work\n\
-         \x20 worktree clean   remove worktrees (0.4.4-compatible form of `clean --worktrees`)\n\
+         \x20 worktree clean   remove worktrees (the 0.4.4 form of `clean --worktrees`)\n\
          \x20 help [COMMAND]   print help for a command\n\n\
          Options:\n\
          \x20 -h, --help       print help\n\
@@ -320,25 +439,25 @@ pub fn main_help() -> String {
 pub fn clean_help() -> String {
     let mut s = String::from(
         "prodigy clean - remove expired Prodigy storage, keeping live and resumable work\n\n\
-         Usage: prodigy clean [--all] [--worktrees] [--sessions] [--logs] [--state] [--events] [--dlq] [OPTIONS]\n\
+         Usage: prodigy clean [--all] [--worktrees] [--sessions] [--logs] [--state]\n\
+         \x20                    [--events] [--dlq] [OPTIONS]\n\
          \x20      prodigy clean {all|worktrees|sessions|logs|state|events|dlq} [OPTIONS]\n\n\
          Options:\n",
     );
     flag_rows(&mut s, CLEAN_FLAGS);
-    write!(
-        s,
-        "\nDURATION is {FORMS}.\n\n\
-         Scope: inside a git repository, that repository; elsewhere (cron), every repository.\n\n\
-         Never removed, whatever the age: sessions that are active (owner process alive, a live\n\
-         resume lock, activity in the last hour, or a process working in their worktree),\n\
-         resumable (a checkpoint to resume from; failed sessions count), or unknown (unreadable\n\
-         record); everything such a session owns; git-locked worktrees; worktrees with\n\
-         uncommitted or untracked changes (unless --discard-changes); branches with commits\n\
-         not on another branch. A resume lock written by another host counts as live for 24h.\n\
-         Every removal is appended to $PRODIGY_HOME/clean-audit.jsonl.\n\n\
-         Without a terminal, add --force to delete or --dry-run to look (cron: clean --force -q).\n"
-    )
-    .unwrap();
+    s.push_str(
+        "\nDURATION is a whole number and a unit: 90s, 30m, 24h, 7d, 2w; 0s = no limit.\n\n\
+         Scope: inside a git repository, that repository; elsewhere (cron), all.\n\n\
+         Never removed, whatever the age: active sessions (owner alive, a live resume\n\
+         lock, a process in their worktree, or activity in the last hour), resumable\n\
+         ones (a checkpoint to resume from; failed sessions count), unknown ones\n\
+         (unreadable record), and all they own; git-locked worktrees; worktrees with\n\
+         uncommitted or untracked changes (unless --discard-changes); branches with\n\
+         commits on no other branch. A resume lock of another host is live for 24h.\n\
+         Every removal is logged in $PRODIGY_HOME/clean-audit.jsonl.\n\n\
+         Without a terminal, add --force to delete or --dry-run to look.\n\
+         From cron: prodigy clean --force --quiet\n",
+    );
     exit_rows(&mut s);
     s
 }
@@ -353,12 +472,186 @@ pub fn worktree_help() -> String {
     );
     flag_rows(&mut s, WORKTREE_CLEAN_FLAGS);
     s.push_str(
-        "\n-f removes worktrees even with uncommitted changes, but never a worktree of an active,\n\
-         resumable or unknown session, never a git-locked worktree, and never a branch with\n\
-         commits that are not on another branch.\n",
+        "\n-f removes worktrees even with uncommitted changes, but never a worktree of\n\
+         an active, resumable or unknown session, never a git-locked worktree, and\n\
+         never a branch with commits that are not on another branch.\n",
     );
     exit_rows(&mut s);
     s
+}
+
+/// The man pages `man/` holds, generated by [`man_page`].
+pub const MAN_PAGES: &[&str] = &["prodigy", "prodigy-clean", "prodigy-worktree"];
+
+/// Escape text for roff: backslashes, leading dots and quotes, and hyphens in option names.
+fn roff(s: &str) -> String {
+    let t = s.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+fn man_flags(out: &mut String, table: &[Flag]) {
+    for f in table {
+        out.push_str(".TP\n");
+        if let Some(c) = f.short {
+            write!(out, "\\fB\\-{c}\\fR, ").unwrap();
+        }
+        write!(out, "\\fB\\-\\-{}\\fR", roff(f.long)).unwrap();
+        if let Some(v) = f.value {
+            write!(out, " \\fI{v}\\fR").unwrap();
+        }
+        writeln!(out, "\n{}", roff(f.help)).unwrap();
+    }
+}
+
+fn man_exit(out: &mut String) {
+    out.push_str(".SH EXIT STATUS\n");
+    for (code, meaning) in EXIT_TABLE {
+        writeln!(out, ".TP\n{code}\n{}", roff(meaning)).unwrap();
+    }
+}
+
+const MAN_PROTECTED: &str = "\
+.SH WHAT IS PROTECTED
+Sessions are classified from their records (storage\\-format \\(sc4.1):
+.TP
+.B active
+status Initializing, Running or Paused and an owner that is alive: its recorded pid on this host,
+a live resume lock, a process whose working directory is inside one of its worktrees, or (owner
+unknown or on another host) activity within the last hour.
+.TP
+.B resumable
+not active, not Completed or Cancelled, and something to resume from: a checkpoint that parses, a
+0.4.4 workflow checkpoint that is not Completed, a non\\-empty checkpoints list, or 0.4.4 worktree
+metadata saying resumable. Failed sessions count: Prodigy resumes them.
+.TP
+.B unknown
+the record is empty, truncated, of the wrong shape, or has an unknown status.
+.PP
+Active, resumable and unknown sessions, and everything they own (worktrees, job state,
+checkpoints, mappings, events, dead letter queues, resume locks), are never removed by
+\\fBclean\\fR, whatever their age. Stale, completed, failed and cancelled sessions are removed after
+the retention period, the session record last, and only when none of its worktrees stays.
+.PP
+A worktree stays when it is git\\-locked, has uncommitted or untracked changes (unless
+\\fB\\-\\-discard\\-changes\\fR), is in use by a process, or git cannot be asked. When a worktree goes,
+its git bookkeeping is pruned and its own branch is deleted only when another branch contains all
+its commits. Names outside [A\\-Za\\-z0\\-9][A\\-Za\\-z0\\-9._\\-]* are never touched, symlinks are never
+followed, and nothing on another filesystem is entered.
+";
+
+/// A man page in roff, generated from the flag tables (`man/` holds the committed copies).
+pub fn man_page(page: &str) -> Option<String> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut o = String::new();
+    let header = |o: &mut String, name: &str, what: &str| {
+        writeln!(
+            o,
+            ".TH {} 1 \"\" \"prodigy {version}\" \"User Commands\"",
+            name.to_uppercase()
+        )
+        .unwrap();
+        writeln!(o, ".SH NAME\n{} \\- {}", roff(name), roff(what)).unwrap();
+    };
+    match page {
+        "prodigy" => {
+            header(
+                &mut o,
+                "prodigy",
+                "keep Prodigy's global storage tidy and safe",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy\n\\fICOMMAND\\fR [\\fIOPTIONS\\fR]\n");
+            o.push_str(".SH DESCRIPTION\n");
+            o.push_str(
+                "Prodigy runs AI and shell agents in git worktrees and keeps everything a run produces under one\n\
+                 root, \\fB$PRODIGY_HOME\\fR (default \\fI~/.prodigy\\fR): sessions, event logs, dead letter queues,\n\
+                 MapReduce checkpoints, session\\-job mappings, logs, worktrees, resume locks and the\n\
+                 orphaned\\-worktree registry. \\fBprodigy\\fR shows that tree and reclaims space from it without\n\
+                 deleting live or resumable work.\n",
+            );
+            o.push_str(".SH COMMANDS\n.TP\n\\fBclean\\fR\nRemove expired storage; see \\fBprodigy\\-clean\\fR(1).\n");
+            o.push_str(".TP\n\\fBworktree clean\\fR\nRemove worktrees; see \\fBprodigy\\-worktree\\fR(1).\n");
+            o.push_str(".SH STORAGE LAYOUT\n.nf\n");
+            for l in [
+                "$PRODIGY_HOME/",
+                "  sessions/{session_id}.json",
+                "  events/{repo}/{job_id}/events-{YYYYmmddHHMMSS}.jsonl",
+                "  dlq/{repo}/{job_id}/dlq-items.json",
+                "  state/{repo}/mapreduce/jobs/{job_id}/",
+                "  state/{repo}/mappings/{session_id}.json, {job_id}.json",
+                "  logs/{repo}/...",
+                "  worktrees/{repo}/{session_id}/",
+                "  resume_locks/{job_id}.lock",
+                "  orphaned_worktrees/{repo}/{job_id}.json",
+                "  clean-audit.jsonl",
+            ] {
+                writeln!(o, "{}", roff(l)).unwrap();
+            }
+            o.push_str(".fi\n");
+            o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
+            o.push_str(".TP\n.B PRODIGY_GIT_TIMEOUT\nSeconds one git call may take before it is stopped and its worktree kept (default 120).\n");
+            man_exit(&mut o);
+            o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
+            o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
+        }
+        "prodigy-clean" => {
+            header(
+                &mut o,
+                "prodigy-clean",
+                "remove expired Prodigy storage, keeping live and resumable work",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy clean\n[\\fB\\-\\-all\\fR] [\\fB\\-\\-worktrees\\fR] [\\fB\\-\\-sessions\\fR] [\\fB\\-\\-logs\\fR] [\\fB\\-\\-state\\fR] [\\fB\\-\\-events\\fR] [\\fB\\-\\-dlq\\fR] [\\fIOPTIONS\\fR]\n.br\n");
+            o.push_str(".B prodigy clean\n{\\fBall\\fR|\\fBworktrees\\fR|\\fBsessions\\fR|\\fBlogs\\fR|\\fBstate\\fR|\\fBevents\\fR|\\fBdlq\\fR} [\\fIOPTIONS\\fR]\n");
+            o.push_str(".SH DESCRIPTION\n");
+            o.push_str(
+                "Removes storage whose last activity is older than its retention: worktrees 7 days, sessions 30\n\
+                 days, logs 7 days, state 30 days, events 14 days, dead letter queues 30 days, or\n\
+                 \\fB\\-\\-older\\-than\\fR for all of them. Type flags combine; none means all types. Inside a git\n\
+                 repository the scope is that repository, elsewhere every repository, and the output says which.\n\
+                 Statistics per type (and per repository) are printed before and after. Without a terminal and\n\
+                 without \\fB\\-\\-force\\fR nothing is deleted; on a terminal the plan is shown and confirmed.\n",
+            );
+            o.push_str(".SH OPTIONS\n");
+            man_flags(&mut o, CLEAN_FLAGS);
+            o.push_str(".PP\n\\fIDURATION\\fR is ");
+            o.push_str(&roff(FORMS));
+            o.push_str(".\n");
+            o.push_str(MAN_PROTECTED);
+            o.push_str(
+                ".SH JSON OUTPUT\n\\fB\\-\\-json\\fR prints one object: \\fBcommand\\fR, \\fBroot\\fR, \\fBscope\\fR, \\fBdry_run\\fR,\n\
+                 \\fBolder_than_seconds\\fR, \\fBtypes\\fR, \\fBbefore\\fR and \\fBafter\\fR (each \\fBtotal\\fR, \\fBtypes\\fR,\n\
+                 \\fBrepositories\\fR of {\\fBitems\\fR, \\fBbytes\\fR}), \\fBsessions\\fR (count per class), \\fBremoved\\fR and\n\
+                 \\fBkept\\fR (arrays of {\\fBtype\\fR, \\fBrepository\\fR, \\fBpath\\fR, \\fBbytes\\fR, \\fBowner\\fR, \\fBreason\\fR,\n\
+                 \\fBdetail\\fR, \\fBalso\\fR}), \\fBbranches\\fR ({\\fBdeleted\\fR, \\fBkept\\fR}), \\fBerrors\\fR ({\\fBpath\\fR,\n\
+                 \\fBcause\\fR, \\fBhint\\fR}), \\fBwarnings\\fR and \\fBtotals\\fR. Paths are relative to the root; sizes are\n\
+                 bytes on disk. Reasons: active, resumable, unknown, owner\\-kept, uncommitted, locked, nested\\-kept,\n\
+                 in\\-use, live\\-lock, other\\-filesystem, git, invalid\\-name, unrecognized, unreadable,\n\
+                 future\\-timestamp, changed, failed.\n",
+            );
+            o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion (time, action, type, repository, path,\nbytes, reason). Never cleaned; rotated to \\fIclean\\-audit.jsonl.1\\fR past 4 MiB.\n");
+            o.push_str(".TP\n\\fI$PRODIGY_HOME/resume_locks/.clean.lock\\fR\nHeld while a clean runs; a second clean exits 0 saying another is running.\n");
+            o.push_str(".TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n");
+            man_exit(&mut o);
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1)\n");
+        }
+        "prodigy-worktree" => {
+            header(&mut o, "prodigy-worktree", "remove Prodigy worktrees");
+            o.push_str(".SH SYNOPSIS\n.B prodigy worktree clean\n\\fINAME\\fR [\\fIOPTIONS\\fR]\n.br\n.B prodigy worktree clean\n\\fB\\-\\-all\\fR [\\fIOPTIONS\\fR]\n");
+            o.push_str(".SH DESCRIPTION\nThe Prodigy 0.4.4 form of \\fBprodigy clean \\-\\-worktrees\\fR, through the same engine and rules.\nA worktree named, or all with \\fB\\-\\-all\\fR, of any age unless \\fB\\-\\-older\\-than\\fR is given.\n");
+            o.push_str(".SH OPTIONS\n");
+            man_flags(&mut o, WORKTREE_CLEAN_FLAGS);
+            o.push_str(".PP\n\\fB\\-f\\fR removes worktrees even with uncommitted changes, as in 0.4.4, but never a worktree of an\nactive, resumable or unknown session, never a git\\-locked worktree, and never a branch with\ncommits that are not on another branch.\n");
+            man_exit(&mut o);
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1)\n");
+        }
+        _ => return None,
+    }
+    Some(o)
 }
 
 #[cfg(test)]
@@ -366,7 +659,11 @@ mod tests {
     use super::*;
 
     fn parse_strs(args: &[&str]) -> Result<Command> {
-        parse(std::iter::once("prodigy").chain(args.iter().copied()).map(OsString::from))
+        parse(
+            std::iter::once("prodigy")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
     }
 
     fn clean(args: &[&str]) -> CleanArgs {
@@ -378,8 +675,14 @@ mod tests {
 
     #[test]
     fn flag_form_and_word_form_mean_the_same() {
-        assert_eq!(clean(&["clean", "--events", "--older-than", "14d"]), clean(&["clean", "events", "--older-than=14d"]));
-        assert_eq!(clean(&["clean", "all", "-n"]), clean(&["clean", "--all", "--dry-run"]));
+        assert_eq!(
+            clean(&["clean", "--events", "--older-than", "14d"]),
+            clean(&["clean", "events", "--older-than=14d"])
+        );
+        assert_eq!(
+            clean(&["clean", "all", "-n"]),
+            clean(&["clean", "--all", "--dry-run"])
+        );
         assert!(clean(&["clean", "all"]).types.is_empty());
     }
 
@@ -402,8 +705,13 @@ mod tests {
 
     #[test]
     fn worktree_clean_needs_a_name_or_all() {
-        assert!(parse_strs(&["worktree", "clean"]).unwrap_err().to_string().contains("--all"));
-        let Command::WorktreeClean(a) = parse_strs(&["worktree", "clean", "-f", "session-1"]).unwrap() else {
+        assert!(parse_strs(&["worktree", "clean"])
+            .unwrap_err()
+            .to_string()
+            .contains("--all"));
+        let Command::WorktreeClean(a) =
+            parse_strs(&["worktree", "clean", "-f", "session-1"]).unwrap()
+        else {
             panic!()
         };
         assert!(a.force && a.discard_changes);
@@ -426,10 +734,22 @@ mod tests {
     }
 
     #[test]
+    fn committed_man_pages_match_the_flag_tables() {
+        for page in MAN_PAGES {
+            let path = format!("{}/man/{page}.1", env!("CARGO_MANIFEST_DIR"));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == man_page(page).unwrap(),
+                "{path} is stale: run scripts/gen-man.sh"
+            );
+        }
+    }
+
+    #[test]
     fn help_lines_fit_80_columns_and_list_exit_codes() {
         for h in [main_help(), clean_help(), worktree_help()] {
             for line in h.lines() {
-                assert!(line.chars().count() <= 100, "too wide: {line}");
+                assert!(line.chars().count() <= 80, "too wide: {line}");
             }
             assert!(h.contains("  3  refused"));
         }

@@ -1,7 +1,8 @@
 //! `--older-than DURATION`: `90s`, `30m`, `24h`, `7d`, `2w` (Spec 135, seed 002).
 
 /// The accepted forms, quoted in every error.
-pub const FORMS: &str = "a whole number followed by s, m, h, d or w (90s, 30m, 24h, 7d, 2w; 0s = no age limit)";
+pub const FORMS: &str =
+    "a whole number followed by s, m, h, d or w (90s, 30m, 24h, 7d, 2w; 0s = no age limit)";
 
 /// Parse a duration into whole seconds. Errors name the accepted forms.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
@@ -59,7 +60,17 @@ mod tests {
 
     #[test]
     fn rejects_negative_overflow_and_unknown_units() {
-        for bad in ["-1d", "1y", "d", "7", "", "99999999999999999999s", "9999999999999999w", "1.5h", "7 d"] {
+        for bad in [
+            "-1d",
+            "1y",
+            "d",
+            "7",
+            "",
+            "99999999999999999999s",
+            "9999999999999999w",
+            "1.5h",
+            "7 d",
+        ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("expected a whole number"), "{bad}: {e}");
         }

@@ -23,10 +23,19 @@ pub enum Exit {
 
 /// `(code, meaning)` rows, in order, for help text and man pages.
 pub const EXIT_TABLE: &[(u8, &str)] = &[
-    (0, "success, or nothing to do (also when another clean is already running)"),
-    (1, "finished, but some items could not be removed (each is reported)"),
+    (
+        0,
+        "success, or nothing to do (also when another clean is already running)",
+    ),
+    (
+        1,
+        "finished, but some items could not be removed (each is reported)",
+    ),
     (2, "usage error: bad option, bad value, bad PRODIGY_HOME"),
-    (3, "refused: confirmation needed (no terminal and no --force), or unsafe root"),
+    (
+        3,
+        "refused: confirmation needed (no terminal and no --force), or unsafe root",
+    ),
 ];
 
 /// What kind of failure an [`Error`] is; decides the exit code.
@@ -50,19 +59,32 @@ pub struct Error {
 impl Error {
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Usage, message: message.into() }
+        Error {
+            kind: ErrorKind::Usage,
+            message: message.into(),
+        }
     }
     /// A refusal (exit 3).
     pub fn refused(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Refused, message: message.into() }
+        Error {
+            kind: ErrorKind::Refused,
+            message: message.into(),
+        }
     }
     /// A fatal error (exit 1).
     pub fn fatal(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Fatal, message: message.into() }
+        Error {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
     }
     /// "failed to {action} `{path}`: {io error}" as a fatal error.
     pub fn io(action: &str, path: &Path, err: &io::Error) -> Error {
-        Error::fatal(format!("failed to {action} `{}`: {}", path.display(), describe_io(err)))
+        Error::fatal(format!(
+            "failed to {action} `{}`: {}",
+            path.display(),
+            describe_io(err)
+        ))
     }
     /// The error's kind.
     pub fn kind(&self) -> ErrorKind {

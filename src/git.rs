@@ -47,7 +47,11 @@ impl Default for Git {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TIMEOUT);
         // Neutralize a repository-configured fsmonitor hook that `status` could otherwise start.
-        Git { program: "git".into(), prefix: vec!["-c".into(), "core.fsmonitor=false".into()], timeout }
+        Git {
+            program: "git".into(),
+            prefix: vec!["-c".into(), "core.fsmonitor=false".into()],
+            timeout,
+        }
     }
 }
 
@@ -72,8 +76,15 @@ impl Git {
     /// Run `git ARGS` (in `cwd` if given) and return stdout. Non-zero exit, spawn failure and
     /// timeout are errors.
     pub fn run(&self, cwd: Option<&Path>, args: &[&OsStr]) -> Result<Vec<u8>, GitError> {
-        let shown = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
-        let err = |what: String| GitError { args: shown.clone(), what };
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let err = |what: String| GitError {
+            args: shown.clone(),
+            what,
+        };
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.prefix).args(args);
         if let Some(d) = cwd {
@@ -84,8 +95,12 @@ impl Git {
                 cmd.env_remove(&k);
             }
         }
-        cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_OPTIONAL_LOCKS", "0").env("LC_ALL", "C");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .env("LC_ALL", "C");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -101,7 +116,12 @@ impl Git {
         }
         let status = child.wait().map_err(|e| err(format!("failed: {e}")))?;
         if !status.success() {
-            let first = String::from_utf8_lossy(&errout).lines().next().unwrap_or("").trim().to_string();
+            let first = String::from_utf8_lossy(&errout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
             return Err(err(format!("failed ({status}): {first}")));
         }
         Ok(out)
@@ -110,7 +130,15 @@ impl Git {
     /// `git --git-dir=COMMON worktree list --porcelain`.
     pub fn worktree_list(&self, common: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
         let gd = git_dir_arg(common);
-        let out = self.run(None, &[gd.as_os_str(), OsStr::new("worktree"), OsStr::new("list"), OsStr::new("--porcelain")])?;
+        let out = self.run(
+            None,
+            &[
+                gd.as_os_str(),
+                OsStr::new("worktree"),
+                OsStr::new("list"),
+                OsStr::new("--porcelain"),
+            ],
+        )?;
         Ok(parse_worktree_list(&out))
     }
 
@@ -126,17 +154,29 @@ impl Git {
                 OsStr::new("--ignore-submodules=none"),
             ],
         )?;
-        Ok(String::from_utf8_lossy(&out).lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// `git worktree prune` for the repository whose common git directory is `common`.
     pub fn prune(&self, common: &Path) -> Result<(), GitError> {
         let gd = git_dir_arg(common);
-        self.run(None, &[gd.as_os_str(), OsStr::new("worktree"), OsStr::new("prune")]).map(|_| ())
+        self.run(
+            None,
+            &[gd.as_os_str(), OsStr::new("worktree"), OsStr::new("prune")],
+        )
+        .map(|_| ())
     }
 
     /// Local branches (short names) whose history contains `commit`.
-    pub fn branches_containing(&self, common: &Path, commit: &str) -> Result<Vec<String>, GitError> {
+    pub fn branches_containing(
+        &self,
+        common: &Path,
+        commit: &str,
+    ) -> Result<Vec<String>, GitError> {
         let gd = git_dir_arg(common);
         let out = self.run(
             None,
@@ -149,7 +189,10 @@ impl Git {
                 OsStr::new("refs/heads/"),
             ],
         )?;
-        Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     /// The commit a local branch points at, or None if it does not exist.
@@ -158,7 +201,12 @@ impl Git {
         let r = format!("refs/heads/{branch}");
         let out = self.run(
             None,
-            &[gd.as_os_str(), OsStr::new("for-each-ref"), OsStr::new("--format=%(objectname)"), OsStr::new(&r)],
+            &[
+                gd.as_os_str(),
+                OsStr::new("for-each-ref"),
+                OsStr::new("--format=%(objectname)"),
+                OsStr::new(&r),
+            ],
         )?;
         let s = String::from_utf8_lossy(&out).trim().to_string();
         Ok((!s.is_empty()).then_some(s))
@@ -168,8 +216,17 @@ impl Git {
     pub fn delete_branch(&self, common: &Path, branch: &str, commit: &str) -> Result<(), GitError> {
         let gd = git_dir_arg(common);
         let r = format!("refs/heads/{branch}");
-        self.run(None, &[gd.as_os_str(), OsStr::new("update-ref"), OsStr::new("-d"), OsStr::new(&r), OsStr::new(commit)])
-            .map(|_| ())
+        self.run(
+            None,
+            &[
+                gd.as_os_str(),
+                OsStr::new("update-ref"),
+                OsStr::new("-d"),
+                OsStr::new(&r),
+                OsStr::new(commit),
+            ],
+        )
+        .map(|_| ())
     }
 }
 
@@ -187,7 +244,10 @@ pub fn parse_worktree_list(out: &[u8]) -> Vec<WorktreeEntry> {
     for line in text.lines() {
         if let Some(p) = line.strip_prefix("worktree ") {
             v.extend(cur.take());
-            cur = Some(WorktreeEntry { path: PathBuf::from(p), ..Default::default() });
+            cur = Some(WorktreeEntry {
+                path: PathBuf::from(p),
+                ..Default::default()
+            });
             continue;
         }
         let Some(e) = cur.as_mut() else { continue };
@@ -225,10 +285,18 @@ fn collect(child: &mut std::process::Child, timeout: Duration) -> (Vec<u8>, Vec<
         let ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
         let mut fds = Vec::new();
         if let Some(o) = &out {
-            fds.push(libc::pollfd { fd: o.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: o.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         if let Some(e) = &err {
-            fds.push(libc::pollfd { fd: e.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: e.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         // SAFETY: fds is a valid array of pollfd for its length.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -305,16 +373,26 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_hanging_program_times_out() {
-        let g = Git { program: "sh".into(), prefix: vec![], timeout: Duration::from_millis(300) };
+        let g = Git {
+            program: "sh".into(),
+            prefix: vec![],
+            timeout: Duration::from_millis(300),
+        };
         let t = Instant::now();
-        let e = g.run(None, &[OsStr::new("-c"), OsStr::new("sleep 5")]).unwrap_err();
+        let e = g
+            .run(None, &[OsStr::new("-c"), OsStr::new("sleep 5")])
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(3), "{e}");
         assert!(e.to_string().contains("timed out"), "{e}");
     }
 
     #[test]
     fn missing_program_is_an_error_not_a_panic() {
-        let g = Git { program: "prodigy-no-such-git".into(), prefix: vec![], timeout: Duration::from_secs(5) };
+        let g = Git {
+            program: "prodigy-no-such-git".into(),
+            prefix: vec![],
+            timeout: Duration::from_secs(5),
+        };
         let e = g.run(None, &[OsStr::new("status")]).unwrap_err();
         assert!(e.to_string().contains("not installed"), "{e}");
     }

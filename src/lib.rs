@@ -27,7 +27,9 @@ use std::io::Write;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let result = cli::parse(args).and_then(|c| match c {
         cli::Command::Help(text) => cmd::print(&text).map(|_| error::Exit::Ok),
-        cli::Command::Version => cmd::print(&format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))).map(|_| error::Exit::Ok),
+        cli::Command::Version => {
+            cmd::print(&format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))).map(|_| error::Exit::Ok)
+        }
         cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
     });

@@ -89,26 +89,33 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             *e = (*e).max(n);
         }
         if let (ItemKind::Lock, Some(why)) = (&it.kind, &it.lock_live) {
-            owned_live_lock.entry(o.clone()).or_insert(format!("resume lock {}: {why}", it.rel()));
+            owned_live_lock
+                .entry(o.clone())
+                .or_insert(format!("resume lock {}: {why}", it.rel()));
         }
         if it.kind == ItemKind::Worktree {
             let p = f.root_path.join(it.rel());
             if let Some(u) = f.in_use.iter().find(|u| u.starts_with(&p)) {
-                owned_in_use
-                    .entry(o.clone())
-                    .or_insert(format!("a process works in {} (`{}`)", it.rel(), u.display()));
+                owned_in_use.entry(o.clone()).or_insert(format!(
+                    "a process works in {} (`{}`)",
+                    it.rel(),
+                    u.display()
+                ));
             }
             if let Some((m, meta)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
                 if meta.resumable {
-                    owned_resumable
-                        .entry(o.clone())
-                        .or_default()
-                        .push(format!("{} says resumable: true", super::inventory::rel_of(m)));
+                    owned_resumable.entry(o.clone()).or_default().push(format!(
+                        "{} says resumable: true",
+                        super::inventory::rel_of(m)
+                    ));
                 }
             }
         }
         if let Some(r) = &it.resumable {
-            owned_resumable.entry(o.clone()).or_default().push(r.clone());
+            owned_resumable
+                .entry(o.clone())
+                .or_default()
+                .push(r.clone());
         }
     }
     let mut out = HashMap::new();
@@ -123,7 +130,11 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             Err(why) => {
                 out.insert(
                     s.id.clone(),
-                    Verdict { class: Class::Unknown, evidence: format!("{}: {why}", rec_item.rel()), last_activity: last },
+                    Verdict {
+                        class: Class::Unknown,
+                        evidence: format!("{}: {why}", rec_item.rel()),
+                        last_activity: last,
+                    },
                 );
                 continue;
             }
@@ -133,22 +144,41 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             last = Some(last.map_or(u, |l| l.max(u)));
         }
         if !record.checkpoints.is_empty() {
-            evidence.push(format!("{} lists {} checkpoint(s)", rec_item.rel(), record.checkpoints.len()));
+            evidence.push(format!(
+                "{} lists {} checkpoint(s)",
+                rec_item.rel(),
+                record.checkpoints.len()
+            ));
         }
         s.resumable_evidence = evidence.clone();
         let status = record.status;
-        let running = matches!(status, SessionStatus::Initializing | SessionStatus::Running | SessionStatus::Paused);
-        let verdict = |class, evidence: String| Verdict { class, evidence, last_activity: last };
+        let running = matches!(
+            status,
+            SessionStatus::Initializing | SessionStatus::Running | SessionStatus::Paused
+        );
+        let verdict = |class, evidence: String| Verdict {
+            class,
+            evidence,
+            last_activity: last,
+        };
         let v = if let Some(why) = owned_live_lock.get(&s.id) {
             verdict(Class::Active, why.clone())
         } else if let Some(why) = owned_in_use.get(&s.id) {
             verdict(Class::Active, why.clone())
         } else if let Some(why) = running.then(|| active_owner(record, last, f)).flatten() {
             verdict(Class::Active, why)
-        } else if !matches!(status, SessionStatus::Completed | SessionStatus::Cancelled) && !evidence.is_empty() {
-            verdict(Class::Resumable, format!("status {status:?}; {}", evidence.join("; ")))
+        } else if !matches!(status, SessionStatus::Completed | SessionStatus::Cancelled)
+            && !evidence.is_empty()
+        {
+            verdict(
+                Class::Resumable,
+                format!("status {status:?}; {}", evidence.join("; ")),
+            )
         } else if running {
-            verdict(Class::Stale, format!("status {status:?}, no live owner, nothing to resume from"))
+            verdict(
+                Class::Stale,
+                format!("status {status:?}, no live owner, nothing to resume from"),
+            )
         } else {
             let class = match status {
                 SessionStatus::Completed => Class::Completed,
@@ -164,10 +194,15 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
 
 /// Active by its owner: `metadata.owner` alive on this host; or, owner unknown or on another
 /// host, activity within [`ACTIVITY_WINDOW`].
-fn active_owner(r: &crate::store::records::SessionRecord, last: Option<i64>, f: &Facts<'_>) -> Option<String> {
+fn active_owner(
+    r: &crate::store::records::SessionRecord,
+    last: Option<i64>,
+    f: &Facts<'_>,
+) -> Option<String> {
     if let Some(o) = r.owner() {
         if o.hostname == f.host {
-            return crate::procs::pid_alive(o.pid as u64).then(|| format!("owner pid {} is alive on this host", o.pid));
+            return crate::procs::pid_alive(o.pid as u64)
+                .then(|| format!("owner pid {} is alive on this host", o.pid));
         }
     }
     let last = last?;

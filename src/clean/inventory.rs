@@ -7,9 +7,12 @@
 
 use crate::git::{Git, WorktreeEntry};
 use crate::store::fsops::{self, Dir, Kind};
-use crate::store::names::{is_legacy_session_id, is_valid_id, printable, strip_valid, valid_id_str};
+use crate::store::names::{
+    is_legacy_session_id, is_valid_id, printable, strip_valid, valid_id_str,
+};
 use crate::store::records::{
-    self, JobState, LegacyWorkflowCheckpoint, LegacyWorktreeMeta, ResumeLockInfo, SessionJobMapping, SessionRecord,
+    self, JobState, LegacyWorkflowCheckpoint, LegacyWorktreeMeta, ResumeLockInfo,
+    SessionJobMapping, SessionRecord,
 };
 use crate::store::StorageType;
 use std::collections::{BTreeMap, HashMap};
@@ -149,7 +152,11 @@ impl Item {
 
 /// Printable `a/b/c` of raw components.
 pub fn rel_of(comps: &[OsString]) -> String {
-    comps.iter().map(|c| printable(c)).collect::<Vec<_>>().join("/")
+    comps
+        .iter()
+        .map(|c| printable(c))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Everything the scan found.
@@ -192,7 +199,11 @@ impl Scanner<'_> {
             Ok(d) => Some(d),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                inv.warnings.push(format!("cannot open `{}`: {}", rel_of(&comps(parts)), crate::error::describe_io(&e)));
+                inv.warnings.push(format!(
+                    "cannot open `{}`: {}",
+                    rel_of(&comps(parts)),
+                    crate::error::describe_io(&e)
+                ));
                 None
             }
         }
@@ -205,14 +216,24 @@ impl Scanner<'_> {
                 v
             }
             Err(e) => {
-                inv.warnings.push(format!("cannot list `{}`: {}", rel_of(&comps(parts)), crate::error::describe_io(&e)));
+                inv.warnings.push(format!(
+                    "cannot list `{}`: {}",
+                    rel_of(&comps(parts)),
+                    crate::error::describe_io(&e)
+                ));
                 Vec::new()
             }
         }
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Dir, name: &OsStr) -> Result<T, String> {
-        let bytes = d.read_file(name, MAX_RECORD).map_err(|e| crate::error::describe_io(&e))?;
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        d: &Dir,
+        name: &OsStr,
+    ) -> Result<T, String> {
+        let bytes = d
+            .read_file(name, MAX_RECORD)
+            .map_err(|e| crate::error::describe_io(&e))?;
         records::parse(&bytes).map_err(|e| e.to_string())
     }
 
@@ -239,15 +260,23 @@ impl Scanner<'_> {
 
     fn scan_sessions(&self, inv: &mut Inventory) {
         let top = [OsStr::new("sessions")];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         for name in self.names(&d, &top, inv) {
             let parts = comps(&[top[0], &name]);
             if crate::store::atomic::is_temp_name(&name) {
-                inv.items.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
+                inv.items
+                    .push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
                 continue;
             }
             let Some(id) = strip_valid(&name, ".json") else {
-                self.push_invalid(inv, StorageType::Sessions, parts, "not a `{session_id}.json` name");
+                self.push_invalid(
+                    inv,
+                    StorageType::Sessions,
+                    parts,
+                    "not a `{session_id}.json` name",
+                );
                 continue;
             };
             let record = match d.stat(&name) {
@@ -282,7 +311,14 @@ impl Scanner<'_> {
             let item = inv.items.len() - 1;
             inv.sessions.insert(
                 id.to_string(),
-                Session { id: id.to_string(), record, item, jobs, repo, resumable_evidence: Vec::new() },
+                Session {
+                    id: id.to_string(),
+                    record,
+                    item,
+                    jobs,
+                    repo,
+                    resumable_evidence: Vec::new(),
+                },
             );
         }
     }
@@ -295,7 +331,9 @@ impl Scanner<'_> {
 
     fn scan_job_dirs(&self, ty: StorageType, inv: &mut Inventory) {
         let top = [OsStr::new(ty.dir())];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         for repo in self.names(&d, &top, inv) {
             let Some(r) = valid_id_str(&repo).map(str::to_string) else {
                 self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
@@ -308,7 +346,9 @@ impl Scanner<'_> {
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
-            let Some(rd) = self.open(&p2, inv) else { continue };
+            let Some(rd) = self.open(&p2, inv) else {
+                continue;
+            };
             for job in self.names(&rd, &p2, inv) {
                 let parts = comps(&[top[0], &repo, &job]);
                 let Some(j) = valid_id_str(&job) else {
@@ -326,7 +366,9 @@ impl Scanner<'_> {
     fn scan_state(&self, inv: &mut Inventory) {
         let ty = StorageType::State;
         let top = [OsStr::new("state")];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         for repo in self.names(&d, &top, inv) {
             let Some(r) = valid_id_str(&repo).map(str::to_string) else {
                 self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
@@ -334,7 +376,8 @@ impl Scanner<'_> {
             };
             if r == "reduce_checkpoints" {
                 let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
-                it.note = Some("0.4.4 reduce checkpoints are not understood by this version".into());
+                it.note =
+                    Some("0.4.4 reduce checkpoints are not understood by this version".into());
                 inv.items.push(it);
                 continue;
             }
@@ -342,19 +385,24 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
                 it.owner = Some(owner);
                 // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
-                it.resumable = self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
+                it.resumable =
+                    self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
                 inv.items.push(it);
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
-            let Some(rd) = self.open(&p2, inv) else { continue };
+            let Some(rd) = self.open(&p2, inv) else {
+                continue;
+            };
             let mut mapping_files: Vec<(String, SessionJobMapping, Vec<OsString>)> = Vec::new();
             let mut job_items: HashMap<String, usize> = HashMap::new();
             for sub in self.names(&rd, &p2, inv) {
                 match sub.to_str() {
                     Some("mapreduce") => {
                         let p4 = [top[0], &repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
-                        let Some(jd) = self.open(&p4, inv) else { continue };
+                        let Some(jd) = self.open(&p4, inv) else {
+                            continue;
+                        };
                         for job in self.names(&jd, &p4, inv) {
                             let parts = comps(&[p4[0], p4[1], p4[2], p4[3], &job]);
                             let Some(j) = valid_id_str(&job).map(str::to_string) else {
@@ -376,7 +424,9 @@ impl Scanner<'_> {
                     }
                     Some("mappings") => {
                         let p3 = [top[0], &repo, OsStr::new("mappings")];
-                        let Some(md) = self.open(&p3, inv) else { continue };
+                        let Some(md) = self.open(&p3, inv) else {
+                            continue;
+                        };
                         for f in self.names(&md, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if crate::store::atomic::is_temp_name(&f) {
@@ -388,16 +438,21 @@ impl Scanner<'_> {
                                 continue;
                             };
                             match self.read_json::<SessionJobMapping>(&md, &f) {
-                                Ok(m) if (m.job_id == stem || m.session_id == stem)
-                                    && is_valid_id(OsStr::new(&m.job_id))
-                                    && is_valid_id(OsStr::new(&m.session_id)) =>
+                                Ok(m)
+                                    if (m.job_id == stem || m.session_id == stem)
+                                        && is_valid_id(OsStr::new(&m.job_id))
+                                        && is_valid_id(OsStr::new(&m.session_id)) =>
                                 {
-                                    inv.job_owner.entry(m.job_id.clone()).or_insert(m.session_id.clone());
+                                    inv.job_owner
+                                        .entry(m.job_id.clone())
+                                        .or_insert(m.session_id.clone());
                                     mapping_files.push((m.job_id.clone(), m, parts));
                                 }
                                 Ok(_) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
-                                    it.note = Some("mapping names neither its file's session nor job".into());
+                                    it.note = Some(
+                                        "mapping names neither its file's session nor job".into(),
+                                    );
                                     inv.items.push(it);
                                 }
                                 Err(e) => {
@@ -412,21 +467,27 @@ impl Scanner<'_> {
                         // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when
                         // a workflow runs outside a worktree: each file is judged on its own.
                         let p3 = [top[0], &repo, OsStr::new("checkpoints")];
-                        let Some(cd) = self.open(&p3, inv) else { continue };
+                        let Some(cd) = self.open(&p3, inv) else {
+                            continue;
+                        };
                         for f in self.names(&cd, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if strip_valid(&f, ".checkpoint.json").is_none() {
-                                self.push_invalid(inv, ty, parts, "not a `{workflow_id}.checkpoint.json` name");
+                                self.push_invalid(
+                                    inv,
+                                    ty,
+                                    parts,
+                                    "not a `{workflow_id}.checkpoint.json` name",
+                                );
                                 continue;
                             }
                             let mut it = Item::new(ty, ItemKind::Data, parts);
                             it.repo = Some(r.clone());
-                            it.resumable = match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f) {
-                                Ok(c) if !c.is_completed() => Some(format!(
-                                    "{} has status {}",
-                                    it.rel(),
-                                    c.status_str()
-                                )),
+                            it.resumable = match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f)
+                            {
+                                Ok(c) if !c.is_completed() => {
+                                    Some(format!("{} has status {}", it.rel(), c.status_str()))
+                                }
                                 Ok(_) => None,
                                 Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
                             };
@@ -434,7 +495,8 @@ impl Scanner<'_> {
                         }
                     }
                     _ => {
-                        let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
+                        let mut it =
+                            Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
                         it.repo = Some(r.clone());
                         it.note = Some("not part of the state layout".into());
                         inv.items.push(it);
@@ -463,12 +525,18 @@ impl Scanner<'_> {
     /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
     /// the job is not complete and a checkpoint parses.
     fn job_state(&self, parts: &[&OsStr], inv: &mut Inventory) -> (Option<String>, Option<String>) {
-        let Some(d) = self.open(parts, inv) else { return (None, None) };
+        let Some(d) = self.open(parts, inv) else {
+            return (None, None);
+        };
         let rel = rel_of(&comps(parts));
         let mut owner = None;
         let mut complete = false;
         if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json")) {
-            if let Some(sid) = js.session_id.as_ref().filter(|s| is_valid_id(OsStr::new(s))) {
+            if let Some(sid) = js
+                .session_id
+                .as_ref()
+                .filter(|s| is_valid_id(OsStr::new(s)))
+            {
                 owner = Some(sid.clone());
             }
             complete = js.is_terminal();
@@ -478,10 +546,17 @@ impl Scanner<'_> {
         }
         for f in self.names(&d, parts, inv) {
             let Some(s) = f.to_str() else { continue };
-            let Some((kind, _)) = records::checkpoint_kind_of_file_name(s) else { continue };
-            let Ok(bytes) = d.read_file(&f, MAX_RECORD) else { continue };
+            let Some((kind, _)) = records::checkpoint_kind_of_file_name(s) else {
+                continue;
+            };
+            let Ok(bytes) = d.read_file(&f, MAX_RECORD) else {
+                continue;
+            };
             if records::parse_checkpoint(kind, &bytes).is_ok() {
-                return (owner, Some(format!("{rel}/{s} parses and the job is not complete")));
+                return (
+                    owner,
+                    Some(format!("{rel}/{s} parses and the job is not complete")),
+                );
             }
         }
         (owner, None)
@@ -494,7 +569,9 @@ impl Scanner<'_> {
         for f in self.names(&d, parts, inv) {
             let rel = format!("{}/{}", rel_of(&comps(parts)), printable(&f));
             match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f) {
-                Ok(c) if !c.is_completed() => return Some(format!("{rel} has status {}", c.status_str())),
+                Ok(c) if !c.is_completed() => {
+                    return Some(format!("{rel} has status {}", c.status_str()))
+                }
                 Ok(_) => {}
                 Err(e) => return Some(format!("{rel} does not parse ({e})")),
             }
@@ -505,7 +582,9 @@ impl Scanner<'_> {
     fn scan_logs(&self, inv: &mut Inventory) {
         let ty = StorageType::Logs;
         let top = [OsStr::new("logs")];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         for repo in self.names(&d, &top, inv) {
             let Some(r) = valid_id_str(&repo).map(str::to_string) else {
                 self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
@@ -531,7 +610,9 @@ impl Scanner<'_> {
     fn scan_worktrees(&self, inv: &mut Inventory) {
         let ty = StorageType::Worktrees;
         let top = [OsStr::new("worktrees")];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         let mut by_common: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
         for repo in self.names(&d, &top, inv) {
             let Some(r) = valid_id_str(&repo).map(str::to_string) else {
@@ -540,7 +621,9 @@ impl Scanner<'_> {
             };
             let pseudo = self.pseudo_owner(&r, inv);
             let p2 = [top[0], repo.as_os_str()];
-            let Some(rd) = self.open(&p2, inv) else { continue };
+            let Some(rd) = self.open(&p2, inv) else {
+                continue;
+            };
             let metas = self.legacy_metas(&p2, inv);
             for name in self.names(&rd, &p2, inv) {
                 if name == ".metadata" || name == ".gitignore" {
@@ -551,25 +634,44 @@ impl Scanner<'_> {
                     self.push_invalid(inv, ty, parts, "not a worktree name");
                     continue;
                 };
-                let idx = self.push_worktree(inv, parts, pseudo.is_none().then(|| r.clone()), &mut by_common);
+                let idx = self.push_worktree(
+                    inv,
+                    parts,
+                    pseudo.is_none().then(|| r.clone()),
+                    &mut by_common,
+                );
                 if let Some(o) = &pseudo {
                     inv.items[idx].owner = Some(o.clone());
                 }
                 if let Some((mparts, meta)) = metas.get(&n) {
-                    inv.items[idx].git.as_mut().expect("worktree").legacy_meta = Some((mparts.clone(), meta.clone()));
+                    inv.items[idx].git.as_mut().expect("worktree").legacy_meta =
+                        Some((mparts.clone(), meta.clone()));
                 }
                 // Canonical MapReduce agents live inside their parent's worktree (seed 004).
                 let pw = [top[0], repo.as_os_str(), name.as_os_str()];
-                let Ok(wd) = self.root.open_path(&pw) else { continue };
+                let Ok(wd) = self.root.open_path(&pw) else {
+                    continue;
+                };
                 let mut kids = Vec::new();
                 for child in wd.names().unwrap_or_default() {
                     if child == ".git" || !is_valid_id(&child) {
                         continue;
                     }
-                    let Ok(cd) = wd.open_dir(&child) else { continue };
-                    if cd.stat(OsStr::new(".git")).map(|m| m.kind == Kind::File).unwrap_or(false) {
+                    let Ok(cd) = wd.open_dir(&child) else {
+                        continue;
+                    };
+                    if cd
+                        .stat(OsStr::new(".git"))
+                        .map(|m| m.kind == Kind::File)
+                        .unwrap_or(false)
+                    {
                         let cparts = comps(&[top[0], &repo, &name, &child]);
-                        let c = self.push_worktree(inv, cparts, pseudo.is_none().then(|| r.clone()), &mut by_common);
+                        let c = self.push_worktree(
+                            inv,
+                            cparts,
+                            pseudo.is_none().then(|| r.clone()),
+                            &mut by_common,
+                        );
                         inv.items[c].git.as_mut().expect("worktree").parent = Some(idx);
                         kids.push(c);
                     }
@@ -580,12 +682,20 @@ impl Scanner<'_> {
         self.resolve_git(inv, by_common);
     }
 
-    fn legacy_metas(&self, p2: &[&OsStr], inv: &mut Inventory) -> HashMap<String, (Vec<OsString>, LegacyWorktreeMeta)> {
+    fn legacy_metas(
+        &self,
+        p2: &[&OsStr],
+        inv: &mut Inventory,
+    ) -> HashMap<String, (Vec<OsString>, LegacyWorktreeMeta)> {
         let mut out = HashMap::new();
         let p3 = [p2[0], p2[1], OsStr::new(".metadata")];
-        let Ok(md) = self.root.open_path(&p3) else { return out };
+        let Ok(md) = self.root.open_path(&p3) else {
+            return out;
+        };
         for f in self.names(&md, &p3, inv) {
-            let Some(stem) = strip_valid(&f, ".json") else { continue };
+            let Some(stem) = strip_valid(&f, ".json") else {
+                continue;
+            };
             if let Ok(m) = self.read_json::<LegacyWorktreeMeta>(&md, &f) {
                 out.insert(stem.to_string(), (comps(&[p3[0], p3[1], p3[2], &f]), m));
             }
@@ -609,14 +719,25 @@ impl Scanner<'_> {
                 Ok(m) if m.kind == Kind::File => match d.read_file(OsStr::new(".git"), 64 << 10) {
                     Ok(b) => match common_dir_of(&b, &self.root_path.join(it.rel())) {
                         Ok(c) => {
-                            by_common.entry(c.clone()).or_default().push(inv.items.len());
+                            by_common
+                                .entry(c.clone())
+                                .or_default()
+                                .push(inv.items.len());
                             g.common = Some(c);
                         }
                         Err(e) => g.error = Some(e),
                     },
-                    Err(e) => g.error = Some(format!("cannot read .git: {}", crate::error::describe_io(&e))),
+                    Err(e) => {
+                        g.error = Some(format!(
+                            "cannot read .git: {}",
+                            crate::error::describe_io(&e)
+                        ))
+                    }
                 },
-                Ok(m) if m.kind == Kind::Dir => g.error = Some("has its own .git directory (a repository, not a worktree)".into()),
+                Ok(m) if m.kind == Kind::Dir => {
+                    g.error =
+                        Some("has its own .git directory (a repository, not a worktree)".into())
+                }
                 // No .git: plain data under worktrees/, judged by age (issue: never through git).
                 _ => {}
             }
@@ -640,21 +761,31 @@ impl Scanner<'_> {
             };
             let repo_name = list
                 .first()
-                .and_then(|m| if m.bare { common.file_name() } else { m.path.file_name() })
+                .and_then(|m| {
+                    if m.bare {
+                        common.file_name()
+                    } else {
+                        m.path.file_name()
+                    }
+                })
                 .and_then(|n| valid_id_str(n).map(str::to_string));
-            let by_path: HashMap<&Path, &WorktreeEntry> = list.iter().map(|e| (e.path.as_path(), e)).collect();
+            let by_path: HashMap<&Path, &WorktreeEntry> =
+                list.iter().map(|e| (e.path.as_path(), e)).collect();
             for i in idxs {
                 let path = self.root_path.join(inv.items[i].rel());
                 let entry = by_path.get(path.as_path()).copied().or_else(|| {
                     // git records the path it was given; the root may have been reached through a
                     // symlink then. Compare by device and inode (same-file).
-                    list.iter().skip(1).find(|e| same_file::is_same_file(&e.path, &path).unwrap_or(false))
+                    list.iter()
+                        .skip(1)
+                        .find(|e| same_file::is_same_file(&e.path, &path).unwrap_or(false))
                 });
                 let g = inv.items[i].git.as_mut().expect("worktree");
                 g.repo_name = repo_name.clone();
                 match entry {
                     Some(e) if list.first().map(|m| m.path == e.path).unwrap_or(false) => {
-                        g.error = Some("is the repository's main working tree; never touched".into());
+                        g.error =
+                            Some("is the repository's main working tree; never touched".into());
                     }
                     Some(e) => g.entry = Some(e.clone()),
                     None => g.common = None, // not registered: plain data
@@ -666,7 +797,9 @@ impl Scanner<'_> {
     fn scan_locks(&self, inv: &mut Inventory) {
         let ty = StorageType::State;
         let top = [OsStr::new("resume_locks")];
-        let Some(d) = self.open(&top, inv) else { return };
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
         for name in self.names(&d, &top, inv) {
             if name == crate::store::CLEAN_LOCK {
                 continue;
@@ -688,7 +821,9 @@ impl Scanner<'_> {
     fn lock_liveness(&self, d: &Dir, name: &OsStr) -> Option<String> {
         match crate::store::lock::probe(d, name) {
             crate::store::lock::Probe::Held => return Some("its flock is held".into()),
-            crate::store::lock::Probe::Unknown(why) => return Some(format!("cannot check its flock ({why})")),
+            crate::store::lock::Probe::Unknown(why) => {
+                return Some(format!("cannot check its flock ({why})"))
+            }
             crate::store::lock::Probe::Free => {}
         }
         let info: ResumeLockInfo = match self.read_json(d, name) {
@@ -700,7 +835,14 @@ impl Scanner<'_> {
                 .then(|| format!("pid {} is alive on this host", info.process_id));
         }
         let age = self.now - info.acquired_at.unix_seconds();
-        (age < self.lock_lease).then(|| format!("written by host `{}` {}s ago (lease {}s)", info.hostname, age.max(0), self.lock_lease))
+        (age < self.lock_lease).then(|| {
+            format!(
+                "written by host `{}` {}s ago (lease {}s)",
+                info.hostname,
+                age.max(0),
+                self.lock_lease
+            )
+        })
     }
 
     fn resolve_owners(&self, inv: &mut Inventory) {
@@ -724,7 +866,10 @@ impl Scanner<'_> {
                 parent_owner.or_else(|| inv.sessions.contains_key(&name).then_some(name))
             } else {
                 inv.items[i].job.as_ref().and_then(|j| {
-                    inv.job_owner.get(j).cloned().or_else(|| inv.sessions.contains_key(j).then(|| j.clone()))
+                    inv.job_owner
+                        .get(j)
+                        .cloned()
+                        .or_else(|| inv.sessions.contains_key(j).then(|| j.clone()))
                 })
             };
             inv.items[i].owner = owner;
@@ -740,14 +885,20 @@ impl Scanner<'_> {
         // Jobs and repositories of sessions, from what they own.
         for it in &inv.items {
             let Some(o) = &it.owner else { continue };
-            let Some(s) = inv.sessions.get_mut(o) else { continue };
+            let Some(s) = inv.sessions.get_mut(o) else {
+                continue;
+            };
             if let Some(j) = &it.job {
                 if it.kind == ItemKind::Data && !s.jobs.contains(j) {
                     s.jobs.push(j.clone());
                 }
             }
             if s.repo.is_none() {
-                s.repo = it.git.as_ref().and_then(|g| g.repo_name.clone()).or_else(|| it.repo.clone());
+                s.repo = it
+                    .git
+                    .as_ref()
+                    .and_then(|g| g.repo_name.clone())
+                    .or_else(|| it.repo.clone());
             }
         }
         // Items in pseudo-repositories take their session's repository.
@@ -765,7 +916,11 @@ impl Scanner<'_> {
         for it in &mut inv.items {
             if it.kind == ItemKind::Lock && it.owner.is_none() {
                 if let Some(j) = &it.job {
-                    it.owner = inv.job_owner.get(j).cloned().or_else(|| inv.sessions.contains_key(j).then(|| j.clone()));
+                    it.owner = inv
+                        .job_owner
+                        .get(j)
+                        .cloned()
+                        .or_else(|| inv.sessions.contains_key(j).then(|| j.clone()));
                 }
             }
         }
@@ -784,9 +939,16 @@ fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<PathBuf, String> {
     let gitdir = worktree.join(gitdir);
     let common = match std::fs::read_to_string(gitdir.join("commondir")) {
         Ok(c) => gitdir.join(c.trim()),
-        Err(e) => return Err(format!("`{}` is not a worktree git directory ({})", gitdir.display(), crate::error::describe_io(&e))),
+        Err(e) => {
+            return Err(format!(
+                "`{}` is not a worktree git directory ({})",
+                gitdir.display(),
+                crate::error::describe_io(&e)
+            ))
+        }
     };
-    std::fs::canonicalize(&common).map_err(|e| format!("`{}`: {}", common.display(), crate::error::describe_io(&e)))
+    std::fs::canonicalize(&common)
+        .map_err(|e| format!("`{}`: {}", common.display(), crate::error::describe_io(&e)))
 }
 
 /// Walk every item once: bytes on disk and newest mtime (safety §2), mounts and problems.
@@ -801,7 +963,8 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
         if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
             paths.push(m.clone());
         }
-        let (mut bytes, mut newest, mut mounts, mut problems) = (0u64, None::<i64>, Vec::new(), Vec::new());
+        let (mut bytes, mut newest, mut mounts, mut problems) =
+            (0u64, None::<i64>, Vec::new(), Vec::new());
         let mut dev_ino = None;
         for (k, p) in paths.iter().enumerate() {
             let (parent, name) = p.split_at(p.len() - 1);
@@ -825,10 +988,17 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
                     }
                     mounts.extend(w.mounts);
                     problems.extend(w.problems.iter().map(|pr| {
-                        format!("{}/{}: {}", rel_of(p), pr.rel.display(), crate::error::describe_io(&pr.error))
+                        format!(
+                            "{}/{}: {}",
+                            rel_of(p),
+                            pr.rel.display(),
+                            crate::error::describe_io(&pr.error)
+                        )
                     }));
                 }
-                Err(e) => problems.push(format!("{}: {}", rel_of(p), crate::error::describe_io(&e))),
+                Err(e) => {
+                    problems.push(format!("{}: {}", rel_of(p), crate::error::describe_io(&e)))
+                }
             }
         }
         let it = &mut inv.items[i];
@@ -840,7 +1010,11 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
     }
     // A parent worktree's walk includes its nested agents: count their bytes once.
     for i in 0..inv.items.len() {
-        let kids = inv.items[i].git.as_ref().map(|g| g.children.clone()).unwrap_or_default();
+        let kids = inv.items[i]
+            .git
+            .as_ref()
+            .map(|g| g.children.clone())
+            .unwrap_or_default();
         let sub: u64 = kids.iter().map(|&k| inv.items[k].bytes).sum();
         inv.items[i].bytes = inv.items[i].bytes.saturating_sub(sub);
     }
@@ -857,7 +1031,11 @@ mod tests {
     #[test]
     fn common_dir_requires_gitdir_line() {
         assert!(common_dir_of(b"nonsense", Path::new("/tmp")).is_err());
-        assert!(common_dir_of(b"gitdir: /nonexistent/x/.git/worktrees/a\n", Path::new("/tmp")).is_err());
+        assert!(common_dir_of(
+            b"gitdir: /nonexistent/x/.git/worktrees/a\n",
+            Path::new("/tmp")
+        )
+        .is_err());
     }
 
     #[test]

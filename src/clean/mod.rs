@@ -201,13 +201,18 @@ pub struct Stats {
 impl Stats {
     fn add(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
         self.by_type.entry(ty.word()).or_default().add(bytes);
-        self.by_repo.entry(repo.unwrap_or("-").to_string()).or_default().add(bytes);
+        self.by_repo
+            .entry(repo.unwrap_or("-").to_string())
+            .or_default()
+            .add(bytes);
         self.total.add(bytes);
     }
     fn sub(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
         for c in [
             self.by_type.entry(ty.word()).or_default(),
-            self.by_repo.entry(repo.unwrap_or("-").to_string()).or_default(),
+            self.by_repo
+                .entry(repo.unwrap_or("-").to_string())
+                .or_default(),
             &mut self.total,
         ] {
             c.items = c.items.saturating_sub(1);
@@ -267,7 +272,13 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     /// Scan, measure and classify.
-    pub fn new(root: &'a Dir, root_path: &'a Path, git: &'a Git, now: i64, opts: &'a Options) -> Engine<'a> {
+    pub fn new(
+        root: &'a Dir,
+        root_path: &'a Path,
+        git: &'a Git,
+        now: i64,
+        opts: &'a Options,
+    ) -> Engine<'a> {
         let host = crate::procs::hostname();
         let scanner = inventory::Scanner {
             root,
@@ -282,7 +293,12 @@ impl<'a> Engine<'a> {
         // Walk only what is in scope (plus owners' data, which shares the owner's repository).
         inventory::measure(root, &mut inv, |it| in_scope(&scope, it));
         let in_use = crate::procs::dirs_in_use();
-        let facts = classify::Facts { now, host: &host, in_use: &in_use, root_path };
+        let facts = classify::Facts {
+            now,
+            host: &host,
+            in_use: &in_use,
+            root_path,
+        };
         let verdicts = classify::classify_all(&mut inv, &facts);
         let mut worktrees_of: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, it) in inv.items.iter().enumerate() {
@@ -290,11 +306,25 @@ impl<'a> Engine<'a> {
                 worktrees_of.entry(o.clone()).or_default().push(i);
             }
         }
-        Engine { root, root_path, git, now, opts, inv, verdicts, in_use, status_cache: HashMap::new(), worktrees_of }
+        Engine {
+            root,
+            root_path,
+            git,
+            now,
+            opts,
+            inv,
+            verdicts,
+            in_use,
+            status_cache: HashMap::new(),
+            worktrees_of,
+        }
     }
 
     fn retention(&self, it: &Item) -> u64 {
-        let r = self.opts.older_than.unwrap_or_else(|| it.ty.default_retention());
+        let r = self
+            .opts
+            .older_than
+            .unwrap_or_else(|| it.ty.default_retention());
         if it.kind == ItemKind::Temp {
             r.max(TEMP_AGE)
         } else {
@@ -343,7 +373,11 @@ impl<'a> Engine<'a> {
         let keep = |r: Reason, s: String| Decision::Keep(r, s);
         // Age (safety §2).
         let newest = if it.kind == ItemKind::SessionRecord {
-            it.owner.as_ref().and_then(|o| self.verdicts.get(o)).and_then(|v| v.last_activity).or(it.newest)
+            it.owner
+                .as_ref()
+                .and_then(|o| self.verdicts.get(o))
+                .and_then(|v| v.last_activity)
+                .or(it.newest)
         } else {
             it.newest
         };
@@ -355,14 +389,21 @@ impl<'a> Engine<'a> {
             };
         };
         if newest > self.now + FUTURE_SLACK {
-            return keep(Reason::FutureTimestamp, format!("last activity is {}s in the future", newest - self.now));
+            return keep(
+                Reason::FutureTimestamp,
+                format!("last activity is {}s in the future", newest - self.now),
+            );
         }
         if ((self.now - newest).max(0) as u64) < self.retention(it) {
             return Decision::TooNew;
         }
         match it.kind {
-            ItemKind::Invalid => return keep(Reason::InvalidName, it.note.clone().unwrap_or_default()),
-            ItemKind::Unrecognized => return keep(Reason::Unrecognized, it.note.clone().unwrap_or_default()),
+            ItemKind::Invalid => {
+                return keep(Reason::InvalidName, it.note.clone().unwrap_or_default())
+            }
+            ItemKind::Unrecognized => {
+                return keep(Reason::Unrecognized, it.note.clone().unwrap_or_default())
+            }
             _ => {}
         }
         if let Some(v) = self.owner_verdict(it) {
@@ -373,7 +414,10 @@ impl<'a> Engine<'a> {
                     _ => Reason::Unknown,
                 };
                 let owner = it.owner.as_deref().unwrap_or("");
-                return keep(r, format!("session {owner} is {}: {}", v.class.word(), v.evidence));
+                return keep(
+                    r,
+                    format!("session {owner} is {}: {}", v.class.word(), v.evidence),
+                );
             }
         }
         if let Some(why) = &it.lock_live {
@@ -381,12 +425,19 @@ impl<'a> Engine<'a> {
         }
         if !it.mounts.is_empty() {
             let m: Vec<String> = it.mounts.iter().map(|p| p.display().to_string()).collect();
-            return keep(Reason::OtherFilesystem, format!("mount point inside: {}", m.join(", ")));
+            return keep(
+                Reason::OtherFilesystem,
+                format!("mount point inside: {}", m.join(", ")),
+            );
         }
         if !it.problems.is_empty() {
             return keep(Reason::Unreadable, it.problems.join("; "));
         }
-        if it.owner.as_ref().map_or(true, |o| !self.verdicts.contains_key(o)) {
+        if it
+            .owner
+            .as_ref()
+            .map_or(true, |o| !self.verdicts.contains_key(o))
+        {
             if let Some(r) = &it.resumable {
                 return keep(Reason::Resumable, r.clone());
             }
@@ -407,7 +458,10 @@ impl<'a> Engine<'a> {
         let it = &self.inv.items[i];
         let g = it.git.clone().unwrap_or_default();
         if let Some(u) = self.in_use_by(it) {
-            return Decision::Keep(Reason::InUse, format!("a process works in `{}`", u.display()));
+            return Decision::Keep(
+                Reason::InUse,
+                format!("a process works in `{}`", u.display()),
+            );
         }
         for &c in &g.children {
             if so_far[c] != Decision::Remove {
@@ -418,7 +472,10 @@ impl<'a> Engine<'a> {
                 };
                 return Decision::Keep(
                     Reason::NestedKept,
-                    format!("nested worktree {} is kept ({why})", self.inv.items[c].rel()),
+                    format!(
+                        "nested worktree {} is kept ({why})",
+                        self.inv.items[c].rel()
+                    ),
                 );
             }
         }
@@ -436,7 +493,10 @@ impl<'a> Engine<'a> {
             Err(e) => Decision::Keep(Reason::Git, e),
             Ok(lines) if !lines.is_empty() && !self.opts.discard_changes => Decision::Keep(
                 Reason::Uncommitted,
-                format!("uncommitted or untracked changes: {}", lines.iter().take(3).cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "uncommitted or untracked changes: {}",
+                    lines.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                ),
             ),
             Ok(_) => Decision::Remove,
         }
@@ -452,7 +512,12 @@ impl<'a> Engine<'a> {
         let kids: Vec<String> = it
             .git
             .as_ref()
-            .map(|g| g.children.iter().map(|&c| format!("?? {}/", self.inv.items[c].name())).collect())
+            .map(|g| {
+                g.children
+                    .iter()
+                    .map(|&c| format!("?? {}/", self.inv.items[c].name()))
+                    .collect()
+            })
             .unwrap_or_default();
         let r = self
             .git
@@ -465,8 +530,15 @@ impl<'a> Engine<'a> {
 
     fn decide_session(&self, i: usize, so_far: &[Decision]) -> Decision {
         let it = &self.inv.items[i];
-        let Some(o) = &it.owner else { return Decision::Remove };
-        for &j in self.worktrees_of.get(o).map(Vec::as_slice).unwrap_or_default() {
+        let Some(o) = &it.owner else {
+            return Decision::Remove;
+        };
+        for &j in self
+            .worktrees_of
+            .get(o)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let w = &self.inv.items[j];
             if so_far[j] != Decision::Remove && so_far[j] != Decision::Gone {
                 let why = match &so_far[j] {
@@ -475,7 +547,10 @@ impl<'a> Engine<'a> {
                     Decision::NotSelected | Decision::OutOfScope => "not being cleaned".into(),
                     _ => "kept".into(),
                 };
-                return Decision::Keep(Reason::OwnerKept, format!("its worktree {} is kept ({why})", w.rel()));
+                return Decision::Keep(
+                    Reason::OwnerKept,
+                    format!("its worktree {} is kept ({why})", w.rel()),
+                );
             }
         }
         Decision::Remove
@@ -500,8 +575,17 @@ pub enum Mode {
 }
 
 /// Execute a plan. In [`Mode::DryRun`] every check runs and nothing is changed.
-pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut dyn FnMut(&serde_json::Value)) -> Report {
-    let mut rep = Report { dry_run: mode == Mode::DryRun, warnings: eng.inv.warnings.clone(), ..Report::default() };
+pub fn execute(
+    eng: &mut Engine<'_>,
+    plan: &[Decision],
+    mode: Mode,
+    audit: &mut dyn FnMut(&serde_json::Value),
+) -> Report {
+    let mut rep = Report {
+        dry_run: mode == Mode::DryRun,
+        warnings: eng.inv.warnings.clone(),
+        ..Report::default()
+    };
     for (i, it) in eng.inv.items.iter().enumerate() {
         if plan[i] != Decision::OutOfScope && plan[i] != Decision::Gone {
             rep.before.add(it.ty, it.repo.as_deref(), it.bytes);
@@ -515,9 +599,15 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
         }
     }
     rep.after = rep.before.clone();
-    let trash = if mode == Mode::Real { open_trash(eng.root, &mut rep) } else { None };
+    let trash = if mode == Mode::Real {
+        open_trash(eng.root, &mut rep)
+    } else {
+        None
+    };
     let mut outcome: Vec<Option<bool>> = vec![None; plan.len()]; // Some(true) = removed
-    let mut order: Vec<usize> = (0..plan.len()).filter(|&i| plan[i] == Decision::Remove).collect();
+    let mut order: Vec<usize> = (0..plan.len())
+        .filter(|&i| plan[i] == Decision::Remove)
+        .collect();
     order.sort_by_key(|&i| {
         let it = &eng.inv.items[i];
         let parent = it.git.as_ref().is_some_and(|g| !g.children.is_empty());
@@ -540,7 +630,11 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
                 continue;
             }
             Ok(_locks) => {
-                let res = if mode == Mode::Real { remove_item(eng.root, trash.as_ref(), it) } else { Ok(()) };
+                let res = if mode == Mode::Real {
+                    remove_item(eng.root, trash.as_ref(), it)
+                } else {
+                    Ok(())
+                };
                 match res {
                     Ok(()) => {
                         outcome[i] = Some(true);
@@ -570,7 +664,11 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
                         } else {
                             "fix the cause (permissions, immutable files, read-only filesystem) and run clean again"
                         };
-                        rep.errors.push(Failure { path: it.rel(), cause: cause.clone(), hint: hint.into() });
+                        rep.errors.push(Failure {
+                            path: it.rel(),
+                            cause: cause.clone(),
+                            hint: hint.into(),
+                        });
                         rep.kept.push(entry(Some(Reason::Failed), cause.clone()));
                         if it.kind == ItemKind::Worktree && mode == Mode::Real {
                             record_orphan(eng, it, &cause, &mut rep);
@@ -585,10 +683,12 @@ pub fn execute(eng: &mut Engine<'_>, plan: &[Decision], mode: Mode, audit: &mut 
     }
     for (i, d) in plan.iter().enumerate() {
         if let Decision::Keep(r, why) = d {
-            rep.kept.push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
+            rep.kept
+                .push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
         }
     }
-    rep.kept.sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
+    rep.kept
+        .sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
     rep
 }
 
@@ -597,12 +697,25 @@ fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
         also.push(inventory::rel_of(m));
     }
-    Entry { ty: it.ty, repo: it.repo.clone(), path: it.rel(), bytes: it.bytes, owner: it.owner.clone(), reason, detail, also }
+    Entry {
+        ty: it.ty,
+        repo: it.repo.clone(),
+        path: it.rel(),
+        bytes: it.bytes,
+        owner: it.owner.clone(),
+        reason,
+        detail,
+        also,
+    }
 }
 
 fn removal_reason(eng: &Engine<'_>, it: &Item) -> String {
     match eng.owner_verdict(it) {
-        Some(v) => format!("session {} is {}", it.owner.as_deref().unwrap_or(""), v.class.word()),
+        Some(v) => format!(
+            "session {} is {}",
+            it.owner.as_deref().unwrap_or(""),
+            v.class.word()
+        ),
         None if it.kind == ItemKind::Temp => "leftover temp file".into(),
         None => "no owner; expired".into(),
     }
@@ -611,7 +724,12 @@ fn removal_reason(eng: &Engine<'_>, it: &Item) -> String {
 /// Deletion-time checks (safety R5): the item and its owner's record are what the scan saw, no
 /// resume lock of the owner is held by someone else (we hold them while deleting), and a
 /// worktree is still clean. Returns the held locks.
-fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode) -> Result<Vec<lock::Held>, (Reason, String)> {
+fn recheck(
+    eng: &mut Engine<'_>,
+    i: usize,
+    outcome: &[Option<bool>],
+    mode: Mode,
+) -> Result<Vec<lock::Held>, (Reason, String)> {
     let it = &eng.inv.items[i];
     if let Some((dev, ino)) = it.dev_ino {
         match stat_comps(eng.root, &it.comps) {
@@ -628,7 +746,10 @@ fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode)
             if rec.dev_ino.is_some() && i != s.item {
                 if let Ok(m) = stat_comps(eng.root, &rec.comps) {
                     if Some((m.dev, m.ino)) != rec.dev_ino || Some(m.mtime_secs) > rec.newest {
-                        return Err((Reason::Changed, format!("session record {} changed since the scan", rec.rel())));
+                        return Err((
+                            Reason::Changed,
+                            format!("session record {} changed since the scan", rec.rel()),
+                        ));
                     }
                 }
             }
@@ -641,11 +762,17 @@ fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode)
                     match lock::try_lock(&ld, &name, false) {
                         Ok(TryLock::Acquired(h)) => held.push(h),
                         Ok(TryLock::Busy) => {
-                            return Err((Reason::LiveLock, format!("resume_locks/{id}.lock is held by another process")))
+                            return Err((
+                                Reason::LiveLock,
+                                format!("resume_locks/{id}.lock is held by another process"),
+                            ))
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
-                            return Err((Reason::LiveLock, format!("cannot check resume_locks/{id}.lock: {e}")));
+                            return Err((
+                                Reason::LiveLock,
+                                format!("cannot check resume_locks/{id}.lock: {e}"),
+                            ));
                         }
                     }
                 }
@@ -666,7 +793,11 @@ fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode)
     }
     let kind = it.kind.clone();
     let registered = it.git.as_ref().is_some_and(|g| g.entry.is_some());
-    let kids = it.git.as_ref().map(|g| g.children.clone()).unwrap_or_default();
+    let kids = it
+        .git
+        .as_ref()
+        .map(|g| g.children.clone())
+        .unwrap_or_default();
     let owner = it.owner.clone();
     if kind == ItemKind::Worktree && registered {
         if mode == Mode::Real {
@@ -675,18 +806,31 @@ fn recheck(eng: &mut Engine<'_>, i: usize, outcome: &[Option<bool>], mode: Mode)
         match eng.dirty(i) {
             Err(e) => return Err((Reason::Git, e)),
             Ok(l) if !l.is_empty() && !eng.opts.discard_changes => {
-                return Err((Reason::Uncommitted, format!("changed since the scan: {}", l.join(", "))))
+                return Err((
+                    Reason::Uncommitted,
+                    format!("changed since the scan: {}", l.join(", ")),
+                ))
             }
             Ok(_) => {}
         }
     }
     if kind == ItemKind::Worktree && kids.iter().any(|&c| outcome[c] != Some(true)) {
-        return Err((Reason::NestedKept, "a nested worktree could not be removed".into()));
+        return Err((
+            Reason::NestedKept,
+            "a nested worktree could not be removed".into(),
+        ));
     }
     if kind == ItemKind::SessionRecord {
-        let wts = owner.as_ref().and_then(|o| eng.worktrees_of.get(o)).cloned().unwrap_or_default();
+        let wts = owner
+            .as_ref()
+            .and_then(|o| eng.worktrees_of.get(o))
+            .cloned()
+            .unwrap_or_default();
         if let Some(&j) = wts.iter().find(|&&j| outcome[j] == Some(false)) {
-            return Err((Reason::OwnerKept, format!("its worktree {} is kept", eng.inv.items[j].rel())));
+            return Err((
+                Reason::OwnerKept,
+                format!("its worktree {} is kept", eng.inv.items[j].rel()),
+            ));
         }
     }
     Ok(held)
@@ -726,13 +870,27 @@ fn finish_worktrees(
             continue;
         }
         let Some(g) = &it.git else { continue };
-        let (Some(common), Some(entry)) = (&g.common, &g.entry) else { continue };
-        let (Some(branch), Some(head)) = (&entry.branch, &entry.head) else { continue };
-        let repo = g.repo_name.clone().or_else(|| it.repo.clone()).unwrap_or_default();
+        let (Some(common), Some(entry)) = (&g.common, &g.entry) else {
+            continue;
+        };
+        let (Some(branch), Some(head)) = (&entry.branch, &entry.head) else {
+            continue;
+        };
+        let repo = g
+            .repo_name
+            .clone()
+            .or_else(|| it.repo.clone())
+            .unwrap_or_default();
         if !(branch.starts_with("prodigy-") || branch.starts_with("agent-")) {
             continue;
         }
-        let mut keep = |detail: String| rep.branches_kept.push(BranchEntry { repo: repo.clone(), branch: branch.clone(), detail });
+        let mut keep = |detail: String| {
+            rep.branches_kept.push(BranchEntry {
+                repo: repo.clone(),
+                branch: branch.clone(),
+                detail,
+            })
+        };
         match eng.git.branch_commit(common, branch) {
             Ok(Some(c)) if &c == head => {}
             Ok(Some(_)) => {
@@ -752,10 +910,17 @@ fn finish_worktrees(
                 continue;
             }
         };
-        let mut others: Vec<&String> =
-            containing.iter().filter(|b| *b != branch && !deleted.contains(&(common.clone(), (*b).clone()))).collect();
+        let mut others: Vec<&String> = containing
+            .iter()
+            .filter(|b| *b != branch && !deleted.contains(&(common.clone(), (*b).clone())))
+            .collect();
         // Name the user's branch (main) rather than another Prodigy branch when both contain it.
-        others.sort_by_key(|b| (b.starts_with("prodigy-") || b.starts_with("agent-"), (*b).clone()));
+        others.sort_by_key(|b| {
+            (
+                b.starts_with("prodigy-") || b.starts_with("agent-"),
+                (*b).clone(),
+            )
+        });
         if others.is_empty() {
             keep("has commits that are on no other branch".into());
             continue;
@@ -776,7 +941,11 @@ fn finish_worktrees(
             }));
         }
         deleted.insert((common.clone(), branch.clone()));
-        rep.branches_deleted.push(BranchEntry { repo: repo.clone(), branch: branch.clone(), detail });
+        rep.branches_deleted.push(BranchEntry {
+            repo: repo.clone(),
+            branch: branch.clone(),
+            detail,
+        });
     }
 }
 
@@ -788,14 +957,22 @@ fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            rep.warnings.push(format!("cannot create `{}`: {}; removing in place", crate::store::TRASH_DIR, e));
+            rep.warnings.push(format!(
+                "cannot create `{}`: {}; removing in place",
+                crate::store::TRASH_DIR,
+                e
+            ));
             return None;
         }
     }
     let t = match root.open_dir(name) {
         Ok(t) => t,
         Err(e) => {
-            rep.warnings.push(format!("cannot open `{}`: {}; removing in place", crate::store::TRASH_DIR, e));
+            rep.warnings.push(format!(
+                "cannot open `{}`: {}; removing in place",
+                crate::store::TRASH_DIR,
+                e
+            ));
             return None;
         }
     };
@@ -803,7 +980,12 @@ fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
         let r = fsops::remove_tree(&t, &n);
         for p in r.problems {
             rep.errors.push(Failure {
-                path: format!("{}/{}/{}", crate::store::TRASH_DIR, crate::store::names::printable(&n), p.rel.display()),
+                path: format!(
+                    "{}/{}/{}",
+                    crate::store::TRASH_DIR,
+                    crate::store::names::printable(&n),
+                    p.rel.display()
+                ),
                 cause: crate::error::describe_io(&p.error),
                 hint: "fix the cause and run clean again".into(),
             });
@@ -829,7 +1011,13 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
         let pd = match root.open_path(&refs) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot open `{}`: {}", inventory::rel_of(parent), crate::error::describe_io(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "cannot open `{}`: {}",
+                    inventory::rel_of(parent),
+                    crate::error::describe_io(&e)
+                ))
+            }
         };
         // A single file goes in one unlink, which is atomic: no trash needed. A directory is
         // renamed into the trash first, so a crash mid-delete never leaves half of it in place.
@@ -863,12 +1051,22 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
                 .problems
                 .iter()
                 .take(3)
-                .map(|p| format!("{}: {}", p.rel.display(), crate::error::describe_io(&p.error)))
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p.rel.display(),
+                        crate::error::describe_io(&p.error)
+                    )
+                })
                 .collect();
             if !r.mounts.is_empty() {
                 why.push("a mount point inside".into());
             }
-            return Err(format!("failed to remove `{}`: {}", inventory::rel_of(&p), why.join("; ")));
+            return Err(format!(
+                "failed to remove `{}`: {}",
+                inventory::rel_of(&p),
+                why.join("; ")
+            ));
         }
     }
     Ok(())
@@ -902,9 +1100,14 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
         error: cause.to_string(),
         extra: Default::default(),
     });
-    let res = std::fs::create_dir_all(&dir)
-        .and_then(|_| crate::store::atomic::write_atomic(&file, &crate::store::records::to_json_bytes(&entries)));
+    let res = std::fs::create_dir_all(&dir).and_then(|_| {
+        crate::store::atomic::write_atomic(&file, &crate::store::records::to_json_bytes(&entries))
+    });
     if let Err(e) = res {
-        rep.warnings.push(format!("cannot record orphaned worktree in `{}`: {}", file.display(), e));
+        rep.warnings.push(format!(
+            "cannot record orphaned worktree in `{}`: {}",
+            file.display(),
+            e
+        ));
     }
 }

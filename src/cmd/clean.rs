@@ -18,32 +18,45 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     let home = std::env::var_os("HOME");
     let wanted = store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
     let home_path = home.map(PathBuf::from);
-    let Some(root_path) = store::resolve_root(&wanted, home_path.as_deref()).map_err(|e| prefix(name, e))? else {
+    let Some(root_path) =
+        store::resolve_root(&wanted, home_path.as_deref()).map_err(|e| prefix(name, e))?
+    else {
         if a.json {
             crate::cmd::print(&format!(
                 "{}\n",
                 serde_json::json!({"command": name, "root": wanted, "nothing_stored": true})
             ))?;
         } else if !a.quiet {
-            crate::cmd::print(&format!("prodigy {name}: nothing is stored at `{}`\n", wanted.display()))?;
+            crate::cmd::print(&format!(
+                "prodigy {name}: nothing is stored at `{}`\n",
+                wanted.display()
+            ))?;
         }
         return Ok(Exit::Ok);
     };
-    let root = Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
+    let root =
+        Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
     let git = Git::default();
     let (scope, scope_note) = resolve_scope(&a.scope, &git);
     let _clean_lock = match take_clean_lock(&root, !a.dry_run) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
             if !a.quiet {
-                let _ = writeln!(std::io::stderr(), "prodigy {name}: another clean is running; nothing to do");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "prodigy {name}: another clean is running; nothing to do"
+                );
             }
             return Ok(Exit::Ok);
         }
         // A read-only root can still be looked at; deleting will fail item by item.
         Err(_) => None,
     };
-    let types = if a.types.is_empty() { StorageType::ALL.to_vec() } else { a.types.clone() };
+    let types = if a.types.is_empty() {
+        StorageType::ALL.to_vec()
+    } else {
+        a.types.clone()
+    };
     let opts = Options {
         types,
         older_than: a.older_than,
@@ -62,7 +75,9 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         let _ = write!(std::io::stderr(), "\x1b[2K\r");
     }
     if let Some(n) = &a.only_name {
-        if !plan.iter().zip(&eng.inv.items).any(|(d, it)| it.name() == *n && *d != Decision::NotSelected && *d != Decision::OutOfScope) {
+        if !plan.iter().zip(&eng.inv.items).any(|(d, it)| {
+            it.name() == *n && *d != Decision::NotSelected && *d != Decision::OutOfScope
+        }) {
             return Err(Error::usage(format!(
                 "{name}: no worktree named `{n}` in scope under `{}`; check the name, or add --all-repos",
                 root_path.display()
@@ -76,7 +91,12 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         if let Err(e) = append_audit(&audit_path, v) {
             if !audit_warned {
                 audit_warned = true;
-                let _ = writeln!(std::io::stderr(), "prodigy {name}: cannot write audit log `{}`: {}", audit_path.display(), describe_io(&e));
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "prodigy {name}: cannot write audit log `{}`: {}",
+                    audit_path.display(),
+                    describe_io(&e)
+                );
             }
         }
     };
@@ -103,7 +123,13 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     let nothing_to_do = to_remove == 0 && !a.dry_run;
     let report = clean::execute(&mut eng, &plan, mode, &mut audit);
     for f in &report.errors {
-        let _ = writeln!(std::io::stderr(), "prodigy {name}: {}: {}; {}", f.path, f.cause, f.hint);
+        let _ = writeln!(
+            std::io::stderr(),
+            "prodigy {name}: {}: {}; {}",
+            f.path,
+            f.cause,
+            f.hint
+        );
     }
     let mut shown = report.clone();
     // With nothing to remove, a real run and a dry run are the same; say it as a real run.
@@ -111,7 +137,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         shown.dry_run = false;
     }
     emit(a, name, &root_path, &scope_note, &shown)?;
-    Ok(if report.errors.is_empty() { Exit::Ok } else { Exit::Failures })
+    Ok(if report.errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failures
+    })
 }
 
 fn prefix(name: &str, e: Error) -> Error {
@@ -130,8 +160,14 @@ fn resolve_scope(arg: &ScopeArg, git: &Git) -> (Scope, String) {
         ScopeArg::AllRepos => (Scope::All, "all repositories".into()),
         ScopeArg::Repo(r) => (Scope::Repo(r.clone()), format!("repository {r}")),
         ScopeArg::Default => match current_repo(git) {
-            Some(r) => (Scope::Repo(r.clone()), format!("repository {r} (the current directory's; --all-repos for all)")),
-            None => (Scope::All, "all repositories (not inside a git repository)".into()),
+            Some(r) => (
+                Scope::Repo(r.clone()),
+                format!("repository {r} (the current directory's; --all-repos for all)"),
+            ),
+            None => (
+                Scope::All,
+                "all repositories (not inside a git repository)".into(),
+            ),
         },
     }
 }
@@ -141,11 +177,19 @@ fn current_repo(git: &Git) -> Option<String> {
     let out = git
         .run(
             Some(&cwd),
-            &[OsStr::new("rev-parse"), OsStr::new("--path-format=absolute"), OsStr::new("--git-common-dir")],
+            &[
+                OsStr::new("rev-parse"),
+                OsStr::new("--path-format=absolute"),
+                OsStr::new("--git-common-dir"),
+            ],
         )
         .ok()?;
     let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
-    let main = if common.file_name() == Some(OsStr::new(".git")) { common.parent()?.to_path_buf() } else { common };
+    let main = if common.file_name() == Some(OsStr::new(".git")) {
+        common.parent()?.to_path_buf()
+    } else {
+        common
+    };
     let name = main.file_name()?.to_str()?;
     let name = name.strip_suffix(".git").unwrap_or(name);
     store::names::is_valid_id_bytes(name.as_bytes()).then(|| name.to_string())
@@ -171,7 +215,10 @@ fn take_clean_lock(root: &Dir, create: bool) -> std::io::Result<Option<lock::Hel
 
 /// Append one line to the audit log, rotating it to `.1` past its size bound.
 fn append_audit(path: &Path, v: &serde_json::Value) -> std::io::Result<()> {
-    if std::fs::symlink_metadata(path).map(|m| m.len() > store::AUDIT_LIMIT).unwrap_or(false) {
+    if std::fs::symlink_metadata(path)
+        .map(|m| m.len() > store::AUDIT_LIMIT)
+        .unwrap_or(false)
+    {
         let mut old = path.as_os_str().to_owned();
         old.push(".1");
         std::fs::rename(path, old)?;
@@ -189,7 +236,10 @@ fn confirm(preview: &Report) -> Result<bool> {
     );
     let _ = err.flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::fatal(format!("cannot read answer: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::fatal(format!("cannot read answer: {e}")))?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
@@ -221,33 +271,71 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 fn stats_lines(out: &mut String, title: &str, s: &Stats) {
-    writeln!(out, "{title}: {} items, {}", s.total.items, human_bytes(s.total.bytes)).unwrap();
+    writeln!(
+        out,
+        "{title}: {} items, {}",
+        s.total.items,
+        human_bytes(s.total.bytes)
+    )
+    .unwrap();
     for t in StorageType::ALL {
         let c = s.by_type.get(t.word()).copied().unwrap_or_default();
-        writeln!(out, "  {:<10} {:>8} items {:>12}", t.word(), c.items, human_bytes(c.bytes)).unwrap();
+        writeln!(
+            out,
+            "  {:<10} {:>8} items {:>12}",
+            t.word(),
+            c.items,
+            human_bytes(c.bytes)
+        )
+        .unwrap();
     }
     let repos: Vec<_> = s.by_repo.iter().filter(|(_, c)| c.items > 0).collect();
     if repos.len() > 1 {
         for (r, c) in repos {
-            writeln!(out, "  repo {:<24} {:>8} items {:>12}", r, c.items, human_bytes(c.bytes)).unwrap();
+            writeln!(
+                out,
+                "  repo {:<24} {:>8} items {:>12}",
+                r,
+                c.items,
+                human_bytes(c.bytes)
+            )
+            .unwrap();
         }
     }
 }
 
 fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> String {
     let mut o = String::new();
-    let would = if rep.dry_run { "Would remove" } else { "Removed" };
+    let would = if rep.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
     writeln!(o, "prodigy {name}: {} — {scope}", root.display()).unwrap();
     stats_lines(&mut o, "Before", &rep.before);
     if !rep.classes.is_empty() {
-        let parts: Vec<String> = rep.classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        let parts: Vec<String> = rep
+            .classes
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
         writeln!(o, "Sessions: {}", parts.join(", ")).unwrap();
     }
     let removed_bytes: u64 = rep.removed.iter().map(|e| e.bytes).sum();
-    writeln!(o, "{would}: {} items, {}", rep.removed.len(), human_bytes(removed_bytes)).unwrap();
+    writeln!(
+        o,
+        "{would}: {} items, {}",
+        rep.removed.len(),
+        human_bytes(removed_bytes)
+    )
+    .unwrap();
     if name == "worktree clean" {
         // Prodigy 0.4.4's wording.
-        for e in rep.removed.iter().filter(|e| e.ty == StorageType::Worktrees) {
+        for e in rep
+            .removed
+            .iter()
+            .filter(|e| e.ty == StorageType::Worktrees)
+        {
             let n = e.path.rsplit('/').next().unwrap_or(&e.path);
             if rep.dry_run {
                 writeln!(o, "DRY RUN: Would remove worktree: {n}").unwrap();
@@ -258,22 +346,45 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
     }
     if rep.dry_run {
         for e in &rep.removed {
-            writeln!(o, "  {:<10} {:<60} {:>10}  {}", e.ty.word(), e.path, human_bytes(e.bytes), e.detail).unwrap();
+            writeln!(
+                o,
+                "  {:<10} {:<60} {:>10}  {}",
+                e.ty.word(),
+                e.path,
+                human_bytes(e.bytes),
+                e.detail
+            )
+            .unwrap();
         }
     } else {
         let mut per: Vec<(StorageType, u64, u64)> = Vec::new();
         for t in StorageType::ALL {
-            let (n, b) = rep.removed.iter().filter(|e| e.ty == t).fold((0, 0), |(n, b), e| (n + 1, b + e.bytes));
+            let (n, b) = rep
+                .removed
+                .iter()
+                .filter(|e| e.ty == t)
+                .fold((0, 0), |(n, b), e| (n + 1, b + e.bytes));
             if n > 0 {
                 per.push((t, n, b));
             }
         }
         for (t, n, b) in per {
-            writeln!(o, "  {:<10} {:>8} items {:>12}", t.word(), n, human_bytes(b)).unwrap();
+            writeln!(
+                o,
+                "  {:<10} {:>8} items {:>12}",
+                t.word(),
+                n,
+                human_bytes(b)
+            )
+            .unwrap();
         }
     }
     for b in &rep.branches_deleted {
-        let verb = if rep.dry_run { "Would delete" } else { "Deleted" };
+        let verb = if rep.dry_run {
+            "Would delete"
+        } else {
+            "Deleted"
+        };
         writeln!(o, "{verb} branch {} in {} ({})", b.branch, b.repo, b.detail).unwrap();
     }
     for b in &rep.branches_kept {
@@ -281,10 +392,18 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
     }
     if !rep.kept.is_empty() {
         let kb: u64 = rep.kept.iter().map(|e| e.bytes).sum();
-        writeln!(o, "Kept though old enough: {} items, {}", rep.kept.len(), human_bytes(kb)).unwrap();
+        writeln!(
+            o,
+            "Kept though old enough: {} items, {}",
+            rep.kept.len(),
+            human_bytes(kb)
+        )
+        .unwrap();
         let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
         for e in &rep.kept {
-            let c = by.entry(e.reason.map(|r| r.word()).unwrap_or("-")).or_default();
+            let c = by
+                .entry(e.reason.map(|r| r.word()).unwrap_or("-"))
+                .or_default();
             c.0 += 1;
             c.1 += e.bytes;
         }
@@ -294,18 +413,38 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         if rep.dry_run {
             for e in &rep.kept {
                 let r = e.reason.map(|r| r.word()).unwrap_or("-");
-                writeln!(o, "  kept {:<10} {:<60} {r}: {}", e.ty.word(), e.path, e.detail).unwrap();
+                writeln!(
+                    o,
+                    "  kept {:<10} {:<60} {r}: {}",
+                    e.ty.word(),
+                    e.path,
+                    e.detail
+                )
+                .unwrap();
             }
         }
     }
     for w in &rep.warnings {
         writeln!(o, "warning: {w}").unwrap();
     }
-    stats_lines(&mut o, if rep.dry_run { "After (predicted)" } else { "After" }, &rep.after);
+    stats_lines(
+        &mut o,
+        if rep.dry_run {
+            "After (predicted)"
+        } else {
+            "After"
+        },
+        &rep.after,
+    );
     if rep.dry_run {
         writeln!(o, "Dry run: nothing was changed.").unwrap();
     } else if !rep.errors.is_empty() {
-        writeln!(o, "{} items could not be removed; see the errors above.", rep.errors.len()).unwrap();
+        writeln!(
+            o,
+            "{} items could not be removed; see the errors above.",
+            rep.errors.len()
+        )
+        .unwrap();
     }
     let _ = a;
     o

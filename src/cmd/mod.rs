@@ -8,5 +8,12 @@ use std::io::Write;
 /// Write `text` to stdout. A closed pipe or full disk is an error, never a panic.
 pub fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| Error::fatal(format!("cannot write output: {}", crate::error::describe_io(&e))))
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| {
+            Error::fatal(format!(
+                "cannot write output: {}",
+                crate::error::describe_io(&e)
+            ))
+        })
 }

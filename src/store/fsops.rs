@@ -178,14 +178,8 @@ mod unix {
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
 
     /// `..` and `.` as C strings (C string literals need Rust 1.77; the crate supports 1.74).
-    const DOTDOT: &CStr = match CStr::from_bytes_with_nul(b"..\0") {
-        Ok(c) => c,
-        Err(_) => panic!("bad literal"),
-    };
-    const DOT: &CStr = match CStr::from_bytes_with_nul(b".\0") {
-        Ok(c) => c,
-        Err(_) => panic!("bad literal"),
-    };
+    const DOTDOT: &CStr = c"..";
+    const DOT: &CStr = c".";
 
     fn last_err() -> io::Error {
         io::Error::last_os_error()

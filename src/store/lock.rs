@@ -23,12 +23,16 @@ pub enum Probe {
 }
 
 fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+    e.kind() == io::ErrorKind::WouldBlock
+        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
 
 /// Probe the flock of `dir/name` without blocking and without creating the file.
 pub fn probe(dir: &Dir, name: &OsStr) -> Probe {
-    let f = match dir.open_file(name, true, false).or_else(|_| dir.open_file(name, false, false)) {
+    let f = match dir
+        .open_file(name, true, false)
+        .or_else(|_| dir.open_file(name, false, false))
+    {
         Ok(f) => f,
         Err(e) => return Probe::Unknown(crate::error::describe_io(&e)),
     };

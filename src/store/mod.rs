@@ -102,10 +102,15 @@ pub fn lock_lease() -> i64 {
 ///
 /// Errors: usage error for an empty or relative `PRODIGY_HOME`, or when neither it nor an
 /// absolute `HOME` is set.
-pub fn root_path(prodigy_home: Option<&std::ffi::OsStr>, home: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
+pub fn root_path(
+    prodigy_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf> {
     if let Some(p) = prodigy_home {
         if p.is_empty() {
-            return Err(Error::usage("PRODIGY_HOME is set but empty; set it to an absolute path or unset it"));
+            return Err(Error::usage(
+                "PRODIGY_HOME is set but empty; set it to an absolute path or unset it",
+            ));
         }
         let p = Path::new(p);
         if !p.is_absolute() {
@@ -118,7 +123,9 @@ pub fn root_path(prodigy_home: Option<&std::ffi::OsStr>, home: Option<&std::ffi:
     }
     match home {
         Some(h) if Path::new(h).is_absolute() => Ok(Path::new(h).join(".prodigy")),
-        _ => Err(Error::usage("neither PRODIGY_HOME nor an absolute HOME is set; set PRODIGY_HOME")),
+        _ => Err(Error::usage(
+            "neither PRODIGY_HOME nor an absolute HOME is set; set PRODIGY_HOME",
+        )),
     }
 }
 
@@ -142,7 +149,8 @@ pub fn resolve_root(path: &Path, home: Option<&Path>) -> Result<Option<PathBuf>>
     if canon.parent().is_none() {
         return refuse("it is the filesystem root");
     }
-    let meta = std::fs::metadata(&canon).map_err(|e| Error::io("inspect storage root", &canon, &e))?;
+    let meta =
+        std::fs::metadata(&canon).map_err(|e| Error::io("inspect storage root", &canon, &e))?;
     if !meta.is_dir() {
         return refuse("it is not a directory");
     }
@@ -157,7 +165,10 @@ pub fn resolve_root(path: &Path, home: Option<&Path>) -> Result<Option<PathBuf>>
         // SAFETY: geteuid has no preconditions and cannot fail.
         let euid = unsafe { libc::geteuid() };
         if meta.uid() != euid {
-            return refuse(&format!("it is owned by uid {}, not by you (uid {euid})", meta.uid()));
+            return refuse(&format!(
+                "it is owned by uid {}, not by you (uid {euid})",
+                meta.uid()
+            ));
         }
     }
     Ok(Some(canon))
@@ -172,17 +183,29 @@ mod tests {
     fn root_from_env_requires_absolute() {
         assert!(root_path(Some(OsStr::new("")), None).is_err());
         assert!(root_path(Some(OsStr::new("rel/dir")), None).is_err());
-        assert_eq!(root_path(Some(OsStr::new("/x/y")), None).unwrap(), PathBuf::from("/x/y"));
-        assert_eq!(root_path(None, Some(OsStr::new("/home/u"))).unwrap(), PathBuf::from("/home/u/.prodigy"));
+        assert_eq!(
+            root_path(Some(OsStr::new("/x/y")), None).unwrap(),
+            PathBuf::from("/x/y")
+        );
+        assert_eq!(
+            root_path(None, Some(OsStr::new("/home/u"))).unwrap(),
+            PathBuf::from("/home/u/.prodigy")
+        );
         assert!(root_path(None, None).is_err());
     }
 
     #[test]
     fn resolve_refuses_filesystem_root_and_home() {
-        assert_eq!(resolve_root(Path::new("/"), None).unwrap_err().exit(), crate::error::Exit::Refused);
+        assert_eq!(
+            resolve_root(Path::new("/"), None).unwrap_err().exit(),
+            crate::error::Exit::Refused
+        );
         let d = std::env::temp_dir().join(format!("prodigy-root-test-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        assert_eq!(resolve_root(&d, Some(&d)).unwrap_err().exit(), crate::error::Exit::Refused);
+        assert_eq!(
+            resolve_root(&d, Some(&d)).unwrap_err().exit(),
+            crate::error::Exit::Refused
+        );
         assert!(resolve_root(&d, None).unwrap().is_some());
         assert!(resolve_root(&d.join("missing"), None).unwrap().is_none());
         std::fs::remove_dir_all(&d).unwrap();

@@ -16,7 +16,8 @@ pub fn is_valid_id_bytes(b: &[u8]) -> bool {
     if b.is_empty() || b.len() > 128 || !b[0].is_ascii_alphanumeric() {
         return false;
     }
-    b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    b.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
 }
 
 /// `name` as a `&str` when it is a valid id (valid ids are ASCII).
@@ -50,9 +51,10 @@ pub fn is_legacy_session_id(s: &str) -> bool {
         let parts: Vec<&str> = uuid.split('-').collect();
         let lens = [8, 4, 4, 4, 12];
         return parts.len() == 5
-            && parts.iter().zip(lens).all(|(p, n)| {
-                p.len() == n && p.bytes().all(|c| c.is_ascii_hexdigit())
-            });
+            && parts
+                .iter()
+                .zip(lens)
+                .all(|(p, n)| p.len() == n && p.bytes().all(|c| c.is_ascii_hexdigit()));
     }
     false
 }
@@ -93,11 +95,28 @@ mod tests {
 
     #[test]
     fn id_grammar_accepts_ids_and_rejects_paths() {
-        for ok in ["a", "session-1", "workflow-1795238089653", "mapreduce-20261121_051522", "A.b_c-d"] {
+        for ok in [
+            "a",
+            "session-1",
+            "workflow-1795238089653",
+            "mapreduce-20261121_051522",
+            "A.b_c-d",
+        ] {
             assert!(is_valid_id(OsStr::new(ok)), "{ok}");
         }
         let long = "a".repeat(129);
-        for bad in ["", ".", "..", "../x", "a/b", "-a", ".hidden", "a b", "a\0b", long.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-a",
+            ".hidden",
+            "a b",
+            "a\0b",
+            long.as_str(),
+        ] {
             assert!(!is_valid_id(OsStr::new(bad)), "{bad:?}");
         }
         assert!(is_valid_id(OsStr::new(&"a".repeat(128))));
@@ -106,7 +125,9 @@ mod tests {
     #[test]
     fn legacy_session_ids_are_recognized_exactly() {
         assert!(is_legacy_session_id("workflow-1795238089653"));
-        assert!(is_legacy_session_id("session-d18a73c0-e5b5-44da-b9e5-fc1936284e80"));
+        assert!(is_legacy_session_id(
+            "session-d18a73c0-e5b5-44da-b9e5-fc1936284e80"
+        ));
         assert!(!is_legacy_session_id("session-abc"));
         assert!(!is_legacy_session_id("workflow-"));
         assert!(!is_legacy_session_id("webapp"));

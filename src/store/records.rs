@@ -1359,6 +1359,43 @@ pub struct LegacyWorktreeMeta {
     pub extra: Extra,
 }
 
+impl LegacyWorkflowCheckpoint {
+    /// True when `execution_state.status` is `Completed`: the only status that is not evidence
+    /// that the session can be resumed (storage-format §4.4).
+    pub fn is_completed(&self) -> bool {
+        self.execution_state.status == LegacyExecStatus::Completed
+    }
+
+    /// The status as 0.4.4 spells it.
+    pub fn status_str(&self) -> &'static str {
+        match self.execution_state.status {
+            LegacyExecStatus::Running => "Running",
+            LegacyExecStatus::Paused => "Paused",
+            LegacyExecStatus::Completed => "Completed",
+            LegacyExecStatus::Failed => "Failed",
+            LegacyExecStatus::Interrupted => "Interrupted",
+        }
+    }
+}
+
+impl JobState {
+    /// True when the job cannot be resumed: status completed or cancelled, or phase complete.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status, JobStatus::Completed | JobStatus::Cancelled)
+            || self.phase == JobPhase::Complete
+    }
+}
+
+/// Parse a checkpoint of the given kind (storage-format §4.4), discarding the value: `Ok` means
+/// a resume could start from it.
+pub fn parse_checkpoint(kind: CheckpointKind, bytes: &[u8]) -> Result<(), ParseError> {
+    match kind {
+        CheckpointKind::Setup => parse::<SetupCheckpoint>(bytes).map(drop),
+        CheckpointKind::Map => parse::<MapCheckpoint>(bytes).map(drop),
+        CheckpointKind::Reduce => parse::<ReduceCheckpoint>(bytes).map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2224,41 +2261,5 @@ mod tests {
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
             .count() as u64;
         assert_eq!(st.good + st.bad, non_blank);
-    }
-}
-
-impl LegacyWorkflowCheckpoint {
-    /// True when `execution_state.status` is `Completed`: the only status that is not evidence
-    /// that the session can be resumed (storage-format §4.4).
-    pub fn is_completed(&self) -> bool {
-        self.execution_state.status == LegacyExecStatus::Completed
-    }
-
-    /// The status as 0.4.4 spells it.
-    pub fn status_str(&self) -> &'static str {
-        match self.execution_state.status {
-            LegacyExecStatus::Running => "Running",
-            LegacyExecStatus::Paused => "Paused",
-            LegacyExecStatus::Completed => "Completed",
-            LegacyExecStatus::Failed => "Failed",
-            LegacyExecStatus::Interrupted => "Interrupted",
-        }
-    }
-}
-
-impl JobState {
-    /// True when the job cannot be resumed: status completed or cancelled, or phase complete.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self.status, JobStatus::Completed | JobStatus::Cancelled) || self.phase == JobPhase::Complete
-    }
-}
-
-/// Parse a checkpoint of the given kind (storage-format §4.4), discarding the value: `Ok` means
-/// a resume could start from it.
-pub fn parse_checkpoint(kind: CheckpointKind, bytes: &[u8]) -> Result<(), ParseError> {
-    match kind {
-        CheckpointKind::Setup => parse::<SetupCheckpoint>(bytes).map(drop),
-        CheckpointKind::Map => parse::<MapCheckpoint>(bytes).map(drop),
-        CheckpointKind::Reduce => parse::<ReduceCheckpoint>(bytes).map(drop),
     }
 }

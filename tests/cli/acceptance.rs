@@ -5,10 +5,22 @@ use std::fs;
 
 /// A canonical MapReduce session `sid` with job `job` in `repo`: record, events, DLQ, job state
 /// (with a map checkpoint when `checkpoint`), both mapping files; everything `days` old.
-fn mr_session(env: &Env, repo: &str, sid: &str, job: &str, status: &str, days: u64, checkpoint: bool) {
+fn mr_session(
+    env: &Env,
+    repo: &str,
+    sid: &str,
+    job: &str,
+    status: &str,
+    days: u64,
+    checkpoint: bool,
+) {
     let t = rfc3339_ago(days * DAY);
     let terminal = matches!(status, "Completed" | "Failed" | "Cancelled");
-    let completed = if terminal { format!("\"{t}\"") } else { "null".into() };
+    let completed = if terminal {
+        format!("\"{t}\"")
+    } else {
+        "null".into()
+    };
     env.write(
         &format!("sessions/{sid}.json"),
         &format!(
@@ -17,7 +29,9 @@ fn mr_session(env: &Env, repo: &str, sid: &str, job: &str, status: &str, days: u
     );
     env.write(
         &format!("events/{repo}/{job}/events-20250101120000.jsonl"),
-        &format!("{{\"timestamp\":\"{t}\",\"event_type\":\"AgentStarted\",\"agent_id\":\"agent-1\"}}\n"),
+        &format!(
+            "{{\"timestamp\":\"{t}\",\"event_type\":\"AgentStarted\",\"agent_id\":\"agent-1\"}}\n"
+        ),
     );
     env.write(
         &format!("dlq/{repo}/{job}/dlq-items.json"),
@@ -43,7 +57,9 @@ fn mr_session(env: &Env, repo: &str, sid: &str, job: &str, status: &str, days: u
             ),
         );
     }
-    let mapping = format!(r#"{{"session_id":"{sid}","job_id":"{job}","workflow_name":"w","created_at":"{t}"}}"#);
+    let mapping = format!(
+        r#"{{"session_id":"{sid}","job_id":"{job}","workflow_name":"w","created_at":"{t}"}}"#
+    );
     env.write(&format!("state/{repo}/mappings/{sid}.json"), &mapping);
     env.write(&format!("state/{repo}/mappings/{job}.json"), &mapping);
     for rel in [
@@ -88,9 +104,17 @@ fn clean_all_dry_run_displays_storage_and_changes_nothing() {
     // Four items per session: its record, events, DLQ and job state (mappings go with the state).
     assert!(o.stdout.contains("Before: 8 items"), "{o:?}");
     assert!(o.stdout.contains("Would remove: 4 items"), "{o:?}");
-    assert!(o.stdout.contains("  sessions   sessions/s-old.json"), "{o:?}");
+    assert!(
+        o.stdout.contains("  sessions   sessions/s-old.json"),
+        "{o:?}"
+    );
     assert!(o.stdout.contains("After (predicted): 4 items"), "{o:?}");
-    assert!(o.stdout.trim_end().ends_with("Dry run: nothing was changed."), "{o:?}");
+    assert!(
+        o.stdout
+            .trim_end()
+            .ends_with("Dry run: nothing was changed."),
+        "{o:?}"
+    );
     assert_eq!(o.stderr, "");
     assert_eq!(env.snapshot(), before);
     assert!(!env.exists("clean-audit.jsonl"));
@@ -105,16 +129,30 @@ fn clean_worktrees_older_than_7d_removes_only_old_worktrees() {
     age_tree(&old, 10 * DAY);
     age_tree(&new, 2 * DAY);
     env.old_file("events/web/job-1/events-20250101120000.jsonl", 60);
-    let (o, v) = env.json(&["clean", "--worktrees", "--older-than", "7d", "--all-repos", "--force", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--worktrees",
+        "--older-than",
+        "7d",
+        "--all-repos",
+        "--force",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(removed_paths(&v), vec!["worktrees/web/wt-old"]);
     assert!(!old.exists() && new.exists());
     assert!(env.exists("events/web/job-1"), "other types untouched");
     // git's bookkeeping is pruned and the fully merged branch is gone; the other stays.
     let list = git(&r, &["worktree", "list", "--porcelain"]);
-    assert!(!list.contains("wt-old") && !list.contains("prunable"), "{list}");
+    assert!(
+        !list.contains("wt-old") && !list.contains("prunable"),
+        "{list}"
+    );
     let branches = git(&r, &["branch", "--format=%(refname:short)"]);
-    assert_eq!(branches.lines().collect::<Vec<_>>(), vec!["main", "prodigy-wt-new"]);
+    assert_eq!(
+        branches.lines().collect::<Vec<_>>(),
+        vec!["main", "prodigy-wt-new"]
+    );
     assert_eq!(v["branches"]["deleted"][0]["branch"], "prodigy-wt-old");
     assert_eq!(v["branches"]["deleted"][0]["detail"], "merged into main");
 }
@@ -126,9 +164,24 @@ fn clean_sessions_older_than_30d_removes_old_session_state() {
     env.session("s-20", "Completed", 20, "");
     env.session("s-stale", "Running", 40, "");
     env.session("s-cancel", "Cancelled", 45, "");
-    let (o, v) = env.json(&["clean", "--sessions", "--older-than", "30d", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--sessions",
+        "--older-than",
+        "30d",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(removed_paths(&v), vec!["sessions/s-40.json", "sessions/s-cancel.json", "sessions/s-stale.json"]);
+    assert_eq!(
+        removed_paths(&v),
+        vec![
+            "sessions/s-40.json",
+            "sessions/s-cancel.json",
+            "sessions/s-stale.json"
+        ]
+    );
     assert!(env.exists("sessions/s-20.json"));
 }
 
@@ -139,9 +192,20 @@ fn clean_logs_older_than_24h_removes_old_logs() {
     env.write("logs/web/run-2.log", "fresh\n");
     env.old_file("logs/web/agent-3/out.log", 3);
     age(&env.p("logs/web/agent-3"), 3 * DAY);
-    let (o, v) = env.json(&["clean", "--logs", "--older-than", "24h", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--logs",
+        "--older-than",
+        "24h",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(removed_paths(&v), vec!["logs/web/agent-3", "logs/web/run-1.log"]);
+    assert_eq!(
+        removed_paths(&v),
+        vec!["logs/web/agent-3", "logs/web/run-1.log"]
+    );
     assert!(env.exists("logs/web/run-2.log"));
 }
 
@@ -150,13 +214,28 @@ fn clean_state_older_than_7d_removes_old_job_state_with_its_mappings() {
     let env = Env::new("state7");
     mr_session(&env, "web", "s-a", "job-a", "Completed", 10, false);
     mr_session(&env, "web", "s-b", "job-b", "Completed", 3, false);
-    let (o, v) = env.json(&["clean", "--state", "--older-than", "7d", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--state",
+        "--older-than",
+        "7d",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
         removed_paths(&v),
-        vec!["state/web/mappings/job-a.json", "state/web/mappings/s-a.json", "state/web/mapreduce/jobs/job-a"]
+        vec![
+            "state/web/mappings/job-a.json",
+            "state/web/mappings/s-a.json",
+            "state/web/mapreduce/jobs/job-a"
+        ]
     );
-    assert!(env.exists("sessions/s-a.json") && env.exists("events/web/job-a"), "other types untouched");
+    assert!(
+        env.exists("sessions/s-a.json") && env.exists("events/web/job-a"),
+        "other types untouched"
+    );
     assert!(all_exist(&env, &session_files("web", "s-b", "job-b")));
 }
 
@@ -165,7 +244,15 @@ fn clean_events_older_than_14d_removes_old_event_logs() {
     let env = Env::new("ev14");
     mr_session(&env, "web", "s-a", "job-a", "Completed", 20, false);
     mr_session(&env, "web", "s-b", "job-b", "Completed", 10, false);
-    let (o, v) = env.json(&["clean", "--events", "--older-than", "14d", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--events",
+        "--older-than",
+        "14d",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(removed_paths(&v), vec!["events/web/job-a"]);
     assert!(env.exists("events/web/job-b") && env.exists("dlq/web/job-a"));
@@ -176,7 +263,15 @@ fn clean_dlq_older_than_30d_removes_old_dead_letter_queues() {
     let env = Env::new("dlq30");
     mr_session(&env, "web", "s-a", "job-a", "Completed", 31, false);
     mr_session(&env, "web", "s-b", "job-b", "Completed", 29, false);
-    let (o, v) = env.json(&["clean", "dlq", "--older-than", "30d", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "dlq",
+        "--older-than",
+        "30d",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(removed_paths(&v), vec!["dlq/web/job-a"]);
     assert!(env.exists("dlq/web/job-b"));
@@ -187,12 +282,29 @@ fn clean_all_repos_cleans_every_repository_and_repo_limits_to_one() {
     let env = Env::new("repos");
     mr_session(&env, "web", "s-w", "job-w", "Completed", 40, false);
     mr_session(&env, "api", "s-a", "job-a", "Completed", 40, false);
-    let (o, v) = env.json(&["clean", "--all", "--older-than", "30d", "--repo", "api", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--all",
+        "--older-than",
+        "30d",
+        "--repo",
+        "api",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(v["scope"], "repository api");
     assert!(none_exist(&env, &session_files("api", "s-a", "job-a")));
     assert!(all_exist(&env, &session_files("web", "s-w", "job-w")));
-    let (o, v) = env.json(&["clean", "--all", "--older-than", "30d", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--all",
+        "--older-than",
+        "30d",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(v["scope"], "all repositories");
     assert!(none_exist(&env, &session_files("web", "s-w", "job-w")));
@@ -203,7 +315,14 @@ fn clean_outside_a_repository_defaults_to_all_repositories_and_says_so() {
     let env = Env::new("scope");
     mr_session(&env, "web", "s-w", "job-w", "Completed", 40, false);
     let o = env.run(&["clean", "--dry-run"]);
-    assert!(o.stdout.lines().next().unwrap().ends_with("all repositories (not inside a git repository)"), "{o:?}");
+    assert!(
+        o.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("all repositories (not inside a git repository)"),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -213,10 +332,22 @@ fn clean_inside_a_repository_defaults_to_that_repository() {
     fs::create_dir_all(r.join("sub")).unwrap();
     mr_session(&env, "web", "s-w", "job-w", "Completed", 40, false);
     mr_session(&env, "api", "s-a", "job-a", "Completed", 40, false);
-    let o = env.cmd(&["clean", "--json", "--dry-run"]).current_dir(r.join("sub")).output().unwrap();
+    let o = env
+        .cmd(&["clean", "--json", "--dry-run"])
+        .current_dir(r.join("sub"))
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["scope"].as_str().unwrap().starts_with("repository web"), "{v}");
-    assert!(removed_paths(&v).iter().all(|p| !p.contains("api") && !p.contains("s-a")), "{v}");
+    assert!(
+        v["scope"].as_str().unwrap().starts_with("repository web"),
+        "{v}"
+    );
+    assert!(
+        removed_paths(&v)
+            .iter()
+            .all(|p| !p.contains("api") && !p.contains("s-a")),
+        "{v}"
+    );
     assert_eq!(removed_paths(&v).len(), 6, "{v}");
 }
 
@@ -225,19 +356,34 @@ fn clean_never_deletes_active_sessions_regardless_of_age() {
     let env = Env::new("active");
     mr_session(&env, "web", "s-act", "job-act", "Running", 100, false);
     // The owner is this test process, alive on this host.
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let rec = fs::read_to_string(env.p("sessions/s-act.json")).unwrap().replace(
-        r#""metadata":{}"#,
-        &format!(r#""metadata":{{"owner":{{"pid":{},"hostname":"{host}","heartbeat_at":"{}"}}}}"#, std::process::id(), rfc3339_ago(100 * DAY)),
-    );
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let rec = fs::read_to_string(env.p("sessions/s-act.json"))
+        .unwrap()
+        .replace(
+            r#""metadata":{}"#,
+            &format!(
+                r#""metadata":{{"owner":{{"pid":{},"hostname":"{host}","heartbeat_at":"{}"}}}}"#,
+                std::process::id(),
+                rfc3339_ago(100 * DAY)
+            ),
+        );
     fs::write(env.p("sessions/s-act.json"), rec).unwrap();
     age(&env.p("sessions/s-act.json"), 100 * DAY);
     let (o, v) = env.json(&["clean", "--older-than", "0s", "--all-repos", "-f", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(v["sessions"]["active"], 1);
     assert!(all_exist(&env, &session_files("web", "s-act", "job-act")));
-    assert_eq!(kept_reason(&v, "sessions/s-act.json").as_deref(), Some("active"));
-    assert_eq!(kept_reason(&v, "events/web/job-act").as_deref(), Some("active"));
+    assert_eq!(
+        kept_reason(&v, "sessions/s-act.json").as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        kept_reason(&v, "events/web/job-act").as_deref(),
+        Some("active")
+    );
 }
 
 #[test]
@@ -245,11 +391,29 @@ fn clean_protects_resumable_workflows_even_when_only_state_is_cleaned() {
     let env = Env::new("resumable");
     mr_session(&env, "web", "s-res", "job-res", "Failed", 100, true);
     mr_session(&env, "web", "s-done", "job-done", "Completed", 100, true);
-    let (o, v) = env.json(&["clean", "--state", "--older-than", "0s", "--all-repos", "-f", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--state",
+        "--older-than",
+        "0s",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(all_exist(&env, &session_files("web", "s-res", "job-res")));
-    let why = &v["kept"].as_array().unwrap().iter().find(|e| e["path"] == "state/web/mapreduce/jobs/job-res").unwrap()["detail"];
-    assert!(why.as_str().unwrap().contains("map-checkpoint-20250101120000.json parses"), "{why}");
+    let why = &v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "state/web/mapreduce/jobs/job-res")
+        .unwrap()["detail"];
+    assert!(
+        why.as_str()
+            .unwrap()
+            .contains("map-checkpoint-20250101120000.json parses"),
+        "{why}"
+    );
     // A completed session is never resumable, checkpoint or not.
     assert!(!env.exists("state/web/mapreduce/jobs/job-done"));
 }
@@ -258,7 +422,15 @@ fn clean_protects_resumable_workflows_even_when_only_state_is_cleaned() {
 fn dry_run_shows_usage_and_reclaim_estimate_that_the_real_run_matches() {
     let env = Env::new("estimate");
     for i in 0..5 {
-        mr_session(&env, "web", &format!("s-{i}"), &format!("job-{i}"), if i % 2 == 0 { "Completed" } else { "Failed" }, 40, i == 3);
+        mr_session(
+            &env,
+            "web",
+            &format!("s-{i}"),
+            &format!("job-{i}"),
+            if i % 2 == 0 { "Completed" } else { "Failed" },
+            40,
+            i == 3,
+        );
     }
     let (_, dry) = env.json(&["clean", "--all-repos", "--json", "--dry-run"]);
     let (o, real) = env.json(&["clean", "--all-repos", "--json", "--force"]);
@@ -280,14 +452,22 @@ fn without_a_terminal_clean_refuses_unless_forced() {
     let o = env.run(&["clean", "--all-repos"]);
     assert_eq!(o.code, 3, "{o:?}");
     assert_eq!(o.stdout, "");
-    assert!(o.stderr.contains("4 items") && o.stderr.contains("add --force to remove them or --dry-run"), "{o:?}");
+    assert!(
+        o.stderr.contains("4 items")
+            && o.stderr.contains("add --force to remove them or --dry-run"),
+        "{o:?}"
+    );
     // Only the clean lock's directory appears (a run that may delete takes the lock first).
     let mut expected = before.clone();
     expected.push("resume_locks".into());
     expected.sort();
     assert_eq!(env.snapshot(), expected);
     let o = env.run(&["clean", "--all-repos", "-f", "-q"]);
-    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, "", ""), "quiet success for cron");
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (0, "", ""),
+        "quiet success for cron"
+    );
     assert!(none_exist(&env, &session_files("web", "s-1", "job-1")));
     // Nothing to do needs no confirmation.
     let o = env.run(&["clean", "--all-repos"]);
@@ -302,10 +482,22 @@ fn statistics_are_shown_before_and_after() {
     let o = env.run(&["clean", "--all-repos", "-f"]);
     assert_eq!(o.code, 0, "{o:?}");
     let lines: Vec<&str> = o.stdout.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("Before: 8 items")), "{o:?}");
-    assert!(lines.iter().any(|l| l.starts_with("Removed: 4 items")), "{o:?}");
-    assert!(lines.iter().any(|l| l.starts_with("After: 4 items")), "{o:?}");
-    assert!(lines.iter().any(|l| l.starts_with("  repo api ")), "per repository with several: {o:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Before: 8 items")),
+        "{o:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Removed: 4 items")),
+        "{o:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("After: 4 items")),
+        "{o:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("  repo api ")),
+        "per repository with several: {o:?}"
+    );
     let (_, v) = env.json(&["clean", "--all-repos", "--json", "--dry-run"]);
     assert_eq!(v["before"]["types"]["sessions"]["items"], 1);
     assert_eq!(v["before"]["repositories"]["api"]["items"], 4);
@@ -314,10 +506,17 @@ fn statistics_are_shown_before_and_after() {
 #[test]
 fn errors_name_the_problem_and_what_to_do() {
     let env = Env::new("errors");
-    let o = env.cmd(&["clean"]).env("PRODIGY_HOME", "relative/dir").output().unwrap();
+    let o = env
+        .cmd(&["clean"])
+        .env("PRODIGY_HOME", "relative/dir")
+        .output()
+        .unwrap();
     let o = Out::from(o);
     assert_eq!(o.code, 2);
-    assert_eq!(o.stderr, "prodigy: PRODIGY_HOME must be an absolute path, not `relative/dir`\n");
+    assert_eq!(
+        o.stderr,
+        "prodigy: PRODIGY_HOME must be an absolute path, not `relative/dir`\n"
+    );
     let o = env.run(&["clean", "--older-than", "7y"]);
     assert_eq!(o.code, 2);
     assert_eq!(
@@ -326,7 +525,11 @@ fn errors_name_the_problem_and_what_to_do() {
     );
     let o = env.run(&["clean", "--frobnicate"]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.starts_with("prodigy: invalid option '--frobnicate'"), "{o:?}");
+    assert!(
+        o.stderr
+            .starts_with("prodigy: invalid option '--frobnicate'"),
+        "{o:?}"
+    );
     let o = env.run(&["clean", "--older-than", "-1d"]);
     assert!(o.stderr.contains("negative"), "{o:?}");
 }
@@ -337,7 +540,10 @@ fn every_removal_is_logged_in_the_audit_log() {
     mr_session(&env, "web", "s-1", "job-1", "Completed", 40, false);
     let (_, v) = env.json(&["clean", "--all-repos", "-f", "--json"]);
     let log = fs::read_to_string(env.p("clean-audit.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), v["removed"].as_array().unwrap().len());
     for l in &lines {
         assert_eq!(l["action"], "remove");
@@ -361,17 +567,33 @@ fn worktree_clean_keeps_working_with_0_4_4_wording() {
     fs::write(b.join("wip.txt"), "uncommitted").unwrap();
     let o = env.run(&["worktree", "clean"]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("`prodigy worktree clean NAME`, or `--all`"), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("`prodigy worktree clean NAME`, or `--all`"),
+        "{o:?}"
+    );
     let o = env.run(&["worktree", "clean", "session-a", "--dry-run", "--all-repos"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.contains("DRY RUN: Would remove worktree: session-a\n"), "{o:?}");
+    assert!(
+        o.stdout
+            .contains("DRY RUN: Would remove worktree: session-a\n"),
+        "{o:?}"
+    );
     assert!(a.exists());
     let o = env.run(&["worktree", "clean", "--all", "--all-repos", "--dry-run"]);
-    assert!(o.stdout.contains("Would remove worktree: session-a") && !o.stdout.contains("Would remove worktree: session-b"), "{o:?}");
+    assert!(
+        o.stdout.contains("Would remove worktree: session-a")
+            && !o.stdout.contains("Would remove worktree: session-b"),
+        "{o:?}"
+    );
     // -f keeps its 0.4.4 meaning: remove even with uncommitted changes.
     let o = env.run(&["worktree", "clean", "-f", "--all", "--all-repos"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.contains("Removing worktree: session-a\n") && o.stdout.contains("Removing worktree: session-b\n"), "{o:?}");
+    assert!(
+        o.stdout.contains("Removing worktree: session-a\n")
+            && o.stdout.contains("Removing worktree: session-b\n"),
+        "{o:?}"
+    );
     assert!(!a.exists() && !b.exists());
     let o = env.run(&["worktree", "clean", "nope", "--all-repos"]);
     assert_eq!(o.code, 2, "{o:?}");
@@ -388,9 +610,19 @@ fn uncommitted_worktrees_are_kept_unless_discarding_changes() {
     age_tree(&w, 30 * DAY);
     let (o, v) = env.json(&["clean", "--worktrees", "--all-repos", "-f", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(kept_reason(&v, "worktrees/web/wt").as_deref(), Some("uncommitted"));
+    assert_eq!(
+        kept_reason(&v, "worktrees/web/wt").as_deref(),
+        Some("uncommitted")
+    );
     assert!(w.join("wip.txt").exists());
-    let (o, v) = env.json(&["clean", "--worktrees", "--all-repos", "-f", "--discard-changes", "--json"]);
+    let (o, v) = env.json(&[
+        "clean",
+        "--worktrees",
+        "--all-repos",
+        "-f",
+        "--discard-changes",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(removed_paths(&v), vec!["worktrees/web/wt"]);
     assert!(!w.exists());
@@ -410,9 +642,28 @@ fn help_lists_every_flag_and_the_exit_codes() {
     let env = Env::new("help");
     let o = env.run(&["clean", "--help"]);
     assert_eq!(o.code, 0);
-    for f in ["--all", "--worktrees", "--sessions", "--logs", "--state", "--events", "--dlq", "--older-than DURATION", "--all-repos", "--repo NAME", "--dry-run", "--force", "--discard-changes", "--json", "--quiet"] {
+    for f in [
+        "--all",
+        "--worktrees",
+        "--sessions",
+        "--logs",
+        "--state",
+        "--events",
+        "--dlq",
+        "--older-than DURATION",
+        "--all-repos",
+        "--repo NAME",
+        "--dry-run",
+        "--force",
+        "--discard-changes",
+        "--json",
+        "--quiet",
+    ] {
         assert!(o.stdout.contains(f), "{f}");
     }
     assert!(o.stdout.contains("  3  refused"), "{o:?}");
-    assert_eq!(env.run(&["--version"]).stdout, format!("prodigy {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        env.run(&["--version"]).stdout,
+        format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }

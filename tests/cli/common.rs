@@ -38,7 +38,13 @@ impl Env {
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(&outside).unwrap();
         fs::write(outside.join("canary.txt"), b"canary").unwrap();
-        Env { dir, home, root, outside, extra_env: Vec::new() }
+        Env {
+            dir,
+            home,
+            root,
+            outside,
+            extra_env: Vec::new(),
+        }
     }
 
     /// The built binary with a cleared environment: PATH, HOME, PRODIGY_HOME, LC_ALL=C.
@@ -65,7 +71,8 @@ impl Env {
     /// Run and parse stdout as the `--json` document.
     pub fn json(&self, args: &[&str]) -> (Out, serde_json::Value) {
         let o = self.run(args);
-        let v = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", o.stdout, o.stderr));
+        let v = serde_json::from_str(&o.stdout)
+            .unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", o.stdout, o.stderr));
         (o, v)
     }
 
@@ -88,8 +95,16 @@ impl Env {
     /// A canonical session record (storage-format §4.1) `days_old` days old (timestamps and mtime).
     pub fn session(&self, id: &str, status: &str, days_old: u64, extra_metadata: &str) -> PathBuf {
         let t = rfc3339_ago(days_old * DAY);
-        let completed = if matches!(status, "Completed" | "Failed" | "Cancelled") { format!("\"{t}\"") } else { "null".into() };
-        let md = if extra_metadata.is_empty() { String::new() } else { format!(",{extra_metadata}") };
+        let completed = if matches!(status, "Completed" | "Failed" | "Cancelled") {
+            format!("\"{t}\"")
+        } else {
+            "null".into()
+        };
+        let md = if extra_metadata.is_empty() {
+            String::new()
+        } else {
+            format!(",{extra_metadata}")
+        };
         let p = self.write(
             &format!("sessions/{id}.json"),
             &format!(
@@ -111,7 +126,11 @@ impl Env {
     pub fn snapshot(&self) -> Vec<String> {
         let mut v = Vec::new();
         walk(&self.root, &self.root, &mut v);
-        v.retain(|p| !p.starts_with("clean-audit.jsonl") && !p.starts_with(".trash") && p != "resume_locks/.clean.lock");
+        v.retain(|p| {
+            !p.starts_with("clean-audit.jsonl")
+                && !p.starts_with(".trash")
+                && p != "resume_locks/.clean.lock"
+        });
         v.sort();
         v
     }
@@ -129,7 +148,12 @@ fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
     let Ok(rd) = fs::read_dir(p) else { return };
     for e in rd.flatten() {
         let path = e.path();
-        out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        out.push(
+            path.strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        );
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             walk(base, &path, out);
         }
@@ -155,14 +179,19 @@ impl From<Output> for Out {
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 /// RFC 3339 UTC time `secs` ago.
 pub fn rfc3339_ago(secs: u64) -> String {
     let t = time::OffsetDateTime::now_utc() - time::Duration::seconds(secs as i64);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 /// Set the mtime of one path (not following a final symlink: symlinks are left alone).
@@ -189,7 +218,12 @@ pub fn age_tree(p: &Path, secs: u64) {
 
 /// True when `prog` runs; otherwise print a loud SKIPPED line.
 pub fn have(prog: &str, test: &str) -> bool {
-    let ok = Command::new(prog).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let ok = Command::new(prog)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
     if !ok {
         eprintln!("SKIPPED {test}: `{prog}` is not installed");
     }
@@ -199,20 +233,34 @@ pub fn have(prog: &str, test: &str) -> bool {
 /// Run git with a clean environment; panics on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let o = git_cmd(dir, args).output().unwrap();
-    assert!(o.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("git");
-    c.args(["-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::null());
+    c.args([
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "init.defaultBranch=main",
+        "-c",
+        "commit.gpgsign=false",
+    ])
+    .args(args)
+    .current_dir(dir)
+    .env_clear()
+    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    .env("HOME", dir)
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .stdin(Stdio::null());
     c
 }
 
@@ -231,7 +279,18 @@ pub fn repo(env: &Env, name: &str) -> PathBuf {
 pub fn worktree(env: &Env, repo_dir: &Path, repo: &str, name: &str) -> PathBuf {
     let p = env.p(&format!("worktrees/{repo}/{name}"));
     fs::create_dir_all(p.parent().unwrap()).unwrap();
-    git(repo_dir, &["worktree", "add", "-q", "-b", &format!("prodigy-{name}"), p.to_str().unwrap(), "main"]);
+    git(
+        repo_dir,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("prodigy-{name}"),
+            p.to_str().unwrap(),
+            "main",
+        ],
+    );
     p
 }
 
@@ -258,7 +317,12 @@ fn paths(v: &serde_json::Value, key: &str) -> Vec<String> {
 
 /// The reason a path was kept, if it was.
 pub fn kept_reason(v: &serde_json::Value, path: &str) -> Option<String> {
-    v["kept"].as_array().unwrap().iter().find(|e| e["path"] == path).map(|e| e["reason"].as_str().unwrap().to_string())
+    v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .map(|e| e["reason"].as_str().unwrap().to_string())
 }
 
 pub fn os(s: &str) -> &OsStr {

@@ -24,7 +24,12 @@ fn extract_corpus() -> bool {
         return false;
     }
     let _ = fs::remove_dir_all(CORPUS);
-    let ok = Command::new("tar").args(["-C", "/", "-xzf"]).arg(&tar).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("tar")
+        .args(["-C", "/", "-xzf"])
+        .arg(&tar)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "tar failed");
     true
 }
@@ -51,7 +56,9 @@ fn corpus_run(args: &[&str]) -> (Out, serde_json::Value) {
 fn age_corpus() {
     let ok = Command::new("sh")
         .arg("-c")
-        .arg(format!("find {CORPUS}/home -exec touch -h -d '2026-10-01 00:00:00' {{}} +"))
+        .arg(format!(
+            "find {CORPUS}/home -exec touch -h -d '2026-10-01 00:00:00' {{}} +"
+        ))
         .status()
         .unwrap()
         .success();
@@ -59,13 +66,20 @@ fn age_corpus() {
 }
 
 fn branch_tips(repo: &Path) -> BTreeMap<String, String> {
-    git(repo, &["for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads/"])
-        .lines()
-        .map(|l| {
-            let (b, c) = l.split_once(' ').unwrap();
-            (b.to_string(), c.to_string())
-        })
-        .collect()
+    git(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short) %(objectname)",
+            "refs/heads/",
+        ],
+    )
+    .lines()
+    .map(|l| {
+        let (b, c) = l.split_once(' ').unwrap();
+        (b.to_string(), c.to_string())
+    })
+    .collect()
 }
 
 #[test]
@@ -74,12 +88,22 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
     if !have("faketime", "real_0_4_4_tree") || !extract_corpus() {
         return;
     }
-    let gt: serde_json::Value = serde_json::from_str(&fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap()).unwrap();
+    let gt: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
+    )
+    .unwrap();
     let root = PathBuf::from(gt["prodigy_home"].as_str().unwrap());
     age_corpus();
 
     // Every JSON file is understood, except the four 0-byte sessions, reported as corrupt.
-    let (o, dry) = corpus_run(&["clean", "--all-repos", "--older-than", "0s", "--dry-run", "--json"]);
+    let (o, dry) = corpus_run(&[
+        "clean",
+        "--all-repos",
+        "--older-than",
+        "0s",
+        "--dry-run",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     let mut empty: Vec<String> = dry["kept"]
         .as_array()
@@ -102,18 +126,43 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| matches!(e["reason"].as_str(), Some("unrecognized" | "unreadable" | "invalid-name" | "git")))
+        .filter(|e| {
+            matches!(
+                e["reason"].as_str(),
+                Some("unrecognized" | "unreadable" | "invalid-name" | "git")
+            )
+        })
         .collect();
     assert!(odd.is_empty(), "every file is understood: {odd:?}");
-    assert_eq!(dry["sessions"], serde_json::json!({"completed": 8, "resumable": 5, "stale": 2, "unknown": 4}));
+    assert_eq!(
+        dry["sessions"],
+        serde_json::json!({"completed": 8, "resumable": 5, "stale": 2, "unknown": 4})
+    );
 
-    let repos: Vec<PathBuf> = ["webapp", "api-server", "tools"].iter().map(|r| PathBuf::from(CORPUS).join("repos").join(r)).collect();
+    let repos: Vec<PathBuf> = ["webapp", "api-server", "tools"]
+        .iter()
+        .map(|r| PathBuf::from(CORPUS).join("repos").join(r))
+        .collect();
     let tips_before: Vec<BTreeMap<String, String>> = repos.iter().map(|r| branch_tips(r)).collect();
-    let main_status: Vec<String> = repos.iter().map(|r| git(r, &["status", "--porcelain"])).collect();
+    let main_status: Vec<String> = repos
+        .iter()
+        .map(|r| git(r, &["status", "--porcelain"]))
+        .collect();
 
-    let (o, real) = corpus_run(&["clean", "--all-repos", "--older-than", "0s", "--force", "--json"]);
+    let (o, real) = corpus_run(&[
+        "clean",
+        "--all-repos",
+        "--older-than",
+        "0s",
+        "--force",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(removed_paths(&dry), removed_paths(&real), "the dry run predicted the real run");
+    assert_eq!(
+        removed_paths(&dry),
+        removed_paths(&real),
+        "the dry run predicted the real run"
+    );
     assert_eq!(dry["totals"], real["totals"]);
 
     // Sessions: the README's outcome table.
@@ -121,7 +170,12 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["scenario"].as_str().unwrap(), s["session_id"].as_str().unwrap()))
+        .map(|s| {
+            (
+                s["scenario"].as_str().unwrap(),
+                s["session_id"].as_str().unwrap(),
+            )
+        })
         .collect();
     for (sc, sid) in &by_scenario {
         let exists = root.join(format!("sessions/{sid}.json")).exists();
@@ -129,16 +183,44 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
         if *sc == "d1-resume" {
             continue;
         }
-        assert_eq!(exists, !expect_removed, "scenario {sc} ({sid}): session record exists = {exists}");
+        assert_eq!(
+            exists, !expect_removed,
+            "scenario {sc} ({sid}): session record exists = {exists}"
+        );
     }
-    for f in ["workflow-1795238098502", "workflow-1795238106470", "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0", "session-05ca58e9-86f2-420d-ab40-66673acbd8b7"] {
-        assert_eq!(fs::metadata(root.join(format!("sessions/{f}.json"))).unwrap().len(), 0, "corrupt file kept as is");
+    for f in [
+        "workflow-1795238098502",
+        "workflow-1795238106470",
+        "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0",
+        "session-05ca58e9-86f2-420d-ab40-66673acbd8b7",
+    ] {
+        assert_eq!(
+            fs::metadata(root.join(format!("sessions/{f}.json")))
+                .unwrap()
+                .len(),
+            0,
+            "corrupt file kept as is"
+        );
     }
     // Resumable sessions keep their checkpoints; g1 keeps its (stale) resume lock.
-    for sid in ["workflow-1795238090597", "workflow-1795238090936", "workflow-1795238114447", "workflow-1795238178314"] {
-        assert!(root.join(format!("state/{sid}/checkpoints")).read_dir().unwrap().next().is_some(), "{sid}");
+    for sid in [
+        "workflow-1795238090597",
+        "workflow-1795238090936",
+        "workflow-1795238114447",
+        "workflow-1795238178314",
+    ] {
+        assert!(
+            root.join(format!("state/{sid}/checkpoints"))
+                .read_dir()
+                .unwrap()
+                .next()
+                .is_some(),
+            "{sid}"
+        );
     }
-    assert!(root.join("resume_locks/workflow-1795238178314.lock").exists());
+    assert!(root
+        .join("resume_locks/workflow-1795238178314.lock")
+        .exists());
 
     // Worktrees: removed exactly where the README says.
     let removed_wt = [
@@ -150,9 +232,18 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
     ];
     for w in gt["worktrees"].as_array().unwrap() {
         let p = PathBuf::from(w["path"].as_str().unwrap());
-        let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let expect_gone = removed_wt.contains(&rel.as_str());
-        assert_eq!(p.exists(), !expect_gone, "{rel} (scenario {})", w["scenario"]);
+        assert_eq!(
+            p.exists(),
+            !expect_gone,
+            "{rel} (scenario {})",
+            w["scenario"]
+        );
         if w["locked"] == true || !w["uncommitted"].as_array().unwrap().is_empty() {
             assert!(p.exists(), "locked or dirty worktree {rel} kept");
         }
@@ -166,18 +257,47 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
         let after = branch_tips(r);
         for (b, tip) in &tips_before[i] {
             if !after.contains_key(b) {
-                let holders = git(r, &["for-each-ref", "--contains", tip, "--format=%(refname:short)", "refs/heads/"]);
-                assert!(!holders.trim().is_empty(), "{b} deleted but {tip} is on no branch");
+                let holders = git(
+                    r,
+                    &[
+                        "for-each-ref",
+                        "--contains",
+                        tip,
+                        "--format=%(refname:short)",
+                        "refs/heads/",
+                    ],
+                );
+                assert!(
+                    !holders.trim().is_empty(),
+                    "{b} deleted but {tip} is on no branch"
+                );
             }
         }
         // Branches with commits not in main whose worktree went are kept.
-        assert_eq!(git(r, &["status", "--porcelain"]), main_status[i], "main worktree untouched");
+        assert_eq!(
+            git(r, &["status", "--porcelain"]),
+            main_status[i],
+            "main worktree untouched"
+        );
     }
-    assert!(branch_tips(&repos[0]).contains_key("prodigy-workflow-1795238090439"), "a3's unmerged branch kept");
-    assert!(branch_tips(&repos[2]).contains_key("prodigy-session-7f8c288b-aa4b-4dce-ba8a-65b0e0337e8d"), "c2's unmerged branch kept");
+    assert!(
+        branch_tips(&repos[0]).contains_key("prodigy-workflow-1795238090439"),
+        "a3's unmerged branch kept"
+    );
+    assert!(
+        branch_tips(&repos[2]).contains_key("prodigy-session-7f8c288b-aa4b-4dce-ba8a-65b0e0337e8d"),
+        "c2's unmerged branch kept"
+    );
 
     // A second run converges: nothing left to remove.
-    let (o, again) = corpus_run(&["clean", "--all-repos", "--older-than", "0s", "--force", "--json"]);
+    let (o, again) = corpus_run(&[
+        "clean",
+        "--all-repos",
+        "--older-than",
+        "0s",
+        "--force",
+        "--json",
+    ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(again["removed"].as_array().unwrap().len(), 0, "{again}");
 
@@ -195,7 +315,13 @@ fn check_manifest(manifest: &serde_json::Value, report: &serde_json::Value, on_d
         .flat_map(|e| {
             let r = e["reason"].as_str().unwrap().to_string();
             let mut v = vec![(e["path"].as_str().unwrap().to_string(), r.clone())];
-            v.extend(e["also"].as_array().unwrap().iter().map(|a| (a.as_str().unwrap().to_string(), r.clone())));
+            v.extend(
+                e["also"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| (a.as_str().unwrap().to_string(), r.clone())),
+            );
             v
         })
         .collect();
@@ -217,7 +343,12 @@ fn check_manifest(manifest: &serde_json::Value, report: &serde_json::Value, on_d
             bad.push(format!("{path}: expected {expect} {reason:?}"));
         }
     }
-    assert!(bad.is_empty(), "{} mismatches, first: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 }
 
 #[test]
@@ -236,34 +367,60 @@ fn generated_tree_of_10000_sessions_is_cleaned_exactly_as_its_manifest_says() {
         .status()
         .unwrap();
     assert!(st.success());
-    let manifest: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let run = |args: &[&str]| {
-        let o = env.cmd(args).env("PRODIGY_HOME", out.join("home/.prodigy")).env("HOME", out.join("home")).output().unwrap();
+        let o = env
+            .cmd(args)
+            .env("PRODIGY_HOME", out.join("home/.prodigy"))
+            .env("HOME", out.join("home"))
+            .output()
+            .unwrap();
         let o = Out::from(o);
-        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|_| panic!("{o:?}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&o.stdout).unwrap_or_else(|_| panic!("{o:?}"));
         (o, v)
     };
     let canaries: Vec<(String, Vec<u8>)> = manifest["canaries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c.as_str().unwrap().to_string(), fs::read(c.as_str().unwrap()).unwrap()))
+        .map(|c| {
+            (
+                c.as_str().unwrap().to_string(),
+                fs::read(c.as_str().unwrap()).unwrap(),
+            )
+        })
         .collect();
     let (o, dry) = run(&["clean", "--all-repos", "--dry-run", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
     check_manifest(&manifest, &dry, false);
     let (o, real) = run(&["clean", "--all-repos", "--force", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(removed_paths(&dry), removed_paths(&real), "the dry run predicted the real run");
+    assert_eq!(
+        removed_paths(&dry),
+        removed_paths(&real),
+        "the dry run predicted the real run"
+    );
     assert_eq!(dry["totals"], real["totals"]);
     assert_eq!(dry["branches"], real["branches"]);
     check_manifest(&manifest, &real, true);
     for (path, bytes) in &canaries {
-        assert_eq!(&fs::read(path).unwrap(), bytes, "{path} survives byte for byte");
+        assert_eq!(
+            &fs::read(path).unwrap(),
+            bytes,
+            "{path} survives byte for byte"
+        );
     }
     for b in manifest["branches"].as_array().unwrap() {
-        let repo = PathBuf::from(manifest["repos"][b["repo"].as_str().unwrap()].as_str().unwrap());
-        let exists = !git(&repo, &["branch", "--list", b["branch"].as_str().unwrap()]).trim().is_empty();
+        let repo = PathBuf::from(
+            manifest["repos"][b["repo"].as_str().unwrap()]
+                .as_str()
+                .unwrap(),
+        );
+        let exists = !git(&repo, &["branch", "--list", b["branch"].as_str().unwrap()])
+            .trim()
+            .is_empty();
         assert_eq!(exists, b["expect"] == "kept", "{b}");
         assert!(!git(&repo, &["worktree", "list", "--porcelain"]).contains("prunable"));
     }
