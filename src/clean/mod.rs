@@ -575,11 +575,14 @@ pub enum Mode {
 }
 
 /// Execute a plan. In [`Mode::DryRun`] every check runs and nothing is changed.
+///
+/// `progress(type, done, total)` is called as items are handled (for a terminal display).
 pub fn execute(
     eng: &mut Engine<'_>,
     plan: &[Decision],
     mode: Mode,
     audit: &mut dyn FnMut(&serde_json::Value),
+    progress: &mut dyn FnMut(StorageType, usize, usize),
 ) -> Report {
     let mut rep = Report {
         dry_run: mode == Mode::DryRun,
@@ -615,7 +618,9 @@ pub fn execute(
     });
     let mut pruned_repos: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut worktrees_done = false;
-    for &i in &order {
+    let total = order.len();
+    for (done, &i) in order.iter().enumerate() {
+        progress(eng.inv.items[i].ty, done, total);
         if eng.inv.items[i].ty == StorageType::Sessions && !worktrees_done {
             worktrees_done = true;
             finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
@@ -680,6 +685,9 @@ pub fn execute(
     }
     if !worktrees_done {
         finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+    }
+    if eng.opts.types.contains(&StorageType::Worktrees) {
+        prune_orphan_registry(eng, mode, &mut rep);
     }
     for (i, d) in plan.iter().enumerate() {
         if let Decision::Keep(r, why) = d {
@@ -1109,5 +1117,58 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
             file.display(),
             e
         ));
+    }
+}
+
+/// Storage-format §4.7: registry entries whose path is gone are dropped; a registry left empty is
+/// removed. Only registries of repositories in scope, only in a real run (a dry run reports).
+fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
+    use crate::store::records::OrphanEntry;
+    let top = OsStr::new("orphaned_worktrees");
+    let Ok(d) = eng.root.open_dir(top) else { return };
+    for repo in d.names().unwrap_or_default() {
+        let Some(r) = crate::store::names::valid_id_str(&repo) else { continue };
+        if let Scope::Repo(want) = &eng.opts.scope {
+            if want != r {
+                continue;
+            }
+        }
+        let Ok(rd) = d.open_dir(&repo) else { continue };
+        for f in rd.names().unwrap_or_default() {
+            if crate::store::names::strip_valid(&f, ".json").is_none() {
+                continue;
+            }
+            let rel = format!("orphaned_worktrees/{r}/{}", crate::store::names::printable(&f));
+            let Ok(bytes) = rd.read_file(&f, inventory::MAX_RECORD) else { continue };
+            let Ok(entries) = crate::store::records::parse::<Vec<OrphanEntry>>(&bytes) else {
+                rep.warnings.push(format!("{rel} does not parse; kept as is"));
+                continue;
+            };
+            let live: Vec<OrphanEntry> = entries.iter().filter(|e| std::fs::symlink_metadata(&e.path).is_ok()).cloned().collect();
+            if live.len() == entries.len() {
+                continue;
+            }
+            let dropped = entries.len() - live.len();
+            let verb = if mode == Mode::Real { "dropped" } else { "would drop" };
+            rep.warnings.push(format!("{rel}: {verb} {dropped} entries whose worktree is gone"));
+            if mode == Mode::DryRun {
+                continue;
+            }
+            let res = if live.is_empty() {
+                let r = fsops::remove_tree(&rd, &f);
+                if r.complete {
+                    Ok(())
+                } else {
+                    Err(r.problems.first().map(|p| crate::error::describe_io(&p.error)).unwrap_or_default())
+                }
+            } else {
+                crate::store::records::try_to_json_bytes(&live)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| crate::store::atomic::write_atomic(&eng.root_path.join(&rel), &b).map_err(|e| e.to_string()))
+            };
+            if let Err(cause) = res {
+                rep.errors.push(Failure { path: rel, cause, hint: "check permissions and run clean again".into() });
+            }
+        }
     }
 }

@@ -70,6 +70,9 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         let _ = write!(std::io::stderr(), "Scanning {}…\r", root_path.display());
     }
     let mut eng = Engine::new(&root, &root_path, &git, now, &opts);
+    if progress {
+        let _ = write!(std::io::stderr(), "\x1b[2KScanned {} items\r", eng.inv.items.len());
+    }
     let plan = eng.plan();
     if progress {
         let _ = write!(std::io::stderr(), "\x1b[2K\r");
@@ -105,7 +108,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     } else if a.force {
         Mode::Real
     } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {});
+        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
         emit(a, name, &root_path, &scope_note, &preview)?;
         if !confirm(&preview)? {
             let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
@@ -113,7 +116,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
         Mode::Real
     } else {
-        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {});
+        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
         return Err(Error::refused(format!(
             "{name}: {} items ({}) would be removed, but there is no terminal to confirm; add --force to remove them or --dry-run to list them",
             preview.removed.len(),
@@ -121,7 +124,20 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         )));
     };
     let nothing_to_do = to_remove == 0 && !a.dry_run;
-    let report = clean::execute(&mut eng, &plan, mode, &mut audit);
+    // Progress on stderr only when it is a terminal (Spec 135: "Cleaning sessions… (45/123) 36%").
+    let show = progress && mode == Mode::Real;
+    let mut last = std::time::Instant::now();
+    let mut tick = |ty: StorageType, done: usize, total: usize| {
+        if show && (last.elapsed().as_millis() >= 200 || done + 1 == total) {
+            last = std::time::Instant::now();
+            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let _ = write!(std::io::stderr(), "\x1b[2KCleaning {}… ({done}/{total}) {pct}%\r", ty.word());
+        }
+    };
+    let report = clean::execute(&mut eng, &plan, mode, &mut audit, &mut tick);
+    if show {
+        let _ = write!(std::io::stderr(), "\x1b[2K\r");
+    }
     for f in &report.errors {
         let _ = writeln!(
             std::io::stderr(),
