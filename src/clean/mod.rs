@@ -290,8 +290,17 @@ impl<'a> Engine<'a> {
         };
         let mut inv = scanner.scan();
         let scope = opts.scope.clone();
-        // Walk only what is in scope (plus owners' data, which shares the owner's repository).
-        inventory::measure(root, &mut inv, |it| in_scope(&scope, it));
+        // Walk what is in scope, and everything owned by a session in scope (its activity
+        // anywhere counts for its class), but not other repositories' worktrees.
+        let owners_in_scope: std::collections::HashSet<String> = inv
+            .sessions
+            .values()
+            .filter(|s| in_scope(&scope, &inv.items[s.item]))
+            .map(|s| s.id.clone())
+            .collect();
+        inventory::measure(root, &mut inv, |it| {
+            in_scope(&scope, it) || it.owner.as_ref().is_some_and(|o| owners_in_scope.contains(o))
+        });
         let in_use = crate::procs::dirs_in_use();
         let facts = classify::Facts {
             now,
@@ -555,6 +564,11 @@ impl<'a> Engine<'a> {
         }
         Decision::Remove
     }
+}
+
+/// Entries an interrupted run left in the trash (they were already committed to deletion).
+pub fn trash_pending(root: &Dir) -> usize {
+    root.open_dir(OsStr::new(crate::store::TRASH_DIR)).and_then(|t| t.names()).map(|n| n.len()).unwrap_or(0)
 }
 
 /// True when the item belongs to the scope.
@@ -984,7 +998,15 @@ fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
             return None;
         }
     };
-    for n in t.names().unwrap_or_default() {
+    let leftovers = t.names().unwrap_or_default();
+    if !leftovers.is_empty() {
+        rep.warnings.push(format!(
+            "finished removing {} items an interrupted clean left in {}",
+            leftovers.len(),
+            crate::store::TRASH_DIR
+        ));
+    }
+    for n in leftovers {
         let r = fsops::remove_tree(&t, &n);
         for p in r.problems {
             rep.errors.push(Failure {

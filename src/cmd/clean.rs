@@ -87,7 +87,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             )));
         }
     }
-    let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count();
+    // Leftovers of an interrupted run count as work: finishing them is a deletion.
+    let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count() + clean::trash_pending(&root);
     let mut audit_warned = false;
     let audit_path = root_path.join(store::AUDIT_LOG);
     let mut audit = |v: &serde_json::Value| {

@@ -667,3 +667,18 @@ fn help_lists_every_flag_and_the_exit_codes() {
         format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn an_interrupted_runs_trash_is_emptied_by_the_next_real_run() {
+    let env = Env::new("trash");
+    env.write(".trash/999-0/events-x.jsonl", "{}\n");
+    env.session("s-new", "Completed", 1, "");
+    let o = env.run(&["clean", "--all-repos", "--dry-run"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(env.exists(".trash/999-0/events-x.jsonl"), "a dry run leaves it");
+    let o = env.run(&["clean", "--all-repos", "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("warning: finished removing 1 items an interrupted clean left in .trash"), "{o:?}");
+    assert!(!env.exists(".trash/999-0"));
+    assert!(env.exists("sessions/s-new.json"));
+}
