@@ -40,12 +40,7 @@ const fn flag(
 
 /// Flags of `prodigy clean`.
 pub const CLEAN_FLAGS: &[Flag] = &[
-    flag(
-        "all",
-        None,
-        None,
-        "clean every storage type (the default)",
-    ),
+    flag("all", None, None, "clean every storage type (the default)"),
     flag(
         "worktrees",
         None,
@@ -389,7 +384,8 @@ fn value_name(p: &mut lexopt::Parser) -> Result<String> {
         Ok(s)
     } else {
         Err(Error::usage(format!(
-            "--repo: invalid repository name `{s}`: names match [A-Za-z0-9][A-Za-z0-9._-]* (at most 128 characters)"
+            "--repo: invalid repository name `{}`: names match [A-Za-z0-9][A-Za-z0-9._-]* (at most 128 characters)",
+            crate::store::names::printable(std::ffi::OsStr::new(&s))
         )))
     }
 }

@@ -281,7 +281,13 @@ impl Scanner<'_> {
             };
             let record = match d.stat(&name) {
                 Ok(m) if m.kind != Kind::File => Err("not a regular file".to_string()),
-                Ok(_) => self.read_json::<SessionRecord>(&d, &name),
+                Ok(_) => d
+                    .read_file(&name, MAX_RECORD)
+                    .map_err(|e| crate::error::describe_io(&e))
+                    .and_then(|b| {
+                        records::check_no_duplicate_keys(&b).map_err(|e| e.to_string())?;
+                        records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())
+                    }),
                 Err(e) => Err(crate::error::describe_io(&e)),
             };
             let record = record.and_then(|r| {

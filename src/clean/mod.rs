@@ -299,7 +299,11 @@ impl<'a> Engine<'a> {
             .map(|s| s.id.clone())
             .collect();
         inventory::measure(root, &mut inv, |it| {
-            in_scope(&scope, it) || it.owner.as_ref().is_some_and(|o| owners_in_scope.contains(o))
+            in_scope(&scope, it)
+                || it
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| owners_in_scope.contains(o))
         });
         let in_use = crate::procs::dirs_in_use();
         let facts = classify::Facts {
@@ -568,7 +572,10 @@ impl<'a> Engine<'a> {
 
 /// Entries an interrupted run left in the trash (they were already committed to deletion).
 pub fn trash_pending(root: &Dir) -> usize {
-    root.open_dir(OsStr::new(crate::store::TRASH_DIR)).and_then(|t| t.names()).map(|n| n.len()).unwrap_or(0)
+    root.open_dir(OsStr::new(crate::store::TRASH_DIR))
+        .and_then(|t| t.names())
+        .map(|n| n.len())
+        .unwrap_or(0)
 }
 
 /// True when the item belongs to the scope.
@@ -705,6 +712,12 @@ pub fn execute(
     }
     for (i, d) in plan.iter().enumerate() {
         if let Decision::Keep(r, why) = d {
+            if *r == Reason::FutureTimestamp {
+                rep.warnings.push(format!(
+                    "{}: {why}; kept (check the clock of the host that wrote it)",
+                    eng.inv.items[i].rel()
+                ));
+            }
             rep.kept
                 .push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
         }
@@ -778,6 +791,13 @@ fn recheck(
             // Hold every existing resume lock of the owner and its jobs while deleting.
             let mut ids: BTreeSet<String> = s.jobs.iter().cloned().collect();
             ids.insert(o.clone());
+            // A lock item is locked once, below (flocks on two descriptors of one file conflict
+            // even within one process).
+            if it.kind == ItemKind::Lock {
+                if let Some(j) = &it.job {
+                    ids.remove(j);
+                }
+            }
             if let Ok(ld) = eng.root.open_dir(OsStr::new("resume_locks")) {
                 for id in ids {
                     let name = OsString::from(format!("{id}.lock"));
@@ -1147,9 +1167,13 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
 fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
     use crate::store::records::OrphanEntry;
     let top = OsStr::new("orphaned_worktrees");
-    let Ok(d) = eng.root.open_dir(top) else { return };
+    let Ok(d) = eng.root.open_dir(top) else {
+        return;
+    };
     for repo in d.names().unwrap_or_default() {
-        let Some(r) = crate::store::names::valid_id_str(&repo) else { continue };
+        let Some(r) = crate::store::names::valid_id_str(&repo) else {
+            continue;
+        };
         if let Scope::Repo(want) = &eng.opts.scope {
             if want != r {
                 continue;
@@ -1160,19 +1184,35 @@ fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
             if crate::store::names::strip_valid(&f, ".json").is_none() {
                 continue;
             }
-            let rel = format!("orphaned_worktrees/{r}/{}", crate::store::names::printable(&f));
-            let Ok(bytes) = rd.read_file(&f, inventory::MAX_RECORD) else { continue };
-            let Ok(entries) = crate::store::records::parse::<Vec<OrphanEntry>>(&bytes) else {
-                rep.warnings.push(format!("{rel} does not parse; kept as is"));
+            let rel = format!(
+                "orphaned_worktrees/{r}/{}",
+                crate::store::names::printable(&f)
+            );
+            let Ok(bytes) = rd.read_file(&f, inventory::MAX_RECORD) else {
                 continue;
             };
-            let live: Vec<OrphanEntry> = entries.iter().filter(|e| std::fs::symlink_metadata(&e.path).is_ok()).cloned().collect();
+            let Ok(entries) = crate::store::records::parse::<Vec<OrphanEntry>>(&bytes) else {
+                rep.warnings
+                    .push(format!("{rel} does not parse; kept as is"));
+                continue;
+            };
+            let live: Vec<OrphanEntry> = entries
+                .iter()
+                .filter(|e| std::fs::symlink_metadata(&e.path).is_ok())
+                .cloned()
+                .collect();
             if live.len() == entries.len() {
                 continue;
             }
             let dropped = entries.len() - live.len();
-            let verb = if mode == Mode::Real { "dropped" } else { "would drop" };
-            rep.warnings.push(format!("{rel}: {verb} {dropped} entries whose worktree is gone"));
+            let verb = if mode == Mode::Real {
+                "dropped"
+            } else {
+                "would drop"
+            };
+            rep.warnings.push(format!(
+                "{rel}: {verb} {dropped} entries whose worktree is gone"
+            ));
             if mode == Mode::DryRun {
                 continue;
             }
@@ -1181,15 +1221,26 @@ fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
                 if r.complete {
                     Ok(())
                 } else {
-                    Err(r.problems.first().map(|p| crate::error::describe_io(&p.error)).unwrap_or_default())
+                    Err(r
+                        .problems
+                        .first()
+                        .map(|p| crate::error::describe_io(&p.error))
+                        .unwrap_or_default())
                 }
             } else {
                 crate::store::records::try_to_json_bytes(&live)
                     .map_err(|e| e.to_string())
-                    .and_then(|b| crate::store::atomic::write_atomic(&eng.root_path.join(&rel), &b).map_err(|e| e.to_string()))
+                    .and_then(|b| {
+                        crate::store::atomic::write_atomic(&eng.root_path.join(&rel), &b)
+                            .map_err(|e| e.to_string())
+                    })
             };
             if let Err(cause) = res {
-                rep.errors.push(Failure { path: rel, cause, hint: "check permissions and run clean again".into() });
+                rep.errors.push(Failure {
+                    path: rel,
+                    cause,
+                    hint: "check permissions and run clean again".into(),
+                });
             }
         }
     }

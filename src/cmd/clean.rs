@@ -71,7 +71,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     }
     let mut eng = Engine::new(&root, &root_path, &git, now, &opts);
     if progress {
-        let _ = write!(std::io::stderr(), "\x1b[2KScanned {} items\r", eng.inv.items.len());
+        let _ = write!(
+            std::io::stderr(),
+            "\x1b[2KScanned {} items\r",
+            eng.inv.items.len()
+        );
     }
     let plan = eng.plan();
     if progress {
@@ -88,7 +92,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
     }
     // Leftovers of an interrupted run count as work: finishing them is a deletion.
-    let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count() + clean::trash_pending(&root);
+    let to_remove =
+        plan.iter().filter(|d| **d == Decision::Remove).count() + clean::trash_pending(&root);
     let mut audit_warned = false;
     let audit_path = root_path.join(store::AUDIT_LOG);
     let mut audit = |v: &serde_json::Value| {
@@ -109,7 +114,13 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     } else if a.force {
         Mode::Real
     } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
+        let preview = clean::execute(
+            &mut eng,
+            &plan,
+            Mode::DryRun,
+            &mut |_| {},
+            &mut |_, _, _| {},
+        );
         emit(a, name, &root_path, &scope_note, &preview)?;
         if !confirm(&preview)? {
             let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
@@ -117,7 +128,13 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
         Mode::Real
     } else {
-        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
+        let preview = clean::execute(
+            &mut eng,
+            &plan,
+            Mode::DryRun,
+            &mut |_| {},
+            &mut |_, _, _| {},
+        );
         return Err(Error::refused(format!(
             "{name}: {} items ({}) would be removed, but there is no terminal to confirm; add --force to remove them or --dry-run to list them",
             preview.removed.len(),
@@ -132,7 +149,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         if show && (last.elapsed().as_millis() >= 200 || done + 1 == total) {
             last = std::time::Instant::now();
             let pct = if total == 0 { 100 } else { done * 100 / total };
-            let _ = write!(std::io::stderr(), "\x1b[2KCleaning {}… ({done}/{total}) {pct}%\r", ty.word());
+            let _ = write!(
+                std::io::stderr(),
+                "\x1b[2KCleaning {}… ({done}/{total}) {pct}%\r",
+                ty.word()
+            );
         }
     };
     let report = clean::execute(&mut eng, &plan, mode, &mut audit, &mut tick);

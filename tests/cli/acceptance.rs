@@ -675,10 +675,17 @@ fn an_interrupted_runs_trash_is_emptied_by_the_next_real_run() {
     env.session("s-new", "Completed", 1, "");
     let o = env.run(&["clean", "--all-repos", "--dry-run"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(env.exists(".trash/999-0/events-x.jsonl"), "a dry run leaves it");
+    assert!(
+        env.exists(".trash/999-0/events-x.jsonl"),
+        "a dry run leaves it"
+    );
     let o = env.run(&["clean", "--all-repos", "--force"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.contains("warning: finished removing 1 items an interrupted clean left in .trash"), "{o:?}");
+    assert!(
+        o.stdout
+            .contains("warning: finished removing 1 items an interrupted clean left in .trash"),
+        "{o:?}"
+    );
     assert!(!env.exists(".trash/999-0"));
     assert!(env.exists("sessions/s-new.json"));
 }
