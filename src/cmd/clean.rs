@@ -148,7 +148,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     let mut tick = |ty: StorageType, done: usize, total: usize| {
         if show && (last.elapsed().as_millis() >= 200 || done + 1 == total) {
             last = std::time::Instant::now();
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             let _ = write!(
                 std::io::stderr(),
                 "\x1b[2KCleaning {}… ({done}/{total}) {pct}%\r",
