@@ -1339,7 +1339,7 @@ fn clean_removes_expired_events_with_torn_and_garbled_lines() {
     );
     content.push('\n');
     content.push_str("{{{ garbage \u{0}\u{1} not json ]]]\n");
-    content.push_str("\n");
+    content.push('\n');
     content.push_str(
         r#"{"timestamp":"2025-01-01T00:00:01Z","event_type":"AgentStarted","agent_id":"a"}"#,
     );
