@@ -1135,8 +1135,26 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
         .or_else(|| it.owner.clone())
         .unwrap_or_else(|| "unowned".into());
     let dir = eng.root_path.join("orphaned_worktrees").join(&repo);
-    let file = dir.join(format!("{job}.json"));
-    let mut entries: Vec<OrphanEntry> = std::fs::read(&file)
+    let name = format!("{job}.json");
+    let file = dir.join(&name);
+    // Create and open the directory chain fd-relative: no component may be a symlink, so the
+    // path-based crash-safe write below stays inside the root.
+    let mut d = eng.root.open_path(&[]).ok();
+    for c in [OsStr::new("orphaned_worktrees"), OsStr::new(&repo)] {
+        d = d.and_then(|p| {
+            let _ = p.create_dir(c);
+            p.open_dir(c).ok()
+        });
+    }
+    let Some(d) = d else {
+        rep.warnings.push(format!(
+            "cannot record orphaned worktree: `{}` is not a plain directory",
+            dir.display()
+        ));
+        return;
+    };
+    let mut entries: Vec<OrphanEntry> = d
+        .read_file(OsStr::new(&name), inventory::MAX_RECORD)
         .ok()
         .and_then(|b| crate::store::records::parse(&b).ok())
         .unwrap_or_default();
@@ -1150,9 +1168,9 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
         error: cause.to_string(),
         extra: Default::default(),
     });
-    let res = std::fs::create_dir_all(&dir).and_then(|_| {
-        crate::store::atomic::write_atomic(&file, &crate::store::records::to_json_bytes(&entries))
-    });
+    let res = crate::store::records::try_to_json_bytes(&entries)
+        .map_err(std::io::Error::other)
+        .and_then(|b| crate::store::atomic::write_atomic(&file, &b));
     if let Err(e) = res {
         rep.warnings.push(format!(
             "cannot record orphaned worktree in `{}`: {}",

@@ -113,20 +113,6 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         Mode::DryRun
     } else if a.force {
         Mode::Real
-    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let preview = clean::execute(
-            &mut eng,
-            &plan,
-            Mode::DryRun,
-            &mut |_| {},
-            &mut |_, _, _| {},
-        );
-        emit(a, name, &root_path, &scope_note, &preview)?;
-        if !confirm(&preview)? {
-            let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
-            return Ok(Exit::Ok);
-        }
-        Mode::Real
     } else {
         let preview = clean::execute(
             &mut eng,
@@ -135,11 +121,20 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             &mut |_| {},
             &mut |_, _, _| {},
         );
-        return Err(Error::refused(format!(
-            "{name}: {} items ({}) would be removed, but there is no terminal to confirm; add --force to remove them or --dry-run to list them",
-            preview.removed.len(),
-            human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
-        )));
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            return Err(Error::refused(format!(
+                "{name}: {} items ({}) would be removed, but there is no terminal to confirm; \
+                 add --force to remove them or --dry-run to list them",
+                preview.removed.len(),
+                human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
+            )));
+        }
+        emit(a, name, &root_path, &scope_note, &preview)?;
+        if !confirm(&preview)? {
+            let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
+            return Ok(Exit::Ok);
+        }
+        Mode::Real
     };
     let nothing_to_do = to_remove == 0 && !a.dry_run;
     // Progress on stderr only when it is a terminal (Spec 135: "Cleaning sessions… (45/123) 36%").

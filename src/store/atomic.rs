@@ -110,7 +110,9 @@ pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        // O_NOFOLLOW: a symlink planted at the log's name must not redirect our appends (a
+        // clean runs as root from cron) to a file outside the storage root.
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let mut file = opts.open(path)?;
 

@@ -1913,3 +1913,68 @@ fn dry_run_lists_exactly_what_real_run_removes() {
     assert_protected(&env, &protected, "after the real run");
     assert_canary(&env);
 }
+
+#[test]
+fn clean_does_not_append_to_an_audit_log_symlinked_outside_the_root() {
+    let env = Env::new("audit-symlink");
+    let target = env.outside.join("victim.txt");
+    std::fs::write(&target, b"do not touch\n").unwrap();
+    std::os::unix::fs::symlink(&target, env.p("clean-audit.jsonl")).unwrap();
+    env.session("s-old", "Completed", 60, "");
+    let o = env.run(&["clean", "--all-repos", "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        !env.exists("sessions/s-old.json"),
+        "the clean itself goes on"
+    );
+    assert!(o.stderr.contains("cannot write audit log"), "{o:?}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"do not touch\n");
+    assert_eq!(
+        std::fs::read(env.outside.join("canary.txt")).unwrap(),
+        b"canary"
+    );
+}
+
+#[test]
+fn orphan_registry_is_not_written_through_a_symlinked_directory() {
+    if !have(
+        "strace",
+        "orphan_registry_is_not_written_through_a_symlinked_directory",
+    ) {
+        return;
+    }
+    let env = Env::new("orphan-symlink");
+    let r = repo(&env, "web");
+    let w = worktree(&env, &r, "web", "wt");
+    age_tree(&w, 30 * DAY);
+    std::fs::create_dir_all(env.p("orphaned_worktrees")).unwrap();
+    std::os::unix::fs::symlink(&env.outside, env.p("orphaned_worktrees/web")).unwrap();
+    // Make the worktree's removal fail so that clean wants to record it as orphaned.
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "inject=unlinkat:error=EPERM"])
+        .arg(env!("CARGO_BIN_EXE_prodigy"))
+        .args(["clean", "--worktrees", "--all-repos", "--force"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &env.home)
+        .env("PRODIGY_HOME", &env.root)
+        .current_dir(&env.dir)
+        .output()
+        .unwrap();
+    let o = Out::from(o);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("warning: cannot record orphaned worktree"),
+        "{o:?}"
+    );
+    let outside: Vec<_> = std::fs::read_dir(&env.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        vec![std::ffi::OsString::from("canary.txt")],
+        "nothing written outside the root"
+    );
+}
