@@ -660,7 +660,11 @@ impl Scanner<'_> {
                 };
                 let mut kids = Vec::new();
                 for child in wd.names().unwrap_or_default() {
-                    if child == ".git" || !is_valid_id(&child) {
+                    // Canonical agents are `agent-*` (seed 004). Any other directory with a `.git`
+                    // file (a submodule checkout) is part of this worktree, judged by its status.
+                    if !is_valid_id(&child)
+                        || !child.to_str().is_some_and(|c| c.starts_with("agent-"))
+                    {
                         continue;
                     }
                     let Ok(cd) = wd.open_dir(&child) else {

@@ -1978,3 +1978,135 @@ fn orphan_registry_is_not_written_through_a_symlinked_directory() {
         "nothing written outside the root"
     );
 }
+
+#[test]
+fn worktree_with_a_dirty_initialized_submodule_is_kept() {
+    let env = Env::new("submodule");
+    let sub = repo(&env, "lib");
+    let r = repo(&env, "web");
+    git(
+        &r,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            sub.to_str().unwrap(),
+            "lib",
+        ],
+    );
+    git(&r, &["commit", "-qm", "add submodule"]);
+    let dirty = worktree(&env, &r, "web", "wt-dirty");
+    let clean = worktree(&env, &r, "web", "wt-clean");
+    for w in [&dirty, &clean] {
+        git(
+            w,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "update",
+                "--init",
+                "-q",
+            ],
+        );
+    }
+    std::fs::write(
+        dirty.join("lib/README.md"),
+        "changed inside the submodule\n",
+    )
+    .unwrap();
+    age_tree(&dirty, 30 * DAY);
+    age_tree(&clean, 30 * DAY);
+    let (o, v) = env.json(&["clean", "--worktrees", "--all-repos", "--force", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        kept_reason(&v, "worktrees/web/wt-dirty").as_deref(),
+        Some("uncommitted"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dirty.join("lib/README.md")).unwrap(),
+        "changed inside the submodule\n"
+    );
+    assert!(
+        removed_paths(&v).contains(&"worktrees/web/wt-clean".to_string()),
+        "{v}"
+    );
+    assert!(!git(&r, &["worktree", "list", "--porcelain"]).contains("prunable"));
+}
+
+#[test]
+fn nested_agent_worktrees_go_first_and_a_kept_agent_keeps_its_parent() {
+    let env = Env::new("nested");
+    let r = repo(&env, "web");
+    let mk = |parent: &str| {
+        let p = worktree(&env, &r, "web", parent);
+        for a in ["agent-1", "agent-2"] {
+            let ap = p.join(a);
+            git(
+                &r,
+                &[
+                    "worktree",
+                    "add",
+                    "-q",
+                    "-b",
+                    &format!("prodigy-{parent}-{a}"),
+                    ap.to_str().unwrap(),
+                    "main",
+                ],
+            );
+        }
+        p
+    };
+    let both_clean = mk("session-mr1");
+    let one_dirty = mk("session-mr2");
+    std::fs::write(one_dirty.join("agent-2/wip.txt"), "work in progress\n").unwrap();
+    env.session("session-mr1", "Completed", 30, "");
+    env.session("session-mr2", "Completed", 30, "");
+    age_tree(&both_clean, 30 * DAY);
+    age_tree(&one_dirty, 30 * DAY);
+    let (_, dry) = env.json(&["clean", "--all-repos", "--dry-run", "--json"]);
+    let (o, v) = env.json(&["clean", "--all-repos", "--force", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        removed_paths(&dry),
+        removed_paths(&v),
+        "the dry run predicted the real run"
+    );
+    let removed = removed_paths(&v);
+    for p in [
+        "worktrees/web/session-mr1",
+        "worktrees/web/session-mr1/agent-1",
+        "worktrees/web/session-mr1/agent-2",
+        "sessions/session-mr1.json",
+        "worktrees/web/session-mr2/agent-1",
+    ] {
+        assert!(removed.contains(&p.to_string()), "{p} removed: {removed:?}");
+    }
+    assert!(!both_clean.exists());
+    assert_eq!(
+        kept_reason(&v, "worktrees/web/session-mr2/agent-2").as_deref(),
+        Some("uncommitted")
+    );
+    assert_eq!(
+        kept_reason(&v, "worktrees/web/session-mr2").as_deref(),
+        Some("nested-kept")
+    );
+    assert_eq!(
+        kept_reason(&v, "sessions/session-mr2.json").as_deref(),
+        Some("owner-kept")
+    );
+    assert_eq!(
+        std::fs::read_to_string(one_dirty.join("agent-2/wip.txt")).unwrap(),
+        "work in progress\n"
+    );
+    let list = git(&r, &["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("prunable"), "{list}");
+    let branches = git(&r, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(
+        branches.lines().collect::<Vec<_>>(),
+        vec!["main", "prodigy-session-mr2", "prodigy-session-mr2-agent-2"]
+    );
+}
