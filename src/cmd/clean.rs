@@ -469,7 +469,9 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         },
         &rep.after,
     );
-    if rep.dry_run {
+    if rep.dry_run && !a.dry_run {
+        writeln!(o, "Nothing was changed yet.").unwrap();
+    } else if rep.dry_run {
         writeln!(o, "Dry run: nothing was changed.").unwrap();
     } else if !rep.errors.is_empty() {
         writeln!(
@@ -479,7 +481,6 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         )
         .unwrap();
     }
-    let _ = a;
     o
 }
 
