@@ -212,6 +212,31 @@ impl Git {
         Ok((!s.is_empty()).then_some(s))
     }
 
+    /// Local branches matching a ref pattern (`refs/heads/agent-job_*`), with their commits.
+    pub fn branches_matching(
+        &self,
+        common: &Path,
+        pattern: &str,
+    ) -> Result<Vec<(String, String)>, GitError> {
+        let gd = git_dir_arg(common);
+        let out = self.run(
+            None,
+            &[
+                gd.as_os_str(),
+                OsStr::new("for-each-ref"),
+                OsStr::new("--format=%(refname:short) %(objectname)"),
+                OsStr::new(pattern),
+            ],
+        )?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(b, c)| (b.to_string(), c.to_string()))
+            })
+            .collect())
+    }
+
     /// Delete `refs/heads/BRANCH` only if it still points at `commit` (compare-and-delete).
     pub fn delete_branch(&self, common: &Path, branch: &str, commit: &str) -> Result<(), GitError> {
         let gd = git_dir_arg(common);

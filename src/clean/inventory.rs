@@ -170,6 +170,19 @@ pub struct Inventory {
     pub job_owner: HashMap<String, String>,
     /// Problems met while scanning containers (unreadable directories …).
     pub warnings: Vec<String>,
+    /// Each repository's `git worktree list`, by common git directory, with its name.
+    pub repos: BTreeMap<PathBuf, RepoWorktrees>,
+    /// (session, job) pairs seen only in 0.4.4 pseudo-repository directory names.
+    pub legacy_jobs: Vec<(String, String)>,
+}
+
+/// One repository as git lists its worktrees.
+#[derive(Debug, Clone)]
+pub struct RepoWorktrees {
+    /// The repository's name (its main working tree's directory name).
+    pub name: Option<String>,
+    /// git's entries, the main working tree first.
+    pub entries: Vec<WorktreeEntry>,
 }
 
 /// Scan context.
@@ -346,6 +359,16 @@ impl Scanner<'_> {
                 continue;
             };
             if let Some(owner) = self.pseudo_owner(&r, inv) {
+                // 0.4.4 records a session's MapReduce job only here: `{type}/session-{uuid}/{job}/`.
+                let p2 = [top[0], repo.as_os_str()];
+                if let Some(pd) = self.open(&p2, inv) {
+                    for job in self.names(&pd, &p2, inv) {
+                        if let Some(j) = valid_id_str(&job).filter(|j| j.starts_with("mapreduce-"))
+                        {
+                            inv.legacy_jobs.push((owner.clone(), j.to_string()));
+                        }
+                    }
+                }
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
                 it.owner = Some(owner);
                 inv.items.push(it);
@@ -779,6 +802,13 @@ impl Scanner<'_> {
                     }
                 })
                 .and_then(|n| valid_id_str(n).map(str::to_string));
+            inv.repos.insert(
+                common.clone(),
+                RepoWorktrees {
+                    name: repo_name.clone(),
+                    entries: list.clone(),
+                },
+            );
             let by_path: HashMap<&Path, &WorktreeEntry> =
                 list.iter().map(|e| (e.path.as_path(), e)).collect();
             for i in idxs {
@@ -856,6 +886,13 @@ impl Scanner<'_> {
     }
 
     fn resolve_owners(&self, inv: &mut Inventory) {
+        for (sid, job) in std::mem::take(&mut inv.legacy_jobs) {
+            if let Some(s) = inv.sessions.get_mut(&sid) {
+                if !s.jobs.contains(&job) {
+                    s.jobs.push(job);
+                }
+            }
+        }
         for s in inv.sessions.values() {
             for j in &s.jobs {
                 inv.job_owner.entry(j.clone()).or_insert(s.id.clone());

@@ -894,6 +894,47 @@ fn finish_worktrees(
     rep: &mut Report,
     audit: &mut dyn FnMut(&serde_json::Value),
 ) {
+    // Repositories whose bookkeeping lists a worktree under the root whose directory is gone
+    // (deleted by hand, or by an older tool) are pruned too (safety §5 case 29).
+    if eng.opts.types.contains(&StorageType::Worktrees) && eng.opts.only_name.is_none() {
+        for (common, rw) in &eng.inv.repos {
+            let name = rw.name.clone().unwrap_or_default();
+            if let Scope::Repo(want) = &eng.opts.scope {
+                if *want != name {
+                    continue;
+                }
+            }
+            let gone: Vec<String> = rw
+                .entries
+                .iter()
+                .skip(1)
+                .filter(|e| {
+                    !e.locked
+                        && e.path.starts_with(eng.root_path)
+                        && std::fs::symlink_metadata(&e.path).is_err()
+                })
+                .map(|e| {
+                    e.path
+                        .strip_prefix(eng.root_path)
+                        .unwrap_or(&e.path)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            if !gone.is_empty() {
+                let verb = if mode == Mode::Real {
+                    "pruned"
+                } else {
+                    "would prune"
+                };
+                rep.warnings.push(format!(
+                    "repository {name}: {verb} git's record of worktrees whose directory is gone: {}",
+                    gone.join(", ")
+                ));
+                repos.insert(common.clone(), name);
+            }
+        }
+    }
     if mode == Mode::Real {
         for (common, repo) in repos.iter() {
             if let Err(e) = eng.git.prune(common) {
@@ -906,7 +947,13 @@ fn finish_worktrees(
         }
     }
     repos.clear();
-    let mut deleted: BTreeSet<(PathBuf, String)> = BTreeSet::new();
+    let mut bc = BranchCleaner {
+        git: eng.git,
+        mode,
+        deleted: BTreeSet::new(),
+    };
+    // The removed worktrees' own branches, then the MapReduce agent branches of their jobs.
+    let mut jobs: BTreeMap<(PathBuf, String), String> = BTreeMap::new();
     for (i, it) in eng.inv.items.iter().enumerate() {
         if outcome[i] != Some(true) || it.kind != ItemKind::Worktree {
             continue;
@@ -915,46 +962,114 @@ fn finish_worktrees(
         let (Some(common), Some(entry)) = (&g.common, &g.entry) else {
             continue;
         };
-        let (Some(branch), Some(head)) = (&entry.branch, &entry.head) else {
-            continue;
-        };
         let repo = g
             .repo_name
             .clone()
             .or_else(|| it.repo.clone())
             .unwrap_or_default();
-        if !(branch.starts_with("prodigy-") || branch.starts_with("agent-")) {
-            continue;
+        for j in job_ids_of(eng, it) {
+            jobs.insert((common.clone(), j), repo.clone());
         }
-        let mut keep = |detail: String| {
+        let (Some(branch), Some(head)) = (&entry.branch, &entry.head) else {
+            continue;
+        };
+        if branch.starts_with("prodigy-") || branch.starts_with("agent-") {
+            bc.consider(common, &repo, branch, head, rep, audit);
+        }
+    }
+    for ((common, job), repo) in jobs {
+        let checked_out: BTreeSet<String> = eng
+            .inv
+            .repos
+            .get(&common)
+            .map(|r| r.entries.iter().filter_map(|e| e.branch.clone()).collect())
+            .unwrap_or_default();
+        let branches = match eng
+            .git
+            .branches_matching(&common, &format!("refs/heads/agent-{job}_*"))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                rep.warnings.push(format!(
+                    "repository {repo}: cannot list agent branches of job {job}: {e}"
+                ));
+                continue;
+            }
+        };
+        for (branch, head) in branches {
+            // A branch still checked out in a kept worktree belongs to that worktree.
+            if !checked_out.contains(&branch) {
+                bc.consider(&common, &repo, &branch, &head, rep, audit);
+            }
+        }
+    }
+}
+
+/// Job ids a worktree belongs to: its owner's jobs, and for a 0.4.4 agent worktree
+/// (`mapreduce-agent-{job}_agent_{n}`) the job in its name.
+fn job_ids_of(eng: &Engine<'_>, it: &Item) -> Vec<String> {
+    let mut v: Vec<String> = it
+        .owner
+        .as_ref()
+        .and_then(|o| eng.inv.sessions.get(o))
+        .map(|s| s.jobs.clone())
+        .unwrap_or_default();
+    let name = it.name();
+    if let Some(rest) = name.strip_prefix("mapreduce-agent-") {
+        if let Some((job, _)) = rest.rsplit_once("_agent_") {
+            if crate::store::names::is_valid_id_bytes(job.as_bytes()) && !v.iter().any(|j| j == job)
+            {
+                v.push(job.to_string());
+            }
+        }
+    }
+    v
+}
+
+/// Deletes branches that another remaining branch contains, remembering what it deleted (or, in
+/// a dry run, would delete) so that two branches containing each other are never both deleted.
+struct BranchCleaner<'g> {
+    git: &'g Git,
+    mode: Mode,
+    deleted: BTreeSet<(PathBuf, String)>,
+}
+
+impl BranchCleaner<'_> {
+    fn consider(
+        &mut self,
+        common: &Path,
+        repo: &str,
+        branch: &str,
+        head: &str,
+        rep: &mut Report,
+        audit: &mut dyn FnMut(&serde_json::Value),
+    ) {
+        let key = (common.to_path_buf(), branch.to_string());
+        if self.deleted.contains(&key) {
+            return;
+        }
+        let keep = |rep: &mut Report, detail: String| {
             rep.branches_kept.push(BranchEntry {
-                repo: repo.clone(),
-                branch: branch.clone(),
+                repo: repo.to_string(),
+                branch: branch.to_string(),
                 detail,
             })
         };
-        match eng.git.branch_commit(common, branch) {
-            Ok(Some(c)) if &c == head => {}
-            Ok(Some(_)) => {
-                keep("moved since its worktree was scanned".into());
-                continue;
-            }
-            Ok(None) => continue,
-            Err(e) => {
-                keep(e.to_string());
-                continue;
-            }
+        match self.git.branch_commit(common, branch) {
+            Ok(Some(c)) if c == head => {}
+            Ok(Some(_)) => return keep(rep, "moved since it was scanned".into()),
+            Ok(None) => return,
+            Err(e) => return keep(rep, e.to_string()),
         }
-        let containing = match eng.git.branches_containing(common, head) {
+        let containing = match self.git.branches_containing(common, head) {
             Ok(v) => v,
-            Err(e) => {
-                keep(e.to_string());
-                continue;
-            }
+            Err(e) => return keep(rep, e.to_string()),
         };
         let mut others: Vec<&String> = containing
             .iter()
-            .filter(|b| *b != branch && !deleted.contains(&(common.clone(), (*b).clone())))
+            .filter(|b| {
+                *b != branch && !self.deleted.contains(&(common.to_path_buf(), (*b).clone()))
+            })
             .collect();
         // Name the user's branch (main) rather than another Prodigy branch when both contain it.
         others.sort_by_key(|b| {
@@ -963,29 +1078,28 @@ fn finish_worktrees(
                 (*b).clone(),
             )
         });
-        if others.is_empty() {
-            keep("has commits that are on no other branch".into());
-            continue;
-        }
-        let detail = format!("merged into {}", others[0]);
-        if mode == Mode::Real {
-            if let Err(e) = eng.git.delete_branch(common, branch, head) {
+        let Some(into) = others.first() else {
+            return keep(rep, "has commits that are on no other branch".into());
+        };
+        let detail = format!("merged into {into}");
+        if self.mode == Mode::Real {
+            if let Err(e) = self.git.delete_branch(common, branch, head) {
                 rep.errors.push(Failure {
                     path: format!("{repo}: {branch}"),
                     cause: e.to_string(),
                     hint: "delete the branch by hand once it is merged".into(),
                 });
-                continue;
+                return;
             }
             audit(&serde_json::json!({
                 "time": crate::store::records::Timestamp::now(), "action": "delete-branch",
                 "type": "worktrees", "repository": repo, "path": branch, "bytes": 0, "reason": detail,
             }));
         }
-        deleted.insert((common.clone(), branch.clone()));
+        self.deleted.insert(key);
         rep.branches_deleted.push(BranchEntry {
-            repo: repo.clone(),
-            branch: branch.clone(),
+            repo: repo.to_string(),
+            branch: branch.to_string(),
             detail,
         });
     }
