@@ -151,6 +151,28 @@ pub const WORKTREE_CLEAN_FLAGS: &[Flag] = &[
     flag("help", Some('h'), None, "print this help"),
 ];
 
+/// Flags of `prodigy worktree ls`.
+pub const WORKTREE_LS_FLAGS: &[Flag] = &[
+    flag("repo", None, Some("NAME"), "this repository's worktrees"),
+    flag("all-repos", None, None, "worktrees of every repository"),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document instead of a table",
+    ),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// Parsed `prodigy worktree ls`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LsArgs {
+    /// Repository scope.
+    pub scope: ScopeArg,
+    /// `--json`.
+    pub json: bool,
+}
+
 /// Which repositories a command covers.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum ScopeArg {
@@ -197,6 +219,8 @@ pub enum Command {
     Clean(CleanArgs),
     /// `prodigy worktree clean …` (0.4.4-compatible wording).
     WorktreeClean(CleanArgs),
+    /// `prodigy worktree ls …`.
+    WorktreeLs(LsArgs),
 }
 
 /// Parse `argv` (including the program name).
@@ -298,6 +322,7 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
 fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
     match p.next().map_err(usage)? {
         Some(Value(v)) if v == "clean" => {}
+        Some(Value(v)) if v == "ls" => return parse_worktree_ls(p),
         Some(Short('h') | Long("help")) | None => return Ok(Command::Help(worktree_help())),
         Some(other) => {
             return Err(Error::usage(format!(
@@ -359,6 +384,23 @@ fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
     // `--all` and NAME mean "of any age" unless --older-than says otherwise (0.4.4 behaviour).
     a.older_than.get_or_insert(0);
     Ok(Command::WorktreeClean(a))
+}
+
+fn parse_worktree_ls(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut a = LsArgs::default();
+    while let Some(arg) = p.next().map_err(usage)? {
+        let Some(f) = lookup(WORKTREE_LS_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(worktree_help())),
+            "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
+            "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
+            "json" => a.json = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    Ok(Command::WorktreeLs(a))
 }
 
 fn merge_scope(old: &ScopeArg, new: ScopeArg) -> Result<ScopeArg> {
@@ -461,11 +503,18 @@ pub fn clean_help() -> String {
 /// `prodigy worktree --help`.
 pub fn worktree_help() -> String {
     let mut s = String::from(
-        "prodigy worktree clean - remove Prodigy worktrees\n\n\
-         Usage: prodigy worktree clean NAME [OPTIONS]\n\
+        "prodigy worktree - list and remove Prodigy worktrees\n\n\
+         Usage: prodigy worktree ls [--repo NAME|--all-repos] [--json]\n\
+         \x20      prodigy worktree clean NAME [OPTIONS]\n\
          \x20      prodigy worktree clean --all [OPTIONS]\n\n\
-         Options:\n",
+         ls lists every worktree under the root with its repository, branch, owning\n\
+         session and class, age, size and flags: uncommitted, untracked, unmerged\n\
+         (commits on no other branch), locked, prunable (directory gone), unregistered\n\
+         (git does not know it), in-use, home (under $HOME/.prodigy, not PRODIGY_HOME).\n\n\
+         Options of ls:\n",
     );
+    flag_rows(&mut s, WORKTREE_LS_FLAGS);
+    s.push_str("\nOptions of clean:\n");
     flag_rows(&mut s, WORKTREE_CLEAN_FLAGS);
     s.push_str(
         "\n-f removes worktrees even with uncommitted changes, but never a worktree of\n\

@@ -67,6 +67,8 @@ pub struct WorktreeGit {
     pub common: Option<PathBuf>,
     /// git's own record of this worktree, when git lists it.
     pub entry: Option<WorktreeEntry>,
+    /// The worktree's administrative directory (`{common}/worktrees/{name}`), from its `.git`.
+    pub admin: Option<PathBuf>,
     /// The repository's name: its main working tree's directory name.
     pub repo_name: Option<String>,
     /// Why git facts are missing (git failed, `.git` unreadable …); None when all is known or the
@@ -751,12 +753,13 @@ impl Scanner<'_> {
             match d.stat(OsStr::new(".git")) {
                 Ok(m) if m.kind == Kind::File => match d.read_file(OsStr::new(".git"), 64 << 10) {
                     Ok(b) => match common_dir_of(&b, &self.root_path.join(it.rel())) {
-                        Ok(c) => {
+                        Ok((admin, c)) => {
                             by_common
                                 .entry(c.clone())
                                 .or_default()
                                 .push(inv.items.len());
                             g.common = Some(c);
+                            g.admin = Some(admin);
                         }
                         Err(e) => g.error = Some(e),
                     },
@@ -792,6 +795,16 @@ impl Scanner<'_> {
                     continue;
                 }
             };
+            if list.is_empty() {
+                // Every repository lists at least its main working tree: an empty answer is odd,
+                // and odd means keep (safety R4).
+                for i in idxs {
+                    inv.items[i].git.as_mut().expect("worktree").error = Some(
+                        "`git worktree list` listed nothing, not even the main working tree".into(),
+                    );
+                }
+                continue;
+            }
             let repo_name = list
                 .first()
                 .and_then(|m| {
@@ -828,7 +841,26 @@ impl Scanner<'_> {
                             Some("is the repository's main working tree; never touched".into());
                     }
                     Some(e) => g.entry = Some(e.clone()),
-                    None => g.common = None, // not registered: plain data
+                    None => {
+                        // Not registered. If the administrative directory its `.git` names
+                        // records a path that no longer exists, this is a worktree moved by
+                        // hand (git lists it as prunable at the old path): it may hold work, so
+                        // keep it. Otherwise it is plain data, judged by age, never through git.
+                        let recorded = g
+                            .admin
+                            .as_ref()
+                            .and_then(|a| std::fs::read_to_string(a.join("gitdir")).ok())
+                            .map(|t| PathBuf::from(t.trim()));
+                        match recorded {
+                            Some(r) if std::fs::symlink_metadata(&r).is_err() => {
+                                g.error = Some(format!(
+                                    "a worktree moved by hand: git records it at `{}`; run `git worktree repair` in its repository",
+                                    r.parent().unwrap_or(&r).display()
+                                ));
+                            }
+                            _ => g.common = None,
+                        }
+                    }
                 }
             }
         }
@@ -976,7 +1008,7 @@ impl Scanner<'_> {
 
 /// The common git directory of a worktree from its `.git` file content (`gitdir: PATH`, then
 /// `PATH/commondir`). Read only; the result is used to ask git, never to delete.
-fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<PathBuf, String> {
+fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<(PathBuf, PathBuf), String> {
     let text = std::str::from_utf8(dotgit).map_err(|_| ".git file is not UTF-8".to_string())?;
     let gitdir = text
         .lines()
@@ -995,6 +1027,7 @@ fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<PathBuf, String> {
         }
     };
     std::fs::canonicalize(&common)
+        .map(|c| (gitdir, c))
         .map_err(|e| format!("`{}`: {}", common.display(), crate::error::describe_io(&e)))
 }
 
@@ -1078,6 +1111,7 @@ mod tests {
     #[test]
     fn common_dir_requires_gitdir_line() {
         assert!(common_dir_of(b"nonsense", Path::new("/tmp")).is_err());
+        assert!(common_dir_of(b"gitdir: relative/nowhere", Path::new("/tmp")).is_err());
         assert!(common_dir_of(
             b"gitdir: /nonexistent/x/.git/worktrees/a\n",
             Path::new("/tmp")

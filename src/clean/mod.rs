@@ -62,6 +62,8 @@ pub enum Reason {
     Uncommitted,
     /// `git worktree lock`ed.
     Locked,
+    /// A detached worktree whose commits are on no branch: removing it would lose them.
+    Unreachable,
     /// A nested agent worktree inside it is kept.
     NestedKept,
     /// A process works inside it.
@@ -96,6 +98,7 @@ impl Reason {
             Reason::OwnerKept => "owner-kept",
             Reason::Uncommitted => "uncommitted",
             Reason::Locked => "locked",
+            Reason::Unreachable => "unreachable-commits",
             Reason::NestedKept => "nested-kept",
             Reason::InUse => "in-use",
             Reason::LiveLock => "live-lock",
@@ -462,7 +465,8 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn in_use_by(&self, it: &Item) -> Option<&PathBuf> {
+    /// A directory in use by a process inside the item, if any (Linux `/proc/*/cwd`).
+    pub fn in_use_by(&self, it: &Item) -> Option<&PathBuf> {
         let p = self.root_path.join(it.rel());
         self.in_use.iter().find(|u| u.starts_with(&p))
     }
@@ -502,6 +506,18 @@ impl<'a> Engine<'a> {
         if entry.locked {
             return Decision::Keep(Reason::Locked, "`git worktree lock`ed".into());
         }
+        if let (None, Some(head), Some(common)) = (&entry.branch, &entry.head, &g.common) {
+            match self.git.branches_containing(common, head) {
+                Ok(b) if b.is_empty() => {
+                    return Decision::Keep(
+                        Reason::Unreachable,
+                        format!("detached at {head}, which is on no branch; create a branch for it or remove the worktree by hand"),
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => return Decision::Keep(Reason::Git, e.to_string()),
+            }
+        }
         match self.dirty(i) {
             Err(e) => Decision::Keep(Reason::Git, e),
             Ok(lines) if !lines.is_empty() && !self.opts.discard_changes => Decision::Keep(
@@ -515,8 +531,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// `git status` of a worktree, minus its nested agent worktrees (removed before it).
-    fn dirty(&mut self, i: usize) -> Result<Vec<String>, String> {
+    /// `git status --porcelain` lines of worktree item `i`, minus its nested agent worktrees
+    /// (which are removed before it). Cached for the run; an error means git could not tell.
+    pub fn dirty(&mut self, i: usize) -> Result<Vec<String>, String> {
         if let Some(r) = self.status_cache.get(&i) {
             return r.clone();
         }
@@ -568,6 +585,43 @@ impl<'a> Engine<'a> {
         }
         Decision::Remove
     }
+}
+
+/// True when a worktree of this repository under the root was moved by hand (see inventory).
+fn has_moved_worktree(eng: &Engine<'_>, common: &Path) -> bool {
+    eng.inv.items.iter().any(|it| {
+        it.git.as_ref().is_some_and(|g| {
+            g.common.as_deref() == Some(common)
+                && g.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("a worktree moved by hand"))
+        })
+    })
+}
+
+/// git records of worktrees under the root whose directory is gone, in repositories in scope:
+/// a real run prunes them, so they count as work even when nothing else is removed.
+pub fn stale_git_records(eng: &Engine<'_>) -> usize {
+    if !eng.opts.types.contains(&StorageType::Worktrees) || eng.opts.only_name.is_some() {
+        return 0;
+    }
+    eng.inv
+        .repos
+        .iter()
+        .filter(|(common, rw)| {
+            let in_scope = match &eng.opts.scope {
+                Scope::Repo(want) => rw.name.as_deref() == Some(want.as_str()),
+                Scope::All => true,
+            };
+            in_scope && !has_moved_worktree(eng, common)
+        })
+        .flat_map(|(_, rw)| rw.entries.iter().skip(1))
+        .filter(|e| {
+            !e.locked
+                && e.path.starts_with(eng.root_path)
+                && std::fs::symlink_metadata(&e.path).is_err()
+        })
+        .count()
 }
 
 /// Entries an interrupted run left in the trash (they were already committed to deletion).
@@ -935,6 +989,17 @@ fn finish_worktrees(
             }
         }
     }
+    // Pruning would delete a moved worktree's administrative directory (its index and HEAD),
+    // which `git worktree repair` needs: leave such repositories alone and say why.
+    repos.retain(|common, repo| {
+        let moved = has_moved_worktree(eng, common);
+        if moved {
+            rep.warnings.push(format!(
+                "repository {repo}: not pruning git's worktree records, a worktree under the root was moved by hand; run `git worktree repair` there"
+            ));
+        }
+        !moved
+    });
     if mode == Mode::Real {
         for (common, repo) in repos.iter() {
             if let Err(e) = eng.git.prune(common) {

@@ -1,8 +1,8 @@
 //! `prodigy clean` and `prodigy worktree clean`: resolve the root and scope, take the clean lock,
 //! plan, confirm, execute, report. Output goes through `writeln!` with errors handled.
 
-use crate::clean::{self, Decision, Engine, Mode, Options, Report, Scope, Stats};
-use crate::cli::{CleanArgs, ScopeArg};
+use crate::clean::{self, Decision, Engine, Mode, Options, Report, Stats};
+use crate::cli::CleanArgs;
 use crate::error::{describe_io, Error, Exit, Result};
 use crate::git::Git;
 use crate::store::fsops::Dir;
@@ -11,16 +11,12 @@ use crate::store::{self, StorageType};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Run a clean. `name` is the command as the user typed it, for messages.
 pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
-    let home = std::env::var_os("HOME");
-    let wanted = store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
-    let home_path = home.map(PathBuf::from);
-    let Some(root_path) =
-        store::resolve_root(&wanted, home_path.as_deref()).map_err(|e| prefix(name, e))?
-    else {
+    let (wanted, opened) = super::open_store(name)?;
+    let Some((root_path, root)) = opened else {
         if a.json {
             crate::cmd::print(&format!(
                 "{}\n",
@@ -34,10 +30,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     };
-    let root =
-        Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
     let git = Git::default();
-    let (scope, scope_note) = resolve_scope(&a.scope, &git);
+    let (scope, scope_note) = super::resolve_scope(&a.scope, &git);
     let _clean_lock = match take_clean_lock(&root, !a.dry_run) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
@@ -92,8 +86,10 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
     }
     // Leftovers of an interrupted run count as work: finishing them is a deletion.
-    let to_remove =
-        plan.iter().filter(|d| **d == Decision::Remove).count() + clean::trash_pending(&root);
+    // Stale git records of vanished worktrees also count: pruning them is a change.
+    let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count()
+        + clean::trash_pending(&root)
+        + clean::stale_git_records(&eng);
     let mut audit_warned = false;
     let audit_path = root_path.join(store::AUDIT_LOG);
     let mut audit = |v: &serde_json::Value| {
@@ -175,57 +171,6 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     } else {
         Exit::Failures
     })
-}
-
-fn prefix(name: &str, e: Error) -> Error {
-    let msg = format!("{name}: {e}");
-    match e.kind() {
-        crate::error::ErrorKind::Usage => Error::usage(msg),
-        crate::error::ErrorKind::Refused => Error::refused(msg),
-        crate::error::ErrorKind::Fatal => Error::fatal(msg),
-    }
-}
-
-/// Scope from the flags; by default the repository around the current directory (its main
-/// working tree's name, storage-format §2), else every repository.
-fn resolve_scope(arg: &ScopeArg, git: &Git) -> (Scope, String) {
-    match arg {
-        ScopeArg::AllRepos => (Scope::All, "all repositories".into()),
-        ScopeArg::Repo(r) => (Scope::Repo(r.clone()), format!("repository {r}")),
-        ScopeArg::Default => match current_repo(git) {
-            Some(r) => (
-                Scope::Repo(r.clone()),
-                format!("repository {r} (the current directory's; --all-repos for all)"),
-            ),
-            None => (
-                Scope::All,
-                "all repositories (not inside a git repository)".into(),
-            ),
-        },
-    }
-}
-
-fn current_repo(git: &Git) -> Option<String> {
-    let cwd = std::env::current_dir().ok()?;
-    let out = git
-        .run(
-            Some(&cwd),
-            &[
-                OsStr::new("rev-parse"),
-                OsStr::new("--path-format=absolute"),
-                OsStr::new("--git-common-dir"),
-            ],
-        )
-        .ok()?;
-    let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
-    let main = if common.file_name() == Some(OsStr::new(".git")) {
-        common.parent()?.to_path_buf()
-    } else {
-        common
-    };
-    let name = main.file_name()?.to_str()?;
-    let name = name.strip_suffix(".git").unwrap_or(name);
-    store::names::is_valid_id_bytes(name.as_bytes()).then(|| name.to_string())
 }
 
 /// Take the global clean lock. A dry run creates nothing: it takes the lock only if the lock

@@ -1,9 +1,34 @@
 //! One module per command. Commands print; the engine and the store never do.
 
+/// `prodigy clean` and `prodigy worktree clean`.
 pub mod clean;
+/// `prodigy worktree ls`.
+pub mod worktree;
 
+use crate::clean::Scope;
+use crate::cli::ScopeArg;
 use crate::error::{Error, Result};
+use crate::git::Git;
+use crate::store::{self, fsops::Dir};
+use std::ffi::OsStr;
 use std::io::Write;
+use std::path::PathBuf;
+
+/// The storage root the environment names, and, when something is stored there and the root is
+/// safe (safety R1), its canonical path and an open handle. `name` prefixes errors.
+pub fn open_store(name: &str) -> Result<(PathBuf, Option<(PathBuf, Dir)>)> {
+    let home = std::env::var_os("HOME");
+    let wanted = store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
+    let home_path = home.map(PathBuf::from);
+    let Some(root_path) =
+        store::resolve_root(&wanted, home_path.as_deref()).map_err(|e| prefix(name, e))?
+    else {
+        return Ok((wanted, None));
+    };
+    let root =
+        Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
+    Ok((wanted, Some((root_path, root))))
+}
 
 /// Write `text` to stdout. A closed pipe or full disk is an error, never a panic.
 pub fn print(text: &str) -> Result<()> {
@@ -16,4 +41,55 @@ pub fn print(text: &str) -> Result<()> {
                 crate::error::describe_io(&e)
             ))
         })
+}
+
+pub(crate) fn prefix(name: &str, e: Error) -> Error {
+    let msg = format!("{name}: {e}");
+    match e.kind() {
+        crate::error::ErrorKind::Usage => Error::usage(msg),
+        crate::error::ErrorKind::Refused => Error::refused(msg),
+        crate::error::ErrorKind::Fatal => Error::fatal(msg),
+    }
+}
+
+/// Scope from the flags; by default the repository around the current directory (its main
+/// working tree's name, storage-format §2), else every repository.
+pub(crate) fn resolve_scope(arg: &ScopeArg, git: &Git) -> (Scope, String) {
+    match arg {
+        ScopeArg::AllRepos => (Scope::All, "all repositories".into()),
+        ScopeArg::Repo(r) => (Scope::Repo(r.clone()), format!("repository {r}")),
+        ScopeArg::Default => match current_repo(git) {
+            Some(r) => (
+                Scope::Repo(r.clone()),
+                format!("repository {r} (the current directory's; --all-repos for all)"),
+            ),
+            None => (
+                Scope::All,
+                "all repositories (not inside a git repository)".into(),
+            ),
+        },
+    }
+}
+
+fn current_repo(git: &Git) -> Option<String> {
+    let cwd = std::env::current_dir().ok()?;
+    let out = git
+        .run(
+            Some(&cwd),
+            &[
+                OsStr::new("rev-parse"),
+                OsStr::new("--path-format=absolute"),
+                OsStr::new("--git-common-dir"),
+            ],
+        )
+        .ok()?;
+    let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
+    let main = if common.file_name() == Some(OsStr::new(".git")) {
+        common.parent()?.to_path_buf()
+    } else {
+        common
+    };
+    let name = main.file_name()?.to_str()?;
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    store::names::is_valid_id_bytes(name.as_bytes()).then(|| name.to_string())
 }

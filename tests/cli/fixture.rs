@@ -45,6 +45,8 @@ fn corpus_run(args: &[&str]) -> (Out, serde_json::Value) {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("PRODIGY_HOME", format!("{home}/.prodigy"))
+        // Fake the clock only: libfaketime would otherwise shift the mtimes stat(2) returns too.
+        .env("NO_FAKE_STAT", "1")
         .current_dir("/tmp")
         .output()
         .unwrap();
@@ -302,6 +304,146 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
     assert_eq!(again["removed"].as_array().unwrap().len(), 0, "{again}");
 
     // Leave a pristine copy for the next reader.
+    extract_corpus();
+}
+
+#[test]
+fn worktree_ls_on_the_real_tree_matches_its_ground_truth() {
+    let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !have("faketime", "worktree_ls_on_the_real_tree") || !extract_corpus() {
+        return;
+    }
+    let gt: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    age_corpus();
+    let (o, v) = corpus_run(&["worktree", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rows = v["worktrees"].as_array().unwrap();
+    let gtw = gt["worktrees"].as_array().unwrap();
+    assert_eq!(rows.len(), gtw.len(), "{v}");
+    for w in gtw {
+        let path = w["path"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not listed"));
+        let flags: Vec<&str> = row["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let uncommitted = w["uncommitted"].as_array().unwrap();
+        let has = |f: &str| flags.contains(&f);
+        assert_eq!(has("locked"), w["locked"] == true, "{path} {flags:?}");
+        assert_eq!(has("prunable"), w["prunable"] == true, "{path}");
+        assert_eq!(
+            has("untracked"),
+            uncommitted
+                .iter()
+                .any(|l| l.as_str().unwrap().starts_with("??")),
+            "{path}"
+        );
+        assert_eq!(
+            has("uncommitted"),
+            uncommitted
+                .iter()
+                .any(|l| !l.as_str().unwrap().starts_with("??")),
+            "{path}"
+        );
+        assert_eq!(row["repository"], w["repo"], "{path}");
+        assert_eq!(row["branch"], w["branch"], "{path}");
+        assert_eq!(row["owner"], w["owner_session"], "{path}");
+        // Unmerged: no other branch contains the worktree's tip.
+        let repo = PathBuf::from(CORPUS)
+            .join("repos")
+            .join(w["repo"].as_str().unwrap());
+        let tip = row["head"].as_str().unwrap();
+        let others = git(
+            &repo,
+            &[
+                "for-each-ref",
+                "--contains",
+                tip,
+                "--format=%(refname:short)",
+                "refs/heads/",
+            ],
+        );
+        let unmerged = others.lines().all(|b| b == w["branch"].as_str().unwrap());
+        assert_eq!(has("unmerged"), unmerged, "{path} {flags:?}");
+        if w["commits_not_in_main"] == 0 {
+            assert!(!has("unmerged"), "{path}");
+        }
+    }
+    extract_corpus();
+}
+
+#[test]
+fn worktree_clean_all_force_keeps_the_locked_worktree_and_every_unmerged_branch() {
+    let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !have("faketime", "worktree_clean_all_force") || !extract_corpus() {
+        return;
+    }
+    age_corpus();
+    let repos: Vec<PathBuf> = ["webapp", "api-server", "tools"]
+        .iter()
+        .map(|r| PathBuf::from(CORPUS).join("repos").join(r))
+        .collect();
+    let tips_before: Vec<BTreeMap<String, String>> = repos.iter().map(|r| branch_tips(r)).collect();
+    let (o, v) = corpus_run(&["worktree", "clean", "--all", "-f", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let g2 = format!("{CORPUS}/home/.prodigy/worktrees/session-4b70d78f-b726-4924-b554-e104534decff/mapreduce-agent-mapreduce-20261121_051616_agent_0");
+    assert!(
+        Path::new(&g2).exists(),
+        "the git-locked g2 agent worktree is kept"
+    );
+    assert_eq!(
+        kept_reason(&v, "worktrees/session-4b70d78f-b726-4924-b554-e104534decff/mapreduce-agent-mapreduce-20261121_051616_agent_0").as_deref(),
+        Some("locked")
+    );
+    // -f discards uncommitted changes, but never touches resumable or unknown sessions' worktrees.
+    assert!(
+        Path::new(&format!(
+            "{CORPUS}/home/.prodigy/worktrees/webapp/workflow-1795238090597"
+        ))
+        .exists(),
+        "b1 resumable"
+    );
+    assert!(
+        Path::new(&format!(
+            "{CORPUS}/home/.prodigy/worktrees/webapp/workflow-1795238098502"
+        ))
+        .exists(),
+        "b3b unknown"
+    );
+    for (i, r) in repos.iter().enumerate() {
+        let after = branch_tips(r);
+        for (b, tip) in &tips_before[i] {
+            let holders = git(
+                r,
+                &[
+                    "for-each-ref",
+                    "--contains",
+                    tip,
+                    "--format=%(refname:short)",
+                    "refs/heads/",
+                ],
+            );
+            assert!(
+                !holders.trim().is_empty(),
+                "{b}'s commits are still on a branch"
+            );
+            if !after.contains_key(b) {
+                assert!(
+                    holders.lines().any(|h| h != b),
+                    "{b} was deleted only because another branch has it"
+                );
+            }
+        }
+        assert!(!git(r, &["worktree", "list", "--porcelain"]).contains("prunable"));
+    }
     extract_corpus();
 }
 

@@ -5,3 +5,4 @@ mod acceptance;
 mod common;
 mod fixture;
 mod safety;
+mod worktree;
