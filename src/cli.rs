@@ -164,6 +164,49 @@ pub const WORKTREE_LS_FLAGS: &[Flag] = &[
     flag("help", Some('h'), None, "print this help"),
 ];
 
+/// Flags of `prodigy worktree clean-orphaned`.
+pub const WORKTREE_ORPHAN_FLAGS: &[Flag] = &[
+    flag(
+        "dry-run",
+        Some('n'),
+        None,
+        "list what would be removed; change nothing",
+    ),
+    flag(
+        "force",
+        Some('f'),
+        None,
+        "handle every registry; do not ask",
+    ),
+    flag("repo", None, Some("NAME"), "this repository's registries"),
+    flag("all-repos", None, None, "registries of every repository"),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document instead of text",
+    ),
+    flag("quiet", Some('q'), None, "print only errors"),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// Parsed `prodigy worktree clean-orphaned`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrphanArgs {
+    /// The job whose registry to handle; None = the only one, or list them.
+    pub job: Option<String>,
+    /// `-n/--dry-run`.
+    pub dry_run: bool,
+    /// `-f/--force`.
+    pub force: bool,
+    /// Repository scope.
+    pub scope: ScopeArg,
+    /// `--json`.
+    pub json: bool,
+    /// `-q/--quiet`.
+    pub quiet: bool,
+}
+
 /// Parsed `prodigy worktree ls`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LsArgs {
@@ -206,6 +249,8 @@ pub struct CleanArgs {
     pub quiet: bool,
     /// `worktree clean NAME`: only this worktree.
     pub only_name: Option<String>,
+    /// `worktree clean-orphaned`: only these paths (relative to the root).
+    pub only_paths: Option<std::collections::BTreeSet<String>>,
 }
 
 /// A parsed command line.
@@ -221,6 +266,8 @@ pub enum Command {
     WorktreeClean(CleanArgs),
     /// `prodigy worktree ls …`.
     WorktreeLs(LsArgs),
+    /// `prodigy worktree clean-orphaned …`.
+    WorktreeCleanOrphaned(OrphanArgs),
 }
 
 /// Parse `argv` (including the program name).
@@ -323,6 +370,7 @@ fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
     match p.next().map_err(usage)? {
         Some(Value(v)) if v == "clean" => {}
         Some(Value(v)) if v == "ls" => return parse_worktree_ls(p),
+        Some(Value(v)) if v == "clean-orphaned" => return parse_worktree_orphaned(p),
         Some(Short('h') | Long("help")) | None => return Ok(Command::Help(worktree_help())),
         Some(other) => {
             return Err(Error::usage(format!(
@@ -384,6 +432,37 @@ fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
     // `--all` and NAME mean "of any age" unless --older-than says otherwise (0.4.4 behaviour).
     a.older_than.get_or_insert(0);
     Ok(Command::WorktreeClean(a))
+}
+
+fn parse_worktree_orphaned(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut a = OrphanArgs::default();
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            let job = v.to_string_lossy().into_owned();
+            if a.job.is_some() || !crate::store::names::is_valid_id_bytes(job.as_bytes()) {
+                return Err(Error::usage(format!(
+                    "unexpected argument `{}`: give one JOB_ID ([A-Za-z0-9][A-Za-z0-9._-]*)",
+                    crate::store::names::printable(std::ffi::OsStr::new(&job))
+                )));
+            }
+            a.job = Some(job);
+            continue;
+        }
+        let Some(f) = lookup(WORKTREE_ORPHAN_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(worktree_help())),
+            "dry-run" => a.dry_run = true,
+            "force" => a.force = true,
+            "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
+            "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
+            "json" => a.json = true,
+            "quiet" => a.quiet = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    Ok(Command::WorktreeCleanOrphaned(a))
 }
 
 fn parse_worktree_ls(p: &mut lexopt::Parser) -> Result<Command> {
@@ -506,7 +585,8 @@ pub fn worktree_help() -> String {
         "prodigy worktree - list and remove Prodigy worktrees\n\n\
          Usage: prodigy worktree ls [--repo NAME|--all-repos] [--json]\n\
          \x20      prodigy worktree clean NAME [OPTIONS]\n\
-         \x20      prodigy worktree clean --all [OPTIONS]\n\n\
+         \x20      prodigy worktree clean --all [OPTIONS]\n\
+         \x20      prodigy worktree clean-orphaned [JOB_ID] [OPTIONS]\n\n\
          ls lists every worktree under the root with its repository, branch, owning\n\
          session and class, age, size and flags: uncommitted, untracked, unmerged\n\
          (commits on no other branch), locked, prunable (directory gone), unregistered\n\
@@ -517,9 +597,16 @@ pub fn worktree_help() -> String {
     s.push_str("\nOptions of clean:\n");
     flag_rows(&mut s, WORKTREE_CLEAN_FLAGS);
     s.push_str(
-        "\n-f removes worktrees even with uncommitted changes, but never a worktree of\n\
-         an active, resumable or unknown session, never a git-locked worktree, and\n\
-         never a branch with commits that are not on another branch.\n",
+        "\nclean-orphaned removes the worktrees recorded in orphaned_worktrees/{repo}/\n\
+         {job}.json (where a failed removal is recorded), under the same protections,\n\
+         then drops the entries that are gone. Without JOB_ID and with several\n\
+         registries it lists them. Options of clean-orphaned:\n",
+    );
+    flag_rows(&mut s, WORKTREE_ORPHAN_FLAGS);
+    s.push_str(
+        "\nworktree clean -f removes worktrees even with uncommitted changes, but never\n\
+         a worktree of an active, resumable or unknown session, never a git-locked\n\
+         worktree, and never a branch with commits that are not on another branch.\n",
     );
     exit_rows(&mut s);
     s
@@ -685,10 +772,24 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1)\n");
         }
         "prodigy-worktree" => {
-            header(&mut o, "prodigy-worktree", "remove Prodigy worktrees");
-            o.push_str(".SH SYNOPSIS\n.B prodigy worktree clean\n\\fINAME\\fR [\\fIOPTIONS\\fR]\n.br\n.B prodigy worktree clean\n\\fB\\-\\-all\\fR [\\fIOPTIONS\\fR]\n");
-            o.push_str(".SH DESCRIPTION\nThe Prodigy 0.4.4 form of \\fBprodigy clean \\-\\-worktrees\\fR, through the same engine and rules.\nA worktree named, or all with \\fB\\-\\-all\\fR, of any age unless \\fB\\-\\-older\\-than\\fR is given.\n");
-            o.push_str(".SH OPTIONS\n");
+            header(
+                &mut o,
+                "prodigy-worktree",
+                "list and remove Prodigy worktrees",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy worktree ls\n[\\fB\\-\\-repo\\fR \\fINAME\\fR|\\fB\\-\\-all\\-repos\\fR] [\\fB\\-\\-json\\fR]\n.br\n");
+            o.push_str(".B prodigy worktree clean\n\\fINAME\\fR|\\fB\\-\\-all\\fR [\\fIOPTIONS\\fR]\n.br\n");
+            o.push_str(
+                ".B prodigy worktree clean\\-orphaned\n[\\fIJOB_ID\\fR] [\\fIOPTIONS\\fR]\n",
+            );
+            o.push_str(".SH DESCRIPTION\n\\fBls\\fR lists every worktree under the root, nested MapReduce agents included, with its\nrepository, name, branch, owning session and class, age, size and flags: \\fBuncommitted\\fR,\n\\fBuntracked\\fR, \\fBunmerged\\fR (its tip is on no other branch), \\fBlocked\\fR, \\fBprunable\\fR (git records it\nbut its directory is gone), \\fBunregistered\\fR (a directory git does not know: plain data),\n\\fBin\\-use\\fR (a process works in it), \\fBhome\\fR (left by 0.4.4 under \\fI$HOME/.prodigy\\fR while\n\\fBPRODIGY_HOME\\fR points elsewhere). A table on a terminal, tab\\-separated lines otherwise.\n.PP\n");
+            o.push_str("\\fBclean\\fR is the Prodigy 0.4.4 form of \\fBprodigy clean \\-\\-worktrees\\fR, through the same engine and\nrules: the worktree named, or all with \\fB\\-\\-all\\fR, of any age unless \\fB\\-\\-older\\-than\\fR is given.\n.PP\n");
+            o.push_str("\\fBclean\\-orphaned\\fR removes the worktrees recorded in\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR (where a failed removal is recorded),\nunder the same protections, then drops the entries whose worktree is gone and removes a\nregistry left empty. Paths outside \\fI$PRODIGY_HOME/worktrees/\\fR are reported and left. Without\n\\fIJOB_ID\\fR and with several registries it lists them; \\fB\\-f\\fR handles them all.\n");
+            o.push_str(".SH OPTIONS OF LS\n");
+            man_flags(&mut o, WORKTREE_LS_FLAGS);
+            o.push_str(".SH OPTIONS OF CLEAN-ORPHANED\n");
+            man_flags(&mut o, WORKTREE_ORPHAN_FLAGS);
+            o.push_str(".SH OPTIONS OF CLEAN\n");
             man_flags(&mut o, WORKTREE_CLEAN_FLAGS);
             o.push_str(".PP\n\\fB\\-f\\fR removes worktrees even with uncommitted changes, as in 0.4.4, but never a worktree of an\nactive, resumable or unknown session, never a git\\-locked worktree, and never a branch with\ncommits that are not on another branch.\n");
             man_exit(&mut o);

@@ -33,6 +33,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
         cli::Command::WorktreeLs(a) => cmd::worktree::ls(&a),
+        cli::Command::WorktreeCleanOrphaned(a) => cmd::worktree::clean_orphaned(&a),
     });
     match result {
         Ok(code) => code as u8,

@@ -45,6 +45,8 @@ pub struct Options {
     pub discard_changes: bool,
     /// Only the worktree with this name (`prodigy worktree clean NAME`).
     pub only_name: Option<String>,
+    /// Only items at these paths relative to the root (`prodigy worktree clean-orphaned`).
+    pub only_paths: Option<BTreeSet<String>>,
 }
 
 /// Why an old-enough item is kept. The word is stable (JSON `reason`).
@@ -380,6 +382,11 @@ impl<'a> Engine<'a> {
         }
         if !self.opts.types.contains(&it.ty) {
             return Decision::NotSelected;
+        }
+        if let Some(paths) = &self.opts.only_paths {
+            if !paths.contains(&it.rel()) {
+                return Decision::NotSelected;
+            }
         }
         if let Some(name) = &self.opts.only_name {
             if it.kind != ItemKind::Worktree || &it.name() != name {
@@ -1359,86 +1366,147 @@ fn record_orphan(eng: &Engine<'_>, it: &Item, cause: &str, rep: &mut Report) {
     }
 }
 
-/// Storage-format §4.7: registry entries whose path is gone are dropped; a registry left empty is
-/// removed. Only registries of repositories in scope, only in a real run (a dry run reports).
-fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
-    use crate::store::records::OrphanEntry;
-    let top = OsStr::new("orphaned_worktrees");
-    let Ok(d) = eng.root.open_dir(top) else {
-        return;
+/// One orphaned-worktree registry `orphaned_worktrees/{repo}/{job_id}.json` (storage-format §4.7).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// Repository directory name.
+    pub repo: String,
+    /// Job id (the file stem).
+    pub job: String,
+    /// Path relative to the root.
+    pub rel: String,
+    /// Its entries, or why it could not be read (it is then kept as is).
+    pub entries: Result<Vec<crate::store::records::OrphanEntry>, String>,
+}
+
+impl Registry {
+    /// Entries whose worktree path still exists.
+    pub fn live(&self) -> Vec<crate::store::records::OrphanEntry> {
+        self.entries
+            .as_ref()
+            .map(|v| {
+                v.iter()
+                    .filter(|e| std::fs::symlink_metadata(&e.path).is_ok())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Entries that would be dropped now (their worktree is gone).
+    pub fn gone(&self) -> usize {
+        self.entries
+            .as_ref()
+            .map(|v| v.len() - self.live().len())
+            .unwrap_or(0)
+    }
+}
+
+/// Every registry of the repositories in `scope`, read fd-relative (names fit the id grammar).
+pub fn orphan_registries(root: &Dir, scope: &Scope) -> Vec<Registry> {
+    let mut out = Vec::new();
+    let Ok(d) = root.open_dir(OsStr::new("orphaned_worktrees")) else {
+        return out;
     };
-    for repo in d.names().unwrap_or_default() {
+    let mut repos = d.names().unwrap_or_default();
+    repos.sort();
+    for repo in repos {
         let Some(r) = crate::store::names::valid_id_str(&repo) else {
             continue;
         };
-        if let Scope::Repo(want) = &eng.opts.scope {
-            if want != r {
-                continue;
-            }
+        if matches!(scope, Scope::Repo(want) if want != r) {
+            continue;
         }
         let Ok(rd) = d.open_dir(&repo) else { continue };
-        for f in rd.names().unwrap_or_default() {
-            if crate::store::names::strip_valid(&f, ".json").is_none() {
-                continue;
-            }
-            let rel = format!(
-                "orphaned_worktrees/{r}/{}",
-                crate::store::names::printable(&f)
-            );
-            let Ok(bytes) = rd.read_file(&f, inventory::MAX_RECORD) else {
+        let mut files = rd.names().unwrap_or_default();
+        files.sort();
+        for f in files {
+            let Some(job) = crate::store::names::strip_valid(&f, ".json") else {
                 continue;
             };
-            let Ok(entries) = crate::store::records::parse::<Vec<OrphanEntry>>(&bytes) else {
-                rep.warnings
-                    .push(format!("{rel} does not parse; kept as is"));
-                continue;
-            };
-            let live: Vec<OrphanEntry> = entries
-                .iter()
-                .filter(|e| std::fs::symlink_metadata(&e.path).is_ok())
-                .cloned()
-                .collect();
-            if live.len() == entries.len() {
-                continue;
-            }
-            let dropped = entries.len() - live.len();
-            let verb = if mode == Mode::Real {
-                "dropped"
-            } else {
-                "would drop"
-            };
-            rep.warnings.push(format!(
-                "{rel}: {verb} {dropped} entries whose worktree is gone"
-            ));
-            if mode == Mode::DryRun {
-                continue;
-            }
-            let res = if live.is_empty() {
-                let r = fsops::remove_tree(&rd, &f);
-                if r.complete {
-                    Ok(())
-                } else {
-                    Err(r
-                        .problems
-                        .first()
-                        .map(|p| crate::error::describe_io(&p.error))
-                        .unwrap_or_default())
+            let entries = rd
+                .read_file(&f, inventory::MAX_RECORD)
+                .map_err(|e| crate::error::describe_io(&e))
+                .and_then(|b| crate::store::records::parse(&b).map_err(|e| e.to_string()));
+            out.push(Registry {
+                repo: r.to_string(),
+                job: job.to_string(),
+                rel: format!("orphaned_worktrees/{r}/{job}.json"),
+                entries,
+            });
+        }
+    }
+    out
+}
+
+/// Registries in scope with entries to drop: a real run rewrites them, so they count as work.
+pub fn stale_registry_entries(eng: &Engine<'_>) -> usize {
+    if !eng.opts.types.contains(&StorageType::Worktrees) {
+        return 0;
+    }
+    orphan_registries(eng.root, &eng.opts.scope)
+        .iter()
+        .map(Registry::gone)
+        .sum()
+}
+
+/// Storage-format §4.7: registry entries whose path is gone are dropped; a registry left empty is
+/// removed. Only registries of repositories in scope, only in a real run (a dry run reports).
+fn prune_orphan_registry(eng: &Engine<'_>, mode: Mode, rep: &mut Report) {
+    for reg in orphan_registries(eng.root, &eng.opts.scope) {
+        if let Err(e) = &reg.entries {
+            rep.warnings
+                .push(format!("{} does not parse ({e}); kept as is", reg.rel));
+            continue;
+        }
+        let dropped = reg.gone();
+        if dropped == 0 {
+            continue;
+        }
+        let verb = if mode == Mode::Real {
+            "dropped"
+        } else {
+            "would drop"
+        };
+        rep.warnings.push(format!(
+            "{}: {verb} {dropped} entries whose worktree is gone",
+            reg.rel
+        ));
+        if mode == Mode::DryRun {
+            continue;
+        }
+        let live = reg.live();
+        let res = if live.is_empty() {
+            let parts = [OsStr::new("orphaned_worktrees"), OsStr::new(&reg.repo)];
+            match eng.root.open_path(&parts) {
+                Ok(rd) => {
+                    let r = fsops::remove_tree(&rd, OsStr::new(&format!("{}.json", reg.job)));
+                    if r.complete {
+                        Ok(())
+                    } else {
+                        Err(r
+                            .problems
+                            .first()
+                            .map(|p| crate::error::describe_io(&p.error))
+                            .unwrap_or_default())
+                    }
                 }
-            } else {
-                crate::store::records::try_to_json_bytes(&live)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        crate::store::atomic::write_atomic(&eng.root_path.join(&rel), &b)
-                            .map_err(|e| e.to_string())
-                    })
-            };
-            if let Err(cause) = res {
-                rep.errors.push(Failure {
-                    path: rel,
-                    cause,
-                    hint: "check permissions and run clean again".into(),
-                });
+                Err(e) => Err(crate::error::describe_io(&e)),
             }
+        } else {
+            crate::store::records::try_to_json_bytes(&live)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    crate::store::atomic::write_atomic(&eng.root_path.join(&reg.rel), &b)
+                        .map_err(|e| e.to_string())
+                })
+        };
+        if let Err(cause) = res {
+            rep.errors.push(Failure {
+                path: reg.rel,
+                cause,
+                hint: "check permissions and run clean again".into(),
+            });
         }
     }
 }

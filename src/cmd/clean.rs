@@ -57,6 +57,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         scope,
         discard_changes: a.discard_changes,
         only_name: a.only_name.clone(),
+        only_paths: a.only_paths.clone(),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
@@ -89,7 +90,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     // Stale git records of vanished worktrees also count: pruning them is a change.
     let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count()
         + clean::trash_pending(&root)
-        + clean::stale_git_records(&eng);
+        + clean::stale_git_records(&eng)
+        + clean::stale_registry_entries(&eng);
     let mut audit_warned = false;
     let audit_path = root_path.join(store::AUDIT_LOG);
     let mut audit = |v: &serde_json::Value| {

@@ -5,7 +5,7 @@
 use crate::clean::classify::Class;
 use crate::clean::inventory::ItemKind;
 use crate::clean::{in_scope, Engine, Options, Scope};
-use crate::cli::LsArgs;
+use crate::cli::{CleanArgs, LsArgs, OrphanArgs};
 use crate::cmd::clean::human_bytes;
 use crate::error::{Exit, Result};
 use crate::git::Git;
@@ -163,6 +163,7 @@ pub fn ls(a: &LsArgs) -> Result<Exit> {
         scope,
         discard_changes: false,
         only_name: None,
+        only_paths: None,
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut all = Vec::new();
@@ -297,4 +298,103 @@ fn table(rows: &[Row], roots: &[PathBuf], scope: &str) -> String {
         line(&mut o, c);
     }
     o
+}
+
+/// Run `prodigy worktree clean-orphaned [JOB_ID]`: remove the worktrees recorded in
+/// `orphaned_worktrees/{repo}/{job_id}.json` through the clean engine (every protection applies),
+/// then drop the entries that are gone and remove a registry left empty.
+pub fn clean_orphaned(a: &OrphanArgs) -> Result<Exit> {
+    let name = "worktree clean-orphaned";
+    let (wanted, opened) = super::open_store(name)?;
+    let Some((root_path, root)) = opened else {
+        if !a.quiet {
+            super::print(&format!(
+                "prodigy {name}: nothing is stored at `{}`\n",
+                wanted.display()
+            ))?;
+        }
+        return Ok(Exit::Ok);
+    };
+    let git = Git::default();
+    let (scope, _) = super::resolve_scope(&a.scope, &git);
+    let regs = crate::clean::orphan_registries(&root, &scope);
+    let selected: Vec<&crate::clean::Registry> = match &a.job {
+        Some(j) => {
+            let v: Vec<_> = regs.iter().filter(|r| &r.job == j).collect();
+            if v.is_empty() {
+                return Err(crate::error::Error::usage(format!(
+                    "{name}: no orphaned-worktree registry for job `{j}` in scope; run `prodigy {name}` to list them (add --all-repos outside a repository)"
+                )));
+            }
+            v
+        }
+        None if regs.is_empty() => {
+            if !a.quiet {
+                super::print(&format!(
+                    "prodigy {name}: no orphaned worktrees are recorded\n"
+                ))?;
+            }
+            return Ok(Exit::Ok);
+        }
+        None if regs.len() > 1 && !a.force => {
+            let mut o = String::from("REPOSITORY\tJOB\tENTRIES\tPRESENT\n");
+            for r in &regs {
+                let n = r
+                    .entries
+                    .as_ref()
+                    .map(|e| e.len().to_string())
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                writeln!(o, "{}\t{}\t{}\t{}", r.repo, r.job, n, r.live().len()).unwrap();
+            }
+            o.push_str(&format!(
+                "{} registries; give a JOB_ID, or -f to handle them all\n",
+                regs.len()
+            ));
+            super::print(&o)?;
+            return Ok(Exit::Ok);
+        }
+        None => regs.iter().collect(),
+    };
+    let wt_root = root_path.join("worktrees");
+    let mut paths = std::collections::BTreeSet::new();
+    for reg in &selected {
+        let Ok(entries) = &reg.entries else { continue };
+        for e in entries {
+            let rel = e.path.strip_prefix(&wt_root).ok().filter(|r| {
+                r.components().count() > 0
+                    && r.components()
+                        .all(|c| crate::store::names::is_valid_id(c.as_os_str()))
+            });
+            match rel {
+                Some(r) => {
+                    paths.insert(format!("worktrees/{}", r.display()));
+                }
+                None if std::fs::symlink_metadata(&e.path).is_ok() => {
+                    let _ = std::io::Write::write_fmt(
+                        &mut std::io::stderr(),
+                        format_args!(
+                            "prodigy {name}: `{}` (in {}) is not inside `{}`; left as is\n",
+                            e.path.display(),
+                            reg.rel,
+                            wt_root.display()
+                        ),
+                    );
+                }
+                None => {}
+            }
+        }
+    }
+    let args = CleanArgs {
+        types: vec![StorageType::Worktrees],
+        older_than: Some(0),
+        scope: a.scope.clone(),
+        dry_run: a.dry_run,
+        force: a.force,
+        discard_changes: false,
+        json: a.json,
+        quiet: a.quiet,
+        only_name: None,
+        only_paths: Some(paths),
+    };
+    super::clean::run(&args, name)
 }

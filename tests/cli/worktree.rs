@@ -1369,3 +1369,175 @@ fn a_worktree_moved_by_hand_is_kept_and_its_repository_not_pruned() {
         "README.md"
     );
 }
+
+fn registry(env: &Env, repo: &str, job: &str, paths: &[&Path]) {
+    let entries: Vec<serde_json::Value> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({"path": p, "agent_id": format!("agent-{i}"), "item_id": format!("item-{i}"),
+                "failed_at": "2025-01-11T12:00:00Z", "error": "Permission denied"})
+        })
+        .collect();
+    env.write(
+        &format!("orphaned_worktrees/{repo}/{job}.json"),
+        &serde_json::to_string(&entries).unwrap(),
+    );
+}
+
+#[test]
+fn clean_orphaned_removes_recorded_worktrees_and_rewrites_the_registry() {
+    let env = Env::new("orphaned");
+    let r = repo(&env, "web");
+    let clean = worktree(&env, &r, "web", "agent-clean");
+    let dirty = worktree(&env, &r, "web", "agent-dirty");
+    fs::write(dirty.join("wip.txt"), "work\n").unwrap();
+    let outside = env.outside.join("elsewhere");
+    fs::create_dir_all(&outside).unwrap();
+    let gone = env.p("worktrees/web/agent-gone");
+    registry(&env, "web", "job-1", &[&clean, &dirty, &outside, &gone]);
+    // Several registries and no JOB_ID: list them, change nothing.
+    registry(&env, "web", "job-2", &[&gone]);
+    let o = env.run(&["worktree", "clean-orphaned", "--all-repos"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout, "REPOSITORY\tJOB\tENTRIES\tPRESENT\nweb\tjob-1\t4\t3\nweb\tjob-2\t1\t0\n2 registries; give a JOB_ID, or -f to handle them all\n");
+    assert!(clean.exists());
+    let o = env.run(&["worktree", "clean-orphaned", "nope", "--all-repos"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    // The dry run changes nothing; the real run removes the clean one, keeps the dirty one.
+    let (o, dry) = env.json(&[
+        "worktree",
+        "clean-orphaned",
+        "job-1",
+        "--all-repos",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(removed_paths(&dry), vec!["worktrees/web/agent-clean"]);
+    assert!(clean.exists());
+    let (o, v) = env.json(&[
+        "worktree",
+        "clean-orphaned",
+        "job-1",
+        "--all-repos",
+        "-f",
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "`{}` (in orphaned_worktrees/web/job-1.json) is not inside",
+            outside.display()
+        )),
+        "{o:?}"
+    );
+    assert_eq!(removed_paths(&v), vec!["worktrees/web/agent-clean"]);
+    assert_eq!(
+        kept_reason(&v, "worktrees/web/agent-dirty").as_deref(),
+        Some("uncommitted")
+    );
+    assert!(!clean.exists() && dirty.join("wip.txt").exists() && outside.exists());
+    let left: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(env.p("orphaned_worktrees/web/job-1.json")).unwrap(),
+    )
+    .unwrap();
+    let left: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        vec![dirty.to_str().unwrap(), outside.to_str().unwrap()],
+        "entries that are gone are dropped"
+    );
+    // job-2's only entry is gone: its registry is removed.
+    assert!(!env.exists("orphaned_worktrees/web/job-2.json"));
+    assert!(!git(&r, &["worktree", "list", "--porcelain"]).contains("prunable"));
+}
+
+#[test]
+fn worktree_ls_lists_nested_agents_prunable_unregistered_and_home_worktrees() {
+    let env = Env::new("wt-ls");
+    let r = repo(&env, "web");
+    let parent = worktree(&env, &r, "web", "session-mr");
+    git(
+        &r,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "prodigy-agent-1",
+            parent.join("agent-1").to_str().unwrap(),
+            "main",
+        ],
+    );
+    fs::write(parent.join("agent-1/wip.txt"), "x").unwrap();
+    let gone = worktree(&env, &r, "web", "gone");
+    fs::remove_dir_all(&gone).unwrap();
+    fs::create_dir_all(env.p("worktrees/web/plain")).unwrap();
+    let locked = worktree(&env, &r, "web", "locked-one");
+    git(&r, &["worktree", "lock", locked.to_str().unwrap()]);
+    fs::write(locked.join("x.txt"), "x").unwrap();
+    git(&locked, &["add", "x.txt"]);
+    git(&locked, &["commit", "-qm", "unmerged"]);
+    // 0.4.4 kept worktrees in $HOME/.prodigy while PRODIGY_HOME pointed elsewhere.
+    let legacy_root = env.home.join("legacy-home");
+    let legacy = legacy_root.join(".prodigy/worktrees/web/workflow-1");
+    fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    git(
+        &r,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "prodigy-workflow-1",
+            legacy.to_str().unwrap(),
+            "main",
+        ],
+    );
+    let o = env
+        .cmd(&["worktree", "ls", "--all-repos", "--json"])
+        .env("HOME", &legacy_root)
+        .output()
+        .unwrap();
+    let o = Out::from(o);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let flags = |name: &str| -> Vec<String> {
+        let row = v["worktrees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {v}"));
+        row["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        flags("session-mr"),
+        Vec::<String>::new(),
+        "its nested agent is not its own untracked file"
+    );
+    assert_eq!(flags("agent-1"), vec!["untracked"]);
+    assert_eq!(flags("gone"), vec!["prunable"]);
+    assert_eq!(flags("plain"), vec!["unregistered"]);
+    assert_eq!(flags("locked-one"), vec!["locked", "unmerged"]);
+    assert_eq!(flags("workflow-1"), vec!["home"]);
+    assert_eq!(v["worktrees"].as_array().unwrap().len(), 6);
+    // Without a terminal: one tab-separated line per worktree.
+    let o = env.run(&["worktree", "ls", "--all-repos"]);
+    assert_eq!(o.stdout.lines().count(), 5, "{o:?}");
+    assert!(
+        o.stdout.lines().all(|l| l.split('\t').count() == 9),
+        "{o:?}"
+    );
+}
