@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 
 /// One documented flag.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Flag {
     /// Long name without dashes.
     pub long: &'static str,
@@ -216,6 +216,204 @@ pub struct LsArgs {
     pub json: bool,
 }
 
+/// Arguments of the inspection commands (`stats`, `sessions`, `events`, `dlq`, `checkpoints`):
+/// every flag any of them takes; each subcommand's table says which it accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    /// Repository scope.
+    pub scope: ScopeArg,
+    /// `--json`.
+    pub json: bool,
+    /// `-q/--quiet`.
+    pub quiet: bool,
+    /// `-n/--dry-run`.
+    pub dry_run: bool,
+    /// `-f/--force`.
+    pub force: bool,
+    /// Positional arguments (ids), validated against the id grammar.
+    pub ids: Vec<String>,
+    /// `--status STATUS` (sessions ls).
+    pub status: Option<String>,
+    /// `--class CLASS` (sessions ls).
+    pub class: Option<String>,
+    /// `--type TYPE` (events).
+    pub event_type: Option<String>,
+    /// `--since DURATION` in seconds (events show).
+    pub since: Option<u64>,
+    /// `--limit N` (events show).
+    pub limit: Option<u64>,
+}
+
+const SCOPE_FLAGS: [Flag; 2] = [
+    flag("repo", None, Some("NAME"), "this repository only"),
+    flag("all-repos", None, None, "every repository"),
+];
+const JSON: Flag = flag(
+    "json",
+    None,
+    None,
+    "print one JSON document instead of text",
+);
+const HELP: Flag = flag("help", Some('h'), None, "print this help");
+
+/// One inspection subcommand: its words, positional arguments (`ARGS`), flags and help.
+#[derive(Debug)]
+pub struct Sub {
+    /// `["sessions", "ls"]`.
+    pub words: &'static [&'static str],
+    /// Positional arguments as shown in the synopsis.
+    pub positional: &'static str,
+    /// Minimum and maximum number of positional ids.
+    pub arity: (usize, usize),
+    /// What it does, one line.
+    pub about: &'static str,
+    /// Its flags.
+    pub flags: &'static [Flag],
+}
+
+impl PartialEq for Sub {
+    fn eq(&self, other: &Sub) -> bool {
+        self.words == other.words
+    }
+}
+
+impl Eq for Sub {}
+
+/// Every inspection subcommand (issue: "See what is stored").
+pub const SUBS: &[Sub] = &[
+    Sub {
+        words: &["stats"],
+        positional: "",
+        arity: (0, 0),
+        about:
+            "bytes and items per type and repository, what clean would reclaim, what is protected",
+        flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
+    },
+    Sub {
+        words: &["sessions", "ls"],
+        positional: "",
+        arity: (0, 0),
+        about: "sessions with type, status, class and evidence, repository, age, size",
+        flags: &[
+            flag(
+                "status",
+                None,
+                Some("STATUS"),
+                "only this status (Running, Failed, ...)",
+            ),
+            flag(
+                "class",
+                None,
+                Some("CLASS"),
+                "only this class (active, resumable, ...)",
+            ),
+            SCOPE_FLAGS[0],
+            SCOPE_FLAGS[1],
+            JSON,
+            HELP,
+        ],
+    },
+    Sub {
+        words: &["sessions", "show"],
+        positional: "ID",
+        arity: (1, 1),
+        about: "one session (by session or job id): jobs, worktrees, checkpoints, why its class",
+        flags: &[JSON, HELP],
+    },
+    Sub {
+        words: &["sessions", "rm"],
+        positional: "ID...",
+        arity: (1, usize::MAX),
+        about: "delete sessions and all they own, resumable ones too, never active ones",
+        flags: &[
+            flag(
+                "dry-run",
+                Some('n'),
+                None,
+                "list what would be removed; change nothing",
+            ),
+            flag(
+                "force",
+                Some('f'),
+                None,
+                "do not ask; required without a terminal",
+            ),
+            JSON,
+            flag("quiet", Some('q'), None, "print only errors"),
+            HELP,
+        ],
+    },
+    Sub {
+        words: &["events", "ls"],
+        positional: "",
+        arity: (0, 0),
+        about: "jobs with event files: files, events, time range",
+        flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
+    },
+    Sub {
+        words: &["events", "show"],
+        positional: "JOB_ID",
+        arity: (1, 1),
+        about: "a job's events, both 0.4.4 and canonical shapes",
+        flags: &[
+            flag(
+                "type",
+                None,
+                Some("TYPE"),
+                "only events of this type (agent_started, ...)",
+            ),
+            flag(
+                "since",
+                None,
+                Some("DURATION"),
+                "only events this recent: 30m, 24h, 7d",
+            ),
+            flag("limit", None, Some("N"), "at most N events (the last N)"),
+            JSON,
+            HELP,
+        ],
+    },
+    Sub {
+        words: &["events", "follow"],
+        positional: "JOB_ID",
+        arity: (1, 1),
+        about: "print a job's new events as they are appended",
+        flags: &[
+            flag("type", None, Some("TYPE"), "only events of this type"),
+            JSON,
+            HELP,
+        ],
+    },
+    Sub {
+        words: &["dlq", "ls"],
+        positional: "",
+        arity: (0, 0),
+        about: "jobs with failed work items in their dead letter queue",
+        flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
+    },
+    Sub {
+        words: &["dlq", "show"],
+        positional: "JOB_ID [ITEM_ID]",
+        arity: (1, 2),
+        about: "a job's failed items: failure history, errors, log locations",
+        flags: &[JSON, HELP],
+    },
+    Sub {
+        words: &["checkpoints", "ls"],
+        positional: "[JOB_ID]",
+        arity: (0, 1),
+        about: "jobs and their newest checkpoint per phase, with work item progress",
+        flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
+    },
+    Sub {
+        words: &["checkpoints", "verify"],
+        positional: "",
+        arity: (0, 0),
+        about: "parse every checkpoint in scope; report each invalid one; exit 1 if any",
+        flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
+    },
+];
+
 /// Which repositories a command covers.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum ScopeArg {
@@ -268,6 +466,8 @@ pub enum Command {
     WorktreeLs(LsArgs),
     /// `prodigy worktree clean-orphaned …`.
     WorktreeCleanOrphaned(OrphanArgs),
+    /// An inspection subcommand from [`SUBS`] and its arguments.
+    Inspect(&'static Sub, Args),
 }
 
 /// Parse `argv` (including the program name).
@@ -286,9 +486,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             match v.as_str() {
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
+                "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
+                    parse_inspect(&mut p, &v)
+                }
                 "help" => Ok(Command::Help(match p.next().map_err(usage)? {
                     Some(Value(c)) if c == "clean" => clean_help(),
                     Some(Value(c)) if c == "worktree" => worktree_help(),
+                    Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
+                        sub_group_help(&c.to_string_lossy())
+                    }
                     // `prodigy help --man PAGE`: the roff page, for scripts/gen-man.sh.
                     Some(Long("man")) => {
                         let page = p.value().map_err(usage)?.string().map_err(usage)?;
@@ -434,6 +640,114 @@ fn parse_worktree(p: &mut lexopt::Parser) -> Result<Command> {
     Ok(Command::WorktreeClean(a))
 }
 
+fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
+    let group: Vec<&'static Sub> = SUBS.iter().filter(|s| s.words[0] == first).collect();
+    let sub = if group.len() == 1 && group[0].words.len() == 1 {
+        group[0]
+    } else {
+        let verbs: Vec<&str> = group.iter().map(|s| s.words[1]).collect();
+        match p.next().map_err(usage)? {
+            Some(Value(v)) => {
+                let v = v.string().map_err(usage)?;
+                group
+                    .iter()
+                    .copied()
+                    .find(|s| s.words[1] == v)
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "unknown command `{first} {v}`; `prodigy {first}` takes {}",
+                            verbs.join(", ")
+                        ))
+                    })?
+            }
+            Some(Short('h') | Long("help")) | None => {
+                return Ok(Command::Help(sub_group_help(first)))
+            }
+            Some(other) => return Err(usage(other.unexpected())),
+        }
+    };
+    let mut a = Args::default();
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            let id = v.to_string_lossy().into_owned();
+            if !crate::store::names::is_valid_id_bytes(id.as_bytes()) {
+                return Err(Error::usage(format!(
+                    "invalid id `{}`: ids match [A-Za-z0-9][A-Za-z0-9._-]* (at most 128 characters)",
+                    crate::store::names::printable(std::ffi::OsStr::new(&id))
+                )));
+            }
+            a.ids.push(id);
+            continue;
+        }
+        let Some(f) = lookup(sub.flags, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(sub_help(sub))),
+            "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
+            "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
+            "json" => a.json = true,
+            "quiet" => a.quiet = true,
+            "dry-run" => a.dry_run = true,
+            "force" => a.force = true,
+            "status" => a.status = Some(p.value().map_err(usage)?.string().map_err(usage)?),
+            "class" => a.class = Some(p.value().map_err(usage)?.string().map_err(usage)?),
+            "type" => a.event_type = Some(p.value().map_err(usage)?.string().map_err(usage)?),
+            "since" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                a.since =
+                    Some(parse_duration(&v).map_err(|e| Error::usage(format!("--since: {e}")))?);
+            }
+            "limit" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                a.limit =
+                    Some(v.parse().map_err(|_| {
+                        Error::usage(format!("--limit: `{v}` is not a whole number"))
+                    })?);
+            }
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    let (lo, hi) = sub.arity;
+    if a.ids.len() < lo || a.ids.len() > hi {
+        return Err(Error::usage(format!(
+            "usage: prodigy {} {}; see `prodigy {} --help`",
+            sub.words.join(" "),
+            sub.positional,
+            sub.words.join(" ")
+        )));
+    }
+    Ok(Command::Inspect(sub, a))
+}
+
+/// `prodigy SUB --help` for one inspection subcommand.
+pub fn sub_help(sub: &Sub) -> String {
+    let mut s = format!(
+        "prodigy {} - {}\n\nUsage: prodigy {}",
+        sub.words.join(" "),
+        sub.about,
+        sub.words.join(" ")
+    );
+    if !sub.positional.is_empty() {
+        write!(s, " {}", sub.positional).unwrap();
+    }
+    s.push_str(" [OPTIONS]\n\nOptions:\n");
+    flag_rows(&mut s, sub.flags);
+    exit_rows(&mut s);
+    s
+}
+
+/// `prodigy sessions --help` and the like: the group's subcommands.
+pub fn sub_group_help(first: &str) -> String {
+    let mut s = format!("prodigy {first}\n\nCommands:\n");
+    for sub in SUBS.iter().filter(|x| x.words[0] == first) {
+        let left = format!("{} {}", sub.words.join(" "), sub.positional);
+        writeln!(s, "  {left:<30}{}", sub.about).unwrap();
+    }
+    writeln!(s, "\nRun `prodigy {first} COMMAND --help` for its options.").unwrap();
+    s
+}
+
 fn parse_worktree_orphaned(p: &mut lexopt::Parser) -> Result<Command> {
     let mut a = OrphanArgs::default();
     while let Some(arg) = p.next().map_err(usage)? {
@@ -539,9 +853,14 @@ pub fn main_help() -> String {
         "prodigy - keep Prodigy's global storage ($PRODIGY_HOME) tidy and safe\n\n\
          Usage: prodigy <COMMAND> [OPTIONS]\n\n\
          Commands:\n\
-         \x20 clean            remove expired storage; never live, resumable or unknown work\n\
-         \x20 worktree clean   remove worktrees (the 0.4.4 form of `clean --worktrees`)\n\
-         \x20 help [COMMAND]   print help for a command\n\n\
+         \x20 clean              remove expired storage; never live, resumable or unknown work\n\
+         \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
+         \x20 stats              what is stored, what clean would reclaim, what is protected\n\
+         \x20 sessions ls|show|rm   sessions, their class and what they own\n\
+         \x20 events ls|show|follow   event logs of jobs\n\
+         \x20 dlq ls|show        dead letter queues\n\
+         \x20 checkpoints ls|verify   MapReduce and workflow checkpoints\n\
+         \x20 help [COMMAND]     print help for a command\n\n\
          Options:\n\
          \x20 -h, --help       print help\n\
          \x20 -V, --version    print version\n\n\

@@ -34,6 +34,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
         cli::Command::WorktreeLs(a) => cmd::worktree::ls(&a),
         cli::Command::WorktreeCleanOrphaned(a) => cmd::worktree::clean_orphaned(&a),
+        cli::Command::Inspect(sub, a) => cmd::inspect(sub, &a),
     });
     match result {
         Ok(code) => code as u8,

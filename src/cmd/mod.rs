@@ -1,8 +1,20 @@
 //! One module per command. Commands print; the engine and the store never do.
 
+/// `prodigy checkpoints ls|verify`.
+pub mod checkpoints;
 /// `prodigy clean` and `prodigy worktree clean`.
 pub mod clean;
-/// `prodigy worktree ls`.
+/// `prodigy dlq ls|show`.
+pub mod dlq;
+/// `prodigy events ls|show|follow`.
+pub mod events;
+/// `prodigy sessions ls|show|rm`.
+pub mod sessions;
+/// `prodigy stats`.
+pub mod stats;
+/// Output helpers shared by the inspection commands: table on a terminal, TSV otherwise.
+pub mod table;
+/// `prodigy worktree ls|clean-orphaned`.
 pub mod worktree;
 
 use crate::clean::Scope;
@@ -28,6 +40,24 @@ pub fn open_store(name: &str) -> Result<(PathBuf, Option<(PathBuf, Dir)>)> {
     let root =
         Dir::open_root(&root_path).map_err(|e| Error::io("open storage root", &root_path, &e))?;
     Ok((wanted, Some((root_path, root))))
+}
+
+/// Dispatch an inspection subcommand.
+pub fn inspect(sub: &'static crate::cli::Sub, a: &crate::cli::Args) -> Result<crate::error::Exit> {
+    match sub.words {
+        ["stats"] => stats::run(a),
+        ["sessions", "ls"] => sessions::ls(a),
+        ["sessions", "show"] => sessions::show(a),
+        ["sessions", "rm"] => sessions::rm(a),
+        ["events", "ls"] => events::ls(a),
+        ["events", "show"] => events::show(a),
+        ["events", "follow"] => events::follow(a),
+        ["dlq", "ls"] => dlq::ls(a),
+        ["dlq", "show"] => dlq::show(a),
+        ["checkpoints", "ls"] => checkpoints::ls(a),
+        ["checkpoints", "verify"] => checkpoints::verify(a),
+        _ => unreachable!("every entry of cli::SUBS is dispatched"),
+    }
 }
 
 /// Write `text` to stdout. A closed pipe or full disk is an error, never a panic.
