@@ -853,7 +853,7 @@ pub fn main_help() -> String {
         "prodigy - keep Prodigy's global storage ($PRODIGY_HOME) tidy and safe\n\n\
          Usage: prodigy <COMMAND> [OPTIONS]\n\n\
          Commands:\n\
-         \x20 clean              remove expired storage; never live, resumable or unknown work\n\
+         \x20 clean              remove expired storage, never live or resumable work\n\
          \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
          \x20 stats              what is stored, what clean would reclaim, what is protected\n\
          \x20 sessions ls|show|rm   sessions, their class and what they own\n\
