@@ -4,5 +4,7 @@
 mod acceptance;
 mod common;
 mod fixture;
+mod inspect;
 mod safety;
+mod sessions;
 mod worktree;

@@ -1,0 +1,1 @@
+//! Tests of `prodigy events`, `dlq` and `checkpoints` (written in a moment).

@@ -1,0 +1,1 @@
+//! Tests of `prodigy stats` and `prodigy sessions`.
