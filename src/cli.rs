@@ -449,6 +449,10 @@ pub struct CleanArgs {
     pub only_name: Option<String>,
     /// `worktree clean-orphaned`: only these paths (relative to the root).
     pub only_paths: Option<std::collections::BTreeSet<String>>,
+    /// `sessions rm`: only what these sessions own.
+    pub only_owners: Option<std::collections::BTreeSet<String>>,
+    /// `sessions rm`: resumable and unknown sessions do not protect what they own.
+    pub explicit: bool,
 }
 
 /// A parsed command line.

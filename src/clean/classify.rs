@@ -127,6 +127,24 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             last = Some(last.map_or(*n, |l| l.max(*n)));
         }
         let record = match &s.record {
+            // An unreadable record whose resume lock is live or whose worktree a process works
+            // in is running, whatever its file says.
+            Err(_) if owned_live_lock.contains_key(&s.id) || owned_in_use.contains_key(&s.id) => {
+                let why = owned_live_lock
+                    .get(&s.id)
+                    .or_else(|| owned_in_use.get(&s.id))
+                    .cloned()
+                    .unwrap_or_default();
+                out.insert(
+                    s.id.clone(),
+                    Verdict {
+                        class: Class::Active,
+                        evidence: why,
+                        last_activity: last,
+                    },
+                );
+                continue;
+            }
             Err(why) => {
                 out.insert(
                     s.id.clone(),

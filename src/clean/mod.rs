@@ -32,7 +32,7 @@ pub enum Scope {
     Repo(String),
 }
 
-/// What the user asked for.
+/// What the user asked for. `Default` is every type, every repository, default retention.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Types to clean (never empty).
@@ -47,6 +47,26 @@ pub struct Options {
     pub only_name: Option<String>,
     /// Only items at these paths relative to the root (`prodigy worktree clean-orphaned`).
     pub only_paths: Option<BTreeSet<String>>,
+    /// Only items owned by these sessions (`prodigy sessions rm`).
+    pub only_owners: Option<BTreeSet<String>>,
+    /// An explicit deletion (`sessions rm`): resumable and unknown owners do not protect their
+    /// data; active ones (and unknown ones with recent activity) still do.
+    pub explicit: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            types: StorageType::ALL.to_vec(),
+            older_than: None,
+            scope: Scope::All,
+            discard_changes: false,
+            only_name: None,
+            only_paths: None,
+            only_owners: None,
+            explicit: false,
+        }
+    }
 }
 
 /// Why an old-enough item is kept. The word is stable (JSON `reason`).
@@ -383,6 +403,11 @@ impl<'a> Engine<'a> {
         if !self.opts.types.contains(&it.ty) {
             return Decision::NotSelected;
         }
+        if let Some(owners) = &self.opts.only_owners {
+            if !it.owner.as_ref().is_some_and(|o| owners.contains(o)) {
+                return Decision::NotSelected;
+            }
+        }
         if let Some(paths) = &self.opts.only_paths {
             if !paths.contains(&it.rel()) {
                 return Decision::NotSelected;
@@ -430,7 +455,16 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         if let Some(v) = self.owner_verdict(it) {
-            if v.class.protected() {
+            let recent = v
+                .last_activity
+                .is_some_and(|l| self.now - l < classify::ACTIVITY_WINDOW);
+            let protected = if self.opts.explicit {
+                // `sessions rm`: never an active session, nor an unreadable one that may be running.
+                v.class == Class::Active || (v.class == Class::Unknown && recent)
+            } else {
+                v.class.protected()
+            };
+            if protected {
                 let r = match v.class {
                     Class::Active => Reason::Active,
                     Class::Resumable => Reason::Resumable,
@@ -732,6 +766,7 @@ pub fn execute(
                                 "action": "remove", "type": it.ty.word(), "repository": it.repo,
                                 "path": it.rel(), "bytes": it.bytes, "owner": it.owner,
                                 "reason": removal_reason(eng, it),
+                                "also": entry_of(it, None, String::new()).also,
                             }));
                         }
                         rep.removed.push(entry(None, removal_reason(eng, it)));

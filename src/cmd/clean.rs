@@ -58,6 +58,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         discard_changes: a.discard_changes,
         only_name: a.only_name.clone(),
         only_paths: a.only_paths.clone(),
+        only_owners: a.only_owners.clone(),
+        explicit: a.explicit,
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();

@@ -1,9 +1,183 @@
-//! `prodigy stats`.
+//! `prodigy stats`: bytes and items per type and per repository, what `clean` would reclaim now
+//! under the default retention, what active, resumable and unknown sessions hold, the largest
+//! items, and data Prodigy 0.4.4 left under `$HOME/.prodigy` while `PRODIGY_HOME` points elsewhere.
 
+use super::sessions::with_engine;
+use super::table;
+use crate::clean::{self, in_scope, Count, Engine, Mode, Options, Stats};
 use crate::cli::Args;
-use crate::error::{Error, Exit, Result};
+use crate::cmd::clean::human_bytes;
+use crate::error::{Exit, Result};
+use crate::git::Git;
+use crate::store::{fsops::Dir, StorageType};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// How many of the largest items are listed.
+pub const LARGEST: usize = 10;
+
+fn count_json(c: &Count) -> serde_json::Value {
+    serde_json::json!({"items": c.items, "bytes": c.bytes})
+}
+
+/// Totals of 0.4.4's `$HOME/.prodigy` when it is not the root in use.
+fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let legacy = crate::store::resolve_root(&home.join(".prodigy"), Some(&home)).ok()??;
+    if same_file::is_same_file(&legacy, root_path).unwrap_or(false) {
+        return None;
+    }
+    let dir = Dir::open_root(&legacy).ok()?;
+    let git = Git::default();
+    let opts = Options::default();
+    let mut eng = Engine::new(&dir, &legacy, &git, now, &opts);
+    let plan = eng.plan();
+    let rep = clean::execute(
+        &mut eng,
+        &plan,
+        Mode::DryRun,
+        &mut |_| {},
+        &mut |_, _, _| {},
+    );
+    Some((legacy, rep.before))
+}
 
 /// Run `prodigy stats`.
-pub fn run(_a: &Args) -> Result<Exit> {
-    Err(Error::fatal("stats: not implemented yet"))
+pub fn run(a: &Args) -> Result<Exit> {
+    with_engine("stats", &a.scope, |eng, note| {
+        let plan = eng.plan();
+        let rep = clean::execute(eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
+        let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
+        for it in eng
+            .inv
+            .items
+            .iter()
+            .filter(|it| in_scope(&eng.opts.scope, it))
+        {
+            if let Some(v) = it.owner.as_ref().and_then(|o| eng.verdicts.get(o)) {
+                if v.class.protected() {
+                    let c = held.entry(v.class.word()).or_default();
+                    c.items += 1;
+                    c.bytes += it.bytes;
+                }
+            }
+        }
+        let mut largest: Vec<&crate::clean::inventory::Item> = eng
+            .inv
+            .items
+            .iter()
+            .filter(|it| in_scope(&eng.opts.scope, it))
+            .collect();
+        largest.sort_by(|x, y| y.bytes.cmp(&x.bytes).then_with(|| x.rel().cmp(&y.rel())));
+        largest.truncate(LARGEST);
+        let reclaim = Count {
+            items: rep.removed.len() as u64,
+            bytes: rep.removed.iter().map(|e| e.bytes).sum(),
+        };
+        let legacy = legacy_home(eng.root_path, eng.now);
+        if a.json {
+            let v = serde_json::json!({
+                "command": "stats",
+                "root": eng.root_path,
+                "scope": note,
+                "total": count_json(&rep.before.total),
+                "types": StorageType::ALL.iter().map(|t| (t.word().to_string(), count_json(&rep.before.by_type.get(t.word()).copied().unwrap_or_default()))).collect::<serde_json::Map<_, _>>(),
+                "repositories": rep.before.by_repo.iter().map(|(r, c)| (r.clone(), count_json(c))).collect::<serde_json::Map<_, _>>(),
+                "sessions": rep.classes,
+                "reclaimable": count_json(&reclaim),
+                "held": held.iter().map(|(k, c)| (k.to_string(), count_json(c))).collect::<serde_json::Map<_, _>>(),
+                "largest": largest.iter().map(|it| serde_json::json!({"type": it.ty.word(), "repository": it.repo, "path": it.rel(), "bytes": it.bytes})).collect::<Vec<_>>(),
+                "legacy_home": legacy.as_ref().map(|(p, s)| serde_json::json!({"root": p, "total": count_json(&s.total)})),
+            });
+            return super::print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).expect("json")
+            ))
+            .map(|_| Exit::Ok);
+        }
+        let mut o = String::new();
+        writeln!(o, "prodigy stats: {} — {note}", eng.root_path.display()).unwrap();
+        writeln!(
+            o,
+            "Stored: {} items, {}",
+            rep.before.total.items,
+            human_bytes(rep.before.total.bytes)
+        )
+        .unwrap();
+        let rows: Vec<Vec<String>> = StorageType::ALL
+            .iter()
+            .map(|t| {
+                let c = rep
+                    .before
+                    .by_type
+                    .get(t.word())
+                    .copied()
+                    .unwrap_or_default();
+                vec![
+                    t.word().to_string(),
+                    c.items.to_string(),
+                    human_bytes(c.bytes),
+                ]
+            })
+            .collect();
+        o.push_str(&table::render_for(true, &["TYPE", "ITEMS", "SIZE"], &rows));
+        let repos: Vec<Vec<String>> = rep
+            .before
+            .by_repo
+            .iter()
+            .map(|(r, c)| vec![r.clone(), c.items.to_string(), human_bytes(c.bytes)])
+            .collect();
+        if repos.len() > 1 {
+            o.push('\n');
+            o.push_str(&table::render_for(
+                true,
+                &["REPOSITORY", "ITEMS", "SIZE"],
+                &repos,
+            ));
+        }
+        if !rep.classes.is_empty() {
+            let parts: Vec<String> = rep
+                .classes
+                .iter()
+                .map(|(c, n)| format!("{n} {c}"))
+                .collect();
+            writeln!(o, "\nSessions: {}", parts.join(", ")).unwrap();
+        }
+        writeln!(
+            o,
+            "Clean would reclaim now (default retention): {} items, {}",
+            reclaim.items,
+            human_bytes(reclaim.bytes)
+        )
+        .unwrap();
+        for (class, c) in &held {
+            writeln!(
+                o,
+                "Held by {class} sessions: {} items, {}",
+                c.items,
+                human_bytes(c.bytes)
+            )
+            .unwrap();
+        }
+        if !largest.is_empty() {
+            o.push_str("\nLargest items:\n");
+            let rows: Vec<Vec<String>> = largest
+                .iter()
+                .map(|it| vec![it.ty.word().to_string(), it.rel(), human_bytes(it.bytes)])
+                .collect();
+            o.push_str(&table::render_for(true, &["TYPE", "PATH", "SIZE"], &rows));
+        }
+        if let Some((p, s)) = &legacy {
+            writeln!(
+                o,
+                "\nAlso under {} (Prodigy 0.4.4 keeps worktrees, logs and the orphan registry there whatever PRODIGY_HOME says): {} items, {}",
+                p.display(),
+                s.total.items,
+                human_bytes(s.total.bytes)
+            )
+            .unwrap();
+        }
+        super::print(&o).map(|_| Exit::Ok)
+    })
 }

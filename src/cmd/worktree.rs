@@ -162,8 +162,7 @@ pub fn ls(a: &LsArgs) -> Result<Exit> {
         older_than: Some(0),
         scope,
         discard_changes: false,
-        only_name: None,
-        only_paths: None,
+        ..Options::default()
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut all = Vec::new();
@@ -395,6 +394,7 @@ pub fn clean_orphaned(a: &OrphanArgs) -> Result<Exit> {
         quiet: a.quiet,
         only_name: None,
         only_paths: Some(paths),
+        ..CleanArgs::default()
     };
     super::clean::run(&args, name)
 }
