@@ -369,8 +369,7 @@ pub fn show(a: &Args) -> Result<Exit> {
                     i.failure_count.to_string(),
                     time_cell(f.and_then(|f| f.timestamp.as_ref())),
                     f.map_or("-".into(), |f| error_type_cell(&f.error_type)),
-                    f.and_then(|f| f.error.as_deref())
-                        .map_or("-".into(), cell),
+                    f.and_then(|f| f.error.as_deref()).map_or("-".into(), cell),
                     f.and_then(|f| f.log.as_deref()).map_or("-".into(), cell),
                     i.data.to_string(),
                 ]

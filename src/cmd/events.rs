@@ -402,16 +402,14 @@ pub fn ls(a: &Args) -> Result<Exit> {
         let mut first: Option<Timestamp> = None;
         let mut last: Option<Timestamp> = None;
         for f in &files {
-            let res = d
-                .open_file(OsStr::new(f), false, false)
-                .and_then(|file| {
-                    read_jsonl(BufReader::with_capacity(READ_BUF, file), |_, ev| {
-                        if let Some(t) = ev.timestamp {
-                            first = Some(first.map_or(t, |x| x.min(t)));
-                            last = Some(last.map_or(t, |x| x.max(t)));
-                        }
-                    })
-                });
+            let res = d.open_file(OsStr::new(f), false, false).and_then(|file| {
+                read_jsonl(BufReader::with_capacity(READ_BUF, file), |_, ev| {
+                    if let Some(t) = ev.timestamp {
+                        first = Some(first.map_or(t, |x| x.min(t)));
+                        last = Some(last.map_or(t, |x| x.max(t)));
+                    }
+                })
+            });
             match res {
                 Ok(st) => {
                     good += st.good;
@@ -656,9 +654,7 @@ pub fn follow(a: &Args) -> Result<Exit> {
                 continue;
             };
             for f in files_where(&d, is_event_file) {
-                let tail = tails
-                    .entry((jd.dir_name.clone(), f.clone()))
-                    .or_default();
+                let tail = tails.entry((jd.dir_name.clone(), f.clone())).or_default();
                 let path = root_path.join("events").join(&jd.dir_name).join(&jd.job);
                 let mut write_err: Option<io::Error> = None;
                 let res = read_new(&d, &f, tail, |tail, line| {
