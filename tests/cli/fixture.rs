@@ -447,6 +447,67 @@ fn worktree_clean_all_force_keeps_the_locked_worktree_and_every_unmerged_branch(
     extract_corpus();
 }
 
+#[test]
+fn sessions_ls_on_the_real_tree_classifies_every_session_as_its_readme_says() {
+    let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !have("faketime", "sessions_ls_on_the_real_tree") || !extract_corpus() {
+        return;
+    }
+    age_corpus();
+    let gt: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    let (o, v) = corpus_run(&["sessions", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let class_of = |sid: &str| {
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == sid)
+            .map(|s| s["class"].as_str().unwrap().to_string())
+    };
+    let expected = [
+        ("a1", "completed"),
+        ("a2", "completed"),
+        ("a3", "completed"),
+        ("b1", "resumable"),
+        ("b2", "completed"),
+        ("b3a", "resumable"),
+        ("b3b", "unknown"),
+        ("b3c", "unknown"),
+        ("b4", "resumable"),
+        ("c1", "completed"),
+        ("d1", "unknown"),
+        ("d2", "stale"),
+        ("d3", "resumable"),
+        ("e1", "unknown"),
+        ("e2", "stale"),
+        ("c2", "completed"),
+        ("g2", "completed"),
+        ("g1", "resumable"),
+        ("f", "completed"),
+    ];
+    for (sc, class) in expected {
+        let sid = gt["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scenario"] == sc)
+            .unwrap()["session_id"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            class_of(sid).as_deref(),
+            Some(class),
+            "scenario {sc} ({sid})"
+        );
+    }
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 19);
+    extract_corpus();
+}
+
 /// Compare a run's report and the files left with the generator's manifest.
 fn check_manifest(manifest: &serde_json::Value, report: &serde_json::Value, on_disk: bool) {
     let removed: std::collections::HashSet<String> = removed_paths(report).into_iter().collect();
