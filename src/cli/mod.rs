@@ -8,6 +8,8 @@ use crate::duration::{parse_duration, FORMS};
 use crate::error::{Error, Result, EXIT_TABLE};
 use crate::store::StorageType;
 use lexopt::prelude::*;
+
+pub mod docs;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
@@ -279,21 +281,71 @@ impl PartialEq for Sub {
 
 impl Eq for Sub {}
 
+/// The cleaning commands as specs, for help, man pages and completions (their parsers are
+/// `parse_clean` and `parse_worktree*`, which read the same flag tables).
+pub const CORE: &[Sub] = &[
+    Sub {
+        words: &["clean"],
+        positional: "[all|worktrees|sessions|logs|state|events|dlq]",
+        arity: (0, 1),
+        about: "remove expired storage, never live or resumable work",
+        flags: CLEAN_FLAGS,
+    },
+    Sub {
+        words: &["worktree", "ls"],
+        positional: "",
+        arity: (0, 0),
+        about: "worktrees with owner, class, age, size, flags",
+        flags: WORKTREE_LS_FLAGS,
+    },
+    Sub {
+        words: &["worktree", "clean"],
+        positional: "NAME|--all",
+        arity: (0, 1),
+        about: "remove worktrees (0.4.4's form of clean --worktrees)",
+        flags: WORKTREE_CLEAN_FLAGS,
+    },
+    Sub {
+        words: &["worktree", "clean-orphaned"],
+        positional: "[JOB_ID]",
+        arity: (0, 1),
+        about: "remove worktrees whose removal failed before",
+        flags: WORKTREE_ORPHAN_FLAGS,
+    },
+];
+
+/// Every command: [`CORE`] then [`SUBS`].
+pub fn all_specs() -> impl Iterator<Item = &'static Sub> {
+    CORE.iter().chain(SUBS.iter())
+}
+
+/// An example value for a flag's value name (documentation and table tests).
+pub fn example_value(value: &str) -> &'static str {
+    match value {
+        "DURATION" => "7d",
+        "NAME" => "webapp",
+        "STATUS" => "Running",
+        "CLASS" => "resumable",
+        "TYPE" => "agent_started",
+        "N" => "5",
+        _ => "x",
+    }
+}
+
 /// Every inspection subcommand (issue: "See what is stored").
 pub const SUBS: &[Sub] = &[
     Sub {
         words: &["stats"],
         positional: "",
         arity: (0, 0),
-        about:
-            "bytes and items per type and repository, what clean would reclaim, what is protected",
+        about: "what is stored, what clean would reclaim, what stays",
         flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
     },
     Sub {
         words: &["sessions", "ls"],
         positional: "",
         arity: (0, 0),
-        about: "sessions with type, status, class and evidence, repository, age, size",
+        about: "sessions with status, class and evidence, size",
         flags: &[
             flag(
                 "status",
@@ -317,14 +369,14 @@ pub const SUBS: &[Sub] = &[
         words: &["sessions", "show"],
         positional: "ID",
         arity: (1, 1),
-        about: "one session (by session or job id): jobs, worktrees, checkpoints, why its class",
+        about: "one session (by session or job id), all it owns",
         flags: &[JSON, HELP],
     },
     Sub {
         words: &["sessions", "rm"],
         positional: "ID...",
         arity: (1, usize::MAX),
-        about: "delete sessions and all they own, resumable ones too, never active ones",
+        about: "delete sessions (resumable too, never active)",
         flags: &[
             flag(
                 "dry-run",
@@ -347,14 +399,14 @@ pub const SUBS: &[Sub] = &[
         words: &["events", "ls"],
         positional: "",
         arity: (0, 0),
-        about: "jobs with event files: files, events, time range",
+        about: "jobs with event files: counts, time range",
         flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
     },
     Sub {
         words: &["events", "show"],
         positional: "JOB_ID",
         arity: (1, 1),
-        about: "a job's events, both 0.4.4 and canonical shapes",
+        about: "a job's events (0.4.4 and canonical shapes)",
         flags: &[
             flag(
                 "type",
@@ -377,7 +429,7 @@ pub const SUBS: &[Sub] = &[
         words: &["events", "follow"],
         positional: "JOB_ID",
         arity: (1, 1),
-        about: "print a job's new events as they are appended",
+        about: "print a job's events as they are appended",
         flags: &[
             flag("type", None, Some("TYPE"), "only events of this type"),
             JSON,
@@ -388,28 +440,28 @@ pub const SUBS: &[Sub] = &[
         words: &["dlq", "ls"],
         positional: "",
         arity: (0, 0),
-        about: "jobs with failed work items in their dead letter queue",
+        about: "jobs with failed work items",
         flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
     },
     Sub {
         words: &["dlq", "show"],
         positional: "JOB_ID [ITEM_ID]",
         arity: (1, 2),
-        about: "a job's failed items: failure history, errors, log locations",
+        about: "failed items: history, errors, log locations",
         flags: &[JSON, HELP],
     },
     Sub {
         words: &["checkpoints", "ls"],
         positional: "[JOB_ID]",
         arity: (0, 1),
-        about: "jobs and their newest checkpoint per phase, with work item progress",
+        about: "newest checkpoint per phase, with progress",
         flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
     },
     Sub {
         words: &["checkpoints", "verify"],
         positional: "",
         arity: (0, 0),
-        about: "parse every checkpoint in scope; report each invalid one; exit 1 if any",
+        about: "parse every checkpoint; exit 1 if one is invalid",
         flags: &[SCOPE_FLAGS[0], SCOPE_FLAGS[1], JSON, HELP],
     },
 ];
@@ -498,6 +550,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                     Some(Value(c)) if c == "worktree" => worktree_help(),
                     Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
                         sub_group_help(&c.to_string_lossy())
+                    }
+                    // `prodigy help --completions SHELL`: a completion script.
+                    Some(Long("completions")) => {
+                        let sh = p.value().map_err(usage)?.string().map_err(usage)?;
+                        docs::completions(&sh).ok_or_else(|| {
+                            Error::usage(format!(
+                                "no completions for `{sh}`; shells: {}",
+                                docs::SHELLS.join(", ")
+                            ))
+                        })?
                     }
                     // `prodigy help --man PAGE`: the roff page, for scripts/gen-man.sh.
                     Some(Long("man")) => {
@@ -936,10 +998,19 @@ pub fn worktree_help() -> String {
 }
 
 /// The man pages `man/` holds, generated by [`man_page`].
-pub const MAN_PAGES: &[&str] = &["prodigy", "prodigy-clean", "prodigy-worktree"];
+pub const MAN_PAGES: &[&str] = &[
+    "prodigy",
+    "prodigy-clean",
+    "prodigy-worktree",
+    "prodigy-stats",
+    "prodigy-sessions",
+    "prodigy-events",
+    "prodigy-dlq",
+    "prodigy-checkpoints",
+];
 
 /// Escape text for roff: backslashes, leading dots and quotes, and hyphens in option names.
-fn roff(s: &str) -> String {
+pub(crate) fn roff(s: &str) -> String {
     let t = s.replace('\\', "\\e").replace('-', "\\-");
     if t.starts_with('.') || t.starts_with('\'') {
         format!("\\&{t}")
@@ -960,6 +1031,11 @@ fn man_flags(out: &mut String, table: &[Flag]) {
         }
         writeln!(out, "\n{}", roff(f.help)).unwrap();
     }
+}
+
+/// The EXIT STATUS section of a man page.
+pub(crate) fn exit_rows_roff(out: &mut String) {
+    man_exit(out)
 }
 
 fn man_exit(out: &mut String) {
@@ -1028,7 +1104,21 @@ pub fn man_page(page: &str) -> Option<String> {
                  deleting live or resumable work.\n",
             );
             o.push_str(".SH COMMANDS\n.TP\n\\fBclean\\fR\nRemove expired storage; see \\fBprodigy\\-clean\\fR(1).\n");
-            o.push_str(".TP\n\\fBworktree clean\\fR\nRemove worktrees; see \\fBprodigy\\-worktree\\fR(1).\n");
+            o.push_str(".TP\n\\fBworktree ls\\fR|\\fBclean\\fR|\\fBclean\\-orphaned\\fR\nList and remove worktrees; see \\fBprodigy\\-worktree\\fR(1).\n");
+            for (g, _) in docs::GROUPS {
+                let about = SUBS
+                    .iter()
+                    .find(|s| s.words[0] == *g)
+                    .map(|s| s.about)
+                    .unwrap_or("");
+                writeln!(
+                    o,
+                    ".TP\n\\fB{g}\\fR\n{}; see \\fBprodigy\\-{g}\\fR(1).",
+                    roff(about)
+                )
+                .unwrap();
+            }
+            o.push_str(".SH SHELL COMPLETION\n.nf\nprodigy help \\-\\-completions bash > /etc/bash_completion.d/prodigy\nprodigy help \\-\\-completions zsh > \"${fpath[1]}/_prodigy\"\nprodigy help \\-\\-completions fish > ~/.config/fish/completions/prodigy.fish\n.fi\n");
             o.push_str(".SH STORAGE LAYOUT\n.nf\n");
             for l in [
                 "$PRODIGY_HOME/",
@@ -1051,7 +1141,7 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-clean" => {
             header(
@@ -1118,7 +1208,7 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1)\n");
         }
-        _ => return None,
+        other => return docs::group_page(other),
     }
     Some(o)
 }
@@ -1189,7 +1279,7 @@ mod tests {
     }
 
     #[test]
-    fn every_flag_in_the_tables_parses() {
+    fn every_clean_flag_parses() {
         for f in CLEAN_FLAGS.iter().filter(|f| f.long != "help") {
             let mut args = vec!["clean".to_string(), format!("--{}", f.long)];
             match f.value {
@@ -1200,6 +1290,119 @@ mod tests {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             parse_strs(&refs).unwrap_or_else(|e| panic!("--{}: {e}", f.long));
         }
+    }
+
+    #[test]
+    fn no_command_has_two_flags_with_one_name() {
+        for spec in all_specs() {
+            let mut longs: Vec<&str> = spec.flags.iter().map(|f| f.long).collect();
+            let mut shorts: Vec<char> = spec.flags.iter().filter_map(|f| f.short).collect();
+            let (nl, ns) = (longs.len(), shorts.len());
+            longs.sort();
+            longs.dedup();
+            shorts.sort();
+            shorts.dedup();
+            assert_eq!((longs.len(), shorts.len()), (nl, ns), "{:?}", spec.words);
+            for f in spec.flags {
+                if let Some(v) = f.value {
+                    assert!(
+                        v.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                        "--{} names its value: {v}",
+                        f.long
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_parses_its_documented_example() {
+        for spec in all_specs() {
+            for f in spec.flags.iter().filter(|f| f.long != "help") {
+                let mut args: Vec<String> = spec.words.iter().map(|w| w.to_string()).collect();
+                args.extend((0..spec.arity.0).map(|i| format!("id-{i}")));
+                if spec.words == ["worktree", "clean"] && f.long != "all" {
+                    args.push("--all".into());
+                }
+                args.push(format!("--{}", f.long));
+                if let Some(v) = f.value {
+                    args.push(example_value(v).into());
+                }
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                match parse_strs(&refs) {
+                    Ok(Command::Help(_)) | Err(_) => panic!("{args:?} does not parse"),
+                    Ok(_) => {}
+                }
+                if let Some(c) = f.short {
+                    let short = format!("-{c}");
+                    let refs: Vec<&str> = refs
+                        .iter()
+                        .map(|a| {
+                            if *a == format!("--{}", f.long) {
+                                short.as_str()
+                            } else {
+                                a
+                            }
+                        })
+                        .collect();
+                    assert!(parse_strs(&refs).is_ok(), "{refs:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_help_fits_80_columns() {
+        let mut texts = vec![main_help(), clean_help(), worktree_help()];
+        texts.extend(SUBS.iter().map(sub_help));
+        texts.extend(["sessions", "events", "dlq", "checkpoints"].map(sub_group_help));
+        for t in texts {
+            for line in t.lines() {
+                assert!(
+                    line.chars().count() <= 80,
+                    "too wide ({}): {line}",
+                    line.chars().count()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bash_completion_parses_and_completes_commands_and_flags() {
+        let script = docs::completions("bash").unwrap();
+        let run = |words: &str, cword: usize| {
+            let prog = format!("{script}\nCOMP_WORDS=({words}); COMP_CWORD={cword}; _prodigy; echo \"${{COMPREPLY[*]}}\"");
+            match std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&prog)
+                .output()
+            {
+                Ok(o) => Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                Err(_) => None,
+            }
+        };
+        let Some(top) = run("prodigy se", 1) else {
+            eprintln!("SKIPPED bash_completion: bash is not installed");
+            return;
+        };
+        assert_eq!(top, "sessions");
+        assert_eq!(run("prodigy sessions s", 2).unwrap(), "show");
+        assert_eq!(run("prodigy sessions ls --cl", 3).unwrap(), "--class");
+        assert_eq!(
+            run("prodigy sessions ls --class res", 4).unwrap(),
+            "resumable"
+        );
+        assert_eq!(run("prodigy clean --older", 2).unwrap(), "--older-than");
+        assert_eq!(
+            run("prodigy worktree clean-o", 2).unwrap(),
+            "clean-orphaned"
+        );
+        assert!(docs::completions("fish")
+            .unwrap()
+            .contains("-l older-than -r"));
+        assert!(docs::completions("zsh")
+            .unwrap()
+            .starts_with("#compdef prodigy"));
     }
 
     #[test]
