@@ -1451,6 +1451,17 @@ pub fn check_no_duplicate_keys(bytes: &[u8]) -> Result<(), ParseError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `dlq` and `checkpoint` fuzzers: numbers in unknown fields drifted a little on
+    /// every rewrite until serde_json's `float_roundtrip` was enabled.
+    #[test]
+    fn numbers_in_unknown_fields_survive_rewrites_exactly() {
+        let input = br#"{"item_count": 2, "item_ids": [], "job_id": "j", "updated_at": "2026-11-21T05:15:22.837082999Z", "x": 444444444444444444444444444444444444444444444.444444444444444444444444}"#;
+        let once = to_json_bytes(&parse::<LegacyDlqIndex>(input).unwrap());
+        let twice = to_json_bytes(&parse::<LegacyDlqIndex>(&once).unwrap());
+        assert_eq!(String::from_utf8(once).unwrap(), String::from_utf8(twice).unwrap());
+    }
+
     use super::*;
     use serde_json::json;
     use std::io::Cursor;
