@@ -1459,7 +1459,10 @@ mod tests {
         let input = br#"{"item_count": 2, "item_ids": [], "job_id": "j", "updated_at": "2026-11-21T05:15:22.837082999Z", "x": 444444444444444444444444444444444444444444444.444444444444444444444444}"#;
         let once = to_json_bytes(&parse::<LegacyDlqIndex>(input).unwrap());
         let twice = to_json_bytes(&parse::<LegacyDlqIndex>(&once).unwrap());
-        assert_eq!(String::from_utf8(once).unwrap(), String::from_utf8(twice).unwrap());
+        assert_eq!(
+            String::from_utf8(once).unwrap(),
+            String::from_utf8(twice).unwrap()
+        );
     }
 
     use super::*;
