@@ -79,8 +79,45 @@ pub fn group_page(page: &str) -> Option<String> {
     }
     o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
     exit_rows_roff(&mut o);
+    o.push_str(".SH EXAMPLES\n.nf\n");
+    for s in &subs {
+        writeln!(o, "{}", roff(&example(s))).unwrap();
+    }
+    o.push_str(".fi\n");
     o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-clean\\fR(1)\n");
     Some(o)
+}
+
+/// An example command line for a subcommand: its positional placeholders filled in and its first
+/// flag that takes a value given its documented example.
+pub fn example(sub: &Sub) -> String {
+    let mut s = format!("prodigy {}", sub.words.join(" "));
+    for p in sub.positional.split_whitespace() {
+        let v = match p.trim_matches(|c| c == '[' || c == ']' || c == '.') {
+            "ID" => "session-abc123",
+            "JOB_ID" => "mapreduce-123",
+            "ITEM_ID" => "item-1",
+            _ => continue,
+        };
+        s.push(' ');
+        s.push_str(v);
+    }
+    if let Some(f) = sub
+        .flags
+        .iter()
+        .find(|f| f.value.is_some() && f.long != "repo")
+    {
+        write!(
+            s,
+            " --{} {}",
+            f.long,
+            super::example_value(f.value.unwrap_or(""))
+        )
+        .unwrap();
+    } else if sub.flags.iter().any(|f| f.long == "json") {
+        s.push_str(" --json");
+    }
+    s
 }
 
 /// Shells `prodigy help --completions` knows.

@@ -1139,7 +1139,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
             o.push_str(".TP\n.B PRODIGY_GIT_TIMEOUT\nSeconds one git call may take before it is stopped and its worktree kept (default 120).\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
+            o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
         }
@@ -1348,6 +1348,18 @@ mod tests {
                     assert!(parse_strs(&refs).is_ok(), "{refs:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_man_page_example_parses() {
+        for sub in SUBS {
+            let ex = docs::example(sub);
+            let args: Vec<&str> = ex.split_whitespace().skip(1).collect();
+            assert!(
+                matches!(parse_strs(&args), Ok(Command::Inspect(..))),
+                "{ex}"
+            );
         }
     }
 
