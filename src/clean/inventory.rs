@@ -112,7 +112,7 @@ pub struct Item {
     /// For state items with no owner: a checkpoint inside that can still be resumed.
     pub resumable: Option<String>,
     /// Git facts (worktrees only).
-    pub git: Option<WorktreeGit>,
+    pub git: Option<Box<WorktreeGit>>,
     /// Resume lock content and liveness (locks only): `Some(reason)` when live.
     pub lock_live: Option<String>,
     /// Why the item is unrecognized or invalid.
@@ -778,7 +778,7 @@ impl Scanner<'_> {
                 _ => {}
             }
         }
-        it.git = Some(g);
+        it.git = Some(Box::new(g));
         inv.items.push(it);
         inv.items.len() - 1
     }
