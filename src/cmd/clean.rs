@@ -227,9 +227,13 @@ fn confirm(preview: &Report) -> Result<bool> {
 
 fn emit(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> Result<()> {
     if a.json {
-        let mut s = serde_json::to_string_pretty(&json(a, name, root, scope, rep)).expect("json");
-        s.push('\n');
-        return crate::cmd::print(&s);
+        // Serialized straight to stdout from borrowed data: no JSON tree of the whole report.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        return serde_json::to_writer_pretty(&mut out, &json(a, name, root, scope, rep))
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::fatal(format!("cannot write output: {}", describe_io(&e))));
     }
     if a.quiet {
         return Ok(());
@@ -442,39 +446,102 @@ fn stats_json(s: &Stats) -> serde_json::Value {
     })
 }
 
-fn json(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> serde_json::Value {
-    let entry = |e: &clean::Entry| {
-        serde_json::json!({
-            "type": e.ty.word(), "repository": e.repo, "path": e.path, "bytes": e.bytes,
-            "owner": e.owner, "reason": e.reason.map(|r| r.word()), "detail": e.detail, "also": e.also,
-        })
-    };
+/// One `removed`/`kept` entry of the `--json` document, borrowed from the report.
+#[derive(serde::Serialize)]
+struct EntryJson<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    repository: &'a Option<String>,
+    path: &'a str,
+    bytes: u64,
+    owner: &'a Option<String>,
+    reason: Option<&'static str>,
+    detail: &'a str,
+    also: &'a [String],
+}
+
+/// A list of entries serialized one by one.
+struct Entries<'a>(&'a [clean::Entry]);
+
+impl serde::Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| EntryJson {
+            ty: e.ty.word(),
+            repository: &e.repo,
+            path: &e.path,
+            bytes: e.bytes,
+            owner: &e.owner,
+            reason: e.reason.map(|r| r.word()),
+            detail: &e.detail,
+            also: &e.also,
+        }))
+    }
+}
+
+/// The `--json` document of `clean` (shape in man/prodigy-clean.1).
+#[derive(serde::Serialize)]
+struct Doc<'a> {
+    command: &'a str,
+    root: &'a Path,
+    scope: &'a str,
+    dry_run: bool,
+    older_than_seconds: Option<u64>,
+    types: Vec<&'static str>,
+    before: serde_json::Value,
+    after: serde_json::Value,
+    sessions: &'a std::collections::BTreeMap<&'static str, u64>,
+    removed: Entries<'a>,
+    kept: Entries<'a>,
+    branches: serde_json::Value,
+    errors: serde_json::Value,
+    warnings: &'a [String],
+    totals: serde_json::Value,
+}
+
+fn json<'a>(
+    a: &CleanArgs,
+    name: &'a str,
+    root: &'a Path,
+    scope: &'a str,
+    rep: &'a Report,
+) -> Doc<'a> {
     let branch = |b: &clean::BranchEntry| serde_json::json!({"repository": b.repo, "branch": b.branch, "detail": b.detail});
-    serde_json::json!({
-        "command": name,
-        "root": root,
-        "scope": scope,
-        "dry_run": rep.dry_run,
-        "older_than_seconds": a.older_than,
-        "types": if a.types.is_empty() { StorageType::ALL.to_vec() } else { a.types.clone() }.iter().map(|t| t.word()).collect::<Vec<_>>(),
-        "before": stats_json(&rep.before),
-        "after": stats_json(&rep.after),
-        "sessions": rep.classes,
-        "removed": rep.removed.iter().map(entry).collect::<Vec<_>>(),
-        "kept": rep.kept.iter().map(entry).collect::<Vec<_>>(),
-        "branches": {
+    Doc {
+        command: name,
+        root,
+        scope,
+        dry_run: rep.dry_run,
+        older_than_seconds: a.older_than,
+        types: if a.types.is_empty() {
+            StorageType::ALL.to_vec()
+        } else {
+            a.types.clone()
+        }
+        .iter()
+        .map(|t| t.word())
+        .collect(),
+        before: stats_json(&rep.before),
+        after: stats_json(&rep.after),
+        sessions: &rep.classes,
+        removed: Entries(&rep.removed),
+        kept: Entries(&rep.kept),
+        branches: serde_json::json!({
             "deleted": rep.branches_deleted.iter().map(branch).collect::<Vec<_>>(),
             "kept": rep.branches_kept.iter().map(branch).collect::<Vec<_>>(),
-        },
-        "errors": rep.errors.iter().map(|f| serde_json::json!({"path": f.path, "cause": f.cause, "hint": f.hint})).collect::<Vec<_>>(),
-        "warnings": rep.warnings,
-        "totals": {
+        }),
+        errors: rep
+            .errors
+            .iter()
+            .map(|f| serde_json::json!({"path": f.path, "cause": f.cause, "hint": f.hint}))
+            .collect(),
+        warnings: &rep.warnings,
+        totals: serde_json::json!({
             "removed_items": rep.removed.len(),
             "removed_bytes": rep.removed.iter().map(|e| e.bytes).sum::<u64>(),
             "kept_items": rep.kept.len(),
             "kept_bytes": rep.kept.iter().map(|e| e.bytes).sum::<u64>(),
-        },
-    })
+        }),
+    }
 }
 
 #[cfg(test)]
