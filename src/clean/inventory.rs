@@ -263,6 +263,7 @@ impl Scanner<'_> {
         self.scan_logs(&mut inv);
         self.scan_worktrees(&mut inv);
         self.scan_locks(&mut inv);
+        self.scan_registry_temps(&mut inv);
         self.resolve_owners(&mut inv);
         inv
     }
@@ -861,6 +862,35 @@ impl Scanner<'_> {
                             _ => g.common = None,
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Leftover temp files of interrupted crash-safe registry writes
+    /// (`orphaned_worktrees/{repo}/.{job}.json.tmp-*`): swept like other temp files.
+    fn scan_registry_temps(&self, inv: &mut Inventory) {
+        let top = [OsStr::new("orphaned_worktrees")];
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                continue;
+            };
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else {
+                continue;
+            };
+            for f in self.names(&rd, &p2, inv) {
+                if crate::store::atomic::is_temp_name(&f) {
+                    let mut it = Item::new(
+                        StorageType::Worktrees,
+                        ItemKind::Temp,
+                        comps(&[top[0], &repo, &f]),
+                    );
+                    it.repo = Some(r.clone());
+                    inv.items.push(it);
                 }
             }
         }

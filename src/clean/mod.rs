@@ -870,6 +870,28 @@ fn recheck(
             _ => {}
         }
     }
+    // An item without a known owner may have gained one since the scan: a writer that created
+    // a session record after we read `sessions/` (its mapping or its id names it). Keep it then.
+    let owner_known = it
+        .owner
+        .as_ref()
+        .is_some_and(|o| eng.inv.sessions.contains_key(o));
+    if !owner_known {
+        let mut cands: Vec<&String> = it.owner.iter().chain(it.job.iter()).collect();
+        if let Some(s) = it.job.as_ref().and_then(|j| eng.inv.job_owner.get(j)) {
+            cands.push(s);
+        }
+        if let Ok(sd) = eng.root.open_dir(OsStr::new("sessions")) {
+            for c in cands {
+                if sd.stat(OsStr::new(&format!("{c}.json"))).is_ok() {
+                    return Err((
+                        Reason::Changed,
+                        format!("session {c} appeared since the scan"),
+                    ));
+                }
+            }
+        }
+    }
     let mut held = Vec::new();
     if let Some(o) = it.owner.clone() {
         if let Some(s) = eng.inv.sessions.get(&o) {

@@ -32,7 +32,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     };
     let git = Git::default();
     let (scope, scope_note) = super::resolve_scope(&a.scope, &git);
-    let _clean_lock = match take_clean_lock(&root, !a.dry_run) {
+    // Only a run that may delete creates the lock file: a dry run, or a run that will be refused
+    // for want of a terminal, changes nothing.
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let may_delete = !a.dry_run && (a.force || interactive);
+    let _clean_lock = match take_clean_lock(&root, may_delete) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
             if !a.quiet {
@@ -44,7 +48,16 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             return Ok(Exit::Ok);
         }
         // A read-only root can still be looked at; deleting will fail item by item.
-        Err(_) => None,
+        Err(e) => {
+            if may_delete && !a.quiet && e.kind() != std::io::ErrorKind::NotFound {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "prodigy {name}: warning: cannot take the clean lock ({}); going on without it",
+                    describe_io(&e)
+                );
+            }
+            None
+        }
     };
     let types = if a.types.is_empty() {
         StorageType::ALL.to_vec()

@@ -457,11 +457,9 @@ fn without_a_terminal_clean_refuses_unless_forced() {
             && o.stderr.contains("add --force to remove them or --dry-run"),
         "{o:?}"
     );
-    // Only the clean lock's directory appears (a run that may delete takes the lock first).
-    let mut expected = before.clone();
-    expected.push("resume_locks".into());
-    expected.sort();
-    assert_eq!(env.snapshot(), expected);
+    // A refused run changes nothing, not even the clean lock's file.
+    assert_eq!(env.snapshot(), before);
+    assert!(!env.exists("resume_locks"));
     let o = env.run(&["clean", "--all-repos", "-f", "-q"]);
     assert_eq!(
         (o.code, o.stdout.as_str(), o.stderr.as_str()),

@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod common;
+mod contract;
 mod fixture;
 mod inspect;
 mod safety;
