@@ -5,6 +5,7 @@ Shared by the integration tests and the benchmarks. Standard library only; `git`
 
     python3 gen-tree.py --out DIR [--repos 3] [--sessions 60] [--worktrees 12]
                         [--files-per-worktree 5] [--logs 10] [--seed 1] [--quiet]
+                        [--kinds K1,K2,...] [--worktree-variants V1,V2,...]
 
 DIR (must not exist, or be empty) receives:
     repos/repo-{k}/        real git repositories (branch main, one commit)
@@ -22,6 +23,12 @@ Session kinds are assigned round-robin over KINDS (index i -> KINDS[i % 9]). The
 kind goes to repository (m + kind_index) % repos, so that sessions are spread evenly over repositories
 and every kind (in particular the worktree kind) reaches every repository, even when the number of
 repositories divides 9.
+
+--kinds replaces the kind list (default: all nine, in the order below; the same round-robin and
+repository rule applies to the given list). --worktree-variants replaces the worktree variant cycle
+(default merged,unmerged,untracked,modified,locked); the variant `recent` makes the worktree and its
+whole session 1 day old (everything kept, too-new), so e.g. `merged,recent` gives worktrees of which
+exactly half are expired (the benchmarks use both options; scripts/bench.sh).
 """
 
 import argparse
@@ -53,6 +60,7 @@ KINDS = [
     "paused-resumable-old",
 ]
 WORKTREE_VARIANTS = ["merged", "unmerged", "untracked", "modified", "locked"]
+ALL_WORKTREE_VARIANTS = WORKTREE_VARIANTS + ["recent"]
 
 # kind -> (session status, job-state status, session phase, job phase, processed, failed,
 #          checkpoints written besides job-state.json, class, expect, reason)
@@ -75,6 +83,9 @@ KIND_SPEC = {
                              "resumable", "kept", "resumable"),
 }
 KIND_SPEC["completed-old-worktree"] = KIND_SPEC["completed-old"]
+# Internal: the session of a `recent` worktree (not accepted by --kinds).
+KIND_SPEC["completed-recent-worktree"] = KIND_SPEC["completed-recent"]
+RECENT_KINDS = {"completed-recent", "completed-recent-worktree"}
 TERMINAL = {"Completed", "Failed", "Cancelled"}
 
 # worktree variant -> (worktree expect, worktree reason, branch expect, session expect, session reason)
@@ -86,6 +97,7 @@ VARIANT_SPEC = {
     "untracked": ("kept", "uncommitted", "kept", "kept", "owner-kept"),
     "modified": ("kept", "uncommitted", "kept", "kept", "owner-kept"),
     "locked": ("kept", "locked", "kept", "kept", "owner-kept"),
+    "recent": ("kept", "too-new", "kept", "kept", "too-new"),
 }
 
 
@@ -182,7 +194,18 @@ def parse_args(argv):
     p.add_argument("--logs", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="comma-separated session kinds assigned round-robin (default: all nine)")
+    p.add_argument("--worktree-variants", default=",".join(WORKTREE_VARIANTS),
+                   help="comma-separated worktree variants cycled over the worktrees "
+                        f"(from {','.join(ALL_WORKTREE_VARIANTS)})")
     a = p.parse_args(argv)
+    a.kinds = [k for k in a.kinds.split(",") if k]
+    a.worktree_variants = [v for v in a.worktree_variants.split(",") if v]
+    if not a.kinds or any(k not in KINDS for k in a.kinds):
+        p.error(f"--kinds takes a non-empty list from {','.join(KINDS)}")
+    if not a.worktree_variants or any(v not in ALL_WORKTREE_VARIANTS for v in a.worktree_variants):
+        p.error(f"--worktree-variants takes a non-empty list from {','.join(ALL_WORKTREE_VARIANTS)}")
     if a.repos < 1:
         p.error("--repos must be at least 1")
     for name in ("sessions", "worktrees", "files_per_worktree", "logs"):
@@ -262,7 +285,7 @@ class Gen:
         """Writes every file of one session; returns (owned paths for mtimes, epoch base, hook)."""
         (status, js_status, phase, jphase, processed, failed, ckpts,
          _cls, _exp, _rsn) = KIND_SPEC[kind]
-        base = self.recent_t if kind == "completed-recent" else self.old_t
+        base = self.recent_t if kind in RECENT_KINDS else self.old_t
         started, t1, updated = base - 60, base - 30, base
         terminal = status in TERMINAL
         w = self.w
@@ -391,7 +414,9 @@ class Gen:
     def run(self, git, repos):
         a = self.args
         repo_names = list(repos)
-        kind_counts = [0] * len(KINDS)
+        kinds = a.kinds
+        variants = a.worktree_variants
+        kind_counts = [0] * len(kinds)
         corrupt_n = 0
         wt_n = 0
         pending_mtimes = []  # (paths, epoch)
@@ -400,16 +425,18 @@ class Gen:
 
         plan = []
         for i in range(a.sessions):
-            k = i % len(KINDS)
+            k = i % len(kinds)
             m = kind_counts[k]
             kind_counts[k] += 1
             repo = repo_names[(m + k) % len(repo_names)]
-            kind = KINDS[k]
+            kind = kinds[k]
             variant = None
             if kind == "completed-old-worktree":
                 if wt_n < a.worktrees:
-                    variant = WORKTREE_VARIANTS[wt_n % len(WORKTREE_VARIANTS)]
+                    variant = variants[wt_n % len(variants)]
                     wt_n += 1
+                    if variant == "recent":
+                        kind = "completed-recent-worktree"
                 else:
                     kind = "completed-old"
             plan.append((self.new_id("session"), self.new_id("mapreduce"), repo, kind, variant, None))
@@ -496,7 +523,7 @@ class Gen:
                     f.write("uncommitted change\n")
             elif variant == "locked":
                 git("-C", repo_path, "worktree", "lock", "--reason", "test", wt_path)
-            set_tree_mtime(wt_path, self.old_t)
+            set_tree_mtime(wt_path, self.recent_t if variant == "recent" else self.old_t)
 
         return first_completed
 

@@ -1,0 +1,439 @@
+#!/usr/bin/env bash
+# Benchmarks for issue 7: prodigy stats / clean side by side with du -sb, rm -rf and find.
+#
+#   scripts/bench.sh [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
+#                    [--keep] [--no-build] [--no-readme] [--drop-caches yes|no|auto]
+#
+# For each size the tree is generated once (scripts/gen-tree.py) into DIR/SIZE/work and copied to
+# DIR/SIZE/pristine; before every destructive run DIR/SIZE/work is deleted and re-copied from the
+# pristine copy (mtimes and modes preserved, no hard links), so every command sees the same tree at
+# the same absolute path (git worktrees record absolute paths). See scripts/README.md.
+set -euo pipefail
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+SIZES=S1,S2,S3
+RUNS=""
+CLEAN_RUNS=""
+DIR=""
+KEEP=0
+BUILD=1
+README_UPDATE=1
+DROP=auto
+ARGV=("$@")
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --sizes) SIZES=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --clean-runs) CLEAN_RUNS=$2; shift 2 ;;
+        --dir) DIR=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --no-readme) README_UPDATE=0; shift ;;
+        --drop-caches) DROP=$2; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "bench: unknown argument \`$1\`" >&2; usage ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/prodigy
+GEN=$ROOT/scripts/gen-tree.py
+README=$ROOT/scripts/README.md
+FIND_DAYS=7   # find baseline: -mtime +7 (the shortest default retention); old items are 60 days old
+
+for tool in hyperfine strace python3 git /usr/bin/time find du xargs; do
+    command -v "$tool" >/dev/null || { echo "bench: \`$tool\` is missing (apt-get install hyperfine strace time)" >&2; exit 2; }
+done
+
+# Size -> generator arguments and a one-line description.
+gen_args() {
+    case "$1" in
+        S1) echo "--sessions 450 --worktrees 50 --files-per-worktree 5000 --repos 5 --logs 10 --worktree-variants merged,recent" ;;
+        S2) echo "--sessions 100000 --worktrees 0 --repos 20 --logs 100 --kinds completed-old,completed-recent,failed-resumable-old,running-stale-old,active-old,corrupt-old,cancelled-old,paused-resumable-old,completed-recent" ;;
+        S3) echo "--sessions 1800 --worktrees 200 --files-per-worktree 5000 --repos 10 --logs 10 --worktree-variants merged,recent" ;;
+        *) echo "bench: unknown size \`$1\` (S1, S2, S3)" >&2; exit 2 ;;
+    esac
+}
+describe() {
+    case "$1" in
+        S1) echo "50 worktrees x 5,000 files (25 expired+merged, 25 recent), 452 sessions, 5 repos" ;;
+        S2) echo "100,002 sessions (events, DLQ, checkpoints, mappings), 20 repos, a third expired, no worktrees" ;;
+        S3) echo "200 worktrees x 5,000 files (100 expired+merged, 100 recent), 1,802 sessions, 10 repos" ;;
+    esac
+}
+# Defaults: S1 5 timing runs and 3 destructive runs; S2 and S3 (minutes per copy) 3 and 2.
+runs_for() { if [ -n "$RUNS" ]; then echo "$RUNS"; elif [ "$1" = S1 ]; then echo 5; else echo 3; fi; }
+clean_runs_for() { if [ -n "$CLEAN_RUNS" ]; then echo "$CLEAN_RUNS"; elif [ "$1" = S1 ]; then echo 3; else echo 2; fi; }
+
+if [ -z "$DIR" ]; then
+    avail_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
+    if [ -n "$avail_kb" ] && [ "$avail_kb" -gt $((14 * 1024 * 1024)) ]; then
+        DIR=/dev/shm/prodigy-bench
+    else
+        DIR=${TMPDIR:-/tmp}/prodigy-bench
+    fi
+fi
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd -P)
+FSTYPE=$(stat -f -c %T "$DIR")
+
+case "$DROP" in
+    yes|no) ;;
+    auto)
+        # On tmpfs the tree is not page cache (there is no backing store to drop it to): dropping
+        # caches would only evict the binaries, so it is off there.
+        if [ "$FSTYPE" != tmpfs ] && [ -w /proc/sys/vm/drop_caches ] && { sync; echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+            DROP=yes
+        else
+            DROP=no
+        fi ;;
+    *) echo "bench: --drop-caches yes|no|auto" >&2; exit 2 ;;
+esac
+DROP_CMD=""
+if [ "$DROP" = yes ]; then DROP_CMD="sync; echo 3 > /proc/sys/vm/drop_caches"; fi
+
+if [ "$BUILD" = 1 ]; then
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+[ -x "$BIN" ] || { echo "bench: $BIN not built" >&2; exit 2; }
+
+# ---- helpers in Python (parallel tree copy/removal, JSON and strace parsing, tables) ----------
+LIB=$DIR/benchlib.py
+cat >"$LIB" <<'PY'
+import json, os, subprocess, sys, statistics, collections
+
+def units(top):
+    """Entries at depth 5 plus non-directories above: the pieces copied/removed in parallel."""
+    out, dirs = [], []
+    def walk(rel, depth):
+        p = os.path.join(top, rel) if rel else top
+        for e in os.scandir(p):
+            r = os.path.join(rel, e.name) if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                if depth + 1 >= 5:
+                    out.append(r)
+                else:
+                    dirs.append(r)
+                    walk(r, depth + 1)
+            else:
+                out.append(r)
+    walk("", 0)
+    return dirs, out
+
+def parallel(cmd_prefix, items, cwd, jobs=2, chunk=500):
+    procs, it = [], [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    # Interleave chunks over `jobs` workers, each running its chunks one after the other.
+    workers = [it[w::jobs] for w in range(jobs)]
+    def run(chunks):
+        for c in chunks:
+            subprocess.run(cmd_prefix + c, cwd=cwd, check=True)
+    import threading
+    ts = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in ts: t.start()
+    for t in ts: t.join()
+
+def copy(src, dst):
+    assert not os.path.lexists(dst), dst
+    dirs, items = units(src)
+    os.mkdir(dst)
+    for d in dirs:
+        os.mkdir(os.path.join(dst, d))
+    # cp --parents needs the destination last: run it through a tiny shell wrapper.
+    parallel(["sh", "-c", 'exec cp -R --parents --no-dereference --preserve=mode,timestamps,links -- "$@" "$0"', dst],
+             items, cwd=src)
+    for d in reversed([""] + dirs):  # deepest first: creating entries bumps the parent's mtime
+        s = os.lstat(os.path.join(src, d) if d else src)
+        t = os.path.join(dst, d) if d else dst
+        os.chmod(t, s.st_mode & 0o7777)
+        os.utime(t, ns=(s.st_atime_ns, s.st_mtime_ns), follow_symlinks=False)
+
+def rmtree(top):
+    if not os.path.lexists(top):
+        return
+    _, items = units(top)
+    parallel(["rm", "-rf", "--"], items, cwd=top)
+    subprocess.run(["rm", "-rf", "--", top], check=True)
+
+def count_entries(paths):
+    n = 0
+    for p in paths:
+        if os.path.isdir(p) and not os.path.islink(p):
+            for _dp, dns, fns in os.walk(p):
+                n += len(dns) + len(fns)
+            n += 1
+        elif os.path.lexists(p):
+            n += 1
+    return n
+
+def plan(work, dry_json, list_out):
+    """The dry run's removed paths (absolute, NUL-separated) and a check against manifest.json."""
+    home = os.path.join(work, "home", ".prodigy")
+    d = json.load(open(dry_json))
+    rel = []
+    for r in d["removed"]:
+        rel.append(r["path"]); rel.extend(r.get("also") or [])
+    m = json.load(open(os.path.join(work, "manifest.json")))
+    want = {p["path"] for p in m["paths"] if p["expect"] == "removed"}
+    got = set(rel)
+    mismatch = len(want ^ got)
+    paths = [os.path.join(home, p) for p in rel]
+    with open(list_out, "wb") as f:
+        f.write(b"".join(p.encode() + b"\0" for p in paths))
+    print(json.dumps({"items": len(d["removed"]), "paths": len(paths),
+                      "entries": count_entries(paths), "manifest_mismatches": mismatch,
+                      "removed_bytes": d["totals"]["removed_bytes"],
+                      "sessions": d.get("sessions")}))
+
+def find_set(home, days):
+    out = subprocess.run(["find", home, "-mindepth", "3", "-maxdepth", "3", "-mtime", f"+{days}", "-print0"],
+                         capture_output=True, check=True).stdout
+    paths = [p.decode() for p in out.split(b"\0") if p]
+    print(json.dumps({"paths": len(paths), "entries": count_entries(paths)}))
+
+def median(hf_json):
+    r = json.load(open(hf_json))["results"]
+    print(" ".join(f"{x['median']:.6f}" for x in r))
+
+def strace_count(trace):
+    """Counts syscalls per process in `strace -f -o` output; the first pid is the traced command."""
+    per_pid = collections.Counter(); names = collections.Counter(); main_names = collections.Counter()
+    main = None; execs = collections.Counter()
+    for line in open(trace, errors="replace"):
+        pid, _, rest = line.partition(" ")
+        rest = rest.lstrip()
+        if rest.startswith("+++") or rest.startswith("---") or rest.startswith("<..."):
+            continue
+        name = rest.split("(", 1)[0]
+        if not name or not name.replace("_", "").isalnum():
+            continue
+        if main is None:
+            main = pid
+        per_pid[pid] += 1; names[name] += 1
+        if pid == main:
+            main_names[name] += 1
+        if name == "execve" and pid != main and "= 0" in rest[-8:]:
+            args = rest.split("[", 1)[1] if "[" in rest else ""
+            words = [w.strip(' "') for w in args.split("]", 1)[0].split(",")]
+            cmd = next((w for w in words[1:] if w and not w.startswith("-") and "=" not in w and not w.startswith("core.")), "")
+            execs[(os.path.basename(words[0]) + " " + cmd).strip()] += 1
+    total = sum(per_pid.values())
+    print(json.dumps({"total": total, "main": per_pid[main] if main else 0, "processes": len(per_pid),
+                      "top": names.most_common(8), "main_top": main_names.most_common(8),
+                      "execs": execs.most_common(8)}))
+
+def rss_max(path):
+    vals = [int(l) for l in open(path) if l.strip().isdigit()] if os.path.exists(path) else []
+    print(max(vals) if vals else 0)
+
+cmd = sys.argv[1]
+args = sys.argv[2:]
+{"copy": copy, "rmtree": rmtree, "plan": plan, "median": median, "strace": strace_count,
+ "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
+PY
+lib() { python3 "$LIB" "$@"; }
+
+RESULTS=$DIR/results.md
+SUMMARY=$DIR/summary.md
+: >"$RESULTS"
+: >"$SUMMARY"
+T_START=$(date +%s)
+log() { printf '[bench %4ss] %s\n' $(( $(date +%s) - T_START )) "$*" >&2; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b>0 else 'n/a')" "$1" "$2"; }
+fmt_s() { python3 -c "import sys; v=float(sys.argv[1]); print(f'{v*1000:.0f} ms' if v<1 else f'{v:.2f} s')" "$1"; }
+meets() { python3 -c "import sys; print('yes' if float(sys.argv[1])<=float(sys.argv[2]) else '**no**')" "$1" "$2"; }
+
+echo "| size | prodigy command | prodigy median | baseline | baseline median | ratio | target | met |" >>"$SUMMARY"
+echo "|---|---|---|---|---|---|---|---|" >>"$SUMMARY"
+RSS_ROWS=""
+SYS_ROWS=""
+GEN_ROWS=""
+
+bench_size() {
+    local S=$1 D=$DIR/$1 W=$DIR/$1/work P=$DIR/$1/pristine
+    local R C args
+    R=$(runs_for "$S"); C=$(clean_runs_for "$S"); args=$(gen_args "$S")
+    mkdir -p "$D"
+    local stamp="$args gen-tree:$(sha1sum "$GEN" | cut -c1-12)"
+    local gen_s="reused"
+    if [ -d "$P" ] && [ "$(cat "$D/stamp" 2>/dev/null)" = "$stamp" ]; then
+        log "$S: reusing $P"
+    else
+        lib rmtree "$W"; lib rmtree "$P"; rm -f "$D/stamp"
+        log "$S: generating ($args)"
+        local t0=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        python3 "$GEN" --out "$W" $args --quiet
+        gen_s=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.0f} s')" "$t0")
+        log "$S: generated in $gen_s; copying to pristine"
+        lib copy "$W" "$P"
+        echo "$stamp" >"$D/stamp"
+    fi
+    restore() { lib rmtree "$W"; lib copy "$P" "$W"; }
+    restore
+    local t0=$(date +%s.%N); restore
+    local restore_s=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.1f} s')" "$t0")
+
+    export PRODIGY_HOME=$W/home/.prodigy HOME=$W/home LC_ALL=C
+    local H=$PRODIGY_HOME
+    local entries; entries=$(find "$H" -mindepth 1 | wc -l)
+    local repos=("$W"/repos/*)
+
+    # The dry run's list of removed paths -> the rm -rf baseline (plus git worktree prune).
+    "$BIN" clean --all-repos --dry-run --json >"$D/dry.json"
+    local plan; plan=$(lib plan "$W" "$D/dry.json" "$D/rm.list")
+    local del_entries; del_entries=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['entries'])" "$plan")
+    local mism; mism=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['manifest_mismatches'])" "$plan")
+    local findset; findset=$(lib find_set "$H" "$FIND_DAYS")
+    local find_entries; find_entries=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['entries'])" "$findset")
+    {
+        echo "#!/bin/sh"
+        echo "xargs -0 rm -rf -- < '$D/rm.list'"
+        if [ -d "$W/home/.prodigy/worktrees" ]; then
+            for r in "${repos[@]}"; do echo "git -C '$r' worktree prune"; done
+        fi
+    } >"$D/rm.sh"
+    log "$S: $entries entries under the root; dry run removes $del_entries entries ($(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['items'], 'items')" "$plan"), manifest mismatches: $mism); find -mtime +$FIND_DAYS would remove $find_entries"
+
+    local TIME="/usr/bin/time -f %M -a -o"
+    rm -f "$D"/rss.*
+    log "$S: timing stats, clean --dry-run, du -sb ($R runs + 1 warmup each)"
+    hyperfine --style basic --warmup 1 --runs "$R" ${DROP_CMD:+--prepare "$DROP_CMD"} --export-json "$D/read.json" \
+        -n "prodigy stats" "$TIME $D/rss.stats $BIN stats --all-repos" \
+        -n "prodigy clean --dry-run" "$TIME $D/rss.dry $BIN clean --all-repos --dry-run" \
+        -n "du -sb" "du -sb $H" >"$D/read.txt" 2>&1 || { cat "$D/read.txt"; exit 1; }
+    local m_stats m_dry m_du
+    read -r m_stats m_dry m_du < <(lib median "$D/read.json")
+
+    log "$S: timing clean --force, rm -rf of the same set, find -exec rm ($C runs each, restore $restore_s before each)"
+    local prep="python3 $LIB rmtree $W && python3 $LIB copy $P $W${DROP_CMD:+ && $DROP_CMD}"
+    hyperfine --style basic --runs "$C" --prepare "$prep" --export-json "$D/clean.json" \
+        -n "prodigy clean --force" "$TIME $D/rss.force $BIN clean --all-repos --force -q" \
+        -n "rm -rf (same set)" "sh $D/rm.sh" \
+        -n "find -mtime +$FIND_DAYS -exec rm -rf" "find $H -mindepth 3 -maxdepth 3 -mtime +$FIND_DAYS -exec rm -rf {} +" \
+        >"$D/clean.txt" 2>&1 || { cat "$D/clean.txt"; exit 1; }
+    local m_force m_rm m_find
+    read -r m_force m_rm m_find < <(lib median "$D/clean.json")
+
+    log "$S: strace -f of clean --force, rm -rf (same set), stats, du -sb"
+    restore
+    strace -f -qq -s 48 -o "$D/strace.force" "$BIN" clean --all-repos --force -q
+    local left_force; left_force=$(find "$H" -mindepth 1 | wc -l)
+    restore
+    strace -f -qq -s 48 -o "$D/strace.rm" sh "$D/rm.sh"
+    local left_rm; left_rm=$(find "$H" -mindepth 1 | wc -l)
+    restore
+    strace -f -qq -s 48 -o "$D/strace.stats" "$BIN" stats --all-repos >/dev/null
+    strace -f -qq -s 48 -o "$D/strace.du" du -sb "$H" >/dev/null
+    local sc_force sc_rm sc_stats sc_du
+    sc_force=$(lib strace "$D/strace.force"); sc_rm=$(lib strace "$D/strace.rm")
+    sc_stats=$(lib strace "$D/strace.stats"); sc_du=$(lib strace "$D/strace.du")
+    rm -f "$D"/strace.*
+    echo "$sc_force" >"$D/syscalls.force.json"; echo "$sc_rm" >"$D/syscalls.rm.json"
+    echo "$sc_stats" >"$D/syscalls.stats.json"; echo "$sc_du" >"$D/syscalls.du.json"
+    tot() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])" "$1" "$2"; }
+
+    # ---- tables ----
+    local du_rm; du_rm=$(python3 -c "import sys; print(float(sys.argv[1])+float(sys.argv[2]))" "$m_du" "$m_rm")
+    {
+        echo "| $S | stats | $(fmt_s "$m_stats") | du -sb | $(fmt_s "$m_du") | $(ratio "$m_stats" "$m_du") | ≤ 1.1 | $(meets "$(ratio "$m_stats" "$m_du")" 1.1) |"
+        echo "| $S | clean --dry-run | $(fmt_s "$m_dry") | du -sb | $(fmt_s "$m_du") | $(ratio "$m_dry" "$m_du") | | |"
+        echo "| $S | clean --force | $(fmt_s "$m_force") | du -sb + rm -rf (same set) | $(fmt_s "$du_rm") | $(ratio "$m_force" "$du_rm") | ≤ 1.2 | $(meets "$(ratio "$m_force" "$du_rm")" 1.2) |"
+        echo "| $S | clean --force | $(fmt_s "$m_force") | rm -rf (same set) | $(fmt_s "$m_rm") | $(ratio "$m_force" "$m_rm") | | |"
+        echo "| $S | clean --force | $(fmt_s "$m_force") | find -mtime +$FIND_DAYS -exec rm -rf ($find_entries entries) | $(fmt_s "$m_find") | $(ratio "$m_force" "$m_find") | | |"
+    } >>"$SUMMARY"
+    local r_stats r_dry r_force
+    r_stats=$(lib rss "$D/rss.stats"); r_dry=$(lib rss "$D/rss.dry"); r_force=$(lib rss "$D/rss.force")
+    mib() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f} MiB')" "$1"; }
+    RSS_ROWS+="| $S | $entries | $(mib "$r_stats") | $(mib "$r_dry") | $(mib "$r_force") |"$'\n'
+    local f_tot f_main r_tot s_tot d_tot
+    f_tot=$(tot "$sc_force" total); f_main=$(tot "$sc_force" main); r_tot=$(tot "$sc_rm" total)
+    s_tot=$(tot "$sc_stats" total); d_tot=$(tot "$sc_du" total)
+    local per_f per_fm per_r
+    per_f=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_tot" "$del_entries")
+    per_fm=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_main" "$del_entries")
+    per_r=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$r_tot" "$del_entries")
+    local pr; pr=$(ratio "$per_f" "$per_r")
+    SYS_ROWS+="| $S | $del_entries | $f_tot ($f_main in prodigy itself) | $per_f ($per_fm) | $r_tot | $per_r | $pr | $(meets "$pr" 1.2) | $s_tot / $d_tot = $(ratio "$s_tot" "$d_tot") |"$'\n'
+    GEN_ROWS+="| $S | $(describe "$S") | \`$args\` | $entries | $del_entries | $find_entries | $gen_s | $restore_s | $R / $C | $left_force / $left_rm | $mism |"$'\n'
+    {
+        echo "#### $S syscall detail"
+        echo
+        echo "- clean --force, all processes: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_force")\`"
+        echo "- clean --force, prodigy itself: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['main_top'])" "$sc_force")\`"
+        echo "- clean --force, child processes: \`$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['processes']-1, 'processes:', d['execs'])" "$sc_force")\`"
+        echo "- rm -rf (same set): \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_rm")\`"
+        echo "- stats, all processes: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_stats")\`; prodigy itself: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['main_top'])" "$sc_stats")\`"
+        echo "- du -sb: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_du")\`"
+        echo
+    } >>"$RESULTS"
+    log "$S: done ($(fmt_s "$m_stats") stats, $(fmt_s "$m_du") du, $(fmt_s "$m_force") clean --force, $(fmt_s "$m_rm") rm)"
+    cat "$SUMMARY" | tail -5 >&2
+
+    unset PRODIGY_HOME
+    export HOME=$ORIG_HOME
+    if [ "$KEEP" = 0 ]; then lib rmtree "$W"; lib rmtree "$P"; rm -rf "$D"/stamp; fi
+}
+
+ORIG_HOME=$HOME
+IFS=, read -r -a SIZE_LIST <<<"$SIZES"
+for S in "${SIZE_LIST[@]}"; do gen_args "$S" >/dev/null; done
+for S in "${SIZE_LIST[@]}"; do bench_size "$S"; done
+
+ELAPSED=$(( $(date +%s) - T_START ))
+MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+OUT=$DIR/report.md
+{
+    echo "Produced by \`scripts/bench.sh ${ARGV[*]}\` on $(date -u +%Y-%m-%d) (commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- src || echo ', src/ modified')), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+    echo "Machine: $(nproc) CPUs ($CPU), $MEM RAM, $(uname -sr); trees on \`$DIR\` ($FSTYPE);"
+    if [ "$DROP" = yes ]; then
+        echo "page cache dropped before every measured run."
+    else
+        echo "page cache not dropped ($( [ "$FSTYPE" = tmpfs ] && echo "tmpfs holds the tree in memory, dropping caches would only evict the binaries" || echo "not permitted or --drop-caches no"))."
+    fi
+    echo "hyperfine $(hyperfine --version | awk '{print $2}'), strace $(strace -V | awk 'NR==1 {print $4}'), $(du --version | head -1), $(git --version)."
+    echo
+    echo "Medians (wall clock):"
+    echo
+    cat "$SUMMARY"
+    echo
+    echo "Peak RSS (max over all timed runs, \`/usr/bin/time -f %M\`):"
+    echo
+    echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
+    echo "|---|---|---|---|---|"
+    printf '%s' "$RSS_ROWS"
+    echo
+    echo "Syscalls (\`strace -f\`, every process including git) per entry deleted (files + directories + symlinks):"
+    echo
+    echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s' "$SYS_ROWS"
+    echo
+    echo "Trees (entries: files, directories and symlinks under \`home/.prodigy\`; \"left\" is what remains after clean --force / after the rm -rf baseline, which must agree; \"mismatches\" compares the dry run with manifest.json):"
+    echo
+    echo "| size | shape | generator arguments | entries | deleted by clean | deleted by find | generated in | restore (copy) | runs (timing / destructive) | left | mismatches |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s' "$GEN_ROWS"
+    echo
+    cat "$RESULTS"
+} >"$OUT"
+cat "$OUT"
+
+if [ "$README_UPDATE" = 1 ]; then
+    python3 - "$README" "$OUT" <<'PY'
+import sys
+readme, report = sys.argv[1], open(sys.argv[2]).read()
+begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+text = open(readme).read() if __import__("os").path.exists(readme) else f"# scripts\n\n{begin}\n{end}\n"
+if begin not in text:
+    text += f"\n{begin}\n{end}\n"
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(readme, "w").write(f"{head}{begin}\n{report}{end}{tail}")
+PY
+    echo "bench: results written to $README" >&2
+fi
