@@ -328,3 +328,51 @@ pub fn kept_reason(v: &serde_json::Value, path: &str) -> Option<String> {
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
+
+// Shared by safety.rs and contract.rs.
+
+/// A record body: `status`, `updated` (RFC 3339), `metadata` object text, `checkpoints` array text.
+pub fn body(id: &str, status: &str, updated: &str, metadata: &str, checkpoints: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","session_type":"Workflow","status":"{status}","started_at":"{updated}","updated_at":"{updated}","completed_at":null,"metadata":{metadata},"checkpoints":{checkpoints},"timings":{{}},"error":null,"workflow_data":null,"mapreduce_data":null}}"#
+    )
+}
+
+/// The session↔job mapping, stored twice (storage-format §4.5), aged.
+pub fn mapping(env: &Env, repo: &str, session: &str, job: &str, days: u64) {
+    let m = format!(
+        r#"{{"session_id":"{session}","job_id":"{job}","workflow_name":"wf","created_at":"{}"}}"#,
+        rfc3339_ago(days * DAY)
+    );
+    for n in [session, job] {
+        let p = env.write(&format!("state/{repo}/mappings/{n}.json"), &m);
+        age(&p, days * DAY);
+    }
+}
+
+pub fn kept_entry<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+}
+
+/// The binary run under `prog pre… prodigy args…`, with the same environment as [`Env::cmd`].
+pub fn cmd_via(env: &Env, prog: &str, pre: &[&str], args: &[&str]) -> Command {
+    let mut c = Command::new(prog);
+    c.args(pre)
+        .arg(env!("CARGO_BIN_EXE_prodigy"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &env.home)
+        .env("PRODIGY_HOME", &env.root)
+        .env("LC_ALL", "C")
+        .current_dir(&env.dir)
+        .stdin(Stdio::null());
+    for (k, v) in &env.extra_env {
+        c.env(k, v);
+    }
+    c
+}
