@@ -69,6 +69,9 @@ pub struct WorktreeGit {
     pub entry: Option<WorktreeEntry>,
     /// The worktree's administrative directory (`{common}/worktrees/{name}`), from its `.git`.
     pub admin: Option<PathBuf>,
+    /// Moved by hand: its administrative directory records a path that is gone. Kept, and its
+    /// repository is not pruned (pruning would delete what `git worktree repair` needs).
+    pub moved: bool,
     /// The repository's name: its main working tree's directory name.
     pub repo_name: Option<String>,
     /// Why git facts are missing (git failed, `.git` unreadable …); None when all is known or the
@@ -854,6 +857,7 @@ impl Scanner<'_> {
                             .map(|t| PathBuf::from(t.trim()));
                         match recorded {
                             Some(r) if std::fs::symlink_metadata(&r).is_err() => {
+                                g.moved = true;
                                 g.error = Some(format!(
                                     "a worktree moved by hand: git records it at `{}`; run `git worktree repair` in its repository",
                                     r.parent().unwrap_or(&r).display()

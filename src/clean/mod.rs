@@ -631,38 +631,55 @@ impl<'a> Engine<'a> {
 /// True when a worktree of this repository under the root was moved by hand (see inventory).
 fn has_moved_worktree(eng: &Engine<'_>, common: &Path) -> bool {
     eng.inv.items.iter().any(|it| {
-        it.git.as_ref().is_some_and(|g| {
-            g.common.as_deref() == Some(common)
-                && g.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("a worktree moved by hand"))
-        })
+        it.git
+            .as_ref()
+            .is_some_and(|g| g.moved && g.common.as_deref() == Some(common))
     })
 }
 
-/// git records of worktrees under the root whose directory is gone, in repositories in scope:
-/// a real run prunes them, so they count as work even when nothing else is removed.
+/// git's records, in repositories in scope, of worktrees under the root whose directory is gone
+/// (deleted by hand, or by an older tool): per repository, its common directory, its name and
+/// those entries. Locked entries are included; git never prunes them.
+pub fn vanished_records<'e>(
+    eng: &'e Engine<'_>,
+) -> Vec<(
+    &'e PathBuf,
+    &'e inventory::RepoWorktrees,
+    Vec<&'e crate::git::WorktreeEntry>,
+)> {
+    eng.inv
+        .repos
+        .iter()
+        .filter(|(_, rw)| match &eng.opts.scope {
+            Scope::Repo(want) => rw.name.as_deref() == Some(want.as_str()),
+            Scope::All => true,
+        })
+        .map(|(common, rw)| {
+            let gone = rw
+                .entries
+                .iter()
+                .skip(1)
+                .filter(|e| {
+                    e.path.starts_with(eng.root_path) && std::fs::symlink_metadata(&e.path).is_err()
+                })
+                .collect();
+            (common, rw, gone)
+        })
+        .filter(|(_, _, gone): &(_, _, Vec<_>)| !gone.is_empty())
+        .collect()
+}
+
+/// Records a real run prunes (not locked, repository has no hand-moved worktree): they count as
+/// work even when nothing else is removed.
 pub fn stale_git_records(eng: &Engine<'_>) -> usize {
     if !eng.opts.types.contains(&StorageType::Worktrees) || eng.opts.only_name.is_some() {
         return 0;
     }
-    eng.inv
-        .repos
+    vanished_records(eng)
         .iter()
-        .filter(|(common, rw)| {
-            let in_scope = match &eng.opts.scope {
-                Scope::Repo(want) => rw.name.as_deref() == Some(want.as_str()),
-                Scope::All => true,
-            };
-            in_scope && !has_moved_worktree(eng, common)
-        })
-        .flat_map(|(_, rw)| rw.entries.iter().skip(1))
-        .filter(|e| {
-            !e.locked
-                && e.path.starts_with(eng.root_path)
-                && std::fs::symlink_metadata(&e.path).is_err()
-        })
-        .count()
+        .filter(|(common, _, _)| !has_moved_worktree(eng, common))
+        .map(|(_, _, gone)| gone.iter().filter(|e| !e.locked).count())
+        .sum()
 }
 
 /// Entries an interrupted run left in the trash (they were already committed to deletion).
@@ -1015,22 +1032,11 @@ fn finish_worktrees(
     // Repositories whose bookkeeping lists a worktree under the root whose directory is gone
     // (deleted by hand, or by an older tool) are pruned too (safety §5 case 29).
     if eng.opts.types.contains(&StorageType::Worktrees) && eng.opts.only_name.is_none() {
-        for (common, rw) in &eng.inv.repos {
+        for (common, rw, entries) in vanished_records(eng) {
             let name = rw.name.clone().unwrap_or_default();
-            if let Scope::Repo(want) = &eng.opts.scope {
-                if *want != name {
-                    continue;
-                }
-            }
-            let gone: Vec<String> = rw
-                .entries
+            let gone: Vec<String> = entries
                 .iter()
-                .skip(1)
-                .filter(|e| {
-                    !e.locked
-                        && e.path.starts_with(eng.root_path)
-                        && std::fs::symlink_metadata(&e.path).is_err()
-                })
+                .filter(|e| !e.locked)
                 .map(|e| {
                     e.path
                         .strip_prefix(eng.root_path)

@@ -60,6 +60,18 @@ pub fn inspect(sub: &'static crate::cli::Sub, a: &crate::cli::Args) -> Result<cr
     }
 }
 
+/// Prodigy 0.4.4's `$HOME/.prodigy` (where it keeps worktrees, logs and the orphan registry
+/// whatever `PRODIGY_HOME` says), when it is a safe root and not `root`: its path and handle.
+pub fn legacy_home(root: Option<&std::path::Path>) -> Option<(PathBuf, Dir)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let legacy = store::resolve_root(&home.join(".prodigy"), Some(&home)).ok()??;
+    if root.is_some_and(|r| same_file::is_same_file(&legacy, r).unwrap_or(false)) {
+        return None;
+    }
+    let dir = Dir::open_root(&legacy).ok()?;
+    Some((legacy, dir))
+}
+
 /// Write `text` to stdout. A closed pipe or full disk is an error, never a panic.
 pub fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();

@@ -9,7 +9,7 @@ use crate::cli::Args;
 use crate::cmd::clean::human_bytes;
 use crate::error::{Exit, Result};
 use crate::git::Git;
-use crate::store::{fsops::Dir, StorageType};
+use crate::store::StorageType;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,12 +23,7 @@ fn count_json(c: &Count) -> serde_json::Value {
 
 /// Totals of 0.4.4's `$HOME/.prodigy` when it is not the root in use.
 fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let legacy = crate::store::resolve_root(&home.join(".prodigy"), Some(&home)).ok()??;
-    if same_file::is_same_file(&legacy, root_path).unwrap_or(false) {
-        return None;
-    }
-    let dir = Dir::open_root(&legacy).ok()?;
+    let (legacy, dir) = super::legacy_home(Some(root_path))?;
     let git = Git::default();
     let opts = Options::default();
     let mut eng = Engine::new(&dir, &legacy, &git, now, &opts);

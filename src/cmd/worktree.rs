@@ -4,12 +4,12 @@
 
 use crate::clean::classify::Class;
 use crate::clean::inventory::ItemKind;
-use crate::clean::{in_scope, Engine, Options, Scope};
+use crate::clean::{in_scope, Engine, Options};
 use crate::cli::{CleanArgs, LsArgs, OrphanArgs};
 use crate::cmd::clean::human_bytes;
 use crate::error::{Exit, Result};
 use crate::git::Git;
-use crate::store::{fsops::Dir, StorageType};
+use crate::store::StorageType;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -105,37 +105,30 @@ pub fn rows(eng: &mut Engine<'_>, location: &'static str) -> Vec<Row> {
         out.push(row);
     }
     // git's records of worktrees under this root whose directory is gone.
-    for rw in eng.inv.repos.values() {
-        if let Scope::Repo(want) = &eng.opts.scope {
-            if rw.name.as_deref() != Some(want.as_str()) {
-                continue;
+    for (_, rw, entries) in crate::clean::vanished_records(eng) {
+        for e in entries {
+            let mut flags = vec!["prunable"];
+            if e.locked {
+                flags.push("locked");
             }
-        }
-        for e in rw.entries.iter().skip(1) {
-            if e.path.starts_with(eng.root_path) && std::fs::symlink_metadata(&e.path).is_err() {
-                let mut flags = vec!["prunable"];
-                if e.locked {
-                    flags.push("locked");
-                }
-                out.push(Row {
-                    location,
-                    repo: rw.name.clone(),
-                    name: e
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    path: e.path.clone(),
-                    branch: e.branch.clone(),
-                    head: e.head.clone(),
-                    owner: None,
-                    class: None,
-                    age: None,
-                    bytes: 0,
-                    flags,
-                    note: None,
-                });
-            }
+            out.push(Row {
+                location,
+                repo: rw.name.clone(),
+                name: e
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path: e.path.clone(),
+                branch: e.branch.clone(),
+                head: e.head.clone(),
+                owner: None,
+                class: None,
+                age: None,
+                bytes: 0,
+                flags,
+                note: None,
+            });
         }
     }
     out.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
@@ -173,24 +166,14 @@ pub fn ls(a: &LsArgs) -> Result<Exit> {
         roots.push(root_path.clone());
     }
     // 0.4.4 always kept worktrees under $HOME/.prodigy, whatever PRODIGY_HOME said.
-    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
-        let legacy = home.join(".prodigy");
-        if let Ok(Some(lp)) = crate::store::resolve_root(&legacy, Some(&home)) {
-            let same = opened
-                .as_ref()
-                .is_some_and(|(p, _)| same_file::is_same_file(p, &lp).unwrap_or(false));
-            if !same {
-                if let Ok(ld) = Dir::open_root(&lp) {
-                    let mut eng = Engine::new(&ld, &lp, &git, now, &opts);
-                    let mut extra = rows(&mut eng, "home");
-                    for r in &mut extra {
-                        r.flags.push("home");
-                    }
-                    all.extend(extra);
-                    roots.push(lp);
-                }
-            }
+    if let Some((lp, ld)) = super::legacy_home(opened.as_ref().map(|(p, _)| p.as_path())) {
+        let mut eng = Engine::new(&ld, &lp, &git, now, &opts);
+        let mut extra = rows(&mut eng, "home");
+        for r in &mut extra {
+            r.flags.push("home");
         }
+        all.extend(extra);
+        roots.push(lp);
     }
     let text = if a.json {
         let mut s = serde_json::to_string_pretty(&json(&wanted, &scope_note, &all)).expect("json");
