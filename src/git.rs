@@ -195,48 +195,29 @@ impl Git {
             .collect())
     }
 
-    /// The commit a local branch points at, or None if it does not exist.
-    pub fn branch_commit(&self, common: &Path, branch: &str) -> Result<Option<String>, GitError> {
-        let gd = git_dir_arg(common);
-        let r = format!("refs/heads/{branch}");
-        let out = self.run(
-            None,
-            &[
-                gd.as_os_str(),
-                OsStr::new("for-each-ref"),
-                OsStr::new("--format=%(objectname)"),
-                OsStr::new(&r),
-            ],
-        )?;
-        let s = String::from_utf8_lossy(&out).trim().to_string();
-        Ok((!s.is_empty()).then_some(s))
-    }
-
-    /// Local branches matching a ref pattern (`refs/heads/agent-job_*`), with their commits.
-    pub fn branches_matching(
-        &self,
-        common: &Path,
-        pattern: &str,
-    ) -> Result<Vec<(String, String)>, GitError> {
+    /// Every local branch of the repository and its tip: `(name without refs/heads/, commit)`,
+    /// from one `git for-each-ref refs/heads/`.
+    ///
+    /// Errors: git could not run or failed ([`GitError`]).
+    pub fn branches(&self, common: &Path) -> Result<Vec<(String, String)>, GitError> {
         let gd = git_dir_arg(common);
         let out = self.run(
             None,
             &[
                 gd.as_os_str(),
                 OsStr::new("for-each-ref"),
-                OsStr::new("--format=%(refname:short) %(objectname)"),
-                OsStr::new(pattern),
+                OsStr::new("--format=%(objectname) %(refname)"),
+                OsStr::new("refs/heads/"),
             ],
         )?;
         Ok(String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
-                l.split_once(' ')
-                    .map(|(b, c)| (b.to_string(), c.to_string()))
+                let (c, r) = l.split_once(' ')?;
+                Some((r.strip_prefix("refs/heads/")?.to_string(), c.to_string()))
             })
             .collect())
     }
-
     /// Delete `refs/heads/BRANCH` only if it still points at `commit` (compare-and-delete).
     pub fn delete_branch(&self, common: &Path, branch: &str, commit: &str) -> Result<(), GitError> {
         let gd = git_dir_arg(common);

@@ -19,6 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+/// `ELOOP`: what reading a symlink with `O_NOFOLLOW` gives.
+#[cfg(unix)]
+const ELOOP: i32 = libc::ELOOP;
+#[cfg(not(unix))]
+const ELOOP: i32 = -1;
+
 /// Largest JSON record read into memory, bytes; larger files are reported and kept (safety §5
 /// case 14: bounded memory).
 pub const MAX_RECORD: u64 = 64 << 20;
@@ -298,15 +304,16 @@ impl Scanner<'_> {
                 );
                 continue;
             };
-            let record = match d.stat(&name) {
-                Ok(m) if m.kind != Kind::File => Err("not a regular file".to_string()),
-                Ok(_) => d
-                    .read_file(&name, MAX_RECORD)
-                    .map_err(|e| crate::error::describe_io(&e))
-                    .and_then(|b| {
-                        records::check_no_duplicate_keys(&b).map_err(|e| e.to_string())?;
-                        records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())
-                    }),
+            // read_file lstats first and refuses anything but a regular file (a symlink with
+            // ELOOP) without opening it.
+            let record = match d.read_file(&name, MAX_RECORD) {
+                Ok(b) => records::check_no_duplicate_keys(&b)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
+                Err(e) if e.raw_os_error() == Some(ELOOP) => Err("not a regular file".to_string()),
+                Err(e) if e.to_string() == "not a regular file" => {
+                    Err("not a regular file".to_string())
+                }
                 Err(e) => Err(crate::error::describe_io(&e)),
             };
             let record = record.and_then(|r| {
@@ -1065,8 +1072,41 @@ fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<(PathBuf, PathBuf), S
         .map_err(|e| format!("`{}`: {}", common.display(), crate::error::describe_io(&e)))
 }
 
+/// The last few parent directories opened, by components from the root, so that a run of
+/// items in one directory (the usual case: items are found directory by directory) opens it
+/// once instead of once per item. Read-only use (measuring); each entry was opened
+/// fd-relative without following symlinks like any other.
+#[derive(Default)]
+pub struct ParentCache {
+    open: Vec<(Vec<OsString>, Dir)>,
+}
+
+impl ParentCache {
+    /// How many directories are kept open.
+    const SIZE: usize = 6;
+
+    /// The directory at `comps` below `root`, opened now or earlier in this run.
+    ///
+    /// Errors: those of [`Dir::open_path`]; nothing is cached then.
+    pub fn get(&mut self, root: &Dir, comps: &[OsString]) -> std::io::Result<&Dir> {
+        if let Some(k) = self.open.iter().position(|(c, _)| c.as_slice() == comps) {
+            let e = self.open.remove(k);
+            self.open.push(e);
+        } else {
+            let refs: Vec<&OsStr> = comps.iter().map(OsString::as_os_str).collect();
+            let d = root.open_path(&refs)?;
+            if self.open.len() == Self::SIZE {
+                self.open.remove(0);
+            }
+            self.open.push((comps.to_vec(), d));
+        }
+        Ok(&self.open.last().expect("just pushed").1)
+    }
+}
+
 /// Walk every item once: bytes on disk and newest mtime (safety §2), mounts and problems.
 pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) {
+    let mut parents = ParentCache::default();
     for i in 0..inv.items.len() {
         if !wanted(&inv.items[i]) {
             continue;
@@ -1082,8 +1122,7 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
         let mut dev_ino = None;
         for (k, p) in paths.iter().enumerate() {
             let (parent, name) = p.split_at(p.len() - 1);
-            let prefs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
-            let d = match root.open_path(&prefs) {
+            let d = match parents.get(root, parent) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -1091,11 +1130,11 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
                     continue;
                 }
             };
-            if k == 0 {
-                dev_ino = d.stat(&name[0]).ok().map(|m| (m.dev, m.ino));
-            }
-            match fsops::walk(&d, &name[0]) {
+            match fsops::walk(d, &name[0]) {
                 Ok(w) => {
+                    if k == 0 {
+                        dev_ino = w.dev_ino;
+                    }
                     bytes += w.disk_bytes;
                     if let Some((s, _)) = w.newest_mtime {
                         newest = Some(newest.map_or(s, |n: i64| n.max(s)));

@@ -52,6 +52,14 @@ pub struct Options {
     /// An explicit deletion (`sessions rm`): resumable and unknown owners do not protect their
     /// data; active ones (and unknown ones with recent activity) still do.
     pub explicit: bool,
+    /// Run `git status` of expired worktrees while planning (true), or only in the re-check
+    /// right before each deletion (false: `clean --force`, where the plan is never shown, so
+    /// each worktree is asked once instead of twice).
+    pub status_at_plan: bool,
+    /// An estimate (`prodigy stats`): the plan alone. No `git status` (worktrees count as
+    /// reclaimable by age and ownership), no branch or prune work (no git process runs but
+    /// `git worktree list`), and none of the deletion-time re-checks; nothing is changed.
+    pub estimate: bool,
 }
 
 impl Default for Options {
@@ -65,6 +73,8 @@ impl Default for Options {
             only_paths: None,
             only_owners: None,
             explicit: false,
+            status_at_plan: true,
+            estimate: false,
         }
     }
 }
@@ -559,15 +569,15 @@ impl<'a> Engine<'a> {
                 Err(e) => return Decision::Keep(Reason::Git, e.to_string()),
             }
         }
+        if !self.opts.status_at_plan || self.opts.estimate {
+            // Asked once, right before deletion (recheck), or not at all for an estimate.
+            return Decision::Remove;
+        }
         match self.dirty(i) {
             Err(e) => Decision::Keep(Reason::Git, e),
-            Ok(lines) if !lines.is_empty() && !self.opts.discard_changes => Decision::Keep(
-                Reason::Uncommitted,
-                format!(
-                    "uncommitted or untracked changes: {}",
-                    lines.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ),
+            Ok(lines) if !lines.is_empty() && !self.opts.discard_changes => {
+                Decision::Keep(Reason::Uncommitted, uncommitted(&lines))
+            }
             Ok(_) => Decision::Remove,
         }
     }
@@ -626,6 +636,14 @@ impl<'a> Engine<'a> {
         }
         Decision::Remove
     }
+}
+
+/// The detail of a worktree kept for its changes: the first three `git status` lines.
+fn uncommitted(lines: &[String]) -> String {
+    format!(
+        "uncommitted or untracked changes: {}",
+        lines.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// True when a worktree of this repository under the root was moved by hand (see inventory).
@@ -751,14 +769,24 @@ pub fn execute(
     });
     let mut pruned_repos: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut worktrees_done = false;
+    // Parent directories of the items, `sessions/` and `resume_locks/`, opened once for the
+    // run. Every check and deletion below goes through these handles, fd-relative: an item is
+    // removed only if its device and inode under the handle are what the scan saw.
+    let mut parents = inventory::ParentCache::default();
     let total = order.len();
     for (done, &i) in order.iter().enumerate() {
         progress(eng.inv.items[i].ty, done, total);
         if eng.inv.items[i].ty == StorageType::Sessions && !worktrees_done {
             worktrees_done = true;
-            finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+            if !eng.opts.estimate {
+                finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+            }
         }
-        let verdict = recheck(eng, i, &outcome, mode);
+        let verdict = if eng.opts.estimate {
+            Ok(Vec::new())
+        } else {
+            recheck(eng, i, &outcome, mode, &mut parents)
+        };
         let it = &eng.inv.items[i];
         let entry = |reason: Option<Reason>, detail: String| entry_of(it, reason, detail);
         match verdict {
@@ -769,7 +797,7 @@ pub fn execute(
             }
             Ok(_locks) => {
                 let res = if mode == Mode::Real {
-                    remove_item(eng.root, trash.as_ref(), it)
+                    remove_item(eng.root, &mut parents, trash.as_ref(), it)
                 } else {
                     Ok(())
                 };
@@ -817,7 +845,7 @@ pub fn execute(
             }
         }
     }
-    if !worktrees_done {
+    if !worktrees_done && !eng.opts.estimate {
         finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
     }
     if eng.opts.types.contains(&StorageType::Worktrees) {
@@ -877,10 +905,11 @@ fn recheck(
     i: usize,
     outcome: &[Option<bool>],
     mode: Mode,
+    parents: &mut inventory::ParentCache,
 ) -> Result<Vec<lock::Held>, (Reason, String)> {
     let it = &eng.inv.items[i];
     if let Some((dev, ino)) = it.dev_ino {
-        match stat_comps(eng.root, &it.comps) {
+        match stat_comps(eng.root, parents, &it.comps) {
             Ok(m) if (m.dev, m.ino) != (dev, ino) => {
                 return Err((Reason::Changed, "replaced since the scan".into()));
             }
@@ -898,7 +927,7 @@ fn recheck(
         if let Some(s) = it.job.as_ref().and_then(|j| eng.inv.job_owner.get(j)) {
             cands.push(s);
         }
-        if let Ok(sd) = eng.root.open_dir(OsStr::new("sessions")) {
+        if let Ok(sd) = parents.get(eng.root, &[OsString::from("sessions")]) {
             for c in cands {
                 if sd.stat(OsStr::new(&format!("{c}.json"))).is_ok() {
                     return Err((
@@ -914,7 +943,7 @@ fn recheck(
         if let Some(s) = eng.inv.sessions.get(&o) {
             let rec = &eng.inv.items[s.item];
             if rec.dev_ino.is_some() && i != s.item {
-                if let Ok(m) = stat_comps(eng.root, &rec.comps) {
+                if let Ok(m) = stat_comps(eng.root, parents, &rec.comps) {
                     if Some((m.dev, m.ino)) != rec.dev_ino || Some(m.mtime_secs) > rec.newest {
                         return Err((
                             Reason::Changed,
@@ -933,10 +962,10 @@ fn recheck(
                     ids.remove(j);
                 }
             }
-            if let Ok(ld) = eng.root.open_dir(OsStr::new("resume_locks")) {
+            if let Ok(ld) = parents.get(eng.root, &[OsString::from("resume_locks")]) {
                 for id in ids {
                     let name = OsString::from(format!("{id}.lock"));
-                    match lock::try_lock(&ld, &name, false) {
+                    match lock::try_lock(ld, &name, false) {
                         Ok(TryLock::Acquired(h)) => held.push(h),
                         Ok(TryLock::Busy) => {
                             return Err((
@@ -959,8 +988,8 @@ fn recheck(
     if it.kind == ItemKind::Lock {
         // R6: a lock file is removed only while we hold its flock.
         let name = it.comps.last().cloned().unwrap_or_default();
-        if let Ok(ld) = eng.root.open_dir(OsStr::new("resume_locks")) {
-            match lock::try_lock(&ld, &name, false) {
+        if let Ok(ld) = parents.get(eng.root, &[OsString::from("resume_locks")]) {
+            match lock::try_lock(ld, &name, false) {
                 Ok(TryLock::Acquired(h)) => held.push(h),
                 Ok(TryLock::Busy) => return Err((Reason::LiveLock, "its flock is held".into())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -977,6 +1006,7 @@ fn recheck(
         .unwrap_or_default();
     let owner = it.owner.clone();
     if kind == ItemKind::Worktree && registered {
+        let planned = eng.status_cache.contains_key(&i);
         if mode == Mode::Real {
             eng.status_cache.remove(&i);
         }
@@ -985,7 +1015,11 @@ fn recheck(
             Ok(l) if !l.is_empty() && !eng.opts.discard_changes => {
                 return Err((
                     Reason::Uncommitted,
-                    format!("changed since the scan: {}", l.join(", ")),
+                    if planned {
+                        format!("changed since the scan: {}", l.join(", "))
+                    } else {
+                        uncommitted(&l)
+                    },
                 ))
             }
             Ok(_) => {}
@@ -1013,10 +1047,13 @@ fn recheck(
     Ok(held)
 }
 
-fn stat_comps(root: &Dir, comps: &[OsString]) -> std::io::Result<fsops::Meta> {
+fn stat_comps(
+    root: &Dir,
+    parents: &mut inventory::ParentCache,
+    comps: &[OsString],
+) -> std::io::Result<fsops::Meta> {
     let (parent, name) = comps.split_at(comps.len() - 1);
-    let refs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
-    root.open_path(&refs)?.stat(&name[0])
+    parents.get(root, parent)?.stat(&name[0])
 }
 
 /// Prune git's bookkeeping in every repository that lost a worktree, then delete the removed
@@ -1086,6 +1123,7 @@ fn finish_worktrees(
         git: eng.git,
         mode,
         deleted: BTreeSet::new(),
+        tips: HashMap::new(),
     };
     // The removed worktrees' own branches, then the MapReduce agent branches of their jobs.
     let mut jobs: BTreeMap<(PathBuf, String), String> = BTreeMap::new();
@@ -1119,11 +1157,14 @@ fn finish_worktrees(
             .get(&common)
             .map(|r| r.entries.iter().filter_map(|e| e.branch.clone()).collect())
             .unwrap_or_default();
-        let branches = match eng
-            .git
-            .branches_matching(&common, &format!("refs/heads/agent-{job}_*"))
-        {
-            Ok(b) => b,
+        // `refs/heads/agent-{job}_*` as git's glob would match it: `*` stops at a `/`.
+        let prefix = format!("agent-{job}_");
+        let branches: Vec<(String, String)> = match bc.tips(&common) {
+            Ok(t) => t
+                .iter()
+                .filter(|(b, _)| b.strip_prefix(&prefix).is_some_and(|r| !r.contains('/')))
+                .map(|(b, c)| (b.clone(), c.clone()))
+                .collect(),
             Err(e) => {
                 rep.warnings.push(format!(
                     "repository {repo}: cannot list agent branches of job {job}: {e}"
@@ -1167,9 +1208,25 @@ struct BranchCleaner<'g> {
     git: &'g Git,
     mode: Mode,
     deleted: BTreeSet<(PathBuf, String)>,
+    /// Each repository's branches and tips, listed once (after its worktrees were removed).
+    tips: HashMap<PathBuf, Result<BTreeMap<String, String>, String>>,
 }
 
 impl BranchCleaner<'_> {
+    /// The repository's branches → tips, from one `git for-each-ref` per run.
+    fn tips(&mut self, common: &Path) -> Result<&BTreeMap<String, String>, String> {
+        let git = self.git;
+        self.tips
+            .entry(common.to_path_buf())
+            .or_insert_with(|| {
+                git.branches(common)
+                    .map(|v| v.into_iter().collect())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     fn consider(
         &mut self,
         common: &Path,
@@ -1190,11 +1247,11 @@ impl BranchCleaner<'_> {
                 detail,
             })
         };
-        match self.git.branch_commit(common, branch) {
+        match self.tips(common).map(|t| t.get(branch).cloned()) {
             Ok(Some(c)) if c == head => {}
             Ok(Some(_)) => return keep(rep, "moved since it was scanned".into()),
             Ok(None) => return,
-            Err(e) => return keep(rep, e.to_string()),
+            Err(e) => return keep(rep, e),
         }
         let containing = match self.git.branches_containing(common, head) {
             Ok(v) => v,
@@ -1296,7 +1353,12 @@ fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
 /// Remove an item and the files that go with it: rename into the trash (atomic; a crash leaves
 /// it there for the next run), then delete it fd-relative. On a partial failure the remains are
 /// moved back to where they were, so nothing is left half-hidden.
-fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String> {
+fn remove_item(
+    root: &Dir,
+    parents: &mut inventory::ParentCache,
+    trash: Option<&Dir>,
+    it: &Item,
+) -> Result<(), String> {
     let mut paths = vec![it.comps.clone()];
     paths.extend(it.extra.iter().cloned());
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
@@ -1306,8 +1368,7 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
     for p in paths {
         let (parent, name) = p.split_at(p.len() - 1);
         let name = &name[0];
-        let refs: Vec<&OsStr> = parent.iter().map(OsString::as_os_str).collect();
-        let pd = match root.open_path(&refs) {
+        let pd = match parents.get(root, parent) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -1336,15 +1397,15 @@ fn remove_item(root: &Dir, trash: Option<&Dir>, it: &Item) -> Result<(), String>
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     // Another filesystem (EXDEV) or no rename support: delete in place.
-                    Err(_) => (&pd, name.clone(), false),
+                    Err(_) => (pd, name.clone(), false),
                 }
             }
-            None => (&pd, name.clone(), false),
+            None => (pd, name.clone(), false),
         };
         let r = fsops::remove_tree(dir, &victim);
         if !r.complete {
             if moved {
-                let _ = dir.rename(&victim, &pd, name);
+                let _ = dir.rename(&victim, pd, name);
             }
             let mut why: Vec<String> = r
                 .problems

@@ -73,6 +73,10 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         only_paths: a.only_paths.clone(),
         only_owners: a.only_owners.clone(),
         explicit: a.explicit,
+        // With --force the plan is never shown: each worktree's `git status` runs once, in
+        // the re-check right before its deletion.
+        status_at_plan: !a.force || a.dry_run,
+        estimate: false,
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();

@@ -13,10 +13,11 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 
 /// Build an engine over the root (all types, default retention) and hand it to `f`; a missing
-/// root prints "nothing is stored" and exits 0.
+/// root prints "nothing is stored" and exits 0. `estimate` as [`Options::estimate`].
 pub(crate) fn with_engine(
     name: &str,
     scope: &ScopeArg,
+    estimate: bool,
     f: impl FnOnce(&mut Engine<'_>, &str) -> Result<Exit>,
 ) -> Result<Exit> {
     let (wanted, opened) = super::open_store(name)?;
@@ -31,6 +32,7 @@ pub(crate) fn with_engine(
     let (scope, note) = super::resolve_scope(scope, &git);
     let opts = Options {
         scope,
+        estimate,
         ..Options::default()
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -93,7 +95,7 @@ fn summaries(eng: &Engine<'_>) -> Vec<Summary> {
 
 /// Run `prodigy sessions ls`.
 pub fn ls(a: &Args) -> Result<Exit> {
-    with_engine("sessions ls", &a.scope, |eng, note| {
+    with_engine("sessions ls", &a.scope, false, |eng, note| {
         let mut rows = summaries(eng);
         if let Some(st) = &a.status {
             rows.retain(|r| r.status.eq_ignore_ascii_case(st));
@@ -172,7 +174,7 @@ fn resolve(eng: &Engine<'_>, id: &str) -> Result<String> {
 
 /// Run `prodigy sessions show ID`.
 pub fn show(a: &Args) -> Result<Exit> {
-    with_engine("sessions show", &ScopeArg::AllRepos, |eng, _| {
+    with_engine("sessions show", &ScopeArg::AllRepos, false, |eng, _| {
         let sid =
             resolve(eng, &a.ids[0]).map_err(|e| Error::usage(format!("sessions show: {e}")))?;
         let s = &eng.inv.sessions[&sid];
@@ -334,7 +336,7 @@ pub fn show(a: &Args) -> Result<Exit> {
 pub fn rm(a: &Args) -> Result<Exit> {
     let mut targets = BTreeSet::new();
     let mut refused = 0;
-    let r = with_engine("sessions rm", &ScopeArg::AllRepos, |eng, _| {
+    let r = with_engine("sessions rm", &ScopeArg::AllRepos, false, |eng, _| {
         for id in &a.ids {
             let sid = resolve(eng, id).map_err(|e| Error::usage(format!("sessions rm: {e}")))?;
             let v = &eng.verdicts[&sid];

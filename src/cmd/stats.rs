@@ -25,7 +25,10 @@ fn count_json(c: &Count) -> serde_json::Value {
 fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)> {
     let (legacy, dir) = super::legacy_home(Some(root_path))?;
     let git = Git::default();
-    let opts = Options::default();
+    let opts = Options {
+        estimate: true,
+        ..Options::default()
+    };
     let mut eng = Engine::new(&dir, &legacy, &git, now, &opts);
     let plan = eng.plan();
     let rep = clean::execute(
@@ -40,7 +43,7 @@ fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)
 
 /// Run `prodigy stats`.
 pub fn run(a: &Args) -> Result<Exit> {
-    with_engine("stats", &a.scope, |eng, note| {
+    with_engine("stats", &a.scope, true, |eng, note| {
         let plan = eng.plan();
         let rep = clean::execute(eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
         let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
@@ -70,6 +73,13 @@ pub fn run(a: &Args) -> Result<Exit> {
             items: rep.removed.len() as u64,
             bytes: rep.removed.iter().map(|e| e.bytes).sum(),
         };
+        // Worktrees are counted before `git status` (stats runs no git but `worktree list`):
+        // clean keeps the ones with uncommitted or untracked changes.
+        let unchecked = rep
+            .removed
+            .iter()
+            .filter(|e| e.ty == StorageType::Worktrees)
+            .count();
         let legacy = legacy_home(eng.root_path, eng.now);
         if a.json {
             let v = serde_json::json!({
@@ -81,6 +91,7 @@ pub fn run(a: &Args) -> Result<Exit> {
                 "repositories": rep.before.by_repo.iter().map(|(r, c)| (r.clone(), count_json(c))).collect::<serde_json::Map<_, _>>(),
                 "sessions": rep.classes,
                 "reclaimable": count_json(&reclaim),
+                "reclaimable_worktrees_unchecked": unchecked,
                 "held": held.iter().map(|(k, c)| (k.to_string(), count_json(c))).collect::<serde_json::Map<_, _>>(),
                 "largest": largest.iter().map(|it| serde_json::json!({"type": it.ty.word(), "repository": it.repo, "path": it.rel(), "bytes": it.bytes})).collect::<Vec<_>>(),
                 "legacy_home": legacy.as_ref().map(|(p, s)| serde_json::json!({"root": p, "total": count_json(&s.total)})),
@@ -146,6 +157,14 @@ pub fn run(a: &Args) -> Result<Exit> {
             human_bytes(reclaim.bytes)
         )
         .unwrap();
+        if unchecked > 0 {
+            writeln!(
+                o,
+                "  (counts {unchecked} worktrees before `git status`; clean keeps any with \
+                 uncommitted changes: see `prodigy clean --dry-run`)"
+            )
+            .unwrap();
+        }
         for (class, c) in &held {
             writeln!(
                 o,
