@@ -173,8 +173,9 @@ pub fn rel_of(comps: &[OsString]) -> String {
 /// Everything the scan found.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    /// Items, in discovery order.
-    pub items: Vec<Item>,
+    /// Items, in discovery order. Boxed: growing the vector moves pointers, not whole items,
+    /// so its doubling costs 8 bytes per item instead of the item's size.
+    pub items: Vec<Box<Item>>,
     /// Sessions by id.
     pub sessions: BTreeMap<String, Session>,
     /// Job id → owning session id.
@@ -280,7 +281,7 @@ impl Scanner<'_> {
     fn push_invalid(&self, inv: &mut Inventory, ty: StorageType, parts: Vec<OsString>, why: &str) {
         let mut it = Item::new(ty, ItemKind::Invalid, parts);
         it.note = Some(why.to_string());
-        inv.items.push(it);
+        inv.items.push(Box::new(it));
     }
 
     fn scan_sessions(&self, inv: &mut Inventory) {
@@ -291,8 +292,11 @@ impl Scanner<'_> {
         for name in self.names(&d, &top, inv) {
             let parts = comps(&[top[0], &name]);
             if crate::store::atomic::is_temp_name(&name) {
-                inv.items
-                    .push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
+                inv.items.push(Box::new(Item::new(
+                    StorageType::Sessions,
+                    ItemKind::Temp,
+                    parts,
+                )));
                 continue;
             }
             let Some(id) = strip_valid(&name, ".json") else {
@@ -339,7 +343,7 @@ impl Scanner<'_> {
                 }
             }
             let repo = it.repo.clone();
-            inv.items.push(it);
+            inv.items.push(Box::new(it));
             let item = inv.items.len() - 1;
             inv.sessions.insert(
                 id.to_string(),
@@ -384,7 +388,7 @@ impl Scanner<'_> {
                 }
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
                 it.owner = Some(owner);
-                inv.items.push(it);
+                inv.items.push(Box::new(it));
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
@@ -400,7 +404,7 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Data, parts);
                 it.repo = Some(r.clone());
                 it.job = Some(j.to_string());
-                inv.items.push(it);
+                inv.items.push(Box::new(it));
             }
         }
     }
@@ -420,7 +424,7 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
                 it.note =
                     Some("0.4.4 reduce checkpoints are not understood by this version".into());
-                inv.items.push(it);
+                inv.items.push(Box::new(it));
                 continue;
             }
             if let Some(owner) = self.pseudo_owner(&r, inv) {
@@ -429,7 +433,7 @@ impl Scanner<'_> {
                 // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
                 it.resumable =
                     self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
-                inv.items.push(it);
+                inv.items.push(Box::new(it));
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
@@ -460,7 +464,7 @@ impl Scanner<'_> {
                                 inv.job_owner.entry(j.clone()).or_insert(o);
                             }
                             it.resumable = resumable;
-                            inv.items.push(it);
+                            inv.items.push(Box::new(it));
                             job_items.insert(j, inv.items.len() - 1);
                         }
                     }
@@ -472,7 +476,8 @@ impl Scanner<'_> {
                         for f in self.names(&md, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if crate::store::atomic::is_temp_name(&f) {
-                                inv.items.push(Item::new(ty, ItemKind::Temp, parts));
+                                inv.items
+                                    .push(Box::new(Item::new(ty, ItemKind::Temp, parts)));
                                 continue;
                             }
                             let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
@@ -495,12 +500,12 @@ impl Scanner<'_> {
                                     it.note = Some(
                                         "mapping names neither its file's session nor job".into(),
                                     );
-                                    inv.items.push(it);
+                                    inv.items.push(Box::new(it));
                                 }
                                 Err(e) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
                                     it.note = Some(format!("corrupt mapping: {e}"));
-                                    inv.items.push(it);
+                                    inv.items.push(Box::new(it));
                                 }
                             }
                         }
@@ -533,7 +538,7 @@ impl Scanner<'_> {
                                 Ok(_) => None,
                                 Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
                             };
-                            inv.items.push(it);
+                            inv.items.push(Box::new(it));
                         }
                     }
                     _ => {
@@ -541,7 +546,7 @@ impl Scanner<'_> {
                             Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
                         it.repo = Some(r.clone());
                         it.note = Some("not part of the state layout".into());
-                        inv.items.push(it);
+                        inv.items.push(Box::new(it));
                     }
                 }
             }
@@ -557,7 +562,7 @@ impl Scanner<'_> {
                     it.repo = Some(r.clone());
                     it.job = Some(job.clone());
                     it.owner = Some(m.session_id.clone());
-                    inv.items.push(it);
+                    inv.items.push(Box::new(it));
                     loose.insert(job, inv.items.len() - 1);
                 }
             }
@@ -635,7 +640,8 @@ impl Scanner<'_> {
             let p2 = [top[0], repo.as_os_str()];
             let Some(rd) = self.open(&p2, inv) else {
                 // A plain file directly under logs/: judge it on its own.
-                inv.items.push(Item::new(ty, ItemKind::Data, comps(&p2)));
+                inv.items
+                    .push(Box::new(Item::new(ty, ItemKind::Data, comps(&p2))));
                 continue;
             };
             let global = r == "claude-streaming";
@@ -644,7 +650,7 @@ impl Scanner<'_> {
                 if !global {
                     it.repo = Some(r.clone());
                 }
-                inv.items.push(it);
+                inv.items.push(Box::new(it));
             }
         }
     }
@@ -790,7 +796,7 @@ impl Scanner<'_> {
             }
         }
         it.git = Some(Box::new(g));
-        inv.items.push(it);
+        inv.items.push(Box::new(it));
         inv.items.len() - 1
     }
 
@@ -901,7 +907,7 @@ impl Scanner<'_> {
                         comps(&[top[0], &repo, &f]),
                     );
                     it.repo = Some(r.clone());
-                    inv.items.push(it);
+                    inv.items.push(Box::new(it));
                 }
             }
         }
@@ -925,7 +931,7 @@ impl Scanner<'_> {
             let mut it = Item::new(ty, ItemKind::Lock, parts);
             it.job = Some(id);
             it.lock_live = self.lock_liveness(&d, &name);
-            inv.items.push(it);
+            inv.items.push(Box::new(it));
         }
     }
 

@@ -265,9 +265,12 @@ pub struct Report {
     pub before: Stats,
     /// Statistics after (predicted for a dry run).
     pub after: Stats,
-    /// Removed (or would be removed).
+    /// Removed (or would be removed). Empty for an estimate ([`Options::estimate`]): see
+    /// `removed_count`.
     pub removed: Vec<Entry>,
-    /// Kept though old enough.
+    /// Items and bytes removed (or that would be), and how many of the items are worktrees.
+    pub removed_count: (Count, u64),
+    /// Kept though old enough. Empty for an estimate.
     pub kept: Vec<Entry>,
     /// Branches deleted (or would be).
     pub branches_deleted: Vec<BranchEntry>,
@@ -814,7 +817,13 @@ pub fn execute(
                                 "also": entry_of(it, None, String::new()).also,
                             }));
                         }
-                        rep.removed.push(entry(None, removal_reason(eng, it)));
+                        rep.removed_count.0.add(it.bytes);
+                        if it.ty == StorageType::Worktrees {
+                            rep.removed_count.1 += 1;
+                        }
+                        if !eng.opts.estimate {
+                            rep.removed.push(entry(None, removal_reason(eng, it)));
+                        }
                         if let Some(g) = it.git.as_ref().and_then(|g| g.common.clone()) {
                             pruned_repos.insert(g, it.repo.clone().unwrap_or_default());
                         }
@@ -859,8 +868,10 @@ pub fn execute(
                     eng.inv.items[i].rel()
                 ));
             }
-            rep.kept
-                .push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
+            if !eng.opts.estimate {
+                rep.kept
+                    .push(entry_of(&eng.inv.items[i], Some(*r), why.clone()));
+            }
         }
     }
     rep.kept

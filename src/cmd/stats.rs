@@ -66,20 +66,20 @@ pub fn run(a: &Args) -> Result<Exit> {
             .items
             .iter()
             .filter(|it| in_scope(&eng.opts.scope, it))
+            .map(|it| &**it)
             .collect();
-        largest.sort_by(|x, y| y.bytes.cmp(&x.bytes).then_with(|| x.rel().cmp(&y.rel())));
-        largest.truncate(LARGEST);
-        let reclaim = Count {
-            items: rep.removed.len() as u64,
-            bytes: rep.removed.iter().map(|e| e.bytes).sum(),
+        // Largest first, ties by path (raw components: no string is built per comparison).
+        let by_size = |x: &&crate::clean::inventory::Item, y: &&crate::clean::inventory::Item| {
+            y.bytes.cmp(&x.bytes).then_with(|| x.comps.cmp(&y.comps))
         };
+        if largest.len() > LARGEST {
+            largest.select_nth_unstable_by(LARGEST - 1, by_size);
+            largest.truncate(LARGEST);
+        }
+        largest.sort_by(by_size);
+        let (reclaim, unchecked) = rep.removed_count;
         // Worktrees are counted before `git status` (stats runs no git but `worktree list`):
         // clean keeps the ones with uncommitted or untracked changes.
-        let unchecked = rep
-            .removed
-            .iter()
-            .filter(|e| e.ty == StorageType::Worktrees)
-            .count();
         let legacy = legacy_home(eng.root_path, eng.now);
         if a.json {
             let v = serde_json::json!({
