@@ -151,6 +151,35 @@ def copy(src, dst):
         os.chmod(t, s.st_mode & 0o7777)
         os.utime(t, ns=(s.st_atime_ns, s.st_mtime_ns), follow_symlinks=False)
 
+def refresh(work):
+    """Refresh the index of every worktree under the root (`git update-index --refresh`).
+
+    A copy gives every file a new inode and ctime, and the generator backdated mtimes after
+    checkout, so each index's stat data is stale and `git status` would read and hash every
+    file. In use, git refreshed the index when the agent last committed, and `git status` then
+    only lstats each file. This step (not timed) restores that state; it writes only the
+    indexes in the repositories' `.git/worktrees/*/`, nothing under the root.
+    """
+    base = os.path.join(work, "home", ".prodigy", "worktrees")
+    if not os.path.isdir(base):
+        return
+    dirs = []
+    for repo in sorted(os.listdir(base)):
+        rp = os.path.join(base, repo)
+        if not os.path.isdir(rp):
+            continue
+        for wt in sorted(os.listdir(rp)):
+            wp = os.path.join(rp, wt)
+            if os.path.isfile(os.path.join(wp, ".git")):
+                dirs.append(wp)
+                for sub in sorted(os.listdir(wp)):
+                    if sub.startswith("agent-") and os.path.isfile(os.path.join(wp, sub, ".git")):
+                        dirs.append(os.path.join(wp, sub))
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda d: subprocess.run(["git", "-C", d, "update-index", "-q", "--refresh"],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), dirs))
+
 def rmtree(top):
     if not os.path.lexists(top):
         return
@@ -201,12 +230,24 @@ def median(hf_json):
 def strace_count(trace):
     """Counts syscalls per process in `strace -f -o` output; the first pid is the traced command."""
     per_pid = collections.Counter(); names = collections.Counter(); main_names = collections.Counter()
-    main = None; execs = collections.Counter()
+    main = None; execs = collections.Counter(); pending = {}
+    def exec_name(rest):
+        args = rest.split("[", 1)[1] if "[" in rest else ""
+        words = [w.strip(' "') for w in args.split("]", 1)[0].split(",")]
+        cmd = next((w for w in words[1:] if w and not w.startswith("-") and "=" not in w and not w.startswith("core.")), "")
+        return (os.path.basename(words[0]) + " " + cmd).strip()
     for line in open(trace, errors="replace"):
         pid, _, rest = line.partition(" ")
         rest = rest.lstrip()
+        if rest.startswith("<... execve resumed>"):
+            # With -f, a child's execve is split: "execve(... <unfinished ...>", then this line.
+            if rest.rstrip().endswith("= 0") and pid in pending and pid != main:
+                execs[pending.pop(pid)] += 1
+            continue
         if rest.startswith("+++") or rest.startswith("---") or rest.startswith("<..."):
             continue
+        if rest.startswith("execve(") and rest.rstrip().endswith("<unfinished ...>"):
+            pending[pid] = exec_name(rest)
         name = rest.split("(", 1)[0]
         if not name or not name.replace("_", "").isalnum():
             continue
@@ -215,11 +256,8 @@ def strace_count(trace):
         per_pid[pid] += 1; names[name] += 1
         if pid == main:
             main_names[name] += 1
-        if name == "execve" and pid != main and "= 0" in rest[-8:]:
-            args = rest.split("[", 1)[1] if "[" in rest else ""
-            words = [w.strip(' "') for w in args.split("]", 1)[0].split(",")]
-            cmd = next((w for w in words[1:] if w and not w.startswith("-") and "=" not in w and not w.startswith("core.")), "")
-            execs[(os.path.basename(words[0]) + " " + cmd).strip()] += 1
+        if name == "execve" and pid != main and rest.rstrip().endswith("= 0"):
+            execs[exec_name(rest)] += 1
     total = sum(per_pid.values())
     print(json.dumps({"total": total, "main": per_pid[main] if main else 0, "processes": len(per_pid),
                       "top": names.most_common(8), "main_top": main_names.most_common(8),
@@ -231,7 +269,7 @@ def rss_max(path):
 
 cmd = sys.argv[1]
 args = sys.argv[2:]
-{"copy": copy, "rmtree": rmtree, "plan": plan, "median": median, "strace": strace_count,
+{"copy": copy, "rmtree": rmtree, "refresh": refresh, "plan": plan, "median": median, "strace": strace_count,
  "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
 PY
 lib() { python3 "$LIB" "$@"; }
@@ -272,7 +310,7 @@ bench_size() {
         lib copy "$W" "$P"
         echo "$stamp" >"$D/stamp"
     fi
-    restore() { lib rmtree "$W"; lib copy "$P" "$W"; }
+    restore() { lib rmtree "$W"; lib copy "$P" "$W"; lib refresh "$W"; }
     restore
     local t0=$(date +%s.%N); restore
     local restore_s=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.1f} s')" "$t0")
@@ -309,7 +347,7 @@ bench_size() {
     read -r m_stats m_dry m_du < <(lib median "$D/read.json")
 
     log "$S: timing clean --force, rm -rf of the same set, find -exec rm ($C runs each, restore $restore_s before each)"
-    local prep="python3 $LIB rmtree $W && python3 $LIB copy $P $W${DROP_CMD:+ && $DROP_CMD}"
+    local prep="python3 $LIB rmtree $W && python3 $LIB copy $P $W && python3 $LIB refresh $W${DROP_CMD:+ && $DROP_CMD}"
     hyperfine --style basic --runs "$C" --prepare "$prep" --export-json "$D/clean.json" \
         -n "prodigy clean --force" "$TIME $D/rss.force $BIN clean --all-repos --force -q" \
         -n "rm -rf (same set)" "sh $D/rm.sh" \
