@@ -188,6 +188,14 @@ pub struct Inventory {
     pub legacy_jobs: Vec<(String, String)>,
 }
 
+impl Inventory {
+    /// Add an item (boxed, see `items`) and return its index.
+    pub fn push(&mut self, it: Item) -> usize {
+        self.items.push(Box::new(it));
+        self.items.len() - 1
+    }
+}
+
 /// One repository as git lists its worktrees.
 #[derive(Debug, Clone)]
 pub struct RepoWorktrees {
@@ -281,7 +289,7 @@ impl Scanner<'_> {
     fn push_invalid(&self, inv: &mut Inventory, ty: StorageType, parts: Vec<OsString>, why: &str) {
         let mut it = Item::new(ty, ItemKind::Invalid, parts);
         it.note = Some(why.to_string());
-        inv.items.push(Box::new(it));
+        inv.push(it);
     }
 
     fn scan_sessions(&self, inv: &mut Inventory) {
@@ -292,11 +300,7 @@ impl Scanner<'_> {
         for name in self.names(&d, &top, inv) {
             let parts = comps(&[top[0], &name]);
             if crate::store::atomic::is_temp_name(&name) {
-                inv.items.push(Box::new(Item::new(
-                    StorageType::Sessions,
-                    ItemKind::Temp,
-                    parts,
-                )));
+                inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
                 continue;
             }
             let Some(id) = strip_valid(&name, ".json") else {
@@ -315,9 +319,6 @@ impl Scanner<'_> {
                     .map_err(|e| e.to_string())
                     .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
                 Err(e) if e.raw_os_error() == Some(ELOOP) => Err("not a regular file".to_string()),
-                Err(e) if e.to_string() == "not a regular file" => {
-                    Err("not a regular file".to_string())
-                }
                 Err(e) => Err(crate::error::describe_io(&e)),
             };
             let record = record.and_then(|r| {
@@ -343,8 +344,7 @@ impl Scanner<'_> {
                 }
             }
             let repo = it.repo.clone();
-            inv.items.push(Box::new(it));
-            let item = inv.items.len() - 1;
+            let item = inv.push(it);
             inv.sessions.insert(
                 id.to_string(),
                 Session {
@@ -388,7 +388,7 @@ impl Scanner<'_> {
                 }
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
                 it.owner = Some(owner);
-                inv.items.push(Box::new(it));
+                inv.push(it);
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
@@ -404,7 +404,7 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Data, parts);
                 it.repo = Some(r.clone());
                 it.job = Some(j.to_string());
-                inv.items.push(Box::new(it));
+                inv.push(it);
             }
         }
     }
@@ -424,7 +424,7 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
                 it.note =
                     Some("0.4.4 reduce checkpoints are not understood by this version".into());
-                inv.items.push(Box::new(it));
+                inv.push(it);
                 continue;
             }
             if let Some(owner) = self.pseudo_owner(&r, inv) {
@@ -433,7 +433,7 @@ impl Scanner<'_> {
                 // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
                 it.resumable =
                     self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
-                inv.items.push(Box::new(it));
+                inv.push(it);
                 continue;
             }
             let p2 = [top[0], repo.as_os_str()];
@@ -464,8 +464,8 @@ impl Scanner<'_> {
                                 inv.job_owner.entry(j.clone()).or_insert(o);
                             }
                             it.resumable = resumable;
-                            inv.items.push(Box::new(it));
-                            job_items.insert(j, inv.items.len() - 1);
+                            let i = inv.push(it);
+                            job_items.insert(j, i);
                         }
                     }
                     Some("mappings") => {
@@ -476,8 +476,7 @@ impl Scanner<'_> {
                         for f in self.names(&md, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if crate::store::atomic::is_temp_name(&f) {
-                                inv.items
-                                    .push(Box::new(Item::new(ty, ItemKind::Temp, parts)));
+                                inv.push(Item::new(ty, ItemKind::Temp, parts));
                                 continue;
                             }
                             let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
@@ -500,12 +499,12 @@ impl Scanner<'_> {
                                     it.note = Some(
                                         "mapping names neither its file's session nor job".into(),
                                     );
-                                    inv.items.push(Box::new(it));
+                                    inv.push(it);
                                 }
                                 Err(e) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
                                     it.note = Some(format!("corrupt mapping: {e}"));
-                                    inv.items.push(Box::new(it));
+                                    inv.push(it);
                                 }
                             }
                         }
@@ -538,7 +537,7 @@ impl Scanner<'_> {
                                 Ok(_) => None,
                                 Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
                             };
-                            inv.items.push(Box::new(it));
+                            inv.push(it);
                         }
                     }
                     _ => {
@@ -546,7 +545,7 @@ impl Scanner<'_> {
                             Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
                         it.repo = Some(r.clone());
                         it.note = Some("not part of the state layout".into());
-                        inv.items.push(Box::new(it));
+                        inv.push(it);
                     }
                 }
             }
@@ -562,8 +561,8 @@ impl Scanner<'_> {
                     it.repo = Some(r.clone());
                     it.job = Some(job.clone());
                     it.owner = Some(m.session_id.clone());
-                    inv.items.push(Box::new(it));
-                    loose.insert(job, inv.items.len() - 1);
+                    let i = inv.push(it);
+                    loose.insert(job, i);
                 }
             }
         }
@@ -640,8 +639,7 @@ impl Scanner<'_> {
             let p2 = [top[0], repo.as_os_str()];
             let Some(rd) = self.open(&p2, inv) else {
                 // A plain file directly under logs/: judge it on its own.
-                inv.items
-                    .push(Box::new(Item::new(ty, ItemKind::Data, comps(&p2))));
+                inv.push(Item::new(ty, ItemKind::Data, comps(&p2)));
                 continue;
             };
             let global = r == "claude-streaming";
@@ -650,7 +648,7 @@ impl Scanner<'_> {
                 if !global {
                     it.repo = Some(r.clone());
                 }
-                inv.items.push(Box::new(it));
+                inv.push(it);
             }
         }
     }
@@ -796,8 +794,7 @@ impl Scanner<'_> {
             }
         }
         it.git = Some(Box::new(g));
-        inv.items.push(Box::new(it));
-        inv.items.len() - 1
+        inv.push(it)
     }
 
     /// Ask each repository once for its worktree list and match our directories to it.
@@ -907,7 +904,7 @@ impl Scanner<'_> {
                         comps(&[top[0], &repo, &f]),
                     );
                     it.repo = Some(r.clone());
-                    inv.items.push(Box::new(it));
+                    inv.push(it);
                 }
             }
         }
@@ -931,7 +928,7 @@ impl Scanner<'_> {
             let mut it = Item::new(ty, ItemKind::Lock, parts);
             it.job = Some(id);
             it.lock_live = self.lock_liveness(&d, &name);
-            inv.items.push(Box::new(it));
+            inv.push(it);
         }
     }
 
@@ -1080,8 +1077,9 @@ fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<(PathBuf, PathBuf), S
 
 /// The last few parent directories opened, by components from the root, so that a run of
 /// items in one directory (the usual case: items are found directory by directory) opens it
-/// once instead of once per item. Read-only use (measuring); each entry was opened
-/// fd-relative without following symlinks like any other.
+/// once instead of once per item. Used to measure, re-check and delete; each entry was opened
+/// fd-relative without following symlinks like any other, and a deletion through it still
+/// checks the item's device and inode first.
 #[derive(Default)]
 pub struct ParentCache {
     open: Vec<(Vec<OsString>, Dir)>,
