@@ -88,7 +88,7 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             let e = owned_newest.entry(o.clone()).or_insert(n);
             *e = (*e).max(n);
         }
-        if let (ItemKind::Lock, Some(why)) = (&it.kind, &it.lock_live) {
+        if let (ItemKind::Lock, Some(why)) = (&it.kind, &it.rare().lock_live) {
             owned_live_lock
                 .entry(o.clone())
                 .or_insert(format!("resume lock {}: {why}", it.rel()));
@@ -111,7 +111,7 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
                 }
             }
         }
-        if let Some(r) = &it.resumable {
+        if let Some(r) = &it.rare().resumable {
             owned_resumable
                 .entry(o.clone())
                 .or_default()
@@ -158,17 +158,16 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
             }
             Ok(r) => r,
         };
-        if let Some(u) = record.updated_at.as_ref().map(|t| t.unix_seconds()) {
+        if let Some(u) = record.updated_at {
             last = Some(last.map_or(u, |l| l.max(u)));
         }
-        if !record.checkpoints.is_empty() {
+        if record.checkpoints > 0 {
             evidence.push(format!(
                 "{} lists {} checkpoint(s)",
                 rec_item.rel(),
-                record.checkpoints.len()
+                record.checkpoints
             ));
         }
-        s.resumable_evidence = evidence.clone();
         let status = record.status;
         let running = matches!(
             status,
@@ -213,11 +212,11 @@ pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdi
 /// Active by its owner: `metadata.owner` alive on this host; or, owner unknown or on another
 /// host, activity within [`ACTIVITY_WINDOW`].
 fn active_owner(
-    r: &crate::store::records::SessionRecord,
+    r: &super::inventory::SessionFacts,
     last: Option<i64>,
     f: &Facts<'_>,
 ) -> Option<String> {
-    if let Some(o) = r.owner() {
+    if let Some(o) = &r.owner {
         if o.hostname == f.host {
             return crate::procs::pid_alive(o.pid as u64)
                 .then(|| format!("owner pid {} is alive on this host", o.pid));

@@ -12,7 +12,7 @@ use crate::store::names::{
 };
 use crate::store::records::{
     self, JobState, LegacyWorkflowCheckpoint, LegacyWorktreeMeta, ResumeLockInfo,
-    SessionJobMapping, SessionRecord,
+    SessionJobMapping, SessionOwner, SessionRecord, SessionStatus,
 };
 use crate::store::StorageType;
 use std::collections::{BTreeMap, HashMap};
@@ -34,16 +34,44 @@ pub const MAX_RECORD: u64 = 64 << 20;
 pub struct Session {
     /// Session id (the file stem of `sessions/{id}.json`).
     pub id: String,
-    /// The parsed record, or why it could not be read (an Unknown session).
-    pub record: Result<SessionRecord, String>,
+    /// What the record says, or why it could not be read (an Unknown session). The record
+    /// itself is parsed in full to validate it, then dropped: `sessions show` reads it again.
+    pub record: Result<SessionFacts, String>,
     /// Index of its `sessions/{id}.json` item.
     pub item: usize,
     /// Jobs it owns (from the record, mappings and job-state files).
     pub jobs: Vec<String>,
     /// Repository, when one of its items tells.
     pub repo: Option<String>,
-    /// What it could be resumed from (file and fact), for the Resumable class.
-    pub resumable_evidence: Vec<String>,
+}
+
+/// The fields of a session record (storage-format §4.1) that classification and `sessions ls`
+/// use, kept instead of the whole record so memory per session stays small.
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    /// `session_type` (`"Workflow"` or `"MapReduce"`).
+    pub session_type: Box<str>,
+    /// `status`.
+    pub status: SessionStatus,
+    /// `updated_at`, Unix seconds.
+    pub updated_at: Option<i64>,
+    /// Number of entries in `checkpoints` (0.4.4 session checkpoints).
+    pub checkpoints: usize,
+    /// `metadata.owner`, when it parses.
+    pub owner: Option<SessionOwner>,
+}
+
+impl SessionFacts {
+    /// The facts of a parsed record.
+    pub fn of(r: &SessionRecord) -> SessionFacts {
+        SessionFacts {
+            session_type: r.session_type.as_str().into(),
+            status: r.status,
+            updated_at: r.updated_at.as_ref().map(|t| t.unix_seconds()),
+            checkpoints: r.checkpoints.len(),
+            owner: r.owner(),
+        }
+    }
 }
 
 /// What kind of thing an item is, beyond its storage type.
@@ -88,7 +116,7 @@ pub struct WorktreeGit {
     /// The enclosing worktree item, for a nested agent worktree.
     pub parent: Option<usize>,
     /// The 0.4.4 `.metadata/{name}.json` removed together with the worktree.
-    pub legacy_meta: Option<(Vec<OsString>, LegacyWorktreeMeta)>,
+    pub legacy_meta: Option<(RelPath, LegacyWorktreeMeta)>,
 }
 
 /// One unit of deletion.
@@ -98,10 +126,9 @@ pub struct Item {
     pub ty: StorageType,
     /// What it is.
     pub kind: ItemKind,
-    /// Path components from the root (raw names).
-    pub comps: Vec<OsString>,
-    /// Other files removed together with it (a job's mapping files, a worktree's 0.4.4 metadata).
-    pub extra: Vec<Vec<OsString>>,
+    /// Path from the root (raw names).
+    pub comps: RelPath,
+
     /// Repository as its place says (None for a pseudo-repository or a global place).
     pub repo: Option<String>,
     /// Owning session id, when found.
@@ -114,39 +141,70 @@ pub struct Item {
     pub bytes: u64,
     /// Last activity, Unix seconds: newest mtime inside (and timestamps inside records).
     pub newest: Option<i64>,
+    /// Git facts (worktrees only).
+    pub git: Option<Box<WorktreeGit>>,
+    /// What few items have (see [`Rare`]); `None` when all of it is empty.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of an [`Item`] that most items do not have, boxed so that an item without them
+/// costs one pointer (an inventory holds an item per job directory, session record …).
+#[derive(Debug, Default)]
+pub struct Rare {
+    /// Other files removed together with it (a job's mapping files).
+    pub extra: Vec<RelPath>,
     /// A directory inside on another filesystem (safety R2): kept.
     pub mounts: Vec<PathBuf>,
     /// Walk problems (unreadable directories …), as text.
     pub problems: Vec<String>,
     /// For state items with no owner: a checkpoint inside that can still be resumed.
     pub resumable: Option<String>,
-    /// Git facts (worktrees only).
-    pub git: Option<Box<WorktreeGit>>,
     /// Resume lock content and liveness (locks only): `Some(reason)` when live.
     pub lock_live: Option<String>,
     /// Why the item is unrecognized or invalid.
     pub note: Option<String>,
 }
 
+static NO_RARE: Rare = Rare {
+    extra: Vec::new(),
+    mounts: Vec::new(),
+    problems: Vec::new(),
+    resumable: None,
+    lock_live: None,
+    note: None,
+};
+
 impl Item {
-    fn new(ty: StorageType, kind: ItemKind, comps: Vec<OsString>) -> Item {
+    fn new(ty: StorageType, kind: ItemKind, comps: RelPath) -> Item {
         Item {
             ty,
             kind,
             comps,
-            extra: Vec::new(),
             repo: None,
             owner: None,
             job: None,
             dev_ino: None,
             bytes: 0,
             newest: None,
-            mounts: Vec::new(),
-            problems: Vec::new(),
-            resumable: None,
             git: None,
-            lock_live: None,
-            note: None,
+            rare: None,
+        }
+    }
+
+    /// The rare parts (all empty for most items).
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The rare parts, to set one.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    /// Set `rare().resumable`; `None` allocates nothing.
+    fn set_resumable(&mut self, r: Option<String>) {
+        if r.is_some() || self.rare.is_some() {
+            self.rare_mut().resumable = r;
         }
     }
 
@@ -157,17 +215,47 @@ impl Item {
 
     /// The worktree's short name (last component).
     pub fn name(&self) -> String {
-        self.comps.last().map(|n| printable(n)).unwrap_or_default()
+        printable(self.comps.name())
     }
 }
 
-/// Printable `a/b/c` of raw components.
-pub fn rel_of(comps: &[OsString]) -> String {
-    comps
-        .iter()
-        .map(|c| printable(c))
-        .collect::<Vec<_>>()
-        .join("/")
+/// A path below the root: raw names, never `.`, `..` or empty (they come from directory
+/// listings and from our own constants), kept in one allocation because an inventory holds one
+/// or more per item.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelPath(Box<Path>);
+
+impl RelPath {
+    /// The path of `parts` (at least one name).
+    pub fn new(parts: &[&OsStr]) -> RelPath {
+        debug_assert!(!parts.is_empty());
+        RelPath(parts.iter().collect::<PathBuf>().into_boxed_path())
+    }
+
+    /// The names from the root, for [`Dir::open_path`].
+    pub fn parts(&self) -> Vec<&OsStr> {
+        self.0.iter().collect()
+    }
+
+    /// The last name.
+    pub fn name(&self) -> &OsStr {
+        self.0.file_name().unwrap_or_default()
+    }
+
+    /// The containing directory's path (empty for a name directly under the root).
+    pub fn parent(&self) -> &Path {
+        self.0.parent().unwrap_or(Path::new(""))
+    }
+}
+
+/// Printable `a/b/c` of a path below the root (hostile bytes escaped).
+pub fn rel_of(p: &RelPath) -> String {
+    rel_of_parts(p.0.iter())
+}
+
+/// Printable `a/b/c` of raw names.
+pub fn rel_of_parts<'a>(parts: impl Iterator<Item = &'a OsStr>) -> String {
+    parts.map(printable).collect::<Vec<_>>().join("/")
 }
 
 /// Everything the scan found.
@@ -221,8 +309,8 @@ pub struct Scanner<'a> {
     pub lock_lease: i64,
 }
 
-fn comps(parts: &[&OsStr]) -> Vec<OsString> {
-    parts.iter().map(|p| p.to_os_string()).collect()
+fn comps(parts: &[&OsStr]) -> RelPath {
+    RelPath::new(parts)
 }
 
 impl Scanner<'_> {
@@ -234,7 +322,7 @@ impl Scanner<'_> {
             Err(e) => {
                 inv.warnings.push(format!(
                     "cannot open `{}`: {}",
-                    rel_of(&comps(parts)),
+                    rel_of_parts(parts.iter().copied()),
                     crate::error::describe_io(&e)
                 ));
                 None
@@ -251,7 +339,7 @@ impl Scanner<'_> {
             Err(e) => {
                 inv.warnings.push(format!(
                     "cannot list `{}`: {}",
-                    rel_of(&comps(parts)),
+                    rel_of_parts(parts.iter().copied()),
                     crate::error::describe_io(&e)
                 ));
                 Vec::new()
@@ -286,9 +374,9 @@ impl Scanner<'_> {
         inv
     }
 
-    fn push_invalid(&self, inv: &mut Inventory, ty: StorageType, parts: Vec<OsString>, why: &str) {
+    fn push_invalid(&self, inv: &mut Inventory, ty: StorageType, parts: RelPath, why: &str) {
         let mut it = Item::new(ty, ItemKind::Invalid, parts);
-        it.note = Some(why.to_string());
+        it.rare_mut().note = Some(why.to_string());
         inv.push(it);
     }
 
@@ -344,6 +432,7 @@ impl Scanner<'_> {
                 }
             }
             let repo = it.repo.clone();
+            let record = record.map(|r| SessionFacts::of(&r));
             let item = inv.push(it);
             inv.sessions.insert(
                 id.to_string(),
@@ -353,7 +442,6 @@ impl Scanner<'_> {
                     item,
                     jobs,
                     repo,
-                    resumable_evidence: Vec::new(),
                 },
             );
         }
@@ -422,7 +510,7 @@ impl Scanner<'_> {
             };
             if r == "reduce_checkpoints" {
                 let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
-                it.note =
+                it.rare_mut().note =
                     Some("0.4.4 reduce checkpoints are not understood by this version".into());
                 inv.push(it);
                 continue;
@@ -431,8 +519,9 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
                 it.owner = Some(owner);
                 // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
-                it.resumable =
-                    self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv);
+                it.set_resumable(
+                    self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv),
+                );
                 inv.push(it);
                 continue;
             }
@@ -440,7 +529,7 @@ impl Scanner<'_> {
             let Some(rd) = self.open(&p2, inv) else {
                 continue;
             };
-            let mut mapping_files: Vec<(String, SessionJobMapping, Vec<OsString>)> = Vec::new();
+            let mut mapping_files: Vec<(String, SessionJobMapping, RelPath)> = Vec::new();
             let mut job_items: HashMap<String, usize> = HashMap::new();
             for sub in self.names(&rd, &p2, inv) {
                 match sub.to_str() {
@@ -463,7 +552,7 @@ impl Scanner<'_> {
                             if let Some(o) = owner {
                                 inv.job_owner.entry(j.clone()).or_insert(o);
                             }
-                            it.resumable = resumable;
+                            it.set_resumable(resumable);
                             let i = inv.push(it);
                             job_items.insert(j, i);
                         }
@@ -496,14 +585,14 @@ impl Scanner<'_> {
                                 }
                                 Ok(_) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
-                                    it.note = Some(
+                                    it.rare_mut().note = Some(
                                         "mapping names neither its file's session nor job".into(),
                                     );
                                     inv.push(it);
                                 }
                                 Err(e) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
-                                    it.note = Some(format!("corrupt mapping: {e}"));
+                                    it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
                                     inv.push(it);
                                 }
                             }
@@ -529,14 +618,15 @@ impl Scanner<'_> {
                             }
                             let mut it = Item::new(ty, ItemKind::Data, parts);
                             it.repo = Some(r.clone());
-                            it.resumable = match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f)
-                            {
-                                Ok(c) if !c.is_completed() => {
-                                    Some(format!("{} has status {}", it.rel(), c.status_str()))
-                                }
-                                Ok(_) => None,
-                                Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
-                            };
+                            let resumable =
+                                match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f) {
+                                    Ok(c) if !c.is_completed() => {
+                                        Some(format!("{} has status {}", it.rel(), c.status_str()))
+                                    }
+                                    Ok(_) => None,
+                                    Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
+                                };
+                            it.set_resumable(resumable);
                             inv.push(it);
                         }
                     }
@@ -544,7 +634,7 @@ impl Scanner<'_> {
                         let mut it =
                             Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
                         it.repo = Some(r.clone());
-                        it.note = Some("not part of the state layout".into());
+                        it.rare_mut().note = Some("not part of the state layout".into());
                         inv.push(it);
                     }
                 }
@@ -553,9 +643,9 @@ impl Scanner<'_> {
             let mut loose: BTreeMap<String, usize> = BTreeMap::new();
             for (job, m, parts) in mapping_files {
                 if let Some(&i) = job_items.get(&job) {
-                    inv.items[i].extra.push(parts);
+                    inv.items[i].rare_mut().extra.push(parts);
                 } else if let Some(&i) = loose.get(&job) {
-                    inv.items[i].extra.push(parts);
+                    inv.items[i].rare_mut().extra.push(parts);
                 } else {
                     let mut it = Item::new(ty, ItemKind::Data, parts);
                     it.repo = Some(r.clone());
@@ -574,7 +664,7 @@ impl Scanner<'_> {
         let Some(d) = self.open(parts, inv) else {
             return (None, None);
         };
-        let rel = rel_of(&comps(parts));
+        let rel = rel_of_parts(parts.iter().copied());
         let mut owner = None;
         let mut complete = false;
         if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json")) {
@@ -613,7 +703,7 @@ impl Scanner<'_> {
     fn legacy_checkpoints(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<String> {
         let d = self.open(parts, inv)?;
         for f in self.names(&d, parts, inv) {
-            let rel = format!("{}/{}", rel_of(&comps(parts)), printable(&f));
+            let rel = format!("{}/{}", rel_of_parts(parts.iter().copied()), printable(&f));
             match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f) {
                 Ok(c) if !c.is_completed() => {
                     return Some(format!("{rel} has status {}", c.status_str()))
@@ -736,7 +826,7 @@ impl Scanner<'_> {
         &self,
         p2: &[&OsStr],
         inv: &mut Inventory,
-    ) -> HashMap<String, (Vec<OsString>, LegacyWorktreeMeta)> {
+    ) -> HashMap<String, (RelPath, LegacyWorktreeMeta)> {
         let mut out = HashMap::new();
         let p3 = [p2[0], p2[1], OsStr::new(".metadata")];
         let Ok(md) = self.root.open_path(&p3) else {
@@ -756,14 +846,14 @@ impl Scanner<'_> {
     fn push_worktree(
         &self,
         inv: &mut Inventory,
-        parts: Vec<OsString>,
+        parts: RelPath,
         repo: Option<String>,
         by_common: &mut BTreeMap<PathBuf, Vec<usize>>,
     ) -> usize {
         let mut it = Item::new(StorageType::Worktrees, ItemKind::Worktree, parts);
         it.repo = repo;
         let mut g = WorktreeGit::default();
-        let refs: Vec<&OsStr> = it.comps.iter().map(OsString::as_os_str).collect();
+        let refs = it.comps.parts();
         if let Ok(d) = self.root.open_path(&refs) {
             match d.stat(OsStr::new(".git")) {
                 Ok(m) if m.kind == Kind::File => match d.read_file(OsStr::new(".git"), 64 << 10) {
@@ -927,7 +1017,9 @@ impl Scanner<'_> {
             };
             let mut it = Item::new(ty, ItemKind::Lock, parts);
             it.job = Some(id);
-            it.lock_live = self.lock_liveness(&d, &name);
+            if let Some(live) = self.lock_liveness(&d, &name) {
+                it.rare_mut().lock_live = Some(live);
+            }
             inv.push(it);
         }
     }
@@ -1082,27 +1174,28 @@ fn common_dir_of(dotgit: &[u8], worktree: &Path) -> Result<(PathBuf, PathBuf), S
 /// checks the item's device and inode first.
 #[derive(Default)]
 pub struct ParentCache {
-    open: Vec<(Vec<OsString>, Dir)>,
+    open: Vec<(PathBuf, Dir)>,
 }
 
 impl ParentCache {
     /// How many directories are kept open.
     const SIZE: usize = 6;
 
-    /// The directory at `comps` below `root`, opened now or earlier in this run.
+    /// The directory at `path` below `root` (a [`RelPath`]'s parent), opened now or earlier in
+    /// this run.
     ///
     /// Errors: those of [`Dir::open_path`]; nothing is cached then.
-    pub fn get(&mut self, root: &Dir, comps: &[OsString]) -> std::io::Result<&Dir> {
-        if let Some(k) = self.open.iter().position(|(c, _)| c.as_slice() == comps) {
+    pub fn get(&mut self, root: &Dir, path: &Path) -> std::io::Result<&Dir> {
+        if let Some(k) = self.open.iter().position(|(c, _)| c == path) {
             let e = self.open.remove(k);
             self.open.push(e);
         } else {
-            let refs: Vec<&OsStr> = comps.iter().map(OsString::as_os_str).collect();
+            let refs: Vec<&OsStr> = path.iter().collect();
             let d = root.open_path(&refs)?;
             if self.open.len() == Self::SIZE {
                 self.open.remove(0);
             }
-            self.open.push((comps.to_vec(), d));
+            self.open.push((path.to_path_buf(), d));
         }
         Ok(&self.open.last().expect("just pushed").1)
     }
@@ -1116,17 +1209,16 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
             continue;
         }
         let it = &inv.items[i];
-        let mut paths: Vec<Vec<OsString>> = vec![it.comps.clone()];
-        paths.extend(it.extra.iter().cloned());
+        let mut paths: Vec<&RelPath> = vec![&it.comps];
+        paths.extend(it.rare().extra.iter());
         if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
-            paths.push(m.clone());
+            paths.push(m);
         }
         let (mut bytes, mut newest, mut mounts, mut problems) =
             (0u64, None::<i64>, Vec::new(), Vec::new());
         let mut dev_ino = None;
         for (k, p) in paths.iter().enumerate() {
-            let (parent, name) = p.split_at(p.len() - 1);
-            let d = match parents.get(root, parent) {
+            let d = match parents.get(root, p.parent()) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -1134,7 +1226,7 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
                     continue;
                 }
             };
-            match fsops::walk(d, &name[0]) {
+            match fsops::walk(d, p.name()) {
                 Ok(w) => {
                     if k == 0 {
                         dev_ino = w.dev_ino;
@@ -1161,8 +1253,11 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
         let it = &mut inv.items[i];
         it.bytes = bytes;
         it.newest = newest;
-        it.mounts = mounts;
-        it.problems = problems;
+        if !mounts.is_empty() || !problems.is_empty() || it.rare.is_some() {
+            let r = it.rare_mut();
+            r.mounts = mounts;
+            r.problems = problems;
+        }
         it.dev_ino = dev_ino;
     }
     // A parent worktree's walk includes its nested agents: count their bytes once.
@@ -1181,10 +1276,6 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
 mod tests {
     use super::*;
 
-    fn os(s: &str) -> OsString {
-        OsString::from(s)
-    }
-
     #[test]
     fn common_dir_requires_gitdir_line() {
         assert!(common_dir_of(b"nonsense", Path::new("/tmp")).is_err());
@@ -1198,6 +1289,11 @@ mod tests {
 
     #[test]
     fn rel_escapes_hostile_names() {
-        assert_eq!(rel_of(&[os("events"), os("a\nb")]), "events/a\\nb");
+        let p = RelPath::new(&[OsStr::new("events"), OsStr::new("a\nb"), OsStr::new("c\\d")]);
+        assert_eq!(rel_of(&p), "events/a\\nb/c\\d");
+        // The names come back exactly, a backslash included.
+        assert_eq!(p.name(), OsStr::new("c\\d"));
+        assert_eq!(p.parts().len(), 3);
+        assert_eq!(rel_of_parts(p.parent().iter()), "events/a\\nb");
     }
 }

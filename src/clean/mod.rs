@@ -443,10 +443,10 @@ impl<'a> Engine<'a> {
             it.newest
         };
         let Some(newest) = newest else {
-            return if it.problems.is_empty() {
+            return if it.rare().problems.is_empty() {
                 Decision::Gone
             } else {
-                keep(Reason::Unreadable, it.problems.join("; "))
+                keep(Reason::Unreadable, it.rare().problems.join("; "))
             };
         };
         if newest > self.now + FUTURE_SLACK {
@@ -460,10 +460,16 @@ impl<'a> Engine<'a> {
         }
         match it.kind {
             ItemKind::Invalid => {
-                return keep(Reason::InvalidName, it.note.clone().unwrap_or_default())
+                return keep(
+                    Reason::InvalidName,
+                    it.rare().note.clone().unwrap_or_default(),
+                )
             }
             ItemKind::Unrecognized => {
-                return keep(Reason::Unrecognized, it.note.clone().unwrap_or_default())
+                return keep(
+                    Reason::Unrecognized,
+                    it.rare().note.clone().unwrap_or_default(),
+                )
             }
             _ => {}
         }
@@ -490,25 +496,30 @@ impl<'a> Engine<'a> {
                 );
             }
         }
-        if let Some(why) = &it.lock_live {
+        if let Some(why) = &it.rare().lock_live {
             return keep(Reason::LiveLock, why.clone());
         }
-        if !it.mounts.is_empty() {
-            let m: Vec<String> = it.mounts.iter().map(|p| p.display().to_string()).collect();
+        if !it.rare().mounts.is_empty() {
+            let m: Vec<String> = it
+                .rare()
+                .mounts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             return keep(
                 Reason::OtherFilesystem,
                 format!("mount point inside: {}", m.join(", ")),
             );
         }
-        if !it.problems.is_empty() {
-            return keep(Reason::Unreadable, it.problems.join("; "));
+        if !it.rare().problems.is_empty() {
+            return keep(Reason::Unreadable, it.rare().problems.join("; "));
         }
         if it
             .owner
             .as_ref()
             .map_or(true, |o| !self.verdicts.contains_key(o))
         {
-            if let Some(r) = &it.resumable {
+            if let Some(r) = &it.rare().resumable {
                 return keep(Reason::Resumable, r.clone());
             }
         }
@@ -880,7 +891,7 @@ pub fn execute(
 }
 
 fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
-    let mut also: Vec<String> = it.extra.iter().map(|c| inventory::rel_of(c)).collect();
+    let mut also: Vec<String> = it.rare().extra.iter().map(inventory::rel_of).collect();
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
         also.push(inventory::rel_of(m));
     }
@@ -938,7 +949,7 @@ fn recheck(
         if let Some(s) = it.job.as_ref().and_then(|j| eng.inv.job_owner.get(j)) {
             cands.push(s);
         }
-        if let Ok(sd) = parents.get(eng.root, &[OsString::from("sessions")]) {
+        if let Ok(sd) = parents.get(eng.root, Path::new("sessions")) {
             for c in cands {
                 if sd.stat(OsStr::new(&format!("{c}.json"))).is_ok() {
                     return Err((
@@ -973,7 +984,7 @@ fn recheck(
                     ids.remove(j);
                 }
             }
-            if let Ok(ld) = parents.get(eng.root, &[OsString::from("resume_locks")]) {
+            if let Ok(ld) = parents.get(eng.root, Path::new("resume_locks")) {
                 for id in ids {
                     let name = OsString::from(format!("{id}.lock"));
                     match lock::try_lock(ld, &name, false) {
@@ -998,8 +1009,8 @@ fn recheck(
     }
     if it.kind == ItemKind::Lock {
         // R6: a lock file is removed only while we hold its flock.
-        let name = it.comps.last().cloned().unwrap_or_default();
-        if let Ok(ld) = parents.get(eng.root, &[OsString::from("resume_locks")]) {
+        let name = it.comps.name().to_os_string();
+        if let Ok(ld) = parents.get(eng.root, Path::new("resume_locks")) {
             match lock::try_lock(ld, &name, false) {
                 Ok(TryLock::Acquired(h)) => held.push(h),
                 Ok(TryLock::Busy) => return Err((Reason::LiveLock, "its flock is held".into())),
@@ -1061,10 +1072,9 @@ fn recheck(
 fn stat_comps(
     root: &Dir,
     parents: &mut inventory::ParentCache,
-    comps: &[OsString],
+    comps: &inventory::RelPath,
 ) -> std::io::Result<fsops::Meta> {
-    let (parent, name) = comps.split_at(comps.len() - 1);
-    parents.get(root, parent)?.stat(&name[0])
+    parents.get(root, comps.parent())?.stat(comps.name())
 }
 
 /// Prune git's bookkeeping in every repository that lost a worktree, then delete the removed
@@ -1370,22 +1380,21 @@ fn remove_item(
     trash: Option<&Dir>,
     it: &Item,
 ) -> Result<(), String> {
-    let mut paths = vec![it.comps.clone()];
-    paths.extend(it.extra.iter().cloned());
+    let mut paths = vec![&it.comps];
+    paths.extend(it.rare().extra.iter());
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
-        paths.push(m.clone());
+        paths.push(m);
     }
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     for p in paths {
-        let (parent, name) = p.split_at(p.len() - 1);
-        let name = &name[0];
+        let (parent, name) = (p.parent(), p.name());
         let pd = match parents.get(root, parent) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
                 return Err(format!(
                     "cannot open `{}`: {}",
-                    inventory::rel_of(parent),
+                    inventory::rel_of_parts(parent.iter()),
                     crate::error::describe_io(&e)
                 ))
             }
@@ -1408,10 +1417,10 @@ fn remove_item(
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     // Another filesystem (EXDEV) or no rename support: delete in place.
-                    Err(_) => (pd, name.clone(), false),
+                    Err(_) => (pd, name.to_os_string(), false),
                 }
             }
-            None => (pd, name.clone(), false),
+            None => (pd, name.to_os_string(), false),
         };
         let r = fsops::remove_tree(dir, &victim);
         if !r.complete {
@@ -1435,7 +1444,7 @@ fn remove_item(
             }
             return Err(format!(
                 "failed to remove `{}`: {}",
-                inventory::rel_of(&p),
+                inventory::rel_of(p),
                 why.join("; ")
             ));
         }

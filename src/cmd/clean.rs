@@ -9,7 +9,6 @@ use crate::store::fsops::Dir;
 use crate::store::lock::{self, TryLock};
 use crate::store::{self, StorageType};
 use std::ffi::OsStr;
-use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -168,7 +167,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             );
         }
     };
-    let report = clean::execute(&mut eng, &plan, mode, &mut audit, &mut tick);
+    let mut report = clean::execute(&mut eng, &plan, mode, &mut audit, &mut tick);
     if show {
         let _ = write!(std::io::stderr(), "\x1b[2K\r");
     }
@@ -181,12 +180,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             f.hint
         );
     }
-    let mut shown = report.clone();
     // With nothing to remove, a real run and a dry run are the same; say it as a real run.
     if nothing_to_do {
-        shown.dry_run = false;
+        report.dry_run = false;
     }
-    emit(a, name, &root_path, &scope_note, &shown)?;
+    emit(a, name, &root_path, &scope_note, &report)?;
     Ok(if report.errors.is_empty() {
         Exit::Ok
     } else {
@@ -255,7 +253,7 @@ fn emit(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> Re
     if a.quiet {
         return Ok(());
     }
-    crate::cmd::print(&human(a, name, root, scope, rep))
+    crate::cmd::print_with(|o| human(o, a, name, root, scope, rep))
 }
 
 /// `1536` → `1.5 KiB`.
@@ -273,14 +271,13 @@ pub fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-fn stats_lines(out: &mut String, title: &str, s: &Stats) {
+fn stats_lines(out: &mut dyn std::fmt::Write, title: &str, s: &Stats) -> std::fmt::Result {
     writeln!(
         out,
         "{title}: {} items, {}",
         s.total.items,
         human_bytes(s.total.bytes)
-    )
-    .unwrap();
+    )?;
     for t in StorageType::ALL {
         let c = s.by_type.get(t.word()).copied().unwrap_or_default();
         writeln!(
@@ -289,8 +286,7 @@ fn stats_lines(out: &mut String, title: &str, s: &Stats) {
             t.word(),
             c.items,
             human_bytes(c.bytes)
-        )
-        .unwrap();
+        )?;
     }
     let repos: Vec<_> = s.by_repo.iter().filter(|(_, c)| c.items > 0).collect();
     if repos.len() > 1 {
@@ -301,28 +297,34 @@ fn stats_lines(out: &mut String, title: &str, s: &Stats) {
                 r,
                 c.items,
                 human_bytes(c.bytes)
-            )
-            .unwrap();
+            )?;
         }
     }
+    Ok(())
 }
 
-fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> String {
-    let mut o = String::new();
+fn human(
+    o: &mut dyn std::fmt::Write,
+    a: &CleanArgs,
+    name: &str,
+    root: &Path,
+    scope: &str,
+    rep: &Report,
+) -> std::fmt::Result {
     let would = if rep.dry_run {
         "Would remove"
     } else {
         "Removed"
     };
-    writeln!(o, "prodigy {name}: {} — {scope}", root.display()).unwrap();
-    stats_lines(&mut o, "Before", &rep.before);
+    writeln!(o, "prodigy {name}: {} — {scope}", root.display())?;
+    stats_lines(o, "Before", &rep.before)?;
     if !rep.classes.is_empty() {
         let parts: Vec<String> = rep
             .classes
             .iter()
             .map(|(c, n)| format!("{n} {c}"))
             .collect();
-        writeln!(o, "Sessions: {}", parts.join(", ")).unwrap();
+        writeln!(o, "Sessions: {}", parts.join(", "))?;
     }
     let removed_bytes: u64 = rep.removed.iter().map(|e| e.bytes).sum();
     writeln!(
@@ -330,8 +332,7 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         "{would}: {} items, {}",
         rep.removed.len(),
         human_bytes(removed_bytes)
-    )
-    .unwrap();
+    )?;
     if name == "worktree clean" {
         // Prodigy 0.4.4's wording.
         for e in rep
@@ -341,9 +342,9 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         {
             let n = e.path.rsplit('/').next().unwrap_or(&e.path);
             if rep.dry_run {
-                writeln!(o, "DRY RUN: Would remove worktree: {n}").unwrap();
+                writeln!(o, "DRY RUN: Would remove worktree: {n}")?;
             } else {
-                writeln!(o, "Removing worktree: {n}").unwrap();
+                writeln!(o, "Removing worktree: {n}")?;
             }
         }
     }
@@ -356,8 +357,7 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
                 e.path,
                 human_bytes(e.bytes),
                 e.detail
-            )
-            .unwrap();
+            )?;
         }
     } else {
         let mut per: Vec<(StorageType, u64, u64)> = Vec::new();
@@ -378,8 +378,7 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
                 t.word(),
                 n,
                 human_bytes(b)
-            )
-            .unwrap();
+            )?;
         }
     }
     for b in &rep.branches_deleted {
@@ -388,10 +387,10 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
         } else {
             "Deleted"
         };
-        writeln!(o, "{verb} branch {} in {} ({})", b.branch, b.repo, b.detail).unwrap();
+        writeln!(o, "{verb} branch {} in {} ({})", b.branch, b.repo, b.detail)?;
     }
     for b in &rep.branches_kept {
-        writeln!(o, "Kept branch {} in {}: {}", b.branch, b.repo, b.detail).unwrap();
+        writeln!(o, "Kept branch {} in {}: {}", b.branch, b.repo, b.detail)?;
     }
     if !rep.kept.is_empty() {
         let kb: u64 = rep.kept.iter().map(|e| e.bytes).sum();
@@ -400,8 +399,7 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
             "Kept though old enough: {} items, {}",
             rep.kept.len(),
             human_bytes(kb)
-        )
-        .unwrap();
+        )?;
         let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
         for e in &rep.kept {
             let c = by
@@ -411,7 +409,7 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
             c.1 += e.bytes;
         }
         for (r, (n, b)) in by {
-            writeln!(o, "  {r:<18} {n:>6} items {:>12}", human_bytes(b)).unwrap();
+            writeln!(o, "  {r:<18} {n:>6} items {:>12}", human_bytes(b))?;
         }
         if rep.dry_run {
             for e in &rep.kept {
@@ -422,36 +420,34 @@ fn human(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> S
                     e.ty.word(),
                     e.path,
                     e.detail
-                )
-                .unwrap();
+                )?;
             }
         }
     }
     for w in &rep.warnings {
-        writeln!(o, "warning: {w}").unwrap();
+        writeln!(o, "warning: {w}")?;
     }
     stats_lines(
-        &mut o,
+        o,
         if rep.dry_run {
             "After (predicted)"
         } else {
             "After"
         },
         &rep.after,
-    );
+    )?;
     if rep.dry_run && !a.dry_run {
-        writeln!(o, "Nothing was changed yet.").unwrap();
+        writeln!(o, "Nothing was changed yet.")?;
     } else if rep.dry_run {
-        writeln!(o, "Dry run: nothing was changed.").unwrap();
+        writeln!(o, "Dry run: nothing was changed.")?;
     } else if !rep.errors.is_empty() {
         writeln!(
             o,
             "{} items could not be removed; see the errors above.",
             rep.errors.len()
-        )
-        .unwrap();
+        )?;
     }
-    o
+    Ok(())
 }
 
 fn stats_json(s: &Stats) -> serde_json::Value {

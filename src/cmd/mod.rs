@@ -85,6 +85,37 @@ pub fn print(text: &str) -> Result<()> {
         })
 }
 
+/// Write text produced by `f` to stdout as it is made, through a buffer (a long listing is
+/// never held whole in memory). Errors as [`print`].
+pub fn print_with(f: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result) -> Result<()> {
+    struct Out<W: Write> {
+        w: W,
+        err: Option<std::io::Error>,
+    }
+    impl<W: Write> std::fmt::Write for Out<W> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.w.write_all(s.as_bytes()).map_err(|e| {
+                self.err.get_or_insert(e);
+                std::fmt::Error
+            })
+        }
+    }
+    let mut out = Out {
+        w: std::io::BufWriter::new(std::io::stdout().lock()),
+        err: None,
+    };
+    let r = f(&mut out);
+    let flushed = out.w.flush();
+    match (out.err, r, flushed) {
+        (Some(e), _, _) | (None, _, Err(e)) => Err(Error::fatal(format!(
+            "cannot write output: {}",
+            crate::error::describe_io(&e)
+        ))),
+        (None, Err(_), Ok(())) => Err(Error::fatal("cannot format output".to_string())),
+        (None, Ok(()), Ok(())) => Ok(()),
+    }
+}
+
 pub(crate) fn prefix(name: &str, e: Error) -> Error {
     let msg = format!("{name}: {e}");
     match e.kind() {

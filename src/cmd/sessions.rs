@@ -3,12 +3,13 @@
 
 use super::table;
 use crate::clean::classify::{Class, ACTIVITY_WINDOW};
-use crate::clean::inventory::ItemKind;
+use crate::clean::inventory::{ItemKind, MAX_RECORD};
 use crate::clean::{in_scope, Engine, Options};
 use crate::cli::{Args, CleanArgs, ScopeArg};
 use crate::cmd::clean::human_bytes;
 use crate::error::{Error, Exit, Result};
 use crate::git::Git;
+use crate::store::records::{self, SessionRecord};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 
@@ -76,7 +77,7 @@ fn summaries(eng: &Engine<'_>) -> Vec<Summary> {
         .map(|s| {
             let v = &eng.verdicts[&s.id];
             let (session_type, status) = match &s.record {
-                Ok(r) => (r.session_type.clone(), r.status.as_str().to_string()),
+                Ok(r) => (r.session_type.to_string(), r.status.as_str().to_string()),
                 Err(_) => ("-".into(), "-".into()),
             };
             Summary {
@@ -172,6 +173,18 @@ fn resolve(eng: &Engine<'_>, id: &str) -> Result<String> {
     )))
 }
 
+/// `sessions/{sid}.json` read again and parsed (storage-format §4.1), as a JSON value.
+fn read_record(eng: &Engine<'_>, sid: &str) -> std::result::Result<serde_json::Value, String> {
+    let name = format!("{sid}.json");
+    let bytes = eng
+        .root
+        .open_dir(std::ffi::OsStr::new("sessions"))
+        .and_then(|d| d.read_file(std::ffi::OsStr::new(&name), MAX_RECORD))
+        .map_err(|e| crate::error::describe_io(&e))?;
+    let r: SessionRecord = records::parse(&bytes).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_value(r).unwrap_or_default())
+}
+
 /// Run `prodigy sessions show ID`.
 pub fn show(a: &Args) -> Result<Exit> {
     with_engine("sessions show", &ScopeArg::AllRepos, false, |eng, _| {
@@ -181,11 +194,12 @@ pub fn show(a: &Args) -> Result<Exit> {
         let v = eng.verdicts[&sid].clone();
         let jobs = s.jobs.clone();
         let repo = s.repo.clone();
+        // The scan keeps only the facts it classifies by; show the whole record as it is now.
         let record = s
             .record
             .as_ref()
-            .map(|r| serde_json::to_value(r).unwrap_or_default())
-            .map_err(Clone::clone);
+            .map_err(Clone::clone)
+            .and_then(|_| read_record(eng, &sid));
         let owned: Vec<usize> = (0..eng.inv.items.len())
             .filter(|&i| eng.inv.items[i].owner.as_deref() == Some(sid.as_str()))
             .collect();
@@ -200,12 +214,12 @@ pub fn show(a: &Args) -> Result<Exit> {
                 it.newest.map(|n| (eng.now - n).max(0)),
             );
             let kind = it.kind.clone();
-            if let Some(live) = &it.lock_live {
+            if let Some(live) = &it.rare().lock_live {
                 note = format!("live: {live}");
             } else if kind == ItemKind::Lock {
                 note = "stale".into();
             }
-            if let Some(r) = &it.resumable {
+            if let Some(r) = &it.rare().resumable {
                 note = r.clone();
             }
             if kind == ItemKind::Worktree {
