@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
 #                    [--keep] [--no-build] [--no-readme] [--drop-caches yes|no|auto]
+#                    [--strace full|count|auto]
 #
 # For each size the tree is generated once (scripts/gen-tree.py) into DIR/SIZE/work and copied to
 # DIR/SIZE/pristine; before every destructive run DIR/SIZE/work is deleted and re-copied from the
@@ -11,7 +12,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -23,6 +24,7 @@ KEEP=0
 BUILD=1
 README_UPDATE=1
 DROP=auto
+STRACE=auto
 ARGV=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --no-readme) README_UPDATE=0; shift ;;
         --drop-caches) DROP=$2; shift 2 ;;
+        --strace) STRACE=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "bench: unknown argument \`$1\`" >&2; usage ;;
     esac
@@ -45,8 +48,8 @@ GEN=$ROOT/scripts/gen-tree.py
 README=$ROOT/scripts/README.md
 FIND_DAYS=7   # find baseline: -mtime +7 (the shortest default retention); old items are 60 days old
 
-for tool in hyperfine strace python3 git /usr/bin/time find du xargs; do
-    command -v "$tool" >/dev/null || { echo "bench: \`$tool\` is missing (apt-get install hyperfine strace time)" >&2; exit 2; }
+for tool in hyperfine strace python3 git find du xargs; do
+    command -v "$tool" >/dev/null || { echo "bench: \`$tool\` is missing (apt-get install hyperfine strace)" >&2; exit 2; }
 done
 
 # Size -> generator arguments and a one-line description.
@@ -263,14 +266,45 @@ def strace_count(trace):
                       "top": names.most_common(8), "main_top": main_names.most_common(8),
                       "execs": execs.most_common(8)}))
 
+def strace_c(out):
+    """Total syscalls of an `strace -f -c -o` summary (every process together)."""
+    total = 0
+    for line in open(out):
+        f = line.split()
+        if f and f[-1] == "total":
+            total = int(f[3])
+    print(json.dumps({"total": total, "main": "n/a", "processes": "n/a"}))
+
+def peak(out, *cmd):
+    """Runs cmd; writes "SELF CHILDREN" peak RSS in KiB: the command's own VmHWM (polled every
+    2 ms from /proc; a high-water mark, so only growth in the last 2 ms could be missed) and the
+    largest of its waited-for children (git), from getrusage."""
+    import resource, subprocess, time
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    hwm = 0
+    while p.poll() is None:
+        try:
+            for l in open(f"/proc/{p.pid}/status"):
+                if l.startswith("VmHWM:"):
+                    hwm = max(hwm, int(l.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.002)
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} exited {p.returncode}")
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with open(out, "a") as f:
+        f.write(f"{hwm} {kids}\n")
+
 def rss_max(path):
-    vals = [int(l) for l in open(path) if l.strip().isdigit()] if os.path.exists(path) else []
-    print(max(vals) if vals else 0)
+    """Max over runs of the first (self) and second (largest child) column."""
+    rows = [l.split() for l in open(path)] if os.path.exists(path) else []
+    print(max((int(r[0]) for r in rows), default=0), max((int(r[1]) for r in rows), default=0))
 
 cmd = sys.argv[1]
 args = sys.argv[2:]
 {"copy": copy, "rmtree": rmtree, "refresh": refresh, "plan": plan, "median": median, "strace": strace_count,
- "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
+ "strace_c": strace_c, "peak": peak, "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
 PY
 lib() { python3 "$LIB" "$@"; }
 
@@ -336,12 +370,11 @@ bench_size() {
     } >"$D/rm.sh"
     log "$S: $entries entries under the root; dry run removes $del_entries entries ($(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['items'], 'items')" "$plan"), manifest mismatches: $mism); find -mtime +$FIND_DAYS would remove $find_entries"
 
-    local TIME="/usr/bin/time -f %M -a -o"
     rm -f "$D"/rss.*
     log "$S: timing stats, clean --dry-run, du -sb ($R runs + 1 warmup each)"
     hyperfine --style basic --warmup 1 --runs "$R" ${DROP_CMD:+--prepare "$DROP_CMD"} --export-json "$D/read.json" \
-        -n "prodigy stats" "$TIME $D/rss.stats $BIN stats --all-repos" \
-        -n "prodigy clean --dry-run" "$TIME $D/rss.dry $BIN clean --all-repos --dry-run" \
+        -n "prodigy stats" "$BIN stats --all-repos" \
+        -n "prodigy clean --dry-run" "$BIN clean --all-repos --dry-run" \
         -n "du -sb" "du -sb $H" >"$D/read.txt" 2>&1 || { cat "$D/read.txt"; exit 1; }
     local m_stats m_dry m_du
     read -r m_stats m_dry m_du < <(lib median "$D/read.json")
@@ -349,26 +382,38 @@ bench_size() {
     log "$S: timing clean --force, rm -rf of the same set, find -exec rm ($C runs each, restore $restore_s before each)"
     local prep="python3 $LIB rmtree $W && python3 $LIB copy $P $W && python3 $LIB refresh $W${DROP_CMD:+ && $DROP_CMD}"
     hyperfine --style basic --runs "$C" --prepare "$prep" --export-json "$D/clean.json" \
-        -n "prodigy clean --force" "$TIME $D/rss.force $BIN clean --all-repos --force -q" \
+        -n "prodigy clean --force" "$BIN clean --all-repos --force -q" \
         -n "rm -rf (same set)" "sh $D/rm.sh" \
         -n "find -mtime +$FIND_DAYS -exec rm -rf" "find $H -mindepth 3 -maxdepth 3 -mtime +$FIND_DAYS -exec rm -rf {} +" \
         >"$D/clean.txt" 2>&1 || { cat "$D/clean.txt"; exit 1; }
     local m_force m_rm m_find
     read -r m_force m_rm m_find < <(lib median "$D/clean.json")
 
-    log "$S: strace -f of clean --force, rm -rf (same set), stats, du -sb"
+    log "$S: peak RSS of stats, clean --dry-run, clean --force (one run each; own and largest git child)"
+    lib peak "$D/rss.stats" "$BIN" stats --all-repos
+    lib peak "$D/rss.dry" "$BIN" clean --all-repos --dry-run
     restore
-    strace -f -qq -s 48 -o "$D/strace.force" "$BIN" clean --all-repos --force -q
+    lib peak "$D/rss.force" "$BIN" clean --all-repos --force -q
+
+    # Full traces count per process (prodigy itself vs git) but take minutes per million
+    # syscalls; `count` (strace -c) gives totals only. auto: full at S1, count at S2 and S3.
+    local smode=$STRACE
+    [ "$smode" = auto ] && { [ "$S" = S1 ] && smode=full || smode=count; }
+    local sopt=(-f -qq -s 48) scount=strace
+    [ "$smode" = count ] && { sopt=(-f -c); scount=strace_c; }
+    log "$S: strace ($smode) of clean --force, rm -rf (same set), stats, du -sb"
+    restore
+    strace "${sopt[@]}" -o "$D/strace.force" "$BIN" clean --all-repos --force -q
     local left_force; left_force=$(find "$H" -mindepth 1 | wc -l)
     restore
-    strace -f -qq -s 48 -o "$D/strace.rm" sh "$D/rm.sh"
+    strace "${sopt[@]}" -o "$D/strace.rm" sh "$D/rm.sh"
     local left_rm; left_rm=$(find "$H" -mindepth 1 | wc -l)
     restore
-    strace -f -qq -s 48 -o "$D/strace.stats" "$BIN" stats --all-repos >/dev/null
-    strace -f -qq -s 48 -o "$D/strace.du" du -sb "$H" >/dev/null
+    strace "${sopt[@]}" -o "$D/strace.stats" "$BIN" stats --all-repos >/dev/null
+    strace "${sopt[@]}" -o "$D/strace.du" du -sb "$H" >/dev/null
     local sc_force sc_rm sc_stats sc_du
-    sc_force=$(lib strace "$D/strace.force"); sc_rm=$(lib strace "$D/strace.rm")
-    sc_stats=$(lib strace "$D/strace.stats"); sc_du=$(lib strace "$D/strace.du")
+    sc_force=$(lib $scount "$D/strace.force"); sc_rm=$(lib $scount "$D/strace.rm")
+    sc_stats=$(lib $scount "$D/strace.stats"); sc_du=$(lib $scount "$D/strace.du")
     rm -f "$D"/strace.*
     echo "$sc_force" >"$D/syscalls.force.json"; echo "$sc_rm" >"$D/syscalls.rm.json"
     echo "$sc_stats" >"$D/syscalls.stats.json"; echo "$sc_du" >"$D/syscalls.du.json"
@@ -385,14 +430,14 @@ bench_size() {
     } >>"$SUMMARY"
     local r_stats r_dry r_force
     r_stats=$(lib rss "$D/rss.stats"); r_dry=$(lib rss "$D/rss.dry"); r_force=$(lib rss "$D/rss.force")
-    mib() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f} MiB')" "$1"; }
+    mib() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f} MiB ({int(sys.argv[2])/1024:.1f})')" $1; }
     RSS_ROWS+="| $S | $entries | $(mib "$r_stats") | $(mib "$r_dry") | $(mib "$r_force") |"$'\n'
     local f_tot f_main r_tot s_tot d_tot
     f_tot=$(tot "$sc_force" total); f_main=$(tot "$sc_force" main); r_tot=$(tot "$sc_rm" total)
     s_tot=$(tot "$sc_stats" total); d_tot=$(tot "$sc_du" total)
     local per_f per_fm per_r
     per_f=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_tot" "$del_entries")
-    per_fm=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_main" "$del_entries")
+    per_fm=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}' if sys.argv[1].isdigit() else 'n/a')" "$f_main" "$del_entries")
     per_r=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$r_tot" "$del_entries")
     local pr; pr=$(ratio "$per_f" "$per_r")
     SYS_ROWS+="| $S | $del_entries | $f_tot ($f_main in prodigy itself) | $per_f ($per_fm) | $r_tot | $per_r | $pr | $(meets "$pr" 1.2) | $s_tot / $d_tot = $(ratio "$s_tot" "$d_tot") |"$'\n'
@@ -439,13 +484,13 @@ OUT=$DIR/report.md
     echo
     cat "$SUMMARY"
     echo
-    echo "Peak RSS (max over all timed runs, \`/usr/bin/time -f %M\`):"
+    echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest git child it ran (\`git status\` of a worktree, \`git worktree list\`):"
     echo
     echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
     echo "|---|---|---|---|---|"
     printf '%s' "$RSS_ROWS"
     echo
-    echo "Syscalls (\`strace -f\`, every process including git) per entry deleted (files + directories + symlinks):"
+    echo "Syscalls (\`strace -f\` at S1, \`strace -f -c\` at S2 and S3 unless \`--strace\` says otherwise; every process including git) per entry deleted (files + directories + symlinks):"
     echo
     echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
     echo "|---|---|---|---|---|---|---|---|---|"

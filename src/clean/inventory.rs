@@ -548,7 +548,7 @@ impl Scanner<'_> {
                             it.repo = Some(r.clone());
                             it.job = Some(j.clone());
                             let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
-                            let (owner, resumable) = self.job_state(&p5, inv);
+                            let (owner, resumable) = self.job_state(&jd, &p5, inv);
                             if let Some(o) = owner {
                                 inv.job_owner.entry(j.clone()).or_insert(o);
                             }
@@ -660,11 +660,25 @@ impl Scanner<'_> {
 
     /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
     /// the job is not complete and a checkpoint parses.
-    fn job_state(&self, parts: &[&OsStr], inv: &mut Inventory) -> (Option<String>, Option<String>) {
-        let Some(d) = self.open(parts, inv) else {
-            return (None, None);
+    /// `parts` is the job directory's path, `parent` its already open parent (`jobs/`).
+    fn job_state(
+        &self,
+        parent: &Dir,
+        parts: &[&OsStr],
+        inv: &mut Inventory,
+    ) -> (Option<String>, Option<String>) {
+        let d = match parent.open_dir(parts[parts.len() - 1]) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, None),
+            Err(e) => {
+                inv.warnings.push(format!(
+                    "cannot open `{}`: {}",
+                    rel_of_parts(parts.iter().copied()),
+                    crate::error::describe_io(&e)
+                ));
+                return (None, None);
+            }
         };
-        let rel = rel_of_parts(parts.iter().copied());
         let mut owner = None;
         let mut complete = false;
         if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json")) {
@@ -689,6 +703,7 @@ impl Scanner<'_> {
                 continue;
             };
             if records::parse_checkpoint(kind, &bytes).is_ok() {
+                let rel = rel_of_parts(parts.iter().copied());
                 return (
                     owner,
                     Some(format!("{rel}/{s} parses and the job is not complete")),

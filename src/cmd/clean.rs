@@ -112,8 +112,12 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         + clean::stale_registry_entries(&eng);
     let mut audit_warned = false;
     let audit_path = root_path.join(store::AUDIT_LOG);
+    let mut audit_log = AuditLog {
+        path: audit_path.clone(),
+        open: None,
+    };
     let mut audit = |v: &serde_json::Value| {
-        if let Err(e) = append_audit(&audit_path, v) {
+        if let Err(e) = audit_log.append(v) {
             if !audit_warned {
                 audit_warned = true;
                 let _ = writeln!(
@@ -211,16 +215,45 @@ fn take_clean_lock(root: &Dir, create: bool) -> std::io::Result<Option<lock::Hel
 }
 
 /// Append one line to the audit log, rotating it to `.1` past its size bound.
-fn append_audit(path: &Path, v: &serde_json::Value) -> std::io::Result<()> {
-    if std::fs::symlink_metadata(path)
-        .map(|m| m.len() > store::AUDIT_LIMIT)
-        .unwrap_or(false)
-    {
-        let mut old = path.as_os_str().to_owned();
-        old.push(".1");
-        std::fs::rename(path, old)?;
+/// The audit log ([`store::AUDIT_LOG`]), opened once per run on its first line and rotated to
+/// `.1` when it has grown past [`store::AUDIT_LIMIT`] bytes. Each line is one `write(2)` and is
+/// synced before the next item is handled ([`store::atomic::append_to`]).
+struct AuditLog {
+    path: std::path::PathBuf,
+    /// The open file and its size, bytes.
+    open: Option<(std::fs::File, u64)>,
+}
+
+impl AuditLog {
+    fn append(&mut self, v: &serde_json::Value) -> std::io::Result<()> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(_, n)| *n > store::AUDIT_LIMIT)
+        {
+            self.open = None;
+        }
+        let (file, size) = match &mut self.open {
+            Some(o) => o,
+            None => {
+                if std::fs::symlink_metadata(&self.path)
+                    .map(|m| m.len() > store::AUDIT_LIMIT)
+                    .unwrap_or(false)
+                {
+                    let mut old = self.path.as_os_str().to_owned();
+                    old.push(".1");
+                    std::fs::rename(&self.path, old)?;
+                }
+                let f = store::atomic::open_append(&self.path)?;
+                let n = f.metadata()?.len();
+                self.open.insert((f, n))
+            }
+        };
+        let line = v.to_string();
+        store::atomic::append_to(file, &self.path, line.as_bytes())?;
+        *size += line.len() as u64 + 1;
+        Ok(())
     }
-    store::atomic::append_line(path, v.to_string().as_bytes())
 }
 
 fn confirm(preview: &Report) -> Result<bool> {

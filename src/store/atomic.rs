@@ -101,10 +101,16 @@ pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
             "append_line: line contains a newline",
         ));
     }
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line);
-    buf.push(b'\n');
+    let mut file = open_append(path)?;
+    append_to(&mut file, path, line)
+}
 
+/// Open `path` for [`append_to`]: `O_APPEND`, created with mode 0600, never through a symlink
+/// (`O_NOFOLLOW`: a symlink planted at the log's name must not redirect our appends, as root
+/// from cron, to a file outside the storage root).
+///
+/// Errors: those of `open(2)`; `ELOOP` when `path` is a symlink.
+pub fn open_append(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.append(true).create(true);
     #[cfg(unix)]
@@ -114,7 +120,21 @@ pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
         // clean runs as root from cron) to a file outside the storage root.
         opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file = opts.open(path)?;
+    opts.open(path)
+}
+
+/// Append `line` and a newline to `file` (opened by [`open_append`] at `path`, named in
+/// errors) with one `write(2)`, then `sync_data`. Errors as [`append_line`].
+pub fn append_to(file: &mut File, path: &Path, line: &[u8]) -> io::Result<()> {
+    if line.contains(&b'\n') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "append_line: line contains a newline",
+        ));
+    }
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
 
     // Exactly one write call: O_APPEND makes the seek-to-end and the write one atomic step, which
     // only holds for a single write(2). Looping on a short write would let another appender's line

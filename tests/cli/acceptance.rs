@@ -557,6 +557,28 @@ fn every_removal_is_logged_in_the_audit_log() {
 }
 
 #[test]
+fn a_full_audit_log_is_rotated_once_and_the_new_lines_follow() {
+    let env = Env::new("audit-rotate");
+    mr_session(&env, "web", "s-1", "job-1", "Completed", 40, false);
+    // 4 MiB + 1 byte of earlier lines: over the limit, so this run starts a new log.
+    let old = format!("{}\n", "x".repeat((4 << 20) as usize));
+    fs::write(env.p("clean-audit.jsonl"), &old).unwrap();
+    let (o, v) = env.json(&["clean", "--all-repos", "-f", "--json"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{v}");
+    let removed = v["removed"].as_array().unwrap().len();
+    assert!(removed >= 2, "{v}");
+    assert_eq!(
+        fs::read_to_string(env.p("clean-audit.jsonl.1")).unwrap(),
+        old
+    );
+    let log = fs::read_to_string(env.p("clean-audit.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), removed, "{log}");
+    assert!(log
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"] == "remove"));
+}
+
+#[test]
 fn worktree_clean_keeps_working_with_0_4_4_wording() {
     let env = Env::new("wtcompat");
     let r = repo(&env, "web");
