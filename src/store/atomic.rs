@@ -96,6 +96,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// torn line, which readers tolerate ([`crate::store::records::read_jsonl`]).
 pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     if line.contains(&b'\n') {
+        // Checked before opening, so a bad line creates no file.
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "append_line: line contains a newline",
