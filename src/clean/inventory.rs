@@ -316,7 +316,18 @@ fn comps(parts: &[&OsStr]) -> RelPath {
 impl Scanner<'_> {
     /// Open a directory below the root, `None` when it does not exist; other errors are warnings.
     fn open(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<Dir> {
-        match self.root.open_path(parts) {
+        self.opened(self.root.open_path(parts), parts, inv)
+    }
+
+    /// `r`, the result of opening the directory at `parts`: `None` when it does not exist;
+    /// other errors become warnings naming `parts`.
+    fn opened(
+        &self,
+        r: std::io::Result<Dir>,
+        parts: &[&OsStr],
+        inv: &mut Inventory,
+    ) -> Option<Dir> {
+        match r {
             Ok(d) => Some(d),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -667,17 +678,8 @@ impl Scanner<'_> {
         parts: &[&OsStr],
         inv: &mut Inventory,
     ) -> (Option<String>, Option<String>) {
-        let d = match parent.open_dir(parts[parts.len() - 1]) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, None),
-            Err(e) => {
-                inv.warnings.push(format!(
-                    "cannot open `{}`: {}",
-                    rel_of_parts(parts.iter().copied()),
-                    crate::error::describe_io(&e)
-                ));
-                return (None, None);
-            }
+        let Some(d) = self.opened(parent.open_dir(parts[parts.len() - 1]), parts, inv) else {
+            return (None, None);
         };
         let mut owner = None;
         let mut complete = false;

@@ -74,15 +74,7 @@ pub fn legacy_home(root: Option<&std::path::Path>) -> Option<(PathBuf, Dir)> {
 
 /// Write `text` to stdout. A closed pipe or full disk is an error, never a panic.
 pub fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|_| out.flush())
-        .map_err(|e| {
-            Error::fatal(format!(
-                "cannot write output: {}",
-                crate::error::describe_io(&e)
-            ))
-        })
+    print_with(|o| o.write_str(text))
 }
 
 /// Write text produced by `f` to stdout as it is made, through a buffer (a long listing is
