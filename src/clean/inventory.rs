@@ -7,6 +7,9 @@
 
 use crate::git::{Git, WorktreeEntry};
 use crate::store::fsops::{self, Dir, Kind};
+
+/// An entry's type as its directory listing reported it (`None`: not reported).
+type Listed = Option<Kind>;
 use crate::store::names::{
     is_legacy_session_id, is_valid_id, printable, strip_valid, valid_id_str,
 };
@@ -358,13 +361,34 @@ impl Scanner<'_> {
         }
     }
 
+    /// [`Scanner::names`] with each entry's listed type (a hint for [`Dir::read_listed`]).
+    fn listing(&self, d: &Dir, parts: &[&OsStr], inv: &mut Inventory) -> Vec<(OsString, Listed)> {
+        match d.listing() {
+            Ok(mut v) => {
+                v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                v
+            }
+            Err(e) => {
+                inv.warnings.push(format!(
+                    "cannot list `{}`: {}",
+                    rel_of_parts(parts.iter().copied()),
+                    crate::error::describe_io(&e)
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Parse JSON record `name` of `d`; `listed` is its type from the directory listing, if
+    /// known. Errors are described for the user (I/O error or parse error).
     fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         d: &Dir,
         name: &OsStr,
+        listed: Listed,
     ) -> Result<T, String> {
         let bytes = d
-            .read_file(name, MAX_RECORD)
+            .read_listed(name, MAX_RECORD, listed)
             .map_err(|e| crate::error::describe_io(&e))?;
         records::parse(&bytes).map_err(|e| e.to_string())
     }
@@ -396,7 +420,7 @@ impl Scanner<'_> {
         let Some(d) = self.open(&top, inv) else {
             return;
         };
-        for name in self.names(&d, &top, inv) {
+        for (name, listed) in self.listing(&d, &top, inv) {
             let parts = comps(&[top[0], &name]);
             if crate::store::atomic::is_temp_name(&name) {
                 inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
@@ -411,9 +435,9 @@ impl Scanner<'_> {
                 );
                 continue;
             };
-            // read_file lstats first and refuses anything but a regular file (a symlink with
-            // ELOOP) without opening it.
-            let record = match d.read_file(&name, MAX_RECORD) {
+            // read_listed refuses anything but a regular file (a symlink with ELOOP) without
+            // opening it, from the listing's type or else an lstat.
+            let record = match d.read_listed(&name, MAX_RECORD, listed) {
                 Ok(b) => records::check_no_duplicate_keys(&b)
                     .map_err(|e| e.to_string())
                     .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
@@ -573,7 +597,7 @@ impl Scanner<'_> {
                         let Some(md) = self.open(&p3, inv) else {
                             continue;
                         };
-                        for f in self.names(&md, &p3, inv) {
+                        for (f, listed) in self.listing(&md, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if crate::store::atomic::is_temp_name(&f) {
                                 inv.push(Item::new(ty, ItemKind::Temp, parts));
@@ -583,7 +607,7 @@ impl Scanner<'_> {
                                 self.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
                                 continue;
                             };
-                            match self.read_json::<SessionJobMapping>(&md, &f) {
+                            match self.read_json::<SessionJobMapping>(&md, &f, listed) {
                                 Ok(m)
                                     if (m.job_id == stem || m.session_id == stem)
                                         && is_valid_id(OsStr::new(&m.job_id))
@@ -616,7 +640,7 @@ impl Scanner<'_> {
                         let Some(cd) = self.open(&p3, inv) else {
                             continue;
                         };
-                        for f in self.names(&cd, &p3, inv) {
+                        for (f, listed) in self.listing(&cd, &p3, inv) {
                             let parts = comps(&[p3[0], p3[1], p3[2], &f]);
                             if strip_valid(&f, ".checkpoint.json").is_none() {
                                 self.push_invalid(
@@ -630,7 +654,7 @@ impl Scanner<'_> {
                             let mut it = Item::new(ty, ItemKind::Data, parts);
                             it.repo = Some(r.clone());
                             let resumable =
-                                match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f) {
+                                match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f, listed) {
                                     Ok(c) if !c.is_completed() => {
                                         Some(format!("{} has status {}", it.rel(), c.status_str()))
                                     }
@@ -683,7 +707,7 @@ impl Scanner<'_> {
         };
         let mut owner = None;
         let mut complete = false;
-        if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json")) {
+        if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json"), None) {
             if let Some(sid) = js
                 .session_id
                 .as_ref()
@@ -696,12 +720,12 @@ impl Scanner<'_> {
         if complete {
             return (owner, None);
         }
-        for f in self.names(&d, parts, inv) {
+        for (f, listed) in self.listing(&d, parts, inv) {
             let Some(s) = f.to_str() else { continue };
             let Some((kind, _)) = records::checkpoint_kind_of_file_name(s) else {
                 continue;
             };
-            let Ok(bytes) = d.read_file(&f, MAX_RECORD) else {
+            let Ok(bytes) = d.read_listed(&f, MAX_RECORD, listed) else {
                 continue;
             };
             if records::parse_checkpoint(kind, &bytes).is_ok() {
@@ -719,9 +743,9 @@ impl Scanner<'_> {
     /// Completed (or does not parse: unknown means keep).
     fn legacy_checkpoints(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<String> {
         let d = self.open(parts, inv)?;
-        for f in self.names(&d, parts, inv) {
+        for (f, listed) in self.listing(&d, parts, inv) {
             let rel = format!("{}/{}", rel_of_parts(parts.iter().copied()), printable(&f));
-            match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f) {
+            match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f, listed) {
                 Ok(c) if !c.is_completed() => {
                     return Some(format!("{rel} has status {}", c.status_str()))
                 }
@@ -849,11 +873,11 @@ impl Scanner<'_> {
         let Ok(md) = self.root.open_path(&p3) else {
             return out;
         };
-        for f in self.names(&md, &p3, inv) {
+        for (f, listed) in self.listing(&md, &p3, inv) {
             let Some(stem) = strip_valid(&f, ".json") else {
                 continue;
             };
-            if let Ok(m) = self.read_json::<LegacyWorktreeMeta>(&md, &f) {
+            if let Ok(m) = self.read_json::<LegacyWorktreeMeta>(&md, &f, listed) {
                 out.insert(stem.to_string(), (comps(&[p3[0], p3[1], p3[2], &f]), m));
             }
         }
@@ -873,25 +897,27 @@ impl Scanner<'_> {
         let refs = it.comps.parts();
         if let Ok(d) = self.root.open_path(&refs) {
             match d.stat(OsStr::new(".git")) {
-                Ok(m) if m.kind == Kind::File => match d.read_file(OsStr::new(".git"), 64 << 10) {
-                    Ok(b) => match common_dir_of(&b, &self.root_path.join(it.rel())) {
-                        Ok((admin, c)) => {
-                            by_common
-                                .entry(c.clone())
-                                .or_default()
-                                .push(inv.items.len());
-                            g.common = Some(c);
-                            g.admin = Some(admin);
+                Ok(m) if m.kind == Kind::File => {
+                    match d.read_listed(OsStr::new(".git"), 64 << 10, Some(m.kind)) {
+                        Ok(b) => match common_dir_of(&b, &self.root_path.join(it.rel())) {
+                            Ok((admin, c)) => {
+                                by_common
+                                    .entry(c.clone())
+                                    .or_default()
+                                    .push(inv.items.len());
+                                g.common = Some(c);
+                                g.admin = Some(admin);
+                            }
+                            Err(e) => g.error = Some(e),
+                        },
+                        Err(e) => {
+                            g.error = Some(format!(
+                                "cannot read .git: {}",
+                                crate::error::describe_io(&e)
+                            ))
                         }
-                        Err(e) => g.error = Some(e),
-                    },
-                    Err(e) => {
-                        g.error = Some(format!(
-                            "cannot read .git: {}",
-                            crate::error::describe_io(&e)
-                        ))
                     }
-                },
+                }
                 Ok(m) if m.kind == Kind::Dir => {
                     g.error =
                         Some("has its own .git directory (a repository, not a worktree)".into())
@@ -1051,7 +1077,7 @@ impl Scanner<'_> {
             }
             crate::store::lock::Probe::Free => {}
         }
-        let info: ResumeLockInfo = match self.read_json(d, name) {
+        let info: ResumeLockInfo = match self.read_json(d, name, None) {
             Ok(i) => i,
             Err(e) => return Some(format!("unreadable lock ({e})")),
         };

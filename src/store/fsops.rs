@@ -396,6 +396,21 @@ mod unix {
     pub(super) const DT_UNKNOWN: u8 = 0;
     /// `d_type` of a directory.
     const DT_DIR: u8 = 4;
+    /// `d_type` of a regular file.
+    const DT_REG: u8 = 8;
+    /// `d_type` of a symbolic link.
+    const DT_LNK: u8 = 10;
+
+    /// The [`Kind`] a `d_type` names; `None` for `DT_UNKNOWN`.
+    fn kind_of_dtype(t: u8) -> Option<Kind> {
+        match t {
+            DT_UNKNOWN => None,
+            DT_REG => Some(Kind::File),
+            DT_DIR => Some(Kind::Dir),
+            DT_LNK => Some(Kind::Symlink),
+            _ => Some(Kind::Other),
+        }
+    }
 
     /// Every entry of the directory `fd` (without "." and ".."), byte-exact, with its `d_type`
     /// as the kernel reported it (a hint: the entry can be replaced at any time).
@@ -411,8 +426,24 @@ mod unix {
                 return Err(last_err());
             }
         }
-        // u64 elements: linux_dirent64 records are 8-byte aligned within the buffer.
-        let mut buf = vec![0u64; 4096];
+        thread_local! {
+            // One 32 KiB buffer reused by every listing (u64 elements: linux_dirent64 records are
+            // 8-byte aligned within it) instead of a zeroed allocation per directory.
+            static BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => getdents_into(fd, &mut buf),
+            Err(_) => getdents_into(fd, &mut Vec::new()),
+        })
+    }
+
+    /// The entries of `fd` from its current offset to the end, read through `buf` (grown to
+    /// 32 KiB when smaller).
+    #[cfg(target_os = "linux")]
+    fn getdents_into(fd: RawFd, buf: &mut Vec<u64>) -> io::Result<Vec<(OsString, u8)>> {
+        if buf.len() < 4096 {
+            buf.resize(4096, 0);
+        }
         let mut out = Vec::new();
         loop {
             // SAFETY: the buffer is valid for writes of its whole length in bytes.
@@ -638,6 +669,16 @@ mod unix {
                 .collect())
         }
 
+        /// Like [`Dir::names`], with each entry's type as the directory listing reported it
+        /// (`d_type`): a hint for [`Dir::read_listed`], `None` where the filesystem or platform
+        /// does not say. The entry can be replaced at any time after the listing.
+        pub fn listing(&self) -> io::Result<Vec<(OsString, Option<Kind>)>> {
+            Ok(read_entries(self.raw(), false)?
+                .into_iter()
+                .map(|(n, t)| (n, kind_of_dtype(t)))
+                .collect())
+        }
+
         /// lstat of child `name` (AT_SYMLINK_NOFOLLOW).
         ///
         /// Errors: `InvalidInput` for a bad name; `NotFound`; other OS errors.
@@ -653,8 +694,25 @@ mod unix {
         /// fstat'ed again in case the entry was swapped in between. A file that grows beyond
         /// `max` while being read is refused too. A symlink fails with `ELOOP`.
         pub fn read_file(&self, name: &OsStr, max: u64) -> io::Result<Vec<u8>> {
+            self.read_listed(name, max, None)
+        }
+
+        /// [`Dir::read_file`] of an entry whose type a [`Dir::listing`] just reported as `listed`:
+        /// a regular file is opened without the lstat first (the listing is the same check, and
+        /// the opened descriptor is still fstat'ed); any other type is refused without opening
+        /// it; `None` (not known) lstats first as `read_file` does. Same errors as `read_file`.
+        pub fn read_listed(
+            &self,
+            name: &OsStr,
+            max: u64,
+            listed: Option<Kind>,
+        ) -> io::Result<Vec<u8>> {
             let c = component(name)?;
-            match lstat_at(self.raw(), &c)?.kind {
+            let kind = match listed {
+                Some(k) => k,
+                None => lstat_at(self.raw(), &c)?.kind,
+            };
+            match kind {
                 Kind::File => {}
                 Kind::Symlink => return Err(io::Error::from_raw_os_error(libc::ELOOP)),
                 _ => return Err(not_regular()),
@@ -1541,6 +1599,21 @@ mod fallback {
             Ok(out)
         }
 
+        /// Like [`Dir::names`]; this platform reports no types (every hint is `None`).
+        pub fn listing(&self) -> io::Result<Vec<(OsString, Option<Kind>)>> {
+            Ok(self.names()?.into_iter().map(|n| (n, None)).collect())
+        }
+
+        /// [`Dir::read_file`]; the listing's hint is not used on this platform.
+        pub fn read_listed(
+            &self,
+            name: &OsStr,
+            max: u64,
+            _listed: Option<Kind>,
+        ) -> io::Result<Vec<u8>> {
+            self.read_file(name, max)
+        }
+
         /// lstat of child `name` (AT_SYMLINK_NOFOLLOW).
         pub fn stat(&self, name: &OsStr) -> io::Result<Meta> {
             Ok(meta_from(&fs::symlink_metadata(self.child(name)?)?))
@@ -2082,6 +2155,70 @@ mod tests {
         assert!(!t.path.join("target-not-created").exists());
         let f = d.open_file(os("lock"), true, true).unwrap();
         assert_eq!(f.metadata().unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn read_listed_trusts_only_what_the_descriptor_shows() {
+        let t = Tmp::new("listed");
+        let fifo = CString::new(t.path.join("fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        fs::write(t.path.join("ok.json"), b"{}").unwrap();
+        symlink("ok.json", t.path.join("link")).unwrap();
+        fs::create_dir(t.path.join("dir")).unwrap();
+        let d = t.dir();
+
+        let mut listed = d.listing().unwrap();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let kinds: Vec<(&str, Option<Kind>)> = listed
+            .iter()
+            .map(|(n, k)| (n.to_str().unwrap(), *k))
+            .collect();
+        if cfg!(target_os = "linux") && kinds.iter().all(|(_, k)| k.is_some()) {
+            assert_eq!(
+                kinds,
+                [
+                    ("dir", Some(Kind::Dir)),
+                    ("fifo", Some(Kind::Other)),
+                    ("link", Some(Kind::Symlink)),
+                    ("ok.json", Some(Kind::File)),
+                ]
+            );
+        } else {
+            eprintln!("listing reports no entry types here: hints not checked");
+        }
+        for (name, kind) in &listed {
+            let r = d.read_listed(name, 1 << 20, *kind);
+            match name.to_str().unwrap() {
+                "ok.json" => assert_eq!(r.unwrap(), b"{}"),
+                "link" => assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ELOOP)),
+                _ => assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidData),
+            }
+        }
+        // A stale hint that says "regular file" is checked again on the descriptor: a FIFO is
+        // refused without blocking, a symlink is not followed, a directory is refused.
+        let start = Instant::now();
+        let e = d.read_listed(os("fifo"), 10, Some(Kind::File)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            d.read_listed(os("link"), 10, Some(Kind::File))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        assert_eq!(
+            d.read_listed(os("dir"), 10, Some(Kind::File))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A hint that says "not a file" refuses without opening: even a real file.
+        assert_eq!(
+            d.read_listed(os("ok.json"), 10, Some(Kind::Other))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
     #[test]
