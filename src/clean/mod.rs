@@ -18,6 +18,27 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+/// Where [`execute`] records what it did: one JSON object per removal, failure and branch
+/// deletion (the audit log, `clean-audit.jsonl`: Spec 135 "log all cleanup operations for
+/// audit"). Lines may be buffered until [`Audit::sync`], which `execute` calls after every batch
+/// of deletions and at its end.
+pub trait Audit {
+    /// Record one event.
+    fn record(&mut self, event: &serde_json::Value);
+    /// Make every event recorded so far durable.
+    fn sync(&mut self);
+}
+
+/// No audit: dry runs and estimates record nothing.
+impl Audit for () {
+    fn record(&mut self, _: &serde_json::Value) {}
+    fn sync(&mut self) {}
+}
+
+/// Directory items renamed into the trash before their contents are deleted together: one fsync
+/// of the trash (and one sync of the audit log) per batch instead of one per item.
+const BATCH: usize = 512;
+
 /// Slack before an mtime counts as "in the future", seconds (clock skew between hosts).
 pub const FUTURE_SLACK: i64 = 60;
 /// Temp files of interrupted crash-safe writes are swept once this old, seconds.
@@ -746,7 +767,7 @@ pub fn execute(
     eng: &mut Engine<'_>,
     plan: &[Decision],
     mode: Mode,
-    audit: &mut dyn FnMut(&serde_json::Value),
+    audit: &mut dyn Audit,
     progress: &mut dyn FnMut(StorageType, usize, usize),
 ) -> Report {
     let mut rep = Report {
@@ -772,7 +793,10 @@ pub fn execute(
     } else {
         None
     };
-    let mut outcome: Vec<Option<bool>> = vec![None; plan.len()]; // Some(true) = removed
+    let mut done = Done {
+        outcome: vec![None; plan.len()], // Some(true) = removed
+        pruned_repos: BTreeMap::new(),
+    };
     let mut order: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i] == Decision::Remove)
         .collect();
@@ -781,90 +805,85 @@ pub fn execute(
         let parent = it.git.as_ref().is_some_and(|g| !g.children.is_empty());
         (it.ty, parent, i)
     });
-    let mut pruned_repos: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut worktrees_done = false;
     // Parent directories of the items, `sessions/` and `resume_locks/`, opened once for the
     // run. Every check and deletion below goes through these handles, fd-relative: an item is
     // removed only if its device and inode under the handle are what the scan saw.
     let mut parents = inventory::ParentCache::default();
+    // Items renamed into the trash whose contents are not deleted yet (see `flush`).
+    let mut pending: Vec<(usize, Vec<Staged>)> = Vec::new();
     let total = order.len();
-    for (done, &i) in order.iter().enumerate() {
-        progress(eng.inv.items[i].ty, done, total);
+    for (n, &i) in order.iter().enumerate() {
+        progress(eng.inv.items[i].ty, n, total);
         if eng.inv.items[i].ty == StorageType::Sessions && !worktrees_done {
             worktrees_done = true;
             if !eng.opts.estimate {
-                finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
+                finish_worktrees(
+                    eng,
+                    &done.outcome,
+                    &mut done.pruned_repos,
+                    mode,
+                    &mut rep,
+                    audit,
+                );
             }
         }
         let verdict = if eng.opts.estimate {
             Ok(Vec::new())
         } else {
-            recheck(eng, i, &outcome, mode, &mut parents)
+            recheck(eng, i, &done.outcome, mode, &mut parents)
         };
         let it = &eng.inv.items[i];
-        let entry = |reason: Option<Reason>, detail: String| entry_of(it, reason, detail);
-        match verdict {
+        let locks = match verdict {
             Err((r, why)) => {
-                rep.kept.push(entry(Some(r), why));
-                outcome[i] = Some(false);
+                rep.kept.push(entry_of(it, Some(r), why));
+                done.outcome[i] = Some(false);
                 continue;
             }
-            Ok(_locks) => {
-                let res = if mode == Mode::Real {
-                    remove_item(eng.root, &mut parents, trash.as_ref(), it)
-                } else {
-                    Ok(())
-                };
-                match res {
-                    Ok(()) => {
-                        outcome[i] = Some(true);
-                        rep.after.sub(it.ty, it.repo.as_deref(), it.bytes);
-                        if mode == Mode::Real {
-                            audit(&serde_json::json!({
-                                "time": crate::store::records::Timestamp::now(),
-                                "action": "remove", "type": it.ty.word(), "repository": it.repo,
-                                "path": it.rel(), "bytes": it.bytes, "owner": it.owner,
-                                "reason": removal_reason(eng, it),
-                                "also": entry_of(it, None, String::new()).also,
-                            }));
-                        }
-                        rep.removed_count.0.add(it.bytes);
-                        if it.ty == StorageType::Worktrees {
-                            rep.removed_count.1 += 1;
-                        }
-                        if !eng.opts.estimate {
-                            rep.removed.push(entry(None, removal_reason(eng, it)));
-                        }
-                        if let Some(g) = it.git.as_ref().and_then(|g| g.common.clone()) {
-                            pruned_repos.insert(g, it.repo.clone().unwrap_or_default());
-                        }
-                    }
-                    Err(cause) => {
-                        outcome[i] = Some(false);
-                        audit(&serde_json::json!({
-                            "time": crate::store::records::Timestamp::now(),
-                            "action": "fail", "type": it.ty.word(), "repository": it.repo,
-                            "path": it.rel(), "bytes": it.bytes, "reason": cause,
-                        }));
-                        let hint = if it.kind == ItemKind::Worktree {
-                            "recorded in orphaned_worktrees/; fix the cause (permissions, immutable files) and run clean again"
-                        } else {
-                            "fix the cause (permissions, immutable files, read-only filesystem) and run clean again"
-                        };
-                        rep.errors.push(Failure {
-                            path: it.rel(),
-                            cause: cause.clone(),
-                            hint: hint.into(),
-                        });
-                        rep.kept.push(entry(Some(Reason::Failed), cause.clone()));
-                        if it.kind == ItemKind::Worktree && mode == Mode::Real {
-                            record_orphan(eng, it, &cause, &mut rep);
-                        }
-                    }
+            Ok(locks) => locks,
+        };
+        let staged = if mode == Mode::Real {
+            stage_item(eng.root, &mut parents, trash.as_ref(), it)
+        } else {
+            Ok(Vec::new())
+        };
+        // The item is gone from its place (unlinked, or renamed into the trash): writers that
+        // take these locks can no longer find it.
+        drop(locks);
+        match staged {
+            Ok(st) if st.is_empty() => done.removed(eng, i, mode, &mut rep, audit),
+            Ok(st) => {
+                pending.push((i, st));
+                // A worktree is finished at once: a nested worktree's parent, and the session
+                // record that owns it, are re-checked against its outcome.
+                if it.ty == StorageType::Worktrees || pending.len() >= BATCH {
+                    flush(
+                        eng,
+                        &mut parents,
+                        trash.as_ref(),
+                        &mut pending,
+                        &mut done,
+                        &mut rep,
+                        audit,
+                    );
                 }
             }
+            Err(cause) => done.failed(eng, i, cause, mode, &mut rep, audit),
         }
     }
+    flush(
+        eng,
+        &mut parents,
+        trash.as_ref(),
+        &mut pending,
+        &mut done,
+        &mut rep,
+        audit,
+    );
+    let Done {
+        outcome,
+        mut pruned_repos,
+    } = done;
     if !worktrees_done && !eng.opts.estimate {
         finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
     }
@@ -887,7 +906,116 @@ pub fn execute(
     }
     rep.kept
         .sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
+    audit.sync();
     rep
+}
+
+/// What [`execute`] has done so far: each item's outcome, and the repositories whose git
+/// bookkeeping must be pruned because a worktree of theirs was removed.
+struct Done {
+    /// Per item: `Some(true)` removed, `Some(false)` kept or failed, `None` not handled (yet).
+    outcome: Vec<Option<bool>>,
+    pruned_repos: BTreeMap<PathBuf, String>,
+}
+
+impl Done {
+    /// Item `i` is gone: count it, audit it, list it.
+    fn removed(
+        &mut self,
+        eng: &Engine<'_>,
+        i: usize,
+        mode: Mode,
+        rep: &mut Report,
+        audit: &mut dyn Audit,
+    ) {
+        let it = &eng.inv.items[i];
+        self.outcome[i] = Some(true);
+        rep.after.sub(it.ty, it.repo.as_deref(), it.bytes);
+        if mode == Mode::Real {
+            audit.record(&serde_json::json!({
+                "time": crate::store::records::Timestamp::now(),
+                "action": "remove", "type": it.ty.word(), "repository": it.repo,
+                "path": it.rel(), "bytes": it.bytes, "owner": it.owner,
+                "reason": removal_reason(eng, it),
+                "also": entry_of(it, None, String::new()).also,
+            }));
+        }
+        rep.removed_count.0.add(it.bytes);
+        if it.ty == StorageType::Worktrees {
+            rep.removed_count.1 += 1;
+        }
+        if !eng.opts.estimate {
+            rep.removed
+                .push(entry_of(it, None, removal_reason(eng, it)));
+        }
+        if let Some(g) = it.git.as_ref().and_then(|g| g.common.clone()) {
+            self.pruned_repos
+                .insert(g, it.repo.clone().unwrap_or_default());
+        }
+    }
+
+    /// Removing item `i` failed with `cause`: keep it in the report as failed, audit it, and
+    /// record a worktree in the orphaned-worktree registry.
+    fn failed(
+        &mut self,
+        eng: &Engine<'_>,
+        i: usize,
+        cause: String,
+        mode: Mode,
+        rep: &mut Report,
+        audit: &mut dyn Audit,
+    ) {
+        let it = &eng.inv.items[i];
+        self.outcome[i] = Some(false);
+        audit.record(&serde_json::json!({
+            "time": crate::store::records::Timestamp::now(),
+            "action": "fail", "type": it.ty.word(), "repository": it.repo,
+            "path": it.rel(), "bytes": it.bytes, "reason": cause,
+        }));
+        let hint = if it.kind == ItemKind::Worktree {
+            "recorded in orphaned_worktrees/; fix the cause (permissions, immutable files) and run clean again"
+        } else {
+            "fix the cause (permissions, immutable files, read-only filesystem) and run clean again"
+        };
+        rep.errors.push(Failure {
+            path: it.rel(),
+            cause: cause.clone(),
+            hint: hint.into(),
+        });
+        if it.kind == ItemKind::Worktree && mode == Mode::Real {
+            record_orphan(eng, it, &cause, rep);
+        }
+        rep.kept.push(entry_of(it, Some(Reason::Failed), cause));
+    }
+}
+
+/// Delete the contents of the `pending` items, which are already in the trash: one fsync of the
+/// trash first makes all their renames durable (after a crash each item is either in place,
+/// whole, or in the trash for the next run to finish, never half-deleted in place), then each is
+/// deleted and accounted. The audit log is synced at the end of the batch.
+fn flush(
+    eng: &Engine<'_>,
+    parents: &mut inventory::ParentCache,
+    trash: Option<&Dir>,
+    pending: &mut Vec<(usize, Vec<Staged>)>,
+    done: &mut Done,
+    rep: &mut Report,
+    audit: &mut dyn Audit,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let Some(t) = trash else {
+        unreachable!("only items renamed into the trash are pending");
+    };
+    let _ = t.sync();
+    for (i, staged) in pending.drain(..) {
+        match finish_staged(eng.root, parents, t, staged) {
+            Ok(()) => done.removed(eng, i, Mode::Real, rep, audit),
+            Err(cause) => done.failed(eng, i, cause, Mode::Real, rep, audit),
+        }
+    }
+    audit.sync();
 }
 
 fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
@@ -1085,7 +1213,7 @@ fn finish_worktrees(
     repos: &mut BTreeMap<PathBuf, String>,
     mode: Mode,
     rep: &mut Report,
-    audit: &mut dyn FnMut(&serde_json::Value),
+    audit: &mut dyn Audit,
 ) {
     // Repositories whose bookkeeping lists a worktree under the root whose directory is gone
     // (deleted by hand, or by an older tool) are pruned too (safety §5 case 29).
@@ -1255,7 +1383,7 @@ impl BranchCleaner<'_> {
         branch: &str,
         head: &str,
         rep: &mut Report,
-        audit: &mut dyn FnMut(&serde_json::Value),
+        audit: &mut dyn Audit,
     ) {
         let key = (common.to_path_buf(), branch.to_string());
         if self.deleted.contains(&key) {
@@ -1304,7 +1432,7 @@ impl BranchCleaner<'_> {
                 });
                 return;
             }
-            audit(&serde_json::json!({
+            audit.record(&serde_json::json!({
                 "time": crate::store::records::Timestamp::now(), "action": "delete-branch",
                 "type": "worktrees", "repository": repo, "path": branch, "bytes": 0, "reason": detail,
             }));
@@ -1371,85 +1499,132 @@ fn open_trash(root: &Dir, rep: &mut Report) -> Option<Dir> {
     Some(t)
 }
 
-/// Remove an item and the files that go with it: rename into the trash (atomic; a crash leaves
-/// it there for the next run), then delete it fd-relative. On a partial failure the remains are
-/// moved back to where they were, so nothing is left half-hidden.
-fn remove_item(
+/// A directory of an item, renamed into the trash: its name there, and where it was.
+struct Staged {
+    in_trash: OsString,
+    from: inventory::RelPath,
+}
+
+/// Take an item and the files that go with it out of place: a single file is unlinked (one
+/// atomic step, no trash needed); a directory is renamed into the trash (atomic too) and returned,
+/// for [`finish_staged`] to delete once the rename is durable. Without a trash, or across
+/// filesystems, a directory is deleted in place at once. Errors name the path that failed; what
+/// was staged before the failure is finished first.
+fn stage_item(
     root: &Dir,
     parents: &mut inventory::ParentCache,
     trash: Option<&Dir>,
     it: &Item,
-) -> Result<(), String> {
+) -> Result<Vec<Staged>, String> {
     let mut paths = vec![&it.comps];
     paths.extend(it.rare().extra.iter());
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
         paths.push(m);
     }
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut staged = Vec::new();
     for p in paths {
         let (parent, name) = (p.parent(), p.name());
         let pd = match parents.get(root, parent) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                return Err(format!(
+                let cause = format!(
                     "cannot open `{}`: {}",
                     inventory::rel_of_parts(parent.iter()),
                     crate::error::describe_io(&e)
-                ))
+                );
+                return Err(finish_after_failure(root, parents, trash, staged, cause));
             }
         };
-        // A single file goes in one unlink, which is atomic: no trash needed. A directory is
-        // renamed into the trash first, so a crash mid-delete never leaves half of it in place.
         let is_dir = pd.stat(name).map(|m| m.kind == Kind::Dir).unwrap_or(false);
-        let (dir, victim, moved) = match trash.filter(|_| is_dir) {
-            Some(t) => {
-                let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let tmp = OsString::from(format!("{}-{}", std::process::id(), n));
-                match pd.rename(name, t, &tmp) {
-                    Ok(()) => {
-                        // Make the rename durable before deleting: after a crash the item is
-                        // either in place or in the trash, never half-deleted in place. One
-                        // fsync commits the journal transaction that holds the rename (both
-                        // directories) on journaling filesystems.
-                        let _ = t.sync();
-                        (t, tmp, true)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    // Another filesystem (EXDEV) or no rename support: delete in place.
-                    Err(_) => (pd, name.to_os_string(), false),
+        if let Some(t) = trash.filter(|_| is_dir) {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = OsString::from(format!("{}-{}", std::process::id(), n));
+            match pd.rename(name, t, &tmp) {
+                Ok(()) => {
+                    staged.push(Staged {
+                        in_trash: tmp,
+                        from: p.clone(),
+                    });
+                    continue;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Another filesystem (EXDEV) or no rename support: delete in place.
+                Err(_) => {}
             }
-            None => (pd, name.to_os_string(), false),
-        };
-        let r = fsops::remove_tree(dir, &victim);
+        }
+        let r = fsops::remove_tree(pd, name);
         if !r.complete {
-            if moved {
-                let _ = dir.rename(&victim, pd, name);
-            }
-            let mut why: Vec<String> = r
-                .problems
-                .iter()
-                .take(3)
-                .map(|p| {
-                    format!(
-                        "{}: {}",
-                        p.rel.display(),
-                        crate::error::describe_io(&p.error)
-                    )
-                })
-                .collect();
-            if !r.mounts.is_empty() {
-                why.push("a mount point inside".into());
-            }
-            return Err(format!(
-                "failed to remove `{}`: {}",
-                inventory::rel_of(p),
-                why.join("; ")
-            ));
+            let cause = removal_failure(p, &r);
+            return Err(finish_after_failure(root, parents, trash, staged, cause));
         }
     }
-    Ok(())
+    Ok(staged)
+}
+
+/// `stage_item` failed at one path after staging others: finish those (the item is reported
+/// failed either way, as it was when each path was deleted in turn) and return `cause`.
+fn finish_after_failure(
+    root: &Dir,
+    parents: &mut inventory::ParentCache,
+    trash: Option<&Dir>,
+    staged: Vec<Staged>,
+    cause: String,
+) -> String {
+    if let (Some(t), false) = (trash, staged.is_empty()) {
+        let _ = t.sync();
+        let _ = finish_staged(root, parents, t, staged);
+    }
+    cause
+}
+
+/// Delete the staged directories of one item from the trash (their renames must be durable
+/// already). A directory that cannot be deleted completely is moved back to where it was, so
+/// nothing is left half-hidden; the first such failure is returned, the others still finished.
+fn finish_staged(
+    root: &Dir,
+    parents: &mut inventory::ParentCache,
+    trash: &Dir,
+    staged: Vec<Staged>,
+) -> Result<(), String> {
+    let mut first = Ok(());
+    for st in staged {
+        let r = fsops::remove_tree(trash, &st.in_trash);
+        if !r.complete {
+            if let Ok(pd) = parents.get(root, st.from.parent()) {
+                let _ = trash.rename(&st.in_trash, pd, st.from.name());
+            }
+            if first.is_ok() {
+                first = Err(removal_failure(&st.from, &r));
+            }
+        }
+    }
+    first
+}
+
+/// Why removing `p` stopped short, for the report: its first three problems and mounts.
+fn removal_failure(p: &inventory::RelPath, r: &fsops::RemoveSummary) -> String {
+    let mut why: Vec<String> = r
+        .problems
+        .iter()
+        .take(3)
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p.rel.display(),
+                crate::error::describe_io(&p.error)
+            )
+        })
+        .collect();
+    if !r.mounts.is_empty() {
+        why.push("a mount point inside".into());
+    }
+    format!(
+        "failed to remove `{}`: {}",
+        inventory::rel_of(p),
+        why.join("; ")
+    )
 }
 
 /// Storage-format §4.7: a worktree whose removal failed goes into

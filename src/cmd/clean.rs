@@ -110,37 +110,19 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         + clean::trash_pending(&root)
         + clean::stale_git_records(&eng)
         + clean::stale_registry_entries(&eng);
-    let mut audit_warned = false;
-    let audit_path = root_path.join(store::AUDIT_LOG);
-    let mut audit_log = AuditLog {
-        path: audit_path.clone(),
+    let mut audit = AuditLog {
+        path: root_path.join(store::AUDIT_LOG),
         open: None,
-    };
-    let mut audit = |v: &serde_json::Value| {
-        if let Err(e) = audit_log.append(v) {
-            if !audit_warned {
-                audit_warned = true;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "prodigy {name}: cannot write audit log `{}`: {}",
-                    audit_path.display(),
-                    describe_io(&e)
-                );
-            }
-        }
+        unsynced: false,
+        command: name,
+        warned: false,
     };
     let mode = if a.dry_run || to_remove == 0 {
         Mode::DryRun
     } else if a.force {
         Mode::Real
     } else {
-        let preview = clean::execute(
-            &mut eng,
-            &plan,
-            Mode::DryRun,
-            &mut |_| {},
-            &mut |_, _, _| {},
-        );
+        let preview = clean::execute(&mut eng, &plan, Mode::DryRun, &mut (), &mut |_, _, _| {});
         if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
             return Err(Error::refused(format!(
                 "{name}: {} items ({}) would be removed, but there is no terminal to confirm; \
@@ -214,23 +196,67 @@ fn take_clean_lock(root: &Dir, create: bool) -> std::io::Result<Option<lock::Hel
     }
 }
 
-/// Append one line to the audit log, rotating it to `.1` past its size bound.
 /// The audit log ([`store::AUDIT_LOG`]), opened once per run on its first line and rotated to
-/// `.1` when it has grown past [`store::AUDIT_LIMIT`] bytes. Each line is one `write(2)` and is
-/// synced before the next item is handled ([`store::atomic::append_to`]).
-struct AuditLog {
+/// `.1` when it has grown past [`store::AUDIT_LIMIT`] bytes. Each line is one `write(2)`
+/// ([`store::atomic::append_to`]); lines are synced when the engine asks (after each batch of
+/// deletions and at the end of the run) and before a rotation. The first error is reported on
+/// stderr, naming the log; the run goes on.
+struct AuditLog<'a> {
     path: std::path::PathBuf,
     /// The open file and its size, bytes.
     open: Option<(std::fs::File, u64)>,
+    /// Lines were written since the last sync.
+    unsynced: bool,
+    /// The command, for the warning (`clean`, `sessions rm`, ...).
+    command: &'a str,
+    warned: bool,
 }
 
-impl AuditLog {
+impl clean::Audit for AuditLog<'_> {
+    fn record(&mut self, event: &serde_json::Value) {
+        let r = self.append(event);
+        self.warn(r);
+    }
+
+    fn sync(&mut self) {
+        let r = self.sync_now();
+        self.warn(r);
+    }
+}
+
+impl AuditLog<'_> {
+    fn warn(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            if !self.warned {
+                self.warned = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "prodigy {}: cannot write audit log `{}`: {}",
+                    self.command,
+                    self.path.display(),
+                    describe_io(&e)
+                );
+            }
+        }
+    }
+
+    fn sync_now(&mut self) -> std::io::Result<()> {
+        match &self.open {
+            Some((f, _)) if self.unsynced => {
+                self.unsynced = false;
+                f.sync_data()
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn append(&mut self, v: &serde_json::Value) -> std::io::Result<()> {
         if self
             .open
             .as_ref()
             .is_some_and(|(_, n)| *n > store::AUDIT_LIMIT)
         {
+            self.sync_now()?;
             self.open = None;
         }
         let (file, size) = match &mut self.open {
@@ -252,6 +278,7 @@ impl AuditLog {
         let line = v.to_string();
         store::atomic::append_to(file, &self.path, line.as_bytes())?;
         *size += line.len() as u64 + 1;
+        self.unsynced = true;
         Ok(())
     }
 }

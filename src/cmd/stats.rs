@@ -31,13 +31,7 @@ fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)
     };
     let mut eng = Engine::new(&dir, &legacy, &git, now, &opts);
     let plan = eng.plan();
-    let rep = clean::execute(
-        &mut eng,
-        &plan,
-        Mode::DryRun,
-        &mut |_| {},
-        &mut |_, _, _| {},
-    );
+    let rep = clean::execute(&mut eng, &plan, Mode::DryRun, &mut (), &mut |_, _, _| {});
     Some((legacy, rep.before))
 }
 
@@ -45,7 +39,7 @@ fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)
 pub fn run(a: &Args) -> Result<Exit> {
     with_engine("stats", &a.scope, true, |eng, note| {
         let plan = eng.plan();
-        let rep = clean::execute(eng, &plan, Mode::DryRun, &mut |_| {}, &mut |_, _, _| {});
+        let rep = clean::execute(eng, &plan, Mode::DryRun, &mut (), &mut |_, _, _| {});
         let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
         for it in eng
             .inv

@@ -103,7 +103,10 @@ pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
         ));
     }
     let mut file = open_append(path)?;
-    append_to(&mut file, path, line)
+    append_to(&mut file, path, line)?;
+    // The appended bytes must be durable before the caller reports the event as recorded;
+    // sync_data skips the metadata-only part of fsync (timestamps) but does flush the new size.
+    file.sync_data()
 }
 
 /// Open `path` for [`append_to`]: `O_APPEND`, created with mode 0600, never through a symlink
@@ -125,7 +128,8 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 }
 
 /// Append `line` and a newline to `file` (opened by [`open_append`] at `path`, named in
-/// errors) with one `write(2)`, then `sync_data`. Errors as [`append_line`].
+/// errors) with one `write(2)`. Not synced: the caller syncs (`File::sync_data`) when the lines
+/// written so far must be durable. Errors as [`append_line`].
 pub fn append_to(file: &mut File, path: &Path, line: &[u8]) -> io::Result<()> {
     if line.contains(&b'\n') {
         return Err(io::Error::new(
@@ -158,9 +162,7 @@ pub fn append_to(file: &mut File, path: &Path, line: &[u8]) -> io::Result<()> {
             ),
         ));
     }
-    // The appended bytes must be durable before the caller reports the event as recorded;
-    // sync_data skips the metadata-only part of fsync (timestamps) but does flush the new size.
-    file.sync_data()
+    Ok(())
 }
 
 /// Whether `name` (a bare file name, not a path) has the shape of a temp file left by
