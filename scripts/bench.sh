@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
 #                    [--keep] [--no-build] [--no-readme] [--drop-caches yes|no|auto]
-#                    [--strace full|count|auto]
+#                    [--strace full|count|perf|auto]
 #
 # For each size the tree is generated once (scripts/gen-tree.py) into DIR/SIZE/work and copied to
 # DIR/SIZE/pristine; before every destructive run DIR/SIZE/work is deleted and re-copied from the
@@ -48,6 +48,15 @@ GEN=$ROOT/scripts/gen-tree.py
 README=$ROOT/scripts/README.md
 FIND_DAYS=7   # find baseline: -mtime +7 (the shortest default retention); old items are 60 days old
 
+PERF_OK=0
+if command -v perf >/dev/null && perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null; then
+    PERF_OK=1
+fi
+case "$STRACE" in
+    full|count|auto) ;;
+    perf) [ "$PERF_OK" = 1 ] || { echo "bench: --strace perf: \`perf stat -e raw_syscalls:sys_enter\` does not work here (apt-get install linux-perf; kernel.perf_event_paranoid)" >&2; exit 2; } ;;
+    *) echo "bench: --strace full|count|perf|auto" >&2; exit 2 ;;
+esac
 for tool in hyperfine strace python3 git find du xargs; do
     command -v "$tool" >/dev/null || { echo "bench: \`$tool\` is missing (apt-get install hyperfine strace)" >&2; exit 2; }
 done
@@ -275,6 +284,30 @@ def strace_c(out):
             total = int(f[3])
     print(json.dumps({"total": total, "main": "n/a", "processes": "n/a"}))
 
+PERF_SYSCALLS = ["newfstatat", "statx", "openat", "close", "getdents64", "read", "write", "unlinkat",
+                 "rmdir", "renameat2", "fsync", "fdatasync", "flock", "lseek", "fcntl", "mkdirat",
+                 "clone3", "execve", "wait4", "mmap", "futex"]
+
+def perf_events():
+    """The -e list for `perf stat`: all syscalls, then the common ones by name."""
+    print(",".join(["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for n in PERF_SYSCALLS
+                    if os.path.exists(f"/sys/kernel/tracing/events/syscalls/sys_enter_{n}")]))
+
+def perf_stat(all_out, main_out):
+    """Syscall counts from two `perf stat -x,` runs: `all_out` with children (inherited), and
+    `main_out` with --no-inherit (the traced command alone)."""
+    def read(path):
+        counts = {}
+        for line in open(path):
+            f = line.strip().split(",")
+            if len(f) > 2 and f[0].isdigit():
+                counts[f[2].split(":")[-1].replace("sys_enter_", "")] = int(f[0])
+        return counts
+    a, m = read(all_out), read(main_out)
+    top = sorted(((k, v) for k, v in a.items() if k != "sys_enter" and v), key=lambda kv: -kv[1])
+    print(json.dumps({"total": a.get("sys_enter", 0), "main": m.get("sys_enter", 0),
+                      "processes": "n/a", "top": top[:8], "main_top": "total only (counted without children)", "execs": "n/a"}))
+
 def peak(out, *cmd):
     """Runs cmd; writes "SELF CHILDREN" peak RSS in KiB: the command's own VmHWM (polled every
     2 ms from /proc; a high-water mark, so only growth in the last 2 ms could be missed) and the
@@ -304,7 +337,7 @@ def rss_max(path):
 cmd = sys.argv[1]
 args = sys.argv[2:]
 {"copy": copy, "rmtree": rmtree, "refresh": refresh, "plan": plan, "median": median, "strace": strace_count,
- "strace_c": strace_c, "peak": peak, "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
+ "strace_c": strace_c, "perf_events": perf_events, "perf_stat": perf_stat, "peak": peak, "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
 PY
 lib() { python3 "$LIB" "$@"; }
 
@@ -322,6 +355,7 @@ echo "| size | prodigy command | prodigy median | baseline | baseline median | r
 echo "|---|---|---|---|---|---|---|---|" >>"$SUMMARY"
 RSS_ROWS=""
 SYS_ROWS=""
+SMODES=""
 GEN_ROWS=""
 
 bench_size() {
@@ -396,27 +430,58 @@ bench_size() {
     lib peak "$D/rss.force" "$BIN" clean --all-repos --force -q
 
     # Full traces count per process (prodigy itself vs git) but take minutes per million
-    # syscalls; `count` (strace -c) gives totals only. auto: full at S1, count at S2 and S3.
+    # syscalls; `count` (strace -c) gives totals only; `perf` counts with the kernel's syscall
+    # tracepoints (no ptrace: seconds, not minutes), prodigy alone in a second run without
+    # children. auto: perf where it works, else full at S1 and count at S2 and S3.
     local smode=$STRACE
-    [ "$smode" = auto ] && { [ "$S" = S1 ] && smode=full || smode=count; }
-    local sopt=(-f -qq -s 48) scount=strace
-    [ "$smode" = count ] && { sopt=(-f -c); scount=strace_c; }
-    log "$S: strace ($smode) of clean --force, rm -rf (same set), stats, du -sb"
-    restore
-    strace "${sopt[@]}" -o "$D/strace.force" "$BIN" clean --all-repos --force -q
-    local left_force; left_force=$(find "$H" -mindepth 1 | wc -l)
-    restore
-    strace "${sopt[@]}" -o "$D/strace.rm" sh "$D/rm.sh"
-    local left_rm; left_rm=$(find "$H" -mindepth 1 | wc -l)
-    restore
-    strace "${sopt[@]}" -o "$D/strace.stats" "$BIN" stats --all-repos >/dev/null
-    strace "${sopt[@]}" -o "$D/strace.du" du -sb "$H" >/dev/null
-    local sc_force sc_rm sc_stats sc_du
-    sc_force=$(lib $scount "$D/strace.force"); sc_rm=$(lib $scount "$D/strace.rm")
-    sc_stats=$(lib $scount "$D/strace.stats"); sc_du=$(lib $scount "$D/strace.du")
-    rm -f "$D"/strace.*
+    if [ "$smode" = auto ]; then
+        if [ "$PERF_OK" = 1 ]; then smode=perf; elif [ "$S" = S1 ]; then smode=full; else smode=count; fi
+    fi
+    log "$S: syscalls ($smode) of clean --force, rm -rf (same set), stats, du -sb"
+    local left_force left_rm sc_force sc_rm sc_stats sc_du
+    if [ "$smode" = perf ]; then
+        local ev; ev=$(lib perf_events)
+        pcount() {  # NAME CMD...: both counts of CMD into $D/perf.NAME.{all,main}
+            local name=$1; shift
+            perf stat -x, -e "$ev" -o "$D/perf.$name.all" -- "$@" >/dev/null
+        }
+        pmain() {
+            local name=$1; shift
+            perf stat --no-inherit -x, -e raw_syscalls:sys_enter -o "$D/perf.$name.main" -- "$@" >/dev/null
+        }
+        restore; pcount force "$BIN" clean --all-repos --force -q
+        left_force=$(find "$H" -mindepth 1 | wc -l)
+        restore; pmain force "$BIN" clean --all-repos --force -q
+        restore; pcount rm sh "$D/rm.sh"
+        left_rm=$(find "$H" -mindepth 1 | wc -l)
+        restore; pmain rm sh "$D/rm.sh"
+        restore
+        pcount stats "$BIN" stats --all-repos; pmain stats "$BIN" stats --all-repos
+        pcount du du -sb "$H"; pmain du du -sb "$H"
+        sc_force=$(lib perf_stat "$D/perf.force.all" "$D/perf.force.main")
+        sc_rm=$(lib perf_stat "$D/perf.rm.all" "$D/perf.rm.main")
+        sc_stats=$(lib perf_stat "$D/perf.stats.all" "$D/perf.stats.main")
+        sc_du=$(lib perf_stat "$D/perf.du.all" "$D/perf.du.main")
+        rm -f "$D"/perf.*
+    else
+        local sopt=(-f -qq -s 48) scount=strace
+        [ "$smode" = count ] && { sopt=(-f -c); scount=strace_c; }
+        restore
+        strace "${sopt[@]}" -o "$D/strace.force" "$BIN" clean --all-repos --force -q
+        left_force=$(find "$H" -mindepth 1 | wc -l)
+        restore
+        strace "${sopt[@]}" -o "$D/strace.rm" sh "$D/rm.sh"
+        left_rm=$(find "$H" -mindepth 1 | wc -l)
+        restore
+        strace "${sopt[@]}" -o "$D/strace.stats" "$BIN" stats --all-repos >/dev/null
+        strace "${sopt[@]}" -o "$D/strace.du" du -sb "$H" >/dev/null
+        sc_force=$(lib $scount "$D/strace.force"); sc_rm=$(lib $scount "$D/strace.rm")
+        sc_stats=$(lib $scount "$D/strace.stats"); sc_du=$(lib $scount "$D/strace.du")
+        rm -f "$D"/strace.*
+    fi
     echo "$sc_force" >"$D/syscalls.force.json"; echo "$sc_rm" >"$D/syscalls.rm.json"
     echo "$sc_stats" >"$D/syscalls.stats.json"; echo "$sc_du" >"$D/syscalls.du.json"
+    SMODES+="$S: $smode; "
     tot() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])" "$1" "$2"; }
 
     # ---- tables ----
@@ -447,7 +512,7 @@ bench_size() {
         echo
         echo "- clean --force, all processes: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_force")\`"
         echo "- clean --force, prodigy itself: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['main_top'])" "$sc_force")\`"
-        echo "- clean --force, child processes: \`$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['processes']-1, 'processes:', d['execs'])" "$sc_force")\`"
+        echo "- clean --force, child processes: \`$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['processes']-1, 'processes:', d['execs']) if isinstance(d['processes'], int) else print('not counted in this mode')" "$sc_force")\`"
         echo "- rm -rf (same set): \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_rm")\`"
         echo "- stats, all processes: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_stats")\`; prodigy itself: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['main_top'])" "$sc_stats")\`"
         echo "- du -sb: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_du")\`"
@@ -478,7 +543,7 @@ OUT=$DIR/report.md
     else
         echo "page cache not dropped ($( [ "$FSTYPE" = tmpfs ] && echo "tmpfs holds the tree in memory, dropping caches would only evict the binaries" || echo "not permitted or --drop-caches no"))."
     fi
-    echo "hyperfine $(hyperfine --version | awk '{print $2}'), strace $(strace -V | awk 'NR==1 {print $4}'), $(du --version | head -1), $(git --version)."
+    echo "hyperfine $(hyperfine --version | awk '{print $2}'), strace $(strace -V | awk 'NR==1 {print $4}'), $( [ "$PERF_OK" = 1 ] && perf version || echo "perf not usable"), $(du --version | head -1), $(git --version)."
     echo
     echo "Medians (wall clock):"
     echo
@@ -490,7 +555,7 @@ OUT=$DIR/report.md
     echo "|---|---|---|---|---|"
     printf '%s' "$RSS_ROWS"
     echo
-    echo "Syscalls (\`strace -f\` at S1, \`strace -f -c\` at S2 and S3 unless \`--strace\` says otherwise; every process including git) per entry deleted (files + directories + symlinks):"
+    echo "Syscalls (counted by ${SMODES% }; every process including git, prodigy's own in parentheses) per entry deleted (files + directories + symlinks):"
     echo
     echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
     echo "|---|---|---|---|---|---|---|---|---|"
