@@ -549,13 +549,13 @@ OUT=$DIR/report.md
     echo
     cat "$SUMMARY"
     echo
-    echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest git child it ran (\`git status\` of a worktree, \`git worktree list\`):"
+    echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest process of the run by \`getrusage(RUSAGE_CHILDREN)\`, which counts prodigy itself too: at S1 and S3 that is a git child (\`git status\` of a 5,000-file worktree), at S2 prodigy:"
     echo
     echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
     echo "|---|---|---|---|---|"
     printf '%s' "$RSS_ROWS"
     echo
-    echo "Syscalls (counted by ${SMODES% }; every process including git, prodigy's own in parentheses) per entry deleted (files + directories + symlinks):"
+    echo "Syscalls (counted by ${SMODES%; }; every process including git, prodigy's own in parentheses) per entry deleted (files + directories + symlinks):"
     echo
     echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
     echo "|---|---|---|---|---|---|---|---|---|"
