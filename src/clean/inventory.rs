@@ -344,21 +344,12 @@ impl Scanner<'_> {
         }
     }
 
+    /// The names in `d` (at `parts`), sorted; a listing error becomes a warning naming `parts`.
     fn names(&self, d: &Dir, parts: &[&OsStr], inv: &mut Inventory) -> Vec<OsString> {
-        match d.names() {
-            Ok(mut v) => {
-                v.sort();
-                v
-            }
-            Err(e) => {
-                inv.warnings.push(format!(
-                    "cannot list `{}`: {}",
-                    rel_of_parts(parts.iter().copied()),
-                    crate::error::describe_io(&e)
-                ));
-                Vec::new()
-            }
-        }
+        self.listing(d, parts, inv)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// [`Scanner::names`] with each entry's listed type (a hint for [`Dir::read_listed`]).
