@@ -7,7 +7,8 @@
 //!
 //! Layout: [`cli`] turns argv into a command and touches no files; [`cmd`] has one module per
 //! command; [`store`] owns the root and is the only place that deletes; [`clean`] is the engine
-//! behind `prodigy clean`; [`git`] runs git.
+//! behind `prodigy clean`; [`git`] runs git; [`workflow`] is the workflow file format (parsing,
+//! `${…}` interpolation, work-item selection) and runs nothing.
 #![deny(missing_docs)]
 
 pub mod clean;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod git;
 pub mod procs;
 pub mod store;
+pub mod workflow;
 
 use std::ffi::OsString;
 use std::io::Write;
