@@ -173,9 +173,9 @@ impl JsonPath {
 
 /// The items `spec` selects from `input`, in order: `json_path` (None or empty: `input`'s
 /// elements when it is an array, else `[input]`) → `filter` → `sort_by` → `offset` →
-/// `max_items`. Err: a message about an invalid `json_path`, `filter` or `sort_by` (the parser
-/// already checked them), or a `json_path` that selects nothing from a non-empty input is
-/// *not* an error (zero items).
+/// `max_items`. Err: a message about an invalid `json_path`, `filter` or `sort_by` (prefixed
+/// `json_path: `, …; [`super::parse`] already refuses those). A path that selects nothing is
+/// not an error: it yields zero items.
 pub fn select(input: &Value, spec: &MapSpec) -> Result<Vec<Value>, String> {
     let mut items: Vec<Value> = match spec.json_path.as_deref().map(str::trim) {
         None | Some("") => match input {
