@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-for page in prodigy prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints; do
+for page in prodigy prodigy-run prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints; do
   target/debug/prodigy help --man "$page" > "man/$page.1"
 done
 if command -v groff >/dev/null 2>&1; then

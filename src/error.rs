@@ -19,6 +19,10 @@ pub enum Exit {
     Usage = 2,
     /// Refused: confirmation needed (no terminal, no `--force`) or an unsafe root.
     Refused = 3,
+    /// `run` interrupted by SIGINT (the session is Paused and resumable).
+    Interrupted = 130,
+    /// `run` stopped by SIGTERM (the session is Paused and resumable).
+    Terminated = 143,
 }
 
 /// `(code, meaning)` rows, in order, for help text and man pages.
@@ -29,12 +33,23 @@ pub const EXIT_TABLE: &[(u8, &str)] = &[
     ),
     (
         1,
-        "finished, but some items could not be removed (each is reported)",
+        "finished, but some items, steps or merges failed (each is reported)",
     ),
-    (2, "usage error: bad option, bad value, bad PRODIGY_HOME"),
+    (
+        2,
+        "usage error: bad option or value, bad PRODIGY_HOME, invalid workflow",
+    ),
     (
         3,
-        "refused: confirmation needed (no terminal and no --force), or unsafe root",
+        "refused: no terminal and no --force, unsafe root, dirty repo, lock held",
+    ),
+    (
+        130,
+        "run interrupted by SIGINT (the session is Paused, resumable)",
+    ),
+    (
+        143,
+        "run stopped by SIGTERM (the session is Paused, resumable)",
     ),
 ];
 

@@ -12,6 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Variables kept in git's environment: the committer and author identity of merge commits.
+const IDENTITY: &[&str] = &[
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+];
+
 /// Default time limit for one git call. Override with `PRODIGY_GIT_TIMEOUT` (seconds).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -91,7 +99,10 @@ impl Git {
             cmd.current_dir(d);
         }
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("GIT_") {
+            let name = k.to_string_lossy();
+            // Identity variables cannot redirect git anywhere; merges made for a run need them
+            // when the user sets their identity through the environment.
+            if name.starts_with("GIT_") && !IDENTITY.contains(&name.as_ref()) {
                 cmd.env_remove(&k);
             }
         }

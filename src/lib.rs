@@ -7,8 +7,9 @@
 //!
 //! Layout: [`cli`] turns argv into a command and touches no files; [`cmd`] has one module per
 //! command; [`store`] owns the root and is the only place that deletes; [`clean`] is the engine
-//! behind `prodigy clean`; [`git`] runs git; [`workflow`] is the workflow file format (parsing,
-//! `${…}` interpolation, work-item selection) and runs nothing.
+//! behind `prodigy clean`; [`run`] executes workflows (`prodigy run`); [`git`] runs git;
+//! [`workflow`] is the workflow file format (parsing, `${…}` interpolation, work-item
+//! selection) and runs nothing.
 #![deny(missing_docs)]
 
 pub mod clean;
@@ -18,6 +19,7 @@ pub mod duration;
 pub mod error;
 pub mod git;
 pub mod procs;
+pub mod run;
 pub mod store;
 pub mod workflow;
 
@@ -32,6 +34,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         cli::Command::Version => {
             cmd::print(&format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))).map(|_| error::Exit::Ok)
         }
+        cli::Command::Run(o) => cmd::run::run(&o),
         cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
         cli::Command::WorktreeLs(a) => cmd::worktree::ls(&a),

@@ -769,6 +769,9 @@ impl Scanner<'_> {
                 let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo, &f]));
                 if !global {
                     it.repo = Some(r.clone());
+                    // `logs/{repo}/{job_id}/` is a run's log directory (run.md §3): it belongs
+                    // to the job's session and follows its protection.
+                    it.job = valid_id_str(&f).map(str::to_string);
                 }
                 inv.push(it);
             }

@@ -40,6 +40,42 @@ const fn flag(
     }
 }
 
+/// Flags of `prodigy run` (run.md §1).
+pub const RUN_FLAGS: &[Flag] = &[
+    flag(
+        "yes",
+        Some('y'),
+        None,
+        "merge the session branch into the original branch without asking",
+    ),
+    flag(
+        "path",
+        None,
+        Some("REPO"),
+        "the git repository to run in (default: the current directory's)",
+    ),
+    flag(
+        "arg",
+        None,
+        Some("NAME=VALUE"),
+        "set ${NAME} for the workflow's steps (repeatable)",
+    ),
+    flag(
+        "max-parallel",
+        None,
+        Some("N"),
+        "run at most N MapReduce agents at once (overrides map.max_parallel)",
+    ),
+    flag("quiet", Some('q'), None, "print only errors"),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON summary at the end (session, job, counts, exit reason)",
+    ),
+    flag("help", Some('h'), None, "print this help"),
+];
+
 /// Flags of `prodigy clean`.
 pub const CLEAN_FLAGS: &[Flag] = &[
     flag("all", None, None, "clean every storage type (the default)"),
@@ -285,6 +321,13 @@ impl Eq for Sub {}
 /// `parse_clean` and `parse_worktree*`, which read the same flag tables).
 pub const CORE: &[Sub] = &[
     Sub {
+        words: &["run"],
+        positional: "WORKFLOW",
+        arity: (1, 1),
+        about: "run a workflow file in a worktree, writing sessions, events, checkpoints, DLQ",
+        flags: RUN_FLAGS,
+    },
+    Sub {
         words: &["clean"],
         positional: "[all|worktrees|sessions|logs|state|events|dlq]",
         arity: (0, 1),
@@ -328,6 +371,8 @@ pub fn example_value(value: &str) -> &'static str {
         "CLASS" => "resumable",
         "TYPE" => "agent_started",
         "N" => "5",
+        "REPO" => ".",
+        "NAME=VALUE" => "TARGET=src/lib.rs",
         _ => "x",
     }
 }
@@ -514,6 +559,8 @@ pub enum Command {
     Help(String),
     /// Print the version and exit 0.
     Version,
+    /// `prodigy run …`.
+    Run(crate::run::Options),
     /// `prodigy clean …`.
     Clean(CleanArgs),
     /// `prodigy worktree clean …` (0.4.4-compatible wording).
@@ -540,6 +587,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Value(v) => {
             let v = v.string().map_err(usage)?;
             match v.as_str() {
+                "run" => parse_run(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
                 "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
@@ -547,6 +595,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 }
                 "help" => Ok(Command::Help(match p.next().map_err(usage)? {
                     Some(Value(c)) if c == "clean" => clean_help(),
+                    Some(Value(c)) if c == "run" => sub_help(&CORE[0]),
                     Some(Value(c)) if c == "worktree" => worktree_help(),
                     Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
                         sub_group_help(&c.to_string_lossy())
@@ -592,6 +641,64 @@ fn lookup(table: &'static [Flag], arg: &lexopt::Arg<'_>) -> Option<&'static Flag
         Short(c) => f.short == Some(*c),
         Value(_) => false,
     })
+}
+
+fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut o = crate::run::Options::default();
+    let mut workflow: Option<std::path::PathBuf> = None;
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            if workflow.is_some() {
+                return Err(Error::usage(
+                    "usage: prodigy run WORKFLOW [OPTIONS]: one workflow file; see `prodigy run --help`",
+                ));
+            }
+            workflow = Some(v.into());
+            continue;
+        }
+        let Some(f) = lookup(RUN_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(sub_help(&CORE[0]))),
+            "yes" => o.yes = true,
+            "quiet" => o.quiet = true,
+            "json" => o.json = true,
+            "path" => o.path = Some(p.value().map_err(usage)?.into()),
+            "arg" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| Error::usage(format!("--arg `{v}`: expected NAME=VALUE")))?;
+                let ok = k
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                if !ok {
+                    return Err(Error::usage(format!(
+                        "--arg `{v}`: NAME must be letters, digits, `_` or `.`, not starting with a digit"
+                    )));
+                }
+                o.args.push((k.to_string(), val.to_string()));
+            }
+            "max-parallel" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                o.max_parallel =
+                    Some(v.parse().ok().filter(|n: &usize| *n > 0).ok_or_else(|| {
+                        Error::usage(format!(
+                            "--max-parallel: `{v}` is not a positive whole number"
+                        ))
+                    })?);
+            }
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    o.workflow = workflow.ok_or_else(|| {
+        Error::usage("usage: prodigy run WORKFLOW [OPTIONS]; see `prodigy run --help`")
+    })?;
+    Ok(Command::Run(o))
 }
 
 fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
@@ -919,6 +1026,7 @@ pub fn main_help() -> String {
         "prodigy - keep Prodigy's global storage ($PRODIGY_HOME) tidy and safe\n\n\
          Usage: prodigy <COMMAND> [OPTIONS]\n\n\
          Commands:\n\
+         \x20 run WORKFLOW       run a workflow file in a worktree (standard or MapReduce)\n\
          \x20 clean              remove expired storage, never live or resumable work\n\
          \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
          \x20 stats              what is stored, what clean would reclaim, what is protected\n\
@@ -1000,6 +1108,7 @@ pub fn worktree_help() -> String {
 /// The man pages `man/` holds, generated by [`man_page`].
 pub const MAN_PAGES: &[&str] = &[
     "prodigy",
+    "prodigy-run",
     "prodigy-clean",
     "prodigy-worktree",
     "prodigy-stats",
@@ -1044,6 +1153,72 @@ fn man_exit(out: &mut String) {
         writeln!(out, ".TP\n{code}\n{}", roff(meaning)).unwrap();
     }
 }
+
+/// DESCRIPTION and the sections after it of `prodigy-run(1)`.
+const RUN_MAN_TEXT: &str = "\
+.SH DESCRIPTION
+Runs a Prodigy workflow file, standard or MapReduce, in a new git worktree of the repository that
+holds the current directory (or \\fB\\-\\-path\\fR), and writes everything the run produces under
+\\fB$PRODIGY_HOME\\fR: the session record, the session\\-job mappings, event lines, MapReduce job
+state and checkpoints, the dead letter queue, logs, and the job's resume lock, held for the whole
+run. A repository with uncommitted tracked changes, or with a merge, rebase, cherry\\-pick or revert
+in progress, is refused (exit 3): the run starts from HEAD.
+.SH WORKFLOW FILES
+Prodigy's YAML. A standard workflow is a list of steps, or a map with \\fBname\\fR, \\fBcommands\\fR,
+\\fBenv\\fR and \\fBmerge\\fR. A MapReduce workflow has \\fBmode: mapreduce\\fR (the key, not text in a
+comment), \\fBsetup\\fR, \\fBmap\\fR (\\fBinput\\fR, \\fBjson_path\\fR, \\fBfilter\\fR, \\fBsort_by\\fR,
+\\fBmax_items\\fR, \\fBoffset\\fR, \\fBmax_parallel\\fR, \\fBagent_template\\fR), \\fBreduce\\fR, \\fBmerge\\fR
+and \\fBerror_policy\\fR. A step is \\fBshell:\\fR or \\fBclaude:\\fR with \\fBcommit_required\\fR,
+\\fBtimeout\\fR (seconds), \\fBcapture_output\\fR and \\fBon_failure\\fR. Unknown keys, and keys that
+Prodigy 0.4.4 parses but this runner does not run (\\fBforeach\\fR, \\fBvalidate\\fR, \\fBgoal_seek\\fR,
+\\fBwrite_file\\fR, \\fBwhen\\fR, \\fBon_success\\fR, \\fBanalyze\\fR), are errors naming file, line and
+column (exit 2): a typo never silently drops a step.
+.PP
+\\fBmap.input\\fR is a JSON file in the session worktree as setup left it or, when no such file
+exists, a shell command whose output is a JSON array or one item per line. \\fBjson_path\\fR takes
+\\fB$\\fR, \\fB.key\\fR, \\fB[\\(aqkey\\(aq]\\fR, \\fB[N]\\fR and \\fB[*]\\fR. A work item's id is its \\fBid\\fR field
+(string or number), else its index; two items with one id are an error.
+.SH VARIABLES
+\\fB${name}\\fR, \\fB${name.path[0]}\\fR and \\fB${name:\\-default}\\fR are replaced before a step runs:
+\\fBitem\\fR (and nested \\fBitem.*\\fR), \\fBitem_json\\fR, \\fBitem_id\\fR, \\fBmap.total\\fR,
+\\fBmap.successful\\fR, \\fBmap.failed\\fR, \\fBmap.results\\fR, \\fBshell.output\\fR, \\fBclaude.output\\fR and
+capture names, \\fBworkflow.name\\fR, \\fBsession.id\\fR, \\fBjob.id\\fR, \\fBworktree\\fR, \\fBmerge.*\\fR in
+merge steps, and \\fB\\-\\-arg\\fR names. An unknown dotted name fails its step; an unknown plain
+\\fB$NAME\\fR or \\fB${NAME}\\fR is left for the shell. Values are inserted as text, not shell\\-quoted.
+.SH EXECUTION
+Each step runs as \\fBsh \\-c\\fR (or \\fBclaude\\fR, invoked as Prodigy 0.4.4 invokes it) in its own
+process group, stdin \\fI/dev/null\\fR, output appended to \\fI$PRODIGY_HOME/logs/{repo}/{job_id}/\\fR
+(\\fIsteps.log\\fR, \\fIsetup.log\\fR, \\fIagent\\-{item}.log\\fR, \\fIreduce.log\\fR, \\fImerge.log\\fR). The
+environment is prodigy's own plus the workflow's \\fBenv\\fR, \\fBPRODIGY_AUTOMATION=true\\fR,
+\\fBPRODIGY_SESSION_ID\\fR, \\fBPRODIGY_JOB_ID\\fR, and for agents \\fBPRODIGY_ITEM_ID\\fR and
+\\fBitem_json\\fR. A non\\-zero exit fails the step in every phase (Prodigy 0.4.4 ignores it in map and
+reduce); \\fBon_failure\\fR then runs and, unless \\fBfail_workflow\\fR, recovers the step.
+\\fBcommit_required\\fR fails a step that made no commit. A \\fBtimeout\\fR sends SIGTERM to the
+step's process group, SIGKILL 5 seconds later.
+.PP
+MapReduce: setup runs in the session worktree; each work item runs in its own agent worktree
+nested in it, at most \\fBmax_parallel\\fR at once, and an agent whose steps succeeded is merged into
+the session worktree with \\fBgit merge \\-\\-no\\-ff\\fR, one merge at a time. A conflict fails the item;
+the session worktree is never left mid\\-merge. Merged agents' worktrees and branches are removed;
+failed items go to the dead letter queue and keep their worktree for inspection. Reduce runs in
+the session worktree with \\fBmap.*\\fR set, unless every item failed or \\fBerror_policy\\fR stopped the
+map.
+.PP
+At the end, the session branch is merged into the branch that was checked out when the run
+started: by the workflow's \\fBmerge\\fR steps, else with \\fBgit merge \\-\\-no\\-ff\\fR in your checkout,
+only when it is still on that branch and clean. Without \\fB\\-y\\fR a terminal is asked; with no
+terminal nothing is merged and the command to merge by hand is printed (Prodigy 0.4.4 merges on
+end of input). After a merge the session worktree and branch are removed.
+.SH SIGNALS
+SIGINT and SIGTERM stop new work, are forwarded to running steps (which get 10 seconds), a
+checkpoint is written, the session is marked Paused and the resume lock released; the exit
+status is 130 or 143. A killed run stays Running with a dead owner pid: \\fBprodigy clean\\fR keeps
+it as resumable while it has a checkpoint.
+.SH OUTPUT
+Progress goes to a terminal only; \\fB\\-q\\fR prints errors only; \\fB\\-\\-json\\fR prints one object
+with \\fBsession_id\\fR, \\fBjob_id\\fR, \\fBstatus\\fR, \\fBreason\\fR, \\fBtotal\\fR, \\fBcompleted\\fR,
+\\fBfailed\\fR, \\fBmerge\\fR and \\fBexit\\fR.
+";
 
 const MAN_PROTECTED: &str = "\
 .SH WHAT IS PROTECTED
@@ -1103,7 +1278,10 @@ pub fn man_page(page: &str) -> Option<String> {
                  orphaned\\-worktree registry. \\fBprodigy\\fR shows that tree and reclaims space from it without\n\
                  deleting live or resumable work.\n",
             );
-            o.push_str(".SH COMMANDS\n.TP\n\\fBclean\\fR\nRemove expired storage; see \\fBprodigy\\-clean\\fR(1).\n");
+            o.push_str(".SH COMMANDS\n.TP\n\\fBrun\\fR \\fIWORKFLOW\\fR\nRun a workflow file in a worktree; see \\fBprodigy\\-run\\fR(1).\n");
+            o.push_str(
+                ".TP\n\\fBclean\\fR\nRemove expired storage; see \\fBprodigy\\-clean\\fR(1).\n",
+            );
             o.push_str(".TP\n\\fBworktree ls\\fR|\\fBclean\\fR|\\fBclean\\-orphaned\\fR\nList and remove worktrees; see \\fBprodigy\\-worktree\\fR(1).\n");
             for (g, _) in docs::GROUPS {
                 let about = SUBS
@@ -1142,6 +1320,21 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
+        }
+        "prodigy-run" => {
+            header(
+                &mut o,
+                "prodigy-run",
+                "run a Prodigy workflow file in a git worktree",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy run\n\\fIWORKFLOW\\fR [\\fB\\-y\\fR] [\\fB\\-\\-path\\fR \\fIREPO\\fR] [\\fB\\-\\-arg\\fR \\fINAME=VALUE\\fR]... [\\fB\\-\\-max\\-parallel\\fR \\fIN\\fR] [\\fB\\-q\\fR] [\\fB\\-\\-json\\fR]\n");
+            o.push_str(RUN_MAN_TEXT);
+            o.push_str(".SH OPTIONS\n");
+            man_flags(&mut o, RUN_FLAGS);
+            o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B PATH\n\\fBsh\\fR, \\fBgit\\fR and, for Claude steps, \\fBclaude\\fR are found here.\n");
+            man_exit(&mut o);
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy run scripts/workflows/mapreduce.yml \\-y\nprodigy run fix.yml \\-\\-arg TARGET=src/lib.rs \\-\\-json\nprodigy run big.yml \\-\\-max\\-parallel 4 \\-q\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-clean" => {
             header(
@@ -1306,7 +1499,8 @@ mod tests {
             for f in spec.flags {
                 if let Some(v) = f.value {
                     assert!(
-                        v.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                        v.chars()
+                            .all(|c| c.is_ascii_uppercase() || c == '_' || c == '='),
                         "--{} names its value: {v}",
                         f.long
                     );

@@ -8,6 +8,8 @@ pub mod clean;
 pub mod dlq;
 /// `prodigy events ls|show|follow`.
 pub mod events;
+/// `prodigy run`.
+pub mod run;
 /// `prodigy sessions ls|show|rm`.
 pub mod sessions;
 /// `prodigy stats`.

@@ -108,3 +108,97 @@ fn file_id(f: &File) -> io::Result<(u64, u64)> {
 fn file_id(_f: &File) -> io::Result<(u64, u64)> {
     Ok((0, 0))
 }
+
+/// A job's resume lock, held by this process (storage-format §4.6, run.md §5.1): the flock of
+/// `resume_locks/{job_id}.lock` plus its JSON content naming this process. Dropping it (or
+/// [`ResumeLock::release`]) unlinks the file while the flock is still held (R6), then unlocks; a
+/// SIGKILL leaves the file with a dead pid and no flock, which every reader treats as not live.
+#[derive(Debug)]
+pub struct ResumeLock {
+    held: Option<Held>,
+    dir: std::path::PathBuf,
+    name: std::ffi::OsString,
+}
+
+/// Why a resume lock could not be taken.
+#[derive(Debug)]
+pub enum LockRefused {
+    /// Another process holds the flock; its recorded content, when it parses.
+    Held(Option<super::records::ResumeLockInfo>),
+    /// An I/O error (message names the file).
+    Io(String),
+}
+
+impl ResumeLock {
+    /// Take `resume_locks/{job_id}.lock` under `root` without blocking and write
+    /// `{job_id, process_id, hostname, acquired_at}` into it (in place: replacing the file would
+    /// drop the flock). `job_id` must already fit the id grammar.
+    pub fn acquire(root: &std::path::Path, job_id: &str) -> Result<ResumeLock, LockRefused> {
+        use std::io::{Seek, Write};
+        let dirp = root.join("resume_locks");
+        let io = |what: &str, e: io::Error| {
+            LockRefused::Io(format!(
+                "failed to {what} `{}`: {}",
+                dirp.join(format!("{job_id}.lock")).display(),
+                crate::error::describe_io(&e)
+            ))
+        };
+        std::fs::create_dir_all(&dirp).map_err(|e| io("create the directory of", e))?;
+        let dir = Dir::open_root(&dirp).map_err(|e| io("open the directory of", e))?;
+        let name = std::ffi::OsString::from(format!("{job_id}.lock"));
+        let held = match try_lock(&dir, &name, true).map_err(|e| io("lock", e))? {
+            TryLock::Acquired(h) => h,
+            TryLock::Busy => {
+                let info = dir
+                    .read_file(&name, 64 * 1024)
+                    .ok()
+                    .and_then(|b| super::records::parse(&b).ok());
+                return Err(LockRefused::Held(info));
+            }
+        };
+        let info = super::records::ResumeLockInfo {
+            job_id: job_id.to_string(),
+            process_id: std::process::id(),
+            hostname: crate::procs::hostname(),
+            acquired_at: super::records::Timestamp::now(),
+            extra: Default::default(),
+        };
+        let bytes = super::records::to_json_bytes(&info);
+        let mut f = held.file();
+        f.set_len(0)
+            .and_then(|_| f.seek(io::SeekFrom::Start(0)))
+            .and_then(|_| f.write_all(&bytes))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io("write", e))?;
+        Ok(ResumeLock {
+            held: Some(held),
+            dir: dirp,
+            name,
+        })
+    }
+
+    /// Unlink the lock file while holding its flock, then release the flock.
+    pub fn release(mut self) {
+        self.unlink_and_drop();
+    }
+
+    fn unlink_and_drop(&mut self) {
+        if let Some(h) = self.held.take() {
+            if let Ok(d) = Dir::open_root(&self.dir) {
+                // Only if the name still names the inode we hold (R6).
+                if let (Ok(m), Ok(ours)) = (d.stat(&self.name), file_id(h.file())) {
+                    if (m.dev, m.ino) == ours {
+                        let _ = d.unlink(&self.name);
+                    }
+                }
+            }
+            drop(h);
+        }
+    }
+}
+
+impl Drop for ResumeLock {
+    fn drop(&mut self) {
+        self.unlink_and_drop();
+    }
+}

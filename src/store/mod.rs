@@ -2,10 +2,13 @@
 //!
 //! Never prints and never reads argv. Submodules: [`names`] (the id grammar), [`fsops`] (the only
 //! code that deletes files), [`records`] (typed file formats), [`atomic`] (crash-safe writes),
-//! [`lock`] (resume locks and the clean lock).
+//! [`lock`] (resume locks and the clean lock), [`layout`] (where a run's records go) and
+//! [`journal`] (the writers of a run's records).
 
 pub mod atomic;
 pub mod fsops;
+pub mod journal;
+pub mod layout;
 pub mod lock;
 pub mod names;
 pub mod records;

@@ -1175,6 +1175,8 @@ pub enum JobPhase {
 pub enum JobStatus {
     /// `"running"`.
     Running,
+    /// `"paused"`: interrupted by SIGINT/SIGTERM, checkpoint written, resumable (run.md §5.5).
+    Paused,
     /// `"completed"`.
     Completed,
     /// `"failed"`.
@@ -2010,7 +2012,8 @@ mod tests {
             ("phase", "Map"),
             ("phase", "done"),
             ("status", "Running"),
-            ("status", "paused"),
+            ("status", "Paused"),
+            ("status", "stopped"),
         ] {
             let mut w = v.clone();
             w[k] = json!(bad);
@@ -2018,6 +2021,9 @@ mod tests {
                 parse::<JobState>(&serde_json::to_vec(&w).unwrap()).is_err(),
                 "{k}={bad}"
             );
+        }
+        for st in ["running", "paused", "completed", "failed", "cancelled"] {
+            let _: JobStatus = serde_json::from_value(json!(st)).unwrap();
         }
         for p in ["setup", "map", "reduce", "complete"] {
             let _: JobPhase = serde_json::from_value(json!(p)).unwrap();

@@ -1,0 +1,56 @@
+//! `prodigy run`: argv → [`crate::run::run`] → a summary on stdout and the exit status.
+
+use crate::error::{Exit, Result};
+use crate::run::{self, Options};
+use serde_json::json;
+
+/// Run the workflow and report. Errors before the session exists keep their own exit code;
+/// afterwards the summary decides it (run.md §1).
+pub fn run(o: &Options) -> Result<Exit> {
+    let s = run::run(o)?;
+    if o.json {
+        let doc = json!({
+            "session_id": s.session_id,
+            "job_id": s.job_id,
+            "status": s.status,
+            "reason": s.reason,
+            "total": s.total,
+            "completed": s.completed,
+            "failed": s.failed,
+            "merge": s.merge,
+            "exit": s.exit,
+        });
+        super::print(&format!("{doc}\n"))?;
+    } else if !o.quiet || s.exit != 0 {
+        let mut line = format!(
+            "{} {}: {} ({})",
+            if s.session_id == s.job_id {
+                "session"
+            } else {
+                "job"
+            },
+            s.job_id,
+            s.status,
+            s.reason
+        );
+        if s.total > 0 && s.session_id != s.job_id {
+            line.push_str(&format!(
+                "; items: {} total, {} merged, {} failed",
+                s.total, s.completed, s.failed
+            ));
+        }
+        line.push_str(&format!("; branch: {}", s.merge));
+        if s.status == "paused" || (s.status == "failed" && s.exit == 1) {
+            line.push_str(&format!("; session {}", s.session_id));
+        }
+        if o.quiet {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("prodigy: {line}\n").as_bytes(),
+            );
+        } else {
+            super::print(&format!("{line}\n"))?;
+        }
+    }
+    Ok(run::exit_of(&s))
+}

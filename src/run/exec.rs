@@ -1,0 +1,323 @@
+//! Child processes and signals for the single-threaded executor (run.md §3).
+//!
+//! Every step is a child in its own process group (`setpgid(0, 0)`), stdin `/dev/null`, stdout
+//! and stderr appended to a log file. There are no threads: SIGCHLD, SIGINT and SIGTERM handlers
+//! only write one byte to a non-blocking self-pipe, and [`wait_event`] sleeps in `poll(2)` on that
+//! pipe until a child changed state, a signal arrived, or the next deadline (a step timeout, a
+//! heartbeat) is due. The caller then polls each running child with `try_wait`.
+//!
+//! A timeout sends SIGTERM to the step's whole process group, then SIGKILL after
+//! [`KILL_GRACE`]; after a timed-out leader exits the group gets SIGKILL too, so a grandchild
+//! (`sleep` started by `sh`) cannot outlive its step.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Time between SIGTERM and SIGKILL of a timed-out step's process group (run.md §3: 5 s).
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
+static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+#[cfg(unix)]
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGINT || sig == libc::SIGTERM {
+        // The first interrupting signal wins; a second one does not change the exit code.
+        let _ = SIGNALLED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    let fd = PIPE_WRITE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) already means "wake up".
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// Install the SIGCHLD/SIGINT/SIGTERM handlers and the self-pipe. Idempotent.
+///
+/// Errors: `pipe2` or `sigaction` failures.
+pub fn install_signals() -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        if PIPE_READ.load(Ordering::SeqCst) >= 0 {
+            return Ok(());
+        }
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: fds has room for two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        PIPE_READ.store(fds[0], Ordering::SeqCst);
+        PIPE_WRITE.store(fds[1], Ordering::SeqCst);
+        for sig in [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed sigaction with a valid handler; SA_RESTART so that other code's
+            // blocking calls are restarted instead of failing with EINTR.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                sa.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+                libc::sigemptyset(&mut sa.sa_mask);
+                if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The interrupting signal received so far (SIGINT = 2, SIGTERM = 15), if any.
+pub fn interrupted() -> Option<i32> {
+    match SIGNALLED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Sleep until a signal arrives (a child exited, SIGINT, SIGTERM) or `timeout` passes, then
+/// drain the self-pipe.
+pub fn wait_event(timeout: Duration) {
+    #[cfg(unix)]
+    {
+        let fd = PIPE_READ.load(Ordering::SeqCst);
+        if fd < 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(50)));
+            return;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, ms) };
+        let mut buf = [0u8; 64];
+        // SAFETY: non-blocking read into a local buffer.
+        while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+    #[cfg(not(unix))]
+    std::thread::sleep(timeout.min(Duration::from_millis(50)));
+}
+
+/// What to start.
+pub struct Spawn {
+    /// Program and arguments.
+    pub argv: Vec<OsString>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Variables added to (or replacing in) prodigy's own environment.
+    pub env: Vec<(String, String)>,
+    /// Where stdout goes (a log file, opened for append).
+    pub stdout: File,
+    /// Where stderr goes.
+    pub stderr: File,
+    /// Step timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// How a step's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exited with this status (0 = success).
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+    /// Ran past its timeout and was killed.
+    TimedOut(u64),
+}
+
+impl Outcome {
+    /// Exit status 0.
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+
+    /// For messages: "exit status 3", "killed by signal 9", "timed out after 5s".
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Exited(c) => format!("exit status {c}"),
+            Outcome::Signaled(s) => format!("killed by signal {s}"),
+            Outcome::TimedOut(t) => format!("timed out after {t}s (its process group was killed)"),
+        }
+    }
+}
+
+/// A running step.
+pub struct Running {
+    child: Child,
+    deadline: Option<Instant>,
+    timeout_secs: u64,
+    term_sent: Option<Instant>,
+}
+
+/// Variables a step must not inherit: they would point git at another repository or index than
+/// the worktree the step runs in.
+const GIT_REDIRECTS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY",
+];
+
+/// Start a step. Errors: the program cannot be started (message names it).
+pub fn spawn(s: Spawn) -> io::Result<Running> {
+    let mut cmd = Command::new(&s.argv[0]);
+    cmd.args(&s.argv[1..])
+        .current_dir(&s.cwd)
+        .stdin(Stdio::null())
+        .stdout(s.stdout)
+        .stderr(s.stderr);
+    for k in GIT_REDIRECTS {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &s.env {
+        cmd.env(k, v);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start `{}`: {}",
+                s.argv[0].to_string_lossy(),
+                crate::error::describe_io(&e)
+            ),
+        )
+    })?;
+    Ok(Running {
+        child,
+        deadline: s.timeout.map(|t| Instant::now() + t),
+        timeout_secs: s.timeout.map_or(0, |t| t.as_secs()),
+        term_sent: None,
+    })
+}
+
+impl Running {
+    /// The process (and process group) id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send `sig` to the step's whole process group.
+    pub fn signal_group(&self, sig: i32) {
+        #[cfg(unix)]
+        // SAFETY: kill with a negative pid signals the group we created for this child.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), sig);
+        }
+        #[cfg(not(unix))]
+        let _ = sig;
+    }
+
+    /// When [`Running::poll`] needs to run again for this child's timeout handling.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.term_sent {
+            Some(t) => Some(t + KILL_GRACE),
+            None => self.deadline,
+        }
+    }
+
+    /// Reap the child if it ended; enforce the timeout. `None` while it runs.
+    pub fn poll(&mut self) -> Option<Outcome> {
+        let now = Instant::now();
+        if let Some(t) = self.term_sent {
+            if now >= t + KILL_GRACE {
+                self.signal_group(SIGKILL);
+            }
+        } else if self.deadline.is_some_and(|d| now >= d) {
+            self.signal_group(SIGTERM);
+            self.term_sent = Some(now);
+        }
+        let status = match self.child.try_wait() {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(_) => return Some(Outcome::Signaled(0)),
+        };
+        if self.term_sent.is_some() {
+            // The leader is gone; anything left in its group goes with it.
+            self.signal_group(SIGKILL);
+            return Some(Outcome::TimedOut(self.timeout_secs));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = status.signal() {
+                return Some(Outcome::Signaled(sig));
+            }
+        }
+        Some(Outcome::Exited(status.code().unwrap_or(-1)))
+    }
+
+    /// Block until the child ends (used after a forwarded signal), killing its group after
+    /// `grace`.
+    pub fn finish(&mut self, grace: Duration) -> Outcome {
+        let until = Instant::now() + grace;
+        loop {
+            if let Some(o) = self.poll() {
+                return o;
+            }
+            if Instant::now() >= until {
+                self.signal_group(SIGKILL);
+            }
+            wait_event(Duration::from_millis(100));
+        }
+    }
+}
+
+/// SIGTERM's number.
+#[cfg(unix)]
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// SIGKILL's number.
+#[cfg(unix)]
+pub const SIGKILL: i32 = libc::SIGKILL;
+/// SIGINT's number.
+#[cfg(unix)]
+pub const SIGINT: i32 = libc::SIGINT;
+/// SIGTERM's number (POSIX value where libc has none).
+#[cfg(not(unix))]
+pub const SIGTERM: i32 = 15;
+/// SIGKILL's number.
+#[cfg(not(unix))]
+pub const SIGKILL: i32 = 9;
+/// SIGINT's number.
+#[cfg(not(unix))]
+pub const SIGINT: i32 = 2;
+
+/// Random bytes from the OS (`/dev/urandom`; run.md §5 "random bits from the OS").
+pub fn random_bytes(n: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut v = vec![0u8; n];
+    File::open("/dev/urandom")?.read_exact(&mut v)?;
+    Ok(v)
+}
+
+/// A random (version 4) UUID in its lowercase hyphenated form.
+pub fn uuid_v4() -> io::Result<String> {
+    let mut b = random_bytes(16)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

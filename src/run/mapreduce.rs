@@ -1,0 +1,831 @@
+//! MapReduce workflows (run.md §3–§5): setup in the session (parent) worktree → work items →
+//! map (agents in nested worktrees, at most `max_parallel` at once, merged one at a time) →
+//! reduce in the parent → final merge.
+//!
+//! Records: `job-state.json` on every phase or status change; `setup-checkpoint.json` after each
+//! setup step; a map checkpoint after every agent that ends (merged or failed) and on
+//! interruption; a reduce checkpoint after each reduce step; the DLQ when an item fails.
+//! An agent is merged before the checkpoint that records it, and removed after it (see the
+//! module doc of [`super`]).
+
+use super::lane::{Lane, LaneEnd};
+use super::standard::{finish, pause};
+use super::{exec, register_orphan, worktrees, Ctx, Summary, HEARTBEAT};
+use crate::error::{Error, Result};
+use crate::store::journal;
+use crate::store::records::{
+    AgentResult, CompletedWorkItem, DlqFailure, DurationValue, FailedWorkItem, JobPhase, JobState,
+    JobStatus, MapCheckpoint, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp,
+    WorkItem, WorkItemProgress,
+};
+use crate::workflow::items;
+use crate::workflow::{MapReduce, MaxParallel, OnItemFailure, Workflow};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The job's progress, written into `job-state.json` and the session's `mapreduce_data`.
+struct Job {
+    phase: JobPhase,
+    status: JobStatus,
+    created: Timestamp,
+    total: u64,
+    completed: u64,
+    failed: u64,
+}
+
+fn write_job(ctx: &mut Ctx, wf: &Workflow, j: &Job) -> Result<()> {
+    journal::write_job_state(
+        &ctx.layout,
+        &JobState {
+            job_id: ctx.job_id.clone(),
+            session_id: Some(ctx.session.id.clone()),
+            workflow_name: Some(wf.name.clone()),
+            phase: j.phase,
+            status: j.status,
+            created_at: Some(j.created),
+            updated_at: Some(Timestamp::now()),
+            total_items: j.total,
+            completed_items: j.completed,
+            failed_items: j.failed,
+            extra: Default::default(),
+        },
+    )?;
+    if let Some(m) = ctx.session.mapreduce_data.as_mut() {
+        m.total_items = Some(j.total);
+        m.processed_items = Some(j.completed + j.failed);
+        m.failed_items = Some(j.failed);
+        m.phase = Some(
+            match j.phase {
+                JobPhase::Setup => "Setup",
+                JobPhase::Map => "Map",
+                JobPhase::Reduce => "Reduce",
+                JobPhase::Complete => "Complete",
+            }
+            .into(),
+        );
+    }
+    ctx.save_session()
+}
+
+/// One agent: a work item in its own worktree.
+struct Agent<'w> {
+    index: usize,
+    item: WorkItem,
+    file_id: String,
+    path: PathBuf,
+    branch: String,
+    lane: Lane<'w>,
+    started: Instant,
+    started_at: Timestamp,
+}
+
+/// Map-phase bookkeeping, the content of a map checkpoint.
+#[derive(Default)]
+struct MapState {
+    items: Vec<(WorkItem, String)>,
+    pending: VecDeque<usize>,
+    completed: Vec<CompletedWorkItem>,
+    failed: Vec<FailedWorkItem>,
+    results: Map<String, Value>,
+    skipped: u64,
+}
+
+impl MapState {
+    fn checkpoint(&self, running: &[Agent<'_>]) -> MapCheckpoint {
+        let mut in_progress = BTreeMap::new();
+        for a in running {
+            in_progress.insert(
+                a.item.id.clone(),
+                WorkItemProgress {
+                    work_item: a.item.clone(),
+                    agent_id: format!("agent-{}", a.file_id),
+                    started_at: Some(a.started_at),
+                    last_update: Some(Timestamp::now()),
+                    extra: [
+                        ("branch_name".to_string(), json!(a.branch)),
+                        ("worktree_path".to_string(), json!(a.path.to_string_lossy())),
+                    ]
+                    .into_iter()
+                    .collect(),
+                },
+            );
+        }
+        MapCheckpoint {
+            completed_items: self.completed.clone(),
+            in_progress_items: in_progress,
+            pending_items: self
+                .pending
+                .iter()
+                .map(|&i| self.items[i].0.clone())
+                .collect(),
+            failed_items: self.failed.clone(),
+            agent_results: self.results.clone(),
+            timestamp: Some(Timestamp::now()),
+            ..Default::default()
+        }
+    }
+}
+
+fn save_map(ctx: &mut Ctx, st: &MapState, running: &[Agent<'_>]) -> Result<()> {
+    let p = journal::write_map_checkpoint(&ctx.layout, &ctx.job_id, &st.checkpoint(running))?;
+    let _ = ctx.events.sync();
+    ctx.event(
+        "checkpoint_created",
+        json!({"phase": "map", "path": p.file_name().map(|n| n.to_string_lossy().into_owned()), "completed": st.completed.len(), "failed": st.failed.len(), "pending": st.pending.len(), "in_progress": running.len()}),
+    );
+    Ok(())
+}
+
+/// Resolve `map.input` (run.md §2): a JSON file relative to the parent worktree, else a shell
+/// command run there whose stdout is the items.
+fn load_input(ctx: &mut Ctx, m: &MapReduce) -> Result<Value> {
+    let p = ctx.worktree.join(&m.map.input);
+    if !m.map.input.is_empty() && p.is_file() {
+        let bytes = std::fs::read(&p).map_err(|e| Error::io("read map input", &p, &e))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| Error::fatal(format!("map input `{}` is not JSON: {e}", p.display())));
+    }
+    let out = ctx.log_path("map-input.out");
+    let log = crate::store::atomic::open_append(&ctx.log_path("setup.log"))
+        .map_err(|e| Error::io("open", &ctx.log_path("setup.log"), &e))?;
+    let stdout = std::fs::File::create(&out).map_err(|e| Error::io("create", &out, &e))?;
+    let mut run = exec::spawn(exec::Spawn {
+        argv: vec!["sh".into(), "-c".into(), m.map.input.clone().into()],
+        cwd: ctx.worktree.clone(),
+        env: ctx.env.clone(),
+        stdout,
+        stderr: log,
+        timeout: Some(Duration::from_secs(300)),
+    })
+    .map_err(|e| Error::fatal(format!("map input command: {e}")))?;
+    let outcome = loop {
+        if let Some(o) = run.poll() {
+            break o;
+        }
+        if let Some(sig) = exec::interrupted() {
+            run.signal_group(sig);
+            break run.finish(super::lane::INTERRUPT_GRACE);
+        }
+        exec::wait_event(Duration::from_millis(200));
+    };
+    if !outcome.success() {
+        return Err(Error::fatal(format!(
+            "map input command `{}` failed: {} (output in `{}`)",
+            m.map.input,
+            outcome.describe(),
+            ctx.log_path("setup.log").display()
+        )));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| Error::io("read", &out, &e))?;
+    Ok(Value::Array(items::parse_input_text(&text)))
+}
+
+fn max_parallel(ctx: &Ctx, m: &MapReduce) -> Result<usize> {
+    if let Some(n) = ctx.opts.max_parallel {
+        return Ok(n.max(1));
+    }
+    match &m.map.max_parallel {
+        MaxParallel::Count(n) => Ok((*n).max(1)),
+        MaxParallel::Var(v) => {
+            let name = v
+                .trim_start_matches('$')
+                .trim_start_matches('{')
+                .trim_end_matches('}');
+            let val = ctx
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+                .ok_or_else(|| {
+                    Error::usage(format!("map.max_parallel names `{v}`, which is not set"))
+                })?;
+            val.trim().parse::<usize>().map(|n| n.max(1)).map_err(|_| {
+                Error::usage(format!("map.max_parallel: `{v}` is `{val}`, not a number"))
+            })
+        }
+    }
+}
+
+/// Run a MapReduce workflow to its end.
+pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary> {
+    let mut summary = Summary {
+        session_id: ctx.session.id.clone(),
+        job_id: ctx.job_id.clone(),
+        ..Default::default()
+    };
+    let mut job = Job {
+        phase: JobPhase::Setup,
+        status: JobStatus::Running,
+        created: Timestamp::now(),
+        total: 0,
+        completed: 0,
+        failed: 0,
+    };
+    write_job(ctx, wf, &job)?;
+
+    // Setup, in the parent worktree; a checkpoint after every step.
+    ctx.progress("setup");
+    let mut setup = Lane::new(
+        &m.setup,
+        ctx.worktree.clone(),
+        ctx.log_path("setup.log"),
+        ctx.vars.clone(),
+        vec![],
+        true,
+    );
+    let base_vars = ctx.vars.clone();
+    let setup_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize, completed: bool| -> Result<()> {
+        let outputs: Map<String, Value> = lane
+            .vars
+            .iter()
+            .filter(|(k, _)| base_vars.get(k).is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut c = SetupCheckpoint {
+            completed,
+            outputs,
+            timestamp: Some(Timestamp::now()),
+            ..Default::default()
+        };
+        c.extra.insert("completed_steps".into(), json!(done));
+        journal::write_setup_checkpoint(&ctx.layout, &ctx.job_id, &c)
+    };
+    let end = ctx.run_lane(&mut setup, |ctx, lane, i| setup_cp(ctx, lane, i + 1, false))?;
+    match end {
+        LaneEnd::Finished => {}
+        LaneEnd::Failed { error, .. } => {
+            let error = format!("setup failed: {error}");
+            return fail(ctx, wf, &mut job, summary, error);
+        }
+        LaneEnd::Interrupted(sig) => {
+            job.status = JobStatus::Paused;
+            write_job(ctx, wf, &job)?;
+            return pause(ctx, summary, sig);
+        }
+        LaneEnd::StepDone(_) => unreachable!(),
+    }
+    setup_cp(ctx, &setup, m.setup.len(), true)?;
+    ctx.vars = setup.vars.clone();
+    ctx.event("setup_completed", json!({"steps": m.setup.len()}));
+
+    // Work items.
+    let input = load_input(ctx, m)?;
+    let selected =
+        items::select(&input, &m.map).map_err(|e| Error::fatal(format!("map input: {e}")))?;
+    let ids = items::item_ids(&selected).map_err(|e| Error::fatal(format!("map input: {e}")))?;
+    let mut st = MapState::default();
+    let mut seen = std::collections::BTreeMap::new();
+    for (i, (data, id)) in selected.into_iter().zip(ids).enumerate() {
+        let fid = items::file_id(&id, i);
+        // Two items must never share an agent worktree or branch name.
+        if let Some(j) = seen.insert(fid.clone(), i) {
+            return fail(
+                ctx,
+                wf,
+                &mut job,
+                summary,
+                format!("map input: work items {j} and {i} both map to the name `{fid}`; give items distinct ids"),
+            );
+        }
+        st.items.push((
+            WorkItem {
+                id,
+                data,
+                extra: Default::default(),
+            },
+            fid,
+        ));
+        st.pending.push_back(i);
+    }
+    job.phase = JobPhase::Map;
+    job.total = st.items.len() as u64;
+    summary.total = job.total;
+    write_job(ctx, wf, &job)?;
+    if st.items.is_empty() {
+        ctx.warn(&format!(
+            "map input `{}`{} gave no work items; nothing to map, reduce skipped",
+            m.map.input,
+            m.map
+                .json_path
+                .as_deref()
+                .map(|p| format!(" with json_path `{p}`"))
+                .unwrap_or_default()
+        ));
+        save_map(ctx, &st, &[])?;
+        job.phase = JobPhase::Reduce;
+        write_job(ctx, wf, &job)?;
+        let s = finish(ctx, wf, summary, false, 0)?;
+        complete_job(ctx, wf, &mut job, &s)?;
+        return Ok(s);
+    }
+    save_map(ctx, &st, &[])?;
+
+    // Map.
+    let limit = max_parallel(ctx, m)?;
+    let stopped = match map_loop(ctx, m, &mut st, &mut job, wf, limit)? {
+        MapEnd::Done(stopped) => stopped,
+        MapEnd::Interrupted(sig) => {
+            job.status = JobStatus::Paused;
+            write_job(ctx, wf, &job)?;
+            summary.completed = st.completed.len() as u64;
+            summary.failed = st.failed.len() as u64;
+            return pause(ctx, summary, sig);
+        }
+    };
+    summary.completed = st.completed.len() as u64;
+    summary.failed = st.failed.len() as u64;
+    ctx.vars.set("map.total", json!(st.items.len()));
+    ctx.vars.set("map.successful", json!(st.completed.len()));
+    ctx.vars.set("map.failed", json!(st.failed.len()));
+    let results: Vec<Value> = st
+        .items
+        .iter()
+        .filter_map(|(w, _)| st.results.get(&w.id).cloned())
+        .collect();
+    ctx.vars.set("map.results", Value::Array(results));
+    if let Some(why) = stopped {
+        let error = format!("map stopped by error_policy: {why}");
+        return fail(ctx, wf, &mut job, summary, error);
+    }
+
+    // Reduce, in the parent, with a checkpoint after every step.
+    job.phase = JobPhase::Reduce;
+    write_job(ctx, wf, &job)?;
+    if st.completed.is_empty() {
+        ctx.warn("every work item failed; reduce skipped");
+    } else if !m.reduce.is_empty() {
+        ctx.progress("reduce");
+        let env = vec![
+            ("MAP_TOTAL".to_string(), st.items.len().to_string()),
+            ("MAP_SUCCESSFUL".to_string(), st.completed.len().to_string()),
+            ("MAP_FAILED".to_string(), st.failed.len().to_string()),
+        ];
+        let map_results = json!({"total": st.items.len(), "successful": st.completed.len(), "failed": st.failed.len()});
+        let mut lane = Lane::new(
+            &m.reduce,
+            ctx.worktree.clone(),
+            ctx.log_path("reduce.log"),
+            ctx.vars.clone(),
+            env,
+            false,
+        );
+        let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
+            let step_results: Map<String, Value> = lane
+                .vars
+                .iter()
+                .filter(|(k, _)| ctx.vars.get(k).is_none())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let c = ReduceCheckpoint {
+                completed_steps: (0..=i as u32).collect(),
+                current_step: i as u32 + 1,
+                step_results,
+                map_results: map_results.as_object().cloned().unwrap_or_default(),
+                timestamp: Some(Timestamp::now()),
+                ..Default::default()
+            };
+            journal::write_reduce_checkpoint(&ctx.layout, &ctx.job_id, &c)?;
+            ctx.event("reduce_step_completed", json!({"step": i}));
+            Ok(())
+        })?;
+        match end {
+            LaneEnd::Finished => {}
+            LaneEnd::Failed { error, .. } => {
+                return fail(
+                    ctx,
+                    wf,
+                    &mut job,
+                    summary,
+                    format!("reduce failed: {error}"),
+                );
+            }
+            LaneEnd::Interrupted(sig) => {
+                job.status = JobStatus::Paused;
+                write_job(ctx, wf, &job)?;
+                return pause(ctx, summary, sig);
+            }
+            LaneEnd::StepDone(_) => unreachable!(),
+        }
+        ctx.vars = lane.vars.clone();
+    }
+
+    let failed_in_dlq = st.failed.len() as u64 - st.skipped;
+    let keep = failed_in_dlq > 0;
+    let s = finish(ctx, wf, summary, keep, failed_in_dlq)?;
+    complete_job(ctx, wf, &mut job, &s)?;
+    Ok(s)
+}
+
+fn complete_job(ctx: &mut Ctx, wf: &Workflow, job: &mut Job, s: &Summary) -> Result<()> {
+    match s.status.as_str() {
+        "completed" => {
+            job.phase = JobPhase::Complete;
+            job.status = JobStatus::Completed;
+        }
+        "paused" => job.status = JobStatus::Paused,
+        _ => job.status = JobStatus::Failed,
+    }
+    write_job(ctx, wf, job)
+}
+
+fn fail(
+    ctx: &mut Ctx,
+    wf: &Workflow,
+    job: &mut Job,
+    mut summary: Summary,
+    error: String,
+) -> Result<Summary> {
+    job.status = JobStatus::Failed;
+    write_job(ctx, wf, job)?;
+    summary.status = "failed".into();
+    summary.reason = error.clone();
+    summary.merge = "not-merged".into();
+    summary.exit = 1;
+    ctx.event("job_failed", json!({"error": error}));
+    ctx.finish_session(SessionStatus::Failed, Some(error))?;
+    Ok(summary)
+}
+
+enum MapEnd {
+    /// All items ran, or the error policy stopped the map (`Some(why)`).
+    Done(Option<String>),
+    Interrupted(i32),
+}
+
+fn agent_vars(ctx: &Ctx, item: &WorkItem) -> crate::workflow::vars::Vars {
+    let mut v = ctx.vars.clone();
+    v.set("item", item.data.clone());
+    v.set_str(
+        "item_json",
+        &serde_json::to_string(&item.data).unwrap_or_default(),
+    );
+    v.set_str("item_id", &item.id);
+    v
+}
+
+fn start_agent<'w>(
+    ctx: &mut Ctx,
+    m: &'w MapReduce,
+    st: &MapState,
+    i: usize,
+) -> std::result::Result<Agent<'w>, String> {
+    let (item, fid) = &st.items[i];
+    let name = format!("agent-{fid}");
+    let path = ctx.worktree.join(&name);
+    let branch = format!("prodigy-agent-{}-{fid}", ctx.job_id);
+    // A stale worktree or branch of an earlier attempt would make `worktree add` fail.
+    if path.exists() {
+        worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name)?;
+    }
+    if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
+        let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+    }
+    worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD")
+        .map_err(|e| e.to_string())?;
+    ctx.event(
+        "worktree_created",
+        json!({"path": path.to_string_lossy(), "branch": branch, "item_id": item.id}),
+    );
+    ctx.event(
+        "agent_started",
+        json!({"agent_id": name, "item_id": item.id, "worktree_path": path.to_string_lossy()}),
+    );
+    let env = vec![
+        ("PRODIGY_ITEM_ID".to_string(), item.id.clone()),
+        (
+            "item_json".to_string(),
+            serde_json::to_string(&item.data).unwrap_or_default(),
+        ),
+    ];
+    let lane = Lane::new(
+        &m.map.agent_template,
+        path.clone(),
+        ctx.log_path(&format!("agent-{fid}.log")),
+        agent_vars(ctx, item),
+        env,
+        false,
+    );
+    Ok(Agent {
+        index: i,
+        item: item.clone(),
+        file_id: fid.clone(),
+        path,
+        branch,
+        lane,
+        started: Instant::now(),
+        started_at: Timestamp::now(),
+    })
+}
+
+fn map_loop(
+    ctx: &mut Ctx,
+    m: &MapReduce,
+    st: &mut MapState,
+    job: &mut Job,
+    wf: &Workflow,
+    limit: usize,
+) -> Result<MapEnd> {
+    let policy = &m.error_policy;
+    let mut agents: Vec<Agent<'_>> = Vec::new();
+    let mut stop: Option<String> = None;
+    loop {
+        if let Some(sig) = exec::interrupted() {
+            for a in agents.iter_mut() {
+                if a.lane.busy() {
+                    a.lane.interrupt(sig);
+                }
+            }
+            save_map(ctx, st, &agents)?;
+            return Ok(MapEnd::Interrupted(sig));
+        }
+        let mut changed = false;
+        while stop.is_none() && agents.len() < limit {
+            let Some(i) = st.pending.pop_front() else {
+                break;
+            };
+            changed = true;
+            match start_agent(ctx, m, st, i) {
+                Ok(a) => agents.push(a),
+                Err(e) => {
+                    item_failed(
+                        ctx,
+                        st,
+                        i,
+                        &format!("cannot create the agent worktree: {e}"),
+                        None,
+                        None,
+                        policy.on_item_failure,
+                    )?;
+                }
+            }
+        }
+        if agents.is_empty() && (st.pending.is_empty() || stop.is_some()) {
+            break;
+        }
+        let mut k = 0;
+        while k < agents.len() {
+            let end = loop {
+                match agents[k].lane.advance(ctx) {
+                    Some(LaneEnd::StepDone(_)) => continue,
+                    other => break other,
+                }
+            };
+            let Some(end) = end else {
+                k += 1;
+                continue;
+            };
+            changed = true;
+            let a = agents.remove(k);
+            match end {
+                LaneEnd::Finished => agent_succeeded(ctx, st, a, &agents, policy.on_item_failure)?,
+                LaneEnd::Failed { error, .. } => {
+                    let log = a.lane.log().to_string_lossy().into_owned();
+                    item_failed(
+                        ctx,
+                        st,
+                        a.index,
+                        &error,
+                        Some(&a),
+                        Some(log),
+                        policy.on_item_failure,
+                    )?;
+                }
+                LaneEnd::Interrupted(_) | LaneEnd::StepDone(_) => {
+                    unreachable!("advance never interrupts")
+                }
+            }
+            job.completed = st.completed.len() as u64;
+            job.failed = st.failed.len() as u64;
+            // One checkpoint per ended agent, after its merge, before its worktree goes.
+            save_map(ctx, st, &agents)?;
+            write_job(ctx, wf, job)?;
+            ctx.progress(&format!(
+                "map: {} done, {} failed, {} running, {} pending",
+                st.completed.len(),
+                st.failed.len(),
+                agents.len(),
+                st.pending.len()
+            ));
+            if stop.is_none() {
+                stop = stop_reason(m, st);
+            }
+        }
+        if !changed {
+            ctx.heartbeat()?;
+            let wait = agents
+                .iter()
+                .map(|a| a.lane.wait_for())
+                .min()
+                .unwrap_or(Duration::from_secs(1));
+            exec::wait_event(wait.min(HEARTBEAT));
+        }
+    }
+    Ok(MapEnd::Done(stop))
+}
+
+/// Why the error policy stops the map now (run.md §3), if it does.
+fn stop_reason(m: &MapReduce, st: &MapState) -> Option<String> {
+    let p = &m.error_policy;
+    let failed = st.failed.len();
+    if failed == 0 {
+        return None;
+    }
+    if p.on_item_failure == OnItemFailure::Stop {
+        return Some("on_item_failure: stop".into());
+    }
+    if !p.continue_on_failure {
+        return Some("continue_on_failure: false".into());
+    }
+    if let Some(n) = p.max_failures {
+        if failed >= n {
+            return Some(format!("max_failures: {n} reached"));
+        }
+    }
+    if let Some(t) = p.failure_threshold {
+        let frac = failed as f64 / st.items.len().max(1) as f64;
+        if frac >= t {
+            return Some(format!(
+                "failure_threshold: {t} reached ({failed} of {})",
+                st.items.len()
+            ));
+        }
+    }
+    None
+}
+
+fn agent_result(
+    a: &Agent<'_>,
+    status: Value,
+    commits: Vec<String>,
+    error: Option<String>,
+) -> AgentResult {
+    let d = a.started.elapsed();
+    AgentResult {
+        item_id: a.item.id.clone(),
+        status,
+        output: None,
+        commits,
+        duration: DurationValue {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        },
+        error,
+        worktree_path: Some(a.path.to_string_lossy().into_owned()),
+        branch_name: Some(a.branch.clone()),
+        extra: Default::default(),
+    }
+}
+
+fn agent_succeeded(
+    ctx: &mut Ctx,
+    st: &mut MapState,
+    a: Agent<'_>,
+    running: &[Agent<'_>],
+    on_fail: OnItemFailure,
+) -> Result<()> {
+    let commits = match worktrees::commits_ahead(&ctx.git, &ctx.worktree, "HEAD", &a.branch) {
+        Ok(c) => c,
+        Err(e) => {
+            let log = a.lane.log().to_string_lossy().into_owned();
+            return item_failed(
+                ctx,
+                st,
+                a.index,
+                &e.to_string(),
+                Some(&a),
+                Some(log),
+                on_fail,
+            );
+        }
+    };
+    let mut merge_commit = None;
+    if !commits.is_empty() {
+        let msg = format!("Merge agent {} (item {})", a.branch, a.item.id);
+        match worktrees::merge_no_ff(&ctx.git, &ctx.worktree, &a.branch, &msg) {
+            Ok(c) => merge_commit = Some(c),
+            Err(e) => {
+                let log = a.lane.log().to_string_lossy().into_owned();
+                return item_failed(ctx, st, a.index, &e, Some(&a), Some(log), on_fail);
+            }
+        }
+        ctx.event(
+            "worktree_merged",
+            json!({"item_id": a.item.id, "branch": a.branch, "commits": commits, "merge_commit": merge_commit}),
+        );
+    }
+    let mut r = agent_result(&a, json!("Success"), commits.clone(), None);
+    if let Some(c) = &merge_commit {
+        r.extra.insert("merge_commit".into(), json!(c));
+    }
+    let rv = serde_json::to_value(&r).unwrap_or(Value::Null);
+    st.results.insert(a.item.id.clone(), rv);
+    st.completed.push(CompletedWorkItem {
+        work_item: a.item.clone(),
+        result: r,
+        completed_at: Some(Timestamp::now()),
+        extra: Default::default(),
+    });
+    // Recorded before the worktree and branch go (a crash in between leaves a worktree that a
+    // resume or clean removes, never a merged item that looks pending).
+    save_map(ctx, st, running)?;
+    ctx.event(
+        "agent_completed",
+        json!({"agent_id": format!("agent-{}", a.file_id), "item_id": a.item.id, "commits": commits, "duration": {"secs": a.started.elapsed().as_secs(), "nanos": a.started.elapsed().subsec_nanos()}}),
+    );
+    let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &a.branch);
+    match worktrees::remove_worktree(
+        &ctx.git,
+        &ctx.repo.common,
+        &ctx.worktree,
+        &format!("agent-{}", a.file_id),
+    ) {
+        Ok(()) => {
+            if let Some(t) = tip {
+                let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &a.branch, &t);
+            }
+            ctx.event(
+                "worktree_cleaned",
+                json!({"item_id": a.item.id, "path": a.path.to_string_lossy()}),
+            );
+        }
+        Err(e) => register_orphan(
+            ctx,
+            &a.path,
+            &format!("agent-{}", a.file_id),
+            &a.item.id,
+            &e,
+        ),
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn item_failed(
+    ctx: &mut Ctx,
+    st: &mut MapState,
+    index: usize,
+    error: &str,
+    agent: Option<&Agent<'_>>,
+    log: Option<String>,
+    on_fail: OnItemFailure,
+) -> Result<()> {
+    let item = st.items[index].0.clone();
+    if let Some(a) = agent {
+        let r = agent_result(a, json!({"Failed": error}), vec![], Some(error.to_string()));
+        st.results.insert(
+            item.id.clone(),
+            serde_json::to_value(&r).unwrap_or(Value::Null),
+        );
+    }
+    ctx.event(
+        "agent_failed",
+        json!({"item_id": item.id, "error": error, "log_path": log, "worktree_path": agent.map(|a| a.path.to_string_lossy().into_owned())}),
+    );
+    if on_fail == OnItemFailure::Skip {
+        // error_policy `skip`: recorded as failed in the checkpoint, not queued in the DLQ.
+        st.skipped += 1;
+        st.failed.push(FailedWorkItem {
+            work_item: item,
+            error: error.to_string(),
+            failed_at: Some(Timestamp::now()),
+            retry_count: 0,
+            extra: [("skipped".to_string(), json!(true))].into_iter().collect(),
+        });
+        return Ok(());
+    }
+    let mut extra = Map::new();
+    if let Some(a) = agent {
+        extra.insert("worktree_path".into(), json!(a.path.to_string_lossy()));
+        extra.insert("branch_name".into(), json!(a.branch));
+    }
+    extra.insert("log_path".into(), json!(log));
+    journal::dlq_add(
+        &ctx.layout,
+        &ctx.job_id,
+        &item.id,
+        &item.data,
+        DlqFailure {
+            timestamp: Some(Timestamp::now()),
+            error: Some(error.to_string()),
+            json_log_location: None,
+            extra: [("log_path".to_string(), json!(log))].into_iter().collect(),
+        },
+        extra,
+    )?;
+    ctx.event(
+        "dlq_item_added",
+        json!({"item_id": item.id, "error": error}),
+    );
+    st.failed.push(FailedWorkItem {
+        work_item: item,
+        error: error.to_string(),
+        failed_at: Some(Timestamp::now()),
+        retry_count: 0,
+        extra: Default::default(),
+    });
+    Ok(())
+}

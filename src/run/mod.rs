@@ -1,0 +1,673 @@
+//! `prodigy run`: execute a workflow file in a session worktree and write the whole storage tree
+//! a run produces (run.md §3–§5).
+//!
+//! One thread. Steps are child processes ([`exec`]) advanced by one wait loop; MapReduce agents
+//! are lanes of that loop, at most `max_parallel` at once. Git work goes through [`worktrees`];
+//! every record through [`crate::store::journal`]. This module never deletes anything but
+//! through `store::fsops`, and `clean` never learns about workflows: the two meet only in the
+//! record formats.
+//!
+//! Write order (what a SIGKILL between two writes leaves): the resume lock is taken first and
+//! held to the end; the session record (Running, `metadata.owner`) and the mappings come before
+//! any worktree exists; an agent's merge into the parent happens before the checkpoint that
+//! says it completed, and that checkpoint before the agent's worktree and branch are removed,
+//! so git's history (the merge commit names the agent branch and item) is always the truth for
+//! what was merged.
+
+pub mod exec;
+mod lane;
+mod mapreduce;
+mod standard;
+pub mod worktrees;
+
+use crate::error::{Error, Exit, Result};
+use crate::git::Git;
+use crate::store::journal::{self, EventLog};
+use crate::store::layout::{ensure_dir, Layout};
+use crate::store::lock::{LockRefused, ResumeLock};
+use crate::store::records::{
+    SessionJobMapping, SessionOwner, SessionRecord, SessionStatus, Timestamp,
+};
+use crate::workflow::vars::Vars;
+use crate::workflow::{Action, Kind, Step, Workflow};
+use lane::{Lane, LaneEnd};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use worktrees::Repo;
+
+/// How often the session record's heartbeat is refreshed while a run is live (run.md §5.1: at
+/// least every 60 s).
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Parsed `prodigy run` options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// `-y`: merge the session branch without asking.
+    pub yes: bool,
+    /// `--path REPO`: the repository (default: the current directory's).
+    pub path: Option<PathBuf>,
+    /// `--arg NAME=VALUE`, in order.
+    pub args: Vec<(String, String)>,
+    /// `--max-parallel N`: overrides `map.max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// `-q`: errors only.
+    pub quiet: bool,
+    /// `--json`: one summary document on stdout.
+    pub json: bool,
+}
+
+/// What a run ended with (the `--json` document).
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Session id.
+    pub session_id: String,
+    /// Job id (= session id for standard workflows).
+    pub job_id: String,
+    /// `"completed"`, `"failed"`, `"paused"`.
+    pub status: String,
+    /// Why it ended that way, one line.
+    pub reason: String,
+    /// Work items (MapReduce) or steps (standard) in all.
+    pub total: u64,
+    /// Completed work items or steps.
+    pub completed: u64,
+    /// Failed work items (in the DLQ) or steps.
+    pub failed: u64,
+    /// What happened to the session branch: merged, nothing-to-merge, not-merged, failed.
+    pub merge: String,
+    /// The process exit status.
+    pub exit: u8,
+}
+
+/// The whole state of one run, shared by the phases.
+pub(crate) struct Ctx {
+    pub git: Git,
+    pub layout: Layout,
+    pub repo: Repo,
+    pub session: SessionRecord,
+    pub job_id: String,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub logs: PathBuf,
+    pub events: EventLog,
+    pub env: Vec<(String, String)>,
+    pub vars: Vars,
+    pub opts: Options,
+    pub last_heartbeat: Instant,
+    pub started: Instant,
+    pub tty: bool,
+    pub claude_logs: std::cell::Cell<u32>,
+    _lock: ResumeLock,
+}
+
+impl Ctx {
+    /// Progress on a terminal only (run.md §1), to stderr.
+    pub fn progress(&self, msg: &str) {
+        if self.tty && !self.opts.quiet && !self.opts.json {
+            let _ = writeln!(
+                std::io::stderr(),
+                "[{:>4}s] {msg}",
+                self.started.elapsed().as_secs()
+            );
+        }
+    }
+
+    /// A warning on stderr (not under `-q`).
+    pub fn warn(&self, msg: &str) {
+        if !self.opts.quiet {
+            let _ = writeln!(std::io::stderr(), "prodigy: warning: {msg}");
+        }
+    }
+
+    /// Append an event; a failure to write one is a warning, not the end of the run.
+    pub fn event(&mut self, kind: &str, fields: Value) {
+        if let Err(e) = self.events.emit(kind, fields) {
+            self.warn(&e.to_string());
+        }
+    }
+
+    /// Rewrite the session record with a fresh `updated_at` and owner heartbeat.
+    pub fn save_session(&mut self) -> Result<()> {
+        let now = Timestamp::now();
+        self.session.updated_at = Some(now);
+        if self.session.owner().is_some() {
+            self.session.set_owner(&owner(now));
+        }
+        self.last_heartbeat = Instant::now();
+        journal::write_session(&self.layout, &self.session)
+    }
+
+    /// Refresh the heartbeat when it is due.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        if self.last_heartbeat.elapsed() >= HEARTBEAT {
+            self.save_session()?;
+        }
+        Ok(())
+    }
+
+    /// Run one sequential lane to its end, calling `on_step` after every completed step.
+    pub fn run_lane(
+        &mut self,
+        lane: &mut Lane<'_>,
+        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, usize) -> Result<()>,
+    ) -> Result<LaneEnd> {
+        loop {
+            if let Some(sig) = exec::interrupted() {
+                lane.interrupt(sig);
+                return Ok(LaneEnd::Interrupted(sig));
+            }
+            match lane.advance(self) {
+                Some(LaneEnd::StepDone(i)) => on_step(self, lane, i)?,
+                Some(end) => return Ok(end),
+                None => {
+                    self.heartbeat()?;
+                    exec::wait_event(lane.wait_for().min(HEARTBEAT));
+                }
+            }
+        }
+    }
+
+    /// Finish a session: final status, `completed_at`, owner removed (run.md §5.5).
+    pub fn finish_session(&mut self, status: SessionStatus, error: Option<String>) -> Result<()> {
+        self.session.status = status;
+        if matches!(
+            status,
+            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Cancelled
+        ) {
+            self.session.completed_at = Some(Timestamp::now());
+            self.session.metadata.remove("owner");
+        }
+        // A paused session keeps its owner: once this process is gone the dead pid is what
+        // tells `clean` it is resumable now rather than active for another hour.
+        self.session.error = error;
+        self.save_session()
+    }
+
+    /// The log file of a phase or agent, `logs/{repo}/{job_id}/{name}`.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+}
+
+fn owner(now: Timestamp) -> SessionOwner {
+    SessionOwner {
+        pid: std::process::id(),
+        hostname: crate::procs::hostname(),
+        heartbeat_at: now,
+    }
+}
+
+fn has_claude(wf: &Workflow) -> bool {
+    let steps: Vec<&Step> = match &wf.kind {
+        Kind::Standard(s) => s.iter().collect(),
+        Kind::MapReduce(m) => m
+            .setup
+            .iter()
+            .chain(&m.map.agent_template)
+            .chain(&m.reduce)
+            .collect(),
+    };
+    steps.into_iter().chain(wf.merge.iter().flatten()).any(|s| {
+        matches!(s.action, Action::Claude(_))
+            || s.on_failure
+                .as_ref()
+                .is_some_and(|o| matches!(o.action, Action::Claude(_)))
+    })
+}
+
+/// Ids of a new run (run.md §5): MapReduce job `mapreduce-{YYYYmmddTHHMMSS}-{6 hex}` with session
+/// `session-{job_id}`; standard session `session-{uuid}` whose job id is its session id.
+fn new_ids(mapreduce: bool) -> Result<(String, String)> {
+    let rnd = |e: std::io::Error| Error::fatal(format!("cannot read random bytes: {e}"));
+    if mapreduce {
+        let t = time::OffsetDateTime::now_utc();
+        let hex: String = exec::random_bytes(3)
+            .map_err(rnd)?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let job = format!(
+            "mapreduce-{:04}{:02}{:02}T{:02}{:02}{:02}-{hex}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        Ok((format!("session-{job}"), job))
+    } else {
+        let s = format!("session-{}", exec::uuid_v4().map_err(rnd)?);
+        Ok((s.clone(), s))
+    }
+}
+
+/// The storage root for writing: `$PRODIGY_HOME` (or `~/.prodigy`), created if missing and
+/// checked like `clean` checks it (safety R1), and writable.
+fn writable_root() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME");
+    let wanted =
+        crate::store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
+    if let Err(e) = std::fs::create_dir_all(&wanted) {
+        return Err(Error::usage(format!(
+            "cannot create the storage root `{}`: {}; set PRODIGY_HOME to a writable directory",
+            wanted.display(),
+            crate::error::describe_io(&e)
+        )));
+    }
+    let root = crate::store::resolve_root(&wanted, home.as_deref().map(Path::new))?
+        .ok_or_else(|| Error::usage(format!("storage root `{}` vanished", wanted.display())))?;
+    let probe = root.join(format!(".prodigy-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = crate::store::fsops::Dir::open_root(&root)
+                .and_then(|d| d.unlink(probe.file_name().unwrap_or_default()));
+            Ok(root)
+        }
+        Err(e) => Err(Error::usage(format!(
+            "the storage root `{}` is not writable: {}; set PRODIGY_HOME to a writable directory",
+            root.display(),
+            crate::error::describe_io(&e)
+        ))),
+    }
+}
+
+/// Run a workflow (run.md §1–§5). Returns the summary; errors before the session exists (bad
+/// workflow, repository refused) are returned as errors with their exit code.
+pub fn run(opts: &Options) -> Result<Summary> {
+    let wf = crate::workflow::load(&opts.workflow)?;
+    if !opts.quiet {
+        for w in &wf.warnings {
+            let _ = writeln!(std::io::stderr(), "prodigy: warning: {w}");
+        }
+    }
+    let git = Git::default();
+    let start_dir = match &opts.path {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().map_err(|e| Error::io("read", Path::new("."), &e))?,
+    };
+    let repo = worktrees::find_repo(&git, &start_dir)?;
+    if let Some(op) = worktrees::operation_in_progress(&git, &repo.checkout) {
+        return Err(Error::refused(format!(
+            "`{}` has {op} in progress; finish or abort it first",
+            repo.checkout.display()
+        )));
+    }
+    match worktrees::tracked_changes(&git, &repo.checkout) {
+        Ok(c) if !c.is_empty() => {
+            return Err(Error::refused(format!(
+                "`{}` has uncommitted changes ({}); commit or stash them first: the run starts from HEAD and would not see them",
+                repo.checkout.display(),
+                c.len()
+            )))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(Error::fatal(e.to_string())),
+    }
+    let base_commit = worktrees::head(&git, &repo.checkout).map_err(|e| {
+        Error::refused(format!(
+            "`{}` has no commit to start from ({e}); commit something first",
+            repo.checkout.display()
+        ))
+    })?;
+    if has_claude(&wf) {
+        let ok = std::process::Command::new("claude")
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(Error::usage(format!(
+                "`{}` has Claude steps, but `claude --version` failed; install the Claude CLI or put it on PATH",
+                wf.path.display()
+            )));
+        }
+    }
+    let root = writable_root()?;
+    let layout = Layout::new(&root, &repo.name).map_err(|_| {
+        Error::usage(format!(
+            "the repository directory name `{}` is not a valid storage name",
+            repo.name
+        ))
+    })?;
+    exec::install_signals()
+        .map_err(|e| Error::fatal(format!("cannot install signal handlers: {e}")))?;
+
+    let mapreduce = matches!(wf.kind, Kind::MapReduce(_));
+    let (session_id, job_id) = new_ids(mapreduce)?;
+    let lock = ResumeLock::acquire(&root, &job_id).map_err(|e| match e {
+        LockRefused::Held(_) => Error::refused(format!("resume lock of `{job_id}` is held")),
+        LockRefused::Io(m) => Error::fatal(m),
+    })?;
+    let now = Timestamp::now();
+    let mut session = SessionRecord::new(
+        session_id.clone(),
+        if mapreduce { "MapReduce" } else { "Workflow" },
+        now,
+    );
+    session.status = SessionStatus::Running;
+    session.set_owner(&owner(now));
+    let worktree = layout.worktree(&session_id)?;
+    let branch = format!("prodigy-{session_id}");
+    session.metadata.insert(
+        "worktree".into(),
+        json!({
+            "path": worktree.to_string_lossy(),
+            "branch": branch,
+            "base_commit": base_commit,
+            "original_branch": worktrees::current_branch(&git, &repo.checkout),
+            "repository": repo.main.to_string_lossy(),
+        }),
+    );
+    session.metadata.insert(
+        "workflow_type".into(),
+        json!(if mapreduce { "mapreduce" } else { "standard" }),
+    );
+    session
+        .metadata
+        .insert("repository_name".into(), json!(repo.name));
+    session.workflow_data = Some(json!({
+        "workflow_name": wf.name,
+        "workflow_path": absolute(&wf.path).to_string_lossy(),
+        "workflow_hash": wf.hash,
+        "completed_steps": [],
+        "current_step": 0,
+        "variables": {},
+        "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    }));
+    if mapreduce {
+        session.mapreduce_data = Some(crate::store::records::MapReduceData {
+            job_id: Some(job_id.clone()),
+            phase: Some("Setup".into()),
+            ..Default::default()
+        });
+    }
+    journal::write_session(&layout, &session)?;
+    journal::write_mapping(
+        &layout,
+        &SessionJobMapping {
+            session_id: session_id.clone(),
+            job_id: job_id.clone(),
+            workflow_name: wf.name.clone(),
+            created_at: now,
+            extra: Default::default(),
+        },
+    )?;
+    let logs = layout.logs_dir(&job_id)?;
+    ensure_dir(&logs)?;
+    let correlation = exec::uuid_v4().unwrap_or_default();
+    let events = EventLog::open(&layout, &job_id, &session_id, &correlation)?;
+
+    let mut env: Vec<(String, String)> =
+        wf.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("PRODIGY_AUTOMATION".into(), "true".into()));
+    env.push(("PRODIGY_SESSION_ID".into(), session_id.clone()));
+    env.push(("PRODIGY_JOB_ID".into(), job_id.clone()));
+    let mut vars = Vars::new();
+    for (k, v) in &opts.args {
+        vars.set_str(k, v);
+    }
+    vars.set_str("workflow.name", &wf.name);
+    vars.set_str("session.id", &session_id);
+    vars.set_str("job.id", &job_id);
+    vars.set_str("worktree", &worktree.to_string_lossy());
+
+    let mut ctx = Ctx {
+        git,
+        layout,
+        repo,
+        session,
+        job_id,
+        worktree,
+        branch,
+        logs,
+        events,
+        env,
+        vars,
+        opts: opts.clone(),
+        last_heartbeat: Instant::now(),
+        started: Instant::now(),
+        tty: std::io::stderr().is_terminal(),
+        claude_logs: std::cell::Cell::new(0),
+        _lock: lock,
+    };
+    ctx.event(
+        "job_started",
+        json!({"workflow_name": wf.name, "workflow_path": absolute(&wf.path).to_string_lossy(), "mode": if mapreduce {"mapreduce"} else {"standard"}}),
+    );
+
+    let summary = (|| -> Result<Summary> {
+        ensure_dir(&ctx.layout.worktrees_dir())?;
+        worktrees::add_worktree(
+            &ctx.git,
+            &ctx.repo.main,
+            &ctx.worktree,
+            &ctx.branch,
+            &base_commit,
+        )?;
+        ctx.event(
+            "worktree_created",
+            json!({"path": ctx.worktree.to_string_lossy(), "branch": ctx.branch}),
+        );
+        match &wf.kind {
+            Kind::Standard(steps) => standard::run(&mut ctx, &wf, steps),
+            Kind::MapReduce(m) => mapreduce::run(&mut ctx, &wf, m),
+        }
+    })();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing may stay Running after an error: the session says what went wrong.
+            let msg = e.to_string();
+            let _ = ctx.finish_session(SessionStatus::Failed, Some(msg.clone()));
+            ctx.event("job_failed", json!({"error": msg}));
+            let _ = ctx.events.sync();
+            return Err(e);
+        }
+    };
+    let _ = ctx.events.sync();
+    Ok(summary)
+}
+
+/// `path` made absolute against the current directory (for records).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+/// How the final merge went (run.md §4 "Final merge").
+pub(crate) enum MergeEnd {
+    Merged,
+    NothingToMerge,
+    NotMerged(String),
+    Failed(String),
+    Interrupted(i32),
+}
+
+/// Ask on a terminal whether to merge; never merge on end of input (run.md §1).
+fn confirm(question: &str) -> bool {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return false;
+    }
+    let _ = write!(std::io::stderr(), "{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"),
+    }
+}
+
+/// The final merge of the session branch into the original branch, then removal of the session
+/// worktree and branch (unless failed agents' worktrees are kept inside it).
+pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow, keep_worktree: bool) -> Result<MergeEnd> {
+    let meta = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let Some(target) = meta
+        .get("original_branch")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(MergeEnd::NotMerged(format!(
+            "HEAD was detached when the run started; merge `{}` by hand",
+            ctx.branch
+        )));
+    };
+    let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
+    if ahead.is_empty() {
+        if !keep_worktree {
+            remove_session_worktree(ctx);
+        }
+        return Ok(MergeEnd::NothingToMerge);
+    }
+    let by_hand = format!(
+        "git -C {} merge --no-ff {}",
+        ctx.repo.main.display(),
+        ctx.branch
+    );
+    if !ctx.opts.yes && !confirm(&format!("Merge {} into {target}?", ctx.branch)) {
+        return Ok(MergeEnd::NotMerged(format!(
+            "not merged (no -y and no yes on a terminal); merge by hand: {by_hand}"
+        )));
+    }
+    if let Some(steps) = &wf.merge {
+        let mut vars = ctx.vars.clone();
+        vars.set_str("merge.worktree", &ctx.worktree.to_string_lossy());
+        vars.set_str("merge.source_branch", &ctx.branch);
+        vars.set_str("merge.target_branch", &target);
+        vars.set_str("merge.session_id", &ctx.session.id);
+        let mut lane = Lane::new(
+            steps,
+            ctx.worktree.clone(),
+            ctx.log_path("merge.log"),
+            vars,
+            vec![],
+            true,
+        );
+        match ctx.run_lane(&mut lane, |_, _, _| Ok(()))? {
+            LaneEnd::Finished => {}
+            LaneEnd::Failed { error, .. } => {
+                return Ok(MergeEnd::Failed(format!("merge step failed: {error}")))
+            }
+            LaneEnd::Interrupted(sig) => return Ok(MergeEnd::Interrupted(sig)),
+            LaneEnd::StepDone(_) => unreachable!("run_lane consumes StepDone"),
+        }
+        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch).unwrap_or_default();
+        if !worktrees::is_ancestor(&ctx.git, &ctx.repo.main, &tip, &target) {
+            return Ok(MergeEnd::Failed(format!(
+                "the merge steps ran, but `{}` is not merged into `{target}`",
+                ctx.branch
+            )));
+        }
+    } else {
+        let checkout = ctx.repo.checkout.clone();
+        if worktrees::current_branch(&ctx.git, &checkout).as_deref() != Some(target.as_str()) {
+            return Ok(MergeEnd::NotMerged(format!(
+                "`{}` is no longer on `{target}`; merge by hand: {by_hand}",
+                checkout.display()
+            )));
+        }
+        match worktrees::tracked_changes(&ctx.git, &checkout) {
+            Ok(c) if c.is_empty() => {}
+            _ => {
+                return Ok(MergeEnd::NotMerged(format!(
+                    "`{}` has uncommitted changes; merge by hand: {by_hand}",
+                    checkout.display()
+                )))
+            }
+        }
+        if let Some(op) = worktrees::operation_in_progress(&ctx.git, &checkout) {
+            return Ok(MergeEnd::NotMerged(format!(
+                "`{}` has {op} in progress; merge by hand: {by_hand}",
+                checkout.display()
+            )));
+        }
+        let msg = format!("Merge {} (prodigy session {})", ctx.branch, ctx.session.id);
+        if let Err(e) = worktrees::merge_no_ff(&ctx.git, &checkout, &ctx.branch, &msg) {
+            return Ok(MergeEnd::Failed(e));
+        }
+    }
+    ctx.event(
+        "worktree_merged",
+        json!({"branch": ctx.branch, "target": target}),
+    );
+    if !keep_worktree {
+        remove_session_worktree(ctx);
+    }
+    Ok(MergeEnd::Merged)
+}
+
+/// Remove the session worktree (fsops) and its branch once the branch is merged; a failure is
+/// registered in the orphan registry and reported as a warning.
+fn remove_session_worktree(ctx: &mut Ctx) {
+    let parent = ctx.layout.worktrees_dir();
+    let name = ctx.session.id.clone();
+    let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
+    match worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &parent, &name) {
+        Ok(()) => {
+            if let Some(t) = tip {
+                let _ =
+                    worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &ctx.branch, &t);
+            }
+            ctx.event(
+                "worktree_cleaned",
+                json!({"path": ctx.worktree.to_string_lossy()}),
+            );
+        }
+        Err(e) => {
+            register_orphan(ctx, &ctx.worktree.clone(), "", "", &e);
+        }
+    }
+}
+
+/// Record a worktree whose removal failed (storage-format §4.7) and warn.
+pub(crate) fn register_orphan(ctx: &mut Ctx, path: &Path, agent: &str, item: &str, error: &str) {
+    let entry = crate::store::records::OrphanEntry {
+        path: path.to_path_buf(),
+        agent_id: agent.to_string(),
+        item_id: item.to_string(),
+        failed_at: Timestamp::now(),
+        error: error.to_string(),
+        extra: Default::default(),
+    };
+    if let Err(e) = journal::register_orphan(&ctx.layout, &ctx.job_id, entry) {
+        ctx.warn(&e.to_string());
+    }
+    ctx.warn(&format!(
+        "{error}; recorded for `prodigy worktree clean-orphaned`"
+    ));
+}
+
+/// The exit status of a finished run.
+pub fn exit_of(s: &Summary) -> Exit {
+    match s.exit {
+        0 => Exit::Ok,
+        130 => Exit::Interrupted,
+        143 => Exit::Terminated,
+        _ => Exit::Failures,
+    }
+}
+
+/// Exit status for an interrupting signal (130 for SIGINT, 143 for SIGTERM).
+pub(crate) fn signal_exit(sig: i32) -> u8 {
+    if sig == exec::SIGTERM {
+        143
+    } else {
+        130
+    }
+}

@@ -1,0 +1,171 @@
+//! Where each record of one repository's runs lives under `$PRODIGY_HOME` (storage-format §3),
+//! for the writers of `prodigy run`.
+//!
+//! Owns path construction only: every id joined onto a path is checked against the id grammar
+//! ([`super::names`], safety R3) first, so no writer can be pointed outside its directory by a
+//! hostile id. Never deletes, never prints.
+
+use super::names::is_valid_id_bytes;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The storage root plus the repository name data is filed under (storage-format §2).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+    repo: String,
+}
+
+/// `Ok(s)` when `s` fits the id grammar `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, else a fatal error
+/// naming `what`.
+pub fn checked<'a>(what: &str, s: &'a str) -> Result<&'a str> {
+    if is_valid_id_bytes(s.as_bytes()) {
+        Ok(s)
+    } else {
+        Err(Error::fatal(format!(
+            "{what} `{s}` is not a valid id ([A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters)"
+        )))
+    }
+}
+
+impl Layout {
+    /// A layout for `repo` under `root` (an absolute, existing directory). Errors: `repo` does not
+    /// fit the id grammar.
+    pub fn new(root: &Path, repo: &str) -> Result<Layout> {
+        checked("repository name", repo)?;
+        Ok(Layout {
+            root: root.to_path_buf(),
+            repo: repo.to_string(),
+        })
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The repository name.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// `sessions/{session_id}.json`.
+    pub fn session(&self, session_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("sessions")
+            .join(format!("{}.json", checked("session id", session_id)?)))
+    }
+
+    /// `state/{repo}/mapreduce/jobs/{job_id}/`.
+    pub fn job_dir(&self, job_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("state")
+            .join(&self.repo)
+            .join("mapreduce")
+            .join("jobs")
+            .join(checked("job id", job_id)?))
+    }
+
+    /// `state/{repo}/mappings/{id}.json`.
+    pub fn mapping(&self, id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("state")
+            .join(&self.repo)
+            .join("mappings")
+            .join(format!("{}.json", checked("id", id)?)))
+    }
+
+    /// `events/{repo}/{job_id}/`.
+    pub fn events_dir(&self, job_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("events")
+            .join(&self.repo)
+            .join(checked("job id", job_id)?))
+    }
+
+    /// `dlq/{repo}/{job_id}/dlq-items.json`.
+    pub fn dlq(&self, job_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("dlq")
+            .join(&self.repo)
+            .join(checked("job id", job_id)?)
+            .join("dlq-items.json"))
+    }
+
+    /// `logs/{repo}/{job_id}/`.
+    pub fn logs_dir(&self, job_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("logs")
+            .join(&self.repo)
+            .join(checked("job id", job_id)?))
+    }
+
+    /// `worktrees/{repo}/`.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees").join(&self.repo)
+    }
+
+    /// `worktrees/{repo}/{session_id}/`.
+    pub fn worktree(&self, session_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .worktrees_dir()
+            .join(checked("session id", session_id)?))
+    }
+
+    /// `resume_locks/{job_id}.lock`'s directory, `resume_locks/`.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("resume_locks")
+    }
+
+    /// `orphaned_worktrees/{repo}/{job_id}.json`.
+    pub fn orphans(&self, job_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("orphaned_worktrees")
+            .join(&self.repo)
+            .join(format!("{}.json", checked("job id", job_id)?)))
+    }
+}
+
+/// `create_dir_all` with the path in the error.
+pub fn ensure_dir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| Error::io("create directory", p, &e))
+}
+
+/// Write `bytes` to `path` crash-safely ([`super::atomic::write_atomic`]), creating the parent
+/// directory first. Errors name the path.
+pub fn write_record(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(d) = path.parent() {
+        ensure_dir(d)?;
+    }
+    super::atomic::write_atomic(path, bytes).map_err(|e| Error::io("write", path, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_outside_the_grammar_are_refused_before_any_path_is_built() {
+        let l = Layout::new(Path::new("/r"), "web").unwrap();
+        assert_eq!(
+            l.session("session-1").unwrap(),
+            PathBuf::from("/r/sessions/session-1.json")
+        );
+        assert_eq!(
+            l.job_dir("mapreduce-1").unwrap(),
+            PathBuf::from("/r/state/web/mapreduce/jobs/mapreduce-1")
+        );
+        for bad in ["", "..", "../x", "a/b", ".hidden"] {
+            assert!(l.session(bad).is_err(), "{bad}");
+            assert!(l.dlq(bad).is_err(), "{bad}");
+        }
+        assert!(Layout::new(Path::new("/r"), "a/b").is_err());
+    }
+}
