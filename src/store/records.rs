@@ -1,9 +1,11 @@
 //! Record formats of the storage tree under `$PRODIGY_HOME`.
 //!
 //! This module owns the serde types of every file prodigy reads or writes there, and the shared
-//! scalar encodings (timestamps, durations, file-name timestamps). The formats come from
-//! `shared/spec/storage-format.md` §3–§5, the seeds (`shared/seeds/001`, `003`, `004`), and the
-//! files that Prodigy 0.4.4 really writes (`shared/fixtures/real-0.4.4/tree.tar.gz`).
+//! scalar encodings (timestamps, durations, file-name timestamps). The formats come from the
+//! project's storage-format spec (§3–§5, cited below by section), the seeds (001, 003, 004), and
+//! the files that Prodigy 0.4.4 really writes (`tests/fixtures/real-0.4.4/tree.tar.gz`). They are
+//! documented for users in `man/prodigy-storage.5`; `tests/cli/repo.rs` fails when a public type
+//! here is not named there.
 //!
 //! Conventions:
 //! * Readers are lenient where 0.4.4 or the seeds omit fields (`#[serde(default)]`), and strict on

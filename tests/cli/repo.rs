@@ -1,7 +1,7 @@
-//! The repository stands alone and documents its storage: no tracked file reaches outside it
-//! (`../shared`), every man page is groff-clean and listed in `prodigy(1)`, and
-//! `man/prodigy-storage.5` names every record type of `src/store`, every storage type and every
-//! file `clean` keeps at the root.
+//! The repository stands alone and documents its storage: no tracked file points into the
+//! shared directory that sits beside the project's own checkouts, every man page is groff-clean
+//! and listed in `prodigy(1)`, and `man/prodigy-storage.5` names every record type of
+//! `src/store`, every storage type and every file `clean` keeps at the root.
 
 use prodigy::store::{StorageType, AUDIT_LOG, CLEAN_LOCK, TRASH_DIR};
 use std::fs;
@@ -10,6 +10,67 @@ use std::process::Command;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tracked files (`git ls-files`), or None after a loud message when git or `.git` is
+/// missing (a source tarball has no history to ask).
+fn tracked_files(test: &str) -> Option<Vec<PathBuf>> {
+    if !repo().join(".git").exists() {
+        eprintln!("SKIPPED {test}: {} has no .git", repo().display());
+        return None;
+    }
+    let out = match Command::new("git")
+        .arg("-C")
+        .arg(repo())
+        .args(["ls-files", "-z"])
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .output()
+    {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => panic!(
+            "git ls-files failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: cannot run git: {e}");
+            return None;
+        }
+    };
+    Some(
+        out.split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8(p.to_vec()).unwrap()))
+            .collect(),
+    )
+}
+
+#[test]
+fn no_tracked_file_outside_ci_names_the_shared_directory() {
+    let Some(files) = tracked_files("no_tracked_file_outside_ci_names_the_shared_directory") else {
+        return;
+    };
+    assert!(files.iter().any(|f| f == Path::new("Cargo.toml")));
+    let needle = concat!("..", "/shared").as_bytes();
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(".ci"))
+        .filter(|f| {
+            // A tracked file deleted in the work tree has nothing to say.
+            fs::read(repo().join(f))
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "these tracked files name `{}`, which a clone of this repository does not have; \
+         point them at man/prodigy-storage.5, man/prodigy-clean.1, DESIGN.md or \
+         tests/fixtures/ instead: {offenders:#?}",
+        String::from_utf8_lossy(needle)
+    );
 }
 
 fn man_pages() -> Vec<PathBuf> {
