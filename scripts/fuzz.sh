@@ -7,8 +7,9 @@
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus of each
 # target (fuzz/corpus/TARGET/, not committed) is seeded from the committed seeds in
 # fuzz/seeds/TARGET/ (except crash-* files: inputs that found a bug not fixed yet, which are
-# replayed first and reported as "known") and, when it is extracted, from the real 0.4.4 tree at
-# /tmp/prodigy-corpus/home/.prodigy (copied, never modified). Crashing inputs land in
+# replayed first and reported as "known") and from the real 0.4.4 tree at
+# /tmp/prodigy-corpus/home/.prodigy (extracted from tests/fixtures/real-0.4.4/tree.tar.gz when it
+# is not there yet; copied, never modified). Crashing inputs land in
 # fuzz/artifacts/TARGET/; full libFuzzer logs in fuzz/artifacts/logs/TARGET.log.
 # Memory is bounded: -rss_limit_mb=512 -max_len=65536. Exit status 1 if any target found a new
 # crash. FUZZ_FEATURES=... is passed to `cargo fuzz --features` (see fuzz/Cargo.toml).
@@ -30,8 +31,9 @@ fi
 cargo "${toolchain[@]}" fuzz --version >/dev/null 2>&1 || { echo "fuzz.sh: cargo-fuzz missing (cargo install cargo-fuzz)" >&2; exit 1; }
 
 real=/tmp/prodigy-corpus/home/.prodigy
-if [[ ! -d $real && -f ../shared/fixtures/real-0.4.4/tree.tar.gz ]]; then
-  tar -C / -xzf ../shared/fixtures/real-0.4.4/tree.tar.gz
+if [[ ! -d $real ]]; then
+  # The tarball holds absolute paths under /tmp/prodigy-corpus.
+  tar -C / -xzf tests/fixtures/real-0.4.4/tree.tar.gz
 fi
 
 # add TARGET FILE [PREFIX_BYTE_OCTAL]: copy FILE into the corpus under its content hash.

@@ -84,7 +84,7 @@ pub fn group_page(page: &str) -> Option<String> {
         writeln!(o, "{}", roff(&example(s))).unwrap();
     }
     o.push_str(".fi\n");
-    o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-clean\\fR(1)\n");
+    o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
     Some(o)
 }
 

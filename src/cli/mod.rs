@@ -1222,7 +1222,7 @@ with \\fBsession_id\\fR, \\fBjob_id\\fR, \\fBstatus\\fR, \\fBreason\\fR, \\fBtot
 
 const MAN_PROTECTED: &str = "\
 .SH WHAT IS PROTECTED
-Sessions are classified from their records (storage\\-format \\(sc4.1):
+Sessions are classified from their records (see \\fBprodigy\\-storage\\fR(5)):
 .TP
 .B active
 status Initializing, Running or Paused and an owner that is alive: its recorded pid on this host,
@@ -1313,13 +1313,13 @@ pub fn man_page(page: &str) -> Option<String> {
             ] {
                 writeln!(o, "{}", roff(l)).unwrap();
             }
-            o.push_str(".fi\n");
+            o.push_str(".fi\n.PP\nEvery path and file format, the layout Prodigy 0.4.4 writes, crash safety and locks are\ndescribed in \\fBprodigy\\-storage\\fR(5).\n");
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
             o.push_str(".TP\n.B PRODIGY_GIT_TIMEOUT\nSeconds one git call may take before it is stopped and its worktree kept (default 120).\n");
             man_exit(&mut o);
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -1375,7 +1375,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n");
             man_exit(&mut o);
             o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-worktree" => {
             header(

@@ -1,9 +1,11 @@
 //! Record formats of the storage tree under `$PRODIGY_HOME`.
 //!
 //! This module owns the serde types of every file prodigy reads or writes there, and the shared
-//! scalar encodings (timestamps, durations, file-name timestamps). The formats come from
-//! `shared/spec/storage-format.md` §3–§5, the seeds (`shared/seeds/001`, `003`, `004`), and the
-//! files that Prodigy 0.4.4 really writes (`shared/fixtures/real-0.4.4/tree.tar.gz`).
+//! scalar encodings (timestamps, durations, file-name timestamps). The formats come from the
+//! project's storage-format spec (§3–§5, cited below by section), the seeds (001, 003, 004), and
+//! the files that Prodigy 0.4.4 really writes (`tests/fixtures/real-0.4.4/tree.tar.gz`). They are
+//! documented for users in `man/prodigy-storage.5`; `tests/cli/repo.rs` fails when a public type
+//! here is not named there.
 //!
 //! Conventions:
 //! * Readers are lenient where 0.4.4 or the seeds omit fields (`#[serde(default)]`), and strict on
@@ -1472,7 +1474,57 @@ mod tests {
     use std::io::Cursor;
     use std::path::{Path, PathBuf};
 
-    const CORPUS: &str = "/tmp/prodigy-corpus/home/.prodigy";
+    /// A private copy of the 0.4.4 fixture (`tests/fixtures/real-0.4.4/tree.tar.gz`), extracted
+    /// for one test and removed when dropped. Private, not the fixed `/tmp/prodigy-corpus` that
+    /// the integration tests extract, clean and re-extract: these tests only read, and must not
+    /// see a tree another test is cleaning.
+    struct Corpus {
+        dir: PathBuf,
+    }
+
+    impl Corpus {
+        /// Extract the fixture; `None` (after a loud message) only when `tar` cannot run. A
+        /// missing tarball fails: it is part of the repository.
+        fn extract(test: &str) -> Option<Corpus> {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let tar =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-0.4.4/tree.tar.gz");
+            assert!(tar.is_file(), "{} is missing", tar.display());
+            let dir = std::env::temp_dir().join(format!(
+                "prodigy-records-{test}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let c = Corpus { dir };
+            match std::process::Command::new("tar")
+                .arg("-C")
+                .arg(&c.dir)
+                .arg("-xzf")
+                .arg(&tar)
+                .status()
+            {
+                Ok(st) => assert!(st.success(), "tar -xzf {} failed", tar.display()),
+                Err(e) => {
+                    eprintln!("\n*** SKIPPED {test}: cannot run `tar` ({e}) ***\n");
+                    return None;
+                }
+            }
+            Some(c)
+        }
+
+        /// The extracted `.prodigy` root.
+        fn root(&self) -> PathBuf {
+            self.dir.join("tmp/prodigy-corpus/home/.prodigy")
+        }
+    }
+
+    impl Drop for Corpus {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 
     // ------------------------------------------------------------------ corpus
 
@@ -1541,18 +1593,9 @@ mod tests {
         }
     }
 
-    /// Every file of the extracted 0.4.4 tree with its place, skipping the git checkouts under
-    /// `worktrees/*/` except `.metadata/`. `None` (after a loud message) if the fixture is not
-    /// extracted. Never follows symlinks; never writes.
-    fn corpus_files() -> Option<Vec<(PathBuf, Place)>> {
-        let root = Path::new(CORPUS);
-        if !root.is_dir() {
-            eprintln!(
-                "\n*** SKIPPED: fixture not extracted: {CORPUS} is missing. Run: rm -rf \
-                 /tmp/prodigy-corpus && tar -C / -xzf /work/shared/fixtures/real-0.4.4/tree.tar.gz ***\n"
-            );
-            return None;
-        }
+    /// Every file of the extracted 0.4.4 tree at `root` with its place, skipping the git
+    /// checkouts under `worktrees/*/` except `.metadata/`. Never follows symlinks; never writes.
+    fn corpus_files(root: &Path) -> Vec<(PathBuf, Place)> {
         let mut out = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
@@ -1578,7 +1621,7 @@ mod tests {
                 }
             }
         }
-        Some(out)
+        out
     }
 
     fn parse_as(place: Place, bytes: &[u8]) -> Result<(), ParseError> {
@@ -1642,7 +1685,10 @@ mod tests {
 
     #[test]
     fn corpus_every_file_parses_with_the_type_of_its_place() {
-        let Some(files) = corpus_files() else { return };
+        let Some(c) = Corpus::extract("every-file-parses") else {
+            return;
+        };
+        let files = corpus_files(&c.root());
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
         let mut empty_sessions = Vec::new();
         let mut failures = Vec::new();
@@ -1684,7 +1730,10 @@ mod tests {
 
     #[test]
     fn corpus_records_round_trip_preserving_unknown_fields() {
-        let Some(files) = corpus_files() else { return };
+        let Some(c) = Corpus::extract("round-trip") else {
+            return;
+        };
+        let files = corpus_files(&c.root());
         let mut n = 0;
         for (path, place) in &files {
             let bytes = std::fs::read(path).unwrap();
@@ -1701,8 +1750,10 @@ mod tests {
 
     #[test]
     fn corpus_session_fields_and_timestamps() {
-        let Some(_) = corpus_files() else { return };
-        let p = Path::new(CORPUS).join("sessions/workflow-1795238090597.json");
+        let Some(c) = Corpus::extract("session-fields") else {
+            return;
+        };
+        let p = c.root().join("sessions/workflow-1795238090597.json");
         let bytes = std::fs::read(p).unwrap();
         let s: SessionRecord = parse(&bytes).unwrap();
         assert_eq!(s.status, SessionStatus::Failed);
@@ -1715,7 +1766,7 @@ mod tests {
         assert!(out.contains("\"started_at\": \"2026-11-21T05:14:50.597527875Z\""));
         // Legacy checkpoint status and lock content.
         let cp: LegacyWorkflowCheckpoint = parse(
-            &std::fs::read(Path::new(CORPUS).join(
+            &std::fs::read(c.root().join(
                 "state/workflow-1795238090597/checkpoints/workflow-1795238090611.checkpoint.json",
             ))
             .unwrap(),
@@ -1724,8 +1775,7 @@ mod tests {
         assert_eq!(cp.execution_state.status, LegacyExecStatus::Failed);
         assert_eq!(cp.workflow_id, "workflow-1795238090611");
         let lock: ResumeLockInfo = parse(
-            &std::fs::read(Path::new(CORPUS).join("resume_locks/workflow-1795238178314.lock"))
-                .unwrap(),
+            &std::fs::read(c.root().join("resume_locks/workflow-1795238178314.lock")).unwrap(),
         )
         .unwrap();
         assert_eq!(lock.process_id, 32498);

@@ -12,6 +12,20 @@ use std::time::{Duration, SystemTime};
 
 pub const DAY: u64 = 86_400;
 
+/// The tree written by Prodigy 0.4.4 and its ground truth: `tests/fixtures/real-0.4.4/`, part of
+/// the repository, so its tests never skip for want of it.
+pub fn fixture_0_4_4(file: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real-0.4.4")
+        .join(file);
+    assert!(
+        p.is_file(),
+        "{} is missing: it is tracked in git, restore it with `git checkout -- tests/fixtures`",
+        p.display()
+    );
+    p
+}
+
 /// A scratch directory with `home/` (HOME), `home/.prodigy` (PRODIGY_HOME) and `outside/` (canaries).
 pub struct Env {
     pub dir: PathBuf,

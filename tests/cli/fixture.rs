@@ -1,4 +1,4 @@
-//! The real tree written by Prodigy 0.4.4 (`../shared/fixtures/real-0.4.4/`) and a generated
+//! The real tree written by Prodigy 0.4.4 (`tests/fixtures/real-0.4.4/`) and a generated
 //! canonical tree of 10,000 sessions (`scripts/gen-tree.py`), cleaned end to end.
 
 use super::common::*;
@@ -13,16 +13,10 @@ use std::sync::Mutex;
 const CORPUS: &str = "/tmp/prodigy-corpus";
 static CORPUS_LOCK: Mutex<()> = Mutex::new(());
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
-}
-
-fn extract_corpus() -> bool {
-    let tar = shared().join("fixtures/real-0.4.4/tree.tar.gz");
-    if !tar.exists() {
-        eprintln!("SKIPPED: {} is missing", tar.display());
-        return false;
-    }
+/// Extract a pristine copy of the fixture at [`CORPUS`] (its tarball holds absolute paths
+/// under it). Callers hold [`CORPUS_LOCK`].
+fn extract_corpus() {
+    let tar = fixture_0_4_4("tree.tar.gz");
     let _ = fs::remove_dir_all(CORPUS);
     let ok = Command::new("tar")
         .args(["-C", "/", "-xzf"])
@@ -31,7 +25,6 @@ fn extract_corpus() -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "tar failed");
-    true
 }
 
 /// Run prodigy on the corpus at a fixed clock (`faketime`), everything aged to 2026-10-01.
@@ -87,13 +80,13 @@ fn branch_tips(repo: &Path) -> BTreeMap<String, String> {
 #[test]
 fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
     let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !have("faketime", "real_0_4_4_tree") || !extract_corpus() {
+    if !have("faketime", "real_0_4_4_tree") {
         return;
     }
-    let gt: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
-    )
-    .unwrap();
+    extract_corpus();
+    let gt: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixture_0_4_4("ground-truth.json")).unwrap())
+            .unwrap();
     let root = PathBuf::from(gt["prodigy_home"].as_str().unwrap());
     age_corpus();
 
@@ -310,13 +303,13 @@ fn real_0_4_4_tree_is_cleaned_by_the_rules_of_its_readme() {
 #[test]
 fn worktree_ls_on_the_real_tree_matches_its_ground_truth() {
     let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !have("faketime", "worktree_ls_on_the_real_tree") || !extract_corpus() {
+    if !have("faketime", "worktree_ls_on_the_real_tree") {
         return;
     }
-    let gt: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
-    )
-    .unwrap();
+    extract_corpus();
+    let gt: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixture_0_4_4("ground-truth.json")).unwrap())
+            .unwrap();
     age_corpus();
     let (o, v) = corpus_run(&["worktree", "ls", "--all-repos", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
@@ -383,9 +376,10 @@ fn worktree_ls_on_the_real_tree_matches_its_ground_truth() {
 #[test]
 fn worktree_clean_all_force_keeps_the_locked_worktree_and_every_unmerged_branch() {
     let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !have("faketime", "worktree_clean_all_force") || !extract_corpus() {
+    if !have("faketime", "worktree_clean_all_force") {
         return;
     }
+    extract_corpus();
     age_corpus();
     let repos: Vec<PathBuf> = ["webapp", "api-server", "tools"]
         .iter()
@@ -450,14 +444,14 @@ fn worktree_clean_all_force_keeps_the_locked_worktree_and_every_unmerged_branch(
 #[test]
 fn sessions_ls_on_the_real_tree_classifies_every_session_as_its_readme_says() {
     let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !have("faketime", "sessions_ls_on_the_real_tree") || !extract_corpus() {
+    if !have("faketime", "sessions_ls_on_the_real_tree") {
         return;
     }
+    extract_corpus();
     age_corpus();
-    let gt: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(shared().join("fixtures/real-0.4.4/ground-truth.json")).unwrap(),
-    )
-    .unwrap();
+    let gt: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixture_0_4_4("ground-truth.json")).unwrap())
+            .unwrap();
     let (o, v) = corpus_run(&["sessions", "ls", "--all-repos", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
     let class_of = |sid: &str| {

@@ -422,13 +422,8 @@ fn events_show_streams_a_200_mb_file() {
 // ------------------------------------------------------------------ the real 0.4.4 tree
 
 /// The 0.4.4 fixture extracted into this test's own directory and used as its root.
-fn legacy_env(name: &str) -> Option<Env> {
-    let tar =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real-0.4.4/tree.tar.gz");
-    if !tar.exists() {
-        eprintln!("SKIPPED {name}: {} is missing", tar.display());
-        return None;
-    }
+fn legacy_env(name: &str) -> Env {
+    let tar = fixture_0_4_4("tree.tar.gz");
     let env = Env::new(name);
     let x = env.dir.join("x");
     fs::create_dir_all(&x).unwrap();
@@ -443,14 +438,12 @@ fn legacy_env(name: &str) -> Option<Env> {
     assert!(ok, "tar failed");
     fs::remove_dir_all(&env.root).unwrap();
     fs::rename(x.join("tmp/prodigy-corpus/home/.prodigy"), &env.root).unwrap();
-    Some(env)
+    env
 }
 
 #[test]
 fn legacy_tree_dlq_checkpoints_events() {
-    let Some(env) = legacy_env("insp-legacy") else {
-        return;
-    };
+    let env = legacy_env("insp-legacy");
     // Scenario c1: two failed items.
     let o = env.run(&["dlq", "show", "mapreduce-20261121_051522"]);
     assert_eq!(o.code, 0, "{o:?}");

@@ -6,6 +6,7 @@ mod common;
 mod contract;
 mod fixture;
 mod inspect;
+mod repo;
 mod run;
 mod safety;
 mod sessions;
