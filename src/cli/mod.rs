@@ -1319,7 +1319,7 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -1334,7 +1334,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B PATH\n\\fBsh\\fR, \\fBgit\\fR and, for Claude steps, \\fBclaude\\fR are found here.\n");
             man_exit(&mut o);
             o.push_str(".SH EXAMPLES\n.nf\nprodigy run scripts/workflows/mapreduce.yml \\-y\nprodigy run fix.yml \\-\\-arg TARGET=src/lib.rs \\-\\-json\nprodigy run big.yml \\-\\-max\\-parallel 4 \\-q\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-clean" => {
             header(

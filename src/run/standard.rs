@@ -136,7 +136,11 @@ pub(crate) fn finish(
             ctx.job_id
         );
     } else {
-        summary.reason = "every step succeeded".into();
+        summary.reason = if ctx.session.mapreduce_data.is_some() {
+            "every work item succeeded".into()
+        } else {
+            "every step succeeded".into()
+        };
     }
     ctx.event(
         "job_completed",
