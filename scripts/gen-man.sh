@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
 bin=${CARGO_TARGET_DIR:-target}/debug/prodigy
-for page in prodigy prodigy-run prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints; do
+for page in prodigy prodigy-run prodigy-resume prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints; do
   "$bin" help --man "$page" > "man/$page.1"
 done
 if command -v groff >/dev/null 2>&1; then

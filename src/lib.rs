@@ -35,6 +35,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             cmd::print(&format!("prodigy {}\n", env!("CARGO_PKG_VERSION"))).map(|_| error::Exit::Ok)
         }
         cli::Command::Run(o) => cmd::run::run(&o),
+        cli::Command::Resume(o) => cmd::run::resume(&o),
         cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
         cli::Command::WorktreeLs(a) => cmd::worktree::ls(&a),

@@ -76,6 +76,25 @@ pub const RUN_FLAGS: &[Flag] = &[
     flag("help", Some('h'), None, "print this help"),
 ];
 
+/// Flags of `prodigy resume` (run.md §6).
+pub const RESUME_FLAGS: &[Flag] = &[
+    flag(
+        "yes",
+        Some('y'),
+        None,
+        "merge the session branch at the end without asking",
+    ),
+    flag(
+        "force",
+        None,
+        None,
+        "resume even though the workflow file changed since the run started",
+    ),
+    flag("quiet", Some('q'), None, "print only errors"),
+    flag("json", None, None, "print one JSON summary at the end"),
+    flag("help", Some('h'), None, "print this help"),
+];
+
 /// Flags of `prodigy clean`.
 pub const CLEAN_FLAGS: &[Flag] = &[
     flag("all", None, None, "clean every storage type (the default)"),
@@ -280,6 +299,12 @@ pub struct Args {
     pub since: Option<u64>,
     /// `--limit N` (events show).
     pub limit: Option<u64>,
+    /// `-y`: merge without asking (`dlq retry`).
+    pub yes: bool,
+    /// `--max-parallel N` (`dlq retry`).
+    pub max_parallel: Option<usize>,
+    /// `--reduce` (`dlq retry`).
+    pub reduce: bool,
 }
 
 const SCOPE_FLAGS: [Flag; 2] = [
@@ -324,8 +349,15 @@ pub const CORE: &[Sub] = &[
         words: &["run"],
         positional: "WORKFLOW",
         arity: (1, 1),
-        about: "run a workflow file in a worktree, writing sessions, events, checkpoints, DLQ",
+        about: "run a workflow file in a worktree (standard or MapReduce)",
         flags: RUN_FLAGS,
+    },
+    Sub {
+        words: &["resume"],
+        positional: "ID",
+        arity: (1, 1),
+        about: "continue an interrupted or failed run, by session id or job id",
+        flags: RESUME_FLAGS,
     },
     Sub {
         words: &["clean"],
@@ -496,6 +528,41 @@ pub const SUBS: &[Sub] = &[
         flags: &[JSON, HELP],
     },
     Sub {
+        words: &["dlq", "retry"],
+        positional: "JOB_ID",
+        arity: (1, 1),
+        about: "run a job's failed items again; merged ones leave the DLQ",
+        flags: &[
+            flag(
+                "yes",
+                Some('y'),
+                None,
+                "merge the session branch at the end without asking",
+            ),
+            flag(
+                "max-parallel",
+                None,
+                Some("N"),
+                "run at most N agents at once",
+            ),
+            flag(
+                "dry-run",
+                Some('n'),
+                None,
+                "list the items that would run; change nothing",
+            ),
+            flag(
+                "reduce",
+                None,
+                None,
+                "run the reduce phase again afterwards",
+            ),
+            flag("quiet", Some('q'), None, "print only errors"),
+            JSON,
+            HELP,
+        ],
+    },
+    Sub {
         words: &["checkpoints", "ls"],
         positional: "[JOB_ID]",
         arity: (0, 1),
@@ -561,6 +628,8 @@ pub enum Command {
     Version,
     /// `prodigy run …`.
     Run(crate::run::Options),
+    /// `prodigy resume …`.
+    Resume(crate::run::resume::ResumeOptions),
     /// `prodigy clean …`.
     Clean(CleanArgs),
     /// `prodigy worktree clean …` (0.4.4-compatible wording).
@@ -588,6 +657,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             let v = v.string().map_err(usage)?;
             match v.as_str() {
                 "run" => parse_run(&mut p),
+                "resume" => parse_resume(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
                 "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
@@ -596,6 +666,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 "help" => Ok(Command::Help(match p.next().map_err(usage)? {
                     Some(Value(c)) if c == "clean" => clean_help(),
                     Some(Value(c)) if c == "run" => sub_help(&CORE[0]),
+                    Some(Value(c)) if c == "resume" => sub_help(&CORE[1]),
                     Some(Value(c)) if c == "worktree" => worktree_help(),
                     Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
                         sub_group_help(&c.to_string_lossy())
@@ -699,6 +770,38 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
         Error::usage("usage: prodigy run WORKFLOW [OPTIONS]; see `prodigy run --help`")
     })?;
     Ok(Command::Run(o))
+}
+
+fn parse_resume(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut o = crate::run::resume::ResumeOptions::default();
+    let mut id: Option<String> = None;
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            let v = v.to_string_lossy().into_owned();
+            if id.is_some() || !crate::store::names::is_valid_id_bytes(v.as_bytes()) {
+                return Err(Error::usage(format!(
+                    "usage: prodigy resume ID: one session id or job id (not `{}`); see `prodigy resume --help`",
+                    crate::store::names::printable(std::ffi::OsStr::new(&v))
+                )));
+            }
+            id = Some(v);
+            continue;
+        }
+        let Some(f) = lookup(RESUME_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(sub_help(&CORE[1]))),
+            "yes" => o.yes = true,
+            "force" => o.force = true,
+            "quiet" => o.quiet = true,
+            "json" => o.json = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    o.id =
+        id.ok_or_else(|| Error::usage("usage: prodigy resume ID; see `prodigy resume --help`"))?;
+    Ok(Command::Resume(o))
 }
 
 fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
@@ -871,6 +974,17 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
                 a.since =
                     Some(parse_duration(&v).map_err(|e| Error::usage(format!("--since: {e}")))?);
             }
+            "yes" => a.yes = true,
+            "reduce" => a.reduce = true,
+            "max-parallel" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                a.max_parallel =
+                    Some(v.parse().ok().filter(|n: &usize| *n > 0).ok_or_else(|| {
+                        Error::usage(format!(
+                            "--max-parallel: `{v}` is not a positive whole number"
+                        ))
+                    })?);
+            }
             "limit" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
                 a.limit =
@@ -1027,12 +1141,13 @@ pub fn main_help() -> String {
          Usage: prodigy <COMMAND> [OPTIONS]\n\n\
          Commands:\n\
          \x20 run WORKFLOW       run a workflow file in a worktree (standard or MapReduce)\n\
+         \x20 resume ID          continue an interrupted or failed run (session or job id)\n\
          \x20 clean              remove expired storage, never live or resumable work\n\
          \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
          \x20 stats              what is stored, what clean would reclaim, what is protected\n\
          \x20 sessions ls|show|rm   sessions, their class and what they own\n\
          \x20 events ls|show|follow   event logs of jobs\n\
-         \x20 dlq ls|show        dead letter queues\n\
+         \x20 dlq ls|show|retry  dead letter queues; run failed items again\n\
          \x20 checkpoints ls|verify   MapReduce and workflow checkpoints\n\
          \x20 help [COMMAND]     print help for a command\n\n\
          Options:\n\
@@ -1109,6 +1224,7 @@ pub fn worktree_help() -> String {
 pub const MAN_PAGES: &[&str] = &[
     "prodigy",
     "prodigy-run",
+    "prodigy-resume",
     "prodigy-clean",
     "prodigy-worktree",
     "prodigy-stats",
@@ -1220,6 +1336,43 @@ with \\fBsession_id\\fR, \\fBjob_id\\fR, \\fBstatus\\fR, \\fBreason\\fR, \\fBtot
 \\fBfailed\\fR, \\fBmerge\\fR and \\fBexit\\fR.
 ";
 
+/// DESCRIPTION and the sections after it of `prodigy-resume(1)`.
+const RESUME_MAN_TEXT: &str = "\
+.SH DESCRIPTION
+Continues a run that \\fBprodigy run\\fR started and that was interrupted (SIGINT, SIGTERM, SIGKILL,
+a crash, a reboot) or failed, so that it finishes with nothing lost and nothing done twice.
+\\fIID\\fR is a session id or a job id: either resolves through the session\\-job mappings.
+.PP
+The job's resume lock is taken first: while another \\fBprodigy run\\fR or \\fBresume\\fR holds it,
+resume refuses (exit 3) naming its pid, host and since when; a lock file left by a process that is
+gone is taken over and the takeover is reported. Completed and Cancelled sessions are refused
+(exit 3). A workflow file that changed since the run started is refused unless \\fB\\-\\-force\\fR.
+Sessions written by Prodigy 0.4.4 record neither repository nor worktree; they are reported with
+what they have and refused (exit 3); the user's checkout is never touched.
+.PP
+Before the session worktree is used again, processes of the killed run that still work in it are
+waited for (up to 10 seconds), then their process groups are killed. What a kill leaves is
+repaired and each repair reported: a worktree directory that is gone is re\\-created from its
+branch, a half\\-made one is removed first, a merge left in progress is aborted, a stale
+\\fIindex.lock\\fR is removed, leftover agent worktrees of merged items are removed.
+.PP
+A standard workflow continues at the step that failed or was interrupted, with the variables
+captured by the completed steps. A MapReduce job skips setup when its checkpoint says it
+completed (else continues setup at its first unfinished step). Git's history is the truth for
+what was merged: an item whose merge commit is in the session worktree's history is done,
+whatever the checkpoint says; pending and interrupted items run again from fresh agent
+worktrees; failed items stay in the dead letter queue. Reduce continues at its first unfinished
+step (from the start when items ran again), with \\fBmap.*\\fR rebuilt; then the final merge, as
+in \\fBprodigy\\-run\\fR(1).
+.SH DLQ RETRY
+\\fBprodigy dlq retry\\fR \\fIJOB_ID\\fR runs the items of the job's dead letter queue again as a new
+map pass in the job's session worktree, through the same code: an item that succeeds is merged
+and leaves the queue (its history stays in the events); one that fails again gets one more
+\\fBfailure_history\\fR entry. Reduce is not run again unless \\fB\\-\\-reduce\\fR. \\fB\\-n\\fR lists the
+items that would run and changes nothing. Then the session branch is merged as at the end of a
+run.
+";
+
 const MAN_PROTECTED: &str = "\
 .SH WHAT IS PROTECTED
 Sessions are classified from their records (see \\fBprodigy\\-storage\\fR(5)):
@@ -1319,7 +1472,7 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -1335,6 +1488,21 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH EXAMPLES\n.nf\nprodigy run scripts/workflows/mapreduce.yml \\-y\nprodigy run fix.yml \\-\\-arg TARGET=src/lib.rs \\-\\-json\nprodigy run big.yml \\-\\-max\\-parallel 4 \\-q\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+        }
+        "prodigy-resume" => {
+            header(
+                &mut o,
+                "prodigy-resume",
+                "continue an interrupted or failed Prodigy run",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy resume\n\\fIID\\fR [\\fB\\-y\\fR] [\\fB\\-\\-force\\fR] [\\fB\\-q\\fR] [\\fB\\-\\-json\\fR]\n.br\n.B prodigy dlq retry\n\\fIJOB_ID\\fR [\\fB\\-y\\fR] [\\fB\\-\\-max\\-parallel\\fR \\fIN\\fR] [\\fB\\-n\\fR] [\\fB\\-\\-reduce\\fR]\n");
+            o.push_str(RESUME_MAN_TEXT);
+            o.push_str(".SH OPTIONS\n");
+            man_flags(&mut o, RESUME_FLAGS);
+            o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
+            man_exit(&mut o);
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy resume mapreduce\\-20261203T101500\\-a1b2c3 \\-y\nprodigy resume session\\-mapreduce\\-20261203T101500\\-a1b2c3\nprodigy dlq retry mapreduce\\-20261203T101500\\-a1b2c3 \\-n\nprodigy dlq retry mapreduce\\-20261203T101500\\-a1b2c3 \\-y \\-\\-reduce\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-clean" => {
             header(

@@ -389,3 +389,44 @@ pub fn show(a: &Args) -> Result<Exit> {
     emit(&text)?;
     Ok(if io_failed { Exit::Failures } else { Exit::Ok })
 }
+
+/// `prodigy dlq retry JOB [-y] [--max-parallel N] [-n] [--reduce]` (run.md §6): the failed items
+/// run again as a new map pass of the job, through the resume code path; `-n` lists them.
+pub fn retry(a: &Args) -> Result<Exit> {
+    let job = &a.ids[0];
+    if a.dry_run {
+        let (job_id, items) = crate::run::resume::retry_plan(job)?;
+        if a.json {
+            let v: Vec<serde_json::Value> = items
+                .iter()
+                .map(|(i, e)| serde_json::json!({"item_id": i, "last_error": e}))
+                .collect();
+            super::print(&format!(
+                "{}\n",
+                serde_json::json!({"job_id": job_id, "dry_run": true, "items": v})
+            ))?;
+        } else if items.is_empty() {
+            super::print(&format!(
+                "dead letter queue of {job_id} is empty: nothing to retry\n"
+            ))?;
+        } else {
+            let mut out = String::new();
+            for (i, e) in &items {
+                out.push_str(&format!("would retry {i}\t{e}\n"));
+            }
+            super::print(&out)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    let o = crate::run::resume::RetryOptions {
+        job: job.clone(),
+        yes: a.yes,
+        max_parallel: a.max_parallel,
+        dry_run: false,
+        reduce: a.reduce,
+        quiet: a.quiet,
+        json: a.json,
+    };
+    let s = crate::run::resume::dlq_retry(&o)?;
+    super::run::report(&s, a.json, a.quiet)
+}

@@ -56,6 +56,7 @@ pub fn inspect(sub: &'static crate::cli::Sub, a: &crate::cli::Args) -> Result<cr
         ["events", "follow"] => events::follow(a),
         ["dlq", "ls"] => dlq::ls(a),
         ["dlq", "show"] => dlq::show(a),
+        ["dlq", "retry"] => dlq::retry(a),
         ["checkpoints", "ls"] => checkpoints::ls(a),
         ["checkpoints", "verify"] => checkpoints::verify(a),
         _ => unreachable!("every entry of cli::SUBS is dispatched"),

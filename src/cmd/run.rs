@@ -4,10 +4,28 @@ use crate::error::{Exit, Result};
 use crate::run::{self, Options};
 use serde_json::json;
 
+struct Flags {
+    json: bool,
+    quiet: bool,
+}
+
 /// Run the workflow and report. Errors before the session exists keep their own exit code;
 /// afterwards the summary decides it (run.md §1).
 pub fn run(o: &Options) -> Result<Exit> {
     let s = run::run(o)?;
+    report(&s, o.json, o.quiet)
+}
+
+/// `prodigy resume ID`.
+pub fn resume(o: &crate::run::resume::ResumeOptions) -> Result<Exit> {
+    let s = run::resume::resume(o)?;
+    report(&s, o.json, o.quiet)
+}
+
+/// Print a run's summary: one JSON document with `--json`, else one line (on stderr under
+/// `-q`, and only when the run did not succeed).
+pub fn report(s: &run::Summary, json: bool, quiet: bool) -> Result<Exit> {
+    let o = Flags { json, quiet };
     if o.json {
         let doc = json!({
             "session_id": s.session_id,
@@ -52,5 +70,5 @@ pub fn run(o: &Options) -> Result<Exit> {
             super::print(&format!("{line}\n"))?;
         }
     }
-    Ok(run::exit_of(&s))
+    Ok(run::exit_of(s))
 }

@@ -185,6 +185,30 @@ fn read_record(eng: &Engine<'_>, sid: &str) -> std::result::Result<serde_json::V
     Ok(serde_json::to_value(r).unwrap_or_default())
 }
 
+/// How a session is continued (run.md §6), for `sessions show`: the exact command for a
+/// resumable or stale session that `prodigy run` wrote (its record names its repository), a note
+/// for a Prodigy 0.4.4 one, nothing for the others.
+fn resume_hint(class: Class, record: Option<&serde_json::Value>, sid: &str) -> Option<String> {
+    if !matches!(class, Class::Resumable | Class::Stale) {
+        return None;
+    }
+    let r = record?;
+    let ours = r
+        .pointer("/metadata/worktree/repository")
+        .is_some_and(|v| v.is_string());
+    if !ours {
+        return Some(
+            "written by Prodigy 0.4.4; prodigy cannot continue it (no repository or worktree recorded)"
+                .into(),
+        );
+    }
+    let id = r
+        .pointer("/mapreduce_data/job_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or(sid);
+    Some(format!("prodigy resume {id}"))
+}
+
 /// Run `prodigy sessions show ID`.
 pub fn show(a: &Args) -> Result<Exit> {
     with_engine("sessions show", &ScopeArg::AllRepos, false, |eng, _| {
@@ -246,10 +270,12 @@ pub fn show(a: &Args) -> Result<Exit> {
             items.push((ty, path, bytes, age, note));
         }
         let total: u64 = items.iter().map(|i| i.2).sum();
+        let resume = resume_hint(v.class, record.as_ref().ok(), &sid);
         if a.json {
             let j = serde_json::json!({
                 "command": "sessions show",
                 "session": sid,
+                "resume": resume,
                 "record": record.as_ref().ok(),
                 "record_error": record.as_ref().err(),
                 "class": v.class.word(),
@@ -297,6 +323,9 @@ pub fn show(a: &Args) -> Result<Exit> {
             Err(e) => writeln!(o, "  record:       unreadable ({e})").unwrap(),
         }
         writeln!(o, "  {:<14}{} — {}", "class:", v.class.word(), v.evidence).unwrap();
+        if let Some(r) = &resume {
+            writeln!(o, "  {:<14}{r}", "resume:").unwrap();
+        }
         writeln!(
             o,
             "  {:<14}{}",

@@ -9,6 +9,7 @@
 //! module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
+use super::resume::Start;
 use super::standard::{finish, pause};
 use super::{exec, register_orphan, worktrees, Ctx, Summary, HEARTBEAT};
 use crate::error::{Error, Result};
@@ -81,15 +82,18 @@ struct Agent<'w> {
     started_at: Timestamp,
 }
 
-/// Map-phase bookkeeping, the content of a map checkpoint.
+/// Map-phase bookkeeping, the content of a map checkpoint. `items` holds every work item with
+/// its file id, in input order; the other lists refer to them.
 #[derive(Default)]
-struct MapState {
-    items: Vec<(WorkItem, String)>,
-    pending: VecDeque<usize>,
-    completed: Vec<CompletedWorkItem>,
-    failed: Vec<FailedWorkItem>,
-    results: Map<String, Value>,
-    skipped: u64,
+pub(crate) struct MapState {
+    pub items: Vec<(WorkItem, String)>,
+    pub pending: VecDeque<usize>,
+    pub completed: Vec<CompletedWorkItem>,
+    pub failed: Vec<FailedWorkItem>,
+    pub results: Map<String, Value>,
+    pub skipped: u64,
+    /// Ids of items in the job's DLQ; one that succeeds now (resume, `dlq retry`) leaves it.
+    pub dlq: std::collections::BTreeSet<String>,
 }
 
 impl MapState {
@@ -211,7 +215,7 @@ fn max_parallel(ctx: &Ctx, m: &MapReduce) -> Result<usize> {
 }
 
 /// Run a MapReduce workflow to its end.
-pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary> {
+pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> Result<Summary> {
     let mut summary = Summary {
         session_id: ctx.session.id.clone(),
         job_id: ctx.job_id.clone(),
@@ -220,7 +224,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary
     let mut job = Job {
         phase: JobPhase::Setup,
         status: JobStatus::Running,
-        created: Timestamp::now(),
+        created: start.created.unwrap_or_else(Timestamp::now),
         total: 0,
         completed: 0,
         failed: 0,
@@ -229,14 +233,23 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary
 
     // Setup, in the parent worktree; a checkpoint after every step.
     ctx.progress("setup");
+    let mut restored = ctx.vars.clone();
+    for (k, v) in &start.vars {
+        restored.set(k, v.clone());
+    }
     let mut setup = Lane::new(
         &m.setup,
         ctx.worktree.clone(),
         ctx.log_path("setup.log"),
-        ctx.vars.clone(),
+        restored,
         vec![],
         true,
     );
+    setup.next = if start.setup_complete {
+        m.setup.len()
+    } else {
+        start.from_step.min(m.setup.len())
+    };
     let base_vars = ctx.vars.clone();
     let setup_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize, completed: bool| -> Result<()> {
         let outputs: Map<String, Value> = lane
@@ -268,44 +281,54 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary
         }
         LaneEnd::StepDone(_) => unreachable!(),
     }
-    setup_cp(ctx, &setup, m.setup.len(), true)?;
-    ctx.vars = setup.vars.clone();
-    ctx.event("setup_completed", json!({"steps": m.setup.len()}));
-
-    // Work items.
-    let input = load_input(ctx, m)?;
-    let selected =
-        items::select(&input, &m.map).map_err(|e| Error::fatal(format!("map input: {e}")))?;
-    let ids = items::item_ids(&selected).map_err(|e| Error::fatal(format!("map input: {e}")))?;
-    let mut st = MapState::default();
-    let mut seen = std::collections::BTreeMap::new();
-    for (i, (data, id)) in selected.into_iter().zip(ids).enumerate() {
-        let fid = items::file_id(&id, i);
-        // Two items must never share an agent worktree or branch name.
-        if let Some(j) = seen.insert(fid.clone(), i) {
-            return fail(
-                ctx,
-                wf,
-                &mut job,
-                summary,
-                format!("map input: work items {j} and {i} both map to the name `{fid}`; give items distinct ids"),
-            );
-        }
-        st.items.push((
-            WorkItem {
-                id,
-                data,
-                extra: Default::default(),
-            },
-            fid,
-        ));
-        st.pending.push_back(i);
+    if !start.setup_complete {
+        setup_cp(ctx, &setup, m.setup.len(), true)?;
+        ctx.event("setup_completed", json!({"steps": m.setup.len()}));
     }
+    ctx.vars = setup.vars.clone();
+
+    // Work items: from the checkpoint when resuming, else from the input.
+    let fresh = start.map.is_none();
+    let mut st = match start.map {
+        Some(st) => st,
+        None => {
+            let input = load_input(ctx, m)?;
+            let selected = items::select(&input, &m.map)
+                .map_err(|e| Error::fatal(format!("map input: {e}")))?;
+            let ids =
+                items::item_ids(&selected).map_err(|e| Error::fatal(format!("map input: {e}")))?;
+            let mut st = MapState::default();
+            let mut seen = std::collections::BTreeMap::new();
+            for (i, (data, id)) in selected.into_iter().zip(ids).enumerate() {
+                let fid = items::file_id(&id, i);
+                // Two items must never share an agent worktree or branch name.
+                if let Some(j) = seen.insert(fid.clone(), i) {
+                    return fail(
+                        ctx,
+                        wf,
+                        &mut job,
+                        summary,
+                        format!("map input: work items {j} and {i} both map to the name `{fid}`; give items distinct ids"),
+                    );
+                }
+                st.items.push((
+                    WorkItem {
+                        id,
+                        data,
+                        extra: [("index".to_string(), json!(i))].into_iter().collect(),
+                    },
+                    fid,
+                ));
+                st.pending.push_back(i);
+            }
+            st
+        }
+    };
     job.phase = JobPhase::Map;
     job.total = st.items.len() as u64;
     summary.total = job.total;
     write_job(ctx, wf, &job)?;
-    if st.items.is_empty() {
+    if fresh && st.items.is_empty() {
         ctx.warn(&format!(
             "map input `{}`{} gave no work items; nothing to map, reduce skipped",
             m.map.input,
@@ -357,7 +380,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary
     write_job(ctx, wf, &job)?;
     if st.completed.is_empty() {
         ctx.warn("every work item failed; reduce skipped");
-    } else if !m.reduce.is_empty() {
+    } else if start.reduce_done < m.reduce.len() {
         ctx.progress("reduce");
         let env = vec![
             ("MAP_TOTAL".to_string(), st.items.len().to_string()),
@@ -365,14 +388,19 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce) -> Result<Summary
             ("MAP_FAILED".to_string(), st.failed.len().to_string()),
         ];
         let map_results = json!({"total": st.items.len(), "successful": st.completed.len(), "failed": st.failed.len()});
+        let mut vars = ctx.vars.clone();
+        for (k, v) in &start.reduce_vars {
+            vars.set(k, v.clone());
+        }
         let mut lane = Lane::new(
             &m.reduce,
             ctx.worktree.clone(),
             ctx.log_path("reduce.log"),
-            ctx.vars.clone(),
+            vars,
             env,
             false,
         );
+        lane.next = start.reduce_done;
         let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
             let step_results: Map<String, Value> = lane
                 .vars
@@ -729,6 +757,13 @@ fn agent_succeeded(
         completed_at: Some(Timestamp::now()),
         extra: Default::default(),
     });
+    if st.dlq.remove(&a.item.id) {
+        journal::dlq_remove(&ctx.layout, &ctx.job_id, &a.item.id)?;
+        ctx.event(
+            "dlq_item_removed",
+            json!({"item_id": a.item.id, "reason": "succeeded on retry"}),
+        );
+    }
     // Recorded before the worktree and branch go (a crash in between leaves a worktree that a
     // resume or clean removes, never a merged item that looks pending).
     save_map(ctx, st, running)?;

@@ -17,6 +17,7 @@
 pub mod exec;
 mod lane;
 mod mapreduce;
+pub mod resume;
 mod standard;
 pub mod worktrees;
 
@@ -399,26 +400,65 @@ pub fn run(opts: &Options) -> Result<Summary> {
             extra: Default::default(),
         },
     )?;
+    let mut ctx = assemble(
+        git, layout, repo, session, job_id, opts, lock, &wf, &opts.args,
+    )?;
+    ctx.event(
+        "job_started",
+        json!({"workflow_name": wf.name, "workflow_path": absolute(&wf.path).to_string_lossy(), "mode": if mapreduce {"mapreduce"} else {"standard"}}),
+    );
+    execute(ctx, &wf, |ctx| {
+        ensure_dir(&ctx.layout.worktrees_dir())?;
+        worktrees::add_worktree(
+            &ctx.git,
+            &ctx.repo.main,
+            &ctx.worktree,
+            &ctx.branch,
+            &base_commit,
+        )?;
+        ctx.event(
+            "worktree_created",
+            json!({"path": ctx.worktree.to_string_lossy(), "branch": ctx.branch}),
+        );
+        Ok(resume::Start::default())
+    })
+}
+
+/// Build the run's context around a session record that is already written: logs, a new event
+/// file of this process, the environment and the variables every step sees.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    git: Git,
+    layout: Layout,
+    repo: Repo,
+    session: SessionRecord,
+    job_id: String,
+    opts: &Options,
+    lock: ResumeLock,
+    wf: &Workflow,
+    args: &[(String, String)],
+) -> Result<Ctx> {
+    let session_id = session.id.clone();
+    let worktree = layout.worktree(&session_id)?;
+    let branch = format!("prodigy-{session_id}");
     let logs = layout.logs_dir(&job_id)?;
     ensure_dir(&logs)?;
     let correlation = exec::uuid_v4().unwrap_or_default();
     let events = EventLog::open(&layout, &job_id, &session_id, &correlation)?;
-
     let mut env: Vec<(String, String)> =
         wf.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.push(("PRODIGY_AUTOMATION".into(), "true".into()));
     env.push(("PRODIGY_SESSION_ID".into(), session_id.clone()));
     env.push(("PRODIGY_JOB_ID".into(), job_id.clone()));
     let mut vars = Vars::new();
-    for (k, v) in &opts.args {
+    for (k, v) in args {
         vars.set_str(k, v);
     }
     vars.set_str("workflow.name", &wf.name);
     vars.set_str("session.id", &session_id);
     vars.set_str("job.id", &job_id);
     vars.set_str("worktree", &worktree.to_string_lossy());
-
-    let mut ctx = Ctx {
+    Ok(Ctx {
         git,
         layout,
         repo,
@@ -436,34 +476,27 @@ pub fn run(opts: &Options) -> Result<Summary> {
         tty: std::io::stderr().is_terminal(),
         claude_logs: std::cell::Cell::new(0),
         _lock: lock,
-    };
-    ctx.event(
-        "job_started",
-        json!({"workflow_name": wf.name, "workflow_path": absolute(&wf.path).to_string_lossy(), "mode": if mapreduce {"mapreduce"} else {"standard"}}),
-    );
+    })
+}
 
+/// Prepare (`prepare` creates or repairs the session worktree and says where to start), then run
+/// the workflow's phases. Any error marks the session Failed with the message: nothing is left
+/// Running by an error.
+pub(crate) fn execute(
+    mut ctx: Ctx,
+    wf: &Workflow,
+    prepare: impl FnOnce(&mut Ctx) -> Result<resume::Start>,
+) -> Result<Summary> {
     let summary = (|| -> Result<Summary> {
-        ensure_dir(&ctx.layout.worktrees_dir())?;
-        worktrees::add_worktree(
-            &ctx.git,
-            &ctx.repo.main,
-            &ctx.worktree,
-            &ctx.branch,
-            &base_commit,
-        )?;
-        ctx.event(
-            "worktree_created",
-            json!({"path": ctx.worktree.to_string_lossy(), "branch": ctx.branch}),
-        );
+        let start = prepare(&mut ctx)?;
         match &wf.kind {
-            Kind::Standard(steps) => standard::run(&mut ctx, &wf, steps),
-            Kind::MapReduce(m) => mapreduce::run(&mut ctx, &wf, m),
+            Kind::Standard(steps) => standard::run(&mut ctx, wf, steps, start),
+            Kind::MapReduce(m) => mapreduce::run(&mut ctx, wf, m, start),
         }
     })();
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
-            // Nothing may stay Running after an error: the session says what went wrong.
             let msg = e.to_string();
             let _ = ctx.finish_session(SessionStatus::Failed, Some(msg.clone()));
             ctx.event("job_failed", json!({"error": msg}));

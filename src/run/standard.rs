@@ -5,6 +5,7 @@
 //! (what makes `clean` see a failed or killed run as resumable).
 
 use super::lane::{Lane, LaneEnd};
+use super::resume::Start;
 use super::{final_merge, signal_exit, Ctx, MergeEnd, Summary};
 use crate::error::Result;
 use crate::store::records::{SessionStatus, Timestamp};
@@ -44,16 +45,21 @@ pub(crate) fn checkpoint(ctx: &mut Ctx, lane: &Lane<'_>, done: usize, total: usi
 }
 
 /// Run a standard workflow to its end.
-pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step]) -> Result<Summary> {
+pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step], start: Start) -> Result<Summary> {
     let total = steps.len();
+    let mut vars = ctx.vars.clone();
+    for (k, v) in start.vars {
+        vars.set(&k, v);
+    }
     let mut lane = Lane::new(
         steps,
         ctx.worktree.clone(),
         ctx.log_path("steps.log"),
-        ctx.vars.clone(),
+        vars,
         vec![],
         true,
     );
+    lane.next = start.from_step.min(total);
     let mut summary = Summary {
         session_id: ctx.session.id.clone(),
         job_id: ctx.job_id.clone(),

@@ -1,0 +1,952 @@
+//! `prodigy resume ID` and `prodigy dlq retry JOB` (run.md §6): continue a run that was
+//! interrupted, failed, or left items in the dead letter queue, so that it finishes with nothing
+//! lost and nothing done twice.
+//!
+//! Order of work: resolve the id (mappings, session records, job directories); take the job's
+//! resume lock (a held lock refuses; a stale one of a dead process is taken over and reported);
+//! refuse Completed and Cancelled sessions and a changed workflow file; make sure no process of
+//! the killed run still works in the session worktree (waited for, then its process group
+//! killed); repair what a kill leaves (a missing worktree re-created from its branch, a parent
+//! left mid-merge, `index.lock` files, leftover agent worktrees); then decide where to start.
+//!
+//! **Git is the truth for merges**: a work item whose merge commit (`Merge agent BRANCH (item
+//! ID)`, written by the map phase) is in the parent's history is completed, whatever the
+//! checkpoint says; an item recorded as completed with commits but whose merge is not in the
+//! parent's history runs again. Pending and in-progress items run again from fresh agent
+//! worktrees; failed items stay in the DLQ until `dlq retry`.
+
+use super::mapreduce::MapState;
+use super::worktrees::{self, git_out};
+use super::{assemble, exec, execute, owner, Options, Summary};
+use crate::error::{Error, Result};
+use crate::git::Git;
+use crate::store::journal;
+use crate::store::layout::Layout;
+use crate::store::lock::{LockRefused, ResumeLock};
+use crate::store::names::is_valid_id_bytes;
+use crate::store::records::{
+    CheckpointKind, CompletedWorkItem, JobPhase, JobState, MapCheckpoint, ReduceCheckpoint,
+    ResumeLockInfo, SessionJobMapping, SessionRecord, SessionStatus, SetupCheckpoint, Timestamp,
+    WorkItem,
+};
+use crate::workflow::{items, Kind, Workflow};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where a run starts: all defaults for a new run.
+#[derive(Default)]
+pub struct Start {
+    /// Standard: the first step to run. MapReduce: setup steps already completed.
+    pub from_step: usize,
+    /// Captured variables restored from the checkpoint (standard steps, setup outputs).
+    pub vars: Vec<(String, Value)>,
+    /// MapReduce: setup's checkpoint says completed.
+    pub setup_complete: bool,
+    /// MapReduce: the work items and their state, rebuilt from the checkpoint and git.
+    pub(crate) map: Option<MapState>,
+    /// MapReduce: reduce steps already completed.
+    pub reduce_done: usize,
+    /// Variables captured by completed reduce steps.
+    pub reduce_vars: Vec<(String, Value)>,
+    /// When the job was created.
+    pub created: Option<Timestamp>,
+}
+
+/// `prodigy resume` options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeOptions {
+    /// Session id or job id.
+    pub id: String,
+    /// `-y`: merge at the end without asking.
+    pub yes: bool,
+    /// `--force`: run a workflow file that changed since the run started.
+    pub force: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// What an id resolved to.
+struct Found {
+    root: PathBuf,
+    session: SessionRecord,
+    job_id: String,
+    repo_name: Option<String>,
+}
+
+fn say(quiet: bool, msg: &str) {
+    if !quiet {
+        let _ = writeln!(std::io::stderr(), "prodigy: {msg}");
+    }
+}
+
+/// The storage root that must already hold the run (resume never creates one).
+fn existing_root() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME");
+    let wanted =
+        crate::store::root_path(std::env::var_os("PRODIGY_HOME").as_deref(), home.as_deref())?;
+    crate::store::resolve_root(&wanted, home.as_deref().map(Path::new))?.ok_or_else(|| {
+        Error::usage(format!(
+            "nothing is stored at `{}`; check PRODIGY_HOME",
+            wanted.display()
+        ))
+    })
+}
+
+/// Resolve a session or job id (run.md §6): the mappings of every repository, then
+/// `sessions/{ID}.json`, then a job directory `state/*/mapreduce/jobs/{ID}/`.
+fn resolve(root: &Path, id: &str) -> Result<Found> {
+    if !is_valid_id_bytes(id.as_bytes()) {
+        return Err(Error::usage(format!(
+            "invalid id `{id}`: ids match [A-Za-z0-9][A-Za-z0-9._-]* (at most 128 characters)"
+        )));
+    }
+    let repos: Vec<String> = std::fs::read_dir(root.join("state"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_valid_id_bytes(n.as_bytes()))
+        .collect();
+    let mut session_id = None;
+    let mut job_id = None;
+    let mut repo_name = None;
+    for r in &repos {
+        let p = root
+            .join("state")
+            .join(r)
+            .join("mappings")
+            .join(format!("{id}.json"));
+        if let Ok(Some(m)) = journal::read_record::<SessionJobMapping>(&p) {
+            session_id = Some(m.session_id);
+            job_id = Some(m.job_id);
+            repo_name = Some(r.clone());
+            break;
+        }
+    }
+    if session_id.is_none() {
+        for r in &repos {
+            let p = root
+                .join("state")
+                .join(r)
+                .join("mapreduce/jobs")
+                .join(id)
+                .join("job-state.json");
+            if let Ok(Some(j)) = journal::read_record::<JobState>(&p) {
+                session_id = j.session_id.clone();
+                job_id = Some(j.job_id);
+                repo_name = Some(r.clone());
+                break;
+            }
+        }
+    }
+    let sid = session_id.unwrap_or_else(|| id.to_string());
+    let sp = root.join("sessions").join(format!("{sid}.json"));
+    let session = match std::fs::read(&sp) {
+        Ok(b) => crate::store::records::parse::<SessionRecord>(&b).map_err(|e| {
+            Error::refused(format!(
+                "session record `{}` does not parse ({e}); it cannot be resumed, and it is kept",
+                sp.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::usage(format!(
+                "no session or job `{id}` under `{}`; `prodigy sessions ls` lists them",
+                root.display()
+            )))
+        }
+        Err(e) => return Err(Error::io("read", &sp, &e)),
+    };
+    let job_id = job_id
+        .or_else(|| {
+            session
+                .mapreduce_data
+                .as_ref()
+                .and_then(|m| m.job_id.clone())
+        })
+        .unwrap_or_else(|| sid.clone());
+    Ok(Found {
+        root: root.to_path_buf(),
+        session,
+        job_id,
+        repo_name,
+    })
+}
+
+/// Take the job's resume lock; a held one refuses (exit 3) naming its holder, a stale file left
+/// by a dead process is taken over and reported.
+fn take_lock(root: &Path, job_id: &str, quiet: bool) -> Result<ResumeLock> {
+    let path = root.join("resume_locks").join(format!("{job_id}.lock"));
+    let before: Option<ResumeLockInfo> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| crate::store::records::parse(&b).ok());
+    // `clean` holds a job's lock for a moment while it re-checks an item: retry briefly.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match ResumeLock::acquire(root, job_id) {
+            Ok(l) => {
+                if let Some(b) = before {
+                    if b.process_id != std::process::id() {
+                        say(
+                            quiet,
+                            &format!(
+                                "took over the stale resume lock of `{job_id}` (pid {} on {}, since {}; that process is gone)",
+                                b.process_id, b.hostname, b.acquired_at
+                            ),
+                        );
+                    }
+                }
+                return Ok(l);
+            }
+            Err(LockRefused::Held(info)) => {
+                if Instant::now() < deadline && info.is_none() {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                let who = match info {
+                    Some(i) => format!(
+                        "pid {} on {} since {}",
+                        i.process_id, i.hostname, i.acquired_at
+                    ),
+                    None => "another process".into(),
+                };
+                return Err(Error::refused(format!(
+                    "`{job_id}` is being run or resumed by {who} (resume lock `{}` is held); wait for it, or stop that process first",
+                    path.display()
+                )));
+            }
+            Err(LockRefused::Io(m)) => return Err(Error::fatal(m)),
+        }
+    }
+}
+
+/// Processes whose working directory is inside `dir` (Linux `/proc/*/cwd`), other than us.
+fn pids_in(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    #[cfg(target_os = "linux")]
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        let me = std::process::id() as i32;
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            if let Ok(p) = std::fs::read_link(e.path().join("cwd")) {
+                if p.starts_with(dir) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+    out
+}
+
+/// Wait up to 10 s for leftover processes of a killed run working in `dir`, then kill their
+/// process groups (run.md §6). Returns how many were found.
+fn stop_leftovers(dir: &Path, quiet: bool) -> usize {
+    let found = pids_in(dir);
+    if found.is_empty() {
+        return 0;
+    }
+    say(
+        quiet,
+        &format!(
+            "{} process(es) of the interrupted run still work in `{}` (pid {}); waiting up to 10s",
+            found.len(),
+            dir.display(),
+            found
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !pids_in(dir).is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: getpgid/kill on pids we just read; a vanished pid only makes them fail.
+        let own = unsafe { libc::getpgid(0) };
+        for pid in pids_in(dir) {
+            let pg = unsafe { libc::getpgid(pid) };
+            if pg > 0 && pg != own {
+                unsafe { libc::kill(-pg, libc::SIGKILL) };
+            } else {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !pids_in(dir).is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    found.len()
+}
+
+/// A 0.4.4 session (no `metadata.worktree` written by this tool) cannot be continued: report
+/// what it has and refuse (exit 3). Never touches the user's checkout.
+fn legacy_report(f: &Found) -> Error {
+    let s = &f.session;
+    let mut what = vec![format!("status {}", s.status.as_str())];
+    if !s.checkpoints.is_empty() {
+        what.push(format!(
+            "{} checkpoint(s) in its record",
+            s.checkpoints.len()
+        ));
+    }
+    let cps = f.root.join("state").join(&s.id).join("checkpoints");
+    if let Ok(rd) = std::fs::read_dir(&cps) {
+        let n = rd.flatten().count();
+        if n > 0 {
+            what.push(format!("{n} file(s) in `{}`", cps.display()));
+        }
+    }
+    Error::refused(format!(
+        "session `{}` was written by Prodigy 0.4.4 ({}), which records neither the repository nor the worktree it ran in, so prodigy cannot continue it; inspect it with `prodigy sessions show {}`, or run its workflow again with `prodigy run`",
+        s.id,
+        what.join(", "),
+        s.id
+    ))
+}
+
+/// Resume a session or job (run.md §6).
+pub fn resume(o: &ResumeOptions) -> Result<Summary> {
+    let root = existing_root()?;
+    let found = resolve(&root, &o.id)?;
+    let session_id = found.session.id.clone();
+    let job_id = found.job_id.clone();
+    match found.session.status {
+        SessionStatus::Completed => {
+            return Err(Error::refused(format!(
+                "session `{session_id}` is Completed; nothing to resume{}",
+                if found.session.mapreduce_data.is_some() {
+                    format!(" (failed work items, if any, are retried with `prodigy dlq retry {job_id}`)")
+                } else {
+                    String::new()
+                }
+            )))
+        }
+        SessionStatus::Cancelled => {
+            return Err(Error::refused(format!(
+                "session `{session_id}` was Cancelled; it cannot be resumed"
+            )))
+        }
+        _ => {}
+    }
+    let meta = found.session.metadata.get("worktree").cloned();
+    let Some(meta) = meta.filter(|m| m.get("repository").is_some()) else {
+        return Err(legacy_report(&found));
+    };
+    continue_job(found, meta, o, None)
+}
+
+/// Options for `dlq retry`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// Job id (or session id).
+    pub job: String,
+    /// `-y`.
+    pub yes: bool,
+    /// `--max-parallel N`.
+    pub max_parallel: Option<usize>,
+    /// `-n`: list what would run.
+    pub dry_run: bool,
+    /// `--reduce`: run reduce again after the retried items.
+    pub reduce: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// What `dlq retry -n` would run: `(item id, last error)`.
+pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String)>)> {
+    let root = existing_root()?;
+    let found = resolve(&root, job)?;
+    let repo = repo_name_of(&found)?;
+    let layout = Layout::new(&root, &repo)?;
+    let dlq = journal::read_dlq(&layout, &found.job_id)?;
+    Ok((
+        found.job_id,
+        dlq.items
+            .iter()
+            .map(|i| {
+                (
+                    i.item_id.clone(),
+                    i.failure_history
+                        .last()
+                        .and_then(|f| f.error.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// `prodigy dlq retry JOB` (run.md §6): the DLQ's items as a new map pass of the same job, in
+/// its session worktree, through the resume code path.
+pub fn dlq_retry(o: &RetryOptions) -> Result<Summary> {
+    let root = existing_root()?;
+    let found = resolve(&root, &o.job)?;
+    if found.session.mapreduce_data.is_none() {
+        return Err(Error::usage(format!(
+            "`{}` is not a MapReduce job; only MapReduce jobs have a dead letter queue",
+            o.job
+        )));
+    }
+    let meta = found.session.metadata.get("worktree").cloned();
+    let Some(meta) = meta.filter(|m| m.get("repository").is_some()) else {
+        return Err(legacy_report(&found));
+    };
+    if matches!(
+        found.session.status,
+        SessionStatus::Running | SessionStatus::Initializing | SessionStatus::Paused
+    ) {
+        // A live or interrupted run is continued by resume, which keeps failed items queued.
+        if !matches!(found.session.status, SessionStatus::Paused) {
+            if let Some(ow) = found.session.owner() {
+                if ow.hostname == crate::procs::hostname() && crate::procs::pid_alive(ow.pid as u64)
+                {
+                    return Err(Error::refused(format!(
+                        "job `{}` is running (pid {}); retry its dead letter queue when it ends",
+                        found.job_id, ow.pid
+                    )));
+                }
+            }
+        }
+    }
+    let ro = ResumeOptions {
+        id: o.job.clone(),
+        yes: o.yes,
+        force: true,
+        quiet: o.quiet,
+        json: o.json,
+    };
+    continue_job(found, meta, &ro, Some(o))
+}
+
+fn repo_name_of(found: &Found) -> Result<String> {
+    if let Some(r) = &found.repo_name {
+        return Ok(r.clone());
+    }
+    if let Some(r) = found
+        .session
+        .metadata
+        .get("repository_name")
+        .and_then(Value::as_str)
+    {
+        return Ok(r.to_string());
+    }
+    found
+        .session
+        .metadata
+        .get("worktree")
+        .and_then(|w| w.get("repository"))
+        .and_then(Value::as_str)
+        .and_then(|p| Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "cannot tell which repository `{}` belongs to",
+                found.session.id
+            ))
+        })
+}
+
+fn continue_job(
+    found: Found,
+    meta: Value,
+    o: &ResumeOptions,
+    retry: Option<&RetryOptions>,
+) -> Result<Summary> {
+    let root = found.root.clone();
+    let job_id = found.job_id.clone();
+    let lock = take_lock(&root, &job_id, o.quiet)?;
+    // Re-read the record under the lock: the run we saw may have finished meanwhile.
+    let found = resolve(&root, &o.id)?;
+    if retry.is_none()
+        && matches!(
+            found.session.status,
+            SessionStatus::Completed | SessionStatus::Cancelled
+        )
+    {
+        return Err(Error::refused(format!(
+            "session `{}` is {}; nothing to resume",
+            found.session.id,
+            found.session.status.as_str()
+        )));
+    }
+    let wd = found.session.workflow_data.clone().unwrap_or(Value::Null);
+    let wf_path = wd
+        .get("workflow_path")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "session `{}` does not name its workflow file",
+                found.session.id
+            ))
+        })?;
+    let wf = crate::workflow::load(&wf_path).map_err(|e| {
+        Error::refused(format!(
+            "cannot read the workflow of session `{}`: {e}",
+            found.session.id
+        ))
+    })?;
+    let old_hash = wd
+        .get("workflow_hash")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if old_hash != wf.hash && !o.force {
+        return Err(Error::refused(format!(
+            "workflow file `{}` changed since the run started (hash {old_hash}, now {}); resume with --force to run the changed file",
+            wf_path.display(),
+            wf.hash
+        )));
+    }
+    let repo_path = meta
+        .get("repository")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let git = Git::default();
+    let repo = worktrees::find_repo(&git, &repo_path).map_err(|_| {
+        Error::refused(format!(
+            "the repository of session `{}`, `{}`, is not a git repository any more",
+            found.session.id,
+            repo_path.display()
+        ))
+    })?;
+    let repo_name = repo_name_of(&found)?;
+    let layout = Layout::new(&root, &repo_name)?;
+    exec::install_signals()
+        .map_err(|e| Error::fatal(format!("cannot install signal handlers: {e}")))?;
+
+    let mut session = found.session;
+    let now = Timestamp::now();
+    session.status = SessionStatus::Running;
+    session.completed_at = None;
+    session.error = None;
+    session.set_owner(&owner(now));
+    session.updated_at = Some(now);
+    let args: Vec<(String, String)> = wd
+        .get("args")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if old_hash != wf.hash {
+        if let Some(Value::Object(w)) = session.workflow_data.as_mut() {
+            w.insert("workflow_hash".into(), json!(wf.hash));
+        }
+    }
+    journal::write_session(&layout, &session)?;
+    let opts = Options {
+        workflow: wf_path.clone(),
+        yes: o.yes,
+        path: None,
+        args: args.clone(),
+        max_parallel: retry.and_then(|r| r.max_parallel),
+        quiet: o.quiet,
+        json: o.json,
+    };
+    let mut ctx = assemble(git, layout, repo, session, job_id, &opts, lock, &wf, &args)?;
+    ctx.event(
+        if retry.is_some() {
+            "dlq_items_reprocessed"
+        } else {
+            "job_resumed"
+        },
+        json!({"workflow_path": wf_path.to_string_lossy()}),
+    );
+    let quiet = o.quiet;
+    let retry_reduce = retry.map(|r| r.reduce);
+    execute(ctx, &wf, |ctx| {
+        prepare(ctx, &wf, &meta, quiet, retry_reduce)
+    })
+}
+
+/// Repair the session worktree and decide where to start.
+fn prepare(
+    ctx: &mut super::Ctx,
+    wf: &Workflow,
+    meta: &Value,
+    quiet: bool,
+    retry_reduce: Option<bool>,
+) -> Result<Start> {
+    let wt = ctx.worktree.clone();
+    stop_leftovers(&wt, quiet);
+    repair_worktree(ctx, meta, quiet)?;
+    let wd = ctx.session.workflow_data.clone().unwrap_or(Value::Null);
+    match &wf.kind {
+        Kind::Standard(_) => {
+            let from = wd.get("current_step").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let vars = wd
+                .get("variables")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            say(
+                quiet || ctx.opts.json,
+                &format!("resuming session {} at step {}", ctx.session.id, from + 1),
+            );
+            Ok(Start {
+                from_step: from,
+                vars,
+                ..Default::default()
+            })
+        }
+        Kind::MapReduce(_) => mapreduce_start(ctx, retry_reduce, quiet),
+    }
+}
+
+/// Make the session worktree usable again: re-create it from its branch when its directory is
+/// gone, finish a merge a kill left half done, and remove a stale `index.lock`.
+fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()> {
+    let wt = ctx.worktree.clone();
+    let branch = ctx.branch.clone();
+    if !wt.join(".git").exists() {
+        let _ = ctx.git.prune(&ctx.repo.common);
+        if wt.exists() {
+            // A half-made worktree (killed inside `git worktree add`): nothing of it is ours yet.
+            worktrees::remove_worktree(
+                &ctx.git,
+                &ctx.repo.common,
+                &ctx.layout.worktrees_dir(),
+                &ctx.session.id,
+            )
+            .map_err(Error::fatal)?;
+        }
+        crate::store::layout::ensure_dir(&ctx.layout.worktrees_dir())?;
+        let p = wt.to_string_lossy().into_owned();
+        if worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch).is_some() {
+            git_out(
+                &ctx.git,
+                &ctx.repo.main,
+                &["worktree", "add", "--quiet", &p, &branch],
+            )
+            .map_err(|e| Error::fatal(format!("cannot re-create worktree `{p}`: {e}")))?;
+            say(
+                quiet,
+                &format!("re-created the session worktree `{p}` from `{branch}`"),
+            );
+        } else {
+            let base = meta
+                .get("base_commit")
+                .and_then(Value::as_str)
+                .unwrap_or("HEAD")
+                .to_string();
+            worktrees::add_worktree(&ctx.git, &ctx.repo.main, &wt, &branch, &base)?;
+            say(
+                quiet,
+                &format!("re-created the session worktree `{p}` and its branch from {base}"),
+            );
+        }
+        ctx.event(
+            "worktree_created",
+            json!({"path": p, "branch": branch, "repaired": true}),
+        );
+    }
+    // A git killed mid-operation leaves its index.lock; no git of ours runs now.
+    if let Ok(lock) = git_out(
+        &ctx.git,
+        &wt,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index.lock",
+        ],
+    ) {
+        let lp = PathBuf::from(&lock);
+        if lp.is_file() {
+            if let (Some(d), Some(n)) = (lp.parent(), lp.file_name()) {
+                if let Ok(dir) = crate::store::fsops::Dir::open_root(d) {
+                    let _ = dir.unlink(n);
+                    say(
+                        quiet,
+                        &format!("removed the stale `{lock}` of a killed git"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(op) = worktrees::operation_in_progress(&ctx.git, &wt) {
+        let _ = git_out(&ctx.git, &wt, &["merge", "--abort"]);
+        if worktrees::operation_in_progress(&ctx.git, &wt).is_some() {
+            let _ = git_out(&ctx.git, &wt, &["reset", "--merge"]);
+        }
+        say(
+            quiet,
+            &format!(
+                "aborted {op} that the interrupted run left in `{}`",
+                wt.display()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Items whose merge commit is in the parent's history: `Merge agent BRANCH (item ID)` subjects
+/// since the run's base commit.
+fn merged_items(ctx: &super::Ctx) -> BTreeSet<String> {
+    let base = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .and_then(|w| w.get("base_commit"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let range = if base.is_empty() {
+        "HEAD".to_string()
+    } else {
+        format!("{base}..HEAD")
+    };
+    let prefix = format!("Merge agent prodigy-agent-{}-", ctx.job_id);
+    git_out(
+        &ctx.git,
+        &ctx.worktree,
+        &["log", "--merges", "--format=%s", &range],
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.strip_prefix(&prefix))
+    .filter_map(|rest| {
+        let (_fid, item) = rest.split_once(" (item ")?;
+        Some(item.strip_suffix(')')?.to_string())
+    })
+    .collect()
+}
+
+fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool) -> Result<Start> {
+    let layout = ctx.layout.clone();
+    let job = ctx.job_id.clone();
+    let state: Option<JobState> =
+        journal::read_record(&layout.job_dir(&job)?.join("job-state.json"))?;
+    let mut start = Start {
+        created: state.as_ref().and_then(|s| s.created_at),
+        ..Default::default()
+    };
+    let setup: Option<SetupCheckpoint> =
+        journal::read_record(&layout.job_dir(&job)?.join("setup-checkpoint.json"))?;
+    if let Some(s) = &setup {
+        start.setup_complete = s.completed;
+        start.from_step = s
+            .extra
+            .get("completed_steps")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        start.vars = s
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+    if !start.setup_complete {
+        say(
+            quiet || ctx.opts.json,
+            &format!(
+                "resuming job {job} in setup, at step {}",
+                start.from_step + 1
+            ),
+        );
+        return Ok(start);
+    }
+    let map: Option<(String, MapCheckpoint)> =
+        journal::newest_checkpoint(&layout, &job, CheckpointKind::Map)?;
+    let Some((_, cp)) = map else {
+        // Killed between setup and the first map checkpoint: the items are read again.
+        say(
+            quiet || ctx.opts.json,
+            &format!("resuming job {job} at the start of map"),
+        );
+        return Ok(start);
+    };
+    let merged = merged_items(ctx);
+    let mut all: Vec<(usize, WorkItem, &str)> = Vec::new();
+    let index_of = |w: &WorkItem, n: usize| {
+        w.extra
+            .get("index")
+            .and_then(Value::as_u64)
+            .map(|i| i as usize)
+            .unwrap_or(n)
+    };
+    let mut n = 0usize;
+    for c in &cp.completed_items {
+        all.push((index_of(&c.work_item, n), c.work_item.clone(), "completed"));
+        n += 1;
+    }
+    for p in cp.in_progress_items.values() {
+        all.push((index_of(&p.work_item, n), p.work_item.clone(), "pending"));
+        n += 1;
+    }
+    for p in &cp.pending_items {
+        all.push((index_of(p, n), p.clone(), "pending"));
+        n += 1;
+    }
+    for f in &cp.failed_items {
+        all.push((index_of(&f.work_item, n), f.work_item.clone(), "failed"));
+        n += 1;
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    let completed_by_id: BTreeMap<&str, &CompletedWorkItem> = cp
+        .completed_items
+        .iter()
+        .map(|c| (c.work_item.id.as_str(), c))
+        .collect();
+    let dlq_ids: BTreeSet<String> = journal::read_dlq(&layout, &job)?
+        .items
+        .into_iter()
+        .map(|i| i.item_id)
+        .collect();
+    let mut st = MapState::default();
+    let mut rerun = 0;
+    let mut from_git = 0;
+    for (k, (i, w, what)) in all.into_iter().enumerate() {
+        let fid = items::file_id(&w.id, i);
+        let in_git = merged.contains(&w.id);
+        let recorded = completed_by_id.get(w.id.as_str());
+        let state = match (what, in_git) {
+            (_, true) => "completed",
+            ("completed", false) if recorded.is_some_and(|c| !c.result.commits.is_empty()) => {
+                // The checkpoint says merged, the parent's history does not: git wins.
+                "pending"
+            }
+            ("failed", _) if retry_reduce.is_some() && dlq_ids.contains(&w.id) => "pending",
+            (w, _) => w,
+        };
+        match state {
+            "completed" => {
+                let c = match recorded {
+                    Some(c) => (*c).clone(),
+                    None => {
+                        from_git += 1;
+                        CompletedWorkItem {
+                            work_item: w.clone(),
+                            result: crate::store::records::AgentResult {
+                                item_id: w.id.clone(),
+                                status: json!("Success"),
+                                extra: [("recovered_from".to_string(), json!("git history"))]
+                                    .into_iter()
+                                    .collect(),
+                                ..Default::default()
+                            },
+                            completed_at: Some(Timestamp::now()),
+                            extra: Default::default(),
+                        }
+                    }
+                };
+                if let Ok(v) = serde_json::to_value(&c.result) {
+                    st.results.insert(w.id.clone(), v);
+                }
+                st.completed.push(c);
+            }
+            "failed" => {
+                if let Some(f) = cp.failed_items.iter().find(|f| f.work_item.id == w.id) {
+                    st.failed.push(f.clone());
+                    if let Some(r) = cp.agent_results.get(&w.id) {
+                        st.results.insert(w.id.clone(), r.clone());
+                    }
+                }
+            }
+            _ => {
+                st.pending.push_back(k);
+                rerun += 1;
+            }
+        }
+        st.items.push((w, fid));
+    }
+    // Leftover agent worktrees of items that are done (killed after their checkpoint, before
+    // their removal) go now; those of items that run again are replaced when they start.
+    let done: BTreeSet<String> = st
+        .completed
+        .iter()
+        .map(|c| c.work_item.id.clone())
+        .collect();
+    for (w, fid) in &st.items {
+        if !done.contains(&w.id) {
+            continue;
+        }
+        let name = format!("agent-{fid}");
+        if ctx.worktree.join(&name).exists() {
+            match worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name) {
+                Ok(()) => say(
+                    quiet,
+                    &format!("removed the leftover worktree of merged item {}", w.id),
+                ),
+                Err(e) => super::register_orphan(ctx, &ctx.worktree.join(&name), &name, &w.id, &e),
+            }
+        }
+        let branch = format!("prodigy-agent-{job}-{fid}");
+        if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
+            let head = worktrees::head(&ctx.git, &ctx.worktree).unwrap_or_default();
+            if worktrees::is_ancestor(&ctx.git, &ctx.repo.main, &tip, &head) {
+                let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+            }
+        }
+    }
+    st.dlq = dlq_ids;
+    // Retried DLQ items leave the failed list; they go back to it if they fail again.
+    if retry_reduce.is_some() {
+        let pend: BTreeSet<String> = st
+            .pending
+            .iter()
+            .map(|&i| st.items[i].0.id.clone())
+            .collect();
+        st.failed.retain(|f| !pend.contains(&f.work_item.id));
+    }
+    say(
+        quiet || ctx.opts.json,
+        &format!(
+            "resuming job {job}: {} item(s) merged{}, {} to run, {} failed in the DLQ",
+            st.completed.len(),
+            if from_git > 0 {
+                format!(" ({from_git} found in git history only)")
+            } else {
+                String::new()
+            },
+            rerun,
+            st.failed.len()
+        ),
+    );
+    let reduce: Option<(String, ReduceCheckpoint)> =
+        journal::newest_checkpoint(&layout, &job, CheckpointKind::Reduce)?;
+    let rerun_reduce = retry_reduce.unwrap_or(false) || (retry_reduce.is_none() && rerun > 0);
+    if let (Some((_, r)), false) = (reduce, rerun_reduce) {
+        let phase_reduce = state.as_ref().is_some_and(|s| s.phase != JobPhase::Setup);
+        if phase_reduce {
+            start.reduce_done = r
+                .completed_steps
+                .iter()
+                .map(|&s| s as usize + 1)
+                .max()
+                .unwrap_or(0);
+            start.reduce_vars = r
+                .step_results
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
+    }
+    if retry_reduce == Some(false) {
+        // `dlq retry` without --reduce: the reduce phase is not run again.
+        start.reduce_done = usize::MAX;
+    }
+    start.map = Some(st);
+    Ok(start)
+}
