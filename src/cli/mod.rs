@@ -531,7 +531,7 @@ pub const SUBS: &[Sub] = &[
         words: &["dlq", "retry"],
         positional: "JOB_ID",
         arity: (1, 1),
-        about: "run a job's failed items again; merged ones leave the DLQ",
+        about: "run failed items again; merged ones leave the DLQ",
         flags: &[
             flag(
                 "yes",
