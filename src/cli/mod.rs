@@ -531,7 +531,7 @@ pub const SUBS: &[Sub] = &[
         words: &["dlq", "retry"],
         positional: "JOB_ID",
         arity: (1, 1),
-        about: "run failed items again; merged ones leave the DLQ",
+        about: "run the failed items again as a new map pass",
         flags: &[
             flag(
                 "yes",
