@@ -785,8 +785,32 @@ fn hand_deleted_worktree_is_pruned_when_nothing_else_in_its_repo_is_removed() {
     assert_main_repo(&r, &["main", "prodigy-wt-dirty", "prodigy-wt-gone"]);
 }
 
+/// The session record `prodigy run` writes (`metadata.worktree`, man/prodigy-storage.5 RUN AND
+/// RESUME RECORDS) for session `id` of a worktree at `path`, naming `repository`, `days_old` old.
+fn run_record(env: &Env, id: &str, path: &Path, repository: &serde_json::Value, days_old: u64) {
+    let wt = serde_json::json!({
+        "path": path,
+        "branch": format!("prodigy-{id}"),
+        "base_commit": "0123456789abcdef0123456789abcdef01234567",
+        "original_branch": "main",
+        "repository": repository,
+    });
+    env.session(id, "Completed", days_old, &format!(r#""worktree":{wt}"#));
+}
+
+/// Warnings of a report that are about `metadata.worktree.repository`.
+fn repository_warnings(v: &serde_json::Value) -> Vec<String> {
+    v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.contains("metadata.worktree.repository"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-#[ignore = "LIMITATION: with no worktree directory left, prodigy cannot find the repository (no record names it), so its stale entry stays"]
 fn hand_deleted_worktree_that_was_the_repos_only_one_is_pruned() {
     if skip("hand_deleted_worktree_that_was_the_repos_only_one_is_pruned") {
         return;
@@ -794,16 +818,47 @@ fn hand_deleted_worktree_that_was_the_repos_only_one_is_pruned() {
     let env = Env::new("wt-gone-only");
     let r = repo(&env, "web");
     let gone = worktree(&env, &r, "web", "wt-gone");
+    // With no worktree directory left, only the session record names the repository.
+    run_record(&env, "wt-gone", &gone, &serde_json::json!(r), OLD / DAY);
     fs::remove_dir_all(&gone).unwrap();
     age_tree(&env.p("worktrees"), OLD);
+    assert!(linked(&r).iter().any(|e| e.path == gone && e.prunable));
+
+    // `worktree ls` shows git's stale record; a dry run reports the prune and changes nothing.
+    let (o, v) = env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rows = v["worktrees"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["name"], "wt-gone", "{v}");
+    assert_eq!(rows[0]["repository"], "web", "{v}");
+    assert_eq!(rows[0]["flags"], serde_json::json!(["prunable"]), "{v}");
+    let mut dry = CLEAN_WT.to_vec();
+    dry[3] = "--dry-run";
+    let (o, v) = env.json(&dry);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("repository web: would prune")),
+        "{v}"
+    );
+    assert!(linked(&r).iter().any(|e| e.path == gone && e.prunable));
 
     for args in [CLEAN_WT.to_vec(), WT_CLEAN_ALL_F.to_vec()] {
         let (o, v) = env.json(&args);
         assert_eq!(o.code, 0, "{args:?}: {o:?}");
+        assert!(removed_paths(&v).is_empty(), "{args:?}: {v}");
         assert!(deleted_branches(&v).is_empty(), "{v}");
+        assert!(repository_warnings(&v).is_empty(), "{v}");
     }
     assert_bookkeeping(&r, &[], "after clean");
+    assert!(!linked(&r).iter().any(|e| e.path == gone));
+    // The hand-deleted worktree's branch is not ours to delete (nothing of ours was removed), and
+    // the record, only read, stays: only worktrees were cleaned.
     assert_main_repo(&r, &["main", "prodigy-wt-gone"]);
+    assert!(env.exists("sessions/wt-gone.json"));
 }
 
 #[test]
