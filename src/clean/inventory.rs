@@ -4,6 +4,11 @@
 //! entry fd-relative from the root without following symlinks (safety R1); names that do not fit
 //! the grammar of their place are recorded as invalid and never joined onto a path (R3). Nothing
 //! here deletes or writes.
+//!
+//! Repositories are found through the worktrees under the root, and through the repository a
+//! session record names (`metadata.worktree.repository`, written by `prodigy run`) so that git's
+//! record of a hand-deleted worktree is found when no worktree of its repository is left. Such a
+//! path is only ever given to git, after git confirms it is a main working tree.
 
 use crate::git::{Git, WorktreeEntry};
 use crate::store::fsops::{self, Dir, Kind};
@@ -18,7 +23,7 @@ use crate::store::records::{
     SessionJobMapping, SessionOwner, SessionRecord, SessionStatus,
 };
 use crate::store::StorageType;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +32,9 @@ use std::path::{Path, PathBuf};
 const ELOOP: i32 = libc::ELOOP;
 #[cfg(not(unix))]
 const ELOOP: i32 = -1;
+
+/// The end of a warning about a session record's `metadata.worktree.repository`.
+const NOT_CHECKED: &str = "git's records of its worktrees were not checked";
 
 /// Largest JSON record read into memory, bytes; larger files are reported and kept (safety §5
 /// case 14: bounded memory).
@@ -387,13 +395,14 @@ impl Scanner<'_> {
     /// Scan the whole root.
     pub fn scan(&self) -> Inventory {
         let mut inv = Inventory::default();
-        self.scan_sessions(&mut inv);
+        let named = self.scan_sessions(&mut inv);
         for ty in [StorageType::Events, StorageType::Dlq] {
             self.scan_job_dirs(ty, &mut inv);
         }
         self.scan_state(&mut inv);
         self.scan_logs(&mut inv);
-        self.scan_worktrees(&mut inv);
+        let asked = self.scan_worktrees(&mut inv);
+        self.resolve_record_repos(&mut inv, named, &asked);
         self.scan_locks(&mut inv);
         self.scan_registry_temps(&mut inv);
         self.resolve_owners(&mut inv);
@@ -406,10 +415,14 @@ impl Scanner<'_> {
         inv.push(it);
     }
 
-    fn scan_sessions(&self, inv: &mut Inventory) {
+    /// Scan `sessions/`. Returns the repositories the records name
+    /// (`metadata.worktree.repository`): each absolute path once, with the first session naming
+    /// it, for [`Scanner::resolve_record_repos`].
+    fn scan_sessions(&self, inv: &mut Inventory) -> BTreeMap<PathBuf, String> {
+        let mut named = BTreeMap::new();
         let top = [OsStr::new("sessions")];
         let Some(d) = self.open(&top, inv) else {
-            return;
+            return named;
         };
         for (name, listed) in self.listing(&d, &top, inv) {
             let parts = comps(&[top[0], &name]);
@@ -456,6 +469,21 @@ impl Scanner<'_> {
                         it.repo = Some(repo.to_string());
                     }
                 }
+                match r
+                    .metadata
+                    .get("worktree")
+                    .and_then(|w| w.get("repository"))
+                {
+                    None | Some(serde_json::Value::Null) => {}
+                    Some(serde_json::Value::String(p))
+                        if Path::new(p).is_absolute() && !p.contains('\0') =>
+                    {
+                        named.entry(PathBuf::from(p)).or_insert_with(|| id.to_string());
+                    }
+                    Some(_) => inv.warnings.push(format!(
+                        "session {id}: metadata.worktree.repository is not an absolute path; {NOT_CHECKED}"
+                    )),
+                }
             }
             let repo = it.repo.clone();
             let record = record.map(|r| SessionFacts::of(&r));
@@ -471,6 +499,7 @@ impl Scanner<'_> {
                 },
             );
         }
+        named
     }
 
     /// True when `name` directly under a type directory is a 0.4.4 pseudo-repository owned by a
@@ -778,11 +807,13 @@ impl Scanner<'_> {
         }
     }
 
-    fn scan_worktrees(&self, inv: &mut Inventory) {
+    /// Scan `worktrees/` and ask git about the repositories its worktrees belong to. Returns
+    /// the common git directories asked (whether git answered or not).
+    fn scan_worktrees(&self, inv: &mut Inventory) -> BTreeSet<PathBuf> {
         let ty = StorageType::Worktrees;
         let top = [OsStr::new("worktrees")];
         let Some(d) = self.open(&top, inv) else {
-            return;
+            return BTreeSet::new();
         };
         let mut by_common: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
         for repo in self.names(&d, &top, inv) {
@@ -854,7 +885,9 @@ impl Scanner<'_> {
                 inv.items[idx].git.as_mut().expect("worktree").children = kids;
             }
         }
+        let asked = by_common.keys().cloned().collect();
         self.resolve_git(inv, by_common);
+        asked
     }
 
     fn legacy_metas(
@@ -1006,6 +1039,114 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// Add to `inv.repos` the repositories session records name (`named`, from
+    /// `metadata.worktree.repository`) that no worktree under the root led to (`asked`), so that
+    /// git's records of worktrees under the root whose directory is gone are found (and pruned)
+    /// there too. A path is only used to ask git, and only when git confirms it is a
+    /// repository's main working tree. A path that no longer exists is skipped silently (the
+    /// repository and its bookkeeping are gone); any other doubt is a warning and the repository
+    /// is left alone (safety R4).
+    fn resolve_record_repos(
+        &self,
+        inv: &mut Inventory,
+        named: BTreeMap<PathBuf, String>,
+        asked: &BTreeSet<PathBuf>,
+    ) {
+        for (path, sid) in named {
+            // Already listed through one of its worktrees: no git call needed.
+            if inv
+                .repos
+                .values()
+                .any(|r| r.entries.first().is_some_and(|m| m.path == path))
+            {
+                continue;
+            }
+            match self.record_repo(&path, asked, inv) {
+                Ok(Some((common, rw))) => {
+                    inv.repos.insert(common, rw);
+                }
+                Ok(None) => {}
+                Err(why) => inv.warnings.push(format!(
+                    "session {sid}: metadata.worktree.repository `{}` {why}; {NOT_CHECKED}",
+                    printable(path.as_os_str())
+                )),
+            }
+        }
+    }
+
+    /// The common git directory and worktree list of the repository whose main working tree is
+    /// `path`; `None` when `path` is gone or the repository was already asked. Errors say why
+    /// `path` is not usable.
+    fn record_repo(
+        &self,
+        path: &Path,
+        asked: &BTreeSet<PathBuf>,
+        inv: &Inventory,
+    ) -> Result<Option<(PathBuf, RepoWorktrees)>, String> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "cannot be read ({})",
+                    crate::error::describe_io(&e)
+                ))
+            }
+            Ok(m) if !m.is_dir() => return Err("is not a directory".into()),
+            Ok(_) => {}
+        }
+        let out = self
+            .git
+            .run(
+                Some(path),
+                &[
+                    OsStr::new("rev-parse"),
+                    OsStr::new("--path-format=absolute"),
+                    OsStr::new("--git-common-dir"),
+                ],
+            )
+            .map_err(|e| format!("could not be checked ({e})"))?;
+        let common = String::from_utf8(out)
+            .ok()
+            .and_then(|s| s.strip_suffix('\n').map(str::to_string))
+            .ok_or("could not be checked (git named no common git directory)")?;
+        let common = std::fs::canonicalize(&common).map_err(|e| {
+            format!(
+                "names `{}` as its git directory, which cannot be resolved ({})",
+                printable(OsStr::new(&common)),
+                crate::error::describe_io(&e)
+            )
+        })?;
+        // Asked through a worktree under the root, answered or not: that answer stands (a
+        // failure there already keeps its worktrees; asking again could not make pruning safe).
+        if asked.contains(&common) || inv.repos.contains_key(&common) {
+            return Ok(None);
+        }
+        let list = self
+            .git
+            .worktree_list(&common)
+            .map_err(|e| format!("could not be checked ({e})"))?;
+        let main = list
+            .first()
+            .ok_or("has no main working tree (`git worktree list` listed nothing)")?;
+        if main.bare || !same_file::is_same_file(&main.path, path).unwrap_or(false) {
+            return Err(format!(
+                "is not a repository's main working tree (git's is `{}`)",
+                printable(main.path.as_os_str())
+            ));
+        }
+        let name = main
+            .path
+            .file_name()
+            .and_then(|n| valid_id_str(n).map(str::to_string));
+        Ok(Some((
+            common,
+            RepoWorktrees {
+                name,
+                entries: list,
+            },
+        )))
     }
 
     /// Leftover temp files of interrupted crash-safe registry writes

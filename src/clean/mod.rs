@@ -1216,7 +1216,8 @@ fn finish_worktrees(
     audit: &mut dyn Audit,
 ) {
     // Repositories whose bookkeeping lists a worktree under the root whose directory is gone
-    // (deleted by hand, or by an older tool) are pruned too (safety §5 case 29).
+    // (deleted by hand, or by an older tool) are pruned too (safety §5 case 29), whether the
+    // inventory found them through a worktree or through a session record.
     if eng.opts.types.contains(&StorageType::Worktrees) && eng.opts.only_name.is_none() {
         for (common, rw, entries) in vanished_records(eng) {
             let name = rw.name.clone().unwrap_or_default();

@@ -785,8 +785,32 @@ fn hand_deleted_worktree_is_pruned_when_nothing_else_in_its_repo_is_removed() {
     assert_main_repo(&r, &["main", "prodigy-wt-dirty", "prodigy-wt-gone"]);
 }
 
+/// The session record `prodigy run` writes (`metadata.worktree`, man/prodigy-storage.5 RUN AND
+/// RESUME RECORDS) for session `id` of a worktree at `path`, naming `repository`, `days_old` old.
+fn run_record(env: &Env, id: &str, path: &Path, repository: &serde_json::Value, days_old: u64) {
+    let wt = serde_json::json!({
+        "path": path,
+        "branch": format!("prodigy-{id}"),
+        "base_commit": "0123456789abcdef0123456789abcdef01234567",
+        "original_branch": "main",
+        "repository": repository,
+    });
+    env.session(id, "Completed", days_old, &format!(r#""worktree":{wt}"#));
+}
+
+/// Warnings of a report that are about `metadata.worktree.repository`.
+fn repository_warnings(v: &serde_json::Value) -> Vec<String> {
+    v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.contains("metadata.worktree.repository"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-#[ignore = "LIMITATION: with no worktree directory left, prodigy cannot find the repository (no record names it), so its stale entry stays"]
 fn hand_deleted_worktree_that_was_the_repos_only_one_is_pruned() {
     if skip("hand_deleted_worktree_that_was_the_repos_only_one_is_pruned") {
         return;
@@ -794,16 +818,145 @@ fn hand_deleted_worktree_that_was_the_repos_only_one_is_pruned() {
     let env = Env::new("wt-gone-only");
     let r = repo(&env, "web");
     let gone = worktree(&env, &r, "web", "wt-gone");
+    // With no worktree directory left, only the session record names the repository.
+    run_record(&env, "wt-gone", &gone, &serde_json::json!(r), OLD / DAY);
     fs::remove_dir_all(&gone).unwrap();
     age_tree(&env.p("worktrees"), OLD);
+    assert!(linked(&r).iter().any(|e| e.path == gone && e.prunable));
+
+    // `worktree ls` shows git's stale record; a dry run reports the prune and changes nothing.
+    let (o, v) = env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rows = v["worktrees"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["name"], "wt-gone", "{v}");
+    assert_eq!(rows[0]["repository"], "web", "{v}");
+    assert_eq!(rows[0]["flags"], serde_json::json!(["prunable"]), "{v}");
+    let mut dry = CLEAN_WT.to_vec();
+    dry[3] = "--dry-run";
+    let (o, v) = env.json(&dry);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("repository web: would prune")),
+        "{v}"
+    );
+    assert!(linked(&r).iter().any(|e| e.path == gone && e.prunable));
 
     for args in [CLEAN_WT.to_vec(), WT_CLEAN_ALL_F.to_vec()] {
         let (o, v) = env.json(&args);
         assert_eq!(o.code, 0, "{args:?}: {o:?}");
+        assert!(removed_paths(&v).is_empty(), "{args:?}: {v}");
         assert!(deleted_branches(&v).is_empty(), "{v}");
+        assert!(repository_warnings(&v).is_empty(), "{v}");
     }
     assert_bookkeeping(&r, &[], "after clean");
+    assert!(!linked(&r).iter().any(|e| e.path == gone));
+    // The hand-deleted worktree's branch is not ours to delete (nothing of ours was removed), and
+    // the record, only read, stays: only worktrees were cleaned.
     assert_main_repo(&r, &["main", "prodigy-wt-gone"]);
+    assert!(env.exists("sessions/wt-gone.json"));
+}
+
+#[test]
+fn a_record_naming_no_usable_repository_prunes_nothing() {
+    if skip("a_record_naming_no_usable_repository_prunes_nothing") {
+        return;
+    }
+    let env = Env::new("wt-gone-badrepo");
+    let r = repo(&env, "web");
+    let gone = worktree(&env, &r, "web", "wt-gone");
+    fs::remove_dir_all(&gone).unwrap();
+    fs::create_dir_all(r.join("sub")).unwrap();
+    fs::write(r.join("sub/f.txt"), "f\n").unwrap();
+    git(&r, &["add", "sub"]);
+    git(&r, &["commit", "-qm", "sub"]);
+    // A repository deleted since the run: no bookkeeping is left there, nothing is said.
+    run_record(
+        &env,
+        "s-missing",
+        &gone,
+        &serde_json::json!(env.dir.join("repos/deleted")),
+        OLD / DAY,
+    );
+    // A directory that is not a repository.
+    run_record(
+        &env,
+        "s-plain",
+        &gone,
+        &serde_json::json!(env.outside),
+        OLD / DAY,
+    );
+    // A directory inside the repository, not its main working tree: git would find the
+    // repository from there, but the record does not name it.
+    run_record(
+        &env,
+        "s-sub",
+        &gone,
+        &serde_json::json!(r.join("sub")),
+        OLD / DAY,
+    );
+    // A relative path (which, taken from prodigy's working directory, would name the repository)
+    // and a value of the wrong type.
+    run_record(
+        &env,
+        "s-relative",
+        &gone,
+        &serde_json::json!("repos/web"),
+        OLD / DAY,
+    );
+    run_record(&env, "s-number", &gone, &serde_json::json!(7), OLD / DAY);
+    // No repository recorded: nothing to check, nothing said.
+    run_record(&env, "s-null", &gone, &serde_json::Value::Null, OLD / DAY);
+    let outside_before = digest(&env.outside);
+    let repo_before = digest(&r);
+
+    let (o, v) = env.json(&CLEAN_WT);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(removed_paths(&v).is_empty(), "{v}");
+    assert!(deleted_branches(&v).is_empty(), "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+    let w = repository_warnings(&v);
+    assert_eq!(w.len(), 4, "{w:#?}");
+    let says = |sid: &str, what: &str| {
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with(&format!("session {sid}: ")) && w.contains(what)),
+            "no warning for {sid} saying `{what}`: {w:#?}"
+        )
+    };
+    says("s-plain", "could not be checked");
+    says("s-plain", "not a git repository"); // git's own words
+    says("s-sub", "is not a repository's main working tree");
+    says("s-relative", "is not an absolute path");
+    says("s-number", "is not an absolute path");
+    assert!(
+        w.iter()
+            .all(|w| w.ends_with("git's records of its worktrees were not checked")),
+        "{w:#?}"
+    );
+    // git's stale record stays, and nothing named by a record changed.
+    assert!(linked(&r).iter().any(|e| e.path == gone && e.prunable));
+    assert_eq!(digest(&env.outside), outside_before);
+    assert_eq!(digest(&r), repo_before);
+    assert_main_repo(&r, &["main", "prodigy-wt-gone"]);
+    for sid in [
+        "s-missing",
+        "s-plain",
+        "s-sub",
+        "s-relative",
+        "s-number",
+        "s-null",
+    ] {
+        assert!(env.exists(&format!("sessions/{sid}.json")), "{sid}");
+    }
+    // `worktree ls` does not list the stale record either.
+    let (o, v) = env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(v["worktrees"].as_array().unwrap().is_empty(), "{v}");
 }
 
 #[test]
@@ -1347,6 +1500,8 @@ fn a_worktree_moved_by_hand_is_kept_and_its_repository_not_pruned() {
     git(&w, &["add", "README.md"]);
     let moved = env.p("worktrees/web/wt-new-name");
     fs::rename(&w, &moved).unwrap();
+    // The record of its session names the repository: that changes nothing.
+    run_record(&env, "wt-old-name", &w, &serde_json::json!(r), 30);
     let other = worktree(&env, &r, "web", "wt-expired");
     age_tree(&moved, 30 * DAY);
     age_tree(&other, 30 * DAY);
