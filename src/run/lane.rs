@@ -205,6 +205,35 @@ impl<'w> Lane<'w> {
         }
     }
 
+    /// Resume rule (run.md §6, git is the truth): when the step at `next` has
+    /// `commit_required` and HEAD has moved from `recorded` (HEAD when the step before it
+    /// completed), the interrupted run's step made its commit before the kill; it counts as
+    /// done instead of running twice. Returns the index of the step counted.
+    pub fn skip_if_committed(&mut self, ctx: &Ctx, recorded: Option<&str>) -> Option<usize> {
+        let recorded = recorded?;
+        let step = self.steps.get(self.next)?;
+        if !step.commit_required {
+            return None;
+        }
+        let now = worktrees::head(&ctx.git, &self.cwd).ok()?;
+        if now == recorded {
+            return None;
+        }
+        let i = self.next;
+        self.log_line(&format!(
+            "step {} ({}) made its commit ({now}) before the run was interrupted: counted as done",
+            i + 1,
+            step.display()
+        ));
+        self.next += 1;
+        Some(i)
+    }
+
+    /// HEAD of the lane's directory, for checkpoints (see [`Lane::skip_if_committed`]).
+    pub fn head(&self, ctx: &Ctx) -> Option<String> {
+        worktrees::head(&ctx.git, &self.cwd).ok()
+    }
+
     /// Whether a step is running.
     pub fn busy(&self) -> bool {
         self.cur.is_some()

@@ -265,8 +265,16 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             ..Default::default()
         };
         c.extra.insert("completed_steps".into(), json!(done));
+        if let Some(h) = lane.head(ctx) {
+            c.extra.insert("head".into(), json!(h));
+        }
         journal::write_setup_checkpoint(&ctx.layout, &ctx.job_id, &c)
     };
+    if !start.setup_complete {
+        if let Some(i) = setup.skip_if_committed(ctx, start.head.as_deref()) {
+            setup_cp(ctx, &setup, i + 1, false)?;
+        }
+    }
     let end = ctx.run_lane(&mut setup, |ctx, lane, i| setup_cp(ctx, lane, i + 1, false))?;
     match end {
         LaneEnd::Finished => {}
@@ -401,22 +409,35 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             false,
         );
         lane.next = start.reduce_done;
-        let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
+        let reduce_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize| -> Result<()> {
             let step_results: Map<String, Value> = lane
                 .vars
                 .iter()
                 .filter(|(k, _)| ctx.vars.get(k).is_none())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let c = ReduceCheckpoint {
-                completed_steps: (0..=i as u32).collect(),
-                current_step: i as u32 + 1,
+            let mut c = ReduceCheckpoint {
+                completed_steps: (0..done as u32).collect(),
+                current_step: done as u32,
                 step_results,
                 map_results: map_results.as_object().cloned().unwrap_or_default(),
                 timestamp: Some(Timestamp::now()),
                 ..Default::default()
             };
+            if let Some(h) = lane.head(ctx) {
+                c.extra.insert("head".into(), json!(h));
+            }
             journal::write_reduce_checkpoint(&ctx.layout, &ctx.job_id, &c)?;
+            Ok(())
+        };
+        if start.reduce_done == 0 {
+            // HEAD before the first reduce step, so a resume can tell whether it committed.
+            reduce_cp(ctx, &lane, 0)?;
+        } else if let Some(i) = lane.skip_if_committed(ctx, start.reduce_head.as_deref()) {
+            reduce_cp(ctx, &lane, i + 1)?;
+        }
+        let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
+            reduce_cp(ctx, lane, i + 1)?;
             ctx.event("reduce_step_completed", json!({"step": i}));
             Ok(())
         })?;

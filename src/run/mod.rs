@@ -379,6 +379,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "workflow_hash": wf.hash,
         "completed_steps": [],
         "current_step": 0,
+        "head": base_commit,
         "variables": {},
         "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
     }));

@@ -53,6 +53,11 @@ pub struct Start {
     pub reduce_vars: Vec<(String, Value)>,
     /// When the job was created.
     pub created: Option<Timestamp>,
+    /// HEAD recorded when the last step of the phase being resumed completed (standard or
+    /// setup), for [`super::lane::Lane::skip_if_committed`].
+    pub head: Option<String>,
+    /// The same for reduce.
+    pub reduce_head: Option<String>,
 }
 
 /// `prodigy resume` options.
@@ -607,6 +612,7 @@ fn prepare(
             Ok(Start {
                 from_step: from,
                 vars,
+                head: wd.get("head").and_then(Value::as_str).map(str::to_string),
                 ..Default::default()
             })
         }
@@ -744,8 +750,18 @@ fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool
     };
     let setup: Option<SetupCheckpoint> =
         journal::read_record(&layout.job_dir(&job)?.join("setup-checkpoint.json"))?;
+    start.head = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .and_then(|w| w.get("base_commit"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(s) = &setup {
         start.setup_complete = s.completed;
+        if let Some(h) = s.extra.get("head").and_then(Value::as_str) {
+            start.head = Some(h.to_string());
+        }
         start.from_step = s
             .extra
             .get("completed_steps")

@@ -20,6 +20,7 @@ pub(crate) fn checkpoint(ctx: &mut Ctx, lane: &Lane<'_>, done: usize, total: usi
         .filter(|(k, _)| ctx.vars.get(k).is_none())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let head = lane.head(ctx);
     if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
         w.insert(
             "completed_steps".into(),
@@ -28,6 +29,9 @@ pub(crate) fn checkpoint(ctx: &mut Ctx, lane: &Lane<'_>, done: usize, total: usi
         w.insert("current_step".into(), json!(done));
         w.insert("total_steps".into(), json!(total));
         w.insert("variables".into(), Value::Object(vars));
+        if let Some(h) = head {
+            w.insert("head".into(), json!(h));
+        }
     }
     ctx.session.checkpoints = if done > 0 {
         vec![json!({
@@ -60,6 +64,9 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step], start: Start) ->
         true,
     );
     lane.next = start.from_step.min(total);
+    if let Some(i) = lane.skip_if_committed(ctx, start.head.as_deref()) {
+        checkpoint(ctx, &lane, i + 1, total)?;
+    }
     let mut summary = Summary {
         session_id: ctx.session.id.clone(),
         job_id: ctx.job_id.clone(),

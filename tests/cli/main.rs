@@ -7,6 +7,7 @@ mod contract;
 mod fixture;
 mod inspect;
 mod repo;
+mod resume;
 mod run;
 mod safety;
 mod sessions;

@@ -1,0 +1,628 @@
+//! `prodigy resume` and `prodigy dlq retry`: runs killed (SIGKILL, SIGINT) at chosen moments and
+//! resumed until they finish, with real git, real child processes and a temporary PRODIGY_HOME.
+//! The crash sweep prints its seeds so a failure can be replayed alone
+//! (`PRODIGY_SWEEP=3 cargo test crash_sweep -- --nocapture`).
+
+use crate::common::*;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct R {
+    env: Env,
+    repo: PathBuf,
+}
+
+fn setup(name: &str) -> Option<R> {
+    if !have("git", name) {
+        return None;
+    }
+    let env = Env::new(name);
+    let repo = repo(&env, "work");
+    git(&repo, &["config", "user.name", "Test"]);
+    git(&repo, &["config", "user.email", "test@example.com"]);
+    git(&repo, &["config", "commit.gpgsign", "false"]);
+    Some(R { env, repo })
+}
+
+impl R {
+    fn wf(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.env.dir.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.env.cmd(args);
+        c.current_dir(&self.repo);
+        c
+    }
+
+    fn out(&self, args: &[&str]) -> Out {
+        Out::from(self.cmd(args).output().unwrap())
+    }
+
+    /// Start prodigy in its own process group, output to files.
+    fn spawn(&self, args: &[&str], tag: &str) -> Child {
+        let mut c = self.cmd(args);
+        c.stdout(fs::File::create(self.env.dir.join(format!("{tag}.out"))).unwrap())
+            .stderr(fs::File::create(self.env.dir.join(format!("{tag}.err"))).unwrap());
+        use std::os::unix::process::CommandExt;
+        c.process_group(0);
+        c.spawn().unwrap()
+    }
+
+    fn session(&self) -> Value {
+        let d = self.env.p("sessions");
+        let files: Vec<_> = fs::read_dir(&d).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one session");
+        let b = fs::read(files[0].path()).unwrap();
+        serde_json::from_slice(&b).unwrap_or_else(|e| {
+            panic!(
+                "torn or empty session record ({e}): {:?}",
+                String::from_utf8_lossy(&b)
+            )
+        })
+    }
+
+    fn all_events(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = fs::read_dir(self.env.p("events/work")) {
+            for j in rd.flatten() {
+                for f in fs::read_dir(j.path()).unwrap().flatten() {
+                    s.push_str(&fs::read_to_string(f.path()).unwrap_or_default());
+                }
+            }
+        }
+        s
+    }
+
+    fn count_events(&self, ty: &str) -> usize {
+        self.all_events()
+            .lines()
+            .filter(|l| l.contains(&format!("\"event_type\":\"{ty}\"")))
+            .count()
+    }
+}
+
+fn kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(format!("{pid}"))
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn main_log(repo: &Path) -> Vec<String> {
+    git(repo, &["log", "--format=%s", "main"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const ITEMS: usize = 12;
+
+fn sweep_workflow() -> String {
+    let items: Vec<String> = (1..=ITEMS)
+        .map(|i| format!(r#"{{"id": "w{i:02}", "n": {i}}}"#))
+        .collect();
+    format!(
+        r#"name: sweep
+mode: mapreduce
+setup:
+  - shell: |
+      sleep 0.1
+      printf '%s' '[{}]' > items.json
+      git add items.json && git commit -q -m "setup: items"
+    commit_required: true
+  - shell: sleep 0.1
+map:
+  input: items.json
+  max_parallel: 3
+  agent_template:
+    - shell: |
+        sleep 0.15
+        echo ${{item.n}} > "out-${{item_id}}.txt"
+        git add "out-${{item_id}}.txt" && git commit -q -m "item ${{item_id}}"
+      commit_required: true
+reduce:
+  - shell: |
+      sleep 0.1
+      echo "${{map.successful}}" > reduce-1.txt && git add reduce-1.txt && git commit -q -m "reduce one"
+    commit_required: true
+  - shell: |
+      sleep 0.1
+      echo done > reduce-2.txt && git add reduce-2.txt && git commit -q -m "reduce two"
+    commit_required: true
+"#,
+        items.join(", ")
+    )
+}
+
+/// A kill point: wait until the run's events contain `n` events of type `after`, wait `delay`
+/// more milliseconds, then SIGKILL prodigy alone or its whole process group.
+#[derive(Clone, Copy, Debug)]
+struct Kill {
+    after: &'static str,
+    n: usize,
+    delay: u64,
+    group: bool,
+}
+
+const fn k(after: &'static str, n: usize, delay: u64, group: bool) -> Kill {
+    Kill {
+        after,
+        n,
+        delay,
+        group,
+    }
+}
+
+/// The fixed seed list: every phase (setup, map starts, merges, agent completion, reduce, final
+/// merge), prodigy alone and the whole group; some seeds kill the resume too.
+const SEEDS: &[&[Kill]] = &[
+    &[k("job_started", 1, 0, false)],
+    &[k("job_started", 1, 60, true)],
+    &[k("job_started", 1, 150, false)],
+    &[k("setup_completed", 1, 0, true)],
+    &[k("agent_started", 1, 0, false)],
+    &[k("agent_started", 3, 10, true)],
+    &[k("worktree_merged", 1, 0, false)],
+    &[k("worktree_merged", 2, 0, true)],
+    &[k("worktree_merged", 4, 2, false)],
+    &[k("agent_completed", 3, 0, true)],
+    &[k("agent_completed", 5, 1, false)],
+    &[k("worktree_cleaned", 6, 0, false)],
+    &[k("agent_started", 9, 5, true)],
+    &[k("agent_completed", 11, 0, false)],
+    &[k("agent_completed", 12, 0, true)],
+    &[k("reduce_step_completed", 1, 0, false)],
+    &[k("reduce_step_completed", 1, 90, true)],
+    &[k("reduce_step_completed", 2, 0, false)],
+    &[k("reduce_step_completed", 2, 15, true)],
+    &[k("reduce_step_completed", 2, 40, false)],
+    &[
+        k("agent_completed", 2, 0, false),
+        k("job_resumed", 1, 300, true),
+    ],
+    &[
+        k("worktree_merged", 3, 0, true),
+        k("agent_completed", 8, 0, false),
+    ],
+    &[
+        k("setup_completed", 1, 0, false),
+        k("job_resumed", 1, 0, true),
+        k("reduce_step_completed", 1, 0, false),
+    ],
+];
+
+/// Run or resume with a kill point; returns whether the kill happened before the process ended,
+/// and its exit code otherwise.
+fn run_with_kill(r: &R, args: &[&str], kp: Option<Kill>, tag: &str) -> Option<i32> {
+    let mut child = r.spawn(args, tag);
+    let Some(kp) = kp else {
+        return child.wait().unwrap().code();
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        if r.count_events(kp.after) >= kp.n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kill point {kp:?} never reached");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(kp.delay));
+    let pid = child.id() as i32;
+    kill(if kp.group { -pid } else { pid }, 9);
+    let code = child.wait().unwrap().code();
+    if code.is_some() {
+        // It finished before the signal arrived.
+        return code;
+    }
+    None
+}
+
+/// What must hold after every round, killed or not.
+fn invariants(r: &R, round: &str) {
+    let s = r.session();
+    assert!(s["id"].is_string(), "{round}: {s}");
+    // No live resume lock: every lock file's flock is free.
+    if let Ok(rd) = fs::read_dir(r.env.p("resume_locks")) {
+        for f in rd.flatten() {
+            let ok = Command::new("flock")
+                .args(["-n", "-E", "99"])
+                .arg(f.path())
+                .arg("true")
+                .status()
+                .map(|s| s.code() != Some(99))
+                .unwrap_or(true);
+            assert!(ok, "{round}: {} is still locked", f.path().display());
+        }
+    }
+    let o = r.out(&["checkpoints", "verify", "--all-repos"]);
+    assert_eq!(o.code, 0, "{round}: {o:?}");
+}
+
+fn final_checks(r: &R, seed: usize) {
+    let s = r.session();
+    assert_eq!(s["status"], "Completed", "seed {seed}: {s}");
+    let log = main_log(&r.repo);
+    for i in 1..=ITEMS {
+        let subject = format!("item w{i:02}");
+        assert_eq!(
+            log.iter().filter(|l| **l == subject).count(),
+            1,
+            "seed {seed}: {subject} not exactly once in {log:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("out-w{i:02}.txt"))).unwrap(),
+            format!("{i}\n"),
+            "seed {seed}"
+        );
+    }
+    for subject in ["setup: items", "reduce one", "reduce two"] {
+        assert_eq!(
+            log.iter().filter(|l| *l == subject).count(),
+            1,
+            "seed {seed}: {subject} in {log:?}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(r.repo.join("reduce-1.txt")).unwrap(),
+        "12\n",
+        "seed {seed}: map.successful after resumes"
+    );
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let dlq = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
+    if dlq.exists() {
+        let v: Value = serde_json::from_slice(&fs::read(&dlq).unwrap()).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 0, "seed {seed}: {v}");
+    }
+    let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "seed {seed}: branches left");
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert!(!wl.contains("prunable"), "seed {seed}: {wl}");
+    assert_eq!(
+        wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "seed {seed}: {wl}"
+    );
+    assert!(
+        !r.env.p("worktrees/work").exists()
+            || fs::read_dir(r.env.p("worktrees/work")).unwrap().count() == 0,
+        "seed {seed}: worktree directories left"
+    );
+    let st = git(&r.repo, &["status", "--porcelain"]);
+    assert_eq!(st, "", "seed {seed}: the user's checkout is dirty");
+}
+
+#[test]
+fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
+    if !have("flock", "crash_sweep") {
+        return;
+    }
+    let only: Option<usize> = std::env::var("PRODIGY_SWEEP")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for (seed, kills) in SEEDS.iter().enumerate() {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        eprintln!("crash sweep: seed {seed}: {kills:?}");
+        let Some(r) = setup(&format!("sweep-{seed}")) else {
+            return;
+        };
+        let wf = r.wf("sweep.yml", &sweep_workflow());
+        let mut kills = kills.iter().copied();
+        let first = run_with_kill(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            kills.next(),
+            "run",
+        );
+        invariants(&r, &format!("seed {seed} after run"));
+        let mut code = first;
+        let mut round = 0;
+        while code != Some(0) {
+            round += 1;
+            assert!(round <= 6, "seed {seed}: no success after {round} resumes");
+            let s = r.session();
+            let sid = s["id"].as_str().unwrap().to_string();
+            let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+            // Alternate session id and job id.
+            let id = if round % 2 == 1 { job } else { sid };
+            code = run_with_kill(
+                &r,
+                &["resume", &id, "-y"],
+                kills.next(),
+                &format!("resume{round}"),
+            );
+            let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap();
+            assert!(
+                code.is_none() || code == Some(0),
+                "seed {seed} round {round}: exit {code:?}: {err}"
+            );
+            invariants(&r, &format!("seed {seed} after resume {round}"));
+        }
+        final_checks(&r, seed);
+    }
+}
+
+fn counted_standard(r: &R) -> (PathBuf, PathBuf, PathBuf) {
+    let count = r.env.dir.join("count.txt");
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.wf(
+        "five.yml",
+        &format!(
+            r#"name: five
+commands:
+  - shell: echo one >> {c}; echo first-capture
+    capture_output: true
+  - shell: echo two >> {c}
+  - shell: |
+      test ! -e {f} || exit 9
+      echo three >> {c}
+      echo "${{shell.output}}" > captured.txt && git add captured.txt && git commit -q -m "step three"
+    commit_required: true
+  - shell: echo four >> {c}
+  - shell: echo five >> {c}
+"#,
+            c = count.display(),
+            f = flag.display()
+        ),
+    );
+    (wf, count, flag)
+}
+
+#[test]
+fn a_standard_workflow_failed_at_step_3_resumes_steps_3_to_5_with_its_captures() {
+    let Some(r) = setup("resume-standard") else {
+        return;
+    };
+    let (wf, count, flag) = counted_standard(&r);
+    let o = r.out(&["run", wf.to_str().unwrap(), "-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(fs::read_to_string(&count).unwrap(), "one\ntwo\n");
+    let id = r.session()["id"].as_str().unwrap().to_string();
+    let o = r.out(&["sessions", "show", &id]);
+    assert!(
+        o.stdout
+            .contains(&format!("resume:       prodigy resume {id}")),
+        "{o:?}"
+    );
+    fs::remove_file(&flag).unwrap();
+    let o = r.out(&["resume", &id, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr
+            .contains(&format!("resuming session {id} at step 3")),
+        "{o:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(&count).unwrap(),
+        "one\ntwo\nthree\nfour\nfive\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("captured.txt")).unwrap(),
+        "first-capture\n"
+    );
+    assert!(main_log(&r.repo)[0].starts_with("Merge prodigy-session-"));
+    let s = r.session();
+    assert_eq!(s["status"], "Completed");
+    assert_eq!(
+        s["workflow_data"]["completed_steps"],
+        serde_json::json!([0, 1, 2, 3, 4])
+    );
+    // Completed: a second resume is refused.
+    let o = r.out(&["resume", &id]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains("is Completed; nothing to resume"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn two_concurrent_resumes_run_the_step_once_and_the_second_names_the_lock_holder() {
+    let Some(r) = setup("resume-concurrent") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.wf(
+        "two.yml",
+        &format!(
+            "- shell: echo one\n- shell: \"test ! -e {} || exit 4; sleep 1; echo resumed >> {}\"\n",
+            flag.display(),
+            count.display()
+        ),
+    );
+    assert_eq!(r.out(&["run", wf.to_str().unwrap(), "-y"]).code, 1);
+    fs::remove_file(&flag).unwrap();
+    let id = r.session()["id"].as_str().unwrap().to_string();
+    let mut a = r.spawn(&["resume", &id, "-y"], "a");
+    let mut b = r.spawn(&["resume", &id, "-y"], "b");
+    let (ca, cb) = (a.wait().unwrap().code(), b.wait().unwrap().code());
+    let mut codes = [ca.unwrap(), cb.unwrap()];
+    codes.sort();
+    assert_eq!(codes, [0, 3], "a {ca:?} b {cb:?}");
+    let loser = if ca == Some(3) { "a" } else { "b" };
+    let err = fs::read_to_string(r.env.dir.join(format!("{loser}.err"))).unwrap();
+    assert!(err.contains("is being run or resumed by pid "), "{err}");
+    assert!(err.contains(" since "), "{err}");
+    assert_eq!(fs::read_to_string(&count).unwrap(), "resumed\n");
+}
+
+fn sleepy_mapreduce(r: &R, fail_flag: Option<&Path>) -> PathBuf {
+    let check = fail_flag
+        .map(|f| {
+            format!(
+                "case ${{item_id}} in w2|w5) test ! -e {} || exit 5;; esac\n        ",
+                f.display()
+            )
+        })
+        .unwrap_or_default();
+    r.wf(
+        "mr.yml",
+        &format!(
+            r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{{\"id\":\"w1\"}},{{\"id\":\"w2\"}},{{\"id\":\"w3\"}},{{\"id\":\"w4\"}},{{\"id\":\"w5\"}},{{\"id\":\"w6\"}}]'"
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        {check}sleep 0.3
+        echo ${{item_id}} > ${{item_id}}.txt && git add . && git commit -q -m "item ${{item_id}}"
+      commit_required: true
+reduce:
+  - shell: echo "${{map.successful}}/${{map.total}}" > total.txt && git add . && git commit -q -m reduce
+"#
+        ),
+    )
+}
+
+#[test]
+fn sigint_during_map_then_resume_by_job_id_merges_every_item_once() {
+    let Some(r) = setup("resume-sigint") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    let code = run_with_kill_sig(
+        &r,
+        &["run", wf.to_str().unwrap(), "-y"],
+        "agent_completed",
+        2,
+        2,
+    );
+    assert_eq!(code, Some(130));
+    let s = r.session();
+    assert_eq!(s["status"], "Paused");
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let o = r.out(&["resume", &job, "-y", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["completed"], 6, "{v}");
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(r.repo.join("total.txt")).unwrap(),
+        "6/6\n"
+    );
+    assert_eq!(r.count_events("job_resumed"), 1);
+    assert_eq!(r.count_events("job_paused"), 1);
+}
+
+fn run_with_kill_sig(r: &R, args: &[&str], after: &str, n: usize, sig: i32) -> Option<i32> {
+    let mut child = r.spawn(args, "sig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while r.count_events(after) < n {
+        assert!(Instant::now() < deadline, "{after} x{n} never happened");
+        if child.try_wait().unwrap().is_some() {
+            panic!("ended before {after} x{n}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(child.id() as i32, sig);
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn dlq_retry_after_fixing_the_cause_merges_both_items_and_empties_the_queue() {
+    let Some(r) = setup("resume-dlq") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = sleepy_mapreduce(&r, Some(&flag));
+    let o = r.out(&["run", wf.to_str().unwrap(), "-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let job = v["job_id"].as_str().unwrap().to_string();
+    assert_eq!(v["failed"], 2);
+    // -n lists, changes nothing.
+    let before = r.env.snapshot();
+    let o = r.out(&["dlq", "retry", &job, "-n"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains("would retry w2\t") && o.stdout.contains("would retry w5\t"),
+        "{o:?}"
+    );
+    assert_eq!(r.env.snapshot(), before);
+    // Still broken: both fail again, one more failure_history entry each.
+    let o = r.out(&["dlq", "retry", &job, "-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let dlq: Value = serde_json::from_slice(
+        &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+    )
+    .unwrap();
+    for it in dlq["items"].as_array().unwrap() {
+        assert_eq!(it["failure_history"].as_array().unwrap().len(), 2, "{it}");
+    }
+    // Fixed: both merged, DLQ empty, history in the events.
+    fs::remove_file(&flag).unwrap();
+    let o = r.out(&["dlq", "retry", &job, "-y", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let dlq: Value = serde_json::from_slice(
+        &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dlq["items"].as_array().unwrap().len(), 0, "{dlq}");
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    assert!(r.repo.join("w2.txt").is_file() && r.repo.join("w5.txt").is_file());
+    assert_eq!(r.count_events("dlq_item_removed"), 2);
+    assert_eq!(r.count_events("dlq_item_added"), 4);
+    // Reduce was not run again (no --reduce): it saw 4 of 6.
+    assert_eq!(
+        fs::read_to_string(r.repo.join("total.txt")).unwrap(),
+        "4/6\n"
+    );
+    let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "{branches}");
+}
+
+#[test]
+fn a_changed_workflow_file_is_refused_unless_forced() {
+    let Some(r) = setup("resume-changed") else {
+        return;
+    };
+    let (wf, count, flag) = counted_standard(&r);
+    assert_eq!(r.out(&["run", wf.to_str().unwrap()]).code, 1);
+    let id = r.session()["id"].as_str().unwrap().to_string();
+    let text = fs::read_to_string(&wf).unwrap();
+    fs::write(&wf, text.replace("echo five", "echo FIVE")).unwrap();
+    fs::remove_file(&flag).unwrap();
+    let o = r.out(&["resume", &id]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("changed since the run started"), "{o:?}");
+    assert!(o.stderr.contains("--force"), "{o:?}");
+    assert_eq!(fs::read_to_string(&count).unwrap(), "one\ntwo\n");
+    let o = r.out(&["resume", &id, "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(fs::read_to_string(&count)
+        .unwrap()
+        .ends_with("four\nFIVE\n"));
+    // Without -y and without a terminal nothing is merged; the message says how.
+    assert!(o.stderr.contains("merge by hand: git -C "), "{o:?}");
+    assert_eq!(main_log(&r.repo), ["init"]);
+}
