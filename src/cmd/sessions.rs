@@ -104,15 +104,27 @@ pub fn ls(a: &Args) -> Result<Exit> {
         if let Some(c) = &a.class {
             rows.retain(|r| r.class.word().eq_ignore_ascii_case(c));
         }
+        // The exact command that continues each resumable session (its record is read again,
+        // for those rows only).
+        let resume: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| {
+                if matches!(r.class, Class::Resumable | Class::Stale) {
+                    resume_hint(r.class, read_record(eng, &r.id).ok().as_ref(), &r.id)
+                } else {
+                    None
+                }
+            })
+            .collect();
         if a.json {
             let v = serde_json::json!({
                 "command": "sessions ls",
                 "root": eng.root_path,
                 "scope": note,
-                "sessions": rows.iter().map(|r| serde_json::json!({
+                "sessions": rows.iter().zip(&resume).map(|(r, res)| serde_json::json!({
                     "id": r.id, "session_type": r.session_type, "status": r.status,
                     "class": r.class.word(), "evidence": r.evidence, "repository": r.repo,
-                    "age_seconds": r.age, "bytes": r.bytes,
+                    "age_seconds": r.age, "bytes": r.bytes, "resume": res,
                 })).collect::<Vec<_>>(),
             });
             return super::print(&format!(
@@ -123,7 +135,8 @@ pub fn ls(a: &Args) -> Result<Exit> {
         }
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| {
+            .zip(&resume)
+            .map(|(r, res)| {
                 vec![
                     r.id.clone(),
                     r.session_type.clone(),
@@ -133,12 +146,17 @@ pub fn ls(a: &Args) -> Result<Exit> {
                     age_text(r.age),
                     human_bytes(r.bytes),
                     r.evidence.replace(['\t', '\n'], " "),
+                    match res {
+                        Some(c) if c.starts_with("prodigy ") => c.clone(),
+                        Some(_) => "0.4.4: not resumable here".into(),
+                        None => "-".into(),
+                    },
                 ]
             })
             .collect();
         let text = table::render(
             &[
-                "ID", "TYPE", "STATUS", "CLASS", "REPO", "AGE", "SIZE", "EVIDENCE",
+                "ID", "TYPE", "STATUS", "CLASS", "REPO", "AGE", "SIZE", "EVIDENCE", "RESUME",
             ],
             &cells,
         );

@@ -417,6 +417,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
             &ctx.branch,
             &base_commit,
         )?;
+        // Only now is the worktree whole: a resume re-creates one that lacks this mark (a kill
+        // inside `git worktree add` can leave a `.git` file without a checkout or index).
+        if let Some(Value::Object(w)) = ctx.session.metadata.get_mut("worktree") {
+            w.insert("created".into(), json!(true));
+        }
+        ctx.save_session()?;
         ctx.event(
             "worktree_created",
             json!({"path": ctx.worktree.to_string_lossy(), "branch": ctx.branch}),

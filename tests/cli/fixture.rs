@@ -622,3 +622,74 @@ fn generated_tree_of_10000_sessions_is_cleaned_exactly_as_its_manifest_says() {
         assert!(!git(&repo, &["worktree", "list", "--porcelain"]).contains("prunable"));
     }
 }
+
+/// Every file under `dir` with its size and mtime, and every directory and symlink: a
+/// fingerprint that any write, deletion or rename changes.
+fn tree_fingerprint(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            out.push(format!("{} {} {mtime}", p.display(), m.len()));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn resuming_each_resumable_0_4_4_session_is_refused_clearly_and_changes_nothing() {
+    let _g = CORPUS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !have("faketime", "resume_0_4_4") || !have("git", "resume_0_4_4") {
+        return;
+    }
+    extract_corpus();
+    age_corpus();
+    let (o, v) = corpus_run(&["sessions", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let ids: Vec<String> = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["class"] == "resumable")
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.is_empty(), "the fixture has resumable sessions");
+    for s in v["sessions"].as_array().unwrap() {
+        if s["class"] == "resumable" {
+            assert!(
+                s["resume"].as_str().unwrap().contains("Prodigy 0.4.4"),
+                "{s}"
+            );
+        }
+    }
+    let before = tree_fingerprint(Path::new(CORPUS));
+    for id in &ids {
+        let (o, _) = corpus_run(&["resume", id, "-y"]);
+        assert_eq!(o.code, 3, "{id}: {o:?}");
+        assert_eq!(o.stdout, "", "{id}");
+        assert_eq!(o.stderr.lines().count(), 1, "{id}: {o:?}");
+        assert!(
+            o.stderr.contains("written by Prodigy 0.4.4")
+                && o.stderr.contains(&format!("prodigy sessions show {id}")),
+            "{id}: {o:?}"
+        );
+    }
+    assert_eq!(
+        before,
+        tree_fingerprint(Path::new(CORPUS)),
+        "a refused resume changed the tree or a checkout"
+    );
+}

@@ -87,10 +87,11 @@ impl R {
     }
 }
 
+/// Send `sig` to `pid` (a negative pid is a process group). `--` is required: procps `kill`
+/// reads `kill -9 -1234` as signal 1234 sent to process group 9 (seen here, under strace).
 fn kill(pid: i32, sig: i32) {
     let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(format!("{pid}"))
+        .args(["-s", &sig.to_string(), "--", &pid.to_string()])
         .stderr(Stdio::null())
         .status();
 }
@@ -342,7 +343,8 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
                 kills.next(),
                 &format!("resume{round}"),
             );
-            let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap();
+            let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap()
+                + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
             assert!(
                 code.is_none() || code == Some(0),
                 "seed {seed} round {round}: exit {code:?}: {err}"
@@ -390,6 +392,18 @@ fn a_standard_workflow_failed_at_step_3_resumes_steps_3_to_5_with_its_captures()
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(fs::read_to_string(&count).unwrap(), "one\ntwo\n");
     let id = r.session()["id"].as_str().unwrap().to_string();
+    let (o, v) = r.env.json(&["sessions", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        v["sessions"][0]["resume"],
+        format!("prodigy resume {id}"),
+        "{v}"
+    );
+    let o = r.out(&["sessions", "ls", "--all-repos"]);
+    assert!(
+        o.stdout.contains(&format!("\tprodigy resume {id}\n")),
+        "{o:?}"
+    );
     let o = r.out(&["sessions", "show", &id]);
     assert!(
         o.stdout
@@ -625,4 +639,150 @@ fn a_changed_workflow_file_is_refused_unless_forced() {
     // Without -y and without a terminal nothing is merged; the message says how.
     assert!(o.stderr.contains("merge by hand: git -C "), "{o:?}");
     assert_eq!(main_log(&r.repo), ["init"]);
+}
+
+#[test]
+fn resume_waits_for_leftover_processes_then_kills_them_and_repairs_a_deleted_worktree() {
+    let Some(r) = setup("resume-leftovers") else {
+        return;
+    };
+    let started = r.env.dir.join("started");
+    fs::create_dir_all(&started).unwrap();
+    let wf = r.wf(
+        "slow.yml",
+        &format!(
+            r#"name: slow
+mode: mapreduce
+map:
+  input: "echo '[{{\"id\":\"a\"}},{{\"id\":\"b\"}}]'"
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        touch {}/${{item_id}}
+        test -e "$HOME/fast" || sleep 60
+        echo ${{item_id}} > ${{item_id}}.txt && git add . && git commit -q -m "item ${{item_id}}"
+      commit_required: true
+"#,
+            started.display()
+        ),
+    );
+    let mut child = r.spawn(&["run", wf.to_str().unwrap(), "-y"], "run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::read_dir(&started).unwrap().count() < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL prodigy alone: its two agents keep sleeping in their worktrees.
+    kill(child.id() as i32, 9);
+    child.wait().unwrap();
+    fs::write(r.env.home.join("fast"), "").unwrap();
+    let t = Instant::now();
+    let s = r.session();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let o = r.out(&["resume", &job, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("process(es) of the interrupted run still work in"),
+        "{o:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(10),
+        "it waited 10 s first"
+    );
+    assert!(
+        o.stderr.contains("took over the stale resume lock"),
+        "{o:?}"
+    );
+    let log = main_log(&r.repo);
+    assert_eq!(log.iter().filter(|l| *l == "item a").count(), 1, "{log:?}");
+    assert_eq!(log.iter().filter(|l| *l == "item b").count(), 1, "{log:?}");
+
+    // A paused run whose session worktree was deleted by hand: re-created from its branch.
+    let r = setup("resume-rm-worktree").unwrap();
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            2,
+            2
+        ),
+        Some(130)
+    );
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    fs::remove_dir_all(r.env.p(&format!("worktrees/work/{sid}"))).unwrap();
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("re-created the session worktree"),
+        "{o:?}"
+    );
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    assert!(!git(&r.repo, &["worktree", "list", "--porcelain"]).contains("prunable"));
+}
+
+#[test]
+fn a_paused_run_left_mid_merge_with_a_stale_index_lock_is_repaired_and_finished() {
+    let Some(r) = setup("resume-midmerge") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            1,
+            15
+        ),
+        Some(143)
+    );
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    // What a kill inside `git merge` leaves: a conflicted merge in progress, then an index.lock.
+    git(&wt, &["checkout", "-q", "-b", "side", "HEAD~0"]);
+    fs::write(wt.join("README.md"), "side\n").unwrap();
+    git(&wt, &["commit", "-qam", "side"]);
+    git(&wt, &["checkout", "-q", &format!("prodigy-{sid}")]);
+    fs::write(wt.join("README.md"), "parent\n").unwrap();
+    git(&wt, &["commit", "-qam", "parent edit"]);
+    assert!(!git_cmd(&wt, &["merge", "side"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let lock = git(
+        &wt,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index.lock",
+        ],
+    );
+    fs::write(lock.trim(), "").unwrap();
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("removed the stale"), "{o:?}");
+    assert!(o.stderr.contains("aborted a merge"), "{o:?}");
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    git(&r.repo, &["branch", "-D", "side"]);
 }

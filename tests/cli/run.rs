@@ -611,9 +611,9 @@ fn sigint_pauses_the_run_with_a_parseable_resumable_session_and_exit_130() {
 }
 
 fn unsafe_kill(pid: i32, sig: i32) {
+    // `--` always: procps `kill` reads a negative pid after a signal as the signal.
     let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
+        .args(["-s", &sig.to_string(), "--", &pid.to_string()])
         .status()
         .unwrap()
         .success();
