@@ -957,6 +957,11 @@ fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            start.reduce_head = r
+                .extra
+                .get("head")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
     }
     if retry_reduce == Some(false) {
