@@ -220,6 +220,33 @@ fn has_claude(wf: &Workflow) -> bool {
     })
 }
 
+/// Every step of a workflow as `{"at": "setup 1", "hash": FNV-1a of its text, "shows": display}`,
+/// stored in `workflow_data.steps` so that a resume of a changed file can say which steps changed.
+pub(crate) fn step_digest(wf: &Workflow) -> Value {
+    let mut out = Vec::new();
+    let mut add = |phase: &str, steps: &[Step]| {
+        for (i, s) in steps.iter().enumerate() {
+            out.push(json!({
+                "at": format!("{phase} {}", i + 1),
+                "hash": crate::workflow::fnv1a64_hex(s.text().as_bytes()),
+                "shows": s.display(),
+            }));
+        }
+    };
+    match &wf.kind {
+        Kind::Standard(s) => add("step", s),
+        Kind::MapReduce(m) => {
+            add("setup", &m.setup);
+            add("agent step", &m.map.agent_template);
+            add("reduce", &m.reduce);
+        }
+    }
+    if let Some(m) = &wf.merge {
+        add("merge", m);
+    }
+    Value::Array(out)
+}
+
 /// Ids of a new run (run.md §5): MapReduce job `mapreduce-{YYYYmmddTHHMMSS}-{6 hex}` with session
 /// `session-{job_id}`; standard session `session-{uuid}` whose job id is its session id.
 fn new_ids(mapreduce: bool) -> Result<(String, String)> {
@@ -380,6 +407,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "completed_steps": [],
         "current_step": 0,
         "head": base_commit,
+        "steps": step_digest(&wf),
         "variables": {},
         "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
     }));

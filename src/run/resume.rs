@@ -515,9 +515,9 @@ fn continue_job(
         .unwrap_or("");
     if old_hash != wf.hash && !o.force {
         return Err(Error::refused(format!(
-            "workflow file `{}` changed since the run started (hash {old_hash}, now {}); resume with --force to run the changed file",
+            "workflow file `{}` changed since the run started ({}); resume with --force to run the changed file",
             wf_path.display(),
-            wf.hash
+            what_changed(wd.get("steps"), &super::step_digest(&wf))
         )));
     }
     let repo_path = meta
@@ -583,6 +583,48 @@ fn continue_job(
     execute(ctx, &wf, |ctx| {
         prepare(ctx, &wf, &meta, quiet, retry_reduce)
     })
+}
+
+/// Which steps differ between the digest recorded at the start of the run and the file now.
+fn what_changed(old: Option<&Value>, new: &Value) -> String {
+    let Some(Value::Array(old)) = old else {
+        return "the run recorded no step list to compare with".into();
+    };
+    let new = new.as_array().cloned().unwrap_or_default();
+    let key = |v: &Value| {
+        v.get("at")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut diffs = Vec::new();
+    for o in old {
+        match new.iter().find(|n| key(n) == key(o)) {
+            Some(n) if n.get("hash") == o.get("hash") => {}
+            Some(n) => diffs.push(format!(
+                "{} was `{}`, is `{}`",
+                key(o),
+                o.get("shows").and_then(Value::as_str).unwrap_or(""),
+                n.get("shows").and_then(Value::as_str).unwrap_or("")
+            )),
+            None => diffs.push(format!("{} was removed", key(o))),
+        }
+    }
+    for n in &new {
+        if !old.iter().any(|o| key(o) == key(n)) {
+            diffs.push(format!("{} was added", key(n)));
+        }
+    }
+    if diffs.is_empty() {
+        return "the steps are the same; its name, env, map or policy changed".into();
+    }
+    let more = diffs.len().saturating_sub(3);
+    diffs.truncate(3);
+    let mut s = diffs.join("; ");
+    if more > 0 {
+        s.push_str(&format!("; and {more} more"));
+    }
+    s
 }
 
 /// Repair the session worktree and decide where to start.

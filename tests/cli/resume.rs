@@ -628,7 +628,12 @@ fn a_changed_workflow_file_is_refused_unless_forced() {
     fs::remove_file(&flag).unwrap();
     let o = r.out(&["resume", &id]);
     assert_eq!(o.code, 3, "{o:?}");
-    assert!(o.stderr.contains("changed since the run started"), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("changed since the run started (step 5 was `shell: echo five >> ")
+            && o.stderr.contains(", is `shell: echo FIVE >> "),
+        "{o:?}"
+    );
     assert!(o.stderr.contains("--force"), "{o:?}");
     assert_eq!(fs::read_to_string(&count).unwrap(), "one\ntwo\n");
     let o = r.out(&["resume", &id, "--force"]);

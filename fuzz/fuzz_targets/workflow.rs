@@ -1,0 +1,40 @@
+//! Workflow files (`prodigy run`): any text either parses, or fails with one line of the form
+//! `` `PATH`:LINE:COL: … `` (or `` `PATH`: … `` for file-level errors); never a panic, never a
+//! hang (alias bombs are bounded). What parses has a hash of 16 hex digits, and every `${…}` of
+//! every step either interpolates or names the unknown variable.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use prodigy::workflow::{parse, vars, Kind};
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse(text, Path::new("fuzz.yml")) {
+        Ok(wf) => {
+            assert_eq!(wf.hash.len(), 16);
+            let steps: Vec<_> = match &wf.kind {
+                Kind::Standard(s) => s.iter().collect(),
+                Kind::MapReduce(m) => m
+                    .setup
+                    .iter()
+                    .chain(&m.map.agent_template)
+                    .chain(&m.reduce)
+                    .collect(),
+            };
+            let v = vars::Vars::new();
+            for s in steps {
+                if let Err(e) = vars::interpolate(s.text(), &v) {
+                    assert!(e.contains("${"), "{e}");
+                }
+            }
+        }
+        Err(e) => {
+            let m = e.to_string();
+            assert!(m.starts_with("`fuzz.yml`"), "{m}");
+            assert!(!m.contains('\n'), "{m}");
+        }
+    }
+});
