@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prodigy::workflow::{parse, vars, Kind};
+use prodigy::workflow::{parse, vars};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,17 +15,8 @@ fuzz_target!(|data: &[u8]| {
     match parse(text, Path::new("fuzz.yml")) {
         Ok(wf) => {
             assert_eq!(wf.hash.len(), 16);
-            let steps: Vec<_> = match &wf.kind {
-                Kind::Standard(s) => s.iter().collect(),
-                Kind::MapReduce(m) => m
-                    .setup
-                    .iter()
-                    .chain(&m.map.agent_template)
-                    .chain(&m.reduce)
-                    .collect(),
-            };
             let v = vars::Vars::new();
-            for s in steps {
+            for (_, _, s) in wf.steps() {
                 if let Err(e) = vars::interpolate(s.text(), &v) {
                     assert!(e.contains("${"), "{e}");
                 }

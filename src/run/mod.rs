@@ -30,7 +30,7 @@ use crate::store::records::{
     SessionJobMapping, SessionOwner, SessionRecord, SessionStatus, Timestamp,
 };
 use crate::workflow::vars::Vars;
-use crate::workflow::{Action, Kind, Step, Workflow};
+use crate::workflow::{Action, Kind, Workflow};
 use lane::{Lane, LaneEnd};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
@@ -203,16 +203,7 @@ fn owner(now: Timestamp) -> SessionOwner {
 }
 
 fn has_claude(wf: &Workflow) -> bool {
-    let steps: Vec<&Step> = match &wf.kind {
-        Kind::Standard(s) => s.iter().collect(),
-        Kind::MapReduce(m) => m
-            .setup
-            .iter()
-            .chain(&m.map.agent_template)
-            .chain(&m.reduce)
-            .collect(),
-    };
-    steps.into_iter().chain(wf.merge.iter().flatten()).any(|s| {
+    wf.steps().into_iter().any(|(_, _, s)| {
         matches!(s.action, Action::Claude(_))
             || s.on_failure
                 .as_ref()
@@ -223,28 +214,18 @@ fn has_claude(wf: &Workflow) -> bool {
 /// Every step of a workflow as `{"at": "setup 1", "hash": FNV-1a of its text, "shows": display}`,
 /// stored in `workflow_data.steps` so that a resume of a changed file can say which steps changed.
 pub(crate) fn step_digest(wf: &Workflow) -> Value {
-    let mut out = Vec::new();
-    let mut add = |phase: &str, steps: &[Step]| {
-        for (i, s) in steps.iter().enumerate() {
-            out.push(json!({
-                "at": format!("{phase} {}", i + 1),
-                "hash": crate::workflow::fnv1a64_hex(s.text().as_bytes()),
-                "shows": s.display(),
-            }));
-        }
-    };
-    match &wf.kind {
-        Kind::Standard(s) => add("step", s),
-        Kind::MapReduce(m) => {
-            add("setup", &m.setup);
-            add("agent step", &m.map.agent_template);
-            add("reduce", &m.reduce);
-        }
-    }
-    if let Some(m) = &wf.merge {
-        add("merge", m);
-    }
-    Value::Array(out)
+    Value::Array(
+        wf.steps()
+            .into_iter()
+            .map(|(phase, i, s)| {
+                json!({
+                    "at": format!("{phase} {}", i + 1),
+                    "hash": crate::workflow::fnv1a64_hex(s.text().as_bytes()),
+                    "shows": s.display(),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Ids of a new run (run.md §5): MapReduce job `mapreduce-{YYYYmmddTHHMMSS}-{6 hex}` with session
@@ -252,21 +233,13 @@ pub(crate) fn step_digest(wf: &Workflow) -> Value {
 fn new_ids(mapreduce: bool) -> Result<(String, String)> {
     let rnd = |e: std::io::Error| Error::fatal(format!("cannot read random bytes: {e}"));
     if mapreduce {
-        let t = time::OffsetDateTime::now_utc();
         let hex: String = exec::random_bytes(3)
             .map_err(rnd)?
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let job = format!(
-            "mapreduce-{:04}{:02}{:02}T{:02}{:02}{:02}-{hex}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
+        let ts = crate::store::records::format_file_name_timestamp(&Timestamp::now());
+        let job = format!("mapreduce-{}T{}-{hex}", &ts[..8], &ts[8..]);
         Ok((format!("session-{job}"), job))
     } else {
         let s = format!("session-{}", exec::uuid_v4().map_err(rnd)?);

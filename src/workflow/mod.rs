@@ -212,6 +212,32 @@ impl Step {
     }
 }
 
+impl Workflow {
+    /// Every step in run order with its phase (`"step"`, `"setup"`, `"agent step"`, `"reduce"`,
+    /// `"merge"`) and 0-based index within that phase.
+    pub fn steps(&self) -> Vec<(&'static str, usize, &Step)> {
+        let mut out = Vec::new();
+        match &self.kind {
+            Kind::Standard(s) => out.extend(s.iter().enumerate().map(|(i, x)| ("step", i, x))),
+            Kind::MapReduce(m) => {
+                out.extend(m.setup.iter().enumerate().map(|(i, x)| ("setup", i, x)));
+                out.extend(
+                    m.map
+                        .agent_template
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| ("agent step", i, x)),
+                );
+                out.extend(m.reduce.iter().enumerate().map(|(i, x)| ("reduce", i, x)));
+            }
+        }
+        if let Some(m) = &self.merge {
+            out.extend(m.iter().enumerate().map(|(i, x)| ("merge", i, x)));
+        }
+        out
+    }
+}
+
 /// `on_failure` of a step: a string (`/…` → Claude, else shell) or
 /// `{shell|claude, max_attempts?, fail_workflow?, commit_required?}` (0.4.4 `TestDebugConfig`,
 /// `src/config/command.rs:168`; `max_retries` is accepted as 0.4.4's other name for

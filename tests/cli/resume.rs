@@ -56,7 +56,12 @@ impl R {
 
     fn session(&self) -> Value {
         let d = self.env.p("sessions");
-        let files: Vec<_> = fs::read_dir(&d).unwrap().flatten().collect();
+        // A writer killed mid-write leaves `.{name}.tmp-…` (safety R7): not a record.
+        let files: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
         assert_eq!(files.len(), 1, "one session");
         let b = fs::read(files[0].path()).unwrap();
         serde_json::from_slice(&b).unwrap_or_else(|e| {

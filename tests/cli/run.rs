@@ -79,6 +79,7 @@ impl Run {
         let mut v: Vec<Value> = fs::read_dir(&d)
             .map(|rd| {
                 rd.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                     .map(|e| serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap())
                     .collect()
             })
