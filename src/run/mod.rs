@@ -617,6 +617,28 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow, keep_worktree: bool) -> 
         }
     } else {
         let checkout = ctx.repo.checkout.clone();
+        // A merge of this very branch that a kill interrupted (MERGE_HEAD is our branch's tip or
+        // an earlier state of it) is ours to abort and make again; any other operation in the
+        // user's checkout is left alone.
+        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
+        let merging = worktrees::git_out(
+            &ctx.git,
+            &checkout,
+            &["rev-parse", "-q", "--verify", "MERGE_HEAD"],
+        )
+        .ok();
+        let ours = match (&merging, &tip) {
+            (Some(m), Some(t)) => worktrees::is_ancestor(&ctx.git, &ctx.repo.main, m, t),
+            _ => false,
+        };
+        if ours {
+            let _ = worktrees::git_out(&ctx.git, &checkout, &["merge", "--abort"]);
+            ctx.warn(&format!(
+                "aborted the interrupted merge of `{}` in `{}`; merging again",
+                ctx.branch,
+                checkout.display()
+            ));
+        }
         if worktrees::current_branch(&ctx.git, &checkout).as_deref() != Some(target.as_str()) {
             return Ok(MergeEnd::NotMerged(format!(
                 "`{}` is no longer on `{target}`; merge by hand: {by_hand}",

@@ -958,7 +958,19 @@ fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool
             }
         }
     }
+    // An item merged by a run killed before it could leave the DLQ (dlq retry) leaves it now.
+    for c in &st.completed {
+        if dlq_ids.contains(&c.work_item.id) && journal::dlq_remove(&layout, &job, &c.work_item.id)?
+        {
+            ctx.event(
+                "dlq_item_removed",
+                json!({"item_id": c.work_item.id, "reason": "merged before the interruption"}),
+            );
+        }
+    }
     st.dlq = dlq_ids;
+    st.dlq
+        .retain(|id| !st.completed.iter().any(|c| &c.work_item.id == id));
     // Retried DLQ items leave the failed list; they go back to it if they fail again.
     if retry_reduce.is_some() {
         let pend: BTreeSet<String> = st

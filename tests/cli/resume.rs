@@ -808,3 +808,43 @@ fn a_paused_run_left_mid_merge_with_a_stale_index_lock_is_repaired_and_finished(
     }
     git(&r.repo, &["branch", "-D", "side"]);
 }
+
+#[test]
+fn an_interrupted_final_merge_in_the_users_checkout_is_aborted_and_made_again() {
+    let Some(r) = setup("resume-final-merge") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            6,
+            15
+        ),
+        Some(143)
+    );
+    let sid = r.session()["id"].as_str().unwrap().to_string();
+    // What a kill inside the final `git merge` leaves in the user's checkout: MERGE_HEAD.
+    let m = git_cmd(
+        &r.repo,
+        &["merge", "--no-commit", "--no-ff", &format!("prodigy-{sid}")],
+    )
+    .output()
+    .unwrap();
+    assert!(m.status.success(), "{m:?}");
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("aborted the interrupted merge"), "{o:?}");
+    let log = main_log(&r.repo);
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with(&format!("Merge prodigy-{sid}")))
+            .count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
+    assert_eq!(r.session()["status"], "Completed");
+}
