@@ -150,6 +150,17 @@ fn resolve(root: &Path, id: &str) -> Result<Found> {
         }
     }
     let sid = session_id.unwrap_or_else(|| id.to_string());
+    // Ids read from mappings and job states are checked like the command line's (safety R3).
+    for (what, v) in [("session id", Some(&sid)), ("job id", job_id.as_ref())] {
+        if let Some(v) = v {
+            if !is_valid_id_bytes(v.as_bytes()) {
+                return Err(Error::refused(format!(
+                    "`{id}` resolves to the invalid {what} `{}`; the records that name it are kept",
+                    crate::store::names::printable(std::ffi::OsStr::new(v))
+                )));
+            }
+        }
+    }
     let sp = root.join("sessions").join(format!("{sid}.json"));
     let session = match std::fs::read(&sp) {
         Ok(b) => crate::store::records::parse::<SessionRecord>(&b).map_err(|e| {
@@ -174,6 +185,12 @@ fn resolve(root: &Path, id: &str) -> Result<Found> {
                 .and_then(|m| m.job_id.clone())
         })
         .unwrap_or_else(|| sid.clone());
+    if !is_valid_id_bytes(job_id.as_bytes()) {
+        return Err(Error::refused(format!(
+            "session `{sid}` names the invalid job id `{}`; it is kept",
+            crate::store::names::printable(std::ffi::OsStr::new(&job_id))
+        )));
+    }
     Ok(Found {
         root: root.to_path_buf(),
         session,
