@@ -646,7 +646,8 @@ EOF
 #!/bin/sh
 # floor.sh T P N: the git work `prodigy run` does for the benchmark workflow, in a shell script.
 # A session worktree (`git worktree add -b`) from the checkout's HEAD; then per item, P items at
-# once (xargs -P), floor-item.sh; then the session branch is merged into the checkout
+# once (xargs -P; the git commands on the session worktree one at a time), floor-item.sh; then
+# the session branch is merged into the checkout
 # (`git merge --no-ff`), its worktree directory removed, `git worktree prune`, the branch deleted.
 set -eu
 T=$1 P=$2 N=$3
@@ -665,11 +666,14 @@ git branch -q -D floor-session
 EOF
     cat >"$R/floor-item.sh" <<'EOF'
 #!/bin/sh
-# floor-item.sh I: work item iI. In parallel with the other items: an agent worktree nested in
-# the session worktree from its HEAD (`git worktree add -b BRANCH PATH HEAD`, run in the session
-# worktree) and the agent's step (`sh -c`: write a file, git add, git commit). Then, one item at
-# a time (flock): `git merge --no-ff --no-edit -m MSG BRANCH` in the session worktree, the agent
-# worktree's directory removed (rm -rf) and `git worktree prune`, the branch deleted
+# floor-item.sh I: work item iI. Git's worktree bookkeeping is not safe against concurrent
+# changes (a `git worktree add` or `prune` reading a half-made entry fails), so, as in prodigy,
+# every git command on the session worktree runs one at a time (flock) and only the agent's step
+# runs in parallel with other items. Under the lock: an agent worktree nested in the session
+# worktree from its HEAD (`git worktree add -b BRANCH PATH HEAD`, run in the session worktree).
+# Unlocked: the agent's step (`sh -c`: write a file, git add, git commit, in the agent worktree).
+# Under the lock again: `git merge --no-ff --no-edit -m MSG BRANCH` in the session worktree, the
+# agent worktree's directory removed (rm -rf) and `git worktree prune`, the branch deleted
 # (`git branch -D`), and a JSON checkpoint of the items done so far rewritten (temporary file +
 # rename; it grows with the items, as prodigy's map checkpoint does).
 set -eu
@@ -677,9 +681,11 @@ i=$1 id=i$1
 b=floor-agent-$id
 w=$sess/agent-$id
 cd "$sess"
-git worktree add -q -b "$b" "$w" HEAD
-(cd "$w" && sh -c "echo $i > out-$id.txt && git add out-$id.txt && git commit -q -m 'agent $id'")
 exec 9>"$cp/lock"
+flock 9
+git worktree add -q -b "$b" "$w" HEAD
+flock -u 9
+(cd "$w" && sh -c "echo $i > out-$id.txt && git add out-$id.txt && git commit -q -m 'agent $id'")
 flock 9
 git merge -q --no-ff --no-edit -m "Merge agent $b (item $id)" "$b"
 rm -rf "$w"
