@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks for issue 7: prodigy stats / clean side by side with du -sb, rm -rf and find.
+# Benchmarks for issue 7: prodigy stats / clean side by side with du -sb, rm -rf and find; and
+# for issue 13: prodigy run (a MapReduce of trivial items) against a shell script doing its git work.
 #
-#   scripts/bench.sh [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
+#   scripts/bench.sh [--only clean|run] [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
 #                    [--keep] [--no-build] [--no-readme] [--drop-caches yes|no|auto]
-#                    [--strace full|count|perf|auto]
+#                    [--strace full|count|perf|auto] [--run-items 100,400] [--run-runs N]
 #
 # For each size the tree is generated once (scripts/gen-tree.py) into DIR/SIZE/work and copied to
 # DIR/SIZE/pristine; before every destructive run DIR/SIZE/work is deleted and re-copied from the
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -25,10 +26,18 @@ BUILD=1
 README_UPDATE=1
 DROP=auto
 STRACE=auto
+ONLY=""
+SIZES_GIVEN=0
+RUN_ITEMS=100,400
+RUN_ITEMS_GIVEN=0
+RUN_RUNS=""
 ARGV=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
-        --sizes) SIZES=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --sizes) SIZES=$2; SIZES_GIVEN=1; shift 2 ;;
+        --run-items) RUN_ITEMS=$2; RUN_ITEMS_GIVEN=1; shift 2 ;;
+        --run-runs) RUN_RUNS=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --clean-runs) CLEAN_RUNS=$2; shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
@@ -42,8 +51,20 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$ONLY" in
+    "") ;;
+    clean) RUN_ITEMS="" ;;
+    run) [ "$SIZES_GIVEN" = 0 ] || { echo "bench: --only run takes no --sizes" >&2; exit 2; }; SIZES="" ;;
+    *) echo "bench: --only clean|run" >&2; exit 2 ;;
+esac
+# Without --only, --sizes alone means the clean benchmarks only (as before the run benchmark).
+if [ -z "$ONLY" ] && [ "$SIZES_GIVEN" = 1 ] && [ "$RUN_ITEMS_GIVEN" = 0 ]; then RUN_ITEMS=""; fi
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/prodigy
+# The release binary, where cargo puts it (CARGO_TARGET_DIR is relative to the workspace).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+BIN=$TARGET_DIR/release/prodigy
 GEN=$ROOT/scripts/gen-tree.py
 README=$ROOT/scripts/README.md
 FIND_DAYS=7   # find baseline: -mtime +7 (the shortest default retention); old items are 60 days old
@@ -57,7 +78,10 @@ case "$STRACE" in
     perf) [ "$PERF_OK" = 1 ] || { echo "bench: --strace perf: \`perf stat -e raw_syscalls:sys_enter\` does not work here (apt-get install linux-perf; kernel.perf_event_paranoid)" >&2; exit 2; } ;;
     *) echo "bench: --strace full|count|perf|auto" >&2; exit 2 ;;
 esac
-for tool in hyperfine strace python3 git find du xargs; do
+TOOLS="hyperfine python3 git"
+[ -z "$SIZES" ] || TOOLS+=" strace find du xargs"
+[ -z "$RUN_ITEMS" ] || TOOLS+=" xargs flock seq"
+for tool in $TOOLS; do
     command -v "$tool" >/dev/null || { echo "bench: \`$tool\` is missing (apt-get install hyperfine strace)" >&2; exit 2; }
 done
 
@@ -334,10 +358,37 @@ def rss_max(path):
     rows = [l.split() for l in open(path)] if os.path.exists(path) else []
     print(max((int(r[0]) for r in rows), default=0), max((int(r[1]) for r in rows), default=0))
 
+def exec_counts(trace, items):
+    """Successful execs in `strace -ff -e trace=execve -o TRACE` output (one file per process,
+    so no call is split), by program and first non-option argument (git's subcommand), per
+    work item. The traced command itself is counted too."""
+    import glob
+    c = collections.Counter()
+    lines = (l for f in glob.glob(glob.escape(trace) + ".*") for l in open(f, errors="replace"))
+    for line in lines:
+        if not line.startswith("execve(") or not line.rstrip().endswith("= 0"):
+            continue
+        args = line.split("[", 1)[1].split("]", 1)[0] if "[" in line else ""
+        words = [w.strip(' "') for w in args.split(", ")]
+        prog = os.path.basename(words[0]) if words else "?"
+        sub = ""
+        if prog == "git":
+            rest = iter(words[1:])
+            for w in rest:
+                if w in ("-c", "-C"):
+                    next(rest, None)  # the option's value
+                elif not w.startswith("-"):
+                    sub = w
+                    break
+        c[(prog + " " + sub).strip()] += 1
+    n = int(items)
+    print(json.dumps({"total": sum(c.values()), "per_item": round(sum(c.values()) / n, 2),
+                      "by_command": [[k, v, round(v / n, 2)] for k, v in c.most_common()]}))
+
 cmd = sys.argv[1]
 args = sys.argv[2:]
 {"copy": copy, "rmtree": rmtree, "refresh": refresh, "plan": plan, "median": median, "strace": strace_count,
- "strace_c": strace_c, "perf_events": perf_events, "perf_stat": perf_stat, "peak": peak, "rss": rss_max, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
+ "strace_c": strace_c, "perf_events": perf_events, "perf_stat": perf_stat, "peak": peak, "rss": rss_max, "exec_counts": exec_counts, "find_set": lambda h, d: find_set(h, int(d))}[cmd](*args)
 PY
 lib() { python3 "$LIB" "$@"; }
 
@@ -526,57 +577,220 @@ bench_size() {
     if [ "$KEEP" = 0 ]; then lib rmtree "$W"; lib rmtree "$P"; rm -rf "$D"/stamp; fi
 }
 
+# ---- run benchmark (issue 13) ------------------------------------------------------------------
+# A MapReduce of N trivial items (max_parallel 4) by `prodigy run WF -y`, against a shell script
+# doing the same git work (the floor), with 4 items at once and one at a time, and against
+# Prodigy 0.4.4 when one is installed. See scripts/README.md, "Run benchmark".
+RUN_ROWS=""
+EXEC_ROWS=""
+V044=""
+find_044() {
+    local c p
+    for c in prodigy-0.4.4 prodigy "$ORIG_HOME/.cargo/bin/prodigy"; do
+        p=$(command -v "$c" 2>/dev/null) || continue
+        [ "$p" -ef "$BIN" ] && continue
+        if "$p" --version 2>/dev/null | grep -q '0\.4\.4'; then V044=$p; return; fi
+    done
+}
+
+write_run_scripts() {  # R: the scripts, the workflow and the scratch tree go in R
+    local R=$1
+    cat >"$R/wf.yml" <<'EOF'
+# scripts/bench.sh: N trivial work items, 4 at once; each writes a file and commits it.
+name: bench-run
+mode: mapreduce
+map:
+  input: items.json
+  json_path: "$.items[*]"
+  max_parallel: 4
+  agent_template:
+    - shell: |
+        echo "${item.n}" > "out-${item_id}.txt"
+        git add "out-${item_id}.txt" && git commit -q -m "agent ${item_id}"
+      commit_required: true
+EOF
+    cat >"$R/prep.sh" <<'EOF'
+#!/bin/sh
+# prep.sh T N: a fresh repository T/repo with N work items in items.json, committed; an empty
+# PRODIGY_HOME T/home (and T/home044 for 0.4.4, which keeps its data under $HOME/.prodigy).
+set -eu
+T=$1 N=$2
+rm -rf "$T"
+mkdir -p "$T/home" "$T/home044"
+git init -q "$T/repo"
+cd "$T/repo"
+git config user.name bench; git config user.email bench@example.com
+git config commit.gpgsign false; git config gc.auto 0
+echo bench >README
+python3 -c 'import json, sys; print(json.dumps({"items": [{"id": "i%d" % i, "n": i} for i in range(int(sys.argv[1]))]}))' "$N" >items.json
+git add README items.json
+git commit -q -m init
+EOF
+    cat >"$R/prodigy.sh" <<'EOF'
+#!/bin/sh
+# prodigy.sh T BIN WF: `prodigy run WF -y -q` in T/repo with PRODIGY_HOME=T/home.
+set -eu
+T=$1 BIN=$2 WF=$3
+cd "$T/repo"
+HOME=$T PRODIGY_HOME=$T/home exec "$BIN" run "$WF" -y -q
+EOF
+    cat >"$R/v044.sh" <<'EOF'
+#!/bin/sh
+# v044.sh T BIN WF: Prodigy 0.4.4's `prodigy run WF -y` in T/repo, its data in T/home044/.prodigy.
+set -eu
+T=$1 BIN=$2 WF=$3
+cd "$T/repo"
+HOME=$T/home044 exec "$BIN" run "$WF" -y >/dev/null
+EOF
+    cat >"$R/floor.sh" <<'EOF'
+#!/bin/sh
+# floor.sh T P N: the git work `prodigy run` does for the benchmark workflow, in a shell script.
+# A session worktree (`git worktree add -b`) from the checkout's HEAD; then per item, P items at
+# once (xargs -P; the git commands on the session worktree one at a time), floor-item.sh; then
+# the session branch is merged into the checkout
+# (`git merge --no-ff`), its worktree directory removed, `git worktree prune`, the branch deleted.
+set -eu
+T=$1 P=$2 N=$3
+export HOME=$T LC_ALL=C
+sess=$T/home/worktrees/repo/floor-session
+cp=$T/home/state/floor
+mkdir -p "$cp" "${sess%/*}"
+export sess cp
+cd "$T/repo"
+git worktree add -q -b floor-session "$sess" HEAD
+seq 0 $((N - 1)) | xargs -P "$P" -n 1 sh "$(dirname "$0")/floor-item.sh"
+git merge -q --no-ff --no-edit -m "Merge floor-session" floor-session
+rm -rf "$sess"
+git worktree prune
+git branch -q -D floor-session
+EOF
+    cat >"$R/floor-item.sh" <<'EOF'
+#!/bin/sh
+# floor-item.sh I: work item iI. Git's worktree bookkeeping is not safe against concurrent
+# changes (a `git worktree add` or `prune` reading a half-made entry fails), so, as in prodigy,
+# every git command on the session worktree runs one at a time (flock) and only the agent's step
+# runs in parallel with other items. Under the lock: an agent worktree nested in the session
+# worktree from its HEAD (`git worktree add -b BRANCH PATH HEAD`, run in the session worktree).
+# Unlocked: the agent's step (`sh -c`: write a file, git add, git commit, in the agent worktree).
+# Under the lock again: `git merge --no-ff --no-edit -m MSG BRANCH` in the session worktree, the
+# agent worktree's directory removed (rm -rf) and `git worktree prune`, the branch deleted
+# (`git branch -D`), and a JSON checkpoint of the items done so far rewritten (temporary file +
+# rename; it grows with the items, as prodigy's map checkpoint does).
+set -eu
+i=$1 id=i$1
+b=floor-agent-$id
+w=$sess/agent-$id
+cd "$sess"
+exec 9>"$cp/lock"
+flock 9
+git worktree add -q -b "$b" "$w" HEAD
+flock -u 9
+(cd "$w" && sh -c "echo $i > out-$id.txt && git add out-$id.txt && git commit -q -m 'agent $id'")
+flock 9
+git merge -q --no-ff --no-edit -m "Merge agent $b (item $id)" "$b"
+rm -rf "$w"
+git worktree prune
+git branch -q -D "$b"
+echo "\"$id\"" >>"$cp/done"
+{ printf '{"completed": ['; paste -sd, "$cp/done"; printf ']}\n'; } >"$cp/map-checkpoint.tmp"
+mv "$cp/map-checkpoint.tmp" "$cp/map-checkpoint.json"
+EOF
+}
+
+# run_check T N WHAT: after one run, the checkout has the init commit, N agent commits, N merges
+# and the session merge; one worktree and one branch are left; every item's file is there.
+run_check() {
+    local T=$1 N=$2 what=$3 commits wts brs files
+    commits=$(git -C "$T/repo" rev-list --count HEAD)
+    wts=$(git -C "$T/repo" worktree list | wc -l)
+    brs=$(git -C "$T/repo" branch | wc -l)
+    files=$(cd "$T/repo" && ls out-i*.txt 2>/dev/null | wc -l)
+    if [ "$commits" != $((2 * N + 2)) ] || [ "$wts" != 1 ] || [ "$brs" != 1 ] || [ "$files" != "$N" ]; then
+        echo "bench: $what at $N items left $commits commits (want $((2 * N + 2))), $wts worktrees, $brs branches, $files item files" >&2
+        exit 1
+    fi
+}
+
+bench_run() {
+    local N=$1 R=$DIR/run/$1 first=$2
+    local T=$R/t WF=$R/wf.yml
+    # Timed runs: --run-runs, else 3 up to 100 items and 2 above (a run of 400 takes a minute).
+    local RR=$RUN_RUNS
+    [ -n "$RR" ] || { if [ "$N" -le 100 ]; then RR=3; else RR=2; fi; }
+    rm -rf "$R"; mkdir -p "$R"
+    write_run_scripts "$R"
+    local PREP="sh $R/prep.sh $T $N"
+    local C_PRODIGY="sh $R/prodigy.sh $T $BIN $WF"
+    local C_PAR="sh $R/floor.sh $T 4 $N" C_SER="sh $R/floor.sh $T 1 $N"
+    local C_044="sh $R/v044.sh $T $V044 $WF"
+
+    log "run $N: one checked run of each (prodigy, floor 4 at once, floor serial${V044:+, 0.4.4})"
+    $PREP; $C_PRODIGY; run_check "$T" "$N" "prodigy run"
+    $PREP; $C_PAR; run_check "$T" "$N" "floor (4 at once)"
+    $PREP; $C_SER; run_check "$T" "$N" "floor (serial)"
+    if [ -n "$V044" ]; then $PREP; $C_044; run_check "$T" "$N" "prodigy 0.4.4"; fi
+
+    log "run $N: timing ($RR runs each, a fresh repository and PRODIGY_HOME before each)"
+    local extra=()
+    [ -z "$V044" ] || extra=(-n "prodigy 0.4.4" "$C_044")
+    hyperfine --style basic --runs "$RR" --prepare "$PREP" --export-json "$R/run.json" \
+        -n "prodigy run" "$C_PRODIGY" \
+        -n "floor (4 at once)" "$C_PAR" \
+        -n "floor (serial)" "$C_SER" \
+        "${extra[@]}" >"$R/run.txt" 2>&1 || { cat "$R/run.txt"; exit 1; }
+    local m_prodigy m_par m_ser m_044="SKIPPED (not installed)"
+    if [ -n "$V044" ]; then
+        read -r m_prodigy m_par m_ser m_044 < <(lib median "$R/run.json")
+    else
+        read -r m_prodigy m_par m_ser < <(lib median "$R/run.json")
+    fi
+
+    log "run $N: peak RSS (prodigy's own VmHWM; largest process) and execs (strace -ff -e trace=execve)"
+    $PREP
+    (cd "$T/repo" && HOME=$T PRODIGY_HOME=$T/home lib peak "$R/rss" "$BIN" run "$WF" -y -q)
+    local rss_self rss_kids
+    read -r rss_self rss_kids < <(lib rss "$R/rss")
+    local cpu_self="n/a"
+    if command -v perf >/dev/null; then
+        $PREP
+        if (cd "$T/repo" && HOME=$T PRODIGY_HOME=$T/home perf stat --no-inherit -x, -e task-clock -o "$R/perf.self" -- "$BIN" run "$WF" -y -q) 2>/dev/null; then
+            cpu_self=$(awk -F, '$3 == "task-clock" {printf "%.0f ms", $1; exit}' "$R/perf.self")
+        fi
+    fi
+    # Processes started, at the first size only (per item they do not depend on the size).
+    local ex_p="" ex_f=""
+    if [ "$first" = 1 ]; then
+        mkdir -p "$R/trace"
+        $PREP; strace -ff -qq -s 256 -e trace=execve -o "$R/trace/prodigy" sh "$R/prodigy.sh" "$T" "$BIN" "$WF"
+        $PREP; strace -ff -qq -s 256 -e trace=execve -o "$R/trace/floor" sh "$R/floor.sh" "$T" 4 "$N"
+        ex_p=$(lib exec_counts "$R/trace/prodigy" "$N"); ex_f=$(lib exec_counts "$R/trace/floor" "$N")
+        echo "$ex_p" >"$R/execs.prodigy.json"; echo "$ex_f" >"$R/execs.floor.json"
+        rm -rf "$R/trace"
+    fi
+
+    local per_item per_item_ser
+    per_item=$(python3 -c "import sys; print(f'{(float(sys.argv[1])-float(sys.argv[2]))/int(sys.argv[3])*1000:.1f} ms')" "$m_prodigy" "$m_par" "$N")
+    per_item_ser=$(python3 -c "import sys; print(f'{(float(sys.argv[1])-float(sys.argv[2]))/int(sys.argv[3])*1000:.1f} ms')" "$m_prodigy" "$m_ser" "$N")
+    local r_par; r_par=$(ratio "$m_prodigy" "$m_par")
+    local v044_cell=$m_044
+    [ -z "$V044" ] || v044_cell="$(fmt_s "$m_044") ($(ratio "$m_prodigy" "$m_044"))"
+    RUN_ROWS+="| $N | $(fmt_s "$m_prodigy") | $(fmt_s "$m_par") | $r_par | $(meets "$r_par" 1.3) | $per_item | $(fmt_s "$m_ser") | $(ratio "$m_prodigy" "$m_ser") | $per_item_ser | $v044_cell | $cpu_self | $(python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f} MiB ({int(sys.argv[2])/1024:.1f})')" "$rss_self" "$rss_kids") |"$'\n'
+    [ -z "$ex_p" ] || EXEC_ROWS+="| $N | $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['total'], '/', d['per_item'])" "$ex_p") | $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['total'], '/', d['per_item'])" "$ex_f") | $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(', '.join(f'{k} {p}' for k, v, p in d['by_command'][:12]))" "$ex_p") | $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(', '.join(f'{k} {p}' for k, v, p in d['by_command'][:12]))" "$ex_f") |"$'\n'
+    log "run $N: prodigy $(fmt_s "$m_prodigy"), floor $(fmt_s "$m_par") (4 at once) / $(fmt_s "$m_ser") (serial), ratio $r_par, $per_item per item; peak RSS $rss_self KiB"
+    [ "$KEEP" = 1 ] || rm -rf "$T"
+}
+
 ORIG_HOME=$HOME
 IFS=, read -r -a SIZE_LIST <<<"$SIZES"
 for S in "${SIZE_LIST[@]}"; do gen_args "$S" >/dev/null; done
-for S in "${SIZE_LIST[@]}"; do bench_size "$S"; done
 
-ELAPSED=$(( $(date +%s) - T_START ))
-MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
-CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-OUT=$DIR/report.md
-{
-    echo "Produced by \`scripts/bench.sh ${ARGV[*]}\` on $(date -u +%Y-%m-%d) (commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- src || echo ', src/ modified')), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
-    echo "Machine: $(nproc) CPUs ($CPU), $MEM RAM, $(uname -sr); trees on \`$DIR\` ($FSTYPE);"
-    if [ "$DROP" = yes ]; then
-        echo "page cache dropped before every measured run."
-    else
-        echo "page cache not dropped ($( [ "$FSTYPE" = tmpfs ] && echo "tmpfs holds the tree in memory, dropping caches would only evict the binaries" || echo "not permitted or --drop-caches no"))."
-    fi
-    echo "hyperfine $(hyperfine --version | awk '{print $2}'), strace $(strace -V | awk 'NR==1 {print $4}'), $( [ "$PERF_OK" = 1 ] && perf version || echo "perf not usable"), $(du --version | head -1), $(git --version)."
-    echo
-    echo "Medians (wall clock):"
-    echo
-    cat "$SUMMARY"
-    echo
-    echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest process of the run by \`getrusage(RUSAGE_CHILDREN)\`, which counts prodigy itself too: at S1 and S3 that is a git child (\`git status\` of a 5,000-file worktree), at S2 prodigy:"
-    echo
-    echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
-    echo "|---|---|---|---|---|"
-    printf '%s' "$RSS_ROWS"
-    echo
-    echo "Syscalls (counted by ${SMODES%; }; every process including git, prodigy's own in parentheses) per entry deleted (files + directories + symlinks):"
-    echo
-    echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    printf '%s' "$SYS_ROWS"
-    echo
-    echo "Trees (entries: files, directories and symlinks under \`home/.prodigy\`; \"left\" is what remains after clean --force / after the rm -rf baseline, which must agree; \"mismatches\" compares the dry run with manifest.json):"
-    echo
-    echo "| size | shape | generator arguments | entries | deleted by clean | deleted by find | generated in | restore (copy) | runs (timing / destructive) | left | mismatches |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
-    printf '%s' "$GEN_ROWS"
-    echo
-    cat "$RESULTS"
-} >"$OUT"
-cat "$OUT"
-
-if [ "$README_UPDATE" = 1 ]; then
-    python3 - "$README" "$OUT" <<'PY'
-import sys
-readme, report = sys.argv[1], open(sys.argv[2]).read()
-begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-text = open(readme).read() if __import__("os").path.exists(readme) else f"# scripts\n\n{begin}\n{end}\n"
+# readme_update REPORT NAME: REPORT between <!-- NAME:begin --> and <!-- NAME:end --> in README.
+readme_update() {
+    python3 - "$README" "$1" "$2" <<'PY'
+import os, sys
+readme, report, name = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+text = open(readme).read() if os.path.exists(readme) else f"# scripts\n\n{begin}\n{end}\n"
 if begin not in text:
     text += f"\n{begin}\n{end}\n"
 head, rest = text.split(begin, 1)
@@ -584,4 +798,77 @@ _, tail = rest.split(end, 1)
 open(readme, "w").write(f"{head}{begin}\n{report}{end}{tail}")
 PY
     echo "bench: results written to $README" >&2
+}
+MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+
+if [ -n "$SIZES" ]; then
+    for S in "${SIZE_LIST[@]}"; do bench_size "$S"; done
+    ELAPSED=$(( $(date +%s) - T_START ))
+    OUT=$DIR/report.md
+    {
+        echo "Produced by \`scripts/bench.sh ${ARGV[*]}\` on $(date -u +%Y-%m-%d) (commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- src || echo ', src/ modified')), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+        echo "Machine: $(nproc) CPUs ($CPU), $MEM RAM, $(uname -sr); trees on \`$DIR\` ($FSTYPE);"
+        if [ "$DROP" = yes ]; then
+            echo "page cache dropped before every measured run."
+        else
+            echo "page cache not dropped ($( [ "$FSTYPE" = tmpfs ] && echo "tmpfs holds the tree in memory, dropping caches would only evict the binaries" || echo "not permitted or --drop-caches no"))."
+        fi
+        echo "hyperfine $(hyperfine --version | awk '{print $2}'), strace $(strace -V | awk 'NR==1 {print $4}'), $( [ "$PERF_OK" = 1 ] && perf version || echo "perf not usable"), $(du --version | head -1), $(git --version)."
+        echo
+        echo "Medians (wall clock):"
+        echo
+        cat "$SUMMARY"
+        echo
+        echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest process of the run by \`getrusage(RUSAGE_CHILDREN)\`, which counts prodigy itself too: at S1 and S3 that is a git child (\`git status\` of a 5,000-file worktree), at S2 prodigy:"
+        echo
+        echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
+        echo "|---|---|---|---|---|"
+        printf '%s' "$RSS_ROWS"
+        echo
+        echo "Syscalls (counted by ${SMODES%; }; every process including git, prodigy's own in parentheses) per entry deleted (files + directories + symlinks):"
+        echo
+        echo "| size | entries deleted | clean --force syscalls | per entry | rm -rf syscalls (incl. worktree prune) | per entry | ratio | ≤ 1.2 | stats / du -sb syscalls |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        printf '%s' "$SYS_ROWS"
+        echo
+        echo "Trees (entries: files, directories and symlinks under \`home/.prodigy\`; \"left\" is what remains after clean --force / after the rm -rf baseline, which must agree; \"mismatches\" compares the dry run with manifest.json):"
+        echo
+        echo "| size | shape | generator arguments | entries | deleted by clean | deleted by find | generated in | restore (copy) | runs (timing / destructive) | left | mismatches |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        printf '%s' "$GEN_ROWS"
+        echo
+        cat "$RESULTS"
+    } >"$OUT"
+    cat "$OUT"
+    if [ "$README_UPDATE" = 1 ]; then readme_update "$OUT" bench; fi
+fi
+
+if [ -n "$RUN_ITEMS" ]; then
+    IFS=, read -r -a RUN_LIST <<<"$RUN_ITEMS"
+    find_044
+    T_RUN=$(date +%s)
+    FIRST=1
+    for N in "${RUN_LIST[@]}"; do bench_run "$N" "$FIRST"; FIRST=0; done
+    ELAPSED=$(( $(date +%s) - T_RUN ))
+    OUT=$DIR/run-report.md
+    {
+        echo "Produced by \`scripts/bench.sh ${ARGV[*]}\` on $(date -u +%Y-%m-%d) (commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- src || echo ', src/ modified')), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+        echo "Machine: $(nproc) CPUs ($CPU), $MEM RAM, $(uname -sr); repositories and PRODIGY_HOME on \`$DIR\` ($FSTYPE)."
+        echo "hyperfine $(hyperfine --version | awk '{print $2}'), $(git --version), $([ -n "$RUN_RUNS" ] && echo "$RUN_RUNS timed runs" || echo "3 timed runs up to 100 items, 2 above,") per command, each on a fresh repository and PRODIGY_HOME (\`--prepare\`). Prodigy 0.4.4: $([ -n "$V044" ] && echo "$V044" || echo "SKIPPED (not installed)")."
+        echo
+        echo "Medians (wall clock); ratio is prodigy over the floor; overhead per item is (prodigy - floor) / items. CPU is prodigy's own (perf stat --no-inherit task-clock: without its git and sh children). RSS: prodigy's own peak (VmHWM), in parentheses the largest process of the run (git or prodigy):"
+        echo
+        echo "| items | prodigy run | floor, 4 at once | ratio | ≤ 1.3 | overhead per item | floor, serial | ratio | overhead per item | Prodigy 0.4.4 | prodigy CPU (own) | peak RSS |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        printf '%s' "$RUN_ROWS"
+        echo
+        echo "Processes started (strace -ff -e trace=execve; one run of prodigy and of the 4-at-once floor, at the first size): total / per item, then per item by command:"
+        echo
+        echo "| items | prodigy | floor | prodigy, per item | floor, per item |"
+        echo "|---|---|---|---|---|"
+        printf '%s' "$EXEC_ROWS"
+    } >"$OUT"
+    cat "$OUT"
+    if [ "$README_UPDATE" = 1 ]; then readme_update "$OUT" bench-run; fi
 fi
