@@ -3,10 +3,10 @@
 //! reduce in the parent → final merge.
 //!
 //! Records: `job-state.json` on every phase or status change; `setup-checkpoint.json` after each
-//! setup step; a map checkpoint after every agent that ends (merged or failed) and on
-//! interruption; a reduce checkpoint after each reduce step; the DLQ when an item fails.
-//! An agent is merged before the checkpoint that records it, and removed after it (see the
-//! module doc of [`super`]).
+//! setup step; a map checkpoint after every 5 agents that ended (or 10 s), at the end of the map
+//! and on interruption; a reduce checkpoint after each reduce step; the DLQ as soon as an item
+//! fails. The merge commit of an agent names its branch and item, so git's history records every
+//! merge before any checkpoint does (see the module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
 use super::resume::Start;
@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::store::journal;
 use crate::store::records::{
     AgentResult, CompletedWorkItem, DlqFailure, DurationValue, FailedWorkItem, JobPhase, JobState,
-    JobStatus, MapCheckpoint, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp,
-    WorkItem, WorkItemProgress,
+    JobStatus, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
+    WorkItemProgress,
 };
 use crate::workflow::items;
 use crate::workflow::{MapReduce, MaxParallel, OnItemFailure, Workflow};
@@ -96,12 +96,25 @@ pub(crate) struct MapState {
     pub dlq: std::collections::BTreeSet<String>,
 }
 
+/// A map checkpoint serialized from the map state without copying it (the same JSON as
+/// [`MapCheckpoint`], storage-format §4.4): a long map writes many checkpoints.
+#[derive(serde::Serialize)]
+struct MapCheckpointRef<'a> {
+    phase: &'static str,
+    completed_items: &'a [CompletedWorkItem],
+    in_progress_items: BTreeMap<&'a str, WorkItemProgress>,
+    pending_items: Vec<&'a WorkItem>,
+    failed_items: &'a [FailedWorkItem],
+    agent_results: &'a Map<String, Value>,
+    timestamp: Timestamp,
+}
+
 impl MapState {
-    fn checkpoint(&self, running: &[Agent<'_>]) -> MapCheckpoint {
+    fn checkpoint<'a>(&'a self, running: &'a [Agent<'_>]) -> MapCheckpointRef<'a> {
         let mut in_progress = BTreeMap::new();
         for a in running {
             in_progress.insert(
-                a.item.id.clone(),
+                a.item.id.as_str(),
                 WorkItemProgress {
                     work_item: a.item.clone(),
                     agent_id: format!("agent-{}", a.file_id),
@@ -116,24 +129,26 @@ impl MapState {
                 },
             );
         }
-        MapCheckpoint {
-            completed_items: self.completed.clone(),
+        MapCheckpointRef {
+            phase: "map",
+            completed_items: &self.completed,
             in_progress_items: in_progress,
-            pending_items: self
-                .pending
-                .iter()
-                .map(|&i| self.items[i].0.clone())
-                .collect(),
-            failed_items: self.failed.clone(),
-            agent_results: self.results.clone(),
-            timestamp: Some(Timestamp::now()),
-            ..Default::default()
+            pending_items: self.pending.iter().map(|&i| &self.items[i].0).collect(),
+            failed_items: &self.failed,
+            agent_results: &self.results,
+            timestamp: Timestamp::now(),
         }
     }
 }
 
 fn save_map(ctx: &mut Ctx, st: &MapState, running: &[Agent<'_>]) -> Result<()> {
-    let p = journal::write_map_checkpoint(&ctx.layout, &ctx.job_id, &st.checkpoint(running))?;
+    let cp = st.checkpoint(running);
+    let p = journal::write_map_checkpoint_bytes(
+        &ctx.layout,
+        &ctx.job_id,
+        &cp.timestamp,
+        &crate::store::records::to_json_bytes(&cp),
+    )?;
     let _ = ctx.events.sync();
     ctx.event(
         "checkpoint_created",
@@ -141,6 +156,12 @@ fn save_map(ctx: &mut Ctx, st: &MapState, running: &[Agent<'_>]) -> Result<()> {
     );
     Ok(())
 }
+
+/// Map checkpoints are written after at least this many agents ended since the last one
+/// (run.md §5.3), or [`CHECKPOINT_EVERY`] after it, and on interruption and at the end.
+const CHECKPOINT_ITEMS: usize = 5;
+/// See [`CHECKPOINT_ITEMS`].
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 /// Resolve `map.input` (run.md §2): a JSON file relative to the parent worktree, else a shell
 /// command run there whose stdout is the items.
@@ -526,15 +547,21 @@ fn start_agent<'w>(
     let name = format!("agent-{fid}");
     let path = ctx.worktree.join(&name);
     let branch = format!("prodigy-agent-{}-{fid}", ctx.job_id);
-    // A stale worktree or branch of an earlier attempt would make `worktree add` fail.
-    if path.exists() {
-        worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name)?;
+    // A stale worktree or branch of an earlier attempt (a resume, `dlq retry`) makes
+    // `worktree add` fail: remove them and try once more. A new job has none, so the common
+    // case costs one git call.
+    if worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD").is_err() {
+        if path.exists() {
+            worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name)?;
+        } else {
+            let _ = ctx.git.prune(&ctx.repo.common);
+        }
+        if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
+            let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+        }
+        worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD")
+            .map_err(|e| e.to_string())?;
     }
-    if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
-        let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
-    }
-    worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD")
-        .map_err(|e| e.to_string())?;
     ctx.event(
         "worktree_created",
         json!({"path": path.to_string_lossy(), "branch": branch, "item_id": item.id}),
@@ -581,6 +608,8 @@ fn map_loop(
     let policy = &m.error_policy;
     let mut agents: Vec<Agent<'_>> = Vec::new();
     let mut stop: Option<String> = None;
+    let mut unsaved = 0usize;
+    let mut last_save = Instant::now();
     loop {
         if let Some(sig) = exec::interrupted() {
             for a in agents.iter_mut() {
@@ -630,7 +659,7 @@ fn map_loop(
             changed = true;
             let a = agents.remove(k);
             match end {
-                LaneEnd::Finished => agent_succeeded(ctx, st, a, &agents, policy.on_item_failure)?,
+                LaneEnd::Finished => agent_succeeded(ctx, st, a, policy.on_item_failure)?,
                 LaneEnd::Failed { error, .. } => {
                     let log = a.lane.log().to_string_lossy().into_owned();
                     item_failed(
@@ -649,9 +678,15 @@ fn map_loop(
             }
             job.completed = st.completed.len() as u64;
             job.failed = st.failed.len() as u64;
-            // One checkpoint per ended agent, after its merge, before its worktree goes.
-            save_map(ctx, st, &agents)?;
-            write_job(ctx, wf, job)?;
+            // Checkpoints in batches: what a lost batch knew is in git's history (the merge
+            // commits name their items) and in the DLQ, both written first.
+            unsaved += 1;
+            if unsaved >= CHECKPOINT_ITEMS || last_save.elapsed() >= CHECKPOINT_EVERY {
+                save_map(ctx, st, &agents)?;
+                write_job(ctx, wf, job)?;
+                unsaved = 0;
+                last_save = Instant::now();
+            }
             ctx.progress(&format!(
                 "map: {} done, {} failed, {} running, {} pending",
                 st.completed.len(),
@@ -672,6 +707,10 @@ fn map_loop(
                 .unwrap_or(Duration::from_secs(1));
             exec::wait_event(wait.min(HEARTBEAT));
         }
+    }
+    if unsaved > 0 {
+        save_map(ctx, st, &agents)?;
+        write_job(ctx, wf, job)?;
     }
     Ok(MapEnd::Done(stop))
 }
@@ -733,7 +772,6 @@ fn agent_succeeded(
     ctx: &mut Ctx,
     st: &mut MapState,
     a: Agent<'_>,
-    running: &[Agent<'_>],
     on_fail: OnItemFailure,
 ) -> Result<()> {
     let commits = match worktrees::commits_ahead(&ctx.git, &ctx.worktree, "HEAD", &a.branch) {
@@ -751,25 +789,18 @@ fn agent_succeeded(
             );
         }
     };
-    let mut merge_commit = None;
     if !commits.is_empty() {
         let msg = format!("Merge agent {} (item {})", a.branch, a.item.id);
-        match worktrees::merge_no_ff(&ctx.git, &ctx.worktree, &a.branch, &msg) {
-            Ok(c) => merge_commit = Some(c),
-            Err(e) => {
-                let log = a.lane.log().to_string_lossy().into_owned();
-                return item_failed(ctx, st, a.index, &e, Some(&a), Some(log), on_fail);
-            }
+        if let Err(e) = worktrees::merge_no_ff(&ctx.git, &ctx.worktree, &a.branch, &msg) {
+            let log = a.lane.log().to_string_lossy().into_owned();
+            return item_failed(ctx, st, a.index, &e, Some(&a), Some(log), on_fail);
         }
         ctx.event(
             "worktree_merged",
-            json!({"item_id": a.item.id, "branch": a.branch, "commits": commits, "merge_commit": merge_commit}),
+            json!({"item_id": a.item.id, "branch": a.branch, "commits": commits}),
         );
     }
-    let mut r = agent_result(&a, json!("Success"), commits.clone(), None);
-    if let Some(c) = &merge_commit {
-        r.extra.insert("merge_commit".into(), json!(c));
-    }
+    let r = agent_result(&a, json!("Success"), commits.clone(), None);
     let rv = serde_json::to_value(&r).unwrap_or(Value::Null);
     st.results.insert(a.item.id.clone(), rv);
     st.completed.push(CompletedWorkItem {
@@ -785,14 +816,17 @@ fn agent_succeeded(
             json!({"item_id": a.item.id, "reason": "succeeded on retry"}),
         );
     }
-    // Recorded before the worktree and branch go (a crash in between leaves a worktree that a
-    // resume or clean removes, never a merged item that looks pending).
-    save_map(ctx, st, running)?;
+    // No checkpoint here: the merge commit in the parent's history already says this item is
+    // done (resume reads it), and map_loop checkpoints in batches.
     ctx.event(
         "agent_completed",
         json!({"agent_id": format!("agent-{}", a.file_id), "item_id": a.item.id, "commits": commits, "duration": {"secs": a.started.elapsed().as_secs(), "nanos": a.started.elapsed().subsec_nanos()}}),
     );
-    let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &a.branch);
+    // The branch's tip is its last commit (rev-list above); without commits ask git.
+    let tip = match commits.last() {
+        Some(c) => Some(c.clone()),
+        None => worktrees::branch_tip(&ctx.git, &ctx.repo.main, &a.branch),
+    };
     match worktrees::remove_worktree(
         &ctx.git,
         &ctx.repo.common,

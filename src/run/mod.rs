@@ -9,10 +9,10 @@
 //!
 //! Write order (what a SIGKILL between two writes leaves): the resume lock is taken first and
 //! held to the end; the session record (Running, `metadata.owner`) and the mappings come before
-//! any worktree exists; an agent's merge into the parent happens before the checkpoint that
-//! says it completed, and that checkpoint before the agent's worktree and branch are removed,
-//! so git's history (the merge commit names the agent branch and item) is always the truth for
-//! what was merged.
+//! any worktree exists; an agent's merge commit (`Merge agent BRANCH (item ID)`) is the first
+//! record that the item is done, so git's history is always the truth for what was merged: map
+//! checkpoints are written in batches after it, and a failed item is in the DLQ before any
+//! checkpoint says so.
 
 pub mod exec;
 mod lane;

@@ -178,13 +178,13 @@ pub fn merge_no_ff(
     wt: &Path,
     branch: &str,
     message: &str,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<(), String> {
     match git_out(
         git,
         wt,
         &["merge", "--no-ff", "--no-edit", "-m", message, branch],
     ) {
-        Ok(_) => head(git, wt).map_err(|e| e.to_string()),
+        Ok(_) => Ok(()),
         Err(e) => {
             let _ = git_out(git, wt, &["merge", "--abort"]);
             if operation_in_progress(git, wt).is_some() {

@@ -75,12 +75,23 @@ pub const KEEP_CHECKPOINTS: usize = 3;
 /// [`KEEP_CHECKPOINTS`]. Returns the file's path.
 pub fn write_map_checkpoint(l: &Layout, job_id: &str, c: &MapCheckpoint) -> Result<PathBuf> {
     let ts = c.timestamp.unwrap_or_else(Timestamp::now);
+    write_map_checkpoint_bytes(l, job_id, &ts, &to_json_bytes(c))
+}
+
+/// [`write_map_checkpoint`] for a checkpoint already serialized (by a writer that serializes
+/// from borrowed state instead of a [`MapCheckpoint`]); `ts` names the file.
+pub fn write_map_checkpoint_bytes(
+    l: &Layout,
+    job_id: &str,
+    ts: &Timestamp,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     let dir = l.job_dir(job_id)?;
     let p = dir.join(format!(
         "map-checkpoint-{}.json",
-        format_file_name_timestamp(&ts)
+        format_file_name_timestamp(ts)
     ));
-    write_record(&p, &to_json_bytes(c))?;
+    write_record(&p, bytes)?;
     prune_checkpoints(&dir, CheckpointKind::Map);
     Ok(p)
 }
