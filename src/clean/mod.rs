@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod inventory;
+pub mod retention;
 
 use crate::git::Git;
 use crate::store::fsops::{self, Dir, Kind};
@@ -60,6 +61,13 @@ pub struct Options {
     pub types: Vec<StorageType>,
     /// `--older-than` seconds; None = per-type default retention.
     pub older_than: Option<u64>,
+    /// Retention per type, seconds, winning over `older_than` (`clean` resolves the retention
+    /// file, `--older-than` and `--retention` into this map; see `cmd::clean`).
+    pub retention: BTreeMap<StorageType, u64>,
+    /// The quota (`--max-size` or the retention file's `max-size`), bytes: after the normal
+    /// plan, unprotected items younger than their retention are removed too, oldest first,
+    /// until the scope fits (only when every repository is in scope).
+    pub max_size: Option<u64>,
     /// Scope.
     pub scope: Scope,
     /// Remove worktrees with uncommitted or untracked changes too.
@@ -88,6 +96,8 @@ impl Default for Options {
         Options {
             types: StorageType::ALL.to_vec(),
             older_than: None,
+            retention: BTreeMap::new(),
+            max_size: None,
             scope: Scope::All,
             discard_changes: false,
             only_name: None,
@@ -303,6 +313,36 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Sessions by class (in scope), for the summary.
     pub classes: BTreeMap<&'static str, u64>,
+    /// The quota's outcome, when one was set and every repository is in scope.
+    pub quota: Option<Quota>,
+}
+
+/// How a run met its quota (`Options::max_size`).
+#[derive(Clone, Debug, Default)]
+pub struct Quota {
+    /// The quota, bytes.
+    pub max_bytes: u64,
+    /// Bytes in scope before the run.
+    pub before_bytes: u64,
+    /// Bytes in scope after it (predicted for a dry run).
+    pub after_bytes: u64,
+    /// Items removed (or that would be) for the quota alone, and their bytes.
+    pub picked: Count,
+    /// Protected data in the way when the quota is not met: every item kept though it could
+    /// otherwise have gone (for its age or for the quota), largest first. Empty when met.
+    pub blocked_by: Vec<Entry>,
+}
+
+impl Quota {
+    /// True when what stays fits.
+    pub fn met(&self) -> bool {
+        self.after_bytes <= self.max_bytes
+    }
+
+    /// Bytes still over the quota (0 when met).
+    pub fn shortfall(&self) -> u64 {
+        self.after_bytes.saturating_sub(self.max_bytes)
+    }
 }
 
 /// Everything needed to plan and execute, built once per run.
@@ -327,6 +367,12 @@ pub struct Engine<'a> {
     status_cache: HashMap<usize, Result<Vec<String>, String>>,
     /// Worktree items by owner session, so an owner's check does not scan every item.
     worktrees_of: HashMap<String, Vec<usize>>,
+    /// Set while the quota pass decides items as if they had expired.
+    ignore_age: bool,
+    /// Items the quota pass added to the plan (removed though younger than their retention).
+    pub quota_picked: BTreeSet<usize>,
+    /// Items the quota pass could not add, with the reason: protected data in the way.
+    pub quota_blocked: Vec<(usize, Reason, String)>,
 }
 
 impl<'a> Engine<'a> {
@@ -389,18 +435,38 @@ impl<'a> Engine<'a> {
             in_use,
             status_cache: HashMap::new(),
             worktrees_of,
+            ignore_age: false,
+            quota_picked: BTreeSet::new(),
+            quota_blocked: Vec::new(),
         }
     }
 
     fn retention(&self, it: &Item) -> u64 {
         let r = self
             .opts
-            .older_than
+            .retention
+            .get(&it.ty)
+            .copied()
+            .or(self.opts.older_than)
             .unwrap_or_else(|| it.ty.default_retention());
         if it.kind == ItemKind::Temp {
             r.max(TEMP_AGE)
         } else {
             r
+        }
+    }
+
+    /// An item's last activity (safety §2): for a session record, the newest activity of
+    /// everything its session owns.
+    fn last_activity(&self, it: &Item) -> Option<i64> {
+        if it.kind == ItemKind::SessionRecord {
+            it.owner
+                .as_ref()
+                .and_then(|o| self.verdicts.get(o))
+                .and_then(|v| v.last_activity)
+                .or(it.newest)
+        } else {
+            it.newest
         }
     }
 
@@ -426,7 +492,92 @@ impl<'a> Engine<'a> {
         for i in order {
             d[i] = self.decide(i, &d);
         }
+        self.quota_pass(&mut d);
         d
+    }
+
+    /// Bytes in the scope (what `Report::before` counts) and what stays after `plan`.
+    pub fn projected(&self, plan: &[Decision]) -> (u64, u64) {
+        let (mut total, mut gone) = (0u64, 0u64);
+        for (it, d) in self.inv.items.iter().zip(plan) {
+            match d {
+                Decision::OutOfScope | Decision::Gone => {}
+                Decision::Remove => {
+                    total += it.bytes;
+                    gone += it.bytes;
+                }
+                _ => total += it.bytes,
+            }
+        }
+        (total, total - gone)
+    }
+
+    /// The quota (`Options::max_size`): when what stays after the plan is over it, decide the
+    /// items the plan keeps only for their age as if they had expired, oldest last activity
+    /// first, and remove those the ordinary rules would remove (never one whose owner is
+    /// active, resumable or unknown, nor a locked, dirty, in-use or live-locked one) until the
+    /// projection fits. Nothing kept for another reason is reconsidered. A pick can unblock
+    /// another (a session record whose last worktree was picked; a worktree whose nested agents
+    /// were), so the candidates are gone through again until a round picks nothing. What could
+    /// not be picked is remembered in `quota_blocked`.
+    fn quota_pass(&mut self, d: &mut [Decision]) {
+        let Some(max) = self.opts.max_size else {
+            return;
+        };
+        if self.opts.scope != Scope::All {
+            return;
+        }
+        let (_, mut left) = self.projected(d);
+        if left <= max {
+            return;
+        }
+        let mut pending: Vec<usize> = (0..d.len()).filter(|&i| d[i] == Decision::TooNew).collect();
+        pending.sort_by_key(|&i| {
+            let it = &self.inv.items[i];
+            let rank = match it.kind {
+                ItemKind::SessionRecord => 2,
+                ItemKind::Worktree if it.git.as_ref().is_some_and(|g| !g.children.is_empty()) => 1,
+                _ => 0,
+            };
+            (self.last_activity(it).unwrap_or(i64::MAX), rank, i)
+        });
+        self.ignore_age = true;
+        let mut last: HashMap<usize, Decision> = HashMap::new();
+        loop {
+            let mut picked = false;
+            let mut still = Vec::new();
+            for i in pending {
+                if left <= max {
+                    still.push(i);
+                    continue;
+                }
+                match self.decide(i, d) {
+                    Decision::Remove => {
+                        d[i] = Decision::Remove;
+                        self.quota_picked.insert(i);
+                        left = left.saturating_sub(self.inv.items[i].bytes);
+                        last.remove(&i);
+                        picked = true;
+                    }
+                    other => {
+                        last.insert(i, other);
+                        still.push(i);
+                    }
+                }
+            }
+            pending = still;
+            if !picked || left <= max {
+                break;
+            }
+        }
+        self.ignore_age = false;
+        if left > max {
+            for i in pending {
+                if let Some(Decision::Keep(r, why)) = last.remove(&i) {
+                    self.quota_blocked.push((i, r, why));
+                }
+            }
+        }
     }
 
     fn decide(&mut self, i: usize, so_far: &[Decision]) -> Decision {
@@ -454,16 +605,7 @@ impl<'a> Engine<'a> {
         }
         let keep = |r: Reason, s: String| Decision::Keep(r, s);
         // Age (safety §2).
-        let newest = if it.kind == ItemKind::SessionRecord {
-            it.owner
-                .as_ref()
-                .and_then(|o| self.verdicts.get(o))
-                .and_then(|v| v.last_activity)
-                .or(it.newest)
-        } else {
-            it.newest
-        };
-        let Some(newest) = newest else {
+        let Some(newest) = self.last_activity(it) else {
             return if it.rare().problems.is_empty() {
                 Decision::Gone
             } else {
@@ -476,7 +618,7 @@ impl<'a> Engine<'a> {
                 format!("last activity is {}s in the future", newest - self.now),
             );
         }
-        if ((self.now - newest).max(0) as u64) < self.retention(it) {
+        if !self.ignore_age && ((self.now - newest).max(0) as u64) < self.retention(it) {
             return Decision::TooNew;
         }
         match it.kind {
@@ -604,7 +746,9 @@ impl<'a> Engine<'a> {
                 Err(e) => return Decision::Keep(Reason::Git, e.to_string()),
             }
         }
-        if !self.opts.status_at_plan || self.opts.estimate {
+        // The quota pass asks git now: a dirty worktree picked for the quota and kept at
+        // deletion would leave the quota unmet when another item could have gone instead.
+        if (!self.opts.status_at_plan && !self.ignore_age) || self.opts.estimate {
             // Asked once, right before deletion (recheck), or not at all for an estimate.
             return Decision::Remove;
         }
@@ -906,8 +1050,43 @@ pub fn execute(
     }
     rep.kept
         .sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
+    rep.quota = quota_outcome(eng, &outcome, &mut rep);
     audit.sync();
     rep
+}
+
+/// The quota's outcome after execution (see [`Engine::quota_pass`]): what stays is measured on
+/// the report, so an item the deletion-time re-check kept counts against the quota and is
+/// named among what stands in the way.
+fn quota_outcome(eng: &Engine<'_>, outcome: &[Option<bool>], rep: &mut Report) -> Option<Quota> {
+    let max = eng.opts.max_size?;
+    if eng.opts.scope != Scope::All {
+        rep.warnings.push(format!(
+            "the quota ({max} bytes) is checked only when every repository is in scope; add --all-repos"
+        ));
+        return None;
+    }
+    let mut q = Quota {
+        max_bytes: max,
+        before_bytes: rep.before.total.bytes,
+        after_bytes: rep.after.total.bytes,
+        ..Quota::default()
+    };
+    for &i in &eng.quota_picked {
+        if outcome[i] == Some(true) {
+            q.picked.add(eng.inv.items[i].bytes);
+        }
+    }
+    if !q.met() {
+        q.blocked_by = rep.kept.clone();
+        for (i, r, why) in &eng.quota_blocked {
+            q.blocked_by
+                .push(entry_of(&eng.inv.items[*i], Some(*r), why.clone()));
+        }
+        q.blocked_by
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+    }
+    Some(q)
 }
 
 /// What [`execute`] has done so far: each item's outcome, and the repositories whose git
@@ -936,7 +1115,7 @@ impl Done {
                 "time": crate::store::records::Timestamp::now(),
                 "action": "remove", "type": it.ty.word(), "repository": it.repo,
                 "path": it.rel(), "bytes": it.bytes, "owner": it.owner,
-                "reason": removal_reason(eng, it),
+                "reason": removal_reason(eng, i),
                 "also": entry_of(it, None, String::new()).also,
             }));
         }
@@ -945,8 +1124,7 @@ impl Done {
             rep.removed_count.1 += 1;
         }
         if !eng.opts.estimate {
-            rep.removed
-                .push(entry_of(it, None, removal_reason(eng, it)));
+            rep.removed.push(entry_of(it, None, removal_reason(eng, i)));
         }
         if let Some(g) = it.git.as_ref().and_then(|g| g.common.clone()) {
             self.pruned_repos
@@ -1035,7 +1213,19 @@ fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
     }
 }
 
-fn removal_reason(eng: &Engine<'_>, it: &Item) -> String {
+fn removal_reason(eng: &Engine<'_>, i: usize) -> String {
+    let it = &eng.inv.items[i];
+    if eng.quota_picked.contains(&i) {
+        let owner = match eng.owner_verdict(it) {
+            Some(v) => format!(
+                "session {} is {}; ",
+                it.owner.as_deref().unwrap_or(""),
+                v.class.word()
+            ),
+            None => String::new(),
+        };
+        return format!("{owner}over the quota: younger than its retention, oldest first");
+    }
     match eng.owner_verdict(it) {
         Some(v) => format!(
             "session {} is {}",

@@ -128,7 +128,19 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "older-than",
         None,
         Some("DURATION"),
-        "only items idle this long (0s: any age)",
+        "only items idle this long, every type (0s: any age)",
+    ),
+    flag(
+        "retention",
+        None,
+        Some("TYPE=DURATION"),
+        "one type's retention, e.g. sessions=60d; repeatable",
+    ),
+    flag(
+        "max-size",
+        None,
+        Some("SIZE"),
+        "quota: also remove unprotected items, oldest first",
     ),
     flag(
         "repo",
@@ -405,6 +417,8 @@ pub fn example_value(value: &str) -> &'static str {
         "N" => "5",
         "REPO" => ".",
         "NAME=VALUE" => "TARGET=src/lib.rs",
+        "TYPE=DURATION" => "sessions=60d",
+        "SIZE" => "20G",
         _ => "x",
     }
 }
@@ -597,6 +611,10 @@ pub struct CleanArgs {
     pub types: Vec<StorageType>,
     /// `--older-than` in seconds; `None` = each type's default retention.
     pub older_than: Option<u64>,
+    /// `--retention TYPE=DURATION`, seconds, in the order given (a later one wins).
+    pub retention: Vec<(StorageType, u64)>,
+    /// `--max-size SIZE`, bytes.
+    pub max_size: Option<u64>,
     /// Repository scope.
     pub scope: ScopeArg,
     /// `-n/--dry-run`.
@@ -831,6 +849,21 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
             "help" => return Ok(Command::Help(clean_help())),
             "all" => {}
             "older-than" => a.older_than = Some(value_duration(p)?),
+            "retention" => {
+                let v = p.value().map_err(usage)?;
+                let v = v.to_string_lossy();
+                a.retention.push(
+                    crate::clean::retention::parse_flag(&v)
+                        .map_err(|e| Error::usage(format!("--retention: {e}")))?,
+                );
+            }
+            "max-size" => {
+                let v = p.value().map_err(usage)?;
+                a.max_size = Some(
+                    crate::clean::retention::parse_size(&v.to_string_lossy())
+                        .map_err(|e| Error::usage(format!("--max-size: {e}")))?,
+                );
+            }
             "repo" => a.scope = merge_scope(&a.scope, ScopeArg::Repo(value_name(p)?))?,
             "all-repos" => a.scope = merge_scope(&a.scope, ScopeArg::AllRepos)?,
             "dry-run" => a.dry_run = true,
@@ -1123,7 +1156,12 @@ fn flag_rows(out: &mut String, table: &[Flag]) {
         if let Some(v) = f.value {
             write!(left, " {v}").unwrap();
         }
-        writeln!(out, "{left:<28}{}", f.help).unwrap();
+        if left.len() >= 28 {
+            // Too long for the column: the help goes on the next line, aligned.
+            writeln!(out, "{left}\n{:28}{}", "", f.help).unwrap();
+        } else {
+            writeln!(out, "{left:<28}{}", f.help).unwrap();
+        }
     }
 }
 
@@ -1402,6 +1440,73 @@ its commits. Names outside [A\\-Za\\-z0\\-9][A\\-Za\\-z0\\-9._\\-]* are never to
 followed, and nothing on another filesystem is entered.
 ";
 
+/// `prodigy-clean.1`, RETENTION: the retention file, precedence and the quota.
+const MAN_RETENTION: &str = r".SH RETENTION
+\fI$PRODIGY_HOME/clean.conf\fR sets the retention of storage types and a size quota for the root.
+One setting per line, \fIKEY\fR \fB=\fR \fIVALUE\fR, spaces around the \fB=\fR optional; blank lines and
+lines starting with \fB#\fR are ignored:
+.PP
+.nf
+# $PRODIGY_HOME/clean.conf
+worktrees = 3d
+sessions = 90d
+max\-size = 20G
+.fi
+.PP
+Keys are the storage types (\fBworktrees\fR, \fBsessions\fR, \fBlogs\fR, \fBstate\fR, \fBevents\fR, \fBdlq\fR),
+whose value is a \fIDURATION\fR, and \fBmax\-size\fR, whose value is a \fISIZE\fR. A type the file does not
+name keeps its default. An unknown key, a bad value, a key set twice, a line without \fB=\fR, or a file
+that is not a regular file (a symlink is not followed) stops \fBclean\fR before anything is removed,
+with exit status 2 and a message naming the file and line: \fI`PATH`:LINE: what is wrong\fR.
+The file is plain text, not YAML, and not \fIconfig.yml\fR, which Prodigy 0.4.4 reads from the same
+directory: neither disturbs the other. Only \fBclean\fR (not \fBworktree clean\fR or \fBsessions rm\fR)
+applies it; \fBstats\fR reads its quota.
+.PP
+Precedence, highest first: \fB\-\-retention\fR \fITYPE\fR=\fIDURATION\fR for its type; \fB\-\-older\-than\fR for
+every type; the file; the defaults (worktrees 7d, sessions 30d, logs 7d, state 30d, events 14d,
+dlq 30d). \fB\-\-max\-size\fR overrides the file's \fBmax\-size\fR.
+.PP
+The quota: when what stays after the normal clean is more than \fBmax\-size\fR, items that were kept
+only because they are younger than their retention are removed too, the oldest last activity
+first, until it fits. They are judged by every other rule as if they had expired, so nothing of
+an active, resumable or unknown session is ever removed for the quota, nor a git\-locked, dirty or
+in\-use worktree, nor anything kept for any other reason; the session record still goes last.
+The quota counts the whole root and is checked only when every repository is in scope (outside a
+repository, or with \fB\-\-all\-repos\fR); otherwise a warning says so. The report says in one line
+whether the quota was met and, if not, how much is over and which protected data stands in the
+way; under \fB\-\-quiet\fR an unmet quota is one warning line on standard error. Either way the exit
+status is 0: an unmet quota is not a failure. \fBprodigy stats\fR prints a warning when the root is
+over the file's quota.
+";
+
+/// `prodigy.1`, SCHEDULING: cron and the systemd units.
+const MAN_SCHEDULING: &str = r".SH SCHEDULING
+\fBprodigy clean \-\-force \-\-quiet\fR is made to run unattended: it prints nothing when there is
+nothing to say, prints only errors (and an unmet quota) on standard error, and exits 0 unless an
+item failed. Retention and the quota come from \fI$PRODIGY_HOME/clean.conf\fR. From cron:
+.PP
+.nf
+15 3 * * * prodigy clean \-\-force \-\-quiet
+.fi
+.PP
+With systemd, \fIscripts/systemd/prodigy\-clean.service\fR and \fIprodigy\-clean.timer\fR in the source
+tree run the same command daily (\fBOnCalendar=daily\fR, \fBRandomizedDelaySec=2h\fR,
+\fBPersistent=true\fR) in a hardened unit: \fBNice=19\fR, \fBIOSchedulingClass=idle\fR,
+\fBProtectSystem=strict\fR with only the storage root writable (\fBReadWritePaths=\fR, the same path as
+\fBEnvironment=PRODIGY_HOME=\fR), no network, no new privileges. Install them with:
+.PP
+.nf
+install \-m 0644 prodigy\-clean.service prodigy\-clean.timer /etc/systemd/system/
+systemctl edit prodigy\-clean.service     # User=, PRODIGY_HOME, ReadWritePaths
+systemctl daemon\-reload && systemctl enable \-\-now prodigy\-clean.timer
+.fi
+.PP
+The repositories that worktrees belong to stay read\-only unless added to \fBReadWritePaths\fR:
+a removed worktree's git bookkeeping and branch live there, and a clean that cannot prune or
+delete them reports each as an error (exit 1; nothing else is lost, and \fBgit worktree prune\fR
+finishes it). List the repositories there when the root holds worktrees.
+";
+
 /// A man page in roff, generated from the flag tables (`man/` holds the committed copies).
 pub fn man_page(page: &str) -> Option<String> {
     let version = env!("CARGO_PKG_VERSION");
@@ -1470,7 +1575,9 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n");
             o.push_str(".TP\n.B PRODIGY_GIT_TIMEOUT\nSeconds one git call may take before it is stopped and its worktree kept (default 120).\n");
             man_exit(&mut o);
-            o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
+            o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion; never cleaned; rotated past 4 MiB.\n.TP\n\\fI$PRODIGY_HOME/resume_locks/\\fR\nResume locks (\\fI{job_id}.lock\\fR, flock) and the global clean lock (\\fI.clean.lock\\fR).\n.TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n.TP\n\\fI$PRODIGY_HOME/orphaned_worktrees/{repo}/{job_id}.json\\fR\nWorktrees whose removal failed; see \\fBprodigy\\-worktree\\fR(1).\n.TP\n\\fI$PRODIGY_HOME/clean.conf\\fR\nRetention per storage type and the size quota of \\fBclean\\fR; see \\fBprodigy\\-clean\\fR(1), RETENTION.\n");
+            o.push_str(MAN_SCHEDULING);
+            o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
@@ -1519,30 +1626,42 @@ pub fn man_page(page: &str) -> Option<String> {
                  \\fB\\-\\-older\\-than\\fR for all of them. Type flags combine; none means all types. Inside a git\n\
                  repository the scope is that repository, elsewhere every repository, and the output says which.\n\
                  Statistics per type (and per repository) are printed before and after. Without a terminal and\n\
-                 without \\fB\\-\\-force\\fR nothing is deleted; on a terminal the plan is shown and confirmed.\n",
+                 without \\fB\\-\\-force\\fR nothing is deleted; on a terminal the plan is shown and confirmed.\n\
+                 Retention per type and a size quota can be set in \\fI$PRODIGY_HOME/clean.conf\\fR (see\n\
+                 \\fBRETENTION\\fR).\n",
             );
             o.push_str(".SH OPTIONS\n");
             man_flags(&mut o, CLEAN_FLAGS);
             o.push_str(".PP\n\\fIDURATION\\fR is ");
             o.push_str(&roff(FORMS));
             o.push_str(".\n");
+            o.push_str(".PP\n\\fISIZE\\fR is ");
+            o.push_str(&roff(crate::clean::retention::SIZE_FORMS));
+            o.push_str(".\n");
+            o.push_str(MAN_RETENTION);
             o.push_str(MAN_PROTECTED);
             o.push_str(
                 ".SH JSON OUTPUT\n\\fB\\-\\-json\\fR prints one object: \\fBcommand\\fR, \\fBroot\\fR, \\fBscope\\fR, \\fBdry_run\\fR,\n\
-                 \\fBolder_than_seconds\\fR, \\fBtypes\\fR, \\fBbefore\\fR and \\fBafter\\fR (each \\fBtotal\\fR, \\fBtypes\\fR,\n\
+                 \\fBolder_than_seconds\\fR, \\fBretention_seconds\\fR (per type, after precedence),\n\
+                 \\fBmax_size_bytes\\fR, \\fBtypes\\fR, \\fBbefore\\fR and \\fBafter\\fR (each \\fBtotal\\fR, \\fBtypes\\fR,\n\
                  \\fBrepositories\\fR of {\\fBitems\\fR, \\fBbytes\\fR}), \\fBsessions\\fR (count per class), \\fBremoved\\fR and\n\
                  \\fBkept\\fR (arrays of {\\fBtype\\fR, \\fBrepository\\fR, \\fBpath\\fR, \\fBbytes\\fR, \\fBowner\\fR, \\fBreason\\fR,\n\
                  \\fBdetail\\fR, \\fBalso\\fR}), \\fBbranches\\fR ({\\fBdeleted\\fR, \\fBkept\\fR}), \\fBerrors\\fR ({\\fBpath\\fR,\n\
                  \\fBcause\\fR, \\fBhint\\fR}), \\fBwarnings\\fR and \\fBtotals\\fR. Paths are relative to the root; sizes are\n\
                  bytes on disk. Reasons: active, resumable, unknown, owner\\-kept, uncommitted, locked, nested\\-kept,\n\
                  in\\-use, live\\-lock, other\\-filesystem, git, invalid\\-name, unrecognized, unreadable,\n\
-                 future\\-timestamp, changed, failed.\n",
+                 future\\-timestamp, changed, failed. \\fBquota\\fR is null without a quota (or with one repository in\n\
+                 scope), else {\\fBmax_bytes\\fR, \\fBbefore_bytes\\fR, \\fBafter_bytes\\fR, \\fBmet\\fR, \\fBshortfall_bytes\\fR,\n\
+                 \\fBremoved_items\\fR, \\fBremoved_bytes\\fR (removed for the quota alone), \\fBblocked_by\\fR (when not\n\
+                 met: what stays though it could otherwise have gone, largest first, each {\\fBtype\\fR, \\fBpath\\fR,\n\
+                 \\fBbytes\\fR, \\fBowner\\fR, \\fBreason\\fR, \\fBdetail\\fR})}.\n",
             );
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion (time, action, type, repository, path,\nbytes, reason). Never cleaned; rotated to \\fIclean\\-audit.jsonl.1\\fR past 4 MiB.\n");
+            o.push_str(".TP\n\\fI$PRODIGY_HOME/clean.conf\\fR\nRetention per type and the quota (see \\fBRETENTION\\fR). Read by \\fBclean\\fR and \\fBstats\\fR only.\n");
             o.push_str(".TP\n\\fI$PRODIGY_HOME/resume_locks/.clean.lock\\fR\nHeld while a clean runs; a second clean exits 0 saying another is running.\n");
             o.push_str(".TP\n\\fI$PRODIGY_HOME/.trash/\\fR\nItems being deleted; emptied by the next run if a clean was interrupted.\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-worktree" => {
@@ -1643,10 +1762,8 @@ mod tests {
     fn every_clean_flag_parses() {
         for f in CLEAN_FLAGS.iter().filter(|f| f.long != "help") {
             let mut args = vec!["clean".to_string(), format!("--{}", f.long)];
-            match f.value {
-                Some("DURATION") => args.push("7d".into()),
-                Some(_) => args.push("webapp".into()),
-                None => {}
+            if let Some(v) = f.value {
+                args.push(example_value(v).into());
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             parse_strs(&refs).unwrap_or_else(|e| panic!("--{}: {e}", f.long));

@@ -1,6 +1,7 @@
 //! `prodigy clean` and `prodigy worktree clean`: resolve the root and scope, take the clean lock,
 //! plan, confirm, execute, report. Output goes through `writeln!` with errors handled.
 
+use crate::clean::retention::{self, Config};
 use crate::clean::{self, Decision, Engine, Mode, Options, Report, Stats};
 use crate::cli::CleanArgs;
 use crate::error::{describe_io, Error, Exit, Result};
@@ -8,6 +9,7 @@ use crate::git::Git;
 use crate::store::fsops::Dir;
 use crate::store::lock::{self, TryLock};
 use crate::store::{self, StorageType};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -29,6 +31,14 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     };
+    // The retention file is read before anything else is looked at: a file that does not parse
+    // stops the run before anything is removed.
+    let file = if name == "clean" {
+        load_config(&root, &root_path).map_err(|e| Error::usage(format!("{name}: {e}")))?
+    } else {
+        Config::default()
+    };
+    let policy = Policy::resolve(&file, a);
     let git = Git::default();
     let (scope, scope_note) = super::resolve_scope(&a.scope, &git);
     // Only a run that may delete creates the lock file: a dry run, or a run that will be refused
@@ -66,6 +76,8 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     let opts = Options {
         types,
         older_than: a.older_than,
+        retention: policy.retention.clone(),
+        max_size: policy.max_size,
         scope,
         discard_changes: a.discard_changes,
         only_name: a.only_name.clone(),
@@ -131,7 +143,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
                 human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
             )));
         }
-        emit(a, name, &root_path, &scope_note, &preview)?;
+        emit(a, &policy, name, &root_path, &scope_note, &preview)?;
         if !confirm(&preview)? {
             let _ = writeln!(std::io::stderr(), "prodigy {name}: nothing was removed");
             return Ok(Exit::Ok);
@@ -170,12 +182,127 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     if nothing_to_do {
         report.dry_run = false;
     }
-    emit(a, name, &root_path, &scope_note, &report)?;
+    emit(a, &policy, name, &root_path, &scope_note, &report)?;
+    if let Some(q) = report
+        .quota
+        .as_ref()
+        .filter(|q| !q.met() && a.quiet && !a.json)
+    {
+        // Under --quiet (cron) an unmet quota is still worth a mail; it is not a failure.
+        let _ = writeln!(
+            std::io::stderr(),
+            "prodigy {name}: warning: quota {}",
+            quota_line(q, report.dry_run)
+        );
+    }
     Ok(if report.errors.is_empty() {
         Exit::Ok
     } else {
         Exit::Failures
     })
+}
+
+/// The effective retention of every type and the quota, from the retention file and the flags.
+pub struct Policy {
+    /// Seconds per type.
+    pub retention: std::collections::BTreeMap<StorageType, u64>,
+    /// Bytes.
+    pub max_size: Option<u64>,
+}
+
+impl Policy {
+    /// Precedence: `--retention TYPE=D` > `--older-than D` (every type) > the retention file >
+    /// the default retention (Spec 135). `--max-size` > the file's `max-size`.
+    pub fn resolve(file: &Config, a: &CleanArgs) -> Policy {
+        let mut retention: std::collections::BTreeMap<StorageType, u64> = StorageType::ALL
+            .iter()
+            .map(|t| (*t, t.default_retention()))
+            .collect();
+        retention.extend(file.retention.iter().map(|(t, s)| (*t, *s)));
+        if let Some(o) = a.older_than {
+            retention.values_mut().for_each(|v| *v = o);
+        }
+        retention.extend(a.retention.iter().copied());
+        Policy {
+            retention,
+            max_size: a.max_size.or(file.max_size),
+        }
+    }
+}
+
+/// Read `$PRODIGY_HOME/clean.conf` fd-relative (a symlink, FIFO or huge file is refused, not
+/// followed); an absent file is an empty policy. Errors read `` `PATH`:LINE: … `` or
+/// `` cannot read `PATH`: … ``.
+pub fn load_config(root: &Dir, root_path: &Path) -> std::result::Result<Config, String> {
+    let path = root_path.join(retention::FILE);
+    let bytes = match root.read_file(OsStr::new(retention::FILE), retention::MAX_FILE) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read retention file `{}`: {}; fix or remove it",
+                path.display(),
+                describe_io(&e)
+            ))
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        format!("`{}`:{line}: not UTF-8 text", path.display())
+    })?;
+    retention::parse(&text, &path)
+}
+
+/// How the quota went, in one line to follow the word "quota".
+fn quota_line(q: &clean::Quota, dry_run: bool) -> String {
+    let picked = if q.picked.items > 0 {
+        format!(
+            "; {} {} items ({}) younger than their retention for it",
+            if dry_run { "would remove" } else { "removed" },
+            q.picked.items,
+            human_bytes(q.picked.bytes)
+        )
+    } else {
+        String::new()
+    };
+    if q.met() {
+        return format!(
+            "{} met: {} stored{}",
+            human_bytes(q.max_bytes),
+            human_bytes(q.after_bytes),
+            picked
+        );
+    }
+    let mut ways: Vec<String> = q
+        .blocked_by
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "{} ({}, {})",
+                e.path,
+                e.reason.map(|r| r.word()).unwrap_or("-"),
+                human_bytes(e.bytes)
+            )
+        })
+        .collect();
+    if q.blocked_by.len() > 3 {
+        ways.push(format!("{} more", q.blocked_by.len() - 3));
+    }
+    let why = if ways.is_empty() {
+        "nothing else may be removed".to_string()
+    } else {
+        format!("protected data in the way: {}", ways.join(", "))
+    };
+    format!(
+        "{} not met: {} stored, {} over{picked}; {why}",
+        human_bytes(q.max_bytes),
+        human_bytes(q.after_bytes),
+        human_bytes(q.shortfall()),
+    )
 }
 
 /// Take the global clean lock. A dry run creates nothing: it takes the lock only if the lock
@@ -300,11 +427,18 @@ fn confirm(preview: &Report) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
-fn emit(a: &CleanArgs, name: &str, root: &Path, scope: &str, rep: &Report) -> Result<()> {
+fn emit(
+    a: &CleanArgs,
+    policy: &Policy,
+    name: &str,
+    root: &Path,
+    scope: &str,
+    rep: &Report,
+) -> Result<()> {
     if a.json {
         // Serialized straight to stdout from borrowed data: no JSON tree of the whole report.
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        return serde_json::to_writer_pretty(&mut out, &json(a, name, root, scope, rep))
+        return serde_json::to_writer_pretty(&mut out, &json(a, policy, name, root, scope, rep))
             .map_err(std::io::Error::from)
             .and_then(|_| out.write_all(b"\n"))
             .and_then(|_| out.flush())
@@ -496,6 +630,9 @@ fn human(
         },
         &rep.after,
     )?;
+    if let Some(q) = &rep.quota {
+        writeln!(o, "Quota {}", quota_line(q, rep.dry_run))?;
+    }
     if rep.dry_run && !a.dry_run {
         writeln!(o, "Nothing was changed yet.")?;
     } else if rep.dry_run {
@@ -559,6 +696,8 @@ struct Doc<'a> {
     scope: &'a str,
     dry_run: bool,
     older_than_seconds: Option<u64>,
+    retention_seconds: BTreeMap<&'static str, u64>,
+    max_size_bytes: Option<u64>,
     types: Vec<&'static str>,
     before: serde_json::Value,
     after: serde_json::Value,
@@ -569,10 +708,12 @@ struct Doc<'a> {
     errors: serde_json::Value,
     warnings: &'a [String],
     totals: serde_json::Value,
+    quota: Option<serde_json::Value>,
 }
 
 fn json<'a>(
     a: &CleanArgs,
+    policy: &Policy,
     name: &'a str,
     root: &'a Path,
     scope: &'a str,
@@ -585,6 +726,12 @@ fn json<'a>(
         scope,
         dry_run: rep.dry_run,
         older_than_seconds: a.older_than,
+        retention_seconds: policy
+            .retention
+            .iter()
+            .map(|(t, s)| (t.word(), *s))
+            .collect(),
+        max_size_bytes: policy.max_size,
         types: if a.types.is_empty() {
             StorageType::ALL.to_vec()
         } else {
@@ -613,6 +760,21 @@ fn json<'a>(
             "removed_bytes": rep.removed.iter().map(|e| e.bytes).sum::<u64>(),
             "kept_items": rep.kept.len(),
             "kept_bytes": rep.kept.iter().map(|e| e.bytes).sum::<u64>(),
+        }),
+        quota: rep.quota.as_ref().map(|q| {
+            serde_json::json!({
+                "max_bytes": q.max_bytes,
+                "before_bytes": q.before_bytes,
+                "after_bytes": q.after_bytes,
+                "met": q.met(),
+                "shortfall_bytes": q.shortfall(),
+                "removed_items": q.picked.items,
+                "removed_bytes": q.picked.bytes,
+                "blocked_by": q.blocked_by.iter().map(|e| serde_json::json!({
+                    "type": e.ty.word(), "path": e.path, "bytes": e.bytes, "owner": e.owner,
+                    "reason": e.reason.map(|r| r.word()), "detail": e.detail,
+                })).collect::<Vec<_>>(),
+            })
         }),
     }
 }

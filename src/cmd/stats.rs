@@ -75,6 +75,12 @@ pub fn run(a: &Args) -> Result<Exit> {
         // Worktrees are counted before `git status` (stats runs no git but `worktree list`):
         // clean keeps the ones with uncommitted or untracked changes.
         let legacy = legacy_home(eng.root_path, eng.now);
+        // The quota of the retention file, against what is stored in scope (the whole root when
+        // every repository is in scope, as `clean` checks it).
+        let max_size = crate::cmd::clean::load_config(eng.root, eng.root_path)
+            .map_err(|e| crate::error::Error::usage(format!("stats: {e}")))?
+            .max_size;
+        let over = max_size.filter(|m| rep.before.total.bytes > *m);
         if a.json {
             let v = serde_json::json!({
                 "command": "stats",
@@ -88,6 +94,7 @@ pub fn run(a: &Args) -> Result<Exit> {
                 "reclaimable_worktrees_unchecked": unchecked,
                 "held": held.iter().map(|(k, c)| (k.to_string(), count_json(c))).collect::<serde_json::Map<_, _>>(),
                 "largest": largest.iter().map(|it| serde_json::json!({"type": it.ty.word(), "repository": it.repo, "path": it.rel(), "bytes": it.bytes})).collect::<Vec<_>>(),
+                "quota": max_size.map(|m| serde_json::json!({"max_bytes": m, "stored_bytes": rep.before.total.bytes, "over": over.is_some()})),
                 "legacy_home": legacy.as_ref().map(|(p, s)| serde_json::json!({"root": p, "total": count_json(&s.total)})),
             });
             return super::print(&format!(
@@ -183,6 +190,16 @@ pub fn run(a: &Args) -> Result<Exit> {
                 p.display(),
                 s.total.items,
                 human_bytes(s.total.bytes)
+            )
+            .unwrap();
+        }
+        if let Some(m) = over {
+            writeln!(
+                o,
+                "\nwarning: over the quota: {} stored, max-size {} in `{}`; `prodigy clean --dry-run` shows what it would remove",
+                human_bytes(rep.before.total.bytes),
+                human_bytes(m),
+                eng.root_path.join(clean::retention::FILE).display()
             )
             .unwrap();
         }

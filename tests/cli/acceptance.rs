@@ -5,7 +5,7 @@ use std::fs;
 
 /// A canonical MapReduce session `sid` with job `job` in `repo`: record, events, DLQ, job state
 /// (with a map checkpoint when `checkpoint`), both mapping files; everything `days` old.
-fn mr_session(
+pub(super) fn mr_session(
     env: &Env,
     repo: &str,
     sid: &str,

@@ -385,6 +385,7 @@ fn storage_page_names_every_storage_type_and_root_file() {
     for name in [
         AUDIT_LOG.to_string(),
         format!("{AUDIT_LOG}.1"),
+        prodigy::clean::retention::FILE.to_string(),
         format!("{TRASH_DIR}/"),
         format!("resume_locks/{CLEAN_LOCK}"),
         "orphaned_worktrees/{repo}/{job_id}.json".to_string(),
