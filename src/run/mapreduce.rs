@@ -553,9 +553,8 @@ fn start_agent<'w>(
     if worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD").is_err() {
         if path.exists() {
             worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name)?;
-        } else {
-            let _ = ctx.git.prune(&ctx.repo.common);
         }
+        worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &path);
         if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
             let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
         }
@@ -863,6 +862,13 @@ fn item_failed(
     log: Option<String>,
     on_fail: OnItemFailure,
 ) -> Result<()> {
+    // A failure seen after SIGINT/SIGTERM may be the signal's doing (a terminal's Ctrl-C reaches
+    // the git commands prodigy runs in its own process group): the item is not failed but
+    // interrupted, and a resume runs it again.
+    if exec::interrupted().is_some() {
+        st.pending.push_front(index);
+        return Ok(());
+    }
     let item = st.items[index].0.clone();
     if let Some(a) = agent {
         let r = agent_result(a, json!({"Failed": error}), vec![], Some(error.to_string()));

@@ -684,8 +684,38 @@ fn prepare(
 fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()> {
     let wt = ctx.worktree.clone();
     let branch = ctx.branch.clone();
+    let created = meta.get("created").and_then(Value::as_bool) == Some(true);
+    let base = meta
+        .get("base_commit")
+        .and_then(Value::as_str)
+        .unwrap_or("HEAD")
+        .to_string();
+    if !created {
+        // Killed before the worktree was whole (`metadata.worktree.created` is written right
+        // after `git worktree add` returns): nothing ran in it yet, so it is made again from the
+        // base commit; a half-made checkout could commit a tree without the user's files.
+        if wt.exists() {
+            worktrees::remove_worktree(
+                &ctx.git,
+                &ctx.repo.common,
+                &ctx.layout.worktrees_dir(),
+                &ctx.session.id,
+            )
+            .map_err(Error::fatal)?;
+            say(
+                quiet,
+                &format!("removed the half-made session worktree `{}`", wt.display()),
+            );
+        }
+        worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.repo.main, &wt);
+        if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
+            if tip == base {
+                let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+            }
+        }
+    }
     if !wt.join(".git").exists() {
-        let _ = ctx.git.prune(&ctx.repo.common);
+        worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.repo.main, &wt);
         if wt.exists() {
             // A half-made worktree (killed inside `git worktree add`): nothing of it is ours yet.
             worktrees::remove_worktree(
@@ -710,11 +740,6 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
                 &format!("re-created the session worktree `{p}` from `{branch}`"),
             );
         } else {
-            let base = meta
-                .get("base_commit")
-                .and_then(Value::as_str)
-                .unwrap_or("HEAD")
-                .to_string();
             worktrees::add_worktree(&ctx.git, &ctx.repo.main, &wt, &branch, &base)?;
             say(
                 quiet,
@@ -725,6 +750,12 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
             "worktree_created",
             json!({"path": p, "branch": branch, "repaired": true}),
         );
+    }
+    if !created {
+        if let Some(Value::Object(w)) = ctx.session.metadata.get_mut("worktree") {
+            w.insert("created".into(), json!(true));
+        }
+        ctx.save_session()?;
     }
     // A git killed mid-operation leaves its index.lock; no git of ours runs now.
     if let Ok(lock) = git_out(

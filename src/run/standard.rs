@@ -129,6 +129,10 @@ pub(crate) fn finish(
             }
             ("not-merged", None)
         }
+        // A merge that failed because the run was interrupted meanwhile is resumed, not failed.
+        MergeEnd::Failed(_) if super::exec::interrupted().is_some() => {
+            return pause(ctx, summary, super::exec::interrupted().unwrap_or(2))
+        }
         MergeEnd::Failed(why) => ("failed", Some(why)),
         MergeEnd::Interrupted(sig) => return pause(ctx, summary, sig),
     };

@@ -235,6 +235,15 @@ pub fn remove_worktree(
     }
 }
 
+/// Forget git's record of a worktree at `path` that a killed `git worktree add` left locked
+/// ("initializing"): unlock it, then prune. A locked entry survives `prune`, and a new worktree
+/// at its path is refused. Only called for prodigy's own worktree paths.
+pub fn forget_worktree(git: &Git, common: &Path, repo_dir: &Path, path: &Path) {
+    let p = path.to_string_lossy();
+    let _ = git_out(git, repo_dir, &["worktree", "unlock", &p]);
+    let _ = git.prune(common);
+}
+
 /// Delete `branch` if it still points at `tip` and `tip` is contained in `keeper`'s HEAD.
 pub fn delete_merged_branch(
     git: &Git,

@@ -848,3 +848,51 @@ fn an_interrupted_final_merge_in_the_users_checkout_is_aborted_and_made_again() 
     assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     assert_eq!(r.session()["status"], "Completed");
 }
+
+#[test]
+fn a_half_made_session_worktree_is_removed_and_made_again_from_the_base_commit() {
+    let Some(r) = setup("resume-half-made") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.wf(
+        "one.yml",
+        &format!(
+            "- shell: \"test ! -e {} || exit 3; echo x > x.txt; git add x.txt; git commit -qm x\"\n  commit_required: true\n",
+            flag.display()
+        ),
+    );
+    assert_eq!(r.out(&["run", wf.to_str().unwrap(), "-y"]).code, 1);
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    // What a kill inside `git worktree add` leaves: the record without `created`, and a checkout
+    // without its files or index (a commit there would drop the user's README.md).
+    let p = r.env.p(&format!("sessions/{sid}.json"));
+    let mut v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    v["metadata"]["worktree"]
+        .as_object_mut()
+        .unwrap()
+        .remove("created");
+    fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    fs::remove_file(wt.join("README.md")).unwrap();
+    let index = git(
+        &wt,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    );
+    fs::remove_file(index.trim()).unwrap();
+    fs::remove_file(&flag).unwrap();
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("removed the half-made session worktree"),
+        "{o:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("README.md")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("x.txt")).unwrap(), "x\n");
+    assert_eq!(r.session()["metadata"]["worktree"]["created"], true);
+}
