@@ -10,7 +10,9 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 /// Variables kept in git's environment: the committer and author identity of merge commits.
 const IDENTITY: &[&str] = &[

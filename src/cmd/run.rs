@@ -12,14 +12,42 @@ struct Flags {
 /// Run the workflow and report. Errors before the session exists keep their own exit code;
 /// afterwards the summary decides it (run.md §1).
 pub fn run(o: &Options) -> Result<Exit> {
-    let s = run::run(o)?;
-    report(&s, o.json, o.quiet)
+    #[cfg(not(unix))]
+    {
+        let _ = o;
+        Err(unsupported("run"))
+    }
+    #[cfg(unix)]
+    {
+        let s = run::run(o)?;
+        report(&s, o.json, o.quiet)
+    }
 }
 
 /// `prodigy resume ID`.
 pub fn resume(o: &crate::run::resume::ResumeOptions) -> Result<Exit> {
-    let s = run::resume::resume(o)?;
-    report(&s, o.json, o.quiet)
+    #[cfg(not(unix))]
+    {
+        let _ = o;
+        Err(unsupported("resume"))
+    }
+    #[cfg(unix)]
+    {
+        let s = run::resume::resume(o)?;
+        report(&s, o.json, o.quiet)
+    }
+}
+
+/// Off Unix, `run` and `resume` refuse (exit 3): steps run in their own process groups, a
+/// timeout or an interruption reaches them by signal, and a finished run's worktree is removed
+/// through `store::fsops`, which deletes on Unix only.
+#[cfg(not(unix))]
+fn unsupported(cmd: &str) -> crate::error::Error {
+    crate::error::Error::refused(format!(
+        "{cmd}: not supported on this platform (Unix only: steps run in process groups and are \
+         stopped by signals); stats, sessions, events, dlq, checkpoints, worktree ls and \
+         clean --dry-run work here"
+    ))
 }
 
 /// Print a run's summary: one JSON document with `--json`, else one line (on stderr under

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 /// Time between SIGTERM and SIGKILL of a timed-out step's process group (run.md §3: 5 s).
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
+#[cfg(unix)]
 static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
+#[cfg(unix)]
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 
@@ -50,11 +52,7 @@ pub fn install_signals() -> io::Result<()> {
         if PIPE_READ.load(Ordering::SeqCst) >= 0 {
             return Ok(());
         }
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: fds has room for two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fds = self_pipe()?;
         PIPE_READ.store(fds[0], Ordering::SeqCst);
         PIPE_WRITE.store(fds[1], Ordering::SeqCst);
         for sig in [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM] {
@@ -72,6 +70,37 @@ pub fn install_signals() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A close-on-exec, non-blocking pipe: `pipe2` where it exists; elsewhere (macOS) `pipe` then
+/// `fcntl`, which is safe here because prodigy is single-threaded (no fork can come between).
+#[cfg(unix)]
+fn self_pipe() -> io::Result<[libc::c_int; 2]> {
+    let mut fds = [0 as libc::c_int; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    // SAFETY: fds has room for two descriptors; fcntl on the two descriptors just made.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for fd in fds {
+            if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0
+                || libc::fcntl(
+                    fd,
+                    libc::F_SETFL,
+                    libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+                ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(fds)
 }
 
 /// The interrupting signal received so far (SIGINT = 2, SIGTERM = 15), if any.

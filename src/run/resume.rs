@@ -248,6 +248,7 @@ fn take_lock(root: &Path, job_id: &str, quiet: bool) -> Result<ResumeLock> {
 
 /// Processes whose working directory is inside `dir` (Linux `/proc/*/cwd`), other than us.
 fn pids_in(dir: &Path) -> Vec<i32> {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut out = Vec::new();
     #[cfg(target_os = "linux")]
     if let Ok(rd) = std::fs::read_dir("/proc") {

@@ -26,6 +26,17 @@ pub fn fixture_0_4_4(file: &str) -> PathBuf {
     p
 }
 
+/// The binary under test: `$PRODIGY_BIN` when set (a release build such as the musl static
+/// binary, or a wrapper script that execs `qemu-aarch64 BIN "$@"`), else the one cargo built.
+/// Read once per call; the tests pass it to the child through `Command::new`, never through the
+/// environment (which they clear).
+pub fn prodigy_bin() -> PathBuf {
+    match std::env::var_os("PRODIGY_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_prodigy")),
+    }
+}
+
 /// A scratch directory with `home/` (HOME), `home/.prodigy` (PRODIGY_HOME) and `outside/` (canaries).
 pub struct Env {
     pub dir: PathBuf,
@@ -63,7 +74,7 @@ impl Env {
 
     /// The built binary with a cleared environment: PATH, HOME, PRODIGY_HOME, LC_ALL=C.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_prodigy"));
+        let mut c = Command::new(prodigy_bin());
         c.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -376,7 +387,7 @@ pub fn kept_entry<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_
 pub fn cmd_via(env: &Env, prog: &str, pre: &[&str], args: &[&str]) -> Command {
     let mut c = Command::new(prog);
     c.args(pre)
-        .arg(env!("CARGO_BIN_EXE_prodigy"))
+        .arg(prodigy_bin())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

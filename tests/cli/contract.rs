@@ -240,7 +240,7 @@ fn sh(env: &Env, script: &str) -> Out {
             .env("HOME", &env.home)
             .env("PRODIGY_HOME", &env.root)
             .env("LC_ALL", "C")
-            .env("P", env!("CARGO_BIN_EXE_prodigy"))
+            .env("P", prodigy_bin())
             .current_dir(&env.dir)
             .stdin(Stdio::null())
             .output()
@@ -883,7 +883,7 @@ cp -a "$PRODIGY_HOME" after
         .env("HOME", &env.home)
         .env("PRODIGY_HOME", &env.root)
         .env("LC_ALL", "C")
-        .env("P", env!("CARGO_BIN_EXE_prodigy"))
+        .env("P", prodigy_bin())
         .current_dir(&env.dir)
         .stdin(Stdio::null())
         .output()
@@ -1555,12 +1555,13 @@ fn clock_jump_a_year_ahead_keeps_resumable_and_removes_completed() {
 /// The pid of the child of `parent` (strace) that runs prodigy (strace forks short-lived helpers
 /// first).
 fn child_of(parent: u32) -> Option<u32> {
+    let bin = fs::canonicalize(prodigy_bin()).ok()?;
     let s = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
     s.split_whitespace()
         .filter_map(|p| p.parse().ok())
         .find(|p| {
             fs::read_link(format!("/proc/{p}/exe"))
-                .map(|e| e == Path::new(env!("CARGO_BIN_EXE_prodigy")))
+                .map(|e| e == bin)
                 .unwrap_or(false)
         })
 }

@@ -32,7 +32,7 @@ fn corpus_run(args: &[&str]) -> (Out, serde_json::Value) {
     let home = format!("{CORPUS}/home");
     let o = Command::new("faketime")
         .arg("2026-12-31 12:00:00")
-        .arg(env!("CARGO_BIN_EXE_prodigy"))
+        .arg(prodigy_bin())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

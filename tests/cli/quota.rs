@@ -369,10 +369,10 @@ fn systemd_units_are_hardened_and_run_the_quiet_forced_clean() {
     let dir = std::env::temp_dir().join(format!("prodigy-units-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let bin = env!("CARGO_BIN_EXE_prodigy");
+    let bin = prodigy_bin();
     fs::write(
         dir.join("prodigy-clean.service"),
-        svc.replace("/usr/local/bin/prodigy", bin),
+        svc.replace("/usr/local/bin/prodigy", &bin.to_string_lossy()),
     )
     .unwrap();
     fs::write(dir.join("prodigy-clean.timer"), &timer).unwrap();

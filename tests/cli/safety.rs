@@ -1906,7 +1906,7 @@ fn orphan_registry_is_not_written_through_a_symlinked_directory() {
     // Make the worktree's removal fail so that clean wants to record it as orphaned.
     let o = std::process::Command::new("strace")
         .args(["-f", "-o", "/dev/null", "-e", "inject=unlinkat:error=EPERM"])
-        .arg(env!("CARGO_BIN_EXE_prodigy"))
+        .arg(prodigy_bin())
         .args(["clean", "--worktrees", "--all-repos", "--force"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
