@@ -691,10 +691,10 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
         .and_then(Value::as_str)
         .unwrap_or("HEAD")
         .to_string();
-    if !created {
-        // Killed before the worktree was whole (`metadata.worktree.created` is written right
-        // after `git worktree add` returns): nothing ran in it yet, so it is made again from the
-        // base commit; a half-made checkout could commit a tree without the user's files.
+    // Not marked created: killed inside `git worktree add` (the mark is written right after it
+    // returns), so nothing ran there and a half-made checkout could commit a tree without the
+    // user's files: it is made again. No `.git`: the directory was deleted or never finished.
+    if !created || !wt.join(".git").exists() {
         if wt.exists() {
             worktrees::remove_worktree(
                 &ctx.git,
@@ -709,23 +709,13 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
             );
         }
         worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.repo.main, &wt);
-        if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
-            if tip == base {
-                let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+        if !created {
+            if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
+                if tip == base {
+                    let _ =
+                        worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+                }
             }
-        }
-    }
-    if !wt.join(".git").exists() {
-        worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.repo.main, &wt);
-        if wt.exists() {
-            // A half-made worktree (killed inside `git worktree add`): nothing of it is ours yet.
-            worktrees::remove_worktree(
-                &ctx.git,
-                &ctx.repo.common,
-                &ctx.layout.worktrees_dir(),
-                &ctx.session.id,
-            )
-            .map_err(Error::fatal)?;
         }
         crate::store::layout::ensure_dir(&ctx.layout.worktrees_dir())?;
         let p = wt.to_string_lossy().into_owned();
