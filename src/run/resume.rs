@@ -246,13 +246,16 @@ fn take_lock(root: &Path, job_id: &str, quiet: bool) -> Result<ResumeLock> {
     }
 }
 
-/// Processes whose working directory is inside `dir` (Linux `/proc/*/cwd`), other than us.
-fn pids_in(dir: &Path) -> Vec<i32> {
+/// Processes whose working directory is inside `dir` (Linux `/proc/*/cwd`), other than us, each
+/// with whether it belongs to session `sid`'s run: every step prodigy starts, and everything
+/// those steps start, has `PRODIGY_SESSION_ID={sid}` in its environment.
+fn pids_in(dir: &Path, sid: &str) -> Vec<(i32, bool)> {
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut out = Vec::new();
     #[cfg(target_os = "linux")]
     if let Ok(rd) = std::fs::read_dir("/proc") {
         let me = std::process::id() as i32;
+        let marker = format!("PRODIGY_SESSION_ID={sid}");
         for e in rd.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
@@ -262,20 +265,50 @@ fn pids_in(dir: &Path) -> Vec<i32> {
             }
             if let Ok(p) = std::fs::read_link(e.path().join("cwd")) {
                 if p.starts_with(dir) {
-                    out.push(pid);
+                    let ours = std::fs::read(e.path().join("environ"))
+                        .map(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+                        .unwrap_or(false);
+                    out.push((pid, ours));
                 }
             }
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = dir;
+    let _ = (dir, sid);
     out
 }
 
-/// Wait up to 10 s for leftover processes of a killed run working in `dir`, then kill their
-/// process groups (run.md §6). Returns how many were found.
-fn stop_leftovers(dir: &Path, quiet: bool) -> usize {
-    let found = pids_in(dir);
+/// Wait up to 10 s for leftover processes of the killed run working in `dir`, then kill their
+/// process groups (run.md §6). Only processes of session `sid`'s run are waited for and killed;
+/// another process working there (a user's shell) is named in a warning and left alone.
+/// Returns how many of the run's processes were found.
+fn stop_leftovers(dir: &Path, sid: &str, quiet: bool) -> usize {
+    let all = pids_in(dir, sid);
+    let list = |v: &[i32]| {
+        v.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let others: Vec<i32> = all.iter().filter(|(_, o)| !o).map(|(p, _)| *p).collect();
+    if !others.is_empty() {
+        say(
+            quiet,
+            &format!(
+                "warning: process(es) {} work in `{}` but are not part of the run; they are left alone",
+                list(&others),
+                dir.display()
+            ),
+        );
+    }
+    let ours = |d: &Path| -> Vec<i32> {
+        pids_in(d, sid)
+            .into_iter()
+            .filter(|(_, o)| *o)
+            .map(|(p, _)| p)
+            .collect()
+    };
+    let found = ours(dir);
     if found.is_empty() {
         return 0;
     }
@@ -285,22 +318,19 @@ fn stop_leftovers(dir: &Path, quiet: bool) -> usize {
             "{} process(es) of the interrupted run still work in `{}` (pid {}); waiting up to 10s",
             found.len(),
             dir.display(),
-            found
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            list(&found)
         ),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !pids_in(dir).is_empty() {
+    while Instant::now() < deadline && !ours(dir).is_empty() {
         std::thread::sleep(Duration::from_millis(100));
     }
     #[cfg(unix)]
     {
-        // SAFETY: getpgid/kill on pids we just read; a vanished pid only makes them fail.
+        // SAFETY: getpgid/kill on pids we just read; a vanished pid only makes them fail. A
+        // step's group is its own (prodigy starts every step in a new process group).
         let own = unsafe { libc::getpgid(0) };
-        for pid in pids_in(dir) {
+        for pid in ours(dir) {
             let pg = unsafe { libc::getpgid(pid) };
             if pg > 0 && pg != own {
                 unsafe { libc::kill(-pg, libc::SIGKILL) };
@@ -309,7 +339,7 @@ fn stop_leftovers(dir: &Path, quiet: bool) -> usize {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !pids_in(dir).is_empty() {
+        while Instant::now() < deadline && !ours(dir).is_empty() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -654,7 +684,8 @@ fn prepare(
     retry_reduce: Option<bool>,
 ) -> Result<Start> {
     let wt = ctx.worktree.clone();
-    stop_leftovers(&wt, quiet);
+    let sid = ctx.session.id.clone();
+    stop_leftovers(&wt, &sid, quiet);
     repair_worktree(ctx, meta, quiet)?;
     let wd = ctx.session.workflow_data.clone().unwrap_or(Value::Null);
     match &wf.kind {

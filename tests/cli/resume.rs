@@ -701,8 +701,28 @@ map:
     let t = Instant::now();
     let s = r.session();
     let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let sid = s["id"].as_str().unwrap().to_string();
+    // A process that is not part of the run (a user's shell looking at the worktree): named in
+    // a warning, never killed.
+    let mut bystander = Command::new("sleep")
+        .arg("60")
+        .current_dir(r.env.p(&format!("worktrees/work/{sid}")))
+        .env_clear()
+        .spawn()
+        .unwrap();
     let o = r.out(&["resume", &job, "-y"]);
+    let alive = bystander.try_wait().unwrap().is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(alive, "resume killed a process that is not part of the run");
     assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr
+            .contains(&format!("process(es) {} work in", bystander.id()))
+            && o.stderr
+                .contains("not part of the run; they are left alone"),
+        "{o:?}"
+    );
     assert!(
         o.stderr
             .contains("process(es) of the interrupted run still work in"),
