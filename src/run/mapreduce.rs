@@ -552,7 +552,13 @@ fn start_agent<'w>(
     // case costs one git call.
     if worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD").is_err() {
         if path.exists() {
-            worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name)?;
+            worktrees::remove_worktree(
+                &ctx.git,
+                ctx.layout.root(),
+                &ctx.repo.common,
+                &ctx.worktree,
+                &name,
+            )?;
         }
         worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &path);
         if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
@@ -828,6 +834,7 @@ fn agent_succeeded(
     };
     match worktrees::remove_worktree(
         &ctx.git,
+        ctx.layout.root(),
         &ctx.repo.common,
         &ctx.worktree,
         &format!("agent-{}", a.file_id),

@@ -681,7 +681,13 @@ fn remove_session_worktree(ctx: &mut Ctx) {
     let parent = ctx.layout.worktrees_dir();
     let name = ctx.session.id.clone();
     let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
-    match worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &parent, &name) {
+    match worktrees::remove_worktree(
+        &ctx.git,
+        ctx.layout.root(),
+        &ctx.repo.common,
+        &parent,
+        &name,
+    ) {
         Ok(()) => {
             if let Some(t) = tip {
                 let _ =

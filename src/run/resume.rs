@@ -729,6 +729,7 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
         if wt.exists() {
             worktrees::remove_worktree(
                 &ctx.git,
+                ctx.layout.root(),
                 &ctx.repo.common,
                 &ctx.layout.worktrees_dir(),
                 &ctx.session.id,
@@ -1012,7 +1013,13 @@ fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool
         }
         let name = format!("agent-{fid}");
         if ctx.worktree.join(&name).exists() {
-            match worktrees::remove_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &name) {
+            match worktrees::remove_worktree(
+                &ctx.git,
+                ctx.layout.root(),
+                &ctx.repo.common,
+                &ctx.worktree,
+                &name,
+            ) {
                 Ok(()) => say(
                     quiet,
                     &format!("removed the leftover worktree of merged item {}", w.id),

@@ -195,17 +195,19 @@ pub fn merge_no_ff(
     }
 }
 
-/// Remove the worktree directory `name` inside `parent` through `fsops` (fd-relative, no
+/// Remove the worktree directory `name` inside `parent` (under the storage root `root`) through `fsops` (fd-relative, no
 /// symlink followed), then prune git's record of it. Returns an error message when something of
 /// it is left (the caller registers it as an orphan).
 pub fn remove_worktree(
     git: &Git,
+    root: &Path,
     common: &Path,
     parent: &Path,
     name: &str,
 ) -> std::result::Result<(), String> {
-    use crate::store::fsops::{remove_tree, Dir};
-    let d = Dir::open_root(parent).map_err(|e| {
+    use crate::store::fsops::remove_tree;
+    // `parent` is reached from the storage root without following a symlink (safety R1).
+    let d = crate::store::layout::open_beneath(root, parent).map_err(|e| {
         format!(
             "cannot open `{}`: {}",
             parent.display(),

@@ -133,6 +133,31 @@ impl Layout {
     }
 }
 
+/// Open the directory `path`, which lies under the storage root `root` (canonical), by walking
+/// down from the root one component at a time without following a symlink (safety R1): what a
+/// run deletes below it cannot be redirected outside the root by a symlink planted on the way.
+///
+/// Errors: `InvalidInput` when `path` is not below `root` or has a `..`/`.` component; the
+/// errors of [`super::fsops::Dir::open_path`] (a symlink on the way is `ELOOP`/`ENOTDIR`).
+pub fn open_beneath(root: &Path, path: &Path) -> std::io::Result<super::fsops::Dir> {
+    use std::path::Component;
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not below the storage root",
+        )
+    };
+    let rel = path.strip_prefix(root).map_err(|_| bad())?;
+    let mut comps = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => comps.push(s),
+            _ => return Err(bad()),
+        }
+    }
+    super::fsops::Dir::open_root(root)?.open_path(&comps)
+}
+
 /// `create_dir_all` with the path in the error.
 pub fn ensure_dir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).map_err(|e| Error::io("create directory", p, &e))
@@ -167,5 +192,21 @@ mod tests {
             assert!(l.dlq(bad).is_err(), "{bad}");
         }
         assert!(Layout::new(Path::new("/r"), "a/b").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn open_beneath_walks_down_and_refuses_a_symlink_on_the_way() {
+        let d = std::env::temp_dir().join(format!("prodigy-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("worktrees/web")).unwrap();
+        std::fs::create_dir_all(d.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(d.join("elsewhere"), d.join("worktrees/link")).unwrap();
+        let root = d.canonicalize().unwrap();
+        assert!(open_beneath(&root, &root.join("worktrees/web")).is_ok());
+        assert!(open_beneath(&root, &root.join("worktrees/link")).is_err());
+        assert!(open_beneath(&root, &root.join("worktrees/../elsewhere")).is_err());
+        assert!(open_beneath(&root, Path::new("/tmp")).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
