@@ -1,0 +1,231 @@
+//! The `state/` part of the scan (storage-format §4.4): MapReduce job directories with their
+//! owner (`job-state.json`) and resumability (a checkpoint that parses), session↔job mappings,
+//! and Prodigy 0.4.4's workflow checkpoints.
+
+use super::*;
+
+impl Scanner<'_> {
+    pub(super) fn scan_state(&self, inv: &mut Inventory) {
+        let ty = StorageType::State;
+        let top = [OsStr::new("state")];
+        let Some(d) = self.open(&top, inv) else {
+            return;
+        };
+        for repo in self.names(&d, &top, inv) {
+            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
+                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
+                continue;
+            };
+            if r == "reduce_checkpoints" {
+                let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
+                it.rare_mut().note =
+                    Some("0.4.4 reduce checkpoints are not understood by this version".into());
+                inv.push(it);
+                continue;
+            }
+            if let Some(owner) = self.pseudo_owner(&r, inv) {
+                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
+                it.owner = Some(owner);
+                // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
+                it.set_resumable(
+                    self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv),
+                );
+                inv.push(it);
+                continue;
+            }
+            let p2 = [top[0], repo.as_os_str()];
+            let Some(rd) = self.open(&p2, inv) else {
+                continue;
+            };
+            let mut mapping_files: Vec<(String, SessionJobMapping, RelPath)> = Vec::new();
+            let mut job_items: HashMap<String, usize> = HashMap::new();
+            for sub in self.names(&rd, &p2, inv) {
+                match sub.to_str() {
+                    Some("mapreduce") => {
+                        let p4 = [top[0], &repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
+                        let Some(jd) = self.open(&p4, inv) else {
+                            continue;
+                        };
+                        for job in self.names(&jd, &p4, inv) {
+                            let parts = comps(&[p4[0], p4[1], p4[2], p4[3], &job]);
+                            let Some(j) = valid_id_str(&job).map(str::to_string) else {
+                                self.push_invalid(inv, ty, parts, "not a job id");
+                                continue;
+                            };
+                            let mut it = Item::new(ty, ItemKind::Data, parts);
+                            it.repo = Some(r.clone());
+                            it.job = Some(j.clone());
+                            let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
+                            let (owner, resumable) = self.job_state(&jd, &p5, inv);
+                            if let Some(o) = owner {
+                                inv.job_owner.entry(j.clone()).or_insert(o);
+                            }
+                            it.set_resumable(resumable);
+                            let i = inv.push(it);
+                            job_items.insert(j, i);
+                        }
+                    }
+                    Some("mappings") => {
+                        let p3 = [top[0], &repo, OsStr::new("mappings")];
+                        let Some(md) = self.open(&p3, inv) else {
+                            continue;
+                        };
+                        for (f, listed) in self.listing(&md, &p3, inv) {
+                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                            if crate::store::atomic::is_temp_name(&f) {
+                                inv.push(Item::new(ty, ItemKind::Temp, parts));
+                                continue;
+                            }
+                            let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
+                                self.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
+                                continue;
+                            };
+                            match self.read_json::<SessionJobMapping>(&md, &f, listed) {
+                                Ok(m)
+                                    if (m.job_id == stem || m.session_id == stem)
+                                        && is_valid_id(OsStr::new(&m.job_id))
+                                        && is_valid_id(OsStr::new(&m.session_id)) =>
+                                {
+                                    inv.job_owner
+                                        .entry(m.job_id.clone())
+                                        .or_insert(m.session_id.clone());
+                                    mapping_files.push((m.job_id.clone(), m, parts));
+                                }
+                                Ok(_) => {
+                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                    it.rare_mut().note = Some(
+                                        "mapping names neither its file's session nor job".into(),
+                                    );
+                                    inv.push(it);
+                                }
+                                Err(e) => {
+                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                    it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
+                                    inv.push(it);
+                                }
+                            }
+                        }
+                    }
+                    Some("checkpoints") => {
+                        // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when
+                        // a workflow runs outside a worktree: each file is judged on its own.
+                        let p3 = [top[0], &repo, OsStr::new("checkpoints")];
+                        let Some(cd) = self.open(&p3, inv) else {
+                            continue;
+                        };
+                        for (f, listed) in self.listing(&cd, &p3, inv) {
+                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                            if strip_valid(&f, ".checkpoint.json").is_none() {
+                                self.push_invalid(
+                                    inv,
+                                    ty,
+                                    parts,
+                                    "not a `{workflow_id}.checkpoint.json` name",
+                                );
+                                continue;
+                            }
+                            let mut it = Item::new(ty, ItemKind::Data, parts);
+                            it.repo = Some(r.clone());
+                            let resumable =
+                                match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f, listed) {
+                                    Ok(c) if !c.is_completed() => {
+                                        Some(format!("{} has status {}", it.rel(), c.status_str()))
+                                    }
+                                    Ok(_) => None,
+                                    Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
+                                };
+                            it.set_resumable(resumable);
+                            inv.push(it);
+                        }
+                    }
+                    _ => {
+                        let mut it =
+                            Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
+                        it.repo = Some(r.clone());
+                        it.rare_mut().note = Some("not part of the state layout".into());
+                        inv.push(it);
+                    }
+                }
+            }
+            // Mappings go with their job's state; without one, a job's pair is one item.
+            let mut loose: BTreeMap<String, usize> = BTreeMap::new();
+            for (job, m, parts) in mapping_files {
+                if let Some(&i) = job_items.get(&job) {
+                    inv.items[i].rare_mut().extra.push(parts);
+                } else if let Some(&i) = loose.get(&job) {
+                    inv.items[i].rare_mut().extra.push(parts);
+                } else {
+                    let mut it = Item::new(ty, ItemKind::Data, parts);
+                    it.repo = Some(r.clone());
+                    it.job = Some(job.clone());
+                    it.owner = Some(m.session_id.clone());
+                    let i = inv.push(it);
+                    loose.insert(job, i);
+                }
+            }
+        }
+    }
+
+    /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
+    /// the job is not complete and a checkpoint parses.
+    /// `parts` is the job directory's path, `parent` its already open parent (`jobs/`).
+    fn job_state(
+        &self,
+        parent: &Dir,
+        parts: &[&OsStr],
+        inv: &mut Inventory,
+    ) -> (Option<String>, Option<String>) {
+        let Some(d) = self.opened(parent.open_dir(parts[parts.len() - 1]), parts, inv) else {
+            return (None, None);
+        };
+        let mut owner = None;
+        let mut complete = false;
+        if let Ok(js) = self.read_json::<JobState>(&d, OsStr::new("job-state.json"), None) {
+            if let Some(sid) = js
+                .session_id
+                .as_ref()
+                .filter(|s| is_valid_id(OsStr::new(s)))
+            {
+                owner = Some(sid.clone());
+            }
+            complete = js.is_terminal();
+        }
+        if complete {
+            return (owner, None);
+        }
+        for (f, listed) in self.listing(&d, parts, inv) {
+            let Some(s) = f.to_str() else { continue };
+            let Some((kind, _)) = records::checkpoint_kind_of_file_name(s) else {
+                continue;
+            };
+            let Ok(bytes) = d.read_listed(&f, MAX_RECORD, listed) else {
+                continue;
+            };
+            if records::parse_checkpoint(kind, &bytes).is_ok() {
+                let rel = rel_of_parts(parts.iter().copied());
+                return (
+                    owner,
+                    Some(format!("{rel}/{s} parses and the job is not complete")),
+                );
+            }
+        }
+        (owner, None)
+    }
+
+    /// Evidence from 0.4.4 workflow checkpoints in one directory: the first one that is not
+    /// Completed (or does not parse: unknown means keep).
+    fn legacy_checkpoints(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<String> {
+        let d = self.open(parts, inv)?;
+        for (f, listed) in self.listing(&d, parts, inv) {
+            let rel = format!("{}/{}", rel_of_parts(parts.iter().copied()), printable(&f));
+            match self.read_json::<LegacyWorkflowCheckpoint>(&d, &f, listed) {
+                Ok(c) if !c.is_completed() => {
+                    return Some(format!("{rel} has status {}", c.status_str()))
+                }
+                Ok(_) => {}
+                Err(e) => return Some(format!("{rel} does not parse ({e})")),
+            }
+        }
+        None
+    }
+}
