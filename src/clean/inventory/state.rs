@@ -7,6 +7,24 @@ use super::*;
 impl Scanner<'_> {
     pub(super) fn scan_state(&self, inv: &mut Inventory) {
         let ty = StorageType::State;
+        // Jobs named by a readable session record (`mapreduce_data.job_id`): their owner is
+        // known without reading `job-state.json` or a mapping (issue 15: read only what
+        // classification needs). The flag: the owner is Completed or Cancelled, so no
+        // checkpoint of the job can make it resumable (safety §1) and none is read.
+        let named: HashMap<String, (String, bool)> = inv
+            .sessions
+            .values()
+            .filter_map(|s| s.record.as_ref().ok().map(|r| (s, r)))
+            .flat_map(|(s, r)| {
+                let done = matches!(
+                    r.status,
+                    SessionStatus::Completed | SessionStatus::Cancelled
+                );
+                s.jobs
+                    .iter()
+                    .map(move |j| (j.clone(), (s.id.clone(), done)))
+            })
+            .collect();
         let top = [OsStr::new("state")];
         let Some(d) = self.open(&top, inv) else {
             return;
@@ -37,7 +55,8 @@ impl Scanner<'_> {
             let Some(rd) = self.open(&p2, inv) else {
                 continue;
             };
-            let mut mapping_files: Vec<(String, SessionJobMapping, RelPath)> = Vec::new();
+            // (job, session, path) of each mapping file.
+            let mut mapping_files: Vec<(String, String, RelPath)> = Vec::new();
             let mut job_items: HashMap<String, usize> = HashMap::new();
             for sub in self.names(&rd, &p2, inv) {
                 match sub.to_str() {
@@ -56,7 +75,10 @@ impl Scanner<'_> {
                             it.repo = Some(r.clone());
                             it.job = Some(j.clone());
                             let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
-                            let (owner, resumable) = self.job_state(&jd, &p5, inv);
+                            let (owner, resumable) = match named.get(&j) {
+                                Some((o, true)) => (Some(o.clone()), None),
+                                _ => self.job_state(&jd, &p5, inv),
+                            };
                             if let Some(o) = owner {
                                 inv.job_owner.entry(j.clone()).or_insert(o);
                             }
@@ -80,6 +102,23 @@ impl Scanner<'_> {
                                 self.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
                                 continue;
                             };
+                            // A mapping named after a job or a session that a record pairs is
+                            // that pair: it is not read.
+                            let pair = named
+                                .get(&stem)
+                                .map(|(o, _)| (stem.clone(), o.clone()))
+                                .or_else(|| {
+                                    let s = inv.sessions.get(&stem)?;
+                                    match (&s.record, s.jobs.as_slice()) {
+                                        (Ok(_), [j]) => Some((j.clone(), stem.clone())),
+                                        _ => None,
+                                    }
+                                });
+                            if let Some((job, session)) = pair {
+                                inv.job_owner.entry(job.clone()).or_insert(session.clone());
+                                mapping_files.push((job, session, parts));
+                                continue;
+                            }
                             match self.read_json::<SessionJobMapping>(&md, &f, listed) {
                                 Ok(m)
                                     if (m.job_id == stem || m.session_id == stem)
@@ -89,7 +128,7 @@ impl Scanner<'_> {
                                     inv.job_owner
                                         .entry(m.job_id.clone())
                                         .or_insert(m.session_id.clone());
-                                    mapping_files.push((m.job_id.clone(), m, parts));
+                                    mapping_files.push((m.job_id, m.session_id, parts));
                                 }
                                 Ok(_) => {
                                     let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
@@ -149,7 +188,7 @@ impl Scanner<'_> {
             }
             // Mappings go with their job's state; without one, a job's pair is one item.
             let mut loose: BTreeMap<String, usize> = BTreeMap::new();
-            for (job, m, parts) in mapping_files {
+            for (job, session, parts) in mapping_files {
                 if let Some(&i) = job_items.get(&job) {
                     inv.items[i].rare_mut().extra.push(parts);
                 } else if let Some(&i) = loose.get(&job) {
@@ -158,7 +197,7 @@ impl Scanner<'_> {
                     let mut it = Item::new(ty, ItemKind::Data, parts);
                     it.repo = Some(r.clone());
                     it.job = Some(job.clone());
-                    it.owner = Some(m.session_id.clone());
+                    it.owner = Some(session);
                     let i = inv.push(it);
                     loose.insert(job, i);
                 }
