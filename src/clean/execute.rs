@@ -157,8 +157,7 @@ pub fn execute(
             }
         }
     }
-    rep.kept
-        .sort_by(|a, b| (a.ty, &a.path).cmp(&(b.ty, &b.path)));
+    rep.kept.sort_in_memory_by(|e| (e.ty, e.path.clone()));
     rep.quota = quota_outcome(eng, &outcome, &mut rep);
     audit.sync();
     rep
@@ -187,7 +186,7 @@ fn quota_outcome(eng: &Engine<'_>, outcome: &[Option<bool>], rep: &mut Report) -
         }
     }
     if !q.met() {
-        q.blocked_by = rep.kept.clone();
+        q.blocked_by = rep.kept.to_vec();
         for (i, r, why) in &eng.quota_blocked {
             q.blocked_by
                 .push(entry_of(&eng.inv.items[*i], Some(*r), why.clone()));

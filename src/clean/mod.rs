@@ -7,6 +7,7 @@
 
 mod branches;
 pub mod classify;
+pub mod entries;
 mod execute;
 pub mod inventory;
 mod orphans;
@@ -303,11 +304,11 @@ pub struct Report {
     pub after: Stats,
     /// Removed (or would be removed). Empty for an estimate ([`Options::estimate`]): see
     /// `removed_count`.
-    pub removed: Vec<Entry>,
+    pub removed: entries::EntryList,
     /// Items and bytes removed (or that would be), and how many of the items are worktrees.
     pub removed_count: (Count, u64),
     /// Kept though old enough. Empty for an estimate.
-    pub kept: Vec<Entry>,
+    pub kept: entries::EntryList,
     /// Branches deleted (or would be).
     pub branches_deleted: Vec<BranchEntry>,
     /// Branches kept.

@@ -140,7 +140,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
                 "{name}: {} items ({}) would be removed, but there is no terminal to confirm; \
                  add --force to remove them or --dry-run to list them",
                 preview.removed.len(),
-                human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
+                human_bytes(preview.removed.bytes())
             )));
         }
         emit(a, &policy, name, &root_path, &scope_note, &preview)?;
@@ -416,7 +416,7 @@ fn confirm(preview: &Report) -> Result<bool> {
         err,
         "Remove {} items ({})? [y/N] ",
         preview.removed.len(),
-        human_bytes(preview.removed.iter().map(|e| e.bytes).sum())
+        human_bytes(preview.removed.bytes())
     );
     let _ = err.flush();
     let mut line = String::new();
@@ -520,7 +520,7 @@ fn human(
             .collect();
         writeln!(o, "Sessions: {}", parts.join(", "))?;
     }
-    let removed_bytes: u64 = rep.removed.iter().map(|e| e.bytes).sum();
+    let removed_bytes: u64 = rep.removed.bytes();
     writeln!(
         o,
         "{would}: {} items, {}",
@@ -543,7 +543,7 @@ fn human(
         }
     }
     if rep.dry_run {
-        for e in &rep.removed {
+        for e in rep.removed.iter() {
             writeln!(
                 o,
                 "  {:<10} {:<60} {:>10}  {}",
@@ -587,7 +587,7 @@ fn human(
         writeln!(o, "Kept branch {} in {}: {}", b.branch, b.repo, b.detail)?;
     }
     if !rep.kept.is_empty() {
-        let kb: u64 = rep.kept.iter().map(|e| e.bytes).sum();
+        let kb: u64 = rep.kept.bytes();
         writeln!(
             o,
             "Kept though old enough: {} items, {}",
@@ -595,7 +595,7 @@ fn human(
             human_bytes(kb)
         )?;
         let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
-        for e in &rep.kept {
+        for e in rep.kept.iter() {
             let c = by
                 .entry(e.reason.map(|r| r.word()).unwrap_or("-"))
                 .or_default();
@@ -606,7 +606,7 @@ fn human(
             writeln!(o, "  {r:<18} {n:>6} items {:>12}", human_bytes(b))?;
         }
         if rep.dry_run {
-            for e in &rep.kept {
+            for e in rep.kept.iter() {
                 let r = e.reason.map(|r| r.word()).unwrap_or("-");
                 writeln!(
                     o,
@@ -671,20 +671,25 @@ struct EntryJson<'a> {
 }
 
 /// A list of entries serialized one by one.
-struct Entries<'a>(&'a [clean::Entry]);
+struct Entries<'a>(&'a clean::entries::EntryList);
 
 impl serde::Serialize for Entries<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|e| EntryJson {
-            ty: e.ty.word(),
-            repository: &e.repo,
-            path: &e.path,
-            bytes: e.bytes,
-            owner: &e.owner,
-            reason: e.reason.map(|r| r.word()),
-            detail: &e.detail,
-            also: &e.also,
-        }))
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0.iter() {
+            seq.serialize_element(&EntryJson {
+                ty: e.ty.word(),
+                repository: &e.repo,
+                path: &e.path,
+                bytes: e.bytes,
+                owner: &e.owner,
+                reason: e.reason.map(|r| r.word()),
+                detail: &e.detail,
+                also: &e.also,
+            })?;
+        }
+        seq.end()
     }
 }
 
@@ -757,9 +762,9 @@ fn json<'a>(
         warnings: &rep.warnings,
         totals: serde_json::json!({
             "removed_items": rep.removed.len(),
-            "removed_bytes": rep.removed.iter().map(|e| e.bytes).sum::<u64>(),
+            "removed_bytes": rep.removed.bytes(),
             "kept_items": rep.kept.len(),
-            "kept_bytes": rep.kept.iter().map(|e| e.bytes).sum::<u64>(),
+            "kept_bytes": rep.kept.bytes(),
         }),
         quota: rep.quota.as_ref().map(|q| {
             serde_json::json!({

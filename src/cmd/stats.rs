@@ -55,22 +55,42 @@ pub fn run(a: &Args) -> Result<Exit> {
                 }
             }
         }
-        let mut largest: Vec<&crate::clean::inventory::Item> = eng
+        // The largest items, ties by path (raw components: no string is built per comparison),
+        // in a heap of at most LARGEST: memory does not grow with the number of items.
+        struct BySize<'i>(&'i crate::clean::inventory::Item);
+        impl Ord for BySize<'_> {
+            /// Larger is worse: fewer bytes, then a later path. The heap's top is the worst.
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                o.0.bytes
+                    .cmp(&self.0.bytes)
+                    .then_with(|| self.0.comps.cmp(&o.0.comps))
+            }
+        }
+        impl PartialOrd for BySize<'_> {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl PartialEq for BySize<'_> {
+            fn eq(&self, o: &Self) -> bool {
+                self.cmp(o).is_eq()
+            }
+        }
+        impl Eq for BySize<'_> {}
+        let mut heap = std::collections::BinaryHeap::with_capacity(LARGEST + 1);
+        for it in eng
             .inv
             .items
             .iter()
             .filter(|it| in_scope(&eng.opts.scope, it))
-            .map(|it| &**it)
-            .collect();
-        // Largest first, ties by path (raw components: no string is built per comparison).
-        let by_size = |x: &&crate::clean::inventory::Item, y: &&crate::clean::inventory::Item| {
-            y.bytes.cmp(&x.bytes).then_with(|| x.comps.cmp(&y.comps))
-        };
-        if largest.len() > LARGEST {
-            largest.select_nth_unstable_by(LARGEST - 1, by_size);
-            largest.truncate(LARGEST);
+        {
+            heap.push(BySize(it));
+            if heap.len() > LARGEST {
+                heap.pop();
+            }
         }
-        largest.sort_by(by_size);
+        let largest: Vec<&crate::clean::inventory::Item> =
+            heap.into_sorted_vec().into_iter().map(|b| b.0).collect();
         let (reclaim, unchecked) = rep.removed_count;
         // Worktrees are counted before `git status` (stats runs no git but `worktree list`):
         // clean keeps the ones with uncommitted or untracked changes.
