@@ -5,7 +5,10 @@
 //! `state/{session_id}/checkpoints/{workflow_id}.checkpoint.json` (storage-format.md §4.4/§5,
 //! fixture). The MapReduce checkpoints are written by [`crate::store::journal::job`].
 
-use super::{file_name_timestamp, parse, DurationValue, Extra, ParseError, Timestamp};
+use super::{
+    file_name_timestamp, format_file_name_timestamp, parse, DurationValue, Extra, ParseError,
+    Timestamp,
+};
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -38,7 +41,37 @@ impl CheckpointKind {
             CheckpointKind::Reduce => "reduce",
         }
     }
+
+    /// The file name of a checkpoint of this kind taken at `ts` (storage-format.md §3/§4.4), the
+    /// inverse of [`checkpoint_kind_of_file_name`]: [`SETUP_CHECKPOINT_FILE_NAME`] (one per job,
+    /// `ts` is not part of it), `map-checkpoint-{ts}.json` or `reduce-checkpoint-v1-{ts}.json` with
+    /// `ts` in the canonical `YYYYmmddHHMMSS` UTC form ([`format_file_name_timestamp`]), so two
+    /// checkpoints within the same second have the same name.
+    pub fn file_name(self, ts: &Timestamp) -> String {
+        match self {
+            CheckpointKind::Setup => SETUP_CHECKPOINT_FILE_NAME.to_string(),
+            CheckpointKind::Map => {
+                format!(
+                    "{MAP_CHECKPOINT_PREFIX}{}.json",
+                    format_file_name_timestamp(ts)
+                )
+            }
+            CheckpointKind::Reduce => {
+                format!(
+                    "{REDUCE_CHECKPOINT_PREFIX}{}.json",
+                    format_file_name_timestamp(ts)
+                )
+            }
+        }
+    }
 }
+
+/// The file name of a job's setup checkpoint, `setup-checkpoint.json` (storage-format.md §4.4).
+pub const SETUP_CHECKPOINT_FILE_NAME: &str = "setup-checkpoint.json";
+/// What a map checkpoint's file name starts with, before its `{ts}.json`.
+const MAP_CHECKPOINT_PREFIX: &str = "map-checkpoint-";
+/// What a reduce checkpoint's file name starts with, before its `{ts}.json`.
+const REDUCE_CHECKPOINT_PREFIX: &str = "reduce-checkpoint-v1-";
 
 /// Classifies a checkpoint file name (storage-format.md §3/§4.4): `setup-checkpoint.json` →
 /// `(Setup, None)`, `map-checkpoint-{ts}.json` → `(Map, Some(ts))`,
@@ -46,13 +79,13 @@ impl CheckpointKind {
 /// 0.4.4's `YYYYmmdd_HHMMSS` and a valid UTC time ([`file_name_timestamp`]). Anything else (other
 /// names, other timestamp shapes, temp files) is `None`. Matching is exact and case-sensitive.
 pub fn checkpoint_kind_of_file_name(name: &str) -> Option<(CheckpointKind, Option<String>)> {
-    if name == "setup-checkpoint.json" {
+    if name == SETUP_CHECKPOINT_FILE_NAME {
         return Some((CheckpointKind::Setup, None));
     }
     let stem = name.strip_suffix(".json")?;
-    let (kind, ts) = if let Some(ts) = stem.strip_prefix("map-checkpoint-") {
+    let (kind, ts) = if let Some(ts) = stem.strip_prefix(MAP_CHECKPOINT_PREFIX) {
         (CheckpointKind::Map, ts)
-    } else if let Some(ts) = stem.strip_prefix("reduce-checkpoint-v1-") {
+    } else if let Some(ts) = stem.strip_prefix(REDUCE_CHECKPOINT_PREFIX) {
         (CheckpointKind::Reduce, ts)
     } else {
         return None;
@@ -411,6 +444,27 @@ mod tests {
             assert_eq!(checkpoint_kind_of_file_name(bad), None, "{bad:?}");
         }
         assert_eq!(Map.as_str(), "map");
+
+        // The names writers give are exactly what the classification above reads back.
+        for ts in ["20250111120500", "19700101000000", "99991231235959"] {
+            let t = crate::store::records::file_name_timestamp(ts).unwrap();
+            assert_eq!(Setup.file_name(&t), "setup-checkpoint.json");
+            assert_eq!(Map.file_name(&t), format!("map-checkpoint-{ts}.json"));
+            assert_eq!(
+                Reduce.file_name(&t),
+                format!("reduce-checkpoint-v1-{ts}.json")
+            );
+            for k in [Setup, Map, Reduce] {
+                let want = (k != Setup).then(|| ts.to_string());
+                assert_eq!(
+                    checkpoint_kind_of_file_name(&k.file_name(&t)),
+                    Some((k, want))
+                );
+            }
+        }
+        // Sub-second parts and offsets do not reach the name: UTC, whole seconds.
+        let t = Timestamp::parse_rfc3339("2025-01-11T14:05:00.999+02:00").unwrap();
+        assert_eq!(Map.file_name(&t), "map-checkpoint-20250111120500.json");
     }
 
     #[test]

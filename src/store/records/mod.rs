@@ -50,7 +50,7 @@ pub use checkpoint::{
     checkpoint_kind_of_file_name, parse_checkpoint, AgentResult, CheckpointKind, CompletedWorkItem,
     FailedWorkItem, LegacyExecStatus, LegacyExecutionState, LegacyWorkflowCheckpoint,
     MapCheckpoint, MapPhase, ReduceCheckpoint, ReducePhase, SetupCheckpoint, SetupPhase, WorkItem,
-    WorkItemProgress,
+    WorkItemProgress, SETUP_CHECKPOINT_FILE_NAME,
 };
 pub use dlq::{DlqFailure, DlqFile, DlqItem, LegacyDlqFailure, LegacyDlqIndex, LegacyDlqItem};
 pub use events::{
