@@ -279,7 +279,7 @@ const NOT_STORED: &[(&str, &str)] = &[
     ),
 ];
 
-/// The record types of `src/store`: every public type of `records.rs` (the module that owns the
+/// The record types of `src/store`: every public type of `records/` (the modules that own the
 /// stored formats) and every public type elsewhere under `src/store` that derives
 /// `Deserialize` (a record module added beside it).
 fn store_record_types() -> Vec<(String, PathBuf)> {
@@ -298,7 +298,7 @@ fn store_record_types() -> Vec<(String, PathBuf)> {
     files.sort();
     let mut types = Vec::new();
     for f in files {
-        let is_records = f.ends_with("src/store/records.rs");
+        let is_records = f.starts_with(repo().join("src/store/records"));
         let src = fs::read_to_string(&f).unwrap();
         let mut derives_deserialize = false;
         for line in src.lines() {

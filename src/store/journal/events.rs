@@ -75,3 +75,60 @@ impl EventLog {
             .map_err(|e| Error::io("sync", &self.path, &e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::{file_name_timestamp, normalize_event_type, read_jsonl};
+    use serde_json::json;
+
+    /// What the run writes is what the readers of storage-format §4.2 read: every line is a good
+    /// flat event line, with the log's job id, and the file name carries a file-name timestamp.
+    #[test]
+    fn emitted_lines_are_flat_event_lines_the_reader_accepts() {
+        let d = std::env::temp_dir().join(format!("prodigy-journal-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let l = Layout::new(&d, "web").unwrap();
+        let mut log = EventLog::open(&l, "mapreduce-1", "session-1", "corr-1").unwrap();
+        let name = log
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let ts = name
+            .strip_prefix("events-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .unwrap();
+        assert!(file_name_timestamp(ts).is_some(), "{name}");
+        log.emit(
+            "agent_started",
+            json!({"agent_id": "agent-1", "item_id": "item-0"}),
+        )
+        .unwrap();
+        log.emit("JobCompleted", json!({"job_id": "other"}))
+            .unwrap();
+        log.emit("checkpoint_created", Value::Null).unwrap();
+        log.sync().unwrap();
+
+        let bytes = std::fs::read(log.path()).unwrap();
+        let mut seen = Vec::new();
+        let st = read_jsonl(bytes.as_slice(), |n, e| seen.push((n, e))).unwrap();
+        assert_eq!((st.good, st.bad, st.torn_tail), (3, 0, false), "{st:?}");
+        let (n, e) = &seen[0];
+        assert_eq!(*n, 1);
+        assert_eq!(e.event_type, normalize_event_type("AgentStarted"));
+        assert_eq!(e.job_id.as_deref(), Some("mapreduce-1"));
+        assert_eq!(e.agent_id.as_deref(), Some("agent-1"));
+        assert!(e.timestamp.is_some());
+        assert_eq!(e.raw["session_id"], json!("session-1"));
+        assert_eq!(e.raw["correlation_id"], json!("corr-1"));
+        assert_eq!(e.raw["item_id"], json!("item-0"));
+        // Fields are added last: they win over the log's own keys.
+        assert_eq!(seen[1].1.job_id.as_deref(), Some("other"));
+        assert_eq!(seen[2].1.raw["job_id"], json!("mapreduce-1"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
