@@ -75,152 +75,205 @@ pub struct Facts<'a> {
     pub root_path: &'a std::path::Path,
 }
 
+/// Fold what item `it` (owned by some session) tells about its owner's class into `acc`:
+/// its newest activity, a live resume lock, a process working in it, evidence of resumability.
+/// The first lock and the first process found are the ones named.
+pub fn fold(acc: &mut Owned, it: &super::inventory::Item, f: &Facts<'_>) {
+    if let Some(n) = it.newest {
+        acc.last = Some(acc.last.map_or(n, |l| l.max(n)));
+    }
+    if let (ItemKind::Lock, Some(why)) = (&it.kind, &it.rare().lock_live) {
+        acc.live_lock
+            .get_or_insert_with(|| format!("resume lock {}: {why}", it.rel()));
+    }
+    if it.kind == ItemKind::Worktree {
+        let p = f.root_path.join(it.rel());
+        if let Some(u) = f.in_use.iter().find(|u| u.starts_with(&p)) {
+            acc.in_use.get_or_insert_with(|| {
+                format!("a process works in {} (`{}`)", it.rel(), u.display())
+            });
+        }
+        if let Some((m, meta)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
+            if meta.resumable {
+                acc.resumable.push(format!(
+                    "{} says resumable: true",
+                    super::inventory::rel_of(m)
+                ));
+            }
+        }
+    }
+    if let Some(r) = &it.rare().resumable {
+        acc.resumable.push(r.clone());
+    }
+}
+
 /// Classify every session of the inventory.
 pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdict> {
     // Evidence from what each session owns.
-    let mut owned_newest: HashMap<String, i64> = HashMap::new();
-    let mut owned_live_lock: HashMap<String, String> = HashMap::new();
-    let mut owned_in_use: HashMap<String, String> = HashMap::new();
-    let mut owned_resumable: HashMap<String, Vec<String>> = HashMap::new();
+    let mut owned: HashMap<String, Owned> = HashMap::new();
     for it in &inv.items {
         let Some(o) = &it.owner else { continue };
-        if let Some(n) = it.newest {
-            let e = owned_newest.entry(o.clone()).or_insert(n);
-            *e = (*e).max(n);
-        }
-        if let (ItemKind::Lock, Some(why)) = (&it.kind, &it.rare().lock_live) {
-            owned_live_lock
-                .entry(o.clone())
-                .or_insert(format!("resume lock {}: {why}", it.rel()));
-        }
-        if it.kind == ItemKind::Worktree {
-            let p = f.root_path.join(it.rel());
-            if let Some(u) = f.in_use.iter().find(|u| u.starts_with(&p)) {
-                owned_in_use.entry(o.clone()).or_insert(format!(
-                    "a process works in {} (`{}`)",
-                    it.rel(),
-                    u.display()
-                ));
-            }
-            if let Some((m, meta)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
-                if meta.resumable {
-                    owned_resumable.entry(o.clone()).or_default().push(format!(
-                        "{} says resumable: true",
-                        super::inventory::rel_of(m)
-                    ));
-                }
-            }
-        }
-        if let Some(r) = &it.rare().resumable {
-            owned_resumable
-                .entry(o.clone())
-                .or_default()
-                .push(r.clone());
-        }
+        fold(owned.entry(o.clone()).or_default(), it, f);
     }
     let mut out = HashMap::new();
     for s in inv.sessions.values_mut() {
-        let mut evidence = owned_resumable.remove(&s.id).unwrap_or_default();
         let rec_item = &inv.items[s.item];
-        let mut last = rec_item.newest;
-        if let Some(n) = owned_newest.get(&s.id) {
-            last = Some(last.map_or(*n, |l| l.max(*n)));
-        }
-        let record = match &s.record {
-            // An unreadable record whose resume lock is live or whose worktree a process works
-            // in is running, whatever its file says.
-            Err(_) if owned_live_lock.contains_key(&s.id) || owned_in_use.contains_key(&s.id) => {
-                let why = owned_live_lock
-                    .get(&s.id)
-                    .or_else(|| owned_in_use.get(&s.id))
-                    .cloned()
-                    .unwrap_or_default();
-                out.insert(
-                    s.id.clone(),
-                    Verdict {
-                        class: Class::Active,
-                        evidence: why,
-                        last_activity: last,
-                    },
-                );
-                continue;
-            }
-            Err(why) => {
-                out.insert(
-                    s.id.clone(),
-                    Verdict {
-                        class: Class::Unknown,
-                        evidence: format!("{}: {why}", rec_item.rel()),
-                        last_activity: last,
-                    },
-                );
-                continue;
-            }
-            Ok(r) => r,
-        };
-        if let Some(u) = record.updated_at {
-            last = Some(last.map_or(u, |l| l.max(u)));
-        }
-        if record.checkpoints > 0 {
-            evidence.push(format!(
-                "{} lists {} checkpoint(s)",
-                rec_item.rel(),
-                record.checkpoints
-            ));
-        }
-        let status = record.status;
-        let running = matches!(
-            status,
-            SessionStatus::Initializing | SessionStatus::Running | SessionStatus::Paused
+        // The record item itself is owned by its session: its mtime is in `last`.
+        let owned = owned.remove(&s.id).unwrap_or_default();
+        let record = s.record.as_ref().map(|r| RecordFacts::of(r, f.host));
+        let v = classify_one(
+            &rec_item.rel(),
+            record.as_ref().map_err(|e| e.as_str()),
+            owned,
+            f,
         );
-        let verdict = |class, evidence: String| Verdict {
-            class,
-            evidence,
-            last_activity: last,
-        };
-        let v = if let Some(why) = owned_live_lock.get(&s.id) {
-            verdict(Class::Active, why.clone())
-        } else if let Some(why) = owned_in_use.get(&s.id) {
-            verdict(Class::Active, why.clone())
-        } else if let Some(why) = running.then(|| active_owner(record, last, f)).flatten() {
-            verdict(Class::Active, why)
-        } else if !matches!(status, SessionStatus::Completed | SessionStatus::Cancelled)
-            && !evidence.is_empty()
-        {
-            verdict(
-                Class::Resumable,
-                format!("status {status:?}; {}", evidence.join("; ")),
-            )
-        } else if running {
-            verdict(
-                Class::Stale,
-                format!("status {status:?}, no live owner, nothing to resume from"),
-            )
-        } else {
-            let class = match status {
-                SessionStatus::Completed => Class::Completed,
-                SessionStatus::Cancelled => Class::Cancelled,
-                _ => Class::Failed,
-            };
-            verdict(class, format!("status {status:?}"))
-        };
         out.insert(s.id.clone(), v);
     }
     out
 }
 
+/// How a record's `metadata.owner` can be checked from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerFact {
+    /// No parsable owner.
+    None,
+    /// Written on this host: the pid decides.
+    Here(u32),
+    /// Another host: only activity can tell.
+    Elsewhere,
+}
+
+/// The facts of a session record classification uses, small enough to keep one per session.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordFacts {
+    /// `status`.
+    pub status: SessionStatus,
+    /// `updated_at`, Unix seconds.
+    pub updated_at: Option<i64>,
+    /// Entries in `checkpoints` (0.4.4).
+    pub checkpoints: usize,
+    /// `metadata.owner`.
+    pub owner: OwnerFact,
+}
+
+impl RecordFacts {
+    /// From a scanned record, for this host.
+    pub fn of(r: &super::inventory::SessionFacts, host: &str) -> RecordFacts {
+        RecordFacts {
+            status: r.status,
+            updated_at: r.updated_at,
+            checkpoints: r.checkpoints,
+            owner: match &r.owner {
+                None => OwnerFact::None,
+                Some(o) if o.hostname == host => OwnerFact::Here(o.pid),
+                Some(_) => OwnerFact::Elsewhere,
+            },
+        }
+    }
+
+    /// True when the class may depend on the session's last activity beyond what is known:
+    /// a running session whose owner cannot be checked here (safety §1 activity window).
+    pub fn needs_activity(&self) -> bool {
+        let running = matches!(
+            self.status,
+            SessionStatus::Initializing | SessionStatus::Running | SessionStatus::Paused
+        );
+        running && !matches!(self.owner, OwnerFact::Here(_))
+    }
+}
+
+/// What a session owns that bears on its class.
+#[derive(Debug, Default)]
+pub struct Owned {
+    /// Evidence that it can be resumed (checkpoints that parse, 0.4.4 metadata …).
+    pub resumable: Vec<String>,
+    /// A live resume lock of it: why it is live.
+    pub live_lock: Option<String>,
+    /// A process works in one of its worktrees: which.
+    pub in_use: Option<String>,
+    /// Newest activity of its record file and of everything it owns, Unix seconds.
+    pub last: Option<i64>,
+}
+
+/// Classify one session from its record (or why the record could not be read; `rec_rel` is the
+/// record's path) and what it owns (safety §1).
+pub fn classify_one(
+    rec_rel: &str,
+    record: Result<&RecordFacts, &str>,
+    owned: Owned,
+    f: &Facts<'_>,
+) -> Verdict {
+    let Owned {
+        resumable: mut evidence,
+        live_lock,
+        in_use,
+        mut last,
+    } = owned;
+    let verdict = |class, evidence: String, last| Verdict {
+        class,
+        evidence,
+        last_activity: last,
+    };
+    let record = match record {
+        // An unreadable record whose resume lock is live or whose worktree a process works
+        // in is running, whatever its file says.
+        Err(_) if live_lock.is_some() || in_use.is_some() => {
+            let why = live_lock.or(in_use).unwrap_or_default();
+            return verdict(Class::Active, why, last);
+        }
+        Err(why) => return verdict(Class::Unknown, format!("{rec_rel}: {why}"), last),
+        Ok(r) => r,
+    };
+    if let Some(u) = record.updated_at {
+        last = Some(last.map_or(u, |l| l.max(u)));
+    }
+    if record.checkpoints > 0 {
+        evidence.push(format!(
+            "{rec_rel} lists {} checkpoint(s)",
+            record.checkpoints
+        ));
+    }
+    let status = record.status;
+    let running = matches!(
+        status,
+        SessionStatus::Initializing | SessionStatus::Running | SessionStatus::Paused
+    );
+    if let Some(why) = live_lock {
+        verdict(Class::Active, why, last)
+    } else if let Some(why) = in_use {
+        verdict(Class::Active, why, last)
+    } else if let Some(why) = running.then(|| active_owner(record, last, f)).flatten() {
+        verdict(Class::Active, why, last)
+    } else if !matches!(status, SessionStatus::Completed | SessionStatus::Cancelled)
+        && !evidence.is_empty()
+    {
+        verdict(
+            Class::Resumable,
+            format!("status {status:?}; {}", evidence.join("; ")),
+            last,
+        )
+    } else if running {
+        verdict(
+            Class::Stale,
+            format!("status {status:?}, no live owner, nothing to resume from"),
+            last,
+        )
+    } else {
+        let class = match status {
+            SessionStatus::Completed => Class::Completed,
+            SessionStatus::Cancelled => Class::Cancelled,
+            _ => Class::Failed,
+        };
+        verdict(class, format!("status {status:?}"), last)
+    }
+}
+
 /// Active by its owner: `metadata.owner` alive on this host; or, owner unknown or on another
 /// host, activity within [`ACTIVITY_WINDOW`].
-fn active_owner(
-    r: &super::inventory::SessionFacts,
-    last: Option<i64>,
-    f: &Facts<'_>,
-) -> Option<String> {
-    if let Some(o) = &r.owner {
-        if o.hostname == f.host {
-            return crate::procs::pid_alive(o.pid as u64)
-                .then(|| format!("owner pid {} is alive on this host", o.pid));
-        }
+fn active_owner(r: &RecordFacts, last: Option<i64>, f: &Facts<'_>) -> Option<String> {
+    if let OwnerFact::Here(pid) = r.owner {
+        return crate::procs::pid_alive(pid as u64)
+            .then(|| format!("owner pid {pid} is alive on this host"));
     }
     let last = last?;
     let idle = f.now - last;

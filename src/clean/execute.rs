@@ -140,7 +140,7 @@ pub fn execute(
     if !worktrees_done && !eng.opts.estimate {
         finish_worktrees(eng, &outcome, &mut pruned_repos, mode, &mut rep, audit);
     }
-    if eng.opts.types.contains(&StorageType::Worktrees) {
+    if eng.registry && eng.opts.types.contains(&StorageType::Worktrees) {
         prune_orphan_registry(eng, mode, &mut rep);
     }
     for (i, d) in plan.iter().enumerate() {
@@ -159,6 +159,7 @@ pub fn execute(
     }
     rep.kept.sort_in_memory_by(|e| (e.ty, e.path.clone()));
     rep.quota = quota_outcome(eng, &outcome, &mut rep);
+    eng.outcome = outcome;
     audit.sync();
     rep
 }

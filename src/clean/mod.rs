@@ -9,10 +9,12 @@ mod branches;
 pub mod classify;
 pub mod entries;
 mod execute;
+pub mod index;
 pub mod inventory;
 mod orphans;
 mod plan;
 pub mod retention;
+pub mod stream;
 
 pub use execute::execute;
 pub use orphans::{orphan_registries, stale_registry_entries, Registry};
@@ -271,6 +273,21 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Add `o`'s counts to these.
+    pub fn merge(&mut self, o: &Stats) {
+        for (k, c) in &o.by_type {
+            let e = self.by_type.entry(*k).or_default();
+            e.items += c.items;
+            e.bytes += c.bytes;
+        }
+        for (k, c) in &o.by_repo {
+            let e = self.by_repo.entry(k.clone()).or_default();
+            e.items += c.items;
+            e.bytes += c.bytes;
+        }
+        self.total.items += o.total.items;
+        self.total.bytes += o.total.bytes;
+    }
     fn add(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
         self.by_type.entry(ty.word()).or_default().add(bytes);
         self.by_repo

@@ -38,6 +38,13 @@ pub struct Engine<'a> {
     pub quota_picked: BTreeSet<usize>,
     /// Items the quota pass could not add, with the reason: protected data in the way.
     pub quota_blocked: Vec<(usize, Reason, String)>,
+    /// Sessions whose worktree a batch before this one kept (streaming engine): owner → the
+    /// detail for its record.
+    pub kept_worktrees: HashMap<String, String>,
+    /// Whether [`execute`] handles the orphaned-worktree registries (once per run).
+    pub registry: bool,
+    /// Each item's outcome after [`execute`]: `Some(true)` removed, `Some(false)` kept or failed.
+    pub outcome: Vec<Option<bool>>,
 }
 
 impl<'a> Engine<'a> {
@@ -57,6 +64,7 @@ impl<'a> Engine<'a> {
             host: host.clone(),
             now,
             lock_lease: crate::store::lock_lease(),
+            index: None,
         };
         let mut inv = scanner.scan();
         let scope = opts.scope.clone();
@@ -83,6 +91,22 @@ impl<'a> Engine<'a> {
             root_path,
         };
         let verdicts = classify::classify_all(&mut inv, &facts);
+        Engine::from_parts(root, root_path, git, now, opts, inv, verdicts, in_use)
+    }
+
+    /// An engine over an inventory already scanned, measured and classified (a batch of the
+    /// streaming engine, or [`Engine::new`]'s).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        root: &'a Dir,
+        root_path: &'a Path,
+        git: &'a Git,
+        now: i64,
+        opts: &'a Options,
+        inv: Inventory,
+        verdicts: HashMap<String, Verdict>,
+        in_use: Vec<PathBuf>,
+    ) -> Engine<'a> {
         let mut worktrees_of: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, it) in inv.items.iter().enumerate() {
             if let (ItemKind::Worktree, Some(o)) = (&it.kind, &it.owner) {
@@ -103,6 +127,9 @@ impl<'a> Engine<'a> {
             ignore_age: false,
             quota_picked: BTreeSet::new(),
             quota_blocked: Vec::new(),
+            kept_worktrees: HashMap::new(),
+            registry: true,
+            outcome: Vec::new(),
         }
     }
 
@@ -247,7 +274,7 @@ impl<'a> Engine<'a> {
 
     fn decide(&mut self, i: usize, so_far: &[Decision]) -> Decision {
         let it = &self.inv.items[i];
-        if !in_scope(&self.opts.scope, it) {
+        if !in_scope(&self.opts.scope, it) || it.kind == ItemKind::Reference {
             return Decision::OutOfScope;
         }
         if !self.opts.types.contains(&it.ty) {
@@ -458,6 +485,9 @@ impl<'a> Engine<'a> {
         let Some(o) = &it.owner else {
             return Decision::Remove;
         };
+        if let Some(why) = self.kept_worktrees.get(o) {
+            return Decision::Keep(Reason::OwnerKept, why.clone());
+        }
         for &j in self
             .worktrees_of
             .get(o)

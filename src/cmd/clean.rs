@@ -90,6 +90,28 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         estimate: false,
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (a.dry_run || a.force) && clean::stream::eligible(&opts) && !whole_root_forced() {
+        // Nothing to confirm: stream the root batch by batch (memory bounded by the index).
+        let mode = if a.dry_run { Mode::DryRun } else { Mode::Real };
+        let mut audit = AuditLog {
+            path: root_path.join(store::AUDIT_LOG),
+            open: None,
+            unsynced: false,
+            command: name,
+            warned: false,
+        };
+        let report = clean::stream::run(
+            &root,
+            &root_path,
+            &git,
+            now,
+            &opts,
+            mode,
+            &mut audit,
+            &mut |_, _| {},
+        );
+        return finish(a, &policy, name, &root_path, &scope_note, report);
+    }
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
     if progress {
         let _ = write!(std::io::stderr(), "Scanning {}…\r", root_path.display());
@@ -169,6 +191,28 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     if show {
         let _ = write!(std::io::stderr(), "\x1b[2K\r");
     }
+    // With nothing to remove, a real run and a dry run are the same; say it as a real run.
+    if nothing_to_do {
+        report.dry_run = false;
+    }
+    finish(a, &policy, name, &root_path, &scope_note, report)
+}
+
+/// `PRODIGY_CLEAN_WHOLE_ROOT=1` plans the whole root at once, as runs with a quota do (for
+/// comparing the two engines; see DESIGN.md).
+fn whole_root_forced() -> bool {
+    std::env::var_os("PRODIGY_CLEAN_WHOLE_ROOT").is_some_and(|v| v == "1")
+}
+
+/// Print a run's failures on stderr and its report, and pick the exit status.
+fn finish(
+    a: &CleanArgs,
+    policy: &Policy,
+    name: &str,
+    root_path: &Path,
+    scope_note: &str,
+    report: Report,
+) -> Result<Exit> {
     for f in &report.errors {
         let _ = writeln!(
             std::io::stderr(),
@@ -178,11 +222,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
             f.hint
         );
     }
-    // With nothing to remove, a real run and a dry run are the same; say it as a real run.
-    if nothing_to_do {
-        report.dry_run = false;
-    }
-    emit(a, &policy, name, &root_path, &scope_note, &report)?;
+    emit(a, policy, name, root_path, scope_note, &report)?;
     if let Some(q) = report
         .quota
         .as_ref()

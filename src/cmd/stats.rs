@@ -2,9 +2,9 @@
 //! under the default retention, what active, resumable and unknown sessions hold, the largest
 //! items, and data Prodigy 0.4.4 left under `$HOME/.prodigy` while `PRODIGY_HOME` points elsewhere.
 
-use super::sessions::with_engine;
 use super::table;
-use crate::clean::{self, in_scope, Count, Engine, Mode, Options, Stats};
+use crate::clean::inventory::{ItemKind, RelPath};
+use crate::clean::{self, in_scope, Count, Mode, Options, Stats};
 use crate::cli::Args;
 use crate::cmd::clean::human_bytes;
 use crate::error::{Exit, Result};
@@ -29,68 +29,135 @@ fn legacy_home(root_path: &std::path::Path, now: i64) -> Option<(PathBuf, Stats)
         estimate: true,
         ..Options::default()
     };
-    let mut eng = Engine::new(&dir, &legacy, &git, now, &opts);
-    let plan = eng.plan();
-    let rep = clean::execute(&mut eng, &plan, Mode::DryRun, &mut (), &mut |_, _, _| {});
+    let rep = clean::stream::run(
+        &dir,
+        &legacy,
+        &git,
+        now,
+        &opts,
+        Mode::DryRun,
+        &mut (),
+        &mut |_, _| {},
+    );
     Some((legacy, rep.before))
+}
+
+/// One of the largest items (see `LARGEST`). Ordered worst first: fewer bytes, then a later
+/// path, so a max-heap's top is the one to drop.
+struct Largest {
+    bytes: u64,
+    comps: RelPath,
+    ty: StorageType,
+    repo: Option<String>,
+}
+
+impl Largest {
+    fn rel(&self) -> String {
+        crate::clean::inventory::rel_of(&self.comps)
+    }
+}
+
+impl Ord for Largest {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.bytes
+            .cmp(&self.bytes)
+            .then_with(|| self.comps.cmp(&o.comps))
+    }
+}
+
+impl PartialOrd for Largest {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PartialEq for Largest {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+
+impl Eq for Largest {}
+
+/// The root a report is about (what the output names).
+struct Root<'a> {
+    root: &'a crate::store::fsops::Dir,
+    root_path: &'a std::path::Path,
+    now: i64,
 }
 
 /// Run `prodigy stats`.
 pub fn run(a: &Args) -> Result<Exit> {
-    with_engine("stats", &a.scope, true, |eng, note| {
-        let plan = eng.plan();
-        let rep = clean::execute(eng, &plan, Mode::DryRun, &mut (), &mut |_, _, _| {});
-        let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
-        for it in eng
-            .inv
-            .items
-            .iter()
-            .filter(|it| in_scope(&eng.opts.scope, it))
-        {
-            if let Some(v) = it.owner.as_ref().and_then(|o| eng.verdicts.get(o)) {
-                if v.class.protected() {
-                    let c = held.entry(v.class.word()).or_default();
-                    c.items += 1;
-                    c.bytes += it.bytes;
+    let (wanted, opened) = super::open_store("stats")?;
+    let Some((root_path, root)) = opened else {
+        super::print(&format!(
+            "prodigy stats: nothing is stored at `{}`\n",
+            wanted.display()
+        ))?;
+        return Ok(Exit::Ok);
+    };
+    let git = Git::default();
+    let (scope, note) = super::resolve_scope(&a.scope, &git);
+    let opts = Options {
+        scope,
+        estimate: true,
+        ..Options::default()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let note = note.as_str();
+    // What protected sessions hold, and the largest items, gathered batch by batch: the
+    // largest in a heap of at most LARGEST, so memory does not grow with the number of items.
+    let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
+    let mut heap: std::collections::BinaryHeap<Largest> =
+        std::collections::BinaryHeap::with_capacity(LARGEST + 1);
+    let rep = clean::stream::run(
+        &root,
+        &root_path,
+        &git,
+        now,
+        &opts,
+        Mode::DryRun,
+        &mut (),
+        &mut |eng, _| {
+            for it in eng
+                .inv
+                .items
+                .iter()
+                .filter(|it| it.kind != ItemKind::Reference && in_scope(&eng.opts.scope, it))
+            {
+                if let Some(v) = it.owner.as_ref().and_then(|o| eng.verdicts.get(o)) {
+                    if v.class.protected() {
+                        let c = held.entry(v.class.word()).or_default();
+                        c.items += 1;
+                        c.bytes += it.bytes;
+                    }
+                }
+                // The heap's top is the worst kept so far: a full heap takes only better ones.
+                let better = heap.len() < LARGEST
+                    || heap.peek().is_some_and(|w| {
+                        it.bytes > w.bytes || (it.bytes == w.bytes && it.comps < w.comps)
+                    });
+                if better {
+                    heap.push(Largest {
+                        bytes: it.bytes,
+                        comps: it.comps.clone(),
+                        ty: it.ty,
+                        repo: it.repo.clone(),
+                    });
+                    if heap.len() > LARGEST {
+                        heap.pop();
+                    }
                 }
             }
-        }
-        // The largest items, ties by path (raw components: no string is built per comparison),
-        // in a heap of at most LARGEST: memory does not grow with the number of items.
-        struct BySize<'i>(&'i crate::clean::inventory::Item);
-        impl Ord for BySize<'_> {
-            /// Larger is worse: fewer bytes, then a later path. The heap's top is the worst.
-            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-                o.0.bytes
-                    .cmp(&self.0.bytes)
-                    .then_with(|| self.0.comps.cmp(&o.0.comps))
-            }
-        }
-        impl PartialOrd for BySize<'_> {
-            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(o))
-            }
-        }
-        impl PartialEq for BySize<'_> {
-            fn eq(&self, o: &Self) -> bool {
-                self.cmp(o).is_eq()
-            }
-        }
-        impl Eq for BySize<'_> {}
-        let mut heap = std::collections::BinaryHeap::with_capacity(LARGEST + 1);
-        for it in eng
-            .inv
-            .items
-            .iter()
-            .filter(|it| in_scope(&eng.opts.scope, it))
-        {
-            heap.push(BySize(it));
-            if heap.len() > LARGEST {
-                heap.pop();
-            }
-        }
-        let largest: Vec<&crate::clean::inventory::Item> =
-            heap.into_sorted_vec().into_iter().map(|b| b.0).collect();
+        },
+    );
+    let largest = heap.into_sorted_vec();
+    let eng = Root {
+        root: &root,
+        root_path: &root_path,
+        now,
+    };
+    {
         let (reclaim, unchecked) = rep.removed_count;
         // Worktrees are counted before `git status` (stats runs no git but `worktree list`):
         // clean keeps the ones with uncommitted or untracked changes.
@@ -224,5 +291,5 @@ pub fn run(a: &Args) -> Result<Exit> {
             .unwrap();
         }
         super::print(&o).map(|_| Exit::Ok)
-    })
+    }
 }

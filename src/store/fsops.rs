@@ -437,6 +437,68 @@ mod unix {
         })
     }
 
+    /// Call `f` with every entry of the directory `fd` (without "." and ".."), in the kernel's
+    /// order, holding at most one 32 KiB buffer of them: a directory of any size is listed in
+    /// constant memory. The offset is rewound first and left at the end.
+    #[cfg(target_os = "linux")]
+    fn for_each_entry(fd: RawFd, f: &mut dyn FnMut(&OsStr, u8)) -> io::Result<()> {
+        // SAFETY: plain lseek on a descriptor the caller owns.
+        if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
+            return Err(last_err());
+        }
+        let mut buf = vec![0u64; 4096];
+        loop {
+            // SAFETY: the buffer is valid for writes of its whole length in bytes.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd as libc::c_long,
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    (buf.len() * 8) as libc::c_long,
+                )
+            };
+            if n < 0 {
+                let e = last_err();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            // SAFETY: the kernel wrote `n` bytes; viewing initialized u64s as bytes is sound.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n as usize) };
+            let mut off = 0usize;
+            while off + 19 <= bytes.len() {
+                let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
+                if reclen < 19 || off + reclen > bytes.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "malformed directory entry from getdents64",
+                    ));
+                }
+                let dtype = bytes[off + 18];
+                let name = &bytes[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                if name != b"." && name != b".." && !name.is_empty() {
+                    f(OsStr::from_bytes(name), dtype);
+                }
+                off += reclen;
+            }
+        }
+    }
+
+    /// [`for_each_entry`] elsewhere: the directory is read whole first.
+    #[cfg(not(target_os = "linux"))]
+    fn for_each_entry(fd: RawFd, f: &mut dyn FnMut(&OsStr, u8)) -> io::Result<()> {
+        for (n, t) in read_entries(fd, false)? {
+            f(&n, t);
+        }
+        Ok(())
+    }
+
     /// The entries of `fd` from its current offset to the end, read through `buf` (grown to
     /// 32 KiB when smaller).
     #[cfg(target_os = "linux")]
@@ -677,6 +739,14 @@ mod unix {
                 .into_iter()
                 .map(|(n, t)| (n, kind_of_dtype(t)))
                 .collect())
+        }
+
+        /// Call `f` with each entry and its listed type (as [`Dir::listing`] gives them),
+        /// unsorted, without holding the whole listing: on Linux memory stays constant whatever
+        /// the directory's size. Errors: those of [`Dir::listing`]; `f` may have seen some
+        /// entries before one.
+        pub fn for_each_listed(&self, mut f: impl FnMut(&OsStr, Option<Kind>)) -> io::Result<()> {
+            for_each_entry(self.raw(), &mut |n, t| f(n, kind_of_dtype(t)))
         }
 
         /// lstat of child `name` (AT_SYMLINK_NOFOLLOW).
@@ -1602,6 +1672,14 @@ mod fallback {
         /// Like [`Dir::names`]; this platform reports no types (every hint is `None`).
         pub fn listing(&self) -> io::Result<Vec<(OsString, Option<Kind>)>> {
             Ok(self.names()?.into_iter().map(|n| (n, None)).collect())
+        }
+
+        /// Each entry of [`Dir::listing`] in turn (read whole first on this platform).
+        pub fn for_each_listed(&self, mut f: impl FnMut(&OsStr, Option<Kind>)) -> io::Result<()> {
+            for n in self.names()? {
+                f(&n, None);
+            }
+            Ok(())
         }
 
         /// [`Dir::read_file`]; the listing's hint is not used on this platform.

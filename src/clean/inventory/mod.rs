@@ -27,8 +27,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+mod indexing;
+mod produce;
 mod state;
 mod worktrees;
+pub use state::Known;
 #[cfg(test)]
 use worktrees::common_dir_of;
 
@@ -107,6 +110,9 @@ pub enum ItemKind {
     Unrecognized,
     /// A leftover temp file of a crash-safe write (swept after an hour).
     Temp,
+    /// A session record the streaming engine puts beside a batch's items so that their
+    /// deletion-time checks can look at it (safety R5); never decided, counted or removed.
+    Reference,
 }
 
 /// Git facts about a worktree item.
@@ -191,7 +197,8 @@ static NO_RARE: Rare = Rare {
 };
 
 impl Item {
-    fn new(ty: StorageType, kind: ItemKind, comps: RelPath) -> Item {
+    /// An item of type `ty` and kind `kind` at `comps`, with nothing else known yet.
+    pub fn new(ty: StorageType, kind: ItemKind, comps: RelPath) -> Item {
         Item {
             ty,
             kind,
@@ -323,6 +330,9 @@ pub struct Scanner<'a> {
     pub now: i64,
     /// Lease of a lock written by another host, seconds.
     pub lock_lease: i64,
+    /// The streaming engine's index: its sessions count as known sessions (0.4.4
+    /// pseudo-repositories are named after them).
+    pub index: Option<&'a crate::clean::index::Index>,
 }
 
 fn comps(parts: &[&OsStr]) -> RelPath {
@@ -444,54 +454,12 @@ impl Scanner<'_> {
                 );
                 continue;
             };
-            // read_listed refuses anything but a regular file (a symlink with ELOOP) without
-            // opening it, from the listing's type or else an lstat.
-            let record = match d.read_listed(&name, MAX_RECORD, listed) {
-                Ok(b) => records::check_no_duplicate_keys(&b)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
-                Err(e) if e.raw_os_error() == Some(ELOOP) => Err("not a regular file".to_string()),
-                Err(e) => Err(crate::error::describe_io(&e)),
-            };
-            let record = record.and_then(|r| {
-                if r.id == id {
-                    Ok(r)
-                } else {
-                    Err(format!("record id `{}` does not match its file name", r.id))
-                }
-            });
             let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
             it.owner = Some(id.to_string());
-            let mut jobs = Vec::new();
-            if let Ok(r) = &record {
-                if let Some(j) = r.mapreduce_data.as_ref().and_then(|m| m.job_id.clone()) {
-                    if is_valid_id(OsStr::new(&j)) {
-                        jobs.push(j);
-                    }
-                }
-                if let Some(repo) = r.metadata.get("repo").and_then(|v| v.as_str()) {
-                    if is_valid_id(OsStr::new(repo)) {
-                        it.repo = Some(repo.to_string());
-                    }
-                }
-                match r
-                    .metadata
-                    .get("worktree")
-                    .and_then(|w| w.get("repository"))
-                {
-                    None | Some(serde_json::Value::Null) => {}
-                    Some(serde_json::Value::String(p))
-                        if Path::new(p).is_absolute() && !p.contains('\0') =>
-                    {
-                        named.entry(PathBuf::from(p)).or_insert_with(|| id.to_string());
-                    }
-                    Some(_) => inv.warnings.push(format!(
-                        "session {id}: metadata.worktree.repository is not an absolute path; {NOT_CHECKED}"
-                    )),
-                }
-            }
+            let (record, jobs, repo) =
+                self.read_session(&d, &name, listed, id, &mut inv.warnings, &mut named);
+            it.repo = repo;
             let repo = it.repo.clone();
-            let record = record.map(|r| SessionFacts::of(&r));
             let item = inv.push(it);
             inv.sessions.insert(
                 id.to_string(),
@@ -507,10 +475,75 @@ impl Scanner<'_> {
         named
     }
 
+    /// Read and check session record `name` of `sessions/` (`d`; `id` its stem, `listed` its
+    /// listed type): its facts or why it cannot be used, the job it names
+    /// (`mapreduce_data.job_id`) and its `metadata.repo`. The repository it names
+    /// (`metadata.worktree.repository`) goes into `named`.
+    #[allow(clippy::type_complexity)]
+    fn read_session(
+        &self,
+        d: &Dir,
+        name: &OsStr,
+        listed: Listed,
+        id: &str,
+        warnings: &mut Vec<String>,
+        named: &mut BTreeMap<PathBuf, String>,
+    ) -> (Result<SessionFacts, String>, Vec<String>, Option<String>) {
+        // read_listed refuses anything but a regular file (a symlink with ELOOP) without
+        // opening it, from the listing's type or else an lstat.
+        let record = match d.read_listed(name, MAX_RECORD, listed) {
+            Ok(b) => records::check_no_duplicate_keys(&b)
+                .map_err(|e| e.to_string())
+                .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
+            Err(e) if e.raw_os_error() == Some(ELOOP) => Err("not a regular file".to_string()),
+            Err(e) => Err(crate::error::describe_io(&e)),
+        };
+        let record = record.and_then(|r| {
+            if r.id == id {
+                Ok(r)
+            } else {
+                Err(format!("record id `{}` does not match its file name", r.id))
+            }
+        });
+        let mut jobs = Vec::new();
+        let mut repo_of = None;
+        if let Ok(r) = &record {
+            if let Some(j) = r.mapreduce_data.as_ref().and_then(|m| m.job_id.clone()) {
+                if is_valid_id(OsStr::new(&j)) {
+                    jobs.push(j);
+                }
+            }
+            if let Some(repo) = r.metadata.get("repo").and_then(|v| v.as_str()) {
+                if is_valid_id(OsStr::new(repo)) {
+                    repo_of = Some(repo.to_string());
+                }
+            }
+            match r
+                .metadata
+                .get("worktree")
+                .and_then(|w| w.get("repository"))
+            {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(p))
+                    if Path::new(p).is_absolute() && !p.contains('\0') =>
+                {
+                    named.entry(PathBuf::from(p)).or_insert_with(|| id.to_string());
+                }
+                Some(_) => warnings.push(format!(
+                    "session {id}: metadata.worktree.repository is not an absolute path; {NOT_CHECKED}"
+                )),
+            }
+        }
+        (record.map(|r| SessionFacts::of(&r)), jobs, repo_of)
+    }
+
     /// True when `name` directly under a type directory is a 0.4.4 pseudo-repository owned by a
     /// session (storage-format §5).
     fn pseudo_owner(&self, name: &str, inv: &Inventory) -> Option<String> {
-        (inv.sessions.contains_key(name) || is_legacy_session_id(name)).then(|| name.to_string())
+        (inv.sessions.contains_key(name)
+            || self.index.is_some_and(|x| x.row(name).is_some())
+            || is_legacy_session_id(name))
+        .then(|| name.to_string())
     }
 
     fn scan_job_dirs(&self, ty: StorageType, inv: &mut Inventory) {
@@ -519,72 +552,105 @@ impl Scanner<'_> {
             return;
         };
         for repo in self.names(&d, &top, inv) {
-            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
-                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
-                continue;
-            };
-            if let Some(owner) = self.pseudo_owner(&r, inv) {
-                // 0.4.4 records a session's MapReduce job only here: `{type}/session-{uuid}/{job}/`.
-                let p2 = [top[0], repo.as_os_str()];
-                if let Some(pd) = self.open(&p2, inv) {
-                    for job in self.names(&pd, &p2, inv) {
-                        if let Some(j) = valid_id_str(&job).filter(|j| j.starts_with("mapreduce-"))
-                        {
-                            inv.legacy_jobs.push((owner.clone(), j.to_string()));
-                        }
-                    }
-                }
-                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
-                it.owner = Some(owner);
-                inv.push(it);
-                continue;
-            }
-            let p2 = [top[0], repo.as_os_str()];
-            let Some(rd) = self.open(&p2, inv) else {
-                continue;
-            };
-            for job in self.names(&rd, &p2, inv) {
-                let parts = comps(&[top[0], &repo, &job]);
-                let Some(j) = valid_id_str(&job) else {
-                    self.push_invalid(inv, ty, parts, "not a job id");
-                    continue;
-                };
-                let mut it = Item::new(ty, ItemKind::Data, parts);
-                it.repo = Some(r.clone());
-                it.job = Some(j.to_string());
-                inv.push(it);
+            if let Some(r) = self.job_dirs_top(ty, &repo, inv) {
+                self.scan_job_dirs_repo(ty, &repo, &r, inv);
             }
         }
     }
 
+    /// One entry `{type}/{repo}` of `events/` or `dlq/`: a canonical repository's name is
+    /// returned for [`Scanner::scan_job_dirs_repo`]; an invalid name or a 0.4.4
+    /// pseudo-repository (with the jobs it names, `inv.legacy_jobs`) is pushed as one item.
+    pub(super) fn job_dirs_top(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        inv: &mut Inventory,
+    ) -> Option<String> {
+        let top = [OsStr::new(ty.dir())];
+        let Some(r) = valid_id_str(repo).map(str::to_string) else {
+            self.push_invalid(inv, ty, comps(&[top[0], repo]), "not a repository name");
+            return None;
+        };
+        if let Some(owner) = self.pseudo_owner(&r, inv) {
+            // 0.4.4 records a session's MapReduce job only here: `{type}/session-{uuid}/{job}/`.
+            let p2 = [top[0], repo];
+            if let Some(pd) = self.open(&p2, inv) {
+                for job in self.names(&pd, &p2, inv) {
+                    if let Some(j) = valid_id_str(&job).filter(|j| j.starts_with("mapreduce-")) {
+                        inv.legacy_jobs.push((owner.clone(), j.to_string()));
+                    }
+                }
+            }
+            let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], repo]));
+            it.owner = Some(owner);
+            inv.push(it);
+            return None;
+        }
+        Some(r)
+    }
+
+    /// The job directories of canonical repository `{type}/{repo}` (`r`: its name).
+    pub(super) fn scan_job_dirs_repo(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        r: &str,
+        inv: &mut Inventory,
+    ) {
+        let top = [OsStr::new(ty.dir())];
+        let p2 = [top[0], repo];
+        let Some(rd) = self.open(&p2, inv) else {
+            return;
+        };
+        for job in self.names(&rd, &p2, inv) {
+            let parts = comps(&[top[0], repo, &job]);
+            let Some(j) = valid_id_str(&job) else {
+                self.push_invalid(inv, ty, parts, "not a job id");
+                continue;
+            };
+            let mut it = Item::new(ty, ItemKind::Data, parts);
+            it.repo = Some(r.to_string());
+            it.job = Some(j.to_string());
+            inv.push(it);
+        }
+    }
+
     fn scan_logs(&self, inv: &mut Inventory) {
-        let ty = StorageType::Logs;
         let top = [OsStr::new("logs")];
         let Some(d) = self.open(&top, inv) else {
             return;
         };
         for repo in self.names(&d, &top, inv) {
-            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
-                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
-                continue;
-            };
-            let p2 = [top[0], repo.as_os_str()];
-            let Some(rd) = self.open(&p2, inv) else {
-                // A plain file directly under logs/: judge it on its own.
-                inv.push(Item::new(ty, ItemKind::Data, comps(&p2)));
-                continue;
-            };
-            let global = r == "claude-streaming";
-            for f in self.names(&rd, &p2, inv) {
-                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo, &f]));
-                if !global {
-                    it.repo = Some(r.clone());
-                    // `logs/{repo}/{job_id}/` is a run's log directory (run.md §3): it belongs
-                    // to the job's session and follows its protection.
-                    it.job = valid_id_str(&f).map(str::to_string);
-                }
-                inv.push(it);
+            self.scan_logs_repo(&repo, inv);
+        }
+    }
+
+    /// The items of `logs/{repo}`: one per entry in a repository's log directory (a job's
+    /// `logs/{repo}/{job_id}/` belongs to the job), or the entry itself when it is a file.
+    pub(super) fn scan_logs_repo(&self, repo: &OsStr, inv: &mut Inventory) {
+        let ty = StorageType::Logs;
+        let top = [OsStr::new("logs")];
+        let Some(r) = valid_id_str(repo).map(str::to_string) else {
+            self.push_invalid(inv, ty, comps(&[top[0], repo]), "not a repository name");
+            return;
+        };
+        let p2 = [top[0], repo];
+        let Some(rd) = self.open(&p2, inv) else {
+            // A plain file directly under logs/: judge it on its own.
+            inv.push(Item::new(ty, ItemKind::Data, comps(&p2)));
+            return;
+        };
+        let global = r == "claude-streaming";
+        for f in self.names(&rd, &p2, inv) {
+            let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], repo, &f]));
+            if !global {
+                it.repo = Some(r.clone());
+                // `logs/{repo}/{job_id}/` is a run's log directory (run.md §3): it belongs
+                // to the job's session and follows its protection.
+                it.job = valid_id_str(&f).map(str::to_string);
             }
+            inv.push(it);
         }
     }
 

@@ -4,9 +4,23 @@
 
 use super::*;
 
+/// A lookup by id, for [`Known`].
+pub type Lookup<'k> = &'k dyn Fn(&str) -> Option<String>;
+
+/// What the scan of `state/` may know without reading (see [`Scanner::scan_state`]).
+pub struct Known<'k> {
+    /// A job a readable record names: its owner, and whether that owner is Completed or
+    /// Cancelled (then none of its checkpoints is read).
+    pub named: &'k dyn Fn(&str) -> Option<(String, bool)>,
+    /// A session whose readable record names exactly one job: that job.
+    pub single_job: Lookup<'k>,
+    /// The streaming engine's pass 1 read every job's `job-state.json` and checkpoints: none is
+    /// read again, and this gives an ownerless job's resumability evidence.
+    pub indexed: Option<Lookup<'k>>,
+}
+
 impl Scanner<'_> {
     pub(super) fn scan_state(&self, inv: &mut Inventory) {
-        let ty = StorageType::State;
         // Jobs named by a readable session record (`mapreduce_data.job_id`): their owner is
         // known without reading `job-state.json` or a mapping (issue 15: read only what
         // classification needs). The flag: the owner is Completed or Cancelled, so no
@@ -25,35 +39,77 @@ impl Scanner<'_> {
                     .map(move |j| (j.clone(), (s.id.clone(), done)))
             })
             .collect();
+        let single: HashMap<String, String> = inv
+            .sessions
+            .values()
+            .filter(|s| s.record.is_ok())
+            .filter_map(|s| match s.jobs.as_slice() {
+                [j] => Some((s.id.clone(), j.clone())),
+                _ => None,
+            })
+            .collect();
+        let known = Known {
+            named: &|j| named.get(j).cloned(),
+            single_job: &|s| single.get(s).cloned(),
+            indexed: None,
+        };
         let top = [OsStr::new("state")];
         let Some(d) = self.open(&top, inv) else {
             return;
         };
         for repo in self.names(&d, &top, inv) {
-            let Some(r) = valid_id_str(&repo).map(str::to_string) else {
-                self.push_invalid(inv, ty, comps(&[top[0], &repo]), "not a repository name");
-                continue;
-            };
-            if r == "reduce_checkpoints" {
-                let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo]));
-                it.rare_mut().note =
-                    Some("0.4.4 reduce checkpoints are not understood by this version".into());
-                inv.push(it);
-                continue;
+            if let Some(r) = self.state_top(&repo, inv) {
+                self.scan_state_repo(&repo, &r, inv, &known);
             }
-            if let Some(owner) = self.pseudo_owner(&r, inv) {
-                let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], &repo]));
-                it.owner = Some(owner);
-                // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
-                it.set_resumable(
-                    self.legacy_checkpoints(&[top[0], &repo, OsStr::new("checkpoints")], inv),
-                );
-                inv.push(it);
-                continue;
-            }
-            let p2 = [top[0], repo.as_os_str()];
+        }
+    }
+
+    /// One entry `state/{repo}`: a canonical repository's name is returned for
+    /// [`Scanner::scan_state_repo`]; anything else (an invalid name, 0.4.4's reduce checkpoints,
+    /// a 0.4.4 pseudo-repository with its workflow checkpoints) is pushed as one item.
+    pub(super) fn state_top(&self, repo: &OsStr, inv: &mut Inventory) -> Option<String> {
+        let ty = StorageType::State;
+        let top = [OsStr::new("state")];
+        let Some(r) = valid_id_str(repo).map(str::to_string) else {
+            self.push_invalid(inv, ty, comps(&[top[0], repo]), "not a repository name");
+            return None;
+        };
+        if r == "reduce_checkpoints" {
+            let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], repo]));
+            it.rare_mut().note =
+                Some("0.4.4 reduce checkpoints are not understood by this version".into());
+            inv.push(it);
+            return None;
+        }
+        if let Some(owner) = self.pseudo_owner(&r, inv) {
+            let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], repo]));
+            it.owner = Some(owner);
+            // 0.4.4 standard workflows checkpoint here (storage-format §4.4).
+            it.set_resumable(
+                self.legacy_checkpoints(&[top[0], repo, OsStr::new("checkpoints")], inv),
+            );
+            inv.push(it);
+            return None;
+        }
+        Some(r)
+    }
+
+    /// The items of canonical repository `state/{repo}` (`r`: its name): job directories with
+    /// their mappings, loose mappings, 0.4.4 workflow checkpoints, unrecognized entries.
+    pub(super) fn scan_state_repo(
+        &self,
+        repo: &OsStr,
+        r: &str,
+        inv: &mut Inventory,
+        known: &Known<'_>,
+    ) {
+        let ty = StorageType::State;
+        let top = [OsStr::new("state")];
+        let r = r.to_string();
+        {
+            let p2 = [top[0], repo];
             let Some(rd) = self.open(&p2, inv) else {
-                continue;
+                return;
             };
             // (job, session, path) of each mapping file.
             let mut mapping_files: Vec<(String, String, RelPath)> = Vec::new();
@@ -61,7 +117,7 @@ impl Scanner<'_> {
             for sub in self.names(&rd, &p2, inv) {
                 match sub.to_str() {
                     Some("mapreduce") => {
-                        let p4 = [top[0], &repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
+                        let p4 = [top[0], repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
                         let Some(jd) = self.open(&p4, inv) else {
                             continue;
                         };
@@ -75,8 +131,9 @@ impl Scanner<'_> {
                             it.repo = Some(r.clone());
                             it.job = Some(j.clone());
                             let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
-                            let (owner, resumable) = match named.get(&j) {
-                                Some((o, true)) => (Some(o.clone()), None),
+                            let (owner, resumable) = match ((known.named)(&j), known.indexed) {
+                                (Some((o, true)), _) => (Some(o.clone()), None),
+                                (named, Some(evidence)) => (named.map(|(o, _)| o), evidence(&j)),
                                 _ => self.job_state(&jd, &p5, inv),
                             };
                             if let Some(o) = owner {
@@ -88,7 +145,7 @@ impl Scanner<'_> {
                         }
                     }
                     Some("mappings") => {
-                        let p3 = [top[0], &repo, OsStr::new("mappings")];
+                        let p3 = [top[0], repo, OsStr::new("mappings")];
                         let Some(md) = self.open(&p3, inv) else {
                             continue;
                         };
@@ -104,16 +161,9 @@ impl Scanner<'_> {
                             };
                             // A mapping named after a job or a session that a record pairs is
                             // that pair: it is not read.
-                            let pair = named
-                                .get(&stem)
-                                .map(|(o, _)| (stem.clone(), o.clone()))
-                                .or_else(|| {
-                                    let s = inv.sessions.get(&stem)?;
-                                    match (&s.record, s.jobs.as_slice()) {
-                                        (Ok(_), [j]) => Some((j.clone(), stem.clone())),
-                                        _ => None,
-                                    }
-                                });
+                            let pair = (known.named)(&stem)
+                                .map(|(o, _)| (stem.clone(), o))
+                                .or_else(|| (known.single_job)(&stem).map(|j| (j, stem.clone())));
                             if let Some((job, session)) = pair {
                                 inv.job_owner.entry(job.clone()).or_insert(session.clone());
                                 mapping_files.push((job, session, parts));
@@ -148,7 +198,7 @@ impl Scanner<'_> {
                     Some("checkpoints") => {
                         // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when
                         // a workflow runs outside a worktree: each file is judged on its own.
-                        let p3 = [top[0], &repo, OsStr::new("checkpoints")];
+                        let p3 = [top[0], repo, OsStr::new("checkpoints")];
                         let Some(cd) = self.open(&p3, inv) else {
                             continue;
                         };
@@ -179,7 +229,7 @@ impl Scanner<'_> {
                     }
                     _ => {
                         let mut it =
-                            Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], &repo, &sub]));
+                            Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], repo, &sub]));
                         it.repo = Some(r.clone());
                         it.rare_mut().note = Some("not part of the state layout".into());
                         inv.push(it);
@@ -208,7 +258,7 @@ impl Scanner<'_> {
     /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
     /// the job is not complete and a checkpoint parses.
     /// `parts` is the job directory's path, `parent` its already open parent (`jobs/`).
-    fn job_state(
+    pub(super) fn job_state(
         &self,
         parent: &Dir,
         parts: &[&OsStr],
@@ -253,7 +303,11 @@ impl Scanner<'_> {
 
     /// Evidence from 0.4.4 workflow checkpoints in one directory: the first one that is not
     /// Completed (or does not parse: unknown means keep).
-    fn legacy_checkpoints(&self, parts: &[&OsStr], inv: &mut Inventory) -> Option<String> {
+    pub(super) fn legacy_checkpoints(
+        &self,
+        parts: &[&OsStr],
+        inv: &mut Inventory,
+    ) -> Option<String> {
         let d = self.open(parts, inv)?;
         for (f, listed) in self.listing(&d, parts, inv) {
             let rel = format!("{}/{}", rel_of_parts(parts.iter().copied()), printable(&f));

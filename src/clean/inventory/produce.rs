@@ -1,0 +1,91 @@
+//! The second pass's producers (see `clean::stream`): the same scan as a whole-root run, one
+//! type directory or one repository at a time, so that each batch can be handled and dropped
+//! before the next is read.
+
+use super::*;
+
+impl Scanner<'_> {
+    /// `state/`'s own entries (invalid names, 0.4.4 reduce checkpoints and pseudo-repositories)
+    /// as one inventory, and the canonical repositories to scan one by one.
+    pub fn stream_state_top(&self) -> (Inventory, Vec<OsString>) {
+        let mut inv = Inventory::default();
+        let mut repos = Vec::new();
+        let top = [OsStr::new("state")];
+        if let Some(d) = self.open(&top, &mut inv) {
+            for repo in self.names(&d, &top, &mut inv) {
+                if self.state_top(&repo, &mut inv).is_some() {
+                    repos.push(repo);
+                }
+            }
+        }
+        (inv, repos)
+    }
+
+    /// The items of canonical repository `state/{repo}`.
+    pub fn stream_state_repo(&self, repo: &OsStr, inv: &mut Inventory, known: &Known<'_>) {
+        if let Some(r) = valid_id_str(repo).map(str::to_string) {
+            self.scan_state_repo(repo, &r, inv, known);
+        }
+    }
+
+    /// A type directory's own entries (invalid names, 0.4.4 pseudo-repositories) as one
+    /// inventory, and the repositories to scan one by one with [`Scanner::stream_repo`]
+    /// (`events/`, `dlq/`, `logs/`).
+    pub fn stream_top(&self, ty: StorageType) -> (Inventory, Vec<OsString>) {
+        let mut inv = Inventory::default();
+        let mut repos = Vec::new();
+        let top = [OsStr::new(ty.dir())];
+        if let Some(d) = self.open(&top, &mut inv) {
+            for repo in self.names(&d, &top, &mut inv) {
+                if ty == StorageType::Logs || self.job_dirs_top(ty, &repo, &mut inv).is_some() {
+                    repos.push(repo);
+                }
+            }
+        }
+        // Pass 1 already gave these jobs to their sessions.
+        inv.legacy_jobs.clear();
+        (inv, repos)
+    }
+
+    /// The items of repository `{type}/{repo}` (`events/`, `dlq/`, `logs/`).
+    pub fn stream_repo(&self, ty: StorageType, repo: &OsStr, inv: &mut Inventory) {
+        if ty == StorageType::Logs {
+            self.scan_logs_repo(repo, inv);
+        } else if let Some(r) = valid_id_str(repo).map(str::to_string) {
+            self.scan_job_dirs_repo(ty, repo, &r, inv);
+        }
+    }
+
+    /// The items of entries `names` of `sessions/`, records unread (pass 1 read them: see
+    /// `clean::index`): each record belongs to its session, in its session's repository.
+    pub fn session_items(&self, names: &[OsString]) -> Inventory {
+        let mut inv = Inventory::default();
+        let top = [OsStr::new("sessions")];
+        for name in names {
+            let parts = comps(&[top[0], name]);
+            if crate::store::atomic::is_temp_name(name) {
+                inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
+                continue;
+            }
+            let Some(id) = strip_valid(name, ".json") else {
+                self.push_invalid(
+                    &mut inv,
+                    StorageType::Sessions,
+                    parts,
+                    "not a `{session_id}.json` name",
+                );
+                continue;
+            };
+            let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
+            it.owner = Some(id.to_string());
+            if let Some(x) = self.index {
+                it.repo = x
+                    .row(id)
+                    .and_then(|r| x.at(r).repo())
+                    .map(|k| x.repos[k as usize].clone());
+            }
+            inv.push(it);
+        }
+        inv
+    }
+}
