@@ -204,7 +204,8 @@ pub struct Index {
     row_table: Table,
     /// Jobs by id (built by [`Index::seal_jobs`]).
     job_table: Table,
-    rare: HashMap<u32, RowRare>,
+    /// Boxed: the map's slots stay small (a slot per bucket, most buckets empty).
+    rare: HashMap<u32, Box<RowRare>>,
     /// All items have been measured: classes that wait for activity are final.
     pub all_measured: bool,
     /// Owners that differ from the jobs table: `job-state.json` naming another session than
@@ -371,7 +372,22 @@ impl Index {
 
     /// The rare part of row `r`.
     pub fn rare(&self, r: u32) -> Option<&RowRare> {
-        self.rare.get(&r)
+        self.rare.get(&r).map(|b| &**b)
+    }
+
+    /// Give back the slack of the rare parts' strings and lists (after pass 1 filled them).
+    pub fn compact(&mut self) {
+        for x in self.rare.values_mut() {
+            x.owned.resumable.shrink_to_fit();
+            for e in &mut x.owned.resumable {
+                e.shrink_to_fit();
+            }
+            if let Some(e) = &mut x.error {
+                e.shrink_to_fit();
+            }
+        }
+        self.rare.shrink_to_fit();
+        self.extra_owner.shrink_to_fit();
     }
 
     /// Record that session row `r` owns job `job` (the first owner found keeps a job). Call

@@ -209,6 +209,7 @@ impl Scanner<'_> {
             }
             classify::fold(&mut idx.rare_mut(r).owned, it, f);
         }
+        idx.compact();
         (idx, core)
     }
 }
