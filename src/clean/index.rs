@@ -482,6 +482,14 @@ impl Index {
         let last = row.newest();
         let facts = row.facts();
         let cached = row.class();
+        if let Some(class) = cached.filter(|c| !c.protected()) {
+            // Only a protected class's evidence is ever printed (a kept item's detail).
+            return Some(Verdict {
+                class,
+                evidence: String::new(),
+                last_activity: last,
+            });
+        }
         let rare = self.rare.get(&r);
         let owned = Owned {
             resumable: rare.map(|x| x.owned.resumable.clone()).unwrap_or_default(),

@@ -777,6 +777,17 @@ mod unix {
             max: u64,
             listed: Option<Kind>,
         ) -> io::Result<Vec<u8>> {
+            self.read_listed_meta(name, max, listed).map(|(b, _)| b)
+        }
+
+        /// [`Dir::read_listed`], with the file's metadata as the open descriptor's fstat gave it
+        /// (no second lookup by name).
+        pub fn read_listed_meta(
+            &self,
+            name: &OsStr,
+            max: u64,
+            listed: Option<Kind>,
+        ) -> io::Result<(Vec<u8>, Meta)> {
             let c = component(name)?;
             let kind = match listed {
                 Some(k) => k,
@@ -827,7 +838,7 @@ mod unix {
             if buf.len() as u64 > max {
                 return Err(too_large(buf.len() as u64, max));
             }
-            Ok(buf)
+            Ok((buf, m))
         }
 
         /// Open a child regular file for reading/writing as std::fs::File (O_NOFOLLOW, O_CLOEXEC; create with mode 0o600 when `create`), used for lock files.
@@ -1690,6 +1701,17 @@ mod fallback {
             _listed: Option<Kind>,
         ) -> io::Result<Vec<u8>> {
             self.read_file(name, max)
+        }
+
+        /// [`Dir::read_listed`] with the file's metadata (a second lookup on this platform).
+        pub fn read_listed_meta(
+            &self,
+            name: &OsStr,
+            max: u64,
+            listed: Option<Kind>,
+        ) -> io::Result<(Vec<u8>, Meta)> {
+            let b = self.read_listed(name, max, listed)?;
+            Ok((b, self.stat(name)?))
         }
 
         /// lstat of child `name` (AT_SYMLINK_NOFOLLOW).

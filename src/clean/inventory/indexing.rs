@@ -39,9 +39,19 @@ impl Scanner<'_> {
                     idx.other_session_names.push(name.to_os_string());
                     return;
                 };
-                let (facts, jobs, repo) =
-                    self.read_session(&d, name, listed, id, &mut core.warnings, &mut named_repos);
-                let rec = d.stat(name).ok().map(|m| (m.dev, m.ino, m.mtime_secs));
+                let mut rec = None;
+                let (facts, jobs, repo) = self.read_session(
+                    &d,
+                    name,
+                    listed,
+                    id,
+                    &mut core.warnings,
+                    &mut named_repos,
+                    &mut rec,
+                );
+                if rec.is_none() {
+                    rec = d.stat(name).ok().map(|m| (m.dev, m.ino, m.mtime_secs));
+                }
                 let facts = facts.map(|fa| RecordFacts::of(&fa, &self.host));
                 let row = idx.len() as u32;
                 idx.add_session(id, facts, rec, repo.as_deref());

@@ -456,8 +456,15 @@ impl Scanner<'_> {
             };
             let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
             it.owner = Some(id.to_string());
-            let (record, jobs, repo) =
-                self.read_session(&d, &name, listed, id, &mut inv.warnings, &mut named);
+            let (record, jobs, repo) = self.read_session(
+                &d,
+                &name,
+                listed,
+                id,
+                &mut inv.warnings,
+                &mut named,
+                &mut None,
+            );
             it.repo = repo;
             let repo = it.repo.clone();
             let item = inv.push(it);
@@ -478,8 +485,9 @@ impl Scanner<'_> {
     /// Read and check session record `name` of `sessions/` (`d`; `id` its stem, `listed` its
     /// listed type): its facts or why it cannot be used, the job it names
     /// (`mapreduce_data.job_id`) and its `metadata.repo`. The repository it names
-    /// (`metadata.worktree.repository`) goes into `named`.
-    #[allow(clippy::type_complexity)]
+    /// (`metadata.worktree.repository`) goes into `named`; the file's device, inode and mtime
+    /// as it was read into `meta`.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn read_session(
         &self,
         d: &Dir,
@@ -488,13 +496,17 @@ impl Scanner<'_> {
         id: &str,
         warnings: &mut Vec<String>,
         named: &mut BTreeMap<PathBuf, String>,
+        meta: &mut Option<(u64, u64, i64)>,
     ) -> (Result<SessionFacts, String>, Vec<String>, Option<String>) {
         // read_listed refuses anything but a regular file (a symlink with ELOOP) without
         // opening it, from the listing's type or else an lstat.
-        let record = match d.read_listed(name, MAX_RECORD, listed) {
-            Ok(b) => records::check_no_duplicate_keys(&b)
-                .map_err(|e| e.to_string())
-                .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string())),
+        let record = match d.read_listed_meta(name, MAX_RECORD, listed) {
+            Ok((b, m)) => {
+                *meta = Some((m.dev, m.ino, m.mtime_secs));
+                records::check_no_duplicate_keys(&b)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| records::parse::<SessionRecord>(&b).map_err(|e| e.to_string()))
+            }
             Err(e) if e.raw_os_error() == Some(ELOOP) => Err("not a regular file".to_string()),
             Err(e) => Err(crate::error::describe_io(&e)),
         };
