@@ -6,6 +6,7 @@ mod common;
 mod contract;
 mod fixture;
 mod inspect;
+mod memory;
 mod quota;
 mod repo;
 mod resume;
