@@ -561,11 +561,17 @@ fn start_agent<'w>(
             )?;
         }
         worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &path);
+        let mut stale = None;
         if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
-            let _ = worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip);
+            stale =
+                worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &branch, &tip).err();
         }
-        worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD")
-            .map_err(|e| e.to_string())?;
+        worktrees::add_worktree(&ctx.git, &ctx.worktree, &path, &branch, "HEAD").map_err(|e| {
+            match stale {
+                Some(d) => format!("{e} (the stale branch could not be deleted: {d})"),
+                None => e.to_string(),
+            }
+        })?;
     }
     ctx.event(
         "worktree_created",

@@ -717,6 +717,9 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
     let wt = ctx.worktree.clone();
     let branch = ctx.branch.clone();
     let created = meta.get("created").and_then(Value::as_bool) == Some(true);
+    // First, as every git call below may need them: the lock files a git killed with the run
+    // left behind (no git of the run runs now; one still held is left).
+    remove_stale_git_locks(ctx, quiet);
     let base = meta
         .get("base_commit")
         .and_then(Value::as_str)
@@ -780,30 +783,6 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
         }
         ctx.save_session()?;
     }
-    // A git killed mid-operation leaves its index.lock; no git of ours runs now.
-    if let Ok(lock) = git_out(
-        &ctx.git,
-        &wt,
-        &[
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-path",
-            "index.lock",
-        ],
-    ) {
-        let lp = PathBuf::from(&lock);
-        if lp.is_file() {
-            if let (Some(d), Some(n)) = (lp.parent(), lp.file_name()) {
-                if let Ok(dir) = crate::store::fsops::Dir::open_root(d) {
-                    let _ = dir.unlink(n);
-                    say(
-                        quiet,
-                        &format!("removed the stale `{lock}` of a killed git"),
-                    );
-                }
-            }
-        }
-    }
     if let Some(op) = worktrees::operation_in_progress(&ctx.git, &wt) {
         let _ = git_out(&ctx.git, &wt, &["merge", "--abort"]);
         if worktrees::operation_in_progress(&ctx.git, &wt).is_some() {
@@ -818,6 +797,49 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
         );
     }
     Ok(())
+}
+
+/// How long a git lock file must stay unchanged, and open nowhere, to count as left by a killed
+/// git (see [`worktrees::remove_stale_locks`]).
+const LOCK_SETTLE: Duration = Duration::from_secs(1);
+
+/// Remove the lock files a git killed with the run left (run.md §6): `packed-refs.lock`, the
+/// locks of the run's own branches, and those of the session worktree's git directory
+/// (`index.lock`, `HEAD.lock`, …). While `packed-refs.lock` is there no branch can be deleted:
+/// an item that runs again would find its old branch, fail to create its worktree and end in
+/// the DLQ, and every merged branch would be left behind. A lock still in use is named and kept.
+fn remove_stale_git_locks(ctx: &super::Ctx, quiet: bool) {
+    let wt = &ctx.worktree;
+    let private = if wt.join(".git").exists() {
+        git_out(
+            &ctx.git,
+            wt,
+            &["rev-parse", "--path-format=absolute", "--git-dir"],
+        )
+        .ok()
+        .map(PathBuf::from)
+    } else {
+        None
+    };
+    let agents = format!("prodigy-agent-{}-", ctx.job_id);
+    let locks = worktrees::git_lock_files(&ctx.repo.common, private.as_deref(), |b| {
+        b == ctx.branch || b.starts_with(&agents)
+    });
+    for (p, r) in worktrees::remove_stale_locks(locks, LOCK_SETTLE) {
+        match r {
+            Ok(()) => say(
+                quiet,
+                &format!("removed the stale `{}` of a killed git", p.display()),
+            ),
+            Err(why) => say(
+                quiet,
+                &format!(
+                    "warning: `{}` is left ({why}); git commands that need it fail while it is there",
+                    p.display()
+                ),
+            ),
+        }
+    }
 }
 
 /// Items whose merge commit is in the parent's history: `Merge agent BRANCH (item ID)` subjects

@@ -255,3 +255,164 @@ pub fn delete_merged_branch(
 ) -> std::result::Result<(), GitError> {
     git.delete_branch(common, branch, tip)
 }
+
+/// Lock files that a git killed mid-operation (SIGKILL to prodigy's process group) can leave in
+/// the repository, and that make later git calls fail with "Unable to create '….lock': File
+/// exists" until they go: `packed-refs.lock` in the common git directory (taken by every branch
+/// creation and deletion, so a stale one makes every branch deletion fail, and an item that runs
+/// again finds its old branch still there), the loose-ref locks `refs/heads/{name}.lock` of the
+/// run's own branches (`ours(name)`), and every `*.lock` directly in `private`, the session
+/// worktree's own git directory (`index.lock`, `HEAD.lock`, `ORIG_HEAD.lock`).
+pub fn git_lock_files(
+    common: &Path,
+    private: Option<&Path>,
+    ours: impl Fn(&str) -> bool,
+) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let packed = common.join("packed-refs.lock");
+    if packed.symlink_metadata().is_ok() {
+        v.push(packed);
+    }
+    let locks_in = |dir: &Path, keep: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".lock"))
+                    .is_some_and(keep)
+            })
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        names
+    };
+    v.extend(locks_in(&common.join("refs/heads"), &ours));
+    if let Some(p) = private {
+        if p != common {
+            v.extend(locks_in(p, &|_| true));
+        }
+    }
+    v
+}
+
+/// Is `path` open in some process? Linux only (`/proc/*/fd`); elsewhere, and for processes
+/// whose descriptors we may not read, `false`.
+fn open_anywhere(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        // The kernel names an open file by its resolved path.
+        let path = match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+            (Some(Ok(d)), Some(n)) => d.join(n),
+            _ => path.to_path_buf(),
+        };
+        for e in rd.flatten() {
+            if !e
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+            {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|t| t == path) {
+                    return true;
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+    false
+}
+
+/// Remove those of `candidates` that are stale: still there and unchanged (same inode, size and
+/// modification time) after `settle`, and open in no process. A live git holds its lock open
+/// for the moment its update takes (git itself waits 1 s for `packed-refs.lock`); one that is
+/// held, or changes, is left. Returns each lock found with `Ok(())` when it was removed or why
+/// it was left.
+pub fn remove_stale_locks(
+    candidates: Vec<PathBuf>,
+    settle: std::time::Duration,
+) -> Vec<(PathBuf, std::result::Result<(), String>)> {
+    use crate::store::fsops::Dir;
+    let id = |p: &Path| {
+        let (d, n) = (p.parent()?, p.file_name()?);
+        let m = Dir::open_root(d).ok()?.stat(n).ok()?;
+        Some((m.dev, m.ino, m.len, m.mtime_secs, m.mtime_nanos))
+    };
+    let before: Vec<_> = candidates
+        .into_iter()
+        .filter_map(|p| id(&p).map(|i| (p, i)))
+        .collect();
+    if before.is_empty() {
+        return Vec::new();
+    }
+    std::thread::sleep(settle);
+    let mut out = Vec::new();
+    for (p, was) in before {
+        let Some(now) = id(&p) else {
+            continue; // its git finished and removed it
+        };
+        let r = if now != was {
+            Err("it changed while we waited: a git process is using it".to_string())
+        } else if open_anywhere(&p) {
+            Err("a running process has it open".to_string())
+        } else {
+            match (p.parent(), p.file_name()) {
+                (Some(d), Some(n)) => Dir::open_root(d)
+                    .and_then(|dir| dir.unlink(n))
+                    .map_err(|e| crate::error::describe_io(&e)),
+                _ => Err("not a file name".to_string()),
+            }
+        };
+        out.push((p, r));
+    }
+    out
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lock_open_somewhere_is_kept_a_forgotten_one_is_removed() {
+        let d = std::env::temp_dir().join(format!("prodigy-git-locks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("refs/heads")).unwrap();
+        let d = std::fs::canonicalize(&d).unwrap();
+        let private = d.join("worktrees/s");
+        std::fs::create_dir_all(&private).unwrap();
+        let packed = d.join("packed-refs.lock");
+        let ours = d.join("refs/heads/prodigy-agent-j-w1.lock");
+        let theirs = d.join("refs/heads/feature.lock");
+        let head = private.join("HEAD.lock");
+        for p in [&packed, &ours, &theirs, &head] {
+            std::fs::write(p, "").unwrap();
+        }
+        let found = git_lock_files(&d, Some(&private), |b| b.starts_with("prodigy-agent-j-"));
+        assert_eq!(found, vec![packed.clone(), ours.clone(), head.clone()]);
+        // A live git holds its lock open.
+        let held = std::fs::File::open(&head).unwrap();
+        let out = remove_stale_locks(found, Duration::from_millis(50));
+        drop(held);
+        assert_eq!(out.len(), 3);
+        for (p, r) in &out {
+            if *p == head {
+                assert_eq!(r, &Err("a running process has it open".to_string()));
+            } else {
+                assert_eq!(r, &Ok(()), "{}", p.display());
+            }
+        }
+        assert!(!packed.exists() && !ours.exists());
+        assert!(head.exists() && theirs.exists(), "not ours, or held: kept");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

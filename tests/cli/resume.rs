@@ -830,6 +830,84 @@ fn a_paused_run_left_mid_merge_with_a_stale_index_lock_is_repaired_and_finished(
 }
 
 #[test]
+fn lock_files_left_by_a_git_killed_with_the_run_are_removed_before_items_run_again() {
+    // Seen in the crash sweep: a SIGKILL to prodigy's process group that lands inside a `git
+    // update-ref -d` or `git worktree add -b` leaves `packed-refs.lock`; with it no branch can be
+    // deleted, so an item that runs again found its old branch, could not make its worktree and
+    // went to the DLQ, and every merged branch was left behind.
+    let Some(r) = setup("resume-git-locks") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            2,
+            2
+        ),
+        Some(130)
+    );
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    // w6 has not run: its branch is one of an earlier attempt, which it must replace.
+    let stale = format!("prodigy-agent-{job}-w6");
+    if git(&r.repo, &["branch", "--list", &stale])
+        .trim()
+        .is_empty()
+    {
+        git(&r.repo, &["branch", &stale, "main"]);
+    }
+    let common = PathBuf::from(
+        git(
+            &r.repo,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .trim(),
+    );
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    let private =
+        PathBuf::from(git(&wt, &["rev-parse", "--path-format=absolute", "--git-dir"]).trim());
+    let locks = [
+        common.join("packed-refs.lock"),
+        common.join(format!("refs/heads/{stale}.lock")),
+        private.join("HEAD.lock"),
+    ];
+    for l in &locks {
+        fs::write(l, "").unwrap();
+    }
+    let o = r.out(&["resume", &job, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    for l in &locks {
+        assert!(
+            o.stderr.contains(&format!(
+                "removed the stale `{}` of a killed git",
+                l.display()
+            )),
+            "{o:?}"
+        );
+        assert!(!l.exists(), "{}", l.display());
+    }
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    let dlq = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
+    if dlq.exists() {
+        let v: Value = serde_json::from_slice(&fs::read(&dlq).unwrap()).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
+    }
+    let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "{branches}");
+}
+
+#[test]
 fn an_interrupted_final_merge_in_the_users_checkout_is_aborted_and_made_again() {
     let Some(r) = setup("resume-final-merge") else {
         return;
