@@ -2,9 +2,9 @@
 # Benchmarks for issue 7: prodigy stats / clean side by side with du -sb, rm -rf and find; and
 # for issue 13: prodigy run (a MapReduce of trivial items) against a shell script doing its git work.
 #
-#   scripts/bench.sh [--only clean|run] [--sizes S1,S2,S3] [--runs N] [--clean-runs N] [--dir DIR]
+#   scripts/bench.sh [--only clean|run] [--sizes S1,S2,S3,S4] [--runs N] [--clean-runs N] [--dir DIR]
 #                    [--keep] [--no-build] [--no-readme] [--drop-caches yes|no|auto]
-#                    [--strace full|count|perf|auto] [--run-items 100,400] [--run-runs N]
+#                    [--strace full|count|perf|none|auto] [--run-items 100,400] [--run-runs N]
 #
 # For each size the tree is generated once (scripts/gen-tree.py) into DIR/SIZE/work and copied to
 # DIR/SIZE/pristine; before every destructive run DIR/SIZE/work is deleted and re-copied from the
@@ -74,9 +74,9 @@ if command -v perf >/dev/null && perf stat -x, -e raw_syscalls:sys_enter -o /dev
     PERF_OK=1
 fi
 case "$STRACE" in
-    full|count|auto) ;;
+    full|count|none|auto) ;;
     perf) [ "$PERF_OK" = 1 ] || { echo "bench: --strace perf: \`perf stat -e raw_syscalls:sys_enter\` does not work here (apt-get install linux-perf; kernel.perf_event_paranoid)" >&2; exit 2; } ;;
-    *) echo "bench: --strace full|count|perf|auto" >&2; exit 2 ;;
+    *) echo "bench: --strace full|count|perf|none|auto" >&2; exit 2 ;;
 esac
 TOOLS="hyperfine python3 git"
 [ -z "$SIZES" ] || TOOLS+=" strace find du xargs"
@@ -91,7 +91,9 @@ gen_args() {
         S1) echo "--sessions 450 --worktrees 50 --files-per-worktree 5000 --repos 5 --logs 10 --worktree-variants merged,recent" ;;
         S2) echo "--sessions 100000 --worktrees 0 --repos 20 --logs 100 --kinds completed-old,completed-recent,failed-resumable-old,running-stale-old,active-old,corrupt-old,cancelled-old,paused-resumable-old,completed-recent" ;;
         S3) echo "--sessions 1800 --worktrees 200 --files-per-worktree 5000 --repos 10 --logs 10 --worktree-variants merged,recent" ;;
-        *) echo "bench: unknown size \`$1\` (S1, S2, S3)" >&2; exit 2 ;;
+        # S4: S2's shape at three times the sessions, for peak RSS (is memory flat in sessions?).
+        S4) echo "--sessions 300000 --worktrees 0 --repos 20 --logs 100 --kinds completed-old,completed-recent,failed-resumable-old,running-stale-old,active-old,corrupt-old,cancelled-old,paused-resumable-old,completed-recent" ;;
+        *) echo "bench: unknown size \`$1\` (S1, S2, S3, S4)" >&2; exit 2 ;;
     esac
 }
 describe() {
@@ -99,15 +101,38 @@ describe() {
         S1) echo "50 worktrees x 5,000 files (25 expired+merged, 25 recent), 452 sessions, 5 repos" ;;
         S2) echo "100,002 sessions (events, DLQ, checkpoints, mappings), 20 repos, a third expired, no worktrees" ;;
         S3) echo "200 worktrees x 5,000 files (100 expired+merged, 100 recent), 1,802 sessions, 10 repos" ;;
+        S4) echo "300,002 sessions (S2's shape, 3x), 20 repos, a third expired, no worktrees" ;;
     esac
 }
-# Defaults: S1 5 timing runs and 3 destructive runs; S2 and S3 (minutes per copy) 3 and 2.
+# Defaults: S1 5 timing runs and 3 destructive runs; S2, S3 and S4 (minutes per copy) 3 and 2.
 runs_for() { if [ -n "$RUNS" ]; then echo "$RUNS"; elif [ "$1" = S1 ]; then echo 5; else echo 3; fi; }
 clean_runs_for() { if [ -n "$CLEAN_RUNS" ]; then echo "$CLEAN_RUNS"; elif [ "$1" = S1 ]; then echo 3; else echo 2; fi; }
 
+# S4 needs room for two copies (work and pristine) of 3.03M entries: 12 GB and 6.1M inodes on
+# ext4 (measured), about 9 GiB of tmpfs pages per copy plus the kernel's unreclaimable inodes
+# (~0.5 GB per million entries). A /dev/shm sized like RAM rarely has the inodes or the memory, so
+# S4 goes to /var/tmp unless /dev/shm has both. Checked before generating (minutes at S4).
+S4_KB=$((26 * 1024 * 1024)) S4_INODES=6500000 S4_MEM_KB=$((32 * 1024 * 1024))
+case ",$SIZES," in *,S4,*) HAS_S4=1 ;; *) HAS_S4=0 ;; esac
+fits_s4() {  # DIR: room for S4's trees there (true when S4 is not asked for)
+    [ "$HAS_S4" = 1 ] || return 0
+    local d=$1 kb inodes mem
+    while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+    [ -f "$1/S4/stamp" ] && return 0  # a tree kept by --keep is reused, not regenerated
+    kb=$(df -Pk "$d" | awk 'NR==2 {print $4}')
+    inodes=$(df -Pi "$d" | awk 'NR==2 {print ($2 == 0 || $2 == "-") ? -1 : $4}')  # -1: no inode limit (btrfs)
+    [ "$kb" -ge "$S4_KB" ] || return 1
+    [ "$inodes" = -1 ] || [ "$inodes" -ge "$S4_INODES" ] || return 1
+    if [ "$(stat -f -c %T "$d")" = tmpfs ]; then
+        mem=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
+        [ "$mem" -ge "$S4_MEM_KB" ] || return 1
+    fi
+}
 if [ -z "$DIR" ]; then
     avail_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
-    if [ -n "$avail_kb" ] && [ "$avail_kb" -gt $((14 * 1024 * 1024)) ]; then
+    if [ "$HAS_S4" = 1 ]; then
+        if [ -n "$avail_kb" ] && fits_s4 /dev/shm/prodigy-bench; then DIR=/dev/shm/prodigy-bench; else DIR=/var/tmp/prodigy-bench; fi
+    elif [ -n "$avail_kb" ] && [ "$avail_kb" -gt $((14 * 1024 * 1024)) ]; then
         DIR=/dev/shm/prodigy-bench
     else
         DIR=${TMPDIR:-/tmp}/prodigy-bench
@@ -116,6 +141,10 @@ fi
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd -P)
 FSTYPE=$(stat -f -c %T "$DIR")
+fits_s4 "$DIR" || {
+    echo "bench: S4 needs $((S4_KB / 1024 / 1024)) GiB and $S4_INODES inodes free on $DIR ($FSTYPE; on tmpfs also $((S4_MEM_KB / 1024 / 1024)) GiB of MemAvailable): $(df -Ph "$DIR" | awk 'NR==2 {print $4}') and $(df -Pi "$DIR" | awk 'NR==2 {print $4}') inodes free; use --dir on a disk, e.g. --dir /var/tmp/pb" >&2
+    exit 2
+}
 
 case "$DROP" in
     yes|no) ;;
@@ -479,18 +508,25 @@ bench_size() {
     lib peak "$D/rss.dry" "$BIN" clean --all-repos --dry-run
     restore
     lib peak "$D/rss.force" "$BIN" clean --all-repos --force -q
+    local left_peak; left_peak=$(find "$H" -mindepth 1 | wc -l)
 
     # Full traces count per process (prodigy itself vs git) but take minutes per million
     # syscalls; `count` (strace -c) gives totals only; `perf` counts with the kernel's syscall
     # tracepoints (no ptrace: seconds, not minutes), prodigy alone in a second run without
-    # children. auto: perf where it works, else full at S1 and count at S2 and S3.
+    # children; `none` skips the step. auto: none at S4 (it is there for peak RSS, its shape is
+    # S2's, and the step's four restores of 3M entries would add one to two hours on a disk), else perf
+    # where it works, else full at S1 and count at S2 and S3.
     local smode=$STRACE
     if [ "$smode" = auto ]; then
-        if [ "$PERF_OK" = 1 ]; then smode=perf; elif [ "$S" = S1 ]; then smode=full; else smode=count; fi
+        if [ "$S" = S4 ]; then smode=none; elif [ "$PERF_OK" = 1 ]; then smode=perf; elif [ "$S" = S1 ]; then smode=full; else smode=count; fi
     fi
     log "$S: syscalls ($smode) of clean --force, rm -rf (same set), stats, du -sb"
     local left_force left_rm sc_force sc_rm sc_stats sc_du
-    if [ "$smode" = perf ]; then
+    if [ "$smode" = none ]; then
+        # Entries left after the peak-RSS run of clean --force; the rm -rf baseline is not run.
+        left_force=$left_peak left_rm="not run"
+        sc_force='{"total": "n/a", "main": "n/a"}'; sc_rm=$sc_force sc_stats=$sc_force sc_du=$sc_force
+    elif [ "$smode" = perf ]; then
         local ev; ev=$(lib perf_events)
         pcount() {  # NAME CMD...: both counts of CMD into $D/perf.NAME.{all,main}
             local name=$1; shift
@@ -549,16 +585,20 @@ bench_size() {
     mib() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f} MiB ({int(sys.argv[2])/1024:.1f})')" $1; }
     RSS_ROWS+="| $S | $entries | $(mib "$r_stats") | $(mib "$r_dry") | $(mib "$r_force") |"$'\n'
     local f_tot f_main r_tot s_tot d_tot
-    f_tot=$(tot "$sc_force" total); f_main=$(tot "$sc_force" main); r_tot=$(tot "$sc_rm" total)
-    s_tot=$(tot "$sc_stats" total); d_tot=$(tot "$sc_du" total)
-    local per_f per_fm per_r
-    per_f=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_tot" "$del_entries")
-    per_fm=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}' if sys.argv[1].isdigit() else 'n/a')" "$f_main" "$del_entries")
-    per_r=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$r_tot" "$del_entries")
-    local pr; pr=$(ratio "$per_f" "$per_r")
-    SYS_ROWS+="| $S | $del_entries | $f_tot ($f_main in prodigy itself) | $per_f ($per_fm) | $r_tot | $per_r | $pr | $(meets "$pr" 1.2) | $s_tot / $d_tot = $(ratio "$s_tot" "$d_tot") |"$'\n'
+    if [ "$smode" = none ]; then
+        SYS_ROWS+="| $S | $del_entries | not counted (--strace none) | | | | | | |"$'\n'
+    else
+        f_tot=$(tot "$sc_force" total); f_main=$(tot "$sc_force" main); r_tot=$(tot "$sc_rm" total)
+        s_tot=$(tot "$sc_stats" total); d_tot=$(tot "$sc_du" total)
+        local per_f per_fm per_r
+        per_f=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$f_tot" "$del_entries")
+        per_fm=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}' if sys.argv[1].isdigit() else 'n/a')" "$f_main" "$del_entries")
+        per_r=$(python3 -c "import sys; print(f'{int(sys.argv[1])/int(sys.argv[2]):.2f}')" "$r_tot" "$del_entries")
+        local pr; pr=$(ratio "$per_f" "$per_r")
+        SYS_ROWS+="| $S | $del_entries | $f_tot ($f_main in prodigy itself) | $per_f ($per_fm) | $r_tot | $per_r | $pr | $(meets "$pr" 1.2) | $s_tot / $d_tot = $(ratio "$s_tot" "$d_tot") |"$'\n'
+    fi
     GEN_ROWS+="| $S | $(describe "$S") | \`$args\` | $entries | $del_entries | $find_entries | $gen_s | $restore_s | $R / $C | $left_force / $left_rm | $mism |"$'\n'
-    {
+    [ "$smode" = none ] || {
         echo "#### $S syscall detail"
         echo
         echo "- clean --force, all processes: \`$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['top'])" "$sc_force")\`"
@@ -820,7 +860,7 @@ if [ -n "$SIZES" ]; then
         echo
         cat "$SUMMARY"
         echo
-        echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest process of the run by \`getrusage(RUSAGE_CHILDREN)\`, which counts prodigy itself too: at S1 and S3 that is a git child (\`git status\` of a 5,000-file worktree), at S2 prodigy:"
+        echo "Peak RSS, one run each: prodigy's own (VmHWM), and in parentheses the largest process of the run by \`getrusage(RUSAGE_CHILDREN)\`, which counts prodigy itself too: at S1 and S3 that is a git child (\`git status\` of a 5,000-file worktree), at S2 and S4 prodigy:"
         echo
         echo "| size | entries under the root | stats | clean --dry-run | clean --force |"
         echo "|---|---|---|---|---|"
