@@ -14,6 +14,10 @@
 //! checkpoint says; an item recorded as completed with commits but whose merge is not in the
 //! parent's history runs again. Pending and in-progress items run again from fresh agent
 //! worktrees; failed items stay in the DLQ until `dlq retry`.
+//!
+//! Why about 1,100 lines: resolving the id, the resume lock, the refusals, the repairs and the
+//! plan of a resume run in this order and share their state; they read top to bottom as the run
+//! does.
 
 use super::mapreduce::MapState;
 use super::worktrees::{self, git_out};
