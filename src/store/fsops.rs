@@ -167,7 +167,9 @@ mod unix {
     use std::fs::File;
     use std::io::{self, Read};
     use std::mem::MaybeUninit;
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::os::unix::ffi::OsStrExt;
+    #[cfg(not(target_os = "linux"))]
+    use std::os::unix::ffi::OsStringExt;
     #[cfg(not(target_os = "linux"))]
     use std::os::unix::io::IntoRawFd;
     use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -435,10 +437,13 @@ mod unix {
             // 8-byte aligned within it) instead of a zeroed allocation per directory.
             static BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let mut out = Vec::new();
+        let mut push = |n: &OsStr, t: u8| out.push((n.to_os_string(), t));
         BUF.with(|b| match b.try_borrow_mut() {
-            Ok(mut buf) => getdents_into(fd, &mut buf),
-            Err(_) => getdents_into(fd, &mut Vec::new()),
-        })
+            Ok(mut buf) => getdents_into(fd, &mut buf, &mut push),
+            Err(_) => getdents_into(fd, &mut Vec::new(), &mut push),
+        })?;
+        Ok(out)
     }
 
     /// Call `f` with every entry of the directory `fd` (without "." and ".."), in the kernel's
@@ -450,7 +455,29 @@ mod unix {
         if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
             return Err(last_err());
         }
-        let mut buf = vec![0u64; 4096];
+        getdents_into(fd, &mut Vec::new(), f)
+    }
+
+    /// [`for_each_entry`] elsewhere: the directory is read whole first.
+    #[cfg(not(target_os = "linux"))]
+    fn for_each_entry(fd: RawFd, f: &mut dyn FnMut(&OsStr, u8)) -> io::Result<()> {
+        for (n, t) in read_entries(fd, false)? {
+            f(&n, t);
+        }
+        Ok(())
+    }
+
+    /// Call `f` with each entry of `fd` from its current offset to the end (without "." and
+    /// ".."), read through `buf` (grown to 32 KiB when smaller).
+    #[cfg(target_os = "linux")]
+    fn getdents_into(
+        fd: RawFd,
+        buf: &mut Vec<u64>,
+        f: &mut dyn FnMut(&OsStr, u8),
+    ) -> io::Result<()> {
+        if buf.len() < 4096 {
+            buf.resize(4096, 0);
+        }
         loop {
             // SAFETY: the buffer is valid for writes of its whole length in bytes.
             let n = unsafe {
@@ -475,66 +502,6 @@ mod unix {
             let bytes =
                 unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n as usize) };
             let mut off = 0usize;
-            while off + 19 <= bytes.len() {
-                let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
-                if reclen < 19 || off + reclen > bytes.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "malformed directory entry from getdents64",
-                    ));
-                }
-                let dtype = bytes[off + 18];
-                let name = &bytes[off + 19..off + reclen];
-                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                if name != b"." && name != b".." && !name.is_empty() {
-                    f(OsStr::from_bytes(name), dtype);
-                }
-                off += reclen;
-            }
-        }
-    }
-
-    /// [`for_each_entry`] elsewhere: the directory is read whole first.
-    #[cfg(not(target_os = "linux"))]
-    fn for_each_entry(fd: RawFd, f: &mut dyn FnMut(&OsStr, u8)) -> io::Result<()> {
-        for (n, t) in read_entries(fd, false)? {
-            f(&n, t);
-        }
-        Ok(())
-    }
-
-    /// The entries of `fd` from its current offset to the end, read through `buf` (grown to
-    /// 32 KiB when smaller).
-    #[cfg(target_os = "linux")]
-    fn getdents_into(fd: RawFd, buf: &mut Vec<u64>) -> io::Result<Vec<(OsString, u8)>> {
-        if buf.len() < 4096 {
-            buf.resize(4096, 0);
-        }
-        let mut out = Vec::new();
-        loop {
-            // SAFETY: the buffer is valid for writes of its whole length in bytes.
-            let n = unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    fd as libc::c_long,
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    (buf.len() * 8) as libc::c_long,
-                )
-            };
-            if n < 0 {
-                let e = last_err();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Ok(out);
-            }
-            // SAFETY: the kernel wrote `n` bytes; viewing initialized u64s as bytes is sound.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n as usize) };
-            let mut off = 0usize;
             // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
             while off + 19 <= bytes.len() {
                 let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
@@ -548,7 +515,7 @@ mod unix {
                 let name = &bytes[off + 19..off + reclen];
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
                 if name != b"." && name != b".." && !name.is_empty() {
-                    out.push((OsString::from_vec(name.to_vec()), dtype));
+                    f(OsStr::from_bytes(name), dtype);
                 }
                 off += reclen;
             }
