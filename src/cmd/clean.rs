@@ -93,13 +93,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     if (a.dry_run || a.force) && clean::stream::eligible(&opts) && !whole_root_forced() {
         // Nothing to confirm: stream the root batch by batch (memory bounded by the index).
         let mode = if a.dry_run { Mode::DryRun } else { Mode::Real };
-        let mut audit = AuditLog {
-            path: root_path.join(store::AUDIT_LOG),
-            open: None,
-            unsynced: false,
-            command: name,
-            warned: false,
-        };
+        let mut audit = AuditLog::new(&root_path, name);
         let report = clean::stream::run(
             &root,
             &root_path,
@@ -144,13 +138,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         + clean::trash_pending(&root)
         + clean::stale_git_records(&eng)
         + clean::stale_registry_entries(&eng);
-    let mut audit = AuditLog {
-        path: root_path.join(store::AUDIT_LOG),
-        open: None,
-        unsynced: false,
-        command: name,
-        warned: false,
-    };
+    let mut audit = AuditLog::new(&root_path, name);
     let mode = if a.dry_run || to_remove == 0 {
         Mode::DryRun
     } else if a.force {
@@ -377,6 +365,20 @@ struct AuditLog<'a> {
     /// The command, for the warning (`clean`, `sessions rm`, ...).
     command: &'a str,
     warned: bool,
+}
+
+impl<'a> AuditLog<'a> {
+    /// The audit log of the root at `root_path`, opened on its first line; `command` names
+    /// the command in its warnings.
+    fn new(root_path: &Path, command: &'a str) -> Self {
+        AuditLog {
+            path: root_path.join(store::AUDIT_LOG),
+            open: None,
+            unsynced: false,
+            command,
+            warned: false,
+        }
+    }
 }
 
 impl clean::Audit for AuditLog<'_> {
