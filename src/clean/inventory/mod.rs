@@ -440,22 +440,9 @@ impl Scanner<'_> {
             return named;
         };
         for (name, listed) in self.listing(&d, &top, inv) {
-            let parts = comps(&[top[0], &name]);
-            if crate::store::atomic::is_temp_name(&name) {
-                inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
-                continue;
-            }
-            let Some(id) = strip_valid(&name, ".json") else {
-                self.push_invalid(
-                    inv,
-                    StorageType::Sessions,
-                    parts,
-                    "not a `{session_id}.json` name",
-                );
+            let Some((mut it, id)) = self.session_entry(&name, inv) else {
                 continue;
             };
-            let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
-            it.owner = Some(id.to_string());
             let (record, jobs, repo) = self.read_session(
                 &d,
                 &name,
@@ -480,6 +467,32 @@ impl Scanner<'_> {
             );
         }
         named
+    }
+
+    /// Entry `name` of `sessions/`: a record's item (owned by its session, not pushed) and its
+    /// session id; a temp file or an invalid name is pushed as its own item instead.
+    pub(super) fn session_entry<'n>(
+        &self,
+        name: &'n OsStr,
+        inv: &mut Inventory,
+    ) -> Option<(Item, &'n str)> {
+        let parts = comps(&[OsStr::new("sessions"), name]);
+        if crate::store::atomic::is_temp_name(name) {
+            inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
+            return None;
+        }
+        let Some(id) = strip_valid(name, ".json") else {
+            self.push_invalid(
+                inv,
+                StorageType::Sessions,
+                parts,
+                "not a `{session_id}.json` name",
+            );
+            return None;
+        };
+        let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
+        it.owner = Some(id.to_string());
+        Some((it, id))
     }
 
     /// Read and check session record `name` of `sessions/` (`d`; `id` its stem, `listed` its

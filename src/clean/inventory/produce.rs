@@ -60,24 +60,10 @@ impl Scanner<'_> {
     /// `clean::index`): each record belongs to its session, in its session's repository.
     pub fn session_items(&self, names: &[OsString]) -> Inventory {
         let mut inv = Inventory::default();
-        let top = [OsStr::new("sessions")];
         for name in names {
-            let parts = comps(&[top[0], name]);
-            if crate::store::atomic::is_temp_name(name) {
-                inv.push(Item::new(StorageType::Sessions, ItemKind::Temp, parts));
-                continue;
-            }
-            let Some(id) = strip_valid(name, ".json") else {
-                self.push_invalid(
-                    &mut inv,
-                    StorageType::Sessions,
-                    parts,
-                    "not a `{session_id}.json` name",
-                );
+            let Some((mut it, id)) = self.session_entry(name, &mut inv) else {
                 continue;
             };
-            let mut it = Item::new(StorageType::Sessions, ItemKind::SessionRecord, parts);
-            it.owner = Some(id.to_string());
             if let Some(x) = self.index {
                 it.repo = x
                     .row(id)
