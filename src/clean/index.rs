@@ -8,9 +8,12 @@
 //! item's activity into its owner's row as items are measured, and asks for the owner's
 //! [`Verdict`] once it is final.
 //!
-//! Ids are kept once, in one byte arena; rows and jobs are sorted vectors searched by id. What
-//! few sessions have (an unreadable record's error, resumability evidence, a live lock, a kept
-//! worktree) is in a side map.
+//! Ids are kept once, in one byte arena; rows and jobs are vectors found through hash tables.
+//! A row is 40 bytes: times are `u32` Unix seconds, the record's device an index into a short
+//! table. What a minority of sessions have (an unreadable record's error, a job's checkpoint
+//! that makes it resumable) is a 24-byte [`Note`] whose text is in the arena, a checkpoint's
+//! evidence stored as (repository, job, file) and worded again when asked. What few sessions
+//! have (a live lock, a process in a worktree, a kept worktree) is in a side map.
 
 use super::classify::{classify_one, Class, Facts, Owned, OwnerFact, RecordFacts, Verdict};
 use crate::store::records::SessionStatus;
@@ -23,22 +26,39 @@ struct Span {
     len: u32,
 }
 
-/// "None" in the packed `i64` fields of [`Row`].
-const NONE: i64 = i64::MIN;
+/// A time as packed in a [`Row`]: Unix seconds clamped to `1..=u32::MAX` (1970 to 2106); 0 is
+/// "none". Clamping keeps every use on the safe side: a time before 1970 stays long past, one
+/// after 2106 stays in the future, and a record whose mtime is after 2106 always looks changed
+/// to the deletion-time check (so it is kept).
+fn pack_time(t: Option<i64>) -> u32 {
+    t.map_or(0, |t| t.clamp(1, u32::MAX as i64) as u32)
+}
 
-/// One session, packed (64 bytes): what classification and the deletion-time checks need.
+/// The time [`pack_time`] packed.
+fn unpack_time(t: u32) -> Option<i64> {
+    (t != 0).then_some(t as i64)
+}
+
+/// `Row::record` when the record could not be read.
+const UNREADABLE: u8 = 7;
+/// `Row::state` before the class is final.
+const NO_CLASS: u8 = 7;
+/// `Row::dev` when the record's device is not known.
+const NO_DEV: u16 = u16::MAX;
+
+/// One session, packed (40 bytes): what classification and the deletion-time checks need.
 #[derive(Debug)]
 pub struct Row {
-    id: Span,
-    /// Device and inode of `sessions/{id}.json` when it was read (0, 0: unknown).
-    rec_dev: u64,
+    /// Inode of `sessions/{id}.json` when it was read.
     rec_ino: u64,
-    /// Its mtime then, Unix seconds ([`NONE`]: unknown).
-    rec_mtime: i64,
+    /// The id: `id_len` bytes at `id_off` in the arena (ids are at most 128 bytes).
+    id_off: u32,
+    /// The record's mtime when it was read ([`pack_time`]).
+    rec_mtime: u32,
     /// Newest activity seen so far: the record file and every owned item measured.
-    newest: i64,
-    /// `updated_at`, Unix seconds.
-    updated_at: i64,
+    newest: u32,
+    /// `updated_at`.
+    updated_at: u32,
     /// `metadata.owner.pid` when the owner is on this host.
     pid: u32,
     /// Entries in `checkpoints` (saturating).
@@ -46,14 +66,15 @@ pub struct Row {
     /// Repository (index into [`Index::repos`]; `u16::MAX`: none), from `metadata.repo` or the
     /// first owned item.
     repo: u16,
-    /// `status` as [`STATUSES`] index; 255: the record could not be read.
-    status: u8,
-    /// 0: no owner, 1: on this host (`pid`), 2: elsewhere.
-    owner: u8,
-    /// The class once final ([`CLASSES`] index; 255: not yet).
-    class: u8,
-    /// Items of it waited for its class (see `clean::stream`): pass 3 takes them again.
-    pub waited: bool,
+    /// The record's device, as an index into `Index::devs` ([`NO_DEV`]: unknown).
+    dev: u16,
+    id_len: u8,
+    /// Bits 0–2: `status` as [`STATUSES`] index ([`UNREADABLE`]: the record could not be
+    /// read); bits 3–4: the owner (0: none, 1: on this host, `pid`, 2: elsewhere).
+    record: u8,
+    /// Bits 0–2: the class once final ([`CLASSES`] index; [`NO_CLASS`]: not yet); bit 3: items
+    /// of it waited for its class (see `clean::stream`), pass 3 takes them again.
+    state: u8,
 }
 
 /// Session statuses by packed index.
@@ -77,19 +98,15 @@ const CLASSES: [Class; 7] = [
     Class::Unknown,
 ];
 
-fn opt(v: i64) -> Option<i64> {
-    (v != NONE).then_some(v)
-}
-
 impl Row {
-    /// The record's facts; `None`: unreadable (the error is in the side map).
+    /// The record's facts; `None`: unreadable (the error is a [`Note`]).
     pub fn facts(&self) -> Option<RecordFacts> {
-        let status = *STATUSES.get(self.status as usize)?;
+        let status = *STATUSES.get((self.record & 7) as usize)?;
         Some(RecordFacts {
             status,
-            updated_at: opt(self.updated_at),
+            updated_at: unpack_time(self.updated_at),
             checkpoints: self.checkpoints as usize,
-            owner: match self.owner {
+            owner: match self.record >> 3 {
                 1 => OwnerFact::Here(self.pid),
                 2 => OwnerFact::Elsewhere,
                 _ => OwnerFact::None,
@@ -97,19 +114,24 @@ impl Row {
         })
     }
 
-    /// Device and inode of the record when pass 1 read it.
-    pub fn rec_dev_ino(&self) -> Option<(u64, u64)> {
-        (self.rec_ino != 0 || self.rec_dev != 0).then_some((self.rec_dev, self.rec_ino))
-    }
-
     /// The record's mtime when pass 1 read it.
     pub fn rec_mtime(&self) -> Option<i64> {
-        opt(self.rec_mtime)
+        unpack_time(self.rec_mtime)
     }
 
     /// Newest activity seen so far.
     pub fn newest(&self) -> Option<i64> {
-        opt(self.newest)
+        unpack_time(self.newest)
+    }
+
+    /// Items of it waited for its class: pass 3 takes them again.
+    pub fn waited(&self) -> bool {
+        self.state & 8 != 0
+    }
+
+    /// Mark that items of it waited for its class.
+    pub fn set_waited(&mut self) {
+        self.state |= 8;
     }
 
     /// Repository, as an index into [`Index::repos`].
@@ -123,16 +145,49 @@ impl Row {
     }
 
     fn class(&self) -> Option<Class> {
-        CLASSES.get(self.class as usize).copied()
+        CLASSES.get((self.state & 7) as usize).copied()
+    }
+
+    fn set_class(&mut self, k: u8) {
+        self.state = (self.state & !7) | (k & 7);
     }
 }
+
+/// What a minority of sessions have, 24 bytes, texts in the arena.
+#[derive(Clone, Copy, Debug)]
+struct Note {
+    row: u32,
+    kind: NoteKind,
+    /// Repository of a [`NoteKind::Checkpoint`] (index into [`Index::repos`]).
+    repo: u16,
+    /// The text; the job of a [`NoteKind::Checkpoint`].
+    a: Span,
+    /// The checkpoint file of a [`NoteKind::Checkpoint`].
+    b: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NoteKind {
+    /// Why the record could not be read.
+    Error,
+    /// Resumability evidence, as worded.
+    Evidence,
+    /// Resumability evidence [`checkpoint_evidence`] words.
+    Checkpoint,
+}
+
+/// The evidence that a canonical job's checkpoint `file` parses (as the scan of `state/` words
+/// it, see `Scanner::job_state`).
+fn checkpoint_evidence(repo: &str, job: &str, file: &str) -> String {
+    format!("state/{repo}/mapreduce/jobs/{job}/{file}{CHECKPOINT_TAIL}")
+}
+
+const CHECKPOINT_TAIL: &str = " parses and the job is not complete";
 
 /// What few sessions have.
 #[derive(Debug, Default)]
 pub struct RowRare {
-    /// Why the record could not be read.
-    pub error: Option<String>,
-    /// Evidence from owned items (resumability, live lock, process in a worktree).
+    /// Evidence from owned items kept whole (resumability, live lock, process in a worktree).
     pub owned: Owned,
     /// One of its worktrees is kept: the detail for its record ("its worktree … is kept").
     pub worktree_kept: Option<String>,
@@ -206,6 +261,13 @@ pub struct Index {
     job_table: Table,
     /// Boxed: the map's slots stay small (a slot per bucket, most buckets empty).
     rare: HashMap<u32, Box<RowRare>>,
+    /// Errors and resumability evidence, sorted by row once pass 1 is over ([`Index::compact`]).
+    notes: Vec<Note>,
+    notes_sorted: bool,
+    /// Checkpoint file names already in the arena (a few names recur in every job).
+    file_names: HashMap<Box<str>, Span>,
+    /// Devices of the records (one, usually).
+    devs: Vec<u64>,
     /// All items have been measured: classes that wait for activity are final.
     pub all_measured: bool,
     /// Owners that differ from the jobs table: `job-state.json` naming another session than
@@ -253,42 +315,166 @@ impl Index {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(e)),
         };
-        let (rec_dev, rec_ino, rec_mtime) = rec.unwrap_or((0, 0, NONE));
+        let (dev, rec_ino, rec_mtime) = match rec {
+            Some((d, i, m)) => (self.dev_id(d), i, pack_time(Some(m))),
+            None => (NO_DEV, 0, 0),
+        };
+        let status = facts
+            .and_then(|f| STATUSES.iter().position(|x| *x == f.status))
+            .map_or(UNREADABLE, |k| k as u8);
+        let owner = match facts.map(|f| f.owner) {
+            Some(OwnerFact::Here(_)) => 1,
+            Some(OwnerFact::Elsewhere) => 2,
+            _ => 0,
+        };
         self.rows.push(Row {
-            id: span,
-            rec_dev,
             rec_ino,
+            id_off: span.off,
             rec_mtime,
             newest: rec_mtime,
-            updated_at: facts.and_then(|f| f.updated_at).unwrap_or(NONE),
+            updated_at: pack_time(facts.and_then(|f| f.updated_at)),
             pid: match facts.map(|f| f.owner) {
                 Some(OwnerFact::Here(p)) => p,
                 _ => 0,
             },
             checkpoints: facts.map_or(0, |f| f.checkpoints.min(u32::MAX as usize) as u32),
             repo,
-            status: facts
-                .and_then(|f| STATUSES.iter().position(|x| *x == f.status))
-                .map_or(255, |k| k as u8),
-            owner: match facts.map(|f| f.owner) {
-                Some(OwnerFact::Here(_)) => 1,
-                Some(OwnerFact::Elsewhere) => 2,
-                _ => 0,
-            },
-            class: 255,
-            waited: false,
+            dev,
+            // Ids are valid ids: at most 128 bytes.
+            id_len: span.len.min(u8::MAX as u32) as u8,
+            record: status | owner << 3,
+            state: NO_CLASS,
         });
-        if error.is_some() {
-            self.rare.entry(row).or_default().error = error;
+        if let Some(e) = error {
+            let a = self.put(&e);
+            self.push_note(Note {
+                row,
+                kind: NoteKind::Error,
+                repo: 0,
+                a,
+                b: Span { off: 0, len: 0 },
+            });
         }
+    }
+
+    /// The index of device `d` in `devs` ([`NO_DEV`] past 65,534 devices).
+    fn dev_id(&mut self, d: u64) -> u16 {
+        match self.devs.iter().position(|x| *x == d) {
+            Some(i) => i as u16,
+            None if self.devs.len() < NO_DEV as usize => {
+                self.devs.push(d);
+                (self.devs.len() - 1) as u16
+            }
+            None => NO_DEV,
+        }
+    }
+
+    fn push_note(&mut self, n: Note) {
+        if self.notes.last().is_some_and(|l| l.row > n.row) {
+            self.notes_sorted = false;
+        }
+        self.notes.push(n);
+    }
+
+    /// The notes of row `r`, in the order they were added.
+    fn notes_of(&self, r: u32) -> impl Iterator<Item = &Note> {
+        let (start, all) = if self.notes_sorted || self.notes.is_empty() {
+            (self.notes.partition_point(|n| n.row < r), false)
+        } else {
+            (0, true)
+        };
+        self.notes[start..]
+            .iter()
+            .take_while(move |n| all || n.row == r)
+            .filter(move |n| n.row == r)
+    }
+
+    /// The id span of row `r`.
+    fn id_span(&self, r: u32) -> Span {
+        let row = &self.rows[r as usize];
+        Span {
+            off: row.id_off,
+            len: row.id_len as u32,
+        }
+    }
+
+    /// Device and inode of the record of row `r` when pass 1 read it.
+    pub fn rec_dev_ino(&self, r: u32) -> Option<(u64, u64)> {
+        let row = &self.rows[r as usize];
+        let dev = *self.devs.get(row.dev as usize)?;
+        Some((dev, row.rec_ino))
+    }
+
+    /// Evidence that session row `r` can be resumed, from a job of it in repository `repo`
+    /// (`text`, as the scan worded it). A checkpoint's evidence is kept as (repository, job,
+    /// file), 24 bytes, and worded again when asked.
+    pub fn add_evidence(&mut self, r: u32, repo: &str, job: &str, text: &str) {
+        let file = text
+            .strip_prefix("state/")
+            .and_then(|t| t.strip_prefix(repo))
+            .and_then(|t| t.strip_prefix("/mapreduce/jobs/"))
+            .and_then(|t| t.strip_prefix(job))
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.strip_suffix(CHECKPOINT_TAIL))
+            .filter(|f| !f.contains('/'));
+        let repo_id = file.map(|_| self.repo_id(repo)).filter(|x| *x != u16::MAX);
+        let note = match file.zip(repo_id) {
+            Some((file, repo)) => {
+                let a = match self.job_table_index(job) {
+                    Some(i) => self.jobs[i as usize].0,
+                    None => self.put(job),
+                };
+                let b = match self.file_names.get(file) {
+                    Some(s) => *s,
+                    None => {
+                        let s = self.put(file);
+                        if self.file_names.len() < 64 {
+                            self.file_names.insert(file.into(), s);
+                        }
+                        s
+                    }
+                };
+                Note {
+                    row: r,
+                    kind: NoteKind::Checkpoint,
+                    repo,
+                    a,
+                    b,
+                }
+            }
+            None => Note {
+                row: r,
+                kind: NoteKind::Evidence,
+                repo: 0,
+                a: self.put(text),
+                b: Span { off: 0, len: 0 },
+            },
+        };
+        self.push_note(note);
+    }
+
+    /// The error and resumability evidence of row `r`, worded.
+    fn worded_notes(&self, r: u32) -> (Option<String>, Vec<String>) {
+        let (mut error, mut evidence) = (None, Vec::new());
+        for n in self.notes_of(r) {
+            match n.kind {
+                NoteKind::Error => error = Some(self.get(n.a).to_string()),
+                NoteKind::Evidence => evidence.push(self.get(n.a).to_string()),
+                NoteKind::Checkpoint => evidence.push(checkpoint_evidence(
+                    self.repos.get(n.repo as usize).map_or("", |s| s.as_str()),
+                    self.get(n.a),
+                    self.get(n.b),
+                )),
+            }
+        }
+        (error, evidence)
     }
 
     /// Sort the sessions by id (rows are found by binary search from here on).
     pub fn seal(&mut self) {
         let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| {
-            self.bytes(self.rows[a as usize].id)
-                .cmp(self.bytes(self.rows[b as usize].id))
+            self.bytes(self.id_span(a)).cmp(self.bytes(self.id_span(b)))
         });
         let mut new_of_old = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
@@ -298,11 +484,16 @@ impl Index {
         for j in &mut self.jobs {
             j.1 = new_of_old[j.1 as usize];
         }
-        // So do the rare parts (an unreadable record's error).
+        // So do the rare parts and the notes (an unreadable record's error).
         self.rare = std::mem::take(&mut self.rare)
             .into_iter()
             .map(|(k, v)| (new_of_old[k as usize], v))
             .collect();
+        for n in &mut self.notes {
+            n.row = new_of_old[n.row as usize];
+        }
+        self.notes.sort_by_key(|n| n.row);
+        self.notes_sorted = true;
         let mut rows = std::mem::take(&mut self.rows);
         // Apply the permutation in place (cycle by cycle).
         for i in 0..order.len() {
@@ -318,8 +509,8 @@ impl Index {
         self.arena.shrink_to_fit();
         let (arena, rows) = (&self.arena, &self.rows);
         self.row_table = Table::build(rows.len(), |i| {
-            let s = rows[i as usize].id;
-            &arena[s.off as usize..(s.off + s.len) as usize]
+            let r = &rows[i as usize];
+            &arena[r.id_off as usize..r.id_off as usize + r.id_len as usize]
         });
     }
 
@@ -337,7 +528,7 @@ impl Index {
     /// The row of session `id`.
     pub fn row(&self, id: &str) -> Option<u32> {
         self.row_table
-            .find(id.as_bytes(), |i| self.bytes(self.rows[i as usize].id))
+            .find(id.as_bytes(), |i| self.bytes(self.id_span(i)))
     }
 
     /// Row `r`.
@@ -352,7 +543,7 @@ impl Index {
 
     /// Session id of row `r`.
     pub fn id(&self, r: u32) -> &str {
-        self.get(self.rows[r as usize].id)
+        self.get(self.id_span(r))
     }
 
     /// Number of sessions.
@@ -375,17 +566,14 @@ impl Index {
         self.rare.get(&r).map(|b| &**b)
     }
 
-    /// Give back the slack of the rare parts' strings and lists (after pass 1 filled them).
+    /// Sort the notes by row and give back the slack of the vectors (after pass 1 filled them).
     pub fn compact(&mut self) {
-        for x in self.rare.values_mut() {
-            x.owned.resumable.shrink_to_fit();
-            for e in &mut x.owned.resumable {
-                e.shrink_to_fit();
-            }
-            if let Some(e) = &mut x.error {
-                e.shrink_to_fit();
-            }
-        }
+        // Stable: a row's notes stay in the order they were added.
+        self.notes.sort_by_key(|n| n.row);
+        self.notes_sorted = true;
+        self.notes.shrink_to_fit();
+        self.arena.shrink_to_fit();
+        self.file_names = HashMap::new();
         self.rare.shrink_to_fit();
         self.extra_owner.shrink_to_fit();
     }
@@ -420,9 +608,12 @@ impl Index {
 
     /// The owner row of job `job`.
     pub fn job_owner(&self, job: &str) -> Option<u32> {
+        self.job_table_index(job).map(|i| self.jobs[i as usize].1)
+    }
+
+    fn job_table_index(&self, job: &str) -> Option<u32> {
         self.job_table
             .find(job.as_bytes(), |i| self.bytes(self.jobs[i as usize].0))
-            .map(|i| self.jobs[i as usize].1)
     }
 
     /// Record that `job` belongs to session `sid`, overriding the jobs table (see `extra_owner`).
@@ -466,11 +657,8 @@ impl Index {
     pub fn fold_newest(&mut self, r: u32, n: Option<i64>) {
         if let Some(n) = n {
             let row = &mut self.rows[r as usize];
-            row.newest = if row.newest == NONE {
-                n
-            } else {
-                row.newest.max(n)
-            };
+            let newest = row.newest().map_or(n, |x| x.max(n));
+            row.newest = pack_time(Some(newest));
         }
     }
 
@@ -491,8 +679,12 @@ impl Index {
             });
         }
         let rare = self.rare.get(&r);
+        let (error, mut resumable) = self.worded_notes(r);
+        if let Some(x) = rare {
+            resumable.extend(x.owned.resumable.iter().cloned());
+        }
         let owned = Owned {
-            resumable: rare.map(|x| x.owned.resumable.clone()).unwrap_or_default(),
+            resumable,
             live_lock: rare.and_then(|x| x.owned.live_lock.clone()),
             in_use: rare.and_then(|x| x.owned.in_use.clone()),
             last,
@@ -503,7 +695,6 @@ impl Index {
             && owned.in_use.is_none()
             && facts.is_some_and(|fa| fa.needs_activity());
         let rec_rel = format!("sessions/{}.json", self.id(r));
-        let error = rare.and_then(|x| x.error.clone());
         let mut v = classify_one(
             &rec_rel,
             facts.as_ref().ok_or(error.as_deref().unwrap_or("")),
@@ -521,8 +712,8 @@ impl Index {
             // class of a session that waits for activity may still change.
             None if waits && v.class != Class::Active => return None,
             None => {
-                let k = CLASSES.iter().position(|c| *c == v.class).unwrap_or(255);
-                self.rows[r as usize].class = k as u8;
+                let k = CLASSES.iter().position(|c| *c == v.class);
+                self.rows[r as usize].set_class(k.map_or(NO_CLASS, |k| k as u8));
             }
         }
         Some(v)
@@ -606,7 +797,7 @@ mod tests {
             assert_eq!(x.id(r), id);
             assert_eq!(x.job_owner(&format!("j-{id}")), Some(r));
         }
-        let ino: Vec<u64> = (0..4).map(|r| x.at(r).rec_dev_ino().unwrap().1).collect();
+        let ino: Vec<u64> = (0..4).map(|r| x.rec_dev_ino(r).unwrap().1).collect();
         let mut y = Index::default();
         y.add_session("s-b", Err("broken".into()), None, None);
         y.add_session(
@@ -617,11 +808,10 @@ mod tests {
         );
         y.seal();
         assert_eq!(
-            y.rare(y.row("s-b").unwrap())
-                .and_then(|r| r.error.as_deref()),
+            y.worded_notes(y.row("s-b").unwrap()).0.as_deref(),
             Some("broken")
         );
-        assert!(y.rare(y.row("s-a").unwrap()).is_none());
+        assert_eq!(y.worded_notes(y.row("s-a").unwrap()), (None, vec![]));
         assert_eq!(ino, vec![11, 13, 10, 12], "rows moved with their ids");
     }
 

@@ -117,7 +117,7 @@ pub fn run<'c>(
     r.stream(&scanner, false);
     r.idx.all_measured = true;
     // 2. The items whose owner's class waited for all activity, found again.
-    if (0..r.idx.len() as u32).any(|k| r.idx.at(k).waited) {
+    if (0..r.idx.len() as u32).any(|k| r.idx.at(k).waited()) {
         r.stream(&scanner, true);
     }
     // 3. Items kept whole.
@@ -318,14 +318,14 @@ impl Run<'_, '_> {
             // Pass 3: only what waited (everything else is done).
             let waited: Vec<bool> = rows
                 .iter()
-                .map(|r| r.is_some_and(|r| self.idx.at(r).waited))
+                .map(|r| r.is_some_and(|r| self.idx.at(r).waited()))
                 .collect();
             let mut k = 0;
             inv.items.retain(|_| {
                 k += 1;
                 waited[k - 1]
             });
-            rows.retain(|r| r.is_some_and(|r| self.idx.at(r).waited));
+            rows.retain(|r| r.is_some_and(|r| self.idx.at(r).waited()));
             inv.warnings.clear();
         }
         if !measured {
@@ -357,7 +357,7 @@ impl Run<'_, '_> {
                 continue;
             };
             // Once an item of a session waited, all its items wait (pass 3 takes each once).
-            if !again && role == Role::Bulk && self.idx.at(r).waited {
+            if !again && role == Role::Bulk && self.idx.at(r).waited() {
                 waiting.insert(r);
             }
             if !waiting.contains(&r) && decided.insert(r) {
@@ -372,7 +372,7 @@ impl Run<'_, '_> {
             }
             if waiting.contains(&r) {
                 // Measured and folded already; pass 3 takes it again (memory stays flat).
-                self.idx.at_mut(r).waited = true;
+                self.idx.at_mut(r).set_waited();
             } else {
                 keep.push(it);
             }
@@ -398,7 +398,7 @@ impl Run<'_, '_> {
                 ]),
             );
             it.owner = Some(o.clone());
-            it.dev_ino = row.rec_dev_ino();
+            it.dev_ino = self.idx.rec_dev_ino(r);
             it.newest = row.rec_mtime();
             let item = inv.push(it);
             inv.sessions.insert(

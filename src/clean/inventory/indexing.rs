@@ -176,7 +176,7 @@ impl Scanner<'_> {
                     };
                     if let Some(why) = resumable {
                         match owner.and_then(|(_, r)| r) {
-                            Some(r) => idx.rare_mut(r).owned.resumable.push(why),
+                            Some(row) => idx.add_evidence(row, r, j, &why),
                             None => idx.set_ownerless_evidence(j, why),
                         }
                     }
@@ -187,7 +187,7 @@ impl Scanner<'_> {
             let p = [t[0], OsStr::new(&sid), OsStr::new("checkpoints")];
             if let Some(why) = self.legacy_checkpoints(&p, &mut scratch) {
                 if let Some(r) = idx.row(&sid) {
-                    idx.rare_mut(r).owned.resumable.push(why);
+                    idx.add_evidence(r, &sid, &sid, &why);
                 }
             }
         }
