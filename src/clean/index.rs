@@ -8,7 +8,8 @@
 //! item's activity into its owner's row as items are measured, and asks for the owner's
 //! [`Verdict`] once it is final.
 //!
-//! Ids are kept once, in one byte arena; rows and jobs are vectors found through hash tables.
+//! Ids are kept once, packed ([`ids`]: a 44-byte 0.4.4 session id in 18), in one byte arena;
+//! rows and jobs are vectors found through hash tables.
 //! A row is 40 bytes: times are `u32` Unix seconds, the record's device an index into a short
 //! table. What a minority of sessions have (an unreadable record's error, a job's checkpoint
 //! that makes it resumable) is a 24-byte [`Note`] whose text is in the arena, a checkpoint's
@@ -17,7 +18,10 @@
 
 use super::classify::{classify_one, Class, Facts, Owned, OwnerFact, RecordFacts, Verdict};
 use crate::store::records::SessionStatus;
+use std::cmp::Ordering;
 use std::collections::HashMap;
+
+mod ids;
 
 /// A slice of the arena.
 #[derive(Clone, Copy, Debug)]
@@ -215,7 +219,8 @@ fn hash(b: &[u8]) -> u64 {
 impl Table {
     /// A table of `n` entries whose key bytes `key(i)` gives.
     fn build<'k>(n: usize, key: impl Fn(u32) -> &'k [u8]) -> Table {
-        let size = (n * 2).next_power_of_two().max(16);
+        // At most two thirds full: short probes, and half the slots of a table twice `n`.
+        let size = (n + n / 2).next_power_of_two().max(16);
         let mut slots = vec![u32::MAX; size];
         for i in 0..n as u32 {
             let mut p = hash(key(i)) as usize & (size - 1);
@@ -249,10 +254,9 @@ impl Table {
 pub struct Index {
     arena: Vec<u8>,
     rows: Vec<Row>,
-    /// (job id, row), sorted by job id; the first owner found wins.
+    /// (job id, owner row), sorted by row, then job id ([`Index::seal_jobs`]); the first owner
+    /// found keeps a job.
     jobs: Vec<(Span, u32)>,
-    /// (row, job id), sorted by row: a session's jobs.
-    jobs_of: Vec<(u32, Span)>,
     /// Repository names.
     pub repos: Vec<String>,
     /// Rows by id (built by [`Index::seal`]).
@@ -289,11 +293,34 @@ impl Index {
         }
     }
 
-    /// The bytes of `s`: what searches and sorts compare (no UTF-8 check per comparison).
+    /// Put the packed form of id `s` (see [`ids`]).
+    fn put_id(&mut self, s: &str) -> Span {
+        let off = self.arena.len() as u32;
+        ids::pack(s.as_bytes(), &mut self.arena);
+        Span {
+            off,
+            len: self.arena.len() as u32 - off,
+        }
+    }
+
+    /// The bytes of `s`: for an id its packed form, what tables hash and compare.
     fn bytes(&self, s: Span) -> &[u8] {
         &self.arena[s.off as usize..(s.off + s.len) as usize]
     }
 
+    /// The id `s` holds, unpacked.
+    fn id_of(&self, s: Span) -> String {
+        ids::unpacked(self.bytes(s))
+    }
+
+    /// Ids `a` and `b` in the order of their (unpacked) bytes.
+    fn cmp_ids(&self, a: Span, b: Span) -> Ordering {
+        ids::with_unpacked(self.bytes(a), |x| {
+            ids::with_unpacked(self.bytes(b), |y| x.cmp(y))
+        })
+    }
+
+    /// A text (not an id).
     fn get(&self, s: Span) -> &str {
         // Only whole `&str`s are put in the arena, so every span is valid UTF-8.
         std::str::from_utf8(&self.arena[s.off as usize..(s.off + s.len) as usize])
@@ -308,7 +335,7 @@ impl Index {
         rec: Option<(u64, u64, i64)>,
         repo: Option<&str>,
     ) {
-        let span = self.put(id);
+        let span = self.put_id(id);
         let repo = repo.map_or(u16::MAX, |r| self.repo_id(r));
         let row = self.rows.len() as u32;
         let (facts, error) = match facts {
@@ -340,7 +367,7 @@ impl Index {
             checkpoints: facts.map_or(0, |f| f.checkpoints.min(u32::MAX as usize) as u32),
             repo,
             dev,
-            // Ids are valid ids: at most 128 bytes.
+            // Ids are valid ids: at most 128 bytes, packed at most 256.
             id_len: span.len.min(u8::MAX as u32) as u8,
             record: status | owner << 3,
             state: NO_CLASS,
@@ -422,7 +449,7 @@ impl Index {
             Some((file, repo)) => {
                 let a = match self.job_table_index(job) {
                     Some(i) => self.jobs[i as usize].0,
-                    None => self.put(job),
+                    None => self.put_id(job),
                 };
                 let b = match self.file_names.get(file) {
                     Some(s) => *s,
@@ -462,7 +489,7 @@ impl Index {
                 NoteKind::Evidence => evidence.push(self.get(n.a).to_string()),
                 NoteKind::Checkpoint => evidence.push(checkpoint_evidence(
                     self.repos.get(n.repo as usize).map_or("", |s| s.as_str()),
-                    self.get(n.a),
+                    &self.id_of(n.a),
                     self.get(n.b),
                 )),
             }
@@ -473,9 +500,7 @@ impl Index {
     /// Sort the sessions by id (rows are found by binary search from here on).
     pub fn seal(&mut self) {
         let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            self.bytes(self.id_span(a)).cmp(self.bytes(self.id_span(b)))
-        });
+        order.sort_unstable_by(|&a, &b| self.cmp_ids(self.id_span(a), self.id_span(b)));
         let mut new_of_old = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
             new_of_old[old as usize] = new as u32;
@@ -527,8 +552,9 @@ impl Index {
 
     /// The row of session `id`.
     pub fn row(&self, id: &str) -> Option<u32> {
-        self.row_table
-            .find(id.as_bytes(), |i| self.bytes(self.id_span(i)))
+        ids::with_packed(id.as_bytes(), |want| {
+            self.row_table.find(want, |i| self.bytes(self.id_span(i)))
+        })
     }
 
     /// Row `r`.
@@ -542,8 +568,8 @@ impl Index {
     }
 
     /// Session id of row `r`.
-    pub fn id(&self, r: u32) -> &str {
-        self.get(self.id_span(r))
+    pub fn id(&self, r: u32) -> String {
+        self.id_of(self.id_span(r))
     }
 
     /// Number of sessions.
@@ -582,23 +608,19 @@ impl Index {
     /// [`Index::seal_jobs`] before looking jobs up. Before [`Index::seal`], `r` is the number of
     /// sessions added before the owner.
     pub fn add_job(&mut self, job: &str, r: u32) {
-        let s = self.put(job);
+        let s = self.put_id(job);
         self.jobs.push((s, r));
     }
 
-    /// Sort and deduplicate the jobs (first owner wins).
+    /// Deduplicate the jobs (first owner wins) and sort them by owner, then id.
     pub fn seal_jobs(&mut self) {
         let mut jobs = std::mem::take(&mut self.jobs);
-        // Stable: among equal job ids the first added stays first.
+        // Stable: among equal job ids the first added stays first. Equal ids are equal packed.
         jobs.sort_by(|a, b| self.bytes(a.0).cmp(self.bytes(b.0)));
         jobs.dedup_by(|b, a| self.bytes(a.0) == self.bytes(b.0));
-        let mut of: Vec<(u32, Span)> = jobs.iter().map(|&(s, r)| (r, s)).collect();
-        of.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| self.bytes(a.1).cmp(self.bytes(b.1)))
-        });
+        jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| self.cmp_ids(a.0, b.0)));
+        jobs.shrink_to_fit();
         self.jobs = jobs;
-        self.jobs_of = of;
         let (arena, jobs) = (&self.arena, &self.jobs);
         self.job_table = Table::build(jobs.len(), |i| {
             let s = jobs[i as usize].0;
@@ -612,8 +634,10 @@ impl Index {
     }
 
     fn job_table_index(&self, job: &str) -> Option<u32> {
-        self.job_table
-            .find(job.as_bytes(), |i| self.bytes(self.jobs[i as usize].0))
+        ids::with_packed(job.as_bytes(), |want| {
+            self.job_table
+                .find(want, |i| self.bytes(self.jobs[i as usize].0))
+        })
     }
 
     /// Record that `job` belongs to session `sid`, overriding the jobs table (see `extra_owner`).
@@ -629,8 +653,7 @@ impl Index {
         {
             return Some((s.to_string(), self.row(s)));
         }
-        self.job_owner(job)
-            .map(|r| (self.id(r).to_string(), Some(r)))
+        self.job_owner(job).map(|r| (self.id(r), Some(r)))
     }
 
     /// Keep the evidence that ownerless job directory `job` can be resumed.
@@ -645,11 +668,11 @@ impl Index {
 
     /// The jobs of session row `r`.
     pub fn jobs_of(&self, r: u32) -> Vec<String> {
-        let start = self.jobs_of.partition_point(|(x, _)| *x < r);
-        self.jobs_of[start..]
+        let start = self.jobs.partition_point(|(_, x)| *x < r);
+        self.jobs[start..]
             .iter()
-            .take_while(|(x, _)| *x == r)
-            .map(|(_, s)| self.get(*s).to_string())
+            .take_while(|(_, x)| *x == r)
+            .map(|(s, _)| self.id_of(*s))
             .collect()
     }
 

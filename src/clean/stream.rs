@@ -244,13 +244,22 @@ impl Run<'_, '_> {
                 let mut inv = Inventory::default();
                 if ty == StorageType::State {
                     scanner_state_repo(&scanner.with_index(&self.idx), &self.idx, &repo, &mut inv);
-                } else {
+                    for chunk in chunks(inv) {
+                        self.batch(chunk, false, Role::Bulk, again);
+                    }
+                    continue;
+                }
+                // Items are made a batch at a time from the repository's listing.
+                let names = scanner
+                    .with_index(&self.idx)
+                    .stream_repo_names(ty, &repo, &mut inv);
+                self.batch(inv, false, Role::Bulk, again);
+                for part in names.chunks(BATCH_ITEMS) {
+                    let mut inv = Inventory::default();
                     scanner
                         .with_index(&self.idx)
-                        .stream_repo(ty, &repo, &mut inv);
-                }
-                for chunk in chunks(inv) {
-                    self.batch(chunk, false, Role::Bulk, again);
+                        .stream_repo_items(ty, &repo, part, &mut inv);
+                    self.batch(inv, false, Role::Bulk, again);
                 }
             }
         }

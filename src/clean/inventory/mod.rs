@@ -623,14 +623,37 @@ impl Scanner<'_> {
         r: &str,
         inv: &mut Inventory,
     ) {
-        let top = [OsStr::new(ty.dir())];
-        let p2 = [top[0], repo];
-        let Some(rd) = self.open(&p2, inv) else {
-            return;
-        };
-        for job in self.names(&rd, &p2, inv) {
-            let parts = comps(&[top[0], repo, &job]);
-            let Some(j) = valid_id_str(&job) else {
+        if let Some(names) = self.job_dirs_names(ty, repo, inv) {
+            self.job_dir_items(ty, repo, r, &names, inv);
+        }
+    }
+
+    /// The names in `{type}/{repo}` (`events/`, `dlq/`), sorted.
+    pub(super) fn job_dirs_names(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        inv: &mut Inventory,
+    ) -> Option<Vec<OsString>> {
+        let p2 = [OsStr::new(ty.dir()), repo];
+        let rd = self.open(&p2, inv)?;
+        Some(self.names(&rd, &p2, inv))
+    }
+
+    /// The items of entries `names` of `{type}/{repo}` (`r`: the repository's name): one per
+    /// job directory.
+    pub(super) fn job_dir_items(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        r: &str,
+        names: &[OsString],
+        inv: &mut Inventory,
+    ) {
+        let top = OsStr::new(ty.dir());
+        for job in names {
+            let parts = comps(&[top, repo, job]);
+            let Some(j) = valid_id_str(job) else {
                 self.push_invalid(inv, ty, parts, "not a job id");
                 continue;
             };
@@ -654,26 +677,44 @@ impl Scanner<'_> {
     /// The items of `logs/{repo}`: one per entry in a repository's log directory (a job's
     /// `logs/{repo}/{job_id}/` belongs to the job), or the entry itself when it is a file.
     pub(super) fn scan_logs_repo(&self, repo: &OsStr, inv: &mut Inventory) {
+        if let Some(names) = self.logs_names(repo, inv) {
+            self.log_items(repo, &names, inv);
+        }
+    }
+
+    /// The names in `logs/{repo}`, sorted; `None` when it is not a directory of a repository
+    /// (its item, judged on its own, is in `inv` then).
+    pub(super) fn logs_names(&self, repo: &OsStr, inv: &mut Inventory) -> Option<Vec<OsString>> {
         let ty = StorageType::Logs;
         let top = [OsStr::new("logs")];
-        let Some(r) = valid_id_str(repo).map(str::to_string) else {
+        if valid_id_str(repo).is_none() {
             self.push_invalid(inv, ty, comps(&[top[0], repo]), "not a repository name");
-            return;
-        };
+            return None;
+        }
         let p2 = [top[0], repo];
         let Some(rd) = self.open(&p2, inv) else {
             // A plain file directly under logs/: judge it on its own.
             inv.push(Item::new(ty, ItemKind::Data, comps(&p2)));
+            return None;
+        };
+        Some(self.names(&rd, &p2, inv))
+    }
+
+    /// The items of entries `names` of `logs/{repo}` (a valid repository name).
+    pub(super) fn log_items(&self, repo: &OsStr, names: &[OsString], inv: &mut Inventory) {
+        let ty = StorageType::Logs;
+        let top = OsStr::new("logs");
+        let Some(r) = valid_id_str(repo) else {
             return;
         };
         let global = r == "claude-streaming";
-        for f in self.names(&rd, &p2, inv) {
-            let mut it = Item::new(ty, ItemKind::Data, comps(&[top[0], repo, &f]));
+        for f in names {
+            let mut it = Item::new(ty, ItemKind::Data, comps(&[top, repo, f]));
             if !global {
-                it.repo = Some(r.clone());
+                it.repo = Some(r.to_string());
                 // `logs/{repo}/{job_id}/` is a run's log directory (run.md §3): it belongs
                 // to the job's session and follows its protection.
-                it.job = valid_id_str(&f).map(str::to_string);
+                it.job = valid_id_str(f).map(str::to_string);
             }
             inv.push(it);
         }

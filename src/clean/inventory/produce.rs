@@ -47,12 +47,39 @@ impl Scanner<'_> {
         (inv, repos)
     }
 
-    /// The items of repository `{type}/{repo}` (`events/`, `dlq/`, `logs/`).
-    pub fn stream_repo(&self, ty: StorageType, repo: &OsStr, inv: &mut Inventory) {
+    /// The entries of repository `{type}/{repo}` (`events/`, `dlq/`, `logs/`), sorted, for
+    /// [`Scanner::stream_repo_items`] to make items of a batch at a time (a repository's
+    /// listing is names only; its items would grow with its sessions). Problems, and a
+    /// repository entry judged on its own, go to `inv`.
+    pub fn stream_repo_names(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        inv: &mut Inventory,
+    ) -> Vec<OsString> {
+        let names = if ty == StorageType::Logs {
+            self.logs_names(repo, inv)
+        } else if valid_id_str(repo).is_some() {
+            self.job_dirs_names(ty, repo, inv)
+        } else {
+            None
+        };
+        names.unwrap_or_default()
+    }
+
+    /// The items of entries `names` of repository `{type}/{repo}` (from
+    /// [`Scanner::stream_repo_names`]).
+    pub fn stream_repo_items(
+        &self,
+        ty: StorageType,
+        repo: &OsStr,
+        names: &[OsString],
+        inv: &mut Inventory,
+    ) {
         if ty == StorageType::Logs {
-            self.scan_logs_repo(repo, inv);
-        } else if let Some(r) = valid_id_str(repo).map(str::to_string) {
-            self.scan_job_dirs_repo(ty, repo, &r, inv);
+            self.log_items(repo, names, inv);
+        } else if let Some(r) = valid_id_str(repo) {
+            self.job_dir_items(ty, repo, r, names, inv);
         }
     }
 

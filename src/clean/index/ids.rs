@@ -1,0 +1,237 @@
+//! Ids as the index keeps them, packed (issue 15): a 0.4.4 session id such as
+//! `session-daf6092e-da53-4cfd-9f92-3587d23bcaf0` (44 bytes) is kept in 18, a generated
+//! `mapreduce-000aeb86ef56` in 8.
+//!
+//! A packed id is a sequence of tokens, each standing for a run of the id's bytes:
+//!
+//! | byte | followed by | stands for |
+//! |---|---|---|
+//! | `0x00`–`0x7F` | | itself |
+//! | `0x80` | one byte | that byte (one that is not ASCII: never in a valid id) |
+//! | `0x81`–`0xBF` | `n = b - 0x80` bytes | `2n` lowercase hex digits, two to a byte |
+//! | `0xC0` | 16 bytes | a lowercase UUID, `8-4-4-4-12` hex digits with dashes |
+//! | `0xC1`… | | a prefix of [`PREFIXES`], only at the start |
+//!
+//! Packing is a function of the id and [`unpack`] undoes it, so two ids are equal exactly when
+//! their packed forms are: tables compare and hash packed bytes. Packed forms do not sort like
+//! ids; sorting unpacks.
+
+/// Id prefixes of Prodigy 0.4.4 (storage-format §3): sessions, MapReduce jobs, workflows.
+const PREFIXES: [&[u8]; 3] = [b"session-", b"mapreduce-", b"workflow-"];
+
+fn hex(c: u8) -> bool {
+    matches!(c, b'0'..=b'9' | b'a'..=b'f')
+}
+
+fn val(c: u8) -> u8 {
+    if c <= b'9' {
+        c - b'0'
+    } else {
+        c - b'a' + 10
+    }
+}
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// True when `b` starts with a lowercase UUID.
+fn uuid_at(b: &[u8]) -> bool {
+    b.len() >= 36
+        && b[..36].iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => hex(c),
+        })
+}
+
+/// Append the packed form of `id` to `out` (at most twice `id`'s length).
+pub fn pack(id: &[u8], out: &mut Vec<u8>) {
+    pack_with(id, |b| out.push(b));
+}
+
+/// Call `f` with the packed form of `id`, packed on the stack when `id` is at most 128 bytes
+/// (every valid id is).
+pub fn with_packed<R>(id: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if id.len() > 128 {
+        let mut v = Vec::with_capacity(id.len() * 2);
+        pack(id, &mut v);
+        return f(&v);
+    }
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    pack_with(id, |b| {
+        buf[n] = b;
+        n += 1;
+    });
+    f(&buf[..n])
+}
+
+/// Packing, byte by byte to `push`.
+fn pack_with(id: &[u8], mut push: impl FnMut(u8)) {
+    let mut i = 0;
+    if let Some(k) = PREFIXES.iter().position(|p| id.starts_with(p)) {
+        push(0xC1 + k as u8);
+        i = PREFIXES[k].len();
+    }
+    while i < id.len() {
+        let rest = &id[i..];
+        if uuid_at(rest) {
+            push(0xC0);
+            let mut high = None;
+            for &c in rest[..36].iter().filter(|&&c| c != b'-') {
+                match high.take() {
+                    None => high = Some(val(c)),
+                    Some(h) => push(h << 4 | val(c)),
+                }
+            }
+            i += 36;
+            continue;
+        }
+        let run = rest.iter().take_while(|&&c| hex(c)).count();
+        if run >= 4 {
+            let pairs = (run / 2).min(0x3F);
+            push(0x80 + pairs as u8);
+            for k in 0..pairs {
+                push(val(rest[2 * k]) << 4 | val(rest[2 * k + 1]));
+            }
+            i += 2 * pairs;
+            continue;
+        }
+        let c = rest[0];
+        if c >= 0x80 {
+            push(0x80);
+        }
+        push(c);
+        i += 1;
+    }
+}
+
+/// Append the id that `p` is the packed form of to `out`.
+pub fn unpack(p: &[u8], out: &mut Vec<u8>) {
+    unpack_with(p, |b| out.push(b));
+}
+
+/// Call `f` with the id that `p` is the packed form of, unpacked on the stack when `p` is at
+/// most 128 bytes (a token stands for at most 10 bytes).
+pub fn with_unpacked<R>(p: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if p.len() > 128 {
+        let mut v = Vec::with_capacity(p.len() * 10);
+        unpack(p, &mut v);
+        return f(&v);
+    }
+    let mut buf = [0u8; 1280];
+    let mut n = 0;
+    unpack_with(p, |b| {
+        buf[n] = b;
+        n += 1;
+    });
+    f(&buf[..n])
+}
+
+/// Unpacking, byte by byte to `push`.
+fn unpack_with(p: &[u8], mut push: impl FnMut(u8)) {
+    let mut i = 0;
+    while i < p.len() {
+        let b = p[i];
+        i += 1;
+        match b {
+            0x00..=0x7F => push(b),
+            0x80 => {
+                if let Some(&c) = p.get(i) {
+                    push(c);
+                }
+                i += 1;
+            }
+            0x81..=0xBF => {
+                let n = (b - 0x80) as usize;
+                for &x in p.get(i..i + n).unwrap_or(&[]) {
+                    push(DIGITS[(x >> 4) as usize]);
+                    push(DIGITS[(x & 15) as usize]);
+                }
+                i += n;
+            }
+            0xC0 => {
+                for (k, &x) in p.get(i..i + 16).unwrap_or(&[]).iter().enumerate() {
+                    if matches!(k, 4 | 6 | 8 | 10) {
+                        push(b'-');
+                    }
+                    push(DIGITS[(x >> 4) as usize]);
+                    push(DIGITS[(x & 15) as usize]);
+                }
+                i += 16;
+            }
+            _ => {
+                if let Some(p) = PREFIXES.get((b - 0xC1) as usize) {
+                    p.iter().for_each(|&c| push(c));
+                }
+            }
+        }
+    }
+}
+
+/// The id `p` is the packed form of.
+pub fn unpacked(p: &[u8]) -> String {
+    let mut v = Vec::with_capacity(p.len() * 3);
+    unpack(p, &mut v);
+    // Packing keeps every byte that is not an ASCII hex digit, a dash of a UUID or a prefix,
+    // so the bytes are those of the `&str` packed.
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(s: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        pack(s.as_bytes(), &mut v);
+        v
+    }
+
+    #[test]
+    fn ids_round_trip_and_shrink() {
+        for (id, len) in [
+            ("session-daf6092e-da53-4cfd-9f92-3587d23bcaf0", 18),
+            ("mapreduce-000aeb86ef56", 8),
+            ("session-00010463a973", 8),
+            ("workflow-1795238090439", 9),
+            ("s-a", 3),
+            ("abc", 3),
+            ("abcd", 3),
+            ("abcde", 4),
+            ("DAF6092E-da53", 11),
+            ("x-DAF6092e-da53-4cfd-9f92-3587d23bcaf0", 29),
+            ("café-0000", 11),
+            ("", 0),
+        ] {
+            let p = packed(id);
+            assert_eq!(unpacked(&p), id, "{id}");
+            assert_eq!(p.len(), len, "{id}: {p:?}");
+            assert_eq!(with_packed(id.as_bytes(), |w| w.to_vec()), p, "{id}");
+        }
+        let long = "a".repeat(300);
+        assert_eq!(unpacked(&packed(&long)), long);
+        assert_eq!(with_packed(long.as_bytes(), |w| w.to_vec()), packed(&long));
+    }
+
+    #[test]
+    fn different_ids_pack_differently() {
+        let ids = [
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0",
+            "session-daf6092eda534cfd9f923587d23bcaf0",
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf",
+            "sessiondaf6092e",
+            "session-",
+            "session",
+            "0123",
+            "01234",
+            "012",
+            "\u{81}\u{1}",
+            "\u{c1}",
+            "é",
+        ];
+        for a in ids {
+            for b in ids {
+                assert_eq!(packed(a) == packed(b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+}
