@@ -180,10 +180,16 @@ enum NoteKind {
     Checkpoint,
 }
 
-/// The evidence that a canonical job's checkpoint `file` parses (as the scan of `state/` words
-/// it, see `Scanner::job_state`).
-fn checkpoint_evidence(repo: &str, job: &str, file: &str) -> String {
-    format!("state/{repo}/mapreduce/jobs/{job}/{file}{CHECKPOINT_TAIL}")
+/// The evidence that checkpoint `file` of the canonical job directory `job_dir` (relative to
+/// the root) parses: the one wording of `Scanner::job_state`, which the index stores as
+/// (repository, job, file) and words again here.
+pub(crate) fn checkpoint_evidence(job_dir: &str, file: &str) -> String {
+    format!("{job_dir}/{file}{CHECKPOINT_TAIL}")
+}
+
+/// The directory of job `job` of repository `repo` (storage-format §4.4).
+fn job_dir(repo: &str, job: &str) -> String {
+    format!("state/{repo}/mapreduce/jobs/{job}")
 }
 
 const CHECKPOINT_TAIL: &str = " parses and the job is not complete";
@@ -432,15 +438,24 @@ impl Index {
         Some((dev, row.rec_ino))
     }
 
-    /// Evidence that session row `r` can be resumed, from a job of it in repository `repo`
-    /// (`text`, as the scan worded it). A checkpoint's evidence is kept as (repository, job,
-    /// file), 24 bytes, and worded again when asked.
-    pub fn add_evidence(&mut self, r: u32, repo: &str, job: &str, text: &str) {
+    /// Evidence that session row `r` can be resumed (`text`, as the scan worded it).
+    pub fn add_evidence(&mut self, r: u32, text: &str) {
+        let a = self.put(text);
+        self.push_note(Note {
+            row: r,
+            kind: NoteKind::Evidence,
+            repo: 0,
+            a,
+            b: Span { off: 0, len: 0 },
+        });
+    }
+
+    /// Evidence that session row `r` can be resumed from its job `job` of repository `repo`
+    /// (`text`, as `Scanner::job_state` worded it). A checkpoint's evidence is kept as
+    /// (repository, job, file), 24 bytes, and worded again when asked; other text as it is.
+    pub fn add_job_evidence(&mut self, r: u32, repo: &str, job: &str, text: &str) {
         let file = text
-            .strip_prefix("state/")
-            .and_then(|t| t.strip_prefix(repo))
-            .and_then(|t| t.strip_prefix("/mapreduce/jobs/"))
-            .and_then(|t| t.strip_prefix(job))
+            .strip_prefix(job_dir(repo, job).as_str())
             .and_then(|t| t.strip_prefix('/'))
             .and_then(|t| t.strip_suffix(CHECKPOINT_TAIL))
             .filter(|f| !f.contains('/'));
@@ -469,13 +484,7 @@ impl Index {
                     b,
                 }
             }
-            None => Note {
-                row: r,
-                kind: NoteKind::Evidence,
-                repo: 0,
-                a: self.put(text),
-                b: Span { off: 0, len: 0 },
-            },
+            None => return self.add_evidence(r, text),
         };
         self.push_note(note);
     }
@@ -488,8 +497,10 @@ impl Index {
                 NoteKind::Error => error = Some(self.get(n.a).to_string()),
                 NoteKind::Evidence => evidence.push(self.get(n.a).to_string()),
                 NoteKind::Checkpoint => evidence.push(checkpoint_evidence(
-                    self.repos.get(n.repo as usize).map_or("", |s| s.as_str()),
-                    &self.id_of(n.a),
+                    &job_dir(
+                        self.repos.get(n.repo as usize).map_or("", |s| s.as_str()),
+                        &self.id_of(n.a),
+                    ),
                     self.get(n.b),
                 )),
             }
@@ -836,6 +847,42 @@ mod tests {
         );
         assert_eq!(y.worded_notes(y.row("s-a").unwrap()), (None, vec![]));
         assert_eq!(ino, vec![11, 13, 10, 12], "rows moved with their ids");
+    }
+
+    #[test]
+    fn job_evidence_is_worded_again_exactly_as_the_scan_worded_it() {
+        let mut x = Index::default();
+        x.add_session(
+            "session-a",
+            Ok(facts(SessionStatus::Failed, OwnerFact::None)),
+            None,
+            None,
+        );
+        x.seal();
+        x.add_job("mapreduce-0123abcd", 0);
+        x.seal_jobs();
+        let dir = "state/repo-1/mapreduce/jobs/mapreduce-0123abcd";
+        let texts = [
+            checkpoint_evidence(dir, "setup-checkpoint.json"),
+            checkpoint_evidence("state/repo-1/mapreduce/jobs/mapreduce-9", "map.json"),
+            format!("{dir}/setup-checkpoint.json says something else"),
+        ];
+        for t in &texts {
+            x.add_job_evidence(0, "repo-1", "mapreduce-0123abcd", t);
+        }
+        x.add_evidence(0, "state/w/checkpoints/x has status Running");
+        x.compact();
+        assert_eq!(
+            x.notes_of(0)
+                .filter(|n| n.kind == NoteKind::Checkpoint)
+                .count(),
+            1
+        );
+        let (error, evidence) = x.worded_notes(0);
+        assert_eq!(error, None);
+        let mut want = texts.to_vec();
+        want.push("state/w/checkpoints/x has status Running".into());
+        assert_eq!(evidence, want);
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Scanner<'_> {
                     };
                     if let Some(why) = resumable {
                         match owner.and_then(|(_, r)| r) {
-                            Some(row) => idx.add_evidence(row, r, j, &why),
+                            Some(row) => idx.add_job_evidence(row, r, j, &why),
                             None => idx.set_ownerless_evidence(j, why),
                         }
                     }
@@ -187,7 +187,7 @@ impl Scanner<'_> {
             let p = [t[0], OsStr::new(&sid), OsStr::new("checkpoints")];
             if let Some(why) = self.legacy_checkpoints(&p, &mut scratch) {
                 if let Some(r) = idx.row(&sid) {
-                    idx.add_evidence(r, &sid, &sid, &why);
+                    idx.add_evidence(r, &why);
                 }
             }
         }

@@ -294,7 +294,7 @@ impl Scanner<'_> {
                 let rel = rel_of_parts(parts.iter().copied());
                 return (
                     owner,
-                    Some(format!("{rel}/{s} parses and the job is not complete")),
+                    Some(crate::clean::index::checkpoint_evidence(&rel, s)),
                 );
             }
         }
