@@ -62,7 +62,11 @@ pub fn execute(
     // Parent directories of the items, `sessions/` and `resume_locks/`, opened once for the
     // run. Every check and deletion below goes through these handles, fd-relative: an item is
     // removed only if its device and inode under the handle are what the scan saw.
-    let mut parents = inventory::ParentCache::default();
+    let mut parents = if mode == Mode::DryRun {
+        inventory::ParentCache::remembering_missing()
+    } else {
+        inventory::ParentCache::default()
+    };
     // Items renamed into the trash whose contents are not deleted yet (see `flush`).
     let mut pending: Vec<(usize, Vec<Staged>)> = Vec::new();
     let total = order.len();

@@ -899,23 +899,56 @@ impl Scanner<'_> {
 #[derive(Default)]
 pub struct ParentCache {
     open: Vec<(PathBuf, Dir)>,
+    /// Directories found missing, when [`ParentCache::remembering_missing`].
+    missing: Option<Vec<PathBuf>>,
 }
 
 impl ParentCache {
     /// How many directories are kept open.
     const SIZE: usize = 6;
 
+    /// A cache that also remembers which directories were missing (`NotFound`), so that each
+    /// is looked up once. Only for a dry run: it deletes nothing, so a directory created while
+    /// it runs (`resume_locks/` by a writer's first lock, say) only makes its report a moment
+    /// older. A real run looks again each time (there, its own `resume_locks/.clean.lock`
+    /// makes `resume_locks/` exist anyway).
+    pub fn remembering_missing() -> Self {
+        ParentCache {
+            open: Vec::new(),
+            missing: Some(Vec::new()),
+        }
+    }
+
     /// The directory at `path` below `root` (a [`RelPath`]'s parent), opened now or earlier in
     /// this run.
     ///
-    /// Errors: those of [`Dir::open_path`]; nothing is cached then.
+    /// Errors: those of [`Dir::open_path`]; nothing is cached then, except a `NotFound` in a
+    /// cache [`ParentCache::remembering_missing`].
     pub fn get(&mut self, root: &Dir, path: &Path) -> std::io::Result<&Dir> {
+        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        if self
+            .missing
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|c| c == path))
+        {
+            return Err(not_found());
+        }
         if let Some(k) = self.open.iter().position(|(c, _)| c == path) {
             let e = self.open.remove(k);
             self.open.push(e);
         } else {
             let refs: Vec<&OsStr> = path.iter().collect();
-            let d = root.open_path(&refs)?;
+            let d = match root.open_path(&refs) {
+                Ok(d) => d,
+                Err(e) => {
+                    if let (Some(m), std::io::ErrorKind::NotFound) = (&mut self.missing, e.kind()) {
+                        if m.len() < Self::SIZE {
+                            m.push(path.to_path_buf());
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             if self.open.len() == Self::SIZE {
                 self.open.remove(0);
             }
@@ -999,6 +1032,31 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_cache_remembers_missing_only_when_asked() {
+        let d = std::env::temp_dir().join(format!("prodigy-parent-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let root = Dir::open_root(&d).unwrap();
+        let locks = Path::new("resume_locks");
+        let mut dry = ParentCache::remembering_missing();
+        let mut real = ParentCache::default();
+        for c in [&mut dry, &mut real] {
+            let e = c.get(&root, locks).err().expect("missing at first");
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        }
+        std::fs::create_dir(d.join("resume_locks")).unwrap();
+        // A real run's cache looks again and finds the directory created since.
+        assert!(real.get(&root, locks).is_ok());
+        // A dry run's cache answers from memory: one lookup per directory per batch.
+        let e = dry.get(&root, locks).err().expect("remembered as missing");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        // Other paths are looked up as usual.
+        std::fs::create_dir(d.join("sessions")).unwrap();
+        assert!(dry.get(&root, Path::new("sessions")).is_ok());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn common_dir_requires_gitdir_line() {
