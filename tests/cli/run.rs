@@ -367,14 +367,13 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
         .filter(|n| n.starts_with("map-checkpoint-"))
         .collect();
     assert!(!maps.is_empty() && maps.len() <= 3, "{names:?}");
-    assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with("reduce-checkpoint-v1-"))
-            .count(),
-        1,
-        "{names:?}"
-    );
+    // One reduce checkpoint per second of the reduce phase (a slow machine crosses a second
+    // boundary), the newest three kept (run.md §5.3), as for map checkpoints above.
+    let reduces = names
+        .iter()
+        .filter(|n| n.starts_with("reduce-checkpoint-v1-"))
+        .count();
+    assert!((1..=3).contains(&reduces), "{names:?}");
     let mut newest = maps.clone();
     newest.sort();
     let cp = r.json(&format!(
