@@ -32,8 +32,7 @@ use crate::git::Git;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Items per batch, at most (a repository's state directory is scanned whole, since mappings go
-/// with their jobs there, then cut into batches like the others).
+/// Items per batch, at most.
 pub const BATCH_ITEMS: usize = 2048;
 
 /// Called after each batch is executed, with its engine and plan (`stats` sums them).
@@ -172,9 +171,10 @@ enum Role {
 fn scanner_state_repo(
     scanner: &Scanner<'_>,
     idx: &Index,
-    repo: &std::ffi::OsStr,
+    scan: &mut inventory::StateRepoScan,
     inv: &mut Inventory,
-) {
+    limit: usize,
+) -> bool {
     let named = |j: &str| {
         let (id, r) = idx.owner_of_job(j)?;
         let done = r.and_then(|r| idx.at(r).facts()).is_some_and(|f| {
@@ -200,7 +200,7 @@ fn scanner_state_repo(
         single_job: &single,
         indexed: Some(&evidence),
     };
-    scanner.stream_state_repo(repo, inv, &known);
+    scan.next(scanner, inv, &known, limit)
 }
 
 /// Cut an inventory of independent items into batches of at most [`BATCH_ITEMS`].
@@ -243,7 +243,30 @@ impl Run<'_, '_> {
             for repo in repos {
                 let mut inv = Inventory::default();
                 if ty == StorageType::State {
-                    scanner_state_repo(&scanner.with_index(&self.idx), &self.idx, &repo, &mut inv);
+                    let Some(mut scan) = scanner
+                        .with_index(&self.idx)
+                        .stream_state_repo(&repo, &mut inv)
+                    else {
+                        self.batch(inv, false, Role::Bulk, again);
+                        continue;
+                    };
+                    // A batch is cut as soon as one more item is made (so the last batch
+                    // takes the warnings), as `chunks` cuts a whole repository.
+                    while scanner_state_repo(
+                        &scanner.with_index(&self.idx),
+                        &self.idx,
+                        &mut scan,
+                        &mut inv,
+                        BATCH_ITEMS + 1,
+                    ) {
+                        let rest = inv.items.split_off(BATCH_ITEMS);
+                        let items = std::mem::replace(&mut inv.items, rest);
+                        let part = Inventory {
+                            items,
+                            ..Inventory::default()
+                        };
+                        self.batch(part, false, Role::Bulk, again);
+                    }
                     for chunk in chunks(inv) {
                         self.batch(chunk, false, Role::Bulk, again);
                     }

@@ -162,3 +162,105 @@ fn stats_and_dry_run_of_50000_sessions_fit_in_64_mib_and_print_the_same() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Issue 15: the streaming engine makes a repository's `state/` items a batch at a time (at most
+/// 1,024 items each), every job directory with its mapping files. Over a generated tree of 3,000
+/// sessions in one repository (3,002 job directories, 6,004 mapping files, so the jobs span
+/// three batches), its dry run gives every job directory it lists both its mapping files
+/// (`{job}.json` and `{session}.json`), lists no mapping file as an item of its own, and lists
+/// the same removed and kept entries, sessions and totals as the engine that plans the whole
+/// root at once (`PRODIGY_CLEAN_WHOLE_ROOT=1`); only their order differs (batch by batch).
+#[test]
+fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
+    if !have("python3", "streamed_state_batches") {
+        return;
+    }
+    let env = Env::new("state-batches");
+    let out = env.dir.join("tree");
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-tree.py");
+    let st = Command::new("python3")
+        .arg(&gen)
+        .arg("--out")
+        .arg(&out)
+        .args(["--sessions", "3000", "--worktrees", "0", "--repos", "1"])
+        .args(["--logs", "10", "--kinds", S2_KINDS, "--quiet"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "gen-tree.py failed");
+    let jobs_dir = out.join("home/.prodigy/state/repo-0/mapreduce/jobs");
+    let jobs = std::fs::read_dir(&jobs_dir).unwrap().count();
+    assert!(
+        jobs > 2 * 1024,
+        "{jobs} job directories: fewer than three batches"
+    );
+
+    let args = ["clean", "--all-repos", "--dry-run", "--json"];
+    let streamed = run_on(&env, &out, &args, false);
+    assert_eq!(streamed.code, 0, "streamed dry run: {streamed:?}");
+    let mut c = env.cmd(&args);
+    c.env("PRODIGY_HOME", out.join("home/.prodigy"))
+        .env("HOME", out.join("home"))
+        .env("PRODIGY_CLEAN_WHOLE_ROOT", "1");
+    let whole = Out::from(c.output().unwrap());
+    assert_eq!(whole.code, 0, "whole-root dry run: {whole:?}");
+
+    let s: serde_json::Value = serde_json::from_str(&streamed.stdout).unwrap();
+    let w: serde_json::Value = serde_json::from_str(&whole.stdout).unwrap();
+    let mut job_entries = 0;
+    for e in ["removed", "kept"]
+        .iter()
+        .flat_map(|k| s[k].as_array().unwrap())
+    {
+        let path = e["path"].as_str().unwrap();
+        assert!(
+            !path.starts_with("state/repo-0/mappings/"),
+            "a mapping file listed apart from its job: {e}"
+        );
+        let Some(job) = path.strip_prefix("state/repo-0/mapreduce/jobs/") else {
+            continue;
+        };
+        job_entries += 1;
+        let also: Vec<&str> = e["also"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        let owner = e["owner"].as_str().unwrap();
+        assert_eq!(
+            also,
+            [
+                format!("state/repo-0/mappings/{job}.json"),
+                format!("state/repo-0/mappings/{owner}.json")
+            ],
+            "{e}"
+        );
+    }
+    // Items too new to be listed at all (the generator's recent sessions) are not entries.
+    assert!(
+        job_entries > 2 * 1024,
+        "{job_entries} job directories listed: fewer than three batches"
+    );
+    for k in [
+        "before", "after", "sessions", "totals", "errors", "warnings",
+    ] {
+        assert_eq!(s[k], w[k], "`{k}` differs from the whole-root run");
+    }
+    for k in ["removed", "kept"] {
+        let sorted = |v: &serde_json::Value| {
+            let mut l: Vec<String> = v[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(
+            sorted(&s),
+            sorted(&w),
+            "`{k}` differs from the whole-root run"
+        );
+    }
+}

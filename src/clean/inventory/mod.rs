@@ -31,7 +31,7 @@ mod indexing;
 mod produce;
 mod state;
 mod worktrees;
-pub use state::Known;
+pub use state::{Known, StateRepoScan};
 #[cfg(test)]
 use worktrees::common_dir_of;
 

@@ -21,11 +21,11 @@ impl Scanner<'_> {
         (inv, repos)
     }
 
-    /// The items of canonical repository `state/{repo}`.
-    pub fn stream_state_repo(&self, repo: &OsStr, inv: &mut Inventory, known: &Known<'_>) {
-        if let Some(r) = valid_id_str(repo).map(str::to_string) {
-            self.scan_state_repo(repo, &r, inv, known);
-        }
+    /// The scan of canonical repository `state/{repo}`, to make its items a part at a time with
+    /// [`StateRepoScan::next`] (`None`: not a repository name).
+    pub fn stream_state_repo(&self, repo: &OsStr, inv: &mut Inventory) -> Option<StateRepoScan> {
+        let r = valid_id_str(repo)?;
+        Some(self.state_repo_scan(repo, r, inv))
     }
 
     /// A type directory's own entries (invalid names, 0.4.4 pseudo-repositories) as one

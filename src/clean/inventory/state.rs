@@ -94,8 +94,30 @@ impl Scanner<'_> {
         Some(r)
     }
 
-    /// The items of canonical repository `state/{repo}` (`r`: its name): job directories with
-    /// their mappings, loose mappings, 0.4.4 workflow checkpoints, unrecognized entries.
+    /// Start the scan of canonical repository `state/{repo}` (`r`: its name): its entries are
+    /// listed, and [`StateRepoScan::next`] makes their items.
+    pub(super) fn state_repo_scan(
+        &self,
+        repo: &OsStr,
+        r: &str,
+        inv: &mut Inventory,
+    ) -> StateRepoScan {
+        let p2 = [OsStr::new("state"), repo];
+        let subs = match self.open(&p2, inv) {
+            Some(rd) => self.names(&rd, &p2, inv),
+            None => Vec::new(),
+        };
+        StateRepoScan {
+            repo: repo.to_os_string(),
+            r: r.to_string(),
+            subs: subs.into_iter(),
+            jobs: None,
+            mappings: Vec::new(),
+            by_job: Vec::new(),
+        }
+    }
+
+    /// All the items of canonical repository `state/{repo}` (`r`: its name), at once.
     pub(super) fn scan_state_repo(
         &self,
         repo: &OsStr,
@@ -103,158 +125,271 @@ impl Scanner<'_> {
         inv: &mut Inventory,
         known: &Known<'_>,
     ) {
-        let ty = StorageType::State;
-        let top = [OsStr::new("state")];
-        let r = r.to_string();
-        {
-            let p2 = [top[0], repo];
-            let Some(rd) = self.open(&p2, inv) else {
-                return;
-            };
-            // (job, session, path) of each mapping file.
-            let mut mapping_files: Vec<(String, String, RelPath)> = Vec::new();
-            let mut job_items: HashMap<String, usize> = HashMap::new();
-            for sub in self.names(&rd, &p2, inv) {
-                match sub.to_str() {
-                    Some("mapreduce") => {
-                        let p4 = [top[0], repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
-                        let Some(jd) = self.open(&p4, inv) else {
-                            continue;
-                        };
-                        for job in self.names(&jd, &p4, inv) {
-                            let parts = comps(&[p4[0], p4[1], p4[2], p4[3], &job]);
-                            let Some(j) = valid_id_str(&job).map(str::to_string) else {
-                                self.push_invalid(inv, ty, parts, "not a job id");
-                                continue;
-                            };
-                            let mut it = Item::new(ty, ItemKind::Data, parts);
-                            it.repo = Some(r.clone());
-                            it.job = Some(j.clone());
-                            let p5 = [p4[0], p4[1], p4[2], p4[3], job.as_os_str()];
-                            let (owner, resumable) = match ((known.named)(&j), known.indexed) {
-                                (Some((o, true)), _) => (Some(o.clone()), None),
-                                (named, Some(evidence)) => (named.map(|(o, _)| o), evidence(&j)),
-                                _ => self.job_state(&jd, &p5, inv),
-                            };
-                            if let Some(o) = owner {
-                                inv.job_owner.entry(j.clone()).or_insert(o);
-                            }
-                            it.set_resumable(resumable);
-                            let i = inv.push(it);
-                            job_items.insert(j, i);
-                        }
-                    }
-                    Some("mappings") => {
-                        let p3 = [top[0], repo, OsStr::new("mappings")];
-                        let Some(md) = self.open(&p3, inv) else {
-                            continue;
-                        };
-                        for (f, listed) in self.listing(&md, &p3, inv) {
-                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
-                            if crate::store::atomic::is_temp_name(&f) {
-                                inv.push(Item::new(ty, ItemKind::Temp, parts));
-                                continue;
-                            }
-                            let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
-                                self.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
-                                continue;
-                            };
-                            // A mapping named after a job or a session that a record pairs is
-                            // that pair: it is not read.
-                            let pair = (known.named)(&stem)
-                                .map(|(o, _)| (stem.clone(), o))
-                                .or_else(|| (known.single_job)(&stem).map(|j| (j, stem.clone())));
-                            if let Some((job, session)) = pair {
-                                inv.job_owner.entry(job.clone()).or_insert(session.clone());
-                                mapping_files.push((job, session, parts));
-                                continue;
-                            }
-                            match self.read_json::<SessionJobMapping>(&md, &f, listed) {
-                                Ok(m)
-                                    if (m.job_id == stem || m.session_id == stem)
-                                        && is_valid_id(OsStr::new(&m.job_id))
-                                        && is_valid_id(OsStr::new(&m.session_id)) =>
-                                {
-                                    inv.job_owner
-                                        .entry(m.job_id.clone())
-                                        .or_insert(m.session_id.clone());
-                                    mapping_files.push((m.job_id, m.session_id, parts));
-                                }
-                                Ok(_) => {
-                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
-                                    it.rare_mut().note = Some(
-                                        "mapping names neither its file's session nor job".into(),
-                                    );
-                                    inv.push(it);
-                                }
-                                Err(e) => {
-                                    let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
-                                    it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
-                                    inv.push(it);
-                                }
-                            }
-                        }
-                    }
-                    Some("checkpoints") => {
-                        // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when
-                        // a workflow runs outside a worktree: each file is judged on its own.
-                        let p3 = [top[0], repo, OsStr::new("checkpoints")];
-                        let Some(cd) = self.open(&p3, inv) else {
-                            continue;
-                        };
-                        for (f, listed) in self.listing(&cd, &p3, inv) {
-                            let parts = comps(&[p3[0], p3[1], p3[2], &f]);
-                            if strip_valid(&f, ".checkpoint.json").is_none() {
-                                self.push_invalid(
-                                    inv,
-                                    ty,
-                                    parts,
-                                    "not a `{workflow_id}.checkpoint.json` name",
-                                );
-                                continue;
-                            }
-                            let mut it = Item::new(ty, ItemKind::Data, parts);
-                            it.repo = Some(r.clone());
-                            let resumable =
-                                match self.read_json::<LegacyWorkflowCheckpoint>(&cd, &f, listed) {
-                                    Ok(c) if !c.is_completed() => {
-                                        Some(format!("{} has status {}", it.rel(), c.status_str()))
-                                    }
-                                    Ok(_) => None,
-                                    Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
-                                };
-                            it.set_resumable(resumable);
-                            inv.push(it);
-                        }
-                    }
-                    _ => {
-                        let mut it =
-                            Item::new(ty, ItemKind::Unrecognized, comps(&[top[0], repo, &sub]));
-                        it.repo = Some(r.clone());
-                        it.rare_mut().note = Some("not part of the state layout".into());
-                        inv.push(it);
-                    }
+        let mut scan = self.state_repo_scan(repo, r, inv);
+        while scan.next(self, inv, known, usize::MAX) {}
+    }
+}
+
+/// One mapping file of `state/{repo}/mappings/`, paired with its job and session: it is named
+/// `{job}.json` or `{session}.json` (a mapping that names neither is not paired).
+struct MappingFile {
+    job: Box<str>,
+    session: Box<str>,
+    /// Named after its job (else after its session).
+    by_job: bool,
+    /// Attached to its job's item already.
+    taken: bool,
+}
+
+/// The scan of one canonical repository `state/{repo}` (storage-format §4.4), a part at a time
+/// (issue 15: a repository's items would grow with its sessions). Its entries are taken in
+/// listing order (sorted: `mappings` comes before `mapreduce`, so a job's mapping files are
+/// known when its item is made); each job directory is one item, its mapping files go with it,
+/// and the mapping files of a job without a directory are one item, made last. What is kept
+/// between parts: the job directories' names and the pairs the mapping files make.
+pub struct StateRepoScan {
+    repo: OsString,
+    r: String,
+    /// Entries of `state/{repo}` not scanned yet.
+    subs: std::vec::IntoIter<OsString>,
+    /// `state/{repo}/mapreduce/jobs`, open, its entries, and the next to make an item of.
+    jobs: Option<(Dir, Vec<OsString>, usize)>,
+    /// Mapping files, in listing order.
+    mappings: Vec<MappingFile>,
+    /// Indices into `mappings` sorted by job (stably: a job's files in listing order).
+    by_job: Vec<u32>,
+}
+
+impl StateRepoScan {
+    /// Make items into `inv` until it holds `limit` items or more; false once the repository is
+    /// done.
+    pub fn next(
+        &mut self,
+        scanner: &Scanner<'_>,
+        inv: &mut Inventory,
+        known: &Known<'_>,
+        limit: usize,
+    ) -> bool {
+        loop {
+            if inv.items.len() >= limit {
+                return true;
+            }
+            if let Some((jd, names, k)) = self.jobs.take() {
+                if let Some(job) = names.get(k) {
+                    self.job_item(scanner, &jd, job, inv, known);
+                    self.jobs = Some((jd, names, k + 1));
+                    continue;
                 }
             }
-            // Mappings go with their job's state; without one, a job's pair is one item.
-            let mut loose: BTreeMap<String, usize> = BTreeMap::new();
-            for (job, session, parts) in mapping_files {
-                if let Some(&i) = job_items.get(&job) {
-                    inv.items[i].rare_mut().extra.push(parts);
-                } else if let Some(&i) = loose.get(&job) {
-                    inv.items[i].rare_mut().extra.push(parts);
-                } else {
-                    let mut it = Item::new(ty, ItemKind::Data, parts);
-                    it.repo = Some(r.clone());
-                    it.job = Some(job.clone());
-                    it.owner = Some(session);
-                    let i = inv.push(it);
-                    loose.insert(job, i);
+            match self.subs.next() {
+                Some(sub) => self.sub(scanner, &sub, inv, known),
+                None => {
+                    self.loose(inv);
+                    return false;
                 }
             }
         }
     }
 
+    /// One entry `state/{repo}/{sub}`.
+    fn sub(&mut self, s: &Scanner<'_>, sub: &OsStr, inv: &mut Inventory, known: &Known<'_>) {
+        let ty = StorageType::State;
+        let repo = self.repo.as_os_str();
+        let top = OsStr::new("state");
+        match sub.to_str() {
+            Some("mapreduce") => {
+                let p4 = [top, repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
+                if let Some(jd) = s.open(&p4, inv) {
+                    let names = s.names(&jd, &p4, inv);
+                    self.jobs = Some((jd, names, 0));
+                }
+            }
+            Some("mappings") => {
+                let p3 = [top, repo, OsStr::new("mappings")];
+                let Some(md) = s.open(&p3, inv) else {
+                    return;
+                };
+                for (f, listed) in s.listing(&md, &p3, inv) {
+                    let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                    if crate::store::atomic::is_temp_name(&f) {
+                        inv.push(Item::new(ty, ItemKind::Temp, parts));
+                        continue;
+                    }
+                    let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
+                        s.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
+                        continue;
+                    };
+                    // A mapping named after a job or a session that a record pairs is that
+                    // pair: it is not read.
+                    let pair = (known.named)(&stem)
+                        .map(|(o, _)| (stem.clone(), o))
+                        .or_else(|| (known.single_job)(&stem).map(|j| (j, stem.clone())));
+                    let pair = match pair {
+                        Some(p) => Some(p),
+                        None => match s.read_json::<SessionJobMapping>(&md, &f, listed) {
+                            Ok(m)
+                                if (m.job_id == stem || m.session_id == stem)
+                                    && is_valid_id(OsStr::new(&m.job_id))
+                                    && is_valid_id(OsStr::new(&m.session_id)) =>
+                            {
+                                Some((m.job_id, m.session_id))
+                            }
+                            Ok(_) => {
+                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                it.rare_mut().note =
+                                    Some("mapping names neither its file's session nor job".into());
+                                inv.push(it);
+                                None
+                            }
+                            Err(e) => {
+                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
+                                inv.push(it);
+                                None
+                            }
+                        },
+                    };
+                    if let Some((job, session)) = pair {
+                        // The streaming engine finds owners in its index (`known.indexed`).
+                        if known.indexed.is_none() {
+                            inv.job_owner.entry(job.clone()).or_insert(session.clone());
+                        }
+                        self.mappings.push(MappingFile {
+                            by_job: job == stem,
+                            job: job.into(),
+                            session: session.into(),
+                            taken: false,
+                        });
+                    }
+                }
+                let m = &self.mappings;
+                let mut by_job: Vec<u32> = (0..m.len() as u32).collect();
+                by_job.sort_by(|&a, &b| m[a as usize].job.cmp(&m[b as usize].job));
+                self.by_job = by_job;
+            }
+            Some("checkpoints") => {
+                // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when a
+                // workflow runs outside a worktree: each file is judged on its own.
+                let p3 = [top, repo, OsStr::new("checkpoints")];
+                let Some(cd) = s.open(&p3, inv) else {
+                    return;
+                };
+                for (f, listed) in s.listing(&cd, &p3, inv) {
+                    let parts = comps(&[p3[0], p3[1], p3[2], &f]);
+                    if strip_valid(&f, ".checkpoint.json").is_none() {
+                        s.push_invalid(
+                            inv,
+                            ty,
+                            parts,
+                            "not a `{workflow_id}.checkpoint.json` name",
+                        );
+                        continue;
+                    }
+                    let mut it = Item::new(ty, ItemKind::Data, parts);
+                    it.repo = Some(self.r.clone());
+                    let resumable = match s.read_json::<LegacyWorkflowCheckpoint>(&cd, &f, listed) {
+                        Ok(c) if !c.is_completed() => {
+                            Some(format!("{} has status {}", it.rel(), c.status_str()))
+                        }
+                        Ok(_) => None,
+                        Err(e) => Some(format!("{} does not parse ({e})", it.rel())),
+                    };
+                    it.set_resumable(resumable);
+                    inv.push(it);
+                }
+            }
+            _ => {
+                let mut it = Item::new(ty, ItemKind::Unrecognized, comps(&[top, repo, sub]));
+                it.repo = Some(self.r.clone());
+                it.rare_mut().note = Some("not part of the state layout".into());
+                inv.push(it);
+            }
+        }
+    }
+
+    /// The item of job directory `job` of `state/{repo}/mapreduce/jobs` (`jd`, open), with
+    /// the mapping files of its job.
+    fn job_item(
+        &mut self,
+        s: &Scanner<'_>,
+        jd: &Dir,
+        job: &OsStr,
+        inv: &mut Inventory,
+        known: &Known<'_>,
+    ) {
+        let ty = StorageType::State;
+        let p4 = [
+            OsStr::new("state"),
+            self.repo.as_os_str(),
+            OsStr::new("mapreduce"),
+            OsStr::new("jobs"),
+        ];
+        let parts = comps(&[p4[0], p4[1], p4[2], p4[3], job]);
+        let Some(j) = valid_id_str(job).map(str::to_string) else {
+            s.push_invalid(inv, ty, parts, "not a job id");
+            return;
+        };
+        let mut it = Item::new(ty, ItemKind::Data, parts);
+        it.repo = Some(self.r.clone());
+        it.job = Some(j.clone());
+        let p5 = [p4[0], p4[1], p4[2], p4[3], job];
+        let (owner, resumable) = match ((known.named)(&j), known.indexed) {
+            (Some((o, true)), _) => (Some(o.clone()), None),
+            (named, Some(evidence)) => (named.map(|(o, _)| o), evidence(&j)),
+            _ => s.job_state(jd, &p5, inv),
+        };
+        if let Some(o) = owner.filter(|_| known.indexed.is_none()) {
+            inv.job_owner.entry(j.clone()).or_insert(o);
+        }
+        it.set_resumable(resumable);
+        // Its mapping files, in listing order.
+        let start = self
+            .by_job
+            .partition_point(|&i| *self.mappings[i as usize].job < *j);
+        for &i in &self.by_job[start..] {
+            let m = &mut self.mappings[i as usize];
+            if *m.job != *j {
+                break;
+            }
+            m.taken = true;
+            it.rare_mut().extra.push(mapping_parts(&self.repo, m));
+        }
+        inv.push(it);
+    }
+
+    /// The mapping files of jobs without a directory: one item per job, made when its first
+    /// file is listed, owned by the session the file names.
+    fn loose(&mut self, inv: &mut Inventory) {
+        let mut loose: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.mappings.iter().filter(|m| !m.taken) {
+            let parts = mapping_parts(&self.repo, m);
+            if let Some(&i) = loose.get(&*m.job) {
+                inv.items[i].rare_mut().extra.push(parts);
+            } else {
+                let mut it = Item::new(StorageType::State, ItemKind::Data, parts);
+                it.repo = Some(self.r.clone());
+                it.job = Some(m.job.to_string());
+                it.owner = Some(m.session.to_string());
+                loose.insert(&m.job, inv.push(it));
+            }
+        }
+        self.mappings = Vec::new();
+        self.by_job = Vec::new();
+    }
+}
+
+/// The path of mapping file `m` of `state/{repo}/mappings/`.
+fn mapping_parts(repo: &OsStr, m: &MappingFile) -> RelPath {
+    let name = format!("{}.json", if m.by_job { &m.job } else { &m.session });
+    comps(&[
+        OsStr::new("state"),
+        repo,
+        OsStr::new("mappings"),
+        OsStr::new(&name),
+    ])
+}
+
+impl Scanner<'_> {
     /// Owner and resumability of a canonical job directory (storage-format §4.4): resumable when
     /// the job is not complete and a checkpoint parses.
     /// `parts` is the job directory's path, `parent` its already open parent (`jobs/`).
