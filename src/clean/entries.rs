@@ -14,7 +14,7 @@ use crate::store::StorageType;
 use std::io::{BufRead, BufWriter, Seek, Write};
 
 /// Entries kept in memory before the list spills to its file.
-pub const SPILL_AT: usize = 4096;
+pub const SPILL_AT: usize = 1024;
 
 /// Every [`Reason`], in declaration order: the spill file stores a reason by its index here.
 const REASONS: [Reason; 18] = [

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Items per batch, at most.
-pub const BATCH_ITEMS: usize = 2048;
+pub const BATCH_ITEMS: usize = 1024;
 
 /// Called after each batch is executed, with its engine and plan (`stats` sums them).
 pub type OnBatch<'c> = dyn FnMut(&Engine<'_>, &[Decision]) + 'c;
