@@ -225,31 +225,38 @@ fn hash(b: &[u8]) -> u64 {
 impl Table {
     /// A table of `n` entries whose key bytes `key(i)` gives.
     fn build<'k>(n: usize, key: impl Fn(u32) -> &'k [u8]) -> Table {
-        // At most two thirds full: short probes, and half the slots of a table twice `n`.
-        let size = (n + n / 2).next_power_of_two().max(16);
+        // Two thirds full: short probes, 6 bytes an entry (a power-of-two size would cost up
+        // to 10: 1 MiB at 100,000 sessions).
+        let size = (n + n / 2).max(16);
         let mut slots = vec![u32::MAX; size];
         for i in 0..n as u32 {
-            let mut p = hash(key(i)) as usize & (size - 1);
+            let mut p = Self::home(key(i), size);
             while slots[p] != u32::MAX {
-                p = (p + 1) & (size - 1);
+                p = if p + 1 == size { 0 } else { p + 1 };
             }
             slots[p] = i;
         }
         Table { slots }
     }
 
+    /// The first slot to probe for `key` in a table of `size` slots: the hash scaled to the
+    /// size by a multiplication (its high bits), not a division.
+    fn home(key: &[u8], size: usize) -> usize {
+        ((hash(key) as u128 * size as u128) >> 64) as usize
+    }
+
     /// The entry whose key is `want`.
     fn find<'k>(&self, want: &[u8], key: impl Fn(u32) -> &'k [u8]) -> Option<u32> {
-        if self.slots.is_empty() {
+        let size = self.slots.len();
+        if size == 0 {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut p = hash(want) as usize & mask;
+        let mut p = Self::home(want, size);
         loop {
             match self.slots[p] {
                 u32::MAX => return None,
                 i if key(i) == want => return Some(i),
-                _ => p = (p + 1) & mask,
+                _ => p = if p + 1 == size { 0 } else { p + 1 },
             }
         }
     }
