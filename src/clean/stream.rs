@@ -166,8 +166,8 @@ enum Role {
     Sessions,
 }
 
-/// `state/{repo}` as one inventory (mappings attach to their jobs across the directory), with
-/// nothing read that pass 1 read.
+/// The next items of `scan` (a `state/{repo}`) into `inv`, until it holds `limit` or the
+/// repository is done (then false), with nothing read that pass 1 read.
 fn scanner_state_repo(
     scanner: &Scanner<'_>,
     idx: &Index,
