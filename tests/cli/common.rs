@@ -401,3 +401,17 @@ pub fn cmd_via(env: &Env, prog: &str, pre: &[&str], args: &[&str]) -> Command {
     }
     c
 }
+
+/// Generate a tree at `out` with `scripts/gen-tree.py ARGS` (`--out` given here; the caller
+/// checks that python3 exists). Panics when the generator fails.
+pub fn gen_tree(out: &Path, args: &[&str]) {
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-tree.py");
+    let st = Command::new("python3")
+        .arg(&gen)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .status()
+        .expect("run python3 scripts/gen-tree.py");
+    assert!(st.success(), "gen-tree.py {args:?} failed");
+}

@@ -555,15 +555,10 @@ fn generated_tree_of_10000_sessions_is_cleaned_exactly_as_its_manifest_says() {
     }
     let env = Env::new("gen10k");
     let out = env.dir.join("tree");
-    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-tree.py");
-    let st = Command::new("python3")
-        .arg(&gen)
-        .args(["--out"])
-        .arg(&out)
-        .args(["--sessions", "10000", "--worktrees", "12", "--quiet"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    gen_tree(
+        &out,
+        &["--sessions", "10000", "--worktrees", "12", "--quiet"],
+    );
     let manifest: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let run = |args: &[&str]| {

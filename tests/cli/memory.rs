@@ -14,6 +14,27 @@ const LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 const S2_KINDS: &str = "completed-old,completed-recent,failed-resumable-old,running-stale-old,\
                         active-old,corrupt-old,cancelled-old,paused-resumable-old,completed-recent";
 
+/// Generate a tree in S2's shape at `out`: `sessions` sessions over `repos` repositories, `logs`
+/// log files in all, no worktrees.
+fn gen_s2_shape(out: &Path, sessions: &str, repos: &str, logs: &str) {
+    gen_tree(
+        out,
+        &[
+            "--sessions",
+            sessions,
+            "--worktrees",
+            "0",
+            "--repos",
+            repos,
+            "--logs",
+            logs,
+            "--kinds",
+            S2_KINDS,
+            "--quiet",
+        ],
+    );
+}
+
 /// `prodigy ARGS` on the generated tree at `out`, under the address-space limit when `limit`:
 /// `prlimit --as=BYTES -- prodigy ARGS` when prlimit exists, else `ulimit -v` in `sh`.
 fn run_on(env: &Env, out: &Path, args: &[&str], limit: bool) -> Out {
@@ -98,17 +119,8 @@ fn stats_and_dry_run_of_50000_sessions_fit_in_64_mib_and_print_the_same() {
     assert_eq!(o.code, 0, "stats on an empty root under the limit: {o:?}");
 
     let out = env.dir.join("tree");
-    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-tree.py");
     let t = Instant::now();
-    let st = Command::new("python3")
-        .arg(&gen)
-        .arg("--out")
-        .arg(&out)
-        .args(["--sessions", "50000", "--worktrees", "0", "--repos", "20"])
-        .args(["--logs", "100", "--kinds", S2_KINDS, "--quiet"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "gen-tree.py failed");
+    gen_s2_shape(&out, "50000", "20", "100");
     eprintln!(
         "memory: generated 50,000 sessions in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -177,16 +189,7 @@ fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
     }
     let env = Env::new("state-batches");
     let out = env.dir.join("tree");
-    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-tree.py");
-    let st = Command::new("python3")
-        .arg(&gen)
-        .arg("--out")
-        .arg(&out)
-        .args(["--sessions", "3000", "--worktrees", "0", "--repos", "1"])
-        .args(["--logs", "10", "--kinds", S2_KINDS, "--quiet"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "gen-tree.py failed");
+    gen_s2_shape(&out, "3000", "1", "10");
     let jobs_dir = out.join("home/.prodigy/state/repo-0/mapreduce/jobs");
     let jobs = std::fs::read_dir(&jobs_dir).unwrap().count();
     assert!(
