@@ -203,27 +203,6 @@ fn scanner_state_repo(
     scan.next(scanner, inv, &known, limit)
 }
 
-/// Cut an inventory of independent items into batches of at most [`BATCH_ITEMS`].
-fn chunks(mut inv: Inventory) -> Vec<Inventory> {
-    let mut out = Vec::new();
-    let warnings = std::mem::take(&mut inv.warnings);
-    let mut items = std::mem::take(&mut inv.items);
-    while items.len() > BATCH_ITEMS {
-        let rest = items.split_off(BATCH_ITEMS);
-        out.push(Inventory {
-            items,
-            ..Inventory::default()
-        });
-        items = rest;
-    }
-    out.push(Inventory {
-        items,
-        warnings,
-        ..Inventory::default()
-    });
-    out
-}
-
 impl Run<'_, '_> {
     /// Stream `events/`, `logs/`, `dlq/` and `state/` in batches; `again`: only the items of
     /// sessions whose class waited (pass 3).
@@ -250,15 +229,22 @@ impl Run<'_, '_> {
                         self.batch(inv, false, Role::Bulk, again);
                         continue;
                     };
-                    // A batch is cut as soon as one more item is made (so the last batch
-                    // takes the warnings), as `chunks` cuts a whole repository.
-                    while scanner_state_repo(
-                        &scanner.with_index(&self.idx),
-                        &self.idx,
-                        &mut scan,
-                        &mut inv,
-                        BATCH_ITEMS + 1,
-                    ) {
+                    // A batch of BATCH_ITEMS is cut as soon as one more item is made (the
+                    // loose mappings come at once), and the last batch takes the warnings.
+                    let mut done = false;
+                    loop {
+                        if !done {
+                            done = !scanner_state_repo(
+                                &scanner.with_index(&self.idx),
+                                &self.idx,
+                                &mut scan,
+                                &mut inv,
+                                BATCH_ITEMS + 1,
+                            );
+                        }
+                        if done && inv.items.len() <= BATCH_ITEMS {
+                            break;
+                        }
                         let rest = inv.items.split_off(BATCH_ITEMS);
                         let items = std::mem::replace(&mut inv.items, rest);
                         let part = Inventory {
@@ -267,9 +253,7 @@ impl Run<'_, '_> {
                         };
                         self.batch(part, false, Role::Bulk, again);
                     }
-                    for chunk in chunks(inv) {
-                        self.batch(chunk, false, Role::Bulk, again);
-                    }
+                    self.batch(inv, false, Role::Bulk, again);
                     continue;
                 }
                 // Items are made a batch at a time from the repository's listing.
