@@ -680,8 +680,7 @@ map:
   max_parallel: 2
   agent_template:
     - shell: |
-        touch {}/${{item_id}}
-        test -e "$HOME/fast" || sleep 60
+        test -e "$HOME/fast" || {{ touch {}/${{item_id}}; sleep 60; }}
         echo ${{item_id}} > ${{item_id}}.txt && git add . && git commit -q -m "item ${{item_id}}"
       commit_required: true
 "#,
@@ -694,7 +693,10 @@ map:
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SIGKILL prodigy alone: its two agents keep sleeping in their worktrees.
+    // Both agents have passed their `fast` test and are committed to the sleep (the marker is
+    // made after the test: made before it, a slow machine let an agent see `fast` and finish
+    // before the resume looked). SIGKILL prodigy alone: its two agents keep sleeping in their
+    // worktrees.
     kill(child.id() as i32, 9);
     child.wait().unwrap();
     fs::write(r.env.home.join("fast"), "").unwrap();
