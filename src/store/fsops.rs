@@ -237,7 +237,7 @@ mod unix {
     /// Check that `name` is exactly one path component and turn it into a C string.
     /// Anything else (empty, `.`, `..`, a `/`, a NUL) would let the kernel resolve more than one
     /// component — and follow symlinks in all but the last — so it is refused outright.
-    fn component(name: &OsStr) -> io::Result<CString> {
+    fn component(name: &OsStr) -> io::Result<CName> {
         let b = name.as_bytes();
         if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
             return Err(io::Error::new(
@@ -245,7 +245,41 @@ mod unix {
                 format!("not a single path component: {name:?}"),
             ));
         }
-        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+        if b.len() < NAME_BUF {
+            let mut buf = [0u8; NAME_BUF];
+            buf[..b.len()].copy_from_slice(b);
+            return Ok(CName::Stack(buf, b.len() + 1));
+        }
+        CString::new(b)
+            .map(CName::Heap)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+    }
+
+    /// Bytes of a [`CName`] kept on the stack, its NUL included: every name a directory lists
+    /// fits (NAME_MAX is 255).
+    const NAME_BUF: usize = 256;
+
+    /// One checked path component as a C string ([`component`]): on the stack when it fits, so
+    /// that a walk does not allocate for every entry it stats (a `CString` an entry was 7% of
+    /// the allocations of `stats`).
+    // The large variant is the point: boxing its buffer would be the allocation it avoids.
+    #[allow(clippy::large_enum_variant)]
+    enum CName {
+        /// The name and its NUL in the first `.1` bytes.
+        Stack([u8; NAME_BUF], usize),
+        Heap(CString),
+    }
+
+    impl std::ops::Deref for CName {
+        type Target = CStr;
+        fn deref(&self) -> &CStr {
+            match self {
+                // `component` refused names with a NUL and put one after the name.
+                CName::Stack(buf, n) => CStr::from_bytes_with_nul(&buf[..*n])
+                    .expect("component() checked the name has no NUL"),
+                CName::Heap(c) => c,
+            }
+        }
     }
 
     fn openat_raw(
