@@ -62,15 +62,9 @@ pub(super) fn mr_session(
     );
     env.write(&format!("state/{repo}/mappings/{sid}.json"), &mapping);
     env.write(&format!("state/{repo}/mappings/{job}.json"), &mapping);
-    for rel in [
-        format!("sessions/{sid}.json"),
-        format!("events/{repo}/{job}"),
-        format!("dlq/{repo}/{job}"),
-        format!("state/{repo}/mapreduce/jobs/{job}"),
-        format!("state/{repo}/mappings/{sid}.json"),
-        format!("state/{repo}/mappings/{job}.json"),
-    ] {
-        age_tree(&env.p(&rel), days * DAY);
+    let when = ago(days * DAY);
+    for rel in session_files(repo, sid, job) {
+        age_tree_at(&env.p(&rel), when);
     }
 }
 

@@ -219,26 +219,43 @@ pub fn rfc3339_ago(secs: u64) -> String {
         .unwrap()
 }
 
-/// Set the mtime of one path (not following a final symlink: symlinks are left alone).
+/// Set the mtime of one path to `secs` ago (not following a final symlink: symlinks are left
+/// alone).
 pub fn age(p: &Path, secs: u64) {
+    age_at(p, ago(secs));
+}
+
+/// The time `secs` ago.
+pub fn ago(secs: u64) -> SystemTime {
+    SystemTime::now() - Duration::from_secs(secs)
+}
+
+/// Set the mtime of one path to `t` (symlinks are left alone).
+pub fn age_at(p: &Path, t: SystemTime) {
     let m = fs::symlink_metadata(p).unwrap();
     if m.file_type().is_symlink() {
         return;
     }
-    let t = SystemTime::now() - Duration::from_secs(secs);
     let f = fs::File::open(p).unwrap();
     f.set_modified(t).unwrap();
 }
 
-/// Set the mtime of a path and everything below it.
+/// Set the mtime of a path and everything below it to `secs` ago, one instant for all of them.
 pub fn age_tree(p: &Path, secs: u64) {
+    age_tree_at(p, ago(secs));
+}
+
+/// Set the mtime of a path and everything below it to `t`. Paths that must tie (a session's
+/// items, ordered by their age in whole seconds) take one `t`: an age taken per path differs by
+/// a second when a second boundary falls between two of them.
+pub fn age_tree_at(p: &Path, t: SystemTime) {
     let m = fs::symlink_metadata(p).unwrap();
     if m.is_dir() {
         for e in fs::read_dir(p).unwrap().flatten() {
-            age_tree(&e.path(), secs);
+            age_tree_at(&e.path(), t);
         }
     }
-    age(p, secs);
+    age_at(p, t);
 }
 
 /// True when `prog` runs; otherwise print a loud SKIPPED line.

@@ -83,12 +83,18 @@ fn big_session(env: &Env, n: &str, status: &str, days: u64, mib: usize, checkpoi
         days,
         checkpoint,
     );
-    let p = env.write(
+    env.write(
         &format!("events/web/job-{n}/events-20250102120000.jsonl"),
         &"{\"x\":1}\n".repeat(mib * (MIB as usize) / 8),
     );
-    age(&p, days * DAY);
-    age(&env.p(&format!("events/web/job-{n}")), days * DAY);
+    // Every item of the session one age, to the second: the quota takes the oldest first, and
+    // items of one age in the order they were found, events first (CI failed once when a second
+    // boundary fell between mr_session's ages and the events file's: a's events were then its
+    // youngest item, and its small items went before them).
+    let when = ago(days * DAY);
+    for rel in session_paths(n) {
+        age_tree_at(&env.p(&rel), when);
+    }
 }
 
 fn session_paths(n: &str) -> Vec<String> {
