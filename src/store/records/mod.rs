@@ -437,30 +437,32 @@ pub fn check_no_duplicate_keys(bytes: &[u8]) -> Result<(), ParseError> {
             // Keys borrowed from the input where they have no escapes, compared in a list while
             // few (a record's objects have a dozen keys) and hashed beyond: a `String` and a
             // hash a key made this check a sixth of the allocations of `stats`.
-            let mut few: Vec<Key<'de>> = Vec::new();
+            let mut few: Vec<Cow<'de, str>> = Vec::new();
             let mut many = std::collections::HashSet::new();
-            while let Some(k) = a.next_key::<Key<'de>>()? {
-                let repeated = if many.is_empty() && few.len() < 16 {
-                    let r = few.iter().any(|x| x.0 == k.0);
-                    if !r {
-                        few.push(k.clone());
+            while let Some(Key(k)) = a.next_key::<Key<'de>>()? {
+                if many.is_empty() && few.len() < 16 {
+                    if few.contains(&k) {
+                        return Err(duplicate(&k));
                     }
-                    r
+                    few.push(k);
                 } else {
-                    many.extend(few.drain(..).map(|x| x.0));
-                    !many.insert(k.0.clone())
-                };
-                if repeated {
-                    return Err(serde::de::Error::custom(format!("duplicate key `{}`", k.0)));
+                    many.extend(few.drain(..));
+                    if many.contains(&k) {
+                        return Err(duplicate(&k));
+                    }
+                    many.insert(k);
                 }
                 a.next_value::<Strict>()?;
             }
             Ok(Strict)
         }
     }
+    fn duplicate<E: serde::de::Error>(k: &str) -> E {
+        E::custom(format!("duplicate key `{k}`"))
+    }
+    use std::borrow::Cow;
     /// An object key, borrowed from the input when it has no escapes.
-    #[derive(Clone)]
-    struct Key<'de>(std::borrow::Cow<'de, str>);
+    struct Key<'de>(Cow<'de, str>);
     impl<'de> Deserialize<'de> for Key<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             d.deserialize_str(KeyVisitor)
@@ -473,13 +475,13 @@ pub fn check_no_duplicate_keys(bytes: &[u8]) -> Result<(), ParseError> {
             f.write_str("an object key")
         }
         fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-            Ok(Key(std::borrow::Cow::Borrowed(s)))
+            Ok(Key(Cow::Borrowed(s)))
         }
         fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-            Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            Ok(Key(Cow::Owned(s.to_owned())))
         }
         fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-            Ok(Key(std::borrow::Cow::Owned(s)))
+            Ok(Key(Cow::Owned(s)))
         }
     }
     parse::<Strict>(bytes).map(drop)
