@@ -68,7 +68,7 @@ pub(super) fn mr_session(
     }
 }
 
-fn session_files(repo: &str, sid: &str, job: &str) -> Vec<String> {
+pub(super) fn session_files(repo: &str, sid: &str, job: &str) -> Vec<String> {
     vec![
         format!("sessions/{sid}.json"),
         format!("events/{repo}/{job}"),

@@ -1,7 +1,7 @@
 //! Retention policies (`$PRODIGY_HOME/clean.conf`, `--older-than`, `--retention`), the quota
 //! (`max-size`, `--max-size`) and the scheduled clean (`scripts/systemd/`).
 
-use super::acceptance::mr_session;
+use super::acceptance::{mr_session, session_files};
 use super::common::*;
 use std::fs;
 
@@ -97,15 +97,9 @@ fn big_session(env: &Env, n: &str, status: &str, days: u64, mib: usize, checkpoi
     }
 }
 
+/// The paths of `big_session(n)`: session `s-{n}`, job `job-{n}` in repository `web`.
 fn session_paths(n: &str) -> Vec<String> {
-    vec![
-        format!("sessions/s-{n}.json"),
-        format!("events/web/job-{n}"),
-        format!("dlq/web/job-{n}"),
-        format!("state/web/mapreduce/jobs/job-{n}"),
-        format!("state/web/mappings/s-{n}.json"),
-        format!("state/web/mappings/job-{n}.json"),
-    ]
+    session_files("web", &format!("s-{n}"), &format!("job-{n}"))
 }
 
 #[test]
