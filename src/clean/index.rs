@@ -214,7 +214,7 @@ struct Table {
 
 /// `a == b`, the lengths and last bytes (where packed ids differ most: their random tails)
 /// compared first: most probes of a lookup meet another id, and `==` on slices is a call to
-/// `memcmp` (12% of the user time of `stats` at S2 before this).
+/// `memcmp` (12% of the user time of `stats` at S2 before this, these probes and sorts together).
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.last() == b.last() && a == b
