@@ -24,7 +24,6 @@ pub mod store;
 pub mod workflow;
 
 use std::ffi::OsString;
-use std::io::Write;
 
 /// Run the program with `args` (including the program name) and return the exit code. The only
 /// place an error becomes an exit code and a message on stderr.
@@ -45,7 +44,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     match result {
         Ok(code) => code as u8,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "prodigy: {e}");
+            error::eprint_line(&format!("prodigy: {e}"));
             e.exit() as u8
         }
     }

@@ -202,13 +202,10 @@ fn finish(
     report: Report,
 ) -> Result<Exit> {
     for f in &report.errors {
-        let _ = writeln!(
-            std::io::stderr(),
+        crate::error::eprint_line(&format!(
             "prodigy {name}: {}: {}; {}",
-            f.path,
-            f.cause,
-            f.hint
-        );
+            f.path, f.cause, f.hint
+        ));
     }
     emit(a, policy, name, root_path, scope_note, &report)?;
     if let Some(q) = report
@@ -217,11 +214,10 @@ fn finish(
         .filter(|q| !q.met() && a.quiet && !a.json)
     {
         // Under --quiet (cron) an unmet quota is still worth a mail; it is not a failure.
-        let _ = writeln!(
-            std::io::stderr(),
+        crate::error::eprint_line(&format!(
             "prodigy {name}: warning: quota {}",
             quota_line(q, report.dry_run)
-        );
+        ));
     }
     Ok(if report.errors.is_empty() {
         Exit::Ok
@@ -398,13 +394,12 @@ impl AuditLog<'_> {
         if let Err(e) = r {
             if !self.warned {
                 self.warned = true;
-                let _ = writeln!(
-                    std::io::stderr(),
+                crate::error::eprint_line(&format!(
                     "prodigy {}: cannot write audit log `{}`: {}",
                     self.command,
                     self.path.display(),
                     describe_io(&e)
-                );
+                ));
             }
         }
     }

@@ -180,12 +180,13 @@ pub(crate) fn time_cell(t: Option<&Timestamp>) -> String {
 
 /// Write an error message line to stderr, ignoring failures.
 pub(crate) fn warn(msg: &str) {
-    let _ = writeln!(io::stderr(), "{msg}");
+    crate::error::eprint_line(msg);
 }
 
 /// Print `text`; a reader that went away (closed pipe) ends the command quietly.
 pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
+    let text = crate::store::names::terminal_safe(text);
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

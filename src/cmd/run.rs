@@ -90,10 +90,7 @@ pub fn report(s: &run::Summary, json: bool, quiet: bool) -> Result<Exit> {
             line.push_str(&format!("; session {}", s.session_id));
         }
         if o.quiet {
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("prodigy: {line}\n").as_bytes(),
-            );
+            crate::error::eprint_line(&format!("prodigy: {line}"));
         } else {
             super::print(&format!("{line}\n"))?;
         }

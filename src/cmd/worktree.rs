@@ -352,15 +352,12 @@ pub fn clean_orphaned(a: &OrphanArgs) -> Result<Exit> {
                     paths.insert(format!("worktrees/{}", r.display()));
                 }
                 None if std::fs::symlink_metadata(&e.path).is_ok() => {
-                    let _ = std::io::Write::write_fmt(
-                        &mut std::io::stderr(),
-                        format_args!(
-                            "prodigy {name}: `{}` (in {}) is not inside `{}`; left as is\n",
-                            e.path.display(),
-                            reg.rel,
-                            wt_root.display()
-                        ),
-                    );
+                    crate::error::eprint_line(&format!(
+                        "prodigy {name}: `{}` (in {}) is not inside `{}`; left as is",
+                        e.path.display(),
+                        reg.rel,
+                        wt_root.display()
+                    ));
                 }
                 None => {}
             }

@@ -109,18 +109,14 @@ impl Ctx {
     /// Progress on a terminal only (run.md §1), to stderr.
     pub fn progress(&self, msg: &str) {
         if self.tty && !self.opts.quiet && !self.opts.json {
-            let _ = writeln!(
-                std::io::stderr(),
-                "[{:>4}s] {msg}",
-                self.started.elapsed().as_secs()
-            );
+            crate::error::eprint_line(&format!("[{:>4}s] {msg}", self.started.elapsed().as_secs()));
         }
     }
 
     /// A warning on stderr (not under `-q`).
     pub fn warn(&self, msg: &str) {
         if !self.opts.quiet {
-            let _ = writeln!(std::io::stderr(), "prodigy: warning: {msg}");
+            crate::error::eprint_line(&format!("prodigy: warning: {msg}"));
         }
     }
 
@@ -283,7 +279,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let wf = crate::workflow::load(&opts.workflow)?;
     if !opts.quiet {
         for w in &wf.warnings {
-            let _ = writeln!(std::io::stderr(), "prodigy: warning: {w}");
+            crate::error::eprint_line(&format!("prodigy: warning: {w}"));
         }
     }
     let git = Git::default();
@@ -541,7 +537,11 @@ fn confirm(question: &str) -> bool {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return false;
     }
-    let _ = write!(std::io::stderr(), "{question} [y/N] ");
+    let _ = write!(
+        std::io::stderr(),
+        "{} [y/N] ",
+        crate::store::names::terminal_safe(question)
+    );
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {

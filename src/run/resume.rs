@@ -36,7 +36,6 @@ use crate::store::records::{
 use crate::workflow::{items, Kind, Workflow};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -89,7 +88,7 @@ struct Found {
 
 fn say(quiet: bool, msg: &str) {
     if !quiet {
-        let _ = writeln!(std::io::stderr(), "prodigy: {msg}");
+        crate::error::eprint_line(&format!("prodigy: {msg}"));
     }
 }
 

@@ -122,10 +122,7 @@ pub(crate) fn finish(
         MergeEnd::NothingToMerge => ("nothing-to-merge", None),
         MergeEnd::NotMerged(why) => {
             if !ctx.opts.quiet && !ctx.opts.json {
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    format!("prodigy: {why}\n").as_bytes(),
-                );
+                crate::error::eprint_line(&format!("prodigy: {why}"));
             }
             ("not-merged", None)
         }

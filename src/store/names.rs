@@ -78,6 +78,47 @@ pub fn printable(name: &OsStr) -> String {
     out
 }
 
+/// [`printable`] of text: control characters (C0, DEL, C1; newlines as `\n`, tabs as `\t`)
+/// escaped, everything else as is. For quoting user input (workflow keys and values, paths,
+/// ids, git's output, a step's text) in a message.
+pub fn printable_str(s: &str) -> String {
+    printable(OsStr::new(s))
+}
+
+/// [`printable_str`] cut to at most `max` characters of the input, with `…` when cut: a long
+/// value quoted in a one-line message.
+pub fn printable_cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", printable_str(&s[..at])),
+        None => printable_str(s),
+    }
+}
+
+/// `text` made safe for a terminal: every control character except line ends (`\n`) and tabs
+/// escaped. C0 controls as [`printable`] writes them (`ESC` → `\u{1b}`, `\r` → `\r`); DEL
+/// and C1 as `\u007f`…`\u009f`, which is also a JSON escape: serde_json writes C0 escaped but
+/// DEL and C1 raw, so this keeps a `--json` document valid and its strings' values unchanged.
+/// The last guard on everything prodigy writes as text (stdout through `cmd::print`, errors,
+/// warnings and progress on stderr), behind the quoting of each input at its source; a message
+/// that is already safe is returned borrowed.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if c < ' ' {
+            out.extend(c.escape_default());
+        } else {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(unix)]
 fn as_bytes(s: &OsStr) -> &[u8] {
     use std::os::unix::ffi::OsStrExt;
@@ -131,6 +172,24 @@ mod tests {
         assert!(!is_legacy_session_id("session-abc"));
         assert!(!is_legacy_session_id("workflow-"));
         assert!(!is_legacy_session_id("webapp"));
+    }
+
+    #[test]
+    fn terminal_safe_escapes_every_control_but_line_ends_and_tabs() {
+        let t = terminal_safe("a\u{1b}[31mb\u{7f}c\u{9b}d\re\n\tf");
+        assert_eq!(t, "a\\u{1b}[31mb\\u007fc\\u009bd\\re\n\tf");
+        // In a JSON document (C0 already escaped by serde_json) the result is the same JSON.
+        let doc = serde_json::to_string(&serde_json::json!({"k": "x\u{1b}\u{7f}\u{9b}"})).unwrap();
+        let safe = terminal_safe(&doc);
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["k"], "x\u{1b}\u{7f}\u{9b}");
+        assert!(matches!(
+            terminal_safe("plain\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(printable_cut("abcdef", 3), "abc…");
+        assert_eq!(printable_cut("ab\ncd", 9), "ab\\ncd");
+        assert_eq!(printable_cut("ééé", 2), "éé…");
     }
 
     #[test]

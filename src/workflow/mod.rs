@@ -27,6 +27,7 @@ pub mod vars;
 mod yaml;
 
 use crate::error::{Error, Result};
+use crate::store::names::{printable, printable_cut, printable_str};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use yaml::{Key, Node, NodeKind, Pos, Scalar};
@@ -201,17 +202,18 @@ impl Step {
         self.action.text()
     }
     /// One line for progress and messages: `shell: echo hi`; only the first line of the text,
-    /// cut to 60 characters with `...` when longer or when more lines follow.
+    /// cut to 60 characters with `…` when longer or when more lines follow; control characters
+    /// escaped ([`printable_str`]).
     pub fn display(&self) -> String {
         let text = self.text().trim();
         let first = text.lines().next().unwrap_or("");
         let more = first.len() < text.len();
-        let mut out: String = first.chars().take(57).collect();
-        if more || first.chars().count() > 60 {
-            out.push_str("...");
+        let out = if more || first.chars().count() > 60 {
+            let cut: String = first.chars().take(57).collect();
+            format!("{}…", printable_str(&cut))
         } else {
-            out = first.to_string();
-        }
+            printable_str(first)
+        };
         format!("{}: {}", self.action.kind(), out)
     }
 }
@@ -338,14 +340,14 @@ pub fn load(path: &Path) -> Result<Workflow> {
     let bytes = std::fs::read(path).map_err(|e| {
         Error::usage(format!(
             "cannot read workflow file `{}`: {}",
-            path.display(),
+            printable(path.as_os_str()),
             crate::error::describe_io(&e)
         ))
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::usage(format!(
             "`{}`: not UTF-8 text (invalid byte at offset {})",
-            path.display(),
+            printable(path.as_os_str()),
             e.utf8_error().valid_up_to()
         ))
     })?;
@@ -395,21 +397,21 @@ impl Cx<'_> {
         } else {
             pos
         };
-        Error::usage(format!(
+        Error::usage(printable_str(&format!(
             "`{}`:{}:{}: {msg}",
             self.path.display(),
             pos.line,
             pos.col
-        ))
+        )))
     }
 
     fn warn(&mut self, pos: Pos, msg: impl std::fmt::Display) {
-        self.warnings.push(format!(
+        self.warnings.push(printable_str(&format!(
             "`{}`:{}:{}: {msg}",
             self.path.display(),
             pos.line,
             pos.col
-        ));
+        )));
     }
 
     fn workflow(mut self, text: &str) -> Result<Workflow> {
@@ -1103,17 +1105,13 @@ fn get<'a>(m: &'a Entries, key: &str) -> Option<(&'a Key, &'a Node)> {
 /// A short rendering of a value for messages: scalars as written (cut), else their kind.
 fn show(v: &Node) -> String {
     match &v.kind {
-        NodeKind::Scalar(Scalar::Str(s), _) => {
-            let cut: String = s.chars().take(40).collect();
-            if cut.len() < s.len() {
-                format!("`{cut}...`")
-            } else {
-                format!("`{cut}`")
-            }
-        }
+        NodeKind::Scalar(Scalar::Str(s), _) => format!("`{}`", printable_cut(s, 40)),
         NodeKind::Scalar(Scalar::Null, _) => "nothing".to_string(),
         NodeKind::Scalar(s, raw) => {
-            format!("`{}`", raw.clone().unwrap_or_else(|| yaml::scalar_text(s)))
+            format!(
+                "`{}`",
+                printable_cut(&raw.clone().unwrap_or_else(|| yaml::scalar_text(s)), 40)
+            )
         }
         _ => v.describe().to_string(),
     }

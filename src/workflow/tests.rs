@@ -672,9 +672,9 @@ fn step_display_is_one_short_line() {
     let s = shell(1, "echo hi");
     assert_eq!(s.display(), "shell: echo hi");
     let long = shell(1, &"x".repeat(100));
-    assert_eq!(long.display(), format!("shell: {}...", "x".repeat(57)));
+    assert_eq!(long.display(), format!("shell: {}…", "x".repeat(57)));
     let multi = shell(1, "# first\nsecond\n");
-    assert_eq!(multi.display(), "shell: # first...");
+    assert_eq!(multi.display(), "shell: # first…");
     let exact = shell(1, &"y".repeat(60));
     assert_eq!(exact.display(), format!("shell: {}", "y".repeat(60)));
     let claude = Step {

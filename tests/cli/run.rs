@@ -813,3 +813,84 @@ fn unsafe_geteuid() -> u32 {
         .parse()
         .unwrap_or(0)
 }
+
+/// The first control character in `text` that may not reach a terminal (issue 27): C0 but line
+/// ends and tabs, DEL, C1.
+fn terminal_unsafe(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| (c < ' ' && c != '\n' && c != '\t') || ('\u{7f}'..='\u{9f}').contains(&c))
+}
+
+#[test]
+fn control_characters_from_workflow_files_never_reach_the_terminal() {
+    let Some(r) = setup("run-escapes") else {
+        return;
+    };
+    // A workflow key, a workflow value, a file name, a step's text and an --arg, each carrying
+    // an escape sequence (recolour, retitle, clear), DEL and a C1 control (U+009B, CSI).
+    let hostile = "\u{1b}[31mRED\u{1b}]0;pwned\u{7}\u{7f}\u{9b}2J";
+    let yaml_escaped = "\\e[31mRED\\e]0;pwned\\a\\x7f\\u009b2J";
+    let cases: Vec<(String, String, Vec<&str>)> = vec![
+        (
+            "value.yml".into(),
+            format!("mode: \"mapreduce{yaml_escaped}\\nsecond line\"\n"),
+            vec!["-y"],
+        ),
+        (
+            "key.yml".into(),
+            format!("- shell: echo\n  \"bad{yaml_escaped}key\": 1\n"),
+            vec!["-y"],
+        ),
+        (
+            format!("name{hostile}.yml"),
+            "- shell: [\n".into(),
+            vec!["-y"],
+        ),
+        (
+            "step.yml".into(),
+            format!("- shell: \"echo '{yaml_escaped}'; exit 3\"\n"),
+            vec!["-y"],
+        ),
+        (
+            "arg.yml".into(),
+            "- shell: \"echo ${missing.var}\"\n".into(),
+            vec![
+                "-y",
+                "--arg",
+                &*Box::leak(format!("x{hostile}=1").into_boxed_str()),
+            ],
+        ),
+    ];
+    for (file, text, args) in &cases {
+        let wf = r.write_workflow(file, text);
+        for extra in [&[][..], &["--json"][..]] {
+            let mut a = args.clone();
+            a.extend_from_slice(extra);
+            let o = r.run(&wf, &a);
+            assert_ne!(o.code, 0, "{file}: {o:?}");
+            let all = format!("{}{}", o.stdout, o.stderr);
+            assert!(
+                all.contains("\\u{1b}") || all.contains("\\u001b"),
+                "{file}: the input is quoted, escaped: {o:?}"
+            );
+            if !extra.is_empty() && !o.stdout.is_empty() {
+                // --json stays one valid document.
+                let v: Result<Value, _> = serde_json::from_str(&o.stdout);
+                assert!(v.is_ok(), "--json output parses: {o:?}");
+            }
+            for (stream, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if let Some(c) = terminal_unsafe(text) {
+                    panic!("{file} {extra:?}: {stream} carries {c:?}: {o:?}");
+                }
+            }
+        }
+    }
+    // A missing workflow file whose name carries the same bytes.
+    let o = r.run(&r.env.dir.join(format!("gone{hostile}.yml")), &["-y"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains("\\u{1b}[31mRED"),
+        "escaped, not dropped: {o:?}"
+    );
+    assert_eq!(terminal_unsafe(&o.stderr), None, "{o:?}");
+}
