@@ -4,7 +4,9 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus of each
+# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a nightly toolchain for its sanitizer
+# flags; without one it uses the default (stable) toolchain with RUSTC_BOOTSTRAP=1 and says so
+# (the sanitizer runtimes ship with stable rustc on x86_64 Linux). .ci/run calls it with 30 s. The corpus of each
 # target (fuzz/corpus/TARGET/, not committed) is seeded from the committed seeds in
 # fuzz/seeds/TARGET/ (except crash-* files: inputs that found a bug not fixed yet, which are
 # replayed first and reported as "known") and from the real 0.4.4 tree at
@@ -19,14 +21,19 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2; }
 shift $(($# > 0 ? 1 : 0))
-all_targets=(checkpoint event_line jsonl dlq records duration workflow)
+# Every [[bin]] of fuzz/Cargo.toml, in file order.
+mapfile -t all_targets < <(sed -n '/^\[\[bin\]\]/,/^path/s/^name = "\(.*\)"/\1/p' fuzz/Cargo.toml)
 targets=("${@:-${all_targets[@]}}")
 
 # cargo fuzz needs nightly (sanitizer flags); use the default toolchain if it is nightly.
 toolchain=()
 if ! rustc --version | grep -q nightly; then
-  rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
-  toolchain=(+nightly)
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    toolchain=(+nightly)
+  else
+    echo "fuzz.sh: no nightly toolchain; using $(rustc --version) with RUSTC_BOOTSTRAP=1 for the sanitizer flags"
+    export RUSTC_BOOTSTRAP=1
+  fi
 fi
 cargo "${toolchain[@]}" fuzz --version >/dev/null 2>&1 || { echo "fuzz.sh: cargo-fuzz missing (cargo install cargo-fuzz)" >&2; exit 1; }
 
@@ -87,6 +94,7 @@ for t in "${targets[@]}"; do
   done
   before=$(find "fuzz/artifacts/$t" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l)
   echo "fuzz.sh: $t for ${secs}s"
+  touch "$log.start"
   status=0
   cargo "${toolchain[@]}" fuzz run "${features[@]}" "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=512 -max_len=65536 -timeout=10 \
@@ -100,6 +108,12 @@ for t in "${targets[@]}"; do
     crashed=1
     echo "fuzz.sh: $t FAILED (exit $status); see $log and fuzz/artifacts/$t/" >&2
     grep -m3 -E 'panicked at|^SUMMARY|Test unit written' "$log" >&2 || true
+    # The inputs that failed, in hex (CI keeps no artifacts): add each to fuzz/seeds/$t/ once fixed.
+    find "fuzz/artifacts/$t" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) \
+      -newer "$log.start" -print 2>/dev/null | head -5 | while read -r f; do
+      echo "fuzz.sh: $t: input $f ($(wc -c < "$f") bytes), hex:" >&2
+      od -An -tx1 -v "$f" | head -64 >&2
+    done
     new=$((new > 0 ? new : 1))
   fi
   rows+=("$(printf '%-12s %8ss %12s %8s %8s %8s %6s' "$t" "$secs" "${runs:-?}" "${cov:-?}" "${corp:-?}" "$new" "$known")")

@@ -1,7 +1,9 @@
 //! Workflow files (`prodigy run`): any text either parses, or fails with one line of the form
 //! `` `PATH`:LINE:COL: … `` (or `` `PATH`: … `` for file-level errors); never a panic, never a
-//! hang (alias bombs are bounded). What parses has a hash of 16 hex digits, and every `${…}` of
-//! every step either interpolates or names the unknown variable.
+//! hang (alias bombs are bounded), and no control character of the input in the message (issue
+//! 27: a folded `mapreduce\nthe` and escape sequences reached the terminal). What parses has a
+//! hash of 16 hex digits, every step's label is one safe line, and every `${…}` of every step
+//! either interpolates or names the unknown variable.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(wf.hash.len(), 16);
             let v = vars::Vars::new();
             for (_, _, s) in wf.steps() {
+                let label = s.display();
+                assert!(!label.chars().any(char::is_control), "{label:?}");
                 if let Err(e) = vars::interpolate(s.text(), &v) {
                     assert!(e.contains("${"), "{e}");
                 }
@@ -25,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let m = e.to_string();
             assert!(m.starts_with("`fuzz.yml`"), "{m}");
-            assert!(!m.contains('\n'), "{m}");
+            assert!(!m.chars().any(char::is_control), "{m:?}");
         }
     }
 });
