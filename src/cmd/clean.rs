@@ -108,7 +108,11 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     }
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
     if progress {
-        let _ = write!(std::io::stderr(), "Scanning {}…\r", root_path.display());
+        let _ = write!(
+            std::io::stderr(),
+            "Scanning {}…\r",
+            crate::store::names::printable(root_path.as_os_str())
+        );
     }
     let mut eng = Engine::new(&root, &root_path, &git, now, &opts);
     if progress {

@@ -28,7 +28,7 @@ use crate::cli::{Args, ScopeArg};
 use crate::error::{Error, Exit, Result};
 use crate::git::Git;
 use crate::store::fsops::{Dir, Kind};
-use crate::store::names::{is_legacy_session_id, printable, valid_id_str};
+use crate::store::names::{is_legacy_session_id, printable, terminal_safe, valid_id_str};
 use crate::store::records::{
     normalize_event_type, parse_event_line, read_jsonl, EventLine, Timestamp, MAX_JSONL_LINE,
 };
@@ -186,7 +186,7 @@ pub(crate) fn warn(msg: &str) {
 /// Print `text`; a reader that went away (closed pipe) ends the command quietly.
 pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
-    let text = crate::store::names::terminal_safe(text);
+    let text = terminal_safe(text);
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -535,10 +535,10 @@ pub fn show(a: &Args) -> Result<Exit> {
                         if tail.len() == n {
                             tail.pop_front();
                         }
-                        tail.push_back(filter.render(&ev));
+                        tail.push_back(terminal_safe(&filter.render(&ev)).into_owned());
                     }
                     None => {
-                        let mut res = out.write_all(filter.render(&ev).as_bytes());
+                        let mut res = out.write_all(terminal_safe(&filter.render(&ev)).as_bytes());
                         // Sparse matches still show up promptly.
                         if res.is_ok() && last_flush.elapsed() >= FLUSH_EVERY {
                             res = out.flush();
@@ -764,7 +764,7 @@ fn handle_line(
     match parse_event_line(line) {
         Ok(ev) => {
             if filter.wants(&ev) {
-                out.write_all(filter.render(&ev).as_bytes())?;
+                out.write_all(terminal_safe(&filter.render(&ev)).as_bytes())?;
             }
         }
         Err(_) => {
