@@ -996,3 +996,149 @@ fn a_half_made_session_worktree_is_removed_and_made_again_from_the_base_commit()
     assert_eq!(fs::read_to_string(r.repo.join("x.txt")).unwrap(), "x\n");
     assert_eq!(r.session()["metadata"]["worktree"]["created"], true);
 }
+
+/// Where a kill lands around the move of a failed agent's worktree out of the session worktree
+/// (run.md §4): before `git worktree move` starts, inside it (the directory renamed, git's
+/// record still naming the old place, as git itself does it), or right after it.
+#[derive(Clone, Copy, Debug)]
+enum AtMove {
+    Before,
+    Torn,
+    After,
+}
+
+/// A `git` first on PATH that kills prodigy (its parent) at `at` of the first
+/// `git worktree move`, and otherwise runs the real git.
+fn killing_git(r: &R, at: AtMove) -> String {
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = r.env.dir.join("killing-git");
+    fs::create_dir_all(&bin).unwrap();
+    let act = match at {
+        AtMove::Before => "kill -9 $PPID; exit 1".to_string(),
+        AtMove::Torn => r#"mv "$5" "$6"; kill -9 $PPID; exit 1"#.to_string(),
+        AtMove::After => format!(r#""{real}" "$@"; kill -9 $PPID; exit 1"#),
+    };
+    let script = format!(
+        "#!/bin/sh\nif [ \"$3 $4\" = \"worktree move\" ]; then\n  {act}\nfi\nexec \"{real}\" \"$@\"\n"
+    );
+    let p = bin.join("git");
+    fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// No gitlink (an embedded repository) and no `agent-*` path in `rev`'s tree.
+fn no_embedded_repository(repo: &Path, rev: &str) {
+    let tree = git(repo, &["ls-tree", "-r", "--full-tree", rev]);
+    for l in tree.lines() {
+        let path = l.split('\t').nth(1).unwrap_or("");
+        assert!(
+            !l.starts_with("160000") && !path.split('/').any(|c| c.starts_with("agent-")),
+            "{rev}: {l}\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn a_kill_around_the_move_of_a_failed_agents_worktree_resumes_to_it_beside_the_session() {
+    for at in [AtMove::Before, AtMove::Torn, AtMove::After] {
+        let Some(r) = setup(&format!("resume-move-{at:?}")) else {
+            return;
+        };
+        let wf = r.wf(
+            "mr.yml",
+            r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\"}]'"
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = b ]; then echo wip > wip.txt; exit 4; fi
+      commit_required: true
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+        );
+        let path = killing_git(&r, at);
+        let o = Out::from(
+            r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+                .env("PATH", &path)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(o.code, -1, "{at:?}: killed by SIGKILL: {o:?}");
+        let s = r.session();
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+        let nested = r.env.p(&format!("worktrees/work/{sid}/agent-b"));
+        let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+        match at {
+            AtMove::Before => assert!(nested.is_dir() && !beside.exists(), "{at:?}"),
+            _ => assert!(!nested.exists() && beside.is_dir(), "{at:?}"),
+        }
+        // clean, even forced and with no retention, takes nothing of the resumable run, prunes
+        // no git record of it, and calls nothing unknown.
+        let (o, c) = r.env.json(&[
+            "clean",
+            "--all-repos",
+            "--force",
+            "--json",
+            "--older-than",
+            "0s",
+        ]);
+        assert_eq!(o.code, 0, "{at:?}: {o:?}");
+        assert!(removed_paths(&c).is_empty(), "{at:?}: {c}");
+        assert_eq!(c["sessions"], serde_json::json!({"resumable": 1}), "{at:?}: {c}");
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert_eq!(
+            wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+            3,
+            "{at:?}: main, session, agent b: {wl}"
+        );
+        let o = r.out(&["resume", &job, "-y"]);
+        assert_eq!(o.code, 1, "{at:?}: item b fails again: {o:?}");
+        let log = main_log(&r.repo);
+        for i in ["a", "c"] {
+            assert_eq!(
+                log.iter().filter(|l| **l == format!("item {i}")).count(),
+                1,
+                "{at:?}: {log:?}"
+            );
+        }
+        assert_eq!(log.iter().filter(|l| *l == "reduce").count(), 1, "{log:?}");
+        no_embedded_repository(&r.repo, "main");
+        assert_eq!(fs::read_to_string(r.repo.join("total.txt")).unwrap(), "2/3\n");
+        let dlq: Value = serde_json::from_slice(
+            &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+        )
+        .unwrap();
+        let items = dlq["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{at:?}: {dlq}");
+        assert_eq!(items[0]["item_id"], "b");
+        assert_eq!(items[0]["failure_history"].as_array().unwrap().len(), 1, "{dlq}");
+        assert_eq!(items[0]["worktree_path"], beside.to_str().unwrap(), "{dlq}");
+        assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists(), "{at:?}");
+        assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert!(!wl.contains("prunable"), "{at:?}: {wl}");
+        assert!(wl.contains(&format!("worktree {}\n", beside.display())), "{wl}");
+        let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+        let mut b: Vec<&str> = branches.lines().collect();
+        b.sort();
+        assert_eq!(b, ["main".to_string(), format!("prodigy-agent-{job}-b")], "{at:?}");
+        assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "{at:?}");
+        let o = r.out(&["checkpoints", "verify", "--all-repos"]);
+        assert_eq!(o.code, 0, "{at:?}: {o:?}");
+    }
+}
