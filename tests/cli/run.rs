@@ -398,7 +398,16 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
         let err = it["failure_history"][0]["error"].as_str().unwrap();
         assert!(err.contains("exit status 3"), "{err}");
         assert_eq!(it["work_item"]["meta"]["fail"], true);
-        // The failed agent's worktree is kept for inspection, inside the kept session worktree.
+        // The failed agent's worktree is kept for inspection, beside the session worktree.
+        let id = it["item_id"].as_str().unwrap();
+        assert_eq!(
+            it["worktree_path"],
+            r.env
+                .p(&format!("worktrees/work/{sid}.agent-{id}"))
+                .to_str()
+                .unwrap(),
+            "{it}"
+        );
         assert!(
             Path::new(it["worktree_path"].as_str().unwrap()).is_dir(),
             "{it}"
@@ -412,7 +421,8 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
     assert_eq!(r.count(&job, "dlq_item_added"), 2);
     assert_eq!(r.count(&job, "reduce_step_completed"), 1);
     assert_eq!(r.count(&job, "job_completed"), 1);
-    // Merged agents: worktrees and branches gone; failed ones: kept (branch and worktree).
+    // Merged agents: worktrees and branches gone; failed ones: kept (branch and worktree); the
+    // merged session: worktree and branch gone, also with items failed (run.md §4).
     let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
     let mut b: Vec<&str> = branches.lines().collect();
     b.sort();
@@ -422,9 +432,9 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
             "main".to_string(),
             format!("prodigy-agent-{job}-it3"),
             format!("prodigy-agent-{job}-it6"),
-            format!("prodigy-{sid}"),
         ]
     );
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
     assert!(r.env.p(&format!("logs/work/{job}/agent-it3.log")).is_file());
     assert!(
         fs::read_to_string(r.env.p(&format!("logs/work/{job}/agent-it3.log")))
@@ -475,11 +485,20 @@ map:
         .as_str()
         .unwrap();
     assert!(err.contains("merge of"), "{err}");
-    // The session worktree is not left mid-merge and the main checkout has one agent's file.
+    // The session branch was merged (not mid-merge: a merge left half done would have
+    // stopped that) and its worktree removed; the item whose merge conflicted has its worktree
+    // beside it, on its branch, and the main checkout has the other agent's file.
+    assert_eq!(v["merge"], "merged", "{v}");
     let sid = v["session_id"].as_str().unwrap();
-    let wt = r.env.p(&format!("worktrees/work/{sid}"));
-    let st = git(&wt, &["status", "--porcelain", "--untracked-files=no"]);
-    assert_eq!(st, "");
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    let item = dlq["items"][0]["item_id"].as_str().unwrap();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-{item}"));
+    assert_eq!(dlq["items"][0]["worktree_path"], beside.to_str().unwrap());
+    assert_eq!(
+        git(&beside, &["log", "-1", "--format=%s"]).trim(),
+        format!("agent {}", dlq["items"][0]["work_item"].as_str().unwrap())
+    );
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     let content = fs::read_to_string(r.repo.join("same.txt")).unwrap();
     assert!(
         content == "written by a\n" || content == "written by b\n",
