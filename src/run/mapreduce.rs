@@ -1005,7 +1005,9 @@ fn evict_agent(ctx: &mut Ctx, fid: &str) -> std::result::Result<PathBuf, String>
                 dst.sync().map_err(|e| crate::error::describe_io(&e))
             })
             .map_err(|e| format!("{why}; renaming it failed too: {e}"))?;
-        if let Err(e) = worktrees::repair_worktrees(&ctx.git, &ctx.repo.main, &[to.clone()]) {
+        if let Err(e) =
+            worktrees::repair_worktrees(&ctx.git, &ctx.repo.main, std::slice::from_ref(&to))
+        {
             ctx.warn(&format!(
                 "moved `{}` to `{}`, but git's record of it could not be repaired ({e}); run `git worktree repair {}`",
                 from.display(),

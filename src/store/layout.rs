@@ -124,9 +124,10 @@ impl Layout {
     /// [`failed_agent_name`].
     pub fn failed_agent_worktree(&self, session_id: &str, fid: &str) -> Result<PathBuf> {
         checked("session id", session_id)?;
-        Ok(self
-            .worktrees_dir()
-            .join(checked("worktree name", &failed_agent_name(session_id, fid))?))
+        Ok(self.worktrees_dir().join(checked(
+            "worktree name",
+            &failed_agent_name(session_id, fid),
+        )?))
     }
 
     /// `resume_locks/{job_id}.lock`'s directory, `resume_locks/`.
@@ -277,4 +278,3 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
-

@@ -1099,7 +1099,11 @@ reduce:
         ]);
         assert_eq!(o.code, 0, "{at:?}: {o:?}");
         assert!(removed_paths(&c).is_empty(), "{at:?}: {c}");
-        assert_eq!(c["sessions"], serde_json::json!({"resumable": 1}), "{at:?}: {c}");
+        assert_eq!(
+            c["sessions"],
+            serde_json::json!({"resumable": 1}),
+            "{at:?}: {c}"
+        );
         let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
         assert_eq!(
             wl.lines().filter(|l| l.starts_with("worktree ")).count(),
@@ -1118,7 +1122,10 @@ reduce:
         }
         assert_eq!(log.iter().filter(|l| *l == "reduce").count(), 1, "{log:?}");
         no_embedded_repository(&r.repo, "main");
-        assert_eq!(fs::read_to_string(r.repo.join("total.txt")).unwrap(), "2/3\n");
+        assert_eq!(
+            fs::read_to_string(r.repo.join("total.txt")).unwrap(),
+            "2/3\n"
+        );
         let dlq: Value = serde_json::from_slice(
             &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
         )
@@ -1126,17 +1133,31 @@ reduce:
         let items = dlq["items"].as_array().unwrap();
         assert_eq!(items.len(), 1, "{at:?}: {dlq}");
         assert_eq!(items[0]["item_id"], "b");
-        assert_eq!(items[0]["failure_history"].as_array().unwrap().len(), 1, "{dlq}");
+        assert_eq!(
+            items[0]["failure_history"].as_array().unwrap().len(),
+            1,
+            "{dlq}"
+        );
         assert_eq!(items[0]["worktree_path"], beside.to_str().unwrap(), "{dlq}");
-        assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists(), "{at:?}");
+        assert!(
+            !r.env.p(&format!("worktrees/work/{sid}")).exists(),
+            "{at:?}"
+        );
         assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
         let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
         assert!(!wl.contains("prunable"), "{at:?}: {wl}");
-        assert!(wl.contains(&format!("worktree {}\n", beside.display())), "{wl}");
+        assert!(
+            wl.contains(&format!("worktree {}\n", beside.display())),
+            "{wl}"
+        );
         let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
         let mut b: Vec<&str> = branches.lines().collect();
         b.sort();
-        assert_eq!(b, ["main".to_string(), format!("prodigy-agent-{job}-b")], "{at:?}");
+        assert_eq!(
+            b,
+            ["main".to_string(), format!("prodigy-agent-{job}-b")],
+            "{at:?}"
+        );
         assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "{at:?}");
         let o = r.out(&["checkpoints", "verify", "--all-repos"]);
         assert_eq!(o.code, 0, "{at:?}: {o:?}");

@@ -971,22 +971,36 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
     let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
     assert_eq!(
         (&v["status"], &v["completed"], &v["failed"], &v["merge"]),
-        (&Value::from("completed"), &Value::from(2), &Value::from(1), &Value::from("merged")),
+        (
+            &Value::from("completed"),
+            &Value::from(2),
+            &Value::from(1),
+            &Value::from("merged")
+        ),
         "{v}"
     );
     let job = v["job_id"].as_str().unwrap().to_string();
     let sid = v["session_id"].as_str().unwrap().to_string();
 
     // The reduce commit, and main after the final merge, hold no embedded repository.
-    let reduce = git(&r.repo, &["log", "-1", "--format=%H", "--grep=^reduce$", "main"]);
+    let reduce = git(
+        &r.repo,
+        &["log", "-1", "--format=%H", "--grep=^reduce$", "main"],
+    );
     assert!(!reduce.trim().is_empty(), "{}", log(&r.repo));
     assert_no_embedded_repository(&r.repo, reduce.trim());
     assert_no_embedded_repository(&r.repo, "main");
-    assert_eq!(fs::read_to_string(r.repo.join("summary.txt")).unwrap(), "2/3\n");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("summary.txt")).unwrap(),
+        "2/3\n"
+    );
     // Nothing changed in the user's checkout, its ignore rules or its config.
     assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     assert!(!r.repo.join(".gitignore").exists());
-    assert_eq!(fs::read(r.repo.join(".git/info/exclude")).unwrap_or_default(), exclude);
+    assert_eq!(
+        fs::read(r.repo.join(".git/info/exclude")).unwrap_or_default(),
+        exclude
+    );
     assert_eq!(fs::read(r.repo.join(".git/config")).unwrap(), config);
 
     // The session worktree and its branch are gone; the failed agent's work is beside it.
@@ -1052,7 +1066,10 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert!(flags.contains(&"untracked") && flags.contains(&"unmerged"), "{ls}");
+    assert!(
+        flags.contains(&"untracked") && flags.contains(&"unmerged"),
+        "{ls}"
+    );
     let (o, c) = r
         .env
         .json(&["clean", "--all", "--all-repos", "--dry-run", "--json"]);
@@ -1061,13 +1078,15 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
     let rel = format!("worktrees/work/{sid}.agent-b");
     assert_eq!(c["sessions"], serde_json::json!({"completed": 1}), "{c}");
     let (_, c) = r.env.json(&[
-        "clean", "--all", "--all-repos", "--dry-run", "--json", "--older-than", "0s",
+        "clean",
+        "--all",
+        "--all-repos",
+        "--dry-run",
+        "--json",
+        "--older-than",
+        "0s",
     ]);
-    assert_eq!(
-        kept_reason(&c, &rel).as_deref(),
-        Some("uncommitted"),
-        "{c}"
-    );
+    assert_eq!(kept_reason(&c, &rel).as_deref(), Some("uncommitted"), "{c}");
     assert!(
         !removed_paths(&c).contains(&format!("sessions/{sid}.json")),
         "the session record stays while its worktree does: {c}"
@@ -1102,11 +1121,18 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
         "main"
     );
     assert!(
-        fs::read_dir(r.env.p("worktrees/work")).unwrap().next().is_none(),
+        fs::read_dir(r.env.p("worktrees/work"))
+            .unwrap()
+            .next()
+            .is_none(),
         "worktrees left"
     );
     let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
-    assert_eq!(wl.lines().filter(|l| l.starts_with("worktree ")).count(), 1, "{wl}");
+    assert_eq!(
+        wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "{wl}"
+    );
     assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     no_running_session(&r);
 }
