@@ -1136,3 +1136,93 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
     assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     no_running_session(&r);
 }
+
+#[test]
+fn merge_steps_that_git_add_all_commit_no_embedded_repository_either() {
+    let Some(r) = setup("run-merge-add-all") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "merge-add-all.yml",
+        &format!(
+            r#"name: merge-add-all
+mode: mapreduce
+map:
+  input: "echo '[{{\"id\":\"a\"}},{{\"id\":\"b\"}}]'"
+  agent_template:
+    - shell: |
+        echo ${{item_id}} > ${{item_id}}.txt && git add -A && git commit -q -m "agent ${{item_id}}"
+        test ${{item_id}} = a
+merge:
+  - shell: |
+      date > merged-at.txt
+      git add -A && git commit -q -m "merge step"
+      cd {repo} && git merge -q --no-ff -m "merge ${{merge.source_branch}}" ${{merge.source_branch}}
+"#,
+            repo = r.repo.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["failed"], &v["merge"]),
+        (&Value::from(1), &Value::from("merged")),
+        "{v}"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    let step = git(
+        &r.repo,
+        &["log", "-1", "--format=%H", "--grep=^merge step$", "main"],
+    );
+    assert!(!step.trim().is_empty(), "{}", log(&r.repo));
+    assert_no_embedded_repository(&r.repo, step.trim());
+    assert_no_embedded_repository(&r.repo, "main");
+    assert!(r.repo.join("a.txt").is_file() && !r.repo.join("b.txt").exists());
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    assert!(r.env.p(&format!("worktrees/work/{sid}.agent-b")).is_dir());
+}
+
+#[test]
+fn clean_removes_a_failed_agents_clean_worktree_before_its_session_and_keeps_its_unmerged_branch() {
+    let Some(r) = setup("run-clean-failed-agent") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = add_all_workflow(&r, &flag);
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    // Its uncommitted file goes: now the worktree is clean, its commit on its branch only.
+    fs::remove_file(beside.join("wip.txt")).unwrap();
+    let (o, c) = r.env.json(&[
+        "clean",
+        "--all-repos",
+        "--force",
+        "--json",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let removed = removed_paths(&c);
+    let rel = format!("worktrees/work/{sid}.agent-b");
+    assert!(removed.contains(&rel), "{c}");
+    assert!(removed.contains(&format!("sessions/{sid}.json")), "{c}");
+    assert!(!beside.exists());
+    // Its branch holds the agent's commit, which no other branch has: kept.
+    let branch = format!("prodigy-agent-{job}-b");
+    assert_eq!(
+        git(&r.repo, &["log", "-1", "--format=%s", &branch]).trim(),
+        "agent b"
+    );
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "{wl}"
+    );
+}
