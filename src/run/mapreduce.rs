@@ -1014,6 +1014,11 @@ fn evict_agent(ctx: &mut Ctx, fid: &str) -> std::result::Result<PathBuf, String>
                 to.display(),
                 to.display()
             ));
+        } else {
+            ctx.warn(&format!(
+                "{why}; renamed it to `{}` instead and repaired git's record of it",
+                to.display()
+            ));
         }
     }
     ctx.event(

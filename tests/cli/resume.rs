@@ -1005,6 +1005,8 @@ enum AtMove {
     Before,
     Torn,
     After,
+    /// No kill: git refuses the move, as it does for a worktree with submodules.
+    Refused,
 }
 
 /// A `git` first on PATH that kills prodigy (its parent) at `at` of the first
@@ -1021,6 +1023,10 @@ fn killing_git(r: &R, at: AtMove) -> String {
         AtMove::Before => "kill -9 $PPID; exit 1".to_string(),
         AtMove::Torn => r#"mv "$5" "$6"; kill -9 $PPID; exit 1"#.to_string(),
         AtMove::After => format!(r#""{real}" "$@"; kill -9 $PPID; exit 1"#),
+        AtMove::Refused => {
+            "echo 'fatal: working trees containing submodules cannot be moved or removed' >&2; exit 128"
+                .to_string()
+        }
     };
     let script = format!(
         "#!/bin/sh\nif [ \"$3 $4\" = \"worktree move\" ]; then\n  {act}\nfi\nexec \"{real}\" \"$@\"\n"
@@ -1162,4 +1168,47 @@ reduce:
         let o = r.out(&["checkpoints", "verify", "--all-repos"]);
         assert_eq!(o.code, 0, "{at:?}: {o:?}");
     }
+}
+
+#[test]
+fn when_git_refuses_to_move_a_failed_agents_worktree_it_is_renamed_and_gits_record_repaired() {
+    let Some(r) = setup("resume-move-refused") else {
+        return;
+    };
+    let wf = r.wf(
+        "mr.yml",
+        r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"a\"},{\"id\":\"b\"}]'"
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = b ]; then echo wip > wip.txt; exit 4; fi
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+    );
+    let path = killing_git(&r, AtMove::Refused);
+    let o = Out::from(
+        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("cannot move worktree"), "{o:?}");
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    no_embedded_repository(&r.repo, "main");
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert!(!wl.contains("prunable"), "{wl}");
+    assert!(
+        wl.contains(&format!("worktree {}\n", beside.display())),
+        "{wl}"
+    );
+    assert_eq!(git(&beside, &["log", "-1", "--format=%s"]).trim(), "item b");
 }
