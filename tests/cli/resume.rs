@@ -1212,3 +1212,116 @@ reduce:
     );
     assert_eq!(git(&beside, &["log", "-1", "--format=%s"]).trim(), "item b");
 }
+
+/// Kill points around a failed item's move and the final merge that follows it: the move
+/// (`worktree_moved`), the failure recorded (`agent_failed`, `dlq_item_added`), reduce done,
+/// the final merge made but the session worktree not yet removed; prodigy alone and its group.
+const FAILING_SEEDS: &[Kill] = &[
+    k("worktree_moved", 1, 0, false),
+    k("worktree_moved", 1, 0, true),
+    k("agent_failed", 1, 0, false),
+    k("dlq_item_added", 1, 0, true),
+    k("reduce_step_completed", 1, 0, false),
+    k("worktree_merged", 4, 0, false),
+    k("worktree_merged", 4, 0, true),
+];
+
+#[test]
+fn crash_sweep_with_a_failing_item_ends_with_it_beside_the_session_and_no_embedded_repository() {
+    if !have("flock", "crash_sweep_failing") {
+        return;
+    }
+    for (seed, kp) in FAILING_SEEDS.iter().enumerate() {
+        eprintln!("failing crash sweep: seed {seed}: {kp:?}");
+        let Some(r) = setup(&format!("sweep-fail-{seed}")) else {
+            return;
+        };
+        let wf = r.wf(
+            "mr.yml",
+            r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"w1\"},{\"id\":\"w2\"},{\"id\":\"w3\"},{\"id\":\"w4\"}]'"
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = w3 ]; then echo wip > wip.txt; exit 4; fi
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+        );
+        let mut code = run_with_kill(&r, &["run", wf.to_str().unwrap(), "-y"], Some(*kp), "run");
+        eprintln!("seed {seed}: the run ended with {code:?} (None: killed)");
+        invariants(&r, &format!("seed {seed} after run"));
+        let mut round = 0;
+        while code.is_none() {
+            round += 1;
+            assert!(round <= 3, "seed {seed}: no end after {round} resumes");
+            let job = r.session()["mapreduce_data"]["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            code = run_with_kill(&r, &["resume", &job, "-y"], None, &format!("resume{round}"));
+            invariants(&r, &format!("seed {seed} after resume {round}"));
+        }
+        let err =
+            fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap_or_default();
+        assert_eq!(code, Some(1), "seed {seed}: {err}");
+        let s = r.session();
+        assert_eq!(s["status"], "Completed", "seed {seed}: {s}");
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+        let log = main_log(&r.repo);
+        for i in ["w1", "w2", "w4"] {
+            assert_eq!(
+                log.iter().filter(|l| **l == format!("item {i}")).count(),
+                1,
+                "seed {seed}: {log:?}"
+            );
+        }
+        assert!(!log.iter().any(|l| l == "item w3"), "seed {seed}: {log:?}");
+        assert_eq!(
+            log.iter().filter(|l| *l == "reduce").count(),
+            1,
+            "seed {seed}: {log:?}"
+        );
+        no_embedded_repository(&r.repo, "main");
+        let dlq: Value = serde_json::from_slice(
+            &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+        )
+        .unwrap();
+        let items = dlq["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "seed {seed}: {dlq}");
+        let beside = r.env.p(&format!("worktrees/work/{sid}.agent-w3"));
+        assert_eq!(
+            items[0]["worktree_path"],
+            beside.to_str().unwrap(),
+            "seed {seed}"
+        );
+        assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+        let mut names: Vec<String> = fs::read_dir(r.env.p("worktrees/work"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [format!("{sid}.agent-w3")], "seed {seed}");
+        let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+        let mut b: Vec<&str> = branches.lines().collect();
+        b.sort();
+        assert_eq!(
+            b,
+            ["main".to_string(), format!("prodigy-agent-{job}-w3")],
+            "seed {seed}"
+        );
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert!(!wl.contains("prunable"), "seed {seed}: {wl}");
+        assert_eq!(
+            wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+            2,
+            "{wl}"
+        );
+        assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "seed {seed}");
+    }
+}
