@@ -1424,8 +1424,9 @@ the final merge removed it), through the same code; each item's old worktree bes
 worktree is replaced by a fresh one. An item that succeeds is merged
 and leaves the queue (its history stays in the events); one that fails again gets one more
 \\fBfailure_history\\fR entry. Reduce is not run again unless \\fB\\-\\-reduce\\fR. \\fB\\-n\\fR lists the
-items that would run and changes nothing. Then the session branch is merged as at the end of a
-run.
+items that would run (item, last error and, when the queue names one, the worktree the failed
+attempt left, tab\\-separated; \\fB\\-\\-json\\fR: \\fBitem_id\\fR, \\fBlast_error\\fR, \\fBworktree_path\\fR)
+and changes nothing. Then the session branch is merged as at the end of a run.
 ";
 
 const MAN_PROTECTED: &str = "\

@@ -425,8 +425,9 @@ pub struct RetryOptions {
     pub json: bool,
 }
 
-/// What `dlq retry -n` would run: `(item id, last error)`.
-pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String)>)> {
+/// What `dlq retry -n` would run: `(item id, last error, the worktree its failed attempt left
+/// when the DLQ names one)`.
+pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String, Option<String>)>)> {
     let root = existing_root()?;
     let found = resolve(&root, job)?;
     let repo = repo_name_of(&found)?;
@@ -443,6 +444,10 @@ pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String)>)> {
                         .last()
                         .and_then(|f| f.error.clone())
                         .unwrap_or_default(),
+                    i.extra
+                        .get("worktree_path")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 )
             })
             .collect(),

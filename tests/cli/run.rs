@@ -1093,6 +1093,12 @@ fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embe
     );
 
     // dlq retry finds it there, replaces it, and merges the item.
+    let o = r.env.run(&["dlq", "retry", &job, "-n"]);
+    assert!(
+        o.stdout.starts_with("would retry b\t")
+            && o.stdout.ends_with(&format!("\t{}\n", moved.display())),
+        "{o:?}"
+    );
     fs::remove_file(&flag).unwrap();
     let o = Out::from(
         r.env
