@@ -425,9 +425,12 @@ pub struct RetryOptions {
     pub json: bool,
 }
 
-/// What `dlq retry -n` would run: `(item id, last error, the worktree its failed attempt left
-/// when the DLQ names one)`.
-pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String, Option<String>)>)> {
+/// One item `dlq retry` would run: item id, last error, and the worktree its failed attempt
+/// left when the DLQ names one.
+pub type RetryItem = (String, String, Option<String>);
+
+/// What `dlq retry -n` would run: the job id and its items.
+pub fn retry_plan(job: &str) -> Result<(String, Vec<RetryItem>)> {
     let root = existing_root()?;
     let found = resolve(&root, job)?;
     let repo = repo_name_of(&found)?;
