@@ -1232,3 +1232,88 @@ fn clean_removes_a_failed_agents_clean_worktree_before_its_session_and_keeps_its
         "{wl}"
     );
 }
+
+#[test]
+fn a_session_left_in_the_nested_layout_is_listed_cleaned_around_and_retried() {
+    let Some(r) = setup("run-nested-layout") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = add_all_workflow(&r, &flag);
+    // No -y and no terminal: nothing merged, the session worktree stays.
+    let o = r.run(&wf, &["--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["merge"], "not-merged", "{v}");
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    // What earlier versions left: the failed agent nested in the session worktree, the DLQ
+    // naming it there.
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    let nested = wt.join("agent-b");
+    git(
+        &r.repo,
+        &[
+            "worktree",
+            "move",
+            beside.to_str().unwrap(),
+            nested.to_str().unwrap(),
+        ],
+    );
+    let dp = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
+    let mut dlq: Value = serde_json::from_slice(&fs::read(&dp).unwrap()).unwrap();
+    dlq["items"][0]["worktree_path"] = Value::from(nested.to_str().unwrap());
+    fs::write(&dp, serde_json::to_vec(&dlq).unwrap()).unwrap();
+    // worktree ls shows it nested, owned by the session; clean keeps both (uncommitted work).
+    let (_, ls) = r.env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    let rows = ls["worktrees"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|w| w["path"] == nested.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert_eq!(row["owner"], sid.as_str(), "{ls}");
+    let (o, c) = r.env.json(&[
+        "clean",
+        "--all-repos",
+        "--dry-run",
+        "--json",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rel = format!("worktrees/work/{sid}/agent-b");
+    assert_eq!(kept_reason(&c, &rel).as_deref(), Some("uncommitted"), "{c}");
+    assert!(
+        !removed_paths(&c)
+            .iter()
+            .any(|p| p.starts_with("worktrees/")),
+        "{c}"
+    );
+    // dlq retry replaces it, merges the item, and the final merge removes the session worktree.
+    fs::remove_file(&flag).unwrap();
+    let o = Out::from(
+        r.env
+            .cmd(&["dlq", "retry", &job, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    for i in ["a", "b", "c"] {
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("out-{i}.txt"))).unwrap(),
+            format!("{i}\n")
+        );
+    }
+    assert_no_embedded_repository(&r.repo, "main");
+    assert!(fs::read_dir(r.env.p("worktrees/work"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert_eq!(
+        git(&r.repo, &["branch", "--format=%(refname:short)"]).trim(),
+        "main"
+    );
+}
