@@ -1357,16 +1357,23 @@ step's process group, SIGKILL 5 seconds later.
 MapReduce: setup runs in the session worktree; each work item runs in its own agent worktree
 nested in it, at most \\fBmax_parallel\\fR at once, and an agent whose steps succeeded is merged into
 the session worktree with \\fBgit merge \\-\\-no\\-ff\\fR, one merge at a time. A conflict fails the item;
-the session worktree is never left mid\\-merge. Merged agents' worktrees and branches are removed;
-failed items go to the dead letter queue and keep their worktree for inspection. Reduce runs in
-the session worktree with \\fBmap.*\\fR set, unless every item failed or \\fBerror_policy\\fR stopped the
-map.
+the session worktree is never left mid\\-merge. Merged agents' worktrees and branches are removed.
+A failed item goes to the dead letter queue; its agent worktree is first moved out of the session
+worktree to \\fIworktrees/{repo}/{session_id}.agent\\-{item}/\\fR beside it, with its branch, its
+commits and its uncommitted changes, and kept there for inspection until \\fBprodigy dlq retry\\fR or
+\\fBprodigy clean\\fR; the queue entry names it (\\fBworktree_path\\fR, \\fBbranch_name\\fR). No agent
+worktree is inside the session worktree when the map ends, so a reduce or merge step's
+\\fBgit add \\-A\\fR never commits one as an embedded repository; nothing is changed in your checkout,
+its \\fI.gitignore\\fR or its git configuration. Reduce runs in the session worktree with
+\\fBmap.*\\fR set, unless every item failed or \\fBerror_policy\\fR stopped the map.
 .PP
 At the end, the session branch is merged into the branch that was checked out when the run
 started: by the workflow's \\fBmerge\\fR steps, else with \\fBgit merge \\-\\-no\\-ff\\fR in your checkout,
 only when it is still on that branch and clean. Without \\fB\\-y\\fR a terminal is asked; with no
 terminal nothing is merged and the command to merge by hand is printed (Prodigy 0.4.4 merges on
-end of input). After a merge the session worktree and branch are removed.
+end of input). After a merge the session worktree and branch are removed, also when items failed
+(their worktrees are beside it); the branch's last commit is recorded in the session record
+(\\fBmetadata.worktree.merged_tip\\fR) for \\fBprodigy dlq retry\\fR.
 .SH SIGNALS
 SIGINT and SIGTERM stop new work, are forwarded to running steps (which get 10 seconds), a
 checkpoint is written, the session is marked Paused and the resume lock released; the exit
@@ -1397,7 +1404,10 @@ Before the session worktree is used again, processes of the killed run that stil
 then their process groups are killed; any other process working there is named and left alone. What a kill leaves is
 repaired and each repair reported: a worktree directory that is gone is re\\-created from its
 branch, a half\\-made one is removed first, a merge left in progress is aborted, a stale
-\\fIindex.lock\\fR is removed, leftover agent worktrees of merged items are removed.
+\\fIindex.lock\\fR is removed, leftover agent worktrees of merged items are removed, and git's
+record of a failed agent's worktree whose move out of the session worktree a kill interrupted
+is repaired (\\fBgit worktree repair\\fR) before anything prunes it. An item that runs again
+replaces the worktree an earlier attempt left, inside or beside the session worktree.
 .PP
 A standard workflow continues at the step that failed or was interrupted, with the variables
 captured by the completed steps. A MapReduce job skips setup when its checkpoint says it
@@ -1409,11 +1419,14 @@ step (from the start when items ran again), with \\fBmap.*\\fR rebuilt; then the
 in \\fBprodigy\\-run\\fR(1).
 .SH DLQ RETRY
 \\fBprodigy dlq retry\\fR \\fIJOB_ID\\fR runs the items of the job's dead letter queue again as a new
-map pass in the job's session worktree, through the same code: an item that succeeds is merged
+map pass in the job's session worktree (re\\-created at \\fBmetadata.worktree.merged_tip\\fR when
+the final merge removed it), through the same code; each item's old worktree beside the session
+worktree is replaced by a fresh one. An item that succeeds is merged
 and leaves the queue (its history stays in the events); one that fails again gets one more
 \\fBfailure_history\\fR entry. Reduce is not run again unless \\fB\\-\\-reduce\\fR. \\fB\\-n\\fR lists the
-items that would run and changes nothing. Then the session branch is merged as at the end of a
-run.
+items that would run (item, last error and, when the queue names one, the worktree the failed
+attempt left, tab\\-separated; \\fB\\-\\-json\\fR: \\fBitem_id\\fR, \\fBlast_error\\fR, \\fBworktree_path\\fR)
+and changes nothing. Then the session branch is merged as at the end of a run.
 ";
 
 const MAN_PROTECTED: &str = "\

@@ -399,7 +399,7 @@ pub fn retry(a: &Args) -> Result<Exit> {
         if a.json {
             let v: Vec<serde_json::Value> = items
                 .iter()
-                .map(|(i, e)| serde_json::json!({"item_id": i, "last_error": e}))
+                .map(|(i, e, w)| serde_json::json!({"item_id": i, "last_error": e, "worktree_path": w}))
                 .collect();
             super::print(&format!(
                 "{}\n",
@@ -411,8 +411,13 @@ pub fn retry(a: &Args) -> Result<Exit> {
             ))?;
         } else {
             let mut out = String::new();
-            for (i, e) in &items {
-                out.push_str(&format!("would retry {i}\t{e}\n"));
+            for (i, e, w) in &items {
+                out.push_str(&format!("would retry {i}\t{e}"));
+                if let Some(w) = w {
+                    // The worktree the failed attempt left; the retry replaces it.
+                    out.push_str(&format!("\t{w}"));
+                }
+                out.push('\n');
             }
             super::print(&out)?;
         }

@@ -1,6 +1,9 @@
 //! MapReduce workflows (run.md §3–§5): setup in the session (parent) worktree → work items →
 //! map (agents in nested worktrees, at most `max_parallel` at once, merged one at a time) →
-//! reduce in the parent → final merge.
+//! reduce in the parent → final merge. A failed agent's worktree is moved out of the parent,
+//! beside it (`{session_id}.agent-{fid}`), before its failure is recorded, and no agent
+//! worktree is left inside the parent when the map ends: a reduce or merge step's
+//! `git add -A` never finds one (run.md §4).
 //!
 //! Records: `job-state.json` on every phase or status change; `setup-checkpoint.json` after each
 //! setup step; a map checkpoint after every 5 agents that ended (or 10 s), at the end of the map
@@ -370,7 +373,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         save_map(ctx, &st, &[])?;
         job.phase = JobPhase::Reduce;
         write_job(ctx, wf, &job)?;
-        let s = finish(ctx, wf, summary, false, 0)?;
+        let s = finish(ctx, wf, summary, 0)?;
         complete_job(ctx, wf, &mut job, &s)?;
         return Ok(s);
     }
@@ -390,6 +393,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     };
     summary.completed = st.completed.len() as u64;
     summary.failed = st.failed.len() as u64;
+    evict_leftovers(ctx, &st)?;
     ctx.vars.set("map.total", json!(st.items.len()));
     ctx.vars.set("map.successful", json!(st.completed.len()));
     ctx.vars.set("map.failed", json!(st.failed.len()));
@@ -484,8 +488,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     }
 
     let failed_in_dlq = st.failed.len() as u64 - st.skipped;
-    let keep = failed_in_dlq > 0;
-    let s = finish(ctx, wf, summary, keep, failed_in_dlq)?;
+    let s = finish(ctx, wf, summary, failed_in_dlq)?;
     complete_job(ctx, wf, &mut job, &s)?;
     Ok(s)
 }
@@ -560,6 +563,9 @@ fn start_agent<'w>(
                 &name,
             )?;
         }
+        // The worktree an earlier failed attempt left beside the session's (the DLQ names it)
+        // holds the branch: it goes before the branch does (`dlq retry` replaces it).
+        remove_failed_agent(ctx, fid)?;
         worktrees::forget_worktree(&ctx.git, &ctx.repo.common, &ctx.worktree, &path);
         let mut stale = None;
         if let Some(tip) = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &branch) {
@@ -883,8 +889,29 @@ fn item_failed(
         return Ok(());
     }
     let item = st.items[index].0.clone();
+    // Out of the session worktree before anything records the failure (run.md §4): reduce and
+    // merge steps run there, and a `git add -A` must not find the agent's repository.
+    let mut moved_to = None;
+    let mut stuck = None;
     if let Some(a) = agent {
-        let r = agent_result(a, json!({"Failed": error}), vec![], Some(error.to_string()));
+        match evict_agent(ctx, &a.file_id) {
+            Ok(p) => moved_to = Some(p),
+            Err(e) => {
+                ctx.warn(&e);
+                stuck = Some(e);
+            }
+        }
+    }
+    let where_now = |a: &Agent<'_>| -> String {
+        moved_to
+            .as_deref()
+            .unwrap_or(a.path.as_path())
+            .to_string_lossy()
+            .into_owned()
+    };
+    if let Some(a) = agent {
+        let mut r = agent_result(a, json!({"Failed": error}), vec![], Some(error.to_string()));
+        r.worktree_path = Some(where_now(a));
         st.results.insert(
             item.id.clone(),
             serde_json::to_value(&r).unwrap_or(Value::Null),
@@ -892,7 +919,7 @@ fn item_failed(
     }
     ctx.event(
         "agent_failed",
-        json!({"item_id": item.id, "error": error, "log_path": log, "worktree_path": agent.map(|a| a.path.to_string_lossy().into_owned())}),
+        json!({"item_id": item.id, "error": error, "log_path": log, "worktree_path": agent.map(where_now), "branch_name": agent.map(|a| a.branch.clone())}),
     );
     if on_fail == OnItemFailure::Skip {
         // error_policy `skip`: recorded as failed in the checkpoint, not queued in the DLQ.
@@ -902,14 +929,22 @@ fn item_failed(
             error: error.to_string(),
             failed_at: Some(Timestamp::now()),
             retry_count: 0,
-            extra: [("skipped".to_string(), json!(true))].into_iter().collect(),
+            extra: [
+                ("skipped".to_string(), json!(true)),
+                ("worktree_path".to_string(), json!(agent.map(where_now))),
+            ]
+            .into_iter()
+            .collect(),
         });
         return Ok(());
     }
     let mut extra = Map::new();
     if let Some(a) = agent {
-        extra.insert("worktree_path".into(), json!(a.path.to_string_lossy()));
+        extra.insert("worktree_path".into(), json!(where_now(a)));
         extra.insert("branch_name".into(), json!(a.branch));
+        if let Some(e) = &stuck {
+            extra.insert("worktree_error".into(), json!(e));
+        }
     }
     extra.insert("log_path".into(), json!(log));
     journal::dlq_add(
@@ -936,5 +971,131 @@ fn item_failed(
         retry_count: 0,
         extra: Default::default(),
     });
+    Ok(())
+}
+
+/// Move the worktree of agent `fid` out of the session worktree to its place beside it,
+/// `worktrees/{repo}/{session_id}.agent-{fid}/` (run.md §4: no step in the session worktree
+/// may see an agent's repository as content). A worktree an earlier attempt of the same item
+/// left there is removed first. `git worktree move` keeps uncommitted work and the branch; when
+/// git refuses (a worktree with submodules), the directory is renamed through `fsops` and
+/// git's record repaired. Returns the new path.
+fn evict_agent(ctx: &mut Ctx, fid: &str) -> std::result::Result<PathBuf, String> {
+    let name = format!("agent-{fid}");
+    let from = ctx.worktree.join(&name);
+    let to = ctx
+        .layout
+        .failed_agent_worktree(&ctx.session.id, fid)
+        .map_err(|e| e.to_string())?;
+    if to.symlink_metadata().is_ok() {
+        remove_failed_agent(ctx, fid)?;
+    }
+    let moved = worktrees::move_worktree(&ctx.git, &ctx.repo.main, &from, &to);
+    if let Err(why) = moved {
+        let open = |p: &std::path::Path| {
+            crate::store::layout::open_beneath(ctx.layout.root(), p)
+                .map_err(|e| crate::error::describe_io(&e))
+        };
+        let target = to.file_name().unwrap_or_default();
+        open(&ctx.worktree)
+            .and_then(|src| {
+                let dst = open(&ctx.layout.worktrees_dir())?;
+                src.rename(std::ffi::OsStr::new(&name), &dst, target)
+                    .map_err(|e| crate::error::describe_io(&e))?;
+                dst.sync().map_err(|e| crate::error::describe_io(&e))
+            })
+            .map_err(|e| format!("{why}; renaming it failed too: {e}"))?;
+        if let Err(e) =
+            worktrees::repair_worktrees(&ctx.git, &ctx.repo.main, std::slice::from_ref(&to))
+        {
+            ctx.warn(&format!(
+                "moved `{}` to `{}`, but git's record of it could not be repaired ({e}); run `git worktree repair {}`",
+                from.display(),
+                to.display(),
+                to.display()
+            ));
+        } else {
+            ctx.warn(&format!(
+                "{why}; renamed it to `{}` instead and repaired git's record of it",
+                to.display()
+            ));
+        }
+    }
+    ctx.event(
+        "worktree_moved",
+        json!({"from": from.to_string_lossy(), "path": to.to_string_lossy()}),
+    );
+    Ok(to)
+}
+
+/// Remove the worktree a failed attempt of agent `fid` left beside the session worktree, if
+/// there is one (the item runs again: resume, `dlq retry`).
+fn remove_failed_agent(ctx: &mut Ctx, fid: &str) -> std::result::Result<(), String> {
+    let to = ctx
+        .layout
+        .failed_agent_worktree(&ctx.session.id, fid)
+        .map_err(|e| e.to_string())?;
+    if to.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    worktrees::remove_worktree(
+        &ctx.git,
+        ctx.layout.root(),
+        &ctx.repo.common,
+        &ctx.layout.worktrees_dir(),
+        &name,
+    )?;
+    ctx.event(
+        "worktree_cleaned",
+        json!({"path": to.to_string_lossy(), "reason": "replaced by a new attempt"}),
+    );
+    Ok(())
+}
+
+/// After the map, before any reduce or merge step: no agent worktree may be left inside the
+/// session worktree (run.md §4). A merged item's leftover (its removal failed, or a kill came
+/// before it) is removed; any other is moved beside the session worktree like a failed
+/// agent's. One that can be neither stops the run before reduce, resumable, with the reason.
+fn evict_leftovers(ctx: &mut Ctx, st: &MapState) -> Result<()> {
+    let done: std::collections::BTreeSet<&str> = st
+        .completed
+        .iter()
+        .map(|c| c.work_item.id.as_str())
+        .collect();
+    for (w, fid) in &st.items {
+        let name = format!("agent-{fid}");
+        let path = ctx.worktree.join(&name);
+        if path.symlink_metadata().is_err() {
+            continue;
+        }
+        if done.contains(w.id.as_str())
+            && worktrees::remove_worktree(
+                &ctx.git,
+                ctx.layout.root(),
+                &ctx.repo.common,
+                &ctx.worktree,
+                &name,
+            )
+            .is_ok()
+        {
+            continue;
+        }
+        let to = evict_agent(ctx, fid).map_err(|e| {
+            Error::fatal(format!(
+                "the agent worktree `{}` is still inside the session worktree, where a reduce or merge step could commit it ({e}); move or remove it, then `prodigy resume {}`",
+                path.display(),
+                ctx.job_id
+            ))
+        })?;
+        ctx.warn(&format!(
+            "moved the leftover agent worktree of item {} to `{}`",
+            w.id,
+            to.display()
+        ));
+    }
     Ok(())
 }

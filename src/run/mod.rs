@@ -551,8 +551,10 @@ fn confirm(question: &str) -> bool {
 }
 
 /// The final merge of the session branch into the original branch, then removal of the session
-/// worktree and branch (unless failed agents' worktrees are kept inside it).
-pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow, keep_worktree: bool) -> Result<MergeEnd> {
+/// worktree and branch, also when items failed: their worktrees are beside it, not inside it
+/// (run.md §4). The branch's tip is recorded first (`metadata.worktree.merged_tip`), so that a
+/// `dlq retry` can make the session worktree again where it ended.
+pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
     let meta = ctx
         .session
         .metadata
@@ -571,9 +573,7 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow, keep_worktree: bool) -> 
     };
     let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
     if ahead.is_empty() {
-        if !keep_worktree {
-            remove_session_worktree(ctx);
-        }
+        remove_session_worktree(ctx)?;
         return Ok(MergeEnd::NothingToMerge);
     }
     let by_hand = format!(
@@ -669,18 +669,22 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow, keep_worktree: bool) -> 
         "worktree_merged",
         json!({"branch": ctx.branch, "target": target}),
     );
-    if !keep_worktree {
-        remove_session_worktree(ctx);
-    }
+    remove_session_worktree(ctx)?;
     Ok(MergeEnd::Merged)
 }
 
 /// Remove the session worktree (fsops) and its branch once the branch is merged; a failure is
-/// registered in the orphan registry and reported as a warning.
-fn remove_session_worktree(ctx: &mut Ctx) {
+/// registered in the orphan registry and reported as a warning. The branch's tip goes into the
+/// session record first (`metadata.worktree.merged_tip`): a `dlq retry` re-creates the branch
+/// there, so the items merged before are in its history (resume's "git is the truth").
+fn remove_session_worktree(ctx: &mut Ctx) -> Result<()> {
     let parent = ctx.layout.worktrees_dir();
     let name = ctx.session.id.clone();
     let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
+    if let (Some(t), Some(Value::Object(w))) = (&tip, ctx.session.metadata.get_mut("worktree")) {
+        w.insert("merged_tip".into(), json!(t));
+        ctx.save_session()?;
+    }
     match worktrees::remove_worktree(
         &ctx.git,
         ctx.layout.root(),
@@ -702,6 +706,7 @@ fn remove_session_worktree(ctx: &mut Ctx) {
             register_orphan(ctx, &ctx.worktree.clone(), "", "", &e);
         }
     }
+    Ok(())
 }
 
 /// Record a worktree whose removal failed (storage-format §4.7) and warn.

@@ -425,8 +425,12 @@ pub struct RetryOptions {
     pub json: bool,
 }
 
-/// What `dlq retry -n` would run: `(item id, last error)`.
-pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String)>)> {
+/// One item `dlq retry` would run: item id, last error, and the worktree its failed attempt
+/// left when the DLQ names one.
+pub type RetryItem = (String, String, Option<String>);
+
+/// What `dlq retry -n` would run: the job id and its items.
+pub fn retry_plan(job: &str) -> Result<(String, Vec<RetryItem>)> {
     let root = existing_root()?;
     let found = resolve(&root, job)?;
     let repo = repo_name_of(&found)?;
@@ -443,6 +447,10 @@ pub fn retry_plan(job: &str) -> Result<(String, Vec<(String, String)>)> {
                         .last()
                         .and_then(|f| f.error.clone())
                         .unwrap_or_default(),
+                    i.extra
+                        .get("worktree_path")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 )
             })
             .collect(),
@@ -723,10 +731,29 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
     // First, as every git call below may need them: the lock files a git killed with the run
     // left behind (no git of the run runs now; one still held is left).
     remove_stale_git_locks(ctx, quiet);
+    // Before anything below prunes git's worktree records: a failed agent's worktree whose move
+    // a kill interrupted is at its new place while git's record still names the old one, and a
+    // prune would drop that record.
+    repair_moved_agents(ctx, quiet);
     let base = meta
         .get("base_commit")
         .and_then(Value::as_str)
         .unwrap_or("HEAD")
+        .to_string();
+    // After a final merge the session branch was deleted; a `dlq retry` makes it again where it
+    // ended, so the items merged then are in its history.
+    let start_at = meta
+        .get("merged_tip")
+        .and_then(Value::as_str)
+        .filter(|t| {
+            git_out(
+                &ctx.git,
+                &ctx.repo.main,
+                &["cat-file", "-e", &format!("{t}^{{commit}}")],
+            )
+            .is_ok()
+        })
+        .unwrap_or(&base)
         .to_string();
     // Not marked created: killed inside `git worktree add` (the mark is written right after it
     // returns), so nothing ran there and a half-made checkout could commit a tree without the
@@ -769,10 +796,10 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
                 &format!("re-created the session worktree `{p}` from `{branch}`"),
             );
         } else {
-            worktrees::add_worktree(&ctx.git, &ctx.repo.main, &wt, &branch, &base)?;
+            worktrees::add_worktree(&ctx.git, &ctx.repo.main, &wt, &branch, &start_at)?;
             say(
                 quiet,
-                &format!("re-created the session worktree `{p}` and its branch from {base}"),
+                &format!("re-created the session worktree `{p}` and its branch from {start_at}"),
             );
         }
         ctx.event(
@@ -800,6 +827,41 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
         );
     }
     Ok(())
+}
+
+/// Ask git to repair its records of this session's failed agent worktrees beside the session
+/// worktree (`{session_id}.agent-{fid}`, run.md §4): one whose `git worktree move` a kill
+/// interrupted has been renamed while git's record names its old place inside the session
+/// worktree. A record that is right is left as it is.
+fn repair_moved_agents(ctx: &super::Ctx, quiet: bool) {
+    let dir = ctx.layout.worktrees_dir();
+    let sid = ctx.session.id.as_str();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| crate::store::layout::failed_agent_owners(n).contains(&sid))
+        })
+        .map(|e| e.path())
+        .filter(|p| {
+            p.join(".git")
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_file())
+        })
+        .collect();
+    paths.sort();
+    if let Err(e) = worktrees::repair_worktrees(&ctx.git, &ctx.repo.main, &paths) {
+        say(
+            quiet,
+            &format!(
+                "warning: git's records of the failed agents' worktrees beside `{}` could not be repaired ({e}); run `git worktree repair` there",
+                ctx.worktree.display()
+            ),
+        );
+    }
 }
 
 /// How long a git lock file must stay unchanged, and open nowhere, to count as left by a killed

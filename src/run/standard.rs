@@ -94,7 +94,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step], start: Start) ->
         LaneEnd::StepDone(_) => unreachable!("run_lane consumes StepDone"),
     }
     ctx.vars = lane.vars.clone();
-    finish(ctx, wf, summary, false, 0)
+    finish(ctx, wf, summary, 0)
 }
 
 /// Pause after SIGINT/SIGTERM: session Paused (its checkpoint already says what completed).
@@ -113,10 +113,9 @@ pub(crate) fn finish(
     ctx: &mut Ctx,
     wf: &Workflow,
     mut summary: Summary,
-    keep_worktree: bool,
     failed_items: u64,
 ) -> Result<Summary> {
-    let merge = final_merge(ctx, wf, keep_worktree)?;
+    let merge = final_merge(ctx, wf)?;
     let (merge_word, merge_err) = match merge {
         MergeEnd::Merged => ("merged", None),
         MergeEnd::NothingToMerge => ("nothing-to-merge", None),

@@ -237,6 +237,43 @@ pub fn remove_worktree(
     }
 }
 
+/// `git worktree move FROM TO` run in `repo_dir`: the directory is renamed, then git's record
+/// of it (`$GIT_COMMON_DIR/worktrees/{id}/gitdir`) is rewritten. A kill between the two leaves
+/// the directory at `to` with a record naming `from`, which [`repair_worktrees`] puts right and
+/// which `git worktree prune` must not see first (it would drop the record). git refuses a
+/// locked worktree and one with submodules; the error says so.
+pub fn move_worktree(
+    git: &Git,
+    repo_dir: &Path,
+    from: &Path,
+    to: &Path,
+) -> std::result::Result<(), String> {
+    let (f, t) = (from.to_string_lossy(), to.to_string_lossy());
+    git_out(git, repo_dir, &["worktree", "move", &f, &t])
+        .map(|_| ())
+        .map_err(|e| format!("cannot move worktree `{f}` to `{t}`: {e}"))
+}
+
+/// `git worktree repair PATH…` run in `repo_dir`: git's records of the worktrees at `paths` are
+/// made to name them where they are (after a move that a kill interrupted). A no-op for a
+/// record that is right.
+pub fn repair_worktrees(
+    git: &Git,
+    repo_dir: &Path,
+    paths: &[PathBuf],
+) -> std::result::Result<(), GitError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let ps: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["worktree", "repair"];
+    args.extend(ps.iter().map(String::as_str));
+    git_out(git, repo_dir, &args).map(|_| ())
+}
+
 /// Forget git's record of a worktree at `path` that a killed `git worktree add` left locked
 /// ("initializing"): unlock it, then prune. A locked entry survives `prune`, and a new worktree
 /// at its path is refused. Only called for prodigy's own worktree paths.

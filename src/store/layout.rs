@@ -118,6 +118,18 @@ impl Layout {
             .join(checked("session id", session_id)?))
     }
 
+    /// `worktrees/{repo}/{session_id}.agent-{fid}/`: where the worktree of a failed MapReduce
+    /// agent is kept, beside its session's worktree and never inside it (run.md §4), so that no
+    /// step in the session worktree can commit it as an embedded repository. See
+    /// [`failed_agent_name`].
+    pub fn failed_agent_worktree(&self, session_id: &str, fid: &str) -> Result<PathBuf> {
+        checked("session id", session_id)?;
+        Ok(self.worktrees_dir().join(checked(
+            "worktree name",
+            &failed_agent_name(session_id, fid),
+        )?))
+    }
+
     /// `resume_locks/{job_id}.lock`'s directory, `resume_locks/`.
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("resume_locks")
@@ -172,6 +184,38 @@ pub fn write_record(path: &Path, bytes: &[u8]) -> Result<()> {
     super::atomic::write_atomic(path, bytes).map_err(|e| Error::io("write", path, &e))
 }
 
+/// What joins a session id and an agent's name in the name of a failed agent's worktree.
+pub const FAILED_AGENT_SEP: &str = ".agent-";
+
+/// The directory name of a failed agent's worktree: `{session_id}.agent-{fid}` (`fid` is the
+/// item's file id, the `agent-{fid}` of its nested worktree), or, when that would not fit the
+/// 128-byte name grammar, `{session_id}.agent-h{16 hex}` (FNV-1a 64 of `fid`).
+pub fn failed_agent_name(session_id: &str, fid: &str) -> String {
+    let name = format!("{session_id}{FAILED_AGENT_SEP}{fid}");
+    if super::names::is_valid_id_bytes(name.as_bytes()) {
+        return name;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in fid.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{session_id}{FAILED_AGENT_SEP}h{h:016x}")
+}
+
+/// The session ids a worktree directory `name` may be the failed agent worktree of (see
+/// [`failed_agent_name`]): the part before each `.agent-` in it, longest first. A caller takes
+/// the first that is a session it knows, matched exactly (safety R3).
+pub fn failed_agent_owners(name: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = name
+        .match_indices(FAILED_AGENT_SEP)
+        .map(|(i, _)| &name[..i])
+        .filter(|s| super::names::is_valid_id_bytes(s.as_bytes()))
+        .collect();
+    v.reverse();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +236,30 @@ mod tests {
             assert!(l.dlq(bad).is_err(), "{bad}");
         }
         assert!(Layout::new(Path::new("/r"), "a/b").is_err());
+    }
+
+    #[test]
+    fn a_failed_agent_worktree_is_named_beside_its_session_and_leads_back_to_it() {
+        let l = Layout::new(Path::new("/r"), "web").unwrap();
+        let sid = "session-mapreduce-20261206T200702-abcdef";
+        assert_eq!(
+            l.failed_agent_worktree(sid, "it3").unwrap(),
+            PathBuf::from(format!("/r/worktrees/web/{sid}.agent-it3"))
+        );
+        let long = "x".repeat(100);
+        let n = failed_agent_name(sid, &long);
+        assert!(crate::store::names::is_valid_id_bytes(n.as_bytes()), "{n}");
+        assert_eq!(n.len(), sid.len() + ".agent-h".len() + 16);
+        assert_ne!(n, failed_agent_name(sid, &"y".repeat(100)));
+        assert_eq!(failed_agent_owners(&n), [sid]);
+        assert_eq!(
+            failed_agent_owners("s.agent-a.agent-b"),
+            ["s.agent-a", "s"],
+            "longest first"
+        );
+        assert!(failed_agent_owners(sid).is_empty());
+        assert!(failed_agent_owners(".agent-x").is_empty());
+        assert!(l.failed_agent_worktree("../x", "a").is_err());
     }
 
     #[cfg(unix)]

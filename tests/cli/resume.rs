@@ -996,3 +996,338 @@ fn a_half_made_session_worktree_is_removed_and_made_again_from_the_base_commit()
     assert_eq!(fs::read_to_string(r.repo.join("x.txt")).unwrap(), "x\n");
     assert_eq!(r.session()["metadata"]["worktree"]["created"], true);
 }
+
+/// Where a kill lands around the move of a failed agent's worktree out of the session worktree
+/// (run.md §4): before `git worktree move` starts, inside it (the directory renamed, git's
+/// record still naming the old place, as git itself does it), or right after it.
+#[derive(Clone, Copy, Debug)]
+enum AtMove {
+    Before,
+    Torn,
+    After,
+    /// No kill: git refuses the move, as it does for a worktree with submodules.
+    Refused,
+}
+
+/// A `git` first on PATH that kills prodigy (its parent) at `at` of the first
+/// `git worktree move`, and otherwise runs the real git.
+fn killing_git(r: &R, at: AtMove) -> String {
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = r.env.dir.join("killing-git");
+    fs::create_dir_all(&bin).unwrap();
+    let act = match at {
+        AtMove::Before => "kill -9 $PPID; exit 1".to_string(),
+        AtMove::Torn => r#"mv "$5" "$6"; kill -9 $PPID; exit 1"#.to_string(),
+        AtMove::After => format!(r#""{real}" "$@"; kill -9 $PPID; exit 1"#),
+        AtMove::Refused => {
+            "echo 'fatal: working trees containing submodules cannot be moved or removed' >&2; exit 128"
+                .to_string()
+        }
+    };
+    let script = format!(
+        "#!/bin/sh\nif [ \"$3 $4\" = \"worktree move\" ]; then\n  {act}\nfi\nexec \"{real}\" \"$@\"\n"
+    );
+    let p = bin.join("git");
+    fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// No gitlink (an embedded repository) and no `agent-*` path in `rev`'s tree.
+fn no_embedded_repository(repo: &Path, rev: &str) {
+    let tree = git(repo, &["ls-tree", "-r", "--full-tree", rev]);
+    for l in tree.lines() {
+        let path = l.split('\t').nth(1).unwrap_or("");
+        assert!(
+            !l.starts_with("160000") && !path.split('/').any(|c| c.starts_with("agent-")),
+            "{rev}: {l}\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn a_kill_around_the_move_of_a_failed_agents_worktree_resumes_to_it_beside_the_session() {
+    for at in [AtMove::Before, AtMove::Torn, AtMove::After] {
+        let Some(r) = setup(&format!("resume-move-{at:?}")) else {
+            return;
+        };
+        let wf = r.wf(
+            "mr.yml",
+            r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\"}]'"
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = b ]; then echo wip > wip.txt; exit 4; fi
+      commit_required: true
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+        );
+        let path = killing_git(&r, at);
+        let o = Out::from(
+            r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+                .env("PATH", &path)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(o.code, -1, "{at:?}: killed by SIGKILL: {o:?}");
+        let s = r.session();
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+        let nested = r.env.p(&format!("worktrees/work/{sid}/agent-b"));
+        let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+        match at {
+            AtMove::Before => assert!(nested.is_dir() && !beside.exists(), "{at:?}"),
+            _ => assert!(!nested.exists() && beside.is_dir(), "{at:?}"),
+        }
+        // clean, even forced and with no retention, takes nothing of the resumable run, prunes
+        // no git record of it, and calls nothing unknown.
+        let (o, c) = r.env.json(&[
+            "clean",
+            "--all-repos",
+            "--force",
+            "--json",
+            "--older-than",
+            "0s",
+        ]);
+        assert_eq!(o.code, 0, "{at:?}: {o:?}");
+        assert!(removed_paths(&c).is_empty(), "{at:?}: {c}");
+        assert_eq!(
+            c["sessions"],
+            serde_json::json!({"resumable": 1}),
+            "{at:?}: {c}"
+        );
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert_eq!(
+            wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+            3,
+            "{at:?}: main, session, agent b: {wl}"
+        );
+        let o = r.out(&["resume", &job, "-y"]);
+        assert_eq!(o.code, 1, "{at:?}: item b fails again: {o:?}");
+        let log = main_log(&r.repo);
+        for i in ["a", "c"] {
+            assert_eq!(
+                log.iter().filter(|l| **l == format!("item {i}")).count(),
+                1,
+                "{at:?}: {log:?}"
+            );
+        }
+        assert_eq!(log.iter().filter(|l| *l == "reduce").count(), 1, "{log:?}");
+        no_embedded_repository(&r.repo, "main");
+        assert_eq!(
+            fs::read_to_string(r.repo.join("total.txt")).unwrap(),
+            "2/3\n"
+        );
+        let dlq: Value = serde_json::from_slice(
+            &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+        )
+        .unwrap();
+        let items = dlq["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{at:?}: {dlq}");
+        assert_eq!(items[0]["item_id"], "b");
+        assert_eq!(
+            items[0]["failure_history"].as_array().unwrap().len(),
+            1,
+            "{dlq}"
+        );
+        assert_eq!(items[0]["worktree_path"], beside.to_str().unwrap(), "{dlq}");
+        assert!(
+            !r.env.p(&format!("worktrees/work/{sid}")).exists(),
+            "{at:?}"
+        );
+        assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert!(!wl.contains("prunable"), "{at:?}: {wl}");
+        assert!(
+            wl.contains(&format!("worktree {}\n", beside.display())),
+            "{wl}"
+        );
+        let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+        let mut b: Vec<&str> = branches.lines().collect();
+        b.sort();
+        assert_eq!(
+            b,
+            ["main".to_string(), format!("prodigy-agent-{job}-b")],
+            "{at:?}"
+        );
+        assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "{at:?}");
+        let o = r.out(&["checkpoints", "verify", "--all-repos"]);
+        assert_eq!(o.code, 0, "{at:?}: {o:?}");
+    }
+}
+
+#[test]
+fn when_git_refuses_to_move_a_failed_agents_worktree_it_is_renamed_and_gits_record_repaired() {
+    let Some(r) = setup("resume-move-refused") else {
+        return;
+    };
+    let wf = r.wf(
+        "mr.yml",
+        r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"a\"},{\"id\":\"b\"}]'"
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = b ]; then echo wip > wip.txt; exit 4; fi
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+    );
+    let path = killing_git(&r, AtMove::Refused);
+    let o = Out::from(
+        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("cannot move worktree"), "{o:?}");
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    no_embedded_repository(&r.repo, "main");
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert!(!wl.contains("prunable"), "{wl}");
+    assert!(
+        wl.contains(&format!("worktree {}\n", beside.display())),
+        "{wl}"
+    );
+    assert_eq!(git(&beside, &["log", "-1", "--format=%s"]).trim(), "item b");
+}
+
+/// Kill points around a failed item's move and the final merge that follows it: the move
+/// (`worktree_moved`), the failure recorded (`agent_failed`, `dlq_item_added`), reduce done,
+/// the final merge made but the session worktree not yet removed, the session worktree and
+/// branch removed but the session not yet Completed; prodigy alone and its group.
+const FAILING_SEEDS: &[Kill] = &[
+    k("worktree_moved", 1, 0, false),
+    k("worktree_moved", 1, 0, true),
+    k("agent_failed", 1, 0, false),
+    k("dlq_item_added", 1, 0, true),
+    k("reduce_step_completed", 1, 0, false),
+    k("worktree_merged", 4, 0, false),
+    k("worktree_merged", 4, 0, true),
+    k("worktree_cleaned", 4, 0, false),
+];
+
+#[test]
+fn crash_sweep_with_a_failing_item_ends_with_it_beside_the_session_and_no_embedded_repository() {
+    if !have("flock", "crash_sweep_failing") {
+        return;
+    }
+    for (seed, kp) in FAILING_SEEDS.iter().enumerate() {
+        eprintln!("failing crash sweep: seed {seed}: {kp:?}");
+        let Some(r) = setup(&format!("sweep-fail-{seed}")) else {
+            return;
+        };
+        let wf = r.wf(
+            "mr.yml",
+            r#"name: mr
+mode: mapreduce
+map:
+  input: "echo '[{\"id\":\"w1\"},{\"id\":\"w2\"},{\"id\":\"w3\"},{\"id\":\"w4\"}]'"
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        echo ${item_id} > ${item_id}.txt && git add ${item_id}.txt && git commit -q -m "item ${item_id}"
+        if [ ${item_id} = w3 ]; then echo wip > wip.txt; exit 4; fi
+reduce:
+  - shell: echo "${map.successful}/${map.total}" > total.txt && git add -A && git commit -q -m reduce
+"#,
+        );
+        let mut code = run_with_kill(&r, &["run", wf.to_str().unwrap(), "-y"], Some(*kp), "run");
+        eprintln!("seed {seed}: the run ended with {code:?} (None: killed)");
+        invariants(&r, &format!("seed {seed} after run"));
+        let mut round = 0;
+        // A kill that lands after the session is Completed (the last writes) ends it too.
+        while code.is_none() && r.session()["status"] != "Completed" {
+            round += 1;
+            assert!(round <= 3, "seed {seed}: no end after {round} resumes");
+            let job = r.session()["mapreduce_data"]["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            code = run_with_kill(&r, &["resume", &job, "-y"], None, &format!("resume{round}"));
+            invariants(&r, &format!("seed {seed} after resume {round}"));
+        }
+        let err =
+            fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap_or_default();
+        assert!(
+            code.is_none() || code == Some(1),
+            "seed {seed}: {code:?}: {err}"
+        );
+        let s = r.session();
+        assert_eq!(s["status"], "Completed", "seed {seed}: {s}");
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+        let log = main_log(&r.repo);
+        for i in ["w1", "w2", "w4"] {
+            assert_eq!(
+                log.iter().filter(|l| **l == format!("item {i}")).count(),
+                1,
+                "seed {seed}: {log:?}"
+            );
+        }
+        assert!(!log.iter().any(|l| l == "item w3"), "seed {seed}: {log:?}");
+        assert_eq!(
+            log.iter().filter(|l| *l == "reduce").count(),
+            1,
+            "seed {seed}: {log:?}"
+        );
+        no_embedded_repository(&r.repo, "main");
+        let dlq: Value = serde_json::from_slice(
+            &fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))).unwrap(),
+        )
+        .unwrap();
+        let items = dlq["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "seed {seed}: {dlq}");
+        let beside = r.env.p(&format!("worktrees/work/{sid}.agent-w3"));
+        assert_eq!(
+            items[0]["worktree_path"],
+            beside.to_str().unwrap(),
+            "seed {seed}"
+        );
+        assert_eq!(fs::read_to_string(beside.join("wip.txt")).unwrap(), "wip\n");
+        let mut names: Vec<String> = fs::read_dir(r.env.p("worktrees/work"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [format!("{sid}.agent-w3")], "seed {seed}");
+        let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+        let mut b: Vec<&str> = branches.lines().collect();
+        b.sort();
+        assert_eq!(
+            b,
+            ["main".to_string(), format!("prodigy-agent-{job}-w3")],
+            "seed {seed}"
+        );
+        let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+        assert!(!wl.contains("prunable"), "seed {seed}: {wl}");
+        assert_eq!(
+            wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+            2,
+            "{wl}"
+        );
+        assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "seed {seed}");
+    }
+}

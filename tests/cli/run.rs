@@ -398,7 +398,16 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
         let err = it["failure_history"][0]["error"].as_str().unwrap();
         assert!(err.contains("exit status 3"), "{err}");
         assert_eq!(it["work_item"]["meta"]["fail"], true);
-        // The failed agent's worktree is kept for inspection, inside the kept session worktree.
+        // The failed agent's worktree is kept for inspection, beside the session worktree.
+        let id = it["item_id"].as_str().unwrap();
+        assert_eq!(
+            it["worktree_path"],
+            r.env
+                .p(&format!("worktrees/work/{sid}.agent-{id}"))
+                .to_str()
+                .unwrap(),
+            "{it}"
+        );
         assert!(
             Path::new(it["worktree_path"].as_str().unwrap()).is_dir(),
             "{it}"
@@ -412,7 +421,8 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
     assert_eq!(r.count(&job, "dlq_item_added"), 2);
     assert_eq!(r.count(&job, "reduce_step_completed"), 1);
     assert_eq!(r.count(&job, "job_completed"), 1);
-    // Merged agents: worktrees and branches gone; failed ones: kept (branch and worktree).
+    // Merged agents: worktrees and branches gone; failed ones: kept (branch and worktree); the
+    // merged session: worktree and branch gone, also with items failed (run.md §4).
     let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
     let mut b: Vec<&str> = branches.lines().collect();
     b.sort();
@@ -422,9 +432,9 @@ fn mapreduce_runs_items_in_parallel_merges_successes_and_queues_failures() {
             "main".to_string(),
             format!("prodigy-agent-{job}-it3"),
             format!("prodigy-agent-{job}-it6"),
-            format!("prodigy-{sid}"),
         ]
     );
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
     assert!(r.env.p(&format!("logs/work/{job}/agent-it3.log")).is_file());
     assert!(
         fs::read_to_string(r.env.p(&format!("logs/work/{job}/agent-it3.log")))
@@ -475,11 +485,20 @@ map:
         .as_str()
         .unwrap();
     assert!(err.contains("merge of"), "{err}");
-    // The session worktree is not left mid-merge and the main checkout has one agent's file.
+    // The session branch was merged (not mid-merge: a merge left half done would have
+    // stopped that) and its worktree removed; the item whose merge conflicted has its worktree
+    // beside it, on its branch, and the main checkout has the other agent's file.
+    assert_eq!(v["merge"], "merged", "{v}");
     let sid = v["session_id"].as_str().unwrap();
-    let wt = r.env.p(&format!("worktrees/work/{sid}"));
-    let st = git(&wt, &["status", "--porcelain", "--untracked-files=no"]);
-    assert_eq!(st, "");
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    let item = dlq["items"][0]["item_id"].as_str().unwrap();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-{item}"));
+    assert_eq!(dlq["items"][0]["worktree_path"], beside.to_str().unwrap());
+    assert_eq!(
+        git(&beside, &["log", "-1", "--format=%s"]).trim(),
+        format!("agent {}", dlq["items"][0]["work_item"].as_str().unwrap())
+    );
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
     let content = fs::read_to_string(r.repo.join("same.txt")).unwrap();
     assert!(
         content == "written by a\n" || content == "written by b\n",
@@ -893,4 +912,408 @@ fn control_characters_from_workflow_files_never_reach_the_terminal() {
         "escaped, not dropped: {o:?}"
     );
     assert_eq!(terminal_unsafe(&o.stderr), None, "{o:?}");
+}
+
+/// Three items; `b` commits, leaves an uncommitted file and fails while `flag` exists; reduce
+/// commits with `git add -A` (as many real reduce steps do).
+fn add_all_workflow(r: &Run, flag: &Path) -> PathBuf {
+    r.write_workflow(
+        "add-all.yml",
+        &format!(
+            r#"name: add-all
+mode: mapreduce
+map:
+  input: "echo '[{{\"id\":\"a\"}},{{\"id\":\"b\"}},{{\"id\":\"c\"}}]'"
+  max_parallel: 2
+  agent_template:
+    - claude: "/work ${{item_id}}"
+    - shell: |
+        echo "${{item_id}}" > "out-${{item_id}}.txt"
+        git add "out-${{item_id}}.txt" && git commit -q -m "agent ${{item_id}}"
+        if [ "${{item_id}}" = b ] && [ -e {flag} ]; then echo wip > wip.txt; echo "item b fails" >&2; exit 4; fi
+      commit_required: true
+reduce:
+  - shell: |
+      echo "${{map.successful}}/${{map.total}}" > summary.txt
+      git add -A && git commit -q -m reduce
+    commit_required: true
+"#,
+            flag = flag.display()
+        ),
+    )
+}
+
+/// No gitlink (mode 160000, an embedded repository) and no `agent-*` path in `rev`'s tree.
+fn assert_no_embedded_repository(repo: &Path, rev: &str) {
+    let tree = git(repo, &["ls-tree", "-r", "--full-tree", rev]);
+    for l in tree.lines() {
+        assert!(!l.starts_with("160000"), "{rev} has a gitlink: {l}\n{tree}");
+        let path = l.split('\t').nth(1).unwrap_or("");
+        assert!(
+            !path.split('/').any(|c| c.starts_with("agent-")),
+            "{rev} has an agent path: {l}\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_agent_moves_beside_the_session_so_reduce_git_add_all_commits_no_embedded_repository() {
+    let Some(r) = setup("run-add-all") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = add_all_workflow(&r, &flag);
+    let exclude = fs::read(r.repo.join(".git/info/exclude")).unwrap_or_default();
+    let config = fs::read(r.repo.join(".git/config")).unwrap();
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    assert_eq!(
+        (&v["status"], &v["completed"], &v["failed"], &v["merge"]),
+        (
+            &Value::from("completed"),
+            &Value::from(2),
+            &Value::from(1),
+            &Value::from("merged")
+        ),
+        "{v}"
+    );
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+
+    // The reduce commit, and main after the final merge, hold no embedded repository.
+    let reduce = git(
+        &r.repo,
+        &["log", "-1", "--format=%H", "--grep=^reduce$", "main"],
+    );
+    assert!(!reduce.trim().is_empty(), "{}", log(&r.repo));
+    assert_no_embedded_repository(&r.repo, reduce.trim());
+    assert_no_embedded_repository(&r.repo, "main");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("summary.txt")).unwrap(),
+        "2/3\n"
+    );
+    // Nothing changed in the user's checkout, its ignore rules or its config.
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
+    assert!(!r.repo.join(".gitignore").exists());
+    assert_eq!(
+        fs::read(r.repo.join(".git/info/exclude")).unwrap_or_default(),
+        exclude
+    );
+    assert_eq!(fs::read(r.repo.join(".git/config")).unwrap(), config);
+
+    // The session worktree and its branch are gone; the failed agent's work is beside it.
+    let moved = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    let agent_branch = format!("prodigy-agent-{job}-b");
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    let mut names: Vec<String> = fs::read_dir(r.env.p("worktrees/work"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [format!("{sid}.agent-b")]);
+    let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+    let mut b: Vec<&str> = branches.lines().collect();
+    b.sort();
+    assert_eq!(b, ["main", agent_branch.as_str()]);
+    assert_eq!(fs::read_to_string(moved.join("wip.txt")).unwrap(), "wip\n");
+    assert_eq!(
+        git(&moved, &["log", "-1", "--format=%s"]).trim(),
+        "agent b",
+        "the failed agent's commit is on its branch"
+    );
+    assert_eq!(
+        git(&moved, &["symbolic-ref", "--short", "HEAD"]).trim(),
+        agent_branch
+    );
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert!(!wl.contains("prunable"), "{wl}");
+    assert!(
+        wl.contains(&format!("worktree {}\n", moved.display())),
+        "{wl}"
+    );
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed");
+    assert!(s["metadata"]["worktree"]["merged_tip"].is_string(), "{s}");
+
+    // The DLQ names where the work is; dlq show shows it.
+    let dlq = r.json(&format!("dlq/work/{job}/dlq-items.json"));
+    let it = &dlq["items"][0];
+    assert_eq!(it["item_id"], "b");
+    assert_eq!(it["worktree_path"], moved.to_str().unwrap(), "{dlq}");
+    assert_eq!(it["branch_name"], agent_branch.as_str(), "{dlq}");
+    let (o, shown) = r.env.json(&["dlq", "show", &job, "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        shown["items"][0]["record"]["worktree_path"],
+        moved.to_str().unwrap(),
+        "{shown}"
+    );
+
+    // worktree ls and clean see it where it is, owned by its session; clean keeps it.
+    let (o, ls) = r.env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rows = ls["worktrees"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{ls}");
+    assert_eq!(rows[0]["name"], format!("{sid}.agent-b"), "{ls}");
+    assert_eq!(rows[0]["owner"], sid.as_str(), "{ls}");
+    assert_eq!(rows[0]["branch"], agent_branch.as_str(), "{ls}");
+    let flags: Vec<&str> = rows[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        flags.contains(&"untracked") && flags.contains(&"unmerged"),
+        "{ls}"
+    );
+    let (o, c) = r
+        .env
+        .json(&["clean", "--all", "--all-repos", "--dry-run", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(removed_paths(&c).is_empty(), "{c}");
+    let rel = format!("worktrees/work/{sid}.agent-b");
+    assert_eq!(c["sessions"], serde_json::json!({"completed": 1}), "{c}");
+    let (_, c) = r.env.json(&[
+        "clean",
+        "--all",
+        "--all-repos",
+        "--dry-run",
+        "--json",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(kept_reason(&c, &rel).as_deref(), Some("uncommitted"), "{c}");
+    assert!(
+        !removed_paths(&c).contains(&format!("sessions/{sid}.json")),
+        "the session record stays while its worktree does: {c}"
+    );
+
+    // dlq retry finds it there, replaces it, and merges the item.
+    let o = r.env.run(&["dlq", "retry", &job, "-n"]);
+    assert!(
+        o.stdout.starts_with("would retry b\t")
+            && o.stdout.ends_with(&format!("\t{}\n", moved.display())),
+        "{o:?}"
+    );
+    fs::remove_file(&flag).unwrap();
+    let o = Out::from(
+        r.env
+            .cmd(&["dlq", "retry", &job, "-y", "--json"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(fs::read_to_string(r.repo.join("out-b.txt")).unwrap(), "b\n");
+    let l = log(&r.repo);
+    for i in ["a", "b", "c"] {
+        assert_eq!(
+            l.lines()
+                .filter(|x| x.starts_with(&format!("Merge agent prodigy-agent-{job}-{i} ")))
+                .count(),
+            1,
+            "{l}"
+        );
+    }
+    assert_no_embedded_repository(&r.repo, "main");
+    let dlq = r.json(&format!("dlq/work/{job}/dlq-items.json"));
+    assert_eq!(dlq["items"].as_array().unwrap().len(), 0, "{dlq}");
+    assert_eq!(
+        git(&r.repo, &["branch", "--format=%(refname:short)"]).trim(),
+        "main"
+    );
+    assert!(
+        fs::read_dir(r.env.p("worktrees/work"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "worktrees left"
+    );
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "{wl}"
+    );
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
+    no_running_session(&r);
+}
+
+#[test]
+fn merge_steps_that_git_add_all_commit_no_embedded_repository_either() {
+    let Some(r) = setup("run-merge-add-all") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "merge-add-all.yml",
+        &format!(
+            r#"name: merge-add-all
+mode: mapreduce
+map:
+  input: "echo '[{{\"id\":\"a\"}},{{\"id\":\"b\"}}]'"
+  agent_template:
+    - shell: |
+        echo ${{item_id}} > ${{item_id}}.txt && git add -A && git commit -q -m "agent ${{item_id}}"
+        test ${{item_id}} = a
+merge:
+  - shell: |
+      date > merged-at.txt
+      git add -A && git commit -q -m "merge step"
+      cd {repo} && git merge -q --no-ff -m "merge ${{merge.source_branch}}" ${{merge.source_branch}}
+"#,
+            repo = r.repo.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["failed"], &v["merge"]),
+        (&Value::from(1), &Value::from("merged")),
+        "{v}"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    let step = git(
+        &r.repo,
+        &["log", "-1", "--format=%H", "--grep=^merge step$", "main"],
+    );
+    assert!(!step.trim().is_empty(), "{}", log(&r.repo));
+    assert_no_embedded_repository(&r.repo, step.trim());
+    assert_no_embedded_repository(&r.repo, "main");
+    assert!(r.repo.join("a.txt").is_file() && !r.repo.join("b.txt").exists());
+    assert!(!r.env.p(&format!("worktrees/work/{sid}")).exists());
+    assert!(r.env.p(&format!("worktrees/work/{sid}.agent-b")).is_dir());
+}
+
+#[test]
+fn clean_removes_a_failed_agents_clean_worktree_before_its_session_and_keeps_its_unmerged_branch() {
+    let Some(r) = setup("run-clean-failed-agent") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = add_all_workflow(&r, &flag);
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    // Its uncommitted file goes: now the worktree is clean, its commit on its branch only.
+    fs::remove_file(beside.join("wip.txt")).unwrap();
+    let (o, c) = r.env.json(&[
+        "clean",
+        "--all-repos",
+        "--force",
+        "--json",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let removed = removed_paths(&c);
+    let rel = format!("worktrees/work/{sid}.agent-b");
+    assert!(removed.contains(&rel), "{c}");
+    assert!(removed.contains(&format!("sessions/{sid}.json")), "{c}");
+    assert!(!beside.exists());
+    // Its branch holds the agent's commit, which no other branch has: kept.
+    let branch = format!("prodigy-agent-{job}-b");
+    assert_eq!(
+        git(&r.repo, &["log", "-1", "--format=%s", &branch]).trim(),
+        "agent b"
+    );
+    let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        wl.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "{wl}"
+    );
+}
+
+#[test]
+fn a_session_left_in_the_nested_layout_is_listed_cleaned_around_and_retried() {
+    let Some(r) = setup("run-nested-layout") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = add_all_workflow(&r, &flag);
+    // No -y and no terminal: nothing merged, the session worktree stays.
+    let o = r.run(&wf, &["--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["merge"], "not-merged", "{v}");
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    // What earlier versions left: the failed agent nested in the session worktree, the DLQ
+    // naming it there.
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    let beside = r.env.p(&format!("worktrees/work/{sid}.agent-b"));
+    let nested = wt.join("agent-b");
+    git(
+        &r.repo,
+        &[
+            "worktree",
+            "move",
+            beside.to_str().unwrap(),
+            nested.to_str().unwrap(),
+        ],
+    );
+    let dp = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
+    let mut dlq: Value = serde_json::from_slice(&fs::read(&dp).unwrap()).unwrap();
+    dlq["items"][0]["worktree_path"] = Value::from(nested.to_str().unwrap());
+    fs::write(&dp, serde_json::to_vec(&dlq).unwrap()).unwrap();
+    // worktree ls shows it nested, owned by the session; clean keeps both (uncommitted work).
+    let (_, ls) = r.env.json(&["worktree", "ls", "--all-repos", "--json"]);
+    let rows = ls["worktrees"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|w| w["path"] == nested.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert_eq!(row["owner"], sid.as_str(), "{ls}");
+    let (o, c) = r.env.json(&[
+        "clean",
+        "--all-repos",
+        "--dry-run",
+        "--json",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rel = format!("worktrees/work/{sid}/agent-b");
+    assert_eq!(kept_reason(&c, &rel).as_deref(), Some("uncommitted"), "{c}");
+    assert!(
+        !removed_paths(&c)
+            .iter()
+            .any(|p| p.starts_with("worktrees/")),
+        "{c}"
+    );
+    // dlq retry replaces it, merges the item, and the final merge removes the session worktree.
+    fs::remove_file(&flag).unwrap();
+    let o = Out::from(
+        r.env
+            .cmd(&["dlq", "retry", &job, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    for i in ["a", "b", "c"] {
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("out-{i}.txt"))).unwrap(),
+            format!("{i}\n")
+        );
+    }
+    assert_no_embedded_repository(&r.repo, "main");
+    assert!(fs::read_dir(r.env.p("worktrees/work"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert_eq!(
+        git(&r.repo, &["branch", "--format=%(refname:short)"]).trim(),
+        "main"
+    );
 }

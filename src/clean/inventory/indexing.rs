@@ -225,8 +225,9 @@ impl Scanner<'_> {
 }
 
 /// Owners and repositories of the items kept whole, as [`Scanner::resolve_owners`] finds them:
-/// a worktree belongs to its parent's owner or to the session it is named after, a lock to its
-/// job's session (or the session it is named after).
+/// a worktree belongs to its parent's owner or to the session it is named after (a failed
+/// agent's `{session_id}.agent-{fid}` to that session), a lock to its job's session (or the
+/// session it is named after).
 fn resolve_core_owners(idx: &Index, inv: &mut Inventory) {
     let n = inv.items.len();
     for i in 0..n {
@@ -241,7 +242,8 @@ fn resolve_core_owners(idx: &Index, inv: &mut Inventory) {
                     .as_ref()
                     .and_then(|g| g.parent)
                     .and_then(|p| inv.items[p].owner.clone());
-                parent_owner.or_else(|| idx.row(&name).is_some().then_some(name))
+                parent_owner
+                    .or_else(|| super::worktree_owner_by_name(&name, |s| idx.row(s).is_some()))
             }
             _ => inv.items[i].job.as_ref().and_then(|j| {
                 idx.owner_of_job(j)

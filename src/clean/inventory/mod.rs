@@ -342,6 +342,23 @@ pub struct Scanner<'a> {
     pub index: Option<&'a crate::clean::index::Index>,
 }
 
+/// The session a top-level worktree directory `name` belongs to by its name: the session it is
+/// named after, or, for a failed MapReduce agent's worktree kept beside its session's
+/// (`{session_id}.agent-{fid}`, run.md §4), that session. Ids are matched exactly
+/// (`is_session`), never by prefix alone (safety R3).
+pub(super) fn worktree_owner_by_name(
+    name: &str,
+    is_session: impl Fn(&str) -> bool,
+) -> Option<String> {
+    if is_session(name) {
+        return Some(name.to_string());
+    }
+    crate::store::layout::failed_agent_owners(name)
+        .into_iter()
+        .find(|s| is_session(s))
+        .map(str::to_string)
+}
+
 fn comps(parts: &[&OsStr]) -> RelPath {
     RelPath::new(parts)
 }
@@ -834,7 +851,8 @@ impl Scanner<'_> {
                     .as_ref()
                     .and_then(|g| g.parent)
                     .and_then(|p| inv.items[p].owner.clone());
-                parent_owner.or_else(|| inv.sessions.contains_key(&name).then_some(name))
+                parent_owner
+                    .or_else(|| worktree_owner_by_name(&name, |s| inv.sessions.contains_key(s)))
             } else {
                 inv.items[i].job.as_ref().and_then(|j| {
                     inv.job_owner
