@@ -70,6 +70,18 @@ pub const RUN_FLAGS: &[Flag] = &[
         Some("N"),
         "run at most N MapReduce agents at once (overrides map.max_parallel)",
     ),
+    flag(
+        "profile",
+        None,
+        Some("NAME"),
+        "use the workflow's profiles.NAME environment",
+    ),
+    flag(
+        "dry-run",
+        None,
+        None,
+        "print the plan (steps, work items); run and write nothing",
+    ),
     flag("quiet", Some('q'), None, "print only errors"),
     flag(
         "json",
@@ -77,8 +89,92 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "print one JSON summary at the end (session, job, counts, exit reason)",
     ),
+    flag(
+        "param",
+        None,
+        Some("NAME=VALUE"),
+        "0.4.4's name for --arg NAME=VALUE (repeatable)",
+    ),
+    flag(
+        "params",
+        None,
+        Some("NAME=VALUE"),
+        "0.4.4's name for --arg NAME=VALUE (repeatable)",
+    ),
+    flag(
+        "param-file",
+        None,
+        Some("FILE"),
+        "--arg for each entry of a JSON or YAML map (--arg wins)",
+    ),
+    flag(
+        "resume",
+        None,
+        Some("ID"),
+        "0.4.4's form of prodigy resume ID",
+    ),
+    flag(
+        "args",
+        None,
+        Some("VALUE"),
+        "0.4.4 flag, refused: use --arg ARG=VALUE, one run per value",
+    ),
+    flag(
+        "map",
+        None,
+        Some("PATTERN"),
+        "0.4.4 flag, refused: run once per file from a shell loop",
+    ),
+    flag(
+        "fail-fast",
+        None,
+        None,
+        "0.4.4 flag (ignored there), refused: use error_policy",
+    ),
+    flag(
+        "max-iterations",
+        Some('n'),
+        Some("N"),
+        "0.4.4 flag: only 1 is accepted; run again to repeat",
+    ),
     flag("help", Some('h'), None, "print this help"),
 ];
+
+/// Flags of `prodigy validate` (run.md §2 "Checking without running").
+pub const VALIDATE_FLAGS: &[Flag] = &[
+    flag(
+        "strict",
+        None,
+        None,
+        "exit 1 when there are warnings (unknown or ignored keys)",
+    ),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document with each file's problems",
+    ),
+    flag(
+        "schema",
+        None,
+        None,
+        "print the JSON Schema of workflow files and exit",
+    ),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// `prodigy validate` arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ValidateArgs {
+    /// The workflow files.
+    pub files: Vec<std::path::PathBuf>,
+    /// `--strict`.
+    pub strict: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--schema`.
+    pub schema: bool,
+}
 
 /// Flags of `prodigy resume` (run.md §6).
 pub const RESUME_FLAGS: &[Flag] = &[
@@ -376,6 +472,13 @@ pub const CORE: &[Sub] = &[
         flags: RESUME_FLAGS,
     },
     Sub {
+        words: &["validate"],
+        positional: "WORKFLOW...",
+        arity: (0, usize::MAX),
+        about: "check workflow files: every error and warning with file:line:col",
+        flags: VALIDATE_FLAGS,
+    },
+    Sub {
         words: &["clean"],
         positional: "[all|worktrees|sessions|logs|state|events|dlq]",
         arity: (0, 1),
@@ -652,6 +755,8 @@ pub enum Command {
     Run(crate::run::Options),
     /// `prodigy resume …`.
     Resume(crate::run::resume::ResumeOptions),
+    /// `prodigy validate …`.
+    Validate(ValidateArgs),
     /// `prodigy clean …`.
     Clean(CleanArgs),
     /// `prodigy worktree clean …` (0.4.4-compatible wording).
@@ -679,7 +784,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             let v = v.string().map_err(usage)?;
             match v.as_str() {
                 "run" => parse_run(&mut p),
-                "resume" => parse_resume(&mut p),
+                "resume" | "resume-job" => parse_resume(&mut p),
+                "validate" => parse_validate(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
                 "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
@@ -689,6 +795,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                     Some(Value(c)) if c == "clean" => clean_help(),
                     Some(Value(c)) if c == "run" => sub_help(&CORE[0]),
                     Some(Value(c)) if c == "resume" => sub_help(&CORE[1]),
+                    Some(Value(c)) if c == "validate" => sub_help(&CORE[2]),
                     Some(Value(c)) if c == "worktree" => worktree_help(),
                     Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
                         sub_group_help(&c.to_string_lossy())
@@ -739,6 +846,7 @@ fn lookup(table: &'static [Flag], arg: &lexopt::Arg<'_>) -> Option<&'static Flag
 fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
     let mut o = crate::run::Options::default();
     let mut workflow: Option<std::path::PathBuf> = None;
+    let mut resume: Option<String> = None;
     while let Some(arg) = p.next().map_err(usage)? {
         if let Value(v) = &arg {
             if workflow.is_some() {
@@ -760,21 +868,53 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
             "path" => o.path = Some(p.value().map_err(usage)?.into()),
             "arg" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
-                let (k, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| Error::usage(format!("--arg `{v}`: expected NAME=VALUE")))?;
-                let ok = k
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-                if !ok {
+                o.args.push(arg_pair(&v, "arg")?);
+            }
+            "profile" => o.profile = Some(p.value().map_err(usage)?.string().map_err(usage)?),
+            "dry-run" => o.dry_run = true,
+            "param" | "params" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                o.args.push(arg_pair(&v, f.long)?);
+            }
+            "param-file" => o.param_files.push(p.value().map_err(usage)?.into()),
+            "resume" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                if !crate::store::names::is_valid_id_bytes(v.as_bytes()) {
                     return Err(Error::usage(format!(
-                        "--arg `{v}`: NAME must be letters, digits, `_` or `.`, not starting with a digit"
+                        "--resume `{}`: not a session id or job id",
+                        crate::store::names::printable_str(&v)
                     )));
                 }
-                o.args.push((k.to_string(), val.to_string()));
+                resume = Some(v);
+            }
+            "args" => {
+                return Err(Error::usage(
+                    "--args (0.4.4: one pass per value as ${ARG}) is not supported; use \
+                     --arg ARG=VALUE and run once per value",
+                ))
+            }
+            "map" => {
+                return Err(Error::usage(
+                    "--map (0.4.4: one run per matching file) is not supported; run once per \
+                     file from the shell: for f in PATTERN; do prodigy run WORKFLOW --arg FILE=\"$f\"; done",
+                ))
+            }
+            "fail-fast" => {
+                return Err(Error::usage(
+                    "--fail-fast is not supported (0.4.4 ignores it); a failed standard step \
+                     always stops the run, and in MapReduce say `error_policy: \
+                     {on_item_failure: stop}` in the workflow",
+                ))
+            }
+            "max-iterations" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                if v != "1" {
+                    return Err(Error::usage(format!(
+                        "--max-iterations `{}` is not supported: a workflow runs once; run it \
+                         again to repeat it",
+                        crate::store::names::printable_str(&v)
+                    )));
+                }
             }
             "max-parallel" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
@@ -791,7 +931,67 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
     o.workflow = workflow.ok_or_else(|| {
         Error::usage("usage: prodigy run WORKFLOW [OPTIONS]; see `prodigy run --help`")
     })?;
+    if let Some(id) = resume {
+        // 0.4.4's `prodigy run WORKFLOW --resume ID`: the job's own workflow is resumed.
+        if o.dry_run || o.profile.is_some() {
+            return Err(Error::usage(
+                "--resume cannot be combined with --dry-run or --profile; use `prodigy resume ID`",
+            ));
+        }
+        return Ok(Command::Resume(crate::run::resume::ResumeOptions {
+            id,
+            yes: o.yes,
+            quiet: o.quiet,
+            json: o.json,
+            ..Default::default()
+        }));
+    }
     Ok(Command::Run(o))
+}
+
+/// `NAME=VALUE` of `--arg` (and its 0.4.4 names).
+fn arg_pair(v: &str, flag: &str) -> Result<(String, String)> {
+    let (k, val) = v
+        .split_once('=')
+        .ok_or_else(|| Error::usage(format!("--{flag} `{v}`: expected NAME=VALUE")))?;
+    let ok = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !ok {
+        return Err(Error::usage(format!(
+            "--{flag} `{v}`: NAME must be letters, digits, `_` or `.`, not starting with a digit"
+        )));
+    }
+    Ok((k.to_string(), val.to_string()))
+}
+
+fn parse_validate(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut a = ValidateArgs::default();
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            a.files.push(v.into());
+            continue;
+        }
+        let Some(f) = lookup(VALIDATE_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(sub_help(&CORE[2]))),
+            "strict" => a.strict = true,
+            "json" => a.json = true,
+            "schema" => a.schema = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    if a.files.is_empty() && !a.schema {
+        return Err(Error::usage(
+            "usage: prodigy validate WORKFLOW... [--strict] [--json]; see `prodigy validate --help`",
+        ));
+    }
+    Ok(Command::Validate(a))
 }
 
 fn parse_resume(p: &mut lexopt::Parser) -> Result<Command> {
@@ -1184,6 +1384,7 @@ pub fn main_help() -> String {
          Commands:\n\
          \x20 run WORKFLOW       run a workflow file in a worktree (standard or MapReduce)\n\
          \x20 resume ID          continue an interrupted or failed run (session or job id)\n\
+         \x20 validate WORKFLOW...   check workflow files (every error and warning)\n\
          \x20 clean              remove expired storage, never live or resumable work\n\
          \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
          \x20 stats              what is stored, what clean would reclaim, what is protected\n\

@@ -19,9 +19,25 @@ pub fn run(o: &Options) -> Result<Exit> {
     }
     #[cfg(unix)]
     {
+        if o.dry_run {
+            return dry_run(o);
+        }
         let s = run::run(o)?;
         report(&s, o.json, o.quiet)
     }
+}
+
+/// `prodigy run --dry-run`: warnings on stderr, the plan on stdout; writes nothing.
+fn dry_run(o: &Options) -> Result<Exit> {
+    let wf = crate::workflow::load(&o.workflow)?;
+    if !o.quiet {
+        for w in &wf.warnings {
+            crate::error::eprint_line(&format!("prodigy: warning: {w}"));
+        }
+    }
+    let plan = run::dry::plan(o, &wf)?;
+    super::print(&plan)?;
+    Ok(Exit::Ok)
 }
 
 /// `prodigy resume ID`.
