@@ -115,7 +115,7 @@ impl Cx {
             Cx::Commands => "commands_phase",
             Cx::Merge => "merge",
             Cx::ErrorPolicy => "error_policy",
-            Cx::Step => "step",
+            Cx::Step => "step_map",
             Cx::OnFailure => "on_failure",
             Cx::Validate => "validate",
             Cx::OnIncomplete => "on_incomplete",

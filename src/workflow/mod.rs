@@ -303,10 +303,11 @@ pub fn check(text: &str, path: &Path) -> Checked {
             .collect();
         wf.features = cx
             .features
-            .into_inner()
+            .take()
             .into_iter()
             .map(|(f, p)| (f, p.line, p.col))
             .collect();
+        wf.features.sort_by_key(|f| (f.1, f.2));
         wf
     });
     Checked { workflow, problems }
@@ -487,3 +488,16 @@ impl Cx<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lang;
+
+/// [`check`], and every `(context, key)` the parser looked up (the key table's invariant test).
+#[cfg(test)]
+pub(crate) fn check_reading(
+    text: &str,
+) -> (Checked, std::collections::BTreeSet<(keys::Cx, String)>) {
+    let cx = Cx::new(Path::new("wf/test.yml"));
+    let _ = cx.workflow(text);
+    let read = cx.read.take();
+    (check(text, Path::new("wf/test.yml")), read)
+}
