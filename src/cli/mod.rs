@@ -2115,37 +2115,58 @@ mod tests {
         for (args, hint) in [
             (&["run", "w.yml", "--args", "x"][..], "use --arg ARG=VALUE"),
             (&["run", "w.yml", "--map", "*.md"][..], "for f in PATTERN"),
-            (&["run", "w.yml", "--fail-fast"][..], "on_item_failure: stop"),
+            (
+                &["run", "w.yml", "--fail-fast"][..],
+                "on_item_failure: stop",
+            ),
             (&["run", "w.yml", "-n", "3"][..], "run it again"),
         ] {
             let e = parse_strs(args).unwrap_err();
             assert_eq!(e.exit(), crate::error::Exit::Usage);
             assert!(e.to_string().contains(hint), "{e}");
         }
-        assert!(matches!(parse_strs(&["run", "w.yml", "-n", "1"]), Ok(Command::Run(_))));
-        let Ok(Command::Resume(r)) = parse_strs(&["run", "w.yml", "--resume", "job-1", "-y"]) else {
+        assert!(matches!(
+            parse_strs(&["run", "w.yml", "-n", "1"]),
+            Ok(Command::Run(_))
+        ));
+        let Ok(Command::Resume(r)) = parse_strs(&["run", "w.yml", "--resume", "job-1", "-y"])
+        else {
             panic!("--resume is resume")
         };
         assert_eq!((r.id.as_str(), r.yes), ("job-1", true));
-        assert!(matches!(parse_strs(&["resume-job", "job-1"]), Ok(Command::Resume(_))));
-        let Ok(Command::Run(o)) = parse_strs(&["run", "w.yml", "--param", "A=1", "--params", "B=2", "--dry-run", "--profile", "dev"]) else {
+        assert!(matches!(
+            parse_strs(&["resume-job", "job-1"]),
+            Ok(Command::Resume(_))
+        ));
+        let Ok(Command::Run(o)) = parse_strs(&[
+            "run",
+            "w.yml",
+            "--param",
+            "A=1",
+            "--params",
+            "B=2",
+            "--dry-run",
+            "--profile",
+            "dev",
+        ]) else {
             panic!()
         };
         assert_eq!(o.args, [("A".into(), "1".into()), ("B".into(), "2".into())]);
         assert!(o.dry_run);
         assert_eq!(o.profile.as_deref(), Some("dev"));
         assert!(parse_strs(&["validate"]).is_err());
-        assert!(matches!(parse_strs(&["validate", "--schema"]), Ok(Command::Validate(_))));
+        assert!(matches!(
+            parse_strs(&["validate", "--schema"]),
+            Ok(Command::Validate(_))
+        ));
     }
 
     #[test]
     fn every_flag_of_every_command_parses_its_documented_example() {
         for spec in all_specs() {
-            for f in spec
-                .flags
-                .iter()
-                .filter(|f| f.long != "help" && !(spec.words == ["run"] && REFUSED_RUN_FLAGS.contains(&f.long)))
-            {
+            for f in spec.flags.iter().filter(|f| {
+                f.long != "help" && !(spec.words == ["run"] && REFUSED_RUN_FLAGS.contains(&f.long))
+            }) {
                 let mut args: Vec<String> = spec.words.iter().map(|w| w.to_string()).collect();
                 args.extend((0..spec.arity.0).map(|i| format!("id-{i}")));
                 if spec.words == ["worktree", "clean"] && f.long != "all" {

@@ -35,22 +35,26 @@ pub fn plan(opts: &Options, wf: &Workflow) -> Result<String> {
         }
     }
     if let Some(name) = &opts.profile {
-        let p = wf.profiles.iter().find(|p| &p.name == name).ok_or_else(|| {
-            Error::usage(format!(
-                "`{}`: no profile `{}`; profiles: {}",
-                wf.path.display(),
-                printable_str(name),
-                if wf.profiles.is_empty() {
-                    "none".to_string()
-                } else {
-                    wf.profiles
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            ))
-        })?;
+        let p = wf
+            .profiles
+            .iter()
+            .find(|p| &p.name == name)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "`{}`: no profile `{}`; profiles: {}",
+                    wf.path.display(),
+                    printable_str(name),
+                    if wf.profiles.is_empty() {
+                        "none".to_string()
+                    } else {
+                        wf.profiles
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ))
+            })?;
         for (k, v) in &p.env {
             known.insert(k.clone(), v.clone());
         }
@@ -289,11 +293,7 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
                 of.action.kind(),
                 one_line(&substitute(of.action.text(), known)),
                 of.max_attempts,
-                if of.fail_workflow {
-                    ", then fail"
-                } else {
-                    ""
-                },
+                if of.fail_workflow { ", then fail" } else { "" },
                 if of.commit_required {
                     ", commit_required"
                 } else {
@@ -386,7 +386,11 @@ fn map_items(o: &mut String, opts: &Options, m: &crate::workflow::MapReduce) {
         .unwrap();
         return;
     }
-    writeln!(o, "  input: `{input}` (a file of the repository; setup may change it)").unwrap();
+    writeln!(
+        o,
+        "  input: `{input}` (a file of the repository; setup may change it)"
+    )
+    .unwrap();
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {

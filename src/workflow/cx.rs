@@ -94,17 +94,17 @@ impl<'p> Cx<'p> {
         };
         self.warn(
             k.pos,
-            format!(
-                "unknown key `{name}` in {}{hint}; it is ignored",
-                cx.what()
-            ),
+            format!("unknown key `{name}` in {}{hint}; it is ignored", cx.what()),
         );
         false
     }
 
     /// The entry `key` of `m` in context `cx` (which must list it: the table is the truth).
     pub fn get<'a>(&self, cx: KeyCx, m: &'a Entries, key: &str) -> Option<(&'a Key, &'a Node)> {
-        debug_assert!(keys::known(cx, key), "{key} is not in the key table for {cx:?}");
+        debug_assert!(
+            keys::known(cx, key),
+            "{key} is not in the key table for {cx:?}"
+        );
         #[cfg(test)]
         self.read.borrow_mut().insert((cx, key.to_string()));
         get(m, key)

@@ -106,11 +106,18 @@ impl Cx<'_> {
         self.check_keys(m, K::EnvValue);
         let field = |name: &str| self.get(K::EnvValue, m, name);
         let what = format!("env.{}", ek.name);
-        let feature = if top { "env (map values)" } else { "env (step)" };
+        let feature = if top {
+            "env (map values)"
+        } else {
+            "env (step)"
+        };
         if let Some((sk, sv)) = field("secret") {
             self.uses(feature, ek.pos);
             if !self.bool(sk, sv)? {
-                self.warn(sk.pos, format!("`{what}` has `secret: false`; it is an ordinary value"));
+                self.warn(
+                    sk.pos,
+                    format!("`{what}` has `secret: false`; it is an ordinary value"),
+                );
             }
             let Some((vk, vv)) = field("value") else {
                 return Err(self.err(ek.pos, format!("`{what}` has `secret` but no `value`")));
@@ -137,7 +144,9 @@ impl Cx<'_> {
             let branch = |name: &str| -> Result<String> {
                 match field(name) {
                     Some((a, b)) => self.text(a, b, &format!("{what}.{name}")),
-                    None => Err(self.err(ek.pos, format!("`{what}` has `condition` but no `{name}`"))),
+                    None => {
+                        Err(self.err(ek.pos, format!("`{what}` has `condition` but no `{name}`")))
+                    }
                 }
             };
             let when_true = branch("when_true");
@@ -149,7 +158,11 @@ impl Cx<'_> {
             });
         }
         if let Some((vk, vv)) = field("value") {
-            return Ok(EnvValue::Plain(self.text(vk, vv, &format!("{what}.value"))?));
+            return Ok(EnvValue::Plain(self.text(
+                vk,
+                vv,
+                &format!("{what}.value"),
+            )?));
         }
         Err(self.err(
             ev.pos_or(ek),
@@ -161,6 +174,7 @@ impl Cx<'_> {
     }
 
     /// `secrets:`: `NAME: "ENV_VAR"` or `NAME: {provider: env|file, key, version?}`.
+    #[allow(clippy::redundant_closure_call)]
     pub(crate) fn secrets(&self, k: &Key, v: &Node) -> Result<Vec<Secret>> {
         self.uses("secrets", k.pos);
         let m = self.map_of(k, v, "`secrets`")?;
@@ -195,7 +209,9 @@ impl Cx<'_> {
                 let provider = match self.get(K::Secret, sm, "provider") {
                     None => "env".to_string(),
                     Some((pk, pv)) => match &pv.kind {
-                        NodeKind::Scalar(Scalar::Str(p), _) if p == "env" || p == "file" => p.clone(),
+                        NodeKind::Scalar(Scalar::Str(p), _) if p == "env" || p == "file" => {
+                            p.clone()
+                        }
                         _ => {
                             return Err(self.err(
                                 pv.pos_or(pk),

@@ -439,7 +439,10 @@ impl Cx<'_> {
         if let Some((ak, _)) = args {
             self.warn(
                 ak.pos,
-                format!("`args` only applies to a legacy `name:` step; it is ignored beside `{}`", k.name),
+                format!(
+                    "`args` only applies to a legacy `name:` step; it is ignored beside `{}`",
+                    k.name
+                ),
             );
         }
         match k.name.as_str() {
@@ -467,7 +470,9 @@ impl Cx<'_> {
         }
     }
 
-    /// Every modifier of a step; the action is filled in by the caller.
+    /// Every modifier of a step; the action is filled in by the caller. Each modifier is read
+    /// in a closure of its own so that its `?` stops that modifier only.
+    #[allow(clippy::redundant_closure_call)]
     fn modifiers(&self, m: &Entries, action: &Action) -> Result<(Step, Modifiers)> {
         let mut step = Step::new(Action::Shell(String::new()), 0);
         let mut more = Modifiers::default();
@@ -485,7 +490,8 @@ impl Cx<'_> {
                 }
             };
         }
-        each!("commit_required", |k, v| step.commit_required = self.bool(k, v)?);
+        each!("commit_required", |k, v| step.commit_required =
+            self.bool(k, v)?);
         each!("timeout", |k, v| step.timeout = Some(self.uint(k, v, 1)?));
         each!("capture_output", |k, v| {
             step.capture = match &v.kind {
@@ -507,8 +513,10 @@ impl Cx<'_> {
                 }
             }
         });
-        each!("on_failure", |k, v| step.on_failure = self.on_failure(k, v)?);
-        each!("name", |k, v| more.name = Some(self.string(k, v, "name")?.to_string()));
+        each!("on_failure", |k, v| step.on_failure =
+            self.on_failure(k, v)?);
+        each!("name", |k, v| more.name =
+            Some(self.string(k, v, "name")?.to_string()));
         each!("description", |k, v| more.description =
             Some(self.string(k, v, "description")?.to_string()));
         each!("working_dir", |k, v| {
@@ -548,7 +556,10 @@ impl Cx<'_> {
         let mut format = None;
         each!("capture_format", |k, v| {
             self.uses("capture_format", k.pos);
-            format = Some((k, self.word(k, v, &["string", "number", "json", "lines", "boolean"])?));
+            format = Some((
+                k,
+                self.word(k, v, &["string", "number", "json", "lines", "boolean"])?,
+            ));
         });
         let mut streams = None;
         each!("capture_streams", |k, v| {
@@ -565,7 +576,10 @@ impl Cx<'_> {
                 }
             }
             None => {
-                for k in [format.map(|f| f.0), streams.map(|s| s.0)].into_iter().flatten() {
+                for k in [format.map(|f| f.0), streams.map(|s| s.0)]
+                    .into_iter()
+                    .flatten()
+                {
                     if step.capture.is_none() {
                         self.warn(
                             k.pos,
@@ -587,7 +601,10 @@ impl Cx<'_> {
                 let Ok(code) = ck.name.trim().parse::<i64>() else {
                     bad = Some(self.err(
                         ck.pos,
-                        format!("`on_exit_code` keys are exit codes (numbers), found `{}`", ck.name),
+                        format!(
+                            "`on_exit_code` keys are exit codes (numbers), found `{}`",
+                            ck.name
+                        ),
                     ));
                     continue;
                 };
@@ -608,7 +625,10 @@ impl Cx<'_> {
                 _ => {
                     return Err(self.err(
                         v.pos_or(k),
-                        format!("`when` must be an expression (a string) or a boolean, found {}", show(v)),
+                        format!(
+                            "`when` must be an expression (a string) or a boolean, found {}",
+                            show(v)
+                        ),
                     ))
                 }
             };
@@ -629,7 +649,10 @@ impl Cx<'_> {
             if !is_identifier(s) {
                 return Err(self.err(
                     v.pos_or(k),
-                    format!("`id` must be a name ([A-Za-z_][A-Za-z0-9_]*), found {}", show(v)),
+                    format!(
+                        "`id` must be a name ([A-Za-z_][A-Za-z0-9_]*), found {}",
+                        show(v)
+                    ),
                 ));
             }
             more.id = Some(s.to_string());
@@ -640,7 +663,10 @@ impl Cx<'_> {
                 let om = self.map_of(ok, ov, &format!("`outputs.{}`", ok.name))?;
                 self.check_keys(om, K::Output);
                 let Some((fk, fv)) = self.get(K::Output, om, "file_pattern") else {
-                    return Err(self.err(ok.pos, format!("`outputs.{}` needs `file_pattern`", ok.name)));
+                    return Err(self.err(
+                        ok.pos,
+                        format!("`outputs.{}` needs `file_pattern`", ok.name),
+                    ));
                 };
                 more.outputs.push((ok.name.clone(), self.command(fk, fv)?));
             }
@@ -653,7 +679,10 @@ impl Cx<'_> {
             // nothing
         } else if more.id.is_none() {
             if let Some((k, _)) = get(m, "outputs") {
-                self.warn(k.pos, "`outputs` without `id` cannot be referred to (${ID.NAME})");
+                self.warn(
+                    k.pos,
+                    "`outputs` without `id` cannot be referred to (${ID.NAME})",
+                );
             }
         }
         match failed {
@@ -671,7 +700,9 @@ impl Cx<'_> {
                 format!("`{what}` must be relative to the worktree, found `{s}`"),
             ));
         }
-        if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(self.err(
                 v.pos_or(k),
                 format!("`{what}` must stay inside the worktree (no `..`), found `{s}`"),
@@ -694,9 +725,9 @@ impl Cx<'_> {
                     return Err(self.err(
                         v.pos,
                         format!(
-                            "`capture_streams` must be `stdout`, `stderr`, `both` or a map, found {}",
-                            show(v)
-                        ),
+                        "`capture_streams` must be `stdout`, `stderr`, `both` or a map, found {}",
+                        show(v)
+                    ),
                     ))
                 }
             },
@@ -752,7 +783,10 @@ impl Cx<'_> {
                 .ok_or_else(|| {
                     self.err(
                         mv.pos_or(mk),
-                        format!("`write_file.mode` must be octal permissions such as `0644`, found {}", show(mv)),
+                        format!(
+                            "`write_file.mode` must be octal permissions such as `0644`, found {}",
+                            show(mv)
+                        ),
                     )
                 })?;
         }
@@ -761,7 +795,10 @@ impl Cx<'_> {
         }
         if w.format == "json" && !w.content.contains("${") {
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&w.content) {
-                self.warn(k.pos, format!("`write_file.content` is not valid JSON ({e}); the step will fail"));
+                self.warn(
+                    k.pos,
+                    format!("`write_file.content` is not valid JSON ({e}); the step will fail"),
+                );
             }
         }
         Ok(w)
@@ -787,9 +824,17 @@ impl Cx<'_> {
             .collect();
         let (ik, iv) = match inputs.as_slice() {
             [one] => *one,
-            [] => return Err(self.err(k.pos, "`foreach` needs its items: `foreach:` (a command or a list)")),
+            [] => {
+                return Err(self.err(
+                    k.pos,
+                    "`foreach` needs its items: `foreach:` (a command or a list)",
+                ))
+            }
             [_, (k2, _)] => {
-                return Err(self.err(k2.pos, "`foreach` has both `foreach` and `input`; they mean the same, keep one"))
+                return Err(self.err(
+                    k2.pos,
+                    "`foreach` has both `foreach` and `input`; they mean the same, keep one",
+                ))
             }
             _ => unreachable!(),
         };
@@ -808,7 +853,10 @@ impl Cx<'_> {
             }
         };
         let Some((dk, dv)) = self.get(K::Foreach, m, "do") else {
-            return Err(self.err(k.pos, "`foreach` needs `do:` (the steps run for each ${item})"));
+            return Err(self.err(
+                k.pos,
+                "`foreach` needs `do:` (the steps run for each ${item})",
+            ));
         };
         let steps = self.steps(dv, "do", dk.pos)?;
         if steps.is_empty() {
@@ -864,13 +912,17 @@ impl Cx<'_> {
             NodeKind::Seq(_) => {
                 self.uses("on_failure (a list of steps)", k.pos);
                 of.steps = self.steps(v, "on_failure", k.pos)?;
-                let first = of.steps.first().ok_or_else(|| self.err(k.pos, "`on_failure` has no steps"))?;
+                let first = of
+                    .steps
+                    .first()
+                    .ok_or_else(|| self.err(k.pos, "`on_failure` has no steps"))?;
                 of.action = first.action.clone();
             }
             NodeKind::Map(m) if !m.is_empty() => {
                 // A step with modifiers (`on_failure: {shell: …, capture_output: …}`) is a step.
                 let step_form = m.iter().any(|(mk, _)| {
-                    !super::keys::known(K::OnFailure, &mk.name) && super::keys::known(K::Step, &mk.name)
+                    !super::keys::known(K::OnFailure, &mk.name)
+                        && super::keys::known(K::Step, &mk.name)
                 });
                 if step_form {
                     self.uses("on_failure (a step with modifiers)", k.pos);
@@ -884,33 +936,40 @@ impl Cx<'_> {
                 let claude = self.get(K::OnFailure, m, "claude");
                 let commands = self.get(K::OnFailure, m, "commands");
                 match (shell, claude, commands) {
-                    (Some((sk, sv)), None, None) => of.action = Action::Shell(self.command(sk, sv)?),
-                    (None, Some((ck, cv)), None) => of.action = Action::Claude(self.command(ck, cv)?),
+                    (Some((sk, sv)), None, None) => {
+                        of.action = Action::Shell(self.command(sk, sv)?)
+                    }
+                    (None, Some((ck, cv)), None) => {
+                        of.action = Action::Claude(self.command(ck, cv)?)
+                    }
                     (None, None, Some((ck, cv))) => {
                         self.uses("on_failure.commands", ck.pos);
                         of.steps = self.steps(cv, "on_failure.commands", ck.pos)?;
-                        let first = of
-                            .steps
-                            .first()
-                            .ok_or_else(|| self.err(ck.pos, "`on_failure.commands` has no steps"))?;
+                        let first = of.steps.first().ok_or_else(|| {
+                            self.err(ck.pos, "`on_failure.commands` has no steps")
+                        })?;
                         of.action = first.action.clone();
                     }
                     (None, None, None) => {
-                        return Err(self.err(v.pos_or(k), "`on_failure` needs `shell:`, `claude:` or `commands:`"))
-                    }
-                    _ => {
                         return Err(self.err(
-                            k.pos,
-                            "`on_failure` has more than one of `shell`, `claude`, `commands`; keep one",
+                            v.pos_or(k),
+                            "`on_failure` needs `shell:`, `claude:` or `commands:`",
                         ))
                     }
+                    _ => return Err(self.err(
+                        k.pos,
+                        "`on_failure` has more than one of `shell`, `claude`, `commands`; keep one",
+                    )),
                 }
                 if let (Some((a, _)), Some((b, _))) = (
                     self.get(K::OnFailure, m, "max_attempts"),
                     self.get(K::OnFailure, m, "max_retries"),
                 ) {
                     let later = if a.pos.line >= b.pos.line { a } else { b };
-                    return Err(self.err(later.pos, "`max_attempts` and `max_retries` mean the same; keep one"));
+                    return Err(self.err(
+                        later.pos,
+                        "`max_attempts` and `max_retries` mean the same; keep one",
+                    ));
                 }
                 for name in ["max_attempts", "max_retries"] {
                     if let Some((nk, nv)) = self.get(K::OnFailure, m, name) {
@@ -947,11 +1006,20 @@ impl Cx<'_> {
         let claude = self.get(cx, m, "claude");
         let commands = self.get(cx, m, "commands");
         match (shell, claude, commands) {
-            (Some((k, v)), None, None) => Ok(vec![Step::new(Action::Shell(self.command(k, v)?), k.pos.line)]),
-            (None, Some((k, v)), None) => Ok(vec![Step::new(Action::Claude(self.command(k, v)?), k.pos.line)]),
+            (Some((k, v)), None, None) => Ok(vec![Step::new(
+                Action::Shell(self.command(k, v)?),
+                k.pos.line,
+            )]),
+            (None, Some((k, v)), None) => Ok(vec![Step::new(
+                Action::Claude(self.command(k, v)?),
+                k.pos.line,
+            )]),
             (None, None, Some((k, v))) => self.steps(v, &format!("{what}.commands"), k.pos),
             (None, None, None) => Ok(Vec::new()),
-            _ => Err(self.err(at, format!("`{what}` has more than one of `shell`, `claude`, `commands`; keep one"))),
+            _ => Err(self.err(
+                at,
+                format!("`{what}` has more than one of `shell`, `claude`, `commands`; keep one"),
+            )),
         }
     }
 
@@ -981,7 +1049,13 @@ impl Cx<'_> {
         if let Some((tk, tv)) = self.get(K::Validate, m, "threshold") {
             let t = self.number(tk, tv)?;
             if !(0.0..=100.0).contains(&t) {
-                return Err(self.err(tv.pos_or(tk), format!("`threshold` is a percentage from 0 to 100, found {}", show(tv))));
+                return Err(self.err(
+                    tv.pos_or(tk),
+                    format!(
+                        "`threshold` is a percentage from 0 to 100, found {}",
+                        show(tv)
+                    ),
+                ));
             }
             val.threshold = t;
         }
@@ -992,7 +1066,10 @@ impl Cx<'_> {
             val.timeout = Some(self.uint(tk, tv, 1)?);
         }
         if let Some((ek, _)) = self.get(K::Validate, m, "expected_schema") {
-            self.warn(ek.pos, "`expected_schema` is accepted for Prodigy 0.4.4 compatibility and ignored");
+            self.warn(
+                ek.pos,
+                "`expected_schema` is accepted for Prodigy 0.4.4 compatibility and ignored",
+            );
         }
         if let Some((ik, iv)) = self.get(K::Validate, m, "on_incomplete") {
             let mut oi = OnIncomplete {

@@ -405,13 +405,17 @@ fn unknown_keys_are_warnings_with_line_column_and_a_hint() {
             "mode: mapreduce\nmap:\n  input: x\n  agent_template: [{shell: a}]\nerror_policy:\n  \
              max_failure: 3\n"
         ),
-        ["`wf/test.yml`:6:3: unknown key `max_failure` in `error_policy` (did you mean \
-          `max_failures`?); it is ignored"]
+        [
+            "`wf/test.yml`:6:3: unknown key `max_failure` in `error_policy` (did you mean \
+          `max_failures`?); it is ignored"
+        ]
     );
     assert_eq!(
         warns("- shell: a\n  on_failure: {shell: b, max_attempt: 2}\n"),
-        ["`wf/test.yml`:2:26: unknown key `max_attempt` in `on_failure` (did you mean \
-          `max_attempts`?); it is ignored"]
+        [
+            "`wf/test.yml`:2:26: unknown key `max_attempt` in `on_failure` (did you mean \
+          `max_attempts`?); it is ignored"
+        ]
     );
 }
 
@@ -428,7 +432,10 @@ fn keys_prodigy_run_does_not_run_yet_parse_and_are_listed_as_features() {
         .iter()
         .map(|(f, l, c)| (f.as_str(), *l, *c))
         .collect();
-    assert_eq!(names, [("when", 4, 5), ("on_success", 5, 5), ("foreach", 6, 5)]);
+    assert_eq!(
+        names,
+        [("when", 4, 5), ("on_success", 5, 5), ("foreach", 6, 5)]
+    );
     assert_eq!(
         err("mode: mapreduce\nsecrets: {A: 1}\nmap: {input: x, agent_template: [{shell: a}]}\n"),
         "`wf/test.yml`:2:14: `secrets.A` must be the name of an environment variable or \
@@ -586,8 +593,10 @@ fn mapreduce_required_parts() {
 fn mapreduce_keys_in_a_standard_workflow_say_add_mode() {
     assert_eq!(
         warns("name: a\nmap:\n  input: x\ncommands: [{shell: a}]\n"),
-        ["`wf/test.yml`:2:1: `map` belongs to MapReduce workflows and is ignored here; add \
-          `mode: mapreduce` at top level"]
+        [
+            "`wf/test.yml`:2:1: `map` belongs to MapReduce workflows and is ignored here; add \
+          `mode: mapreduce` at top level"
+        ]
     );
     assert_eq!(
         err("name: a\n"),

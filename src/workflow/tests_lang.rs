@@ -127,14 +127,20 @@ merge: [{shell: m}]
 error_policy: {on_item_failure: dlq, continue_on_failure: true, max_failures: 2, failure_threshold: 0.5, error_collection: aggregate}
 "#;
 
-const MAPREDUCE_SHORTHANDS: &str = "mode: mapreduce\nmap: {input: x, agent_template: [{shell: a}]}\n\
+const MAPREDUCE_SHORTHANDS: &str =
+    "mode: mapreduce\nmap: {input: x, agent_template: [{shell: a}]}\n\
     on_item_failure: skip\ncontinue_on_failure: false\nmax_failures: 1\nfailure_threshold: 0.1\n\
     error_collection: x\n";
 
 #[test]
 fn the_key_table_is_exactly_what_the_parser_reads() {
     let mut read = BTreeSet::new();
-    for text in [STANDARD_ALL, STEPS_FORM, MAPREDUCE_ALL, MAPREDUCE_SHORTHANDS] {
+    for text in [
+        STANDARD_ALL,
+        STEPS_FORM,
+        MAPREDUCE_ALL,
+        MAPREDUCE_SHORTHANDS,
+    ] {
         let (c, r) = check_reading(text);
         let errs: Vec<_> = c
             .problems
@@ -155,7 +161,10 @@ fn the_key_table_is_exactly_what_the_parser_reads() {
         .map(|k| (k.cx, k.name.to_string()))
         .collect();
     let never_read: Vec<_> = table.difference(&read).collect();
-    assert!(never_read.is_empty(), "in the table, never read: {never_read:?}");
+    assert!(
+        never_read.is_empty(),
+        "in the table, never read: {never_read:?}"
+    );
     // `Cx::get` debug-asserts that every key it reads is in the table; this is the other half.
     let not_in_table: Vec<_> = read.difference(&table).collect();
     assert!(not_in_table.is_empty(), "{not_in_table:?}");
@@ -195,7 +204,10 @@ fn every_form_parses_into_typed_values() {
         wf.env,
         BTreeMap::from([("NUM".into(), "5".into()), ("PLAIN".into(), "x".into())])
     );
-    assert_eq!(wf.env_values[2], ("TOKEN".into(), EnvValue::Secret("abc".into())));
+    assert_eq!(
+        wf.env_values[2],
+        ("TOKEN".into(), EnvValue::Secret("abc".into()))
+    );
     assert_eq!(
         wf.env_values[3].1,
         EnvValue::Command {
@@ -203,7 +215,9 @@ fn every_form_parses_into_typed_values() {
             cache: true
         }
     );
-    assert!(matches!(&wf.env_values[4].1, EnvValue::Conditional { when_true, .. } if when_true == "a"));
+    assert!(
+        matches!(&wf.env_values[4].1, EnvValue::Conditional { when_true, .. } if when_true == "a")
+    );
     assert_eq!(wf.secrets[0].provider, "env");
     assert_eq!(wf.secrets[0].key, "API_ENV");
     assert_eq!(wf.secrets[1].provider, "file");
@@ -222,26 +236,44 @@ fn every_form_parses_into_typed_values() {
     assert!(c.streams.stderr && !c.streams.duration);
     assert_eq!(first.more.on_exit_code[0].0, 1);
     let when = first.more.when.as_ref().unwrap();
-    assert_eq!((when.text.as_str(), when.line, when.col), ("${x} == 1", 37, 11));
+    assert_eq!(
+        (when.text.as_str(), when.line, when.col),
+        ("${x} == 1", 37, 11)
+    );
     let v = first.more.validate.as_ref().unwrap();
     assert_eq!(v.threshold, 90.0);
     assert_eq!(v.steps[0].action, Action::Shell("check".into()));
     let oi = v.on_incomplete.as_ref().unwrap();
-    assert_eq!((oi.max_attempts, oi.fail_workflow, oi.commit_required), (3, false, true));
-    assert_eq!(first.more.outputs, [("log".to_string(), "*.log".to_string())]);
+    assert_eq!(
+        (oi.max_attempts, oi.fail_workflow, oi.commit_required),
+        (3, false, true)
+    );
+    assert_eq!(
+        first.more.outputs,
+        [("log".to_string(), "*.log".to_string())]
+    );
     let Action::WriteFile(w) = &s[1].action else {
         panic!()
     };
-    assert_eq!((w.path.as_str(), w.format.as_str(), w.mode, w.create_dirs), ("a/b.json", "json", 0o600, true));
+    assert_eq!(
+        (w.path.as_str(), w.format.as_str(), w.mode, w.create_dirs),
+        ("a/b.json", "json", 0o600, true)
+    );
     let Action::Foreach(f) = &s[2].action else {
         panic!()
     };
     assert_eq!(f.input, ForeachInput::List(vec!["a".into(), "b".into()]));
-    assert_eq!((f.parallel, f.continue_on_error, f.max_items), (2, true, Some(1)));
+    assert_eq!(
+        (f.parallel, f.continue_on_error, f.max_items),
+        (2, true, Some(1))
+    );
     let Action::Foreach(f) = &s[3].action else {
         panic!()
     };
-    assert_eq!((&f.input, f.parallel), (&ForeachInput::Command("ls".into()), 1));
+    assert_eq!(
+        (&f.input, f.parallel),
+        (&ForeachInput::Command("ls".into()), 1)
+    );
     assert_eq!(s[4].on_failure.as_ref().unwrap().max_attempts, 2);
     assert_eq!(s[5].on_failure.as_ref().unwrap().steps.len(), 1);
     assert_eq!(s[8].action, Action::Claude("/legacy x".into()));
@@ -264,9 +296,17 @@ fn on_failure_takes_every_form() {
     let s = steps(&wf);
     assert!(s[0].on_failure.as_ref().unwrap().ignore);
     assert_eq!(s[1].on_failure, None);
-    assert_eq!(s[2].on_failure.as_ref().unwrap().action, Action::Shell("echo x".into()));
+    assert_eq!(
+        s[2].on_failure.as_ref().unwrap().action,
+        Action::Shell("echo x".into())
+    );
     assert_eq!(s[3].on_failure.as_ref().unwrap().steps.len(), 2);
-    assert_eq!(s[4].on_failure.as_ref().unwrap().steps[0].capture.as_deref(), Some("shell"));
+    assert_eq!(
+        s[4].on_failure.as_ref().unwrap().steps[0]
+            .capture
+            .as_deref(),
+        Some("shell")
+    );
 }
 
 #[test]
@@ -274,7 +314,9 @@ fn capture_streams_as_a_string_and_mapreduce_forms() {
     let wf = p("- shell: a\n  capture: x\n  capture_streams: both\n").unwrap();
     assert!(steps(&wf)[0].more.capture.as_ref().unwrap().streams.stderr);
     let wf = p(MAPREDUCE_ALL).unwrap();
-    let Kind::MapReduce(m) = &wf.kind else { panic!() };
+    let Kind::MapReduce(m) = &wf.kind else {
+        panic!()
+    };
     assert_eq!(m.map.max_parallel, MaxParallel::Var("N".into()));
     assert_eq!(m.capture_outputs, ["COUNT", "FILES"]);
     assert_eq!(m.setup_timeout, Some(10));

@@ -415,7 +415,10 @@ impl Cx<'_> {
                 };
                 debug_assert_eq!(timeout_allowed, cx != K::Commands);
                 self.check_keys(m, cx);
-                let timeout = match timeout_allowed.then(|| self.get(cx, m, "timeout")).flatten() {
+                let timeout = match timeout_allowed
+                    .then(|| self.get(cx, m, "timeout"))
+                    .flatten()
+                {
                     Some((tk, tv)) => Some(self.uint(tk, tv, 1)?),
                     None => None,
                 };

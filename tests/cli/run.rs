@@ -732,7 +732,10 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
     let lines: Vec<&str> = o.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{o:?}");
     assert!(lines[0].starts_with("prodigy: `") && lines[0].contains("two.yml`:2:12: `timeout`"));
-    assert!(lines[1].contains("two.yml`:3:3: a step needs an action"), "{o:?}");
+    assert!(
+        lines[1].contains("two.yml`:3:3: a step needs an action"),
+        "{o:?}"
+    );
     // Nothing was written for any of them.
     assert!(!r.env.exists("sessions"));
     assert!(!r.env.exists("worktrees"));
@@ -741,12 +744,11 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
     let o = r.run(&wf, &["-y"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
-        o.stderr.contains(
-            "prodigy: warning: `"
-        ) && o.stderr.contains(
-            "unknown.yml`:2:3: unknown key `comit_required` in a step (did you mean \
+        o.stderr.contains("prodigy: warning: `")
+            && o.stderr.contains(
+                "unknown.yml`:2:3: unknown key `comit_required` in a step (did you mean \
              `commit_required`?); it is ignored"
-        ),
+            ),
         "{o:?}"
     );
     assert_eq!(r.only_session()["status"], "Completed");
@@ -873,7 +875,9 @@ fn control_characters_from_workflow_files_never_reach_the_terminal() {
         ),
         (
             "key.yml".into(),
-            format!("- shell: echo\n  \"bad{yaml_escaped}key\": 1\n"),
+            // An unknown key is a warning (quoted, escaped); the failing step makes the run
+            // exit non-zero like the other cases.
+            format!("- shell: exit 3\n  \"bad{yaml_escaped}key\": 1\n"),
             vec!["-y"],
         ),
         (

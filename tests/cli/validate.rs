@@ -64,7 +64,10 @@ fn validate_prints_every_problem_with_its_position_and_exits_by_severity() {
         assert!(o.stdout.lines().any(|l| l == w), "missing {w}\n{o:?}");
     }
     // Files in the order given, each with its verdict.
-    assert_eq!(o.stdout.lines().filter(|l| l.contains(": valid")).count(), 2);
+    assert_eq!(
+        o.stdout.lines().filter(|l| l.contains(": valid")).count(),
+        2
+    );
 
     // YAML syntax errors and unreadable files are errors naming the file.
     let syntax = write(&env, "syntax.yml", "- shell: [unclosed\n");
@@ -220,7 +223,10 @@ note: this version of prodigy run does not run `env (map values)` (5:3), `valida
     // Nothing anywhere: no PRODIGY_HOME entry, no claude, the repository as it was.
     assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
     assert!(!called.exists());
-    assert_eq!(git(&r, &["status", "--porcelain", "--ignored"]), status_before);
+    assert_eq!(
+        git(&r, &["status", "--porcelain", "--ignored"]),
+        status_before
+    );
     assert_eq!(git(&r, &["branch", "-a"]), branches_before);
     assert_eq!(git(&r, &["worktree", "list"]), worktrees_before);
 
@@ -268,12 +274,21 @@ fn dry_run_of_a_command_input_prints_the_command_and_profiles_apply() {
     assert!(o.stdout.contains("  input: `ls src` is not a file of the repository; at run time it is read from the session worktree after setup, or else run there as a command"), "{o:?}");
     assert!(o.stdout.contains("  1. shell: echo ${item} dev\n"), "{o:?}");
     let o = Out::from(
-        env.cmd(&["run", wf.to_str().unwrap(), "--dry-run", "--profile", "prod"])
-            .current_dir(&r)
-            .output()
-            .unwrap(),
+        env.cmd(&[
+            "run",
+            wf.to_str().unwrap(),
+            "--dry-run",
+            "--profile",
+            "prod",
+        ])
+        .current_dir(&r)
+        .output()
+        .unwrap(),
     );
     assert_eq!(o.code, 2, "{o:?}");
-    assert!(o.stderr.contains("no profile `prod`; profiles: dev"), "{o:?}");
+    assert!(
+        o.stderr.contains("no profile `prod`; profiles: dev"),
+        "{o:?}"
+    );
     assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
 }
