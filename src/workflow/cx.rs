@@ -74,8 +74,7 @@ impl<'p> Cx<'p> {
         self.features.borrow_mut().push((feature.to_string(), pos));
     }
 
-    /// Warn about every key of `m` that is not a key of `cx` in the key table; return nothing.
-    /// `also` are keys the caller handles itself (e.g. a profile's variable names).
+    /// Warn about every key of `m` that is not a key of `cx` in the key table.
     pub fn check_keys(&self, m: &Entries, cx: KeyCx) {
         for (k, _) in m {
             self.check_key(k, cx);

@@ -413,3 +413,29 @@ fn a_yaml_syntax_error_is_one_error_with_its_position() {
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("`wf/test.yml`:"), "{e:?}");
 }
+
+#[test]
+fn every_feature_the_parser_notes_is_one_run_refuses_and_back() {
+    let mut seen = BTreeSet::new();
+    for text in [
+        STANDARD_ALL,
+        MAPREDUCE_ALL,
+        "- shell: a\n  on_failure: true\n- shell: b\n  on_failure: [{shell: c}]\n\
+         - shell: d\n  on_failure: {shell: e, timeout: 5}\n",
+    ] {
+        let wf = p(text).unwrap();
+        seen.extend(wf.features.into_iter().map(|f| f.0));
+    }
+    let listed: BTreeSet<String> = crate::run::NOT_RUN_YET
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(seen, listed);
+    // Keys run today note nothing.
+    let wf = p(
+        "- shell: a\n  commit_required: true\n  timeout: 3\n  capture_output: x\n  \
+                on_failure: {claude: /fix, max_attempts: 2}\n",
+    )
+    .unwrap();
+    assert!(wf.features.is_empty(), "{:?}", wf.features);
+}
