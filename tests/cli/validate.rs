@@ -292,3 +292,34 @@ fn dry_run_of_a_command_input_prints_the_command_and_profiles_apply() {
     );
     assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
 }
+
+#[test]
+fn dry_run_takes_0_4_4_params_and_the_arg_wins() {
+    let env = Env::new("dry-run-params");
+    let wf = write(&env, "p.yml", "- shell: \"echo ${A} ${B} ${C}\"\n");
+    let file = write(&env, "params.yaml", "A: from-file\nB: 2\n");
+    let o = env.run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--dry-run",
+        "--param-file",
+        file.to_str().unwrap(),
+        "--param",
+        "B=cli",
+        "--params",
+        "C=3",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("  1. shell: echo from-file cli 3\n"), "{o:?}");
+    let bad = write(&env, "bad.yaml", "- a list\n");
+    let o = env.run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--dry-run",
+        "--param-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("not a JSON or YAML map of NAME: value"), "{o:?}");
+    assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
+}
