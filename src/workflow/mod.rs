@@ -21,13 +21,16 @@
 //!   [`Workflow::features`]; `crate::run` refuses them before anything runs.
 //!
 //! Files: `keys.rs` the key table, `cx.rs` the message collector and value readers, `top.rs`
-//! the top level and phases, `step.rs` steps, `env.rs` environment keys; the `map:` section is
+//! the top level and phases, `step.rs` steps and their modifiers, `parts.rs` the parts of a step
+//! that are objects (`write_file`, `foreach`, `on_failure`, `validate`), `env.rs` environment
+//! keys; the `map:` section is
 //! here.
 
 mod cx;
 mod env;
 pub mod items;
 pub mod keys;
+mod parts;
 mod step;
 mod top;
 pub mod vars;

@@ -310,7 +310,10 @@ fn dry_run_takes_0_4_4_params_and_the_arg_wins() {
         "C=3",
     ]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.contains("  1. shell: echo from-file cli 3\n"), "{o:?}");
+    assert!(
+        o.stdout.contains("  1. shell: echo from-file cli 3\n"),
+        "{o:?}"
+    );
     let bad = write(&env, "bad.yaml", "- a list\n");
     let o = env.run(&[
         "run",
@@ -320,6 +323,9 @@ fn dry_run_takes_0_4_4_params_and_the_arg_wins() {
         bad.to_str().unwrap(),
     ]);
     assert_eq!(o.code, 2, "{o:?}");
-    assert!(o.stderr.contains("not a JSON or YAML map of NAME: value"), "{o:?}");
+    assert!(
+        o.stderr.contains("not a JSON or YAML map of NAME: value"),
+        "{o:?}"
+    );
     assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
 }
