@@ -27,7 +27,8 @@ pub fn run(o: &Options) -> Result<Exit> {
     }
 }
 
-/// `prodigy run --dry-run`: warnings on stderr, the plan on stdout; writes nothing.
+/// `prodigy run --dry-run`: warnings on stderr, the plan on stdout (one JSON document with
+/// `--json`); writes nothing.
 fn dry_run(o: &Options) -> Result<Exit> {
     let wf = crate::workflow::load(&o.workflow)?;
     if !o.quiet {
@@ -36,7 +37,26 @@ fn dry_run(o: &Options) -> Result<Exit> {
         }
     }
     let plan = run::dry::plan(o, &wf)?;
-    super::print(&plan)?;
+    if o.json {
+        // One document: the plan's lines, and the uses `prodigy run` would refuse.
+        let refused: Vec<_> = wf
+            .features
+            .iter()
+            .filter(|(f, _, _)| run::NOT_RUN_YET.contains(&f.as_str()))
+            .map(|(f, line, col)| json!({"feature": f, "line": line, "col": col}))
+            .collect();
+        let doc = json!({
+            "dry_run": true,
+            "workflow": wf.path.to_string_lossy(),
+            "name": wf.name,
+            "plan": plan.lines().collect::<Vec<_>>(),
+            "warnings": wf.warnings,
+            "not_run_yet": refused,
+        });
+        super::print(&format!("{doc}\n"))?;
+    } else {
+        super::print(&plan)?;
+    }
     Ok(Exit::Ok)
 }
 
