@@ -35,6 +35,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
         cli::Command::Run(o) => cmd::run::run(&o),
         cli::Command::Resume(o) => cmd::run::resume(&o),
+        cli::Command::Validate(a) => cmd::validate::run(&a),
         cli::Command::Clean(a) => cmd::clean::run(&a, "clean"),
         cli::Command::WorktreeClean(a) => cmd::clean::run(&a, "worktree clean"),
         cli::Command::WorktreeLs(a) => cmd::worktree::ls(&a),
@@ -44,7 +45,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     match result {
         Ok(code) => code as u8,
         Err(e) => {
-            error::eprint_line(&format!("prodigy: {e}"));
+            // A workflow's every problem is one line each.
+            for line in e.to_string().lines() {
+                error::eprint_line(&format!("prodigy: {line}"));
+            }
             e.exit() as u8
         }
     }

@@ -70,6 +70,18 @@ pub const RUN_FLAGS: &[Flag] = &[
         Some("N"),
         "run at most N MapReduce agents at once (overrides map.max_parallel)",
     ),
+    flag(
+        "profile",
+        None,
+        Some("NAME"),
+        "use the workflow's profiles.NAME environment",
+    ),
+    flag(
+        "dry-run",
+        None,
+        None,
+        "print the plan (steps, work items); run and write nothing",
+    ),
     flag("quiet", Some('q'), None, "print only errors"),
     flag(
         "json",
@@ -77,8 +89,96 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "print one JSON summary at the end (session, job, counts, exit reason)",
     ),
+    flag(
+        "param",
+        None,
+        Some("NAME=VALUE"),
+        "0.4.4's name for --arg NAME=VALUE (repeatable)",
+    ),
+    flag(
+        "params",
+        None,
+        Some("NAME=VALUE"),
+        "0.4.4's name for --arg NAME=VALUE (repeatable)",
+    ),
+    flag(
+        "param-file",
+        None,
+        Some("FILE"),
+        "--arg for each entry of a JSON or YAML map (--arg wins)",
+    ),
+    flag(
+        "resume",
+        None,
+        Some("ID"),
+        "0.4.4's form of prodigy resume ID",
+    ),
+    flag(
+        "args",
+        None,
+        Some("VALUE"),
+        "0.4.4 flag, refused: use --arg ARG=VALUE, one run per value",
+    ),
+    flag(
+        "map",
+        None,
+        Some("PATTERN"),
+        "0.4.4 flag, refused: run once per file from a shell loop",
+    ),
+    flag(
+        "fail-fast",
+        None,
+        None,
+        "0.4.4 flag (ignored there), refused: use error_policy",
+    ),
+    flag(
+        "max-iterations",
+        Some('n'),
+        Some("N"),
+        "0.4.4 flag: only 1 is accepted; run again to repeat",
+    ),
     flag("help", Some('h'), None, "print this help"),
 ];
+
+/// Flags of `prodigy run` that Prodigy 0.4.4 has and this version refuses, each with a message
+/// naming what to use instead (run.md §2).
+pub const REFUSED_RUN_FLAGS: &[&str] = &["args", "map", "fail-fast", "max-iterations"];
+
+/// Flags of `prodigy validate` (run.md §2 "Checking without running").
+pub const VALIDATE_FLAGS: &[Flag] = &[
+    flag(
+        "strict",
+        None,
+        None,
+        "exit 1 when there are warnings (unknown or ignored keys)",
+    ),
+    flag(
+        "json",
+        None,
+        None,
+        "print one JSON document with each file's problems",
+    ),
+    flag(
+        "schema",
+        None,
+        None,
+        "print the JSON Schema of workflow files and exit",
+    ),
+    flag("help", Some('h'), None, "print this help"),
+];
+
+/// `prodigy validate` arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ValidateArgs {
+    /// The workflow files.
+    pub files: Vec<std::path::PathBuf>,
+    /// `--strict`.
+    pub strict: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--schema`.
+    pub schema: bool,
+}
 
 /// Flags of `prodigy resume` (run.md §6).
 pub const RESUME_FLAGS: &[Flag] = &[
@@ -376,6 +476,13 @@ pub const CORE: &[Sub] = &[
         flags: RESUME_FLAGS,
     },
     Sub {
+        words: &["validate"],
+        positional: "WORKFLOW...",
+        arity: (1, usize::MAX),
+        about: "check workflow files: every error and warning with file:line:col",
+        flags: VALIDATE_FLAGS,
+    },
+    Sub {
         words: &["clean"],
         positional: "[all|worktrees|sessions|logs|state|events|dlq]",
         arity: (0, 1),
@@ -652,6 +759,8 @@ pub enum Command {
     Run(crate::run::Options),
     /// `prodigy resume …`.
     Resume(crate::run::resume::ResumeOptions),
+    /// `prodigy validate …`.
+    Validate(ValidateArgs),
     /// `prodigy clean …`.
     Clean(CleanArgs),
     /// `prodigy worktree clean …` (0.4.4-compatible wording).
@@ -679,7 +788,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             let v = v.string().map_err(usage)?;
             match v.as_str() {
                 "run" => parse_run(&mut p),
-                "resume" => parse_resume(&mut p),
+                "resume" | "resume-job" => parse_resume(&mut p),
+                "validate" => parse_validate(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
                 "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
@@ -689,6 +799,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                     Some(Value(c)) if c == "clean" => clean_help(),
                     Some(Value(c)) if c == "run" => sub_help(&CORE[0]),
                     Some(Value(c)) if c == "resume" => sub_help(&CORE[1]),
+                    Some(Value(c)) if c == "validate" => sub_help(&CORE[2]),
                     Some(Value(c)) if c == "worktree" => worktree_help(),
                     Some(Value(c)) if SUBS.iter().any(|s| s.words[0] == c) => {
                         sub_group_help(&c.to_string_lossy())
@@ -709,7 +820,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                         man_page(&page).ok_or_else(|| {
                             Error::usage(format!(
                                 "no man page `{page}`; pages: {}",
-                                MAN_PAGES.join(", ")
+                                MAN_PAGES
+                                    .iter()
+                                    .chain(MAN_PAGES_5)
+                                    .copied()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         })?
                     }
@@ -739,6 +855,7 @@ fn lookup(table: &'static [Flag], arg: &lexopt::Arg<'_>) -> Option<&'static Flag
 fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
     let mut o = crate::run::Options::default();
     let mut workflow: Option<std::path::PathBuf> = None;
+    let mut resume: Option<String> = None;
     while let Some(arg) = p.next().map_err(usage)? {
         if let Value(v) = &arg {
             if workflow.is_some() {
@@ -760,21 +877,53 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
             "path" => o.path = Some(p.value().map_err(usage)?.into()),
             "arg" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
-                let (k, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| Error::usage(format!("--arg `{v}`: expected NAME=VALUE")))?;
-                let ok = k
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-                if !ok {
+                o.args.push(arg_pair(&v, "arg")?);
+            }
+            "profile" => o.profile = Some(p.value().map_err(usage)?.string().map_err(usage)?),
+            "dry-run" => o.dry_run = true,
+            "param" | "params" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                o.args.push(arg_pair(&v, f.long)?);
+            }
+            "param-file" => o.param_files.push(p.value().map_err(usage)?.into()),
+            "resume" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                if !crate::store::names::is_valid_id_bytes(v.as_bytes()) {
                     return Err(Error::usage(format!(
-                        "--arg `{v}`: NAME must be letters, digits, `_` or `.`, not starting with a digit"
+                        "--resume `{}`: not a session id or job id",
+                        crate::store::names::printable_str(&v)
                     )));
                 }
-                o.args.push((k.to_string(), val.to_string()));
+                resume = Some(v);
+            }
+            "args" => {
+                return Err(Error::usage(
+                    "--args (0.4.4: one pass per value as ${ARG}) is not supported; use \
+                     --arg ARG=VALUE and run once per value",
+                ))
+            }
+            "map" => {
+                return Err(Error::usage(
+                    "--map (0.4.4: one run per matching file) is not supported; run once per \
+                     file from the shell: for f in PATTERN; do prodigy run WORKFLOW --arg FILE=\"$f\"; done",
+                ))
+            }
+            "fail-fast" => {
+                return Err(Error::usage(
+                    "--fail-fast is not supported (0.4.4 ignores it); a failed standard step \
+                     always stops the run, and in MapReduce say `error_policy: \
+                     {on_item_failure: stop}` in the workflow",
+                ))
+            }
+            "max-iterations" => {
+                let v = p.value().map_err(usage)?.string().map_err(usage)?;
+                if v != "1" {
+                    return Err(Error::usage(format!(
+                        "--max-iterations `{}` is not supported: a workflow runs once; run it \
+                         again to repeat it",
+                        crate::store::names::printable_str(&v)
+                    )));
+                }
             }
             "max-parallel" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
@@ -791,7 +940,67 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command> {
     o.workflow = workflow.ok_or_else(|| {
         Error::usage("usage: prodigy run WORKFLOW [OPTIONS]; see `prodigy run --help`")
     })?;
+    if let Some(id) = resume {
+        // 0.4.4's `prodigy run WORKFLOW --resume ID`: the job's own workflow is resumed.
+        if o.dry_run || o.profile.is_some() {
+            return Err(Error::usage(
+                "--resume cannot be combined with --dry-run or --profile; use `prodigy resume ID`",
+            ));
+        }
+        return Ok(Command::Resume(crate::run::resume::ResumeOptions {
+            id,
+            yes: o.yes,
+            quiet: o.quiet,
+            json: o.json,
+            ..Default::default()
+        }));
+    }
     Ok(Command::Run(o))
+}
+
+/// `NAME=VALUE` of `--arg` (and its 0.4.4 names).
+fn arg_pair(v: &str, flag: &str) -> Result<(String, String)> {
+    let (k, val) = v
+        .split_once('=')
+        .ok_or_else(|| Error::usage(format!("--{flag} `{v}`: expected NAME=VALUE")))?;
+    let ok = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !ok {
+        return Err(Error::usage(format!(
+            "--{flag} `{v}`: NAME must be letters, digits, `_` or `.`, not starting with a digit"
+        )));
+    }
+    Ok((k.to_string(), val.to_string()))
+}
+
+fn parse_validate(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut a = ValidateArgs::default();
+    while let Some(arg) = p.next().map_err(usage)? {
+        if let Value(v) = &arg {
+            a.files.push(v.into());
+            continue;
+        }
+        let Some(f) = lookup(VALIDATE_FLAGS, &arg) else {
+            return Err(usage(arg.unexpected()));
+        };
+        match f.long {
+            "help" => return Ok(Command::Help(sub_help(&CORE[2]))),
+            "strict" => a.strict = true,
+            "json" => a.json = true,
+            "schema" => a.schema = true,
+            _ => unreachable!("flag table and match agree"),
+        }
+    }
+    if a.files.is_empty() && !a.schema {
+        return Err(Error::usage(
+            "usage: prodigy validate WORKFLOW... [--strict] [--json]; see `prodigy validate --help`",
+        ));
+    }
+    Ok(Command::Validate(a))
 }
 
 fn parse_resume(p: &mut lexopt::Parser) -> Result<Command> {
@@ -1184,6 +1393,7 @@ pub fn main_help() -> String {
          Commands:\n\
          \x20 run WORKFLOW       run a workflow file in a worktree (standard or MapReduce)\n\
          \x20 resume ID          continue an interrupted or failed run (session or job id)\n\
+         \x20 validate WORKFLOW...   check workflow files (every error and warning)\n\
          \x20 clean              remove expired storage, never live or resumable work\n\
          \x20 worktree ls|clean|clean-orphaned   list and remove worktrees\n\
          \x20 stats              what is stored, what clean would reclaim, what is protected\n\
@@ -1267,6 +1477,7 @@ pub const MAN_PAGES: &[&str] = &[
     "prodigy",
     "prodigy-run",
     "prodigy-resume",
+    "prodigy-validate",
     "prodigy-clean",
     "prodigy-worktree",
     "prodigy-stats",
@@ -1326,11 +1537,27 @@ Prodigy's YAML. A standard workflow is a list of steps, or a map with \\fBname\\
 \\fBenv\\fR and \\fBmerge\\fR. A MapReduce workflow has \\fBmode: mapreduce\\fR (the key, not text in a
 comment), \\fBsetup\\fR, \\fBmap\\fR (\\fBinput\\fR, \\fBjson_path\\fR, \\fBfilter\\fR, \\fBsort_by\\fR,
 \\fBmax_items\\fR, \\fBoffset\\fR, \\fBmax_parallel\\fR, \\fBagent_template\\fR), \\fBreduce\\fR, \\fBmerge\\fR
-and \\fBerror_policy\\fR. A step is \\fBshell:\\fR or \\fBclaude:\\fR with \\fBcommit_required\\fR,
-\\fBtimeout\\fR (seconds), \\fBcapture_output\\fR and \\fBon_failure\\fR. Unknown keys, and keys that
-Prodigy 0.4.4 parses but this runner does not run (\\fBforeach\\fR, \\fBvalidate\\fR, \\fBgoal_seek\\fR,
-\\fBwrite_file\\fR, \\fBwhen\\fR, \\fBon_success\\fR, \\fBanalyze\\fR), are errors naming file, line and
-column (exit 2): a typo never silently drops a step.
+and \\fBerror_policy\\fR. A step is \\fBshell:\\fR, \\fBclaude:\\fR, \\fBwrite_file:\\fR,
+\\fBforeach:\\fR or a legacy \\fBname:\\fR, with modifiers; every key, where it is honoured and how
+it differs from Prodigy 0.4.4 is in \\fBprodigy\\-workflow\\fR(5). Unknown keys are warnings (with
+a \"did you mean\"); invalid values, YAML syntax errors, steps without an action and the removed
+\\fBanalyze\\fR and \\fBgoal_seek\\fR are errors naming file, line and column, every one of them
+(exit 2). Keys that parse but that this version does not run yet (\\fBvalidate\\fR,
+\\fBforeach\\fR, \\fBwrite_file\\fR, \\fBcapture\\fR, \\fBwhen\\fR, \\fBon_success\\fR, \\fBsecrets\\fR,
+\\fBprofiles\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
+use with its line); \\fBprodigy validate\\fR and \\fB\\-\\-dry\\-run\\fR accept them. A feature is
+never silently dropped.
+.PP
+\\fB\\-\\-dry\\-run\\fR prints the plan: each phase's steps as they would run, with \\fB\\-\\-arg\\fR,
+\\fB\\-\\-param\\-file\\fR, the workflow's plain \\fBenv\\fR and the \\fB\\-\\-profile\\fR
+interpolated (never secrets), and the work items after \\fBjson_path\\fR, \\fBfilter\\fR,
+\\fBsort_by\\fR, \\fBoffset\\fR and \\fBmax_items\\fR when \\fBmap.input\\fR is a file of the
+repository (else what the run will do with it). It writes nothing anywhere and starts no step;
+only git is asked where the repository is.
+.PP
+Prodigy 0.4.4's flags: \\fB\\-\\-param\\fR and \\fB\\-\\-params\\fR are \\fB\\-\\-arg\\fR,
+\\fB\\-\\-resume ID\\fR is \\fBprodigy resume ID\\fR, \\fB\\-n 1\\fR is accepted; \\fB\\-\\-args\\fR,
+\\fB\\-\\-map\\fR, \\fB\\-\\-fail\\-fast\\fR and \\fB\\-n\\fR above 1 are refused with what to use instead.
 .PP
 \\fBmap.input\\fR is a JSON file in the session worktree as setup left it or, when no such file
 exists, a shell command whose output is a JSON array or one item per line. \\fBjson_path\\fR takes
@@ -1383,6 +1610,27 @@ it as resumable while it has a checkpoint.
 Progress goes to a terminal only; \\fB\\-q\\fR prints errors only; \\fB\\-\\-json\\fR prints one object
 with \\fBsession_id\\fR, \\fBjob_id\\fR, \\fBstatus\\fR, \\fBreason\\fR, \\fBtotal\\fR, \\fBcompleted\\fR,
 \\fBfailed\\fR, \\fBmerge\\fR and \\fBexit\\fR.
+";
+
+/// DESCRIPTION of `prodigy-validate(1)`.
+const VALIDATE_MAN_TEXT: &str = "\
+.SH DESCRIPTION
+Reads each workflow file as \\fBprodigy run\\fR reads it and prints every error and warning, one
+per line, as \\fI`FILE`:LINE:COLUMN: error|warning: MESSAGE\\fR, then one verdict line per file.
+Errors: YAML syntax, invalid values, steps without an action, the removed \\fBanalyze\\fR and
+\\fBgoal_seek\\fR. Warnings: unknown keys (with a \"did you mean\"), keys that are accepted and
+ignored, and where Prodigy 0.4.4 would run the file differently (a step with \\fBname:\\fR beside
+an action is a label here, \\fBclaude /name\\fR there). Keys that \\fBprodigy run\\fR does not run
+yet are valid here; see \\fBprodigy\\-run\\fR(1). Nothing is run and nothing is written.
+.PP
+\\fB\\-\\-json\\fR prints one document: \\fB{\"valid\", \"strict\", \"exit\", \"files\": [{\"path\",
+\"valid\", \"kind\", \"errors\", \"warnings\", \"problems\": [{\"severity\", \"line\", \"col\",
+\"message\"}]}]}\\fR. \\fB\\-\\-schema\\fR prints a JSON Schema (draft 2020\\-12) of the language,
+made from the same key table as the parser; editors that use yaml\\-language\\-server read it
+from a first line \\fB# yaml\\-language\\-server: $schema=prodigy\\-workflow.schema.json\\fR.
+.PP
+Exit status: 0 every file is valid, 1 some file has warnings and \\fB\\-\\-strict\\fR was given,
+2 some file is invalid or unreadable.
 ";
 
 /// DESCRIPTION and the sections after it of `prodigy-resume(1)`.
@@ -1555,6 +1803,7 @@ pub fn man_page(page: &str) -> Option<String> {
                  deleting live or resumable work.\n",
             );
             o.push_str(".SH COMMANDS\n.TP\n\\fBrun\\fR \\fIWORKFLOW\\fR\nRun a workflow file in a worktree; see \\fBprodigy\\-run\\fR(1).\n");
+            o.push_str(".TP\n\\fBvalidate\\fR \\fIWORKFLOW\\fR...\nCheck workflow files without running them; see \\fBprodigy\\-validate\\fR(1) and \\fBprodigy\\-workflow\\fR(5).\n");
             o.push_str(
                 ".TP\n\\fBclean\\fR\nRemove expired storage; see \\fBprodigy\\-clean\\fR(1).\n",
             );
@@ -1597,7 +1846,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(MAN_SCHEDULING);
             o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-workflow\\fR(5), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -1605,14 +1854,28 @@ pub fn man_page(page: &str) -> Option<String> {
                 "prodigy-run",
                 "run a Prodigy workflow file in a git worktree",
             );
-            o.push_str(".SH SYNOPSIS\n.B prodigy run\n\\fIWORKFLOW\\fR [\\fB\\-y\\fR] [\\fB\\-\\-path\\fR \\fIREPO\\fR] [\\fB\\-\\-arg\\fR \\fINAME=VALUE\\fR]... [\\fB\\-\\-max\\-parallel\\fR \\fIN\\fR] [\\fB\\-q\\fR] [\\fB\\-\\-json\\fR]\n");
+            o.push_str(".SH SYNOPSIS\n.B prodigy run\n\\fIWORKFLOW\\fR [\\fB\\-y\\fR] [\\fB\\-\\-path\\fR \\fIREPO\\fR] [\\fB\\-\\-arg\\fR \\fINAME=VALUE\\fR]... [\\fB\\-\\-max\\-parallel\\fR \\fIN\\fR] [\\fB\\-\\-profile\\fR \\fINAME\\fR] [\\fB\\-\\-dry\\-run\\fR] [\\fB\\-q\\fR] [\\fB\\-\\-json\\fR]\n");
             o.push_str(RUN_MAN_TEXT);
             o.push_str(".SH OPTIONS\n");
             man_flags(&mut o, RUN_FLAGS);
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B PATH\n\\fBsh\\fR, \\fBgit\\fR and, for Claude steps, \\fBclaude\\fR are found here.\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\n.nf\nprodigy run scripts/workflows/mapreduce.yml \\-y\nprodigy run fix.yml \\-\\-arg TARGET=src/lib.rs \\-\\-json\nprodigy run big.yml \\-\\-max\\-parallel 4 \\-q\n.fi\n");
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy run scripts/workflows/mapreduce.yml \\-y\nprodigy run fix.yml \\-\\-arg TARGET=src/lib.rs \\-\\-json\nprodigy run big.yml \\-\\-max\\-parallel 4 \\-q\nprodigy run big.yml \\-\\-dry\\-run \\-\\-arg TARGET=src\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+        }
+        "prodigy-validate" => {
+            header(
+                &mut o,
+                "prodigy-validate",
+                "check Prodigy workflow files without running them",
+            );
+            o.push_str(".SH SYNOPSIS\n.B prodigy validate\n\\fIWORKFLOW\\fR... [\\fB\\-\\-strict\\fR] [\\fB\\-\\-json\\fR]\n.br\n.B prodigy validate \\-\\-schema\n");
+            o.push_str(VALIDATE_MAN_TEXT);
+            o.push_str(".SH OPTIONS\n");
+            man_flags(&mut o, VALIDATE_FLAGS);
+            man_exit(&mut o);
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy validate workflows/*.yml\nprodigy validate ci.yml \\-\\-strict \\-\\-json\nprodigy validate \\-\\-schema > prodigy\\-workflow.schema.json\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-workflow\\fR(5)\n");
         }
         "prodigy-resume" => {
             header(
@@ -1708,10 +1971,56 @@ pub fn man_page(page: &str) -> Option<String> {
             man_exit(&mut o);
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\-clean\\fR(1)\n");
         }
+        "prodigy-workflow" => return Some(workflow_man_page()),
         other => return docs::group_page(other),
     }
     Some(o)
 }
+
+/// Section-5 pages `man/` holds (`man/{page}.5`), generated by [`man_page`].
+pub const MAN_PAGES_5: &[&str] = &["prodigy-workflow"];
+
+/// `prodigy-workflow(5)`: the language, its key list generated from
+/// [`crate::workflow::keys::KEYS`].
+fn workflow_man_page() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut o = format!(
+        ".TH PRODIGY-WORKFLOW 5 \"\" \"prodigy {version}\" \"File Formats\"\n.SH NAME\n\
+         prodigy\\-workflow \\- Prodigy workflow files, as prodigy run reads them\n"
+    );
+    o.push_str(WORKFLOW_MAN_TEXT);
+    o.push_str(".SH KEYS\nEvery key, by where it appears: its value, what it means, whether \\fBprodigy run\\fR\nruns it, and how Prodigy 0.4.4 treats it when that differs.\n");
+    o.push_str(&crate::workflow::keys::man_keys(roff));
+    o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-resume\\fR(1)\n");
+    o
+}
+
+/// DESCRIPTION and the sections before KEYS of `prodigy-workflow(5)`.
+const WORKFLOW_MAN_TEXT: &str = "\
+.SH DESCRIPTION
+A workflow file is YAML. A standard workflow is a list of steps, or a map with \\fBcommands\\fR
+(or \\fBsteps\\fR) and the top\\-level keys below. A MapReduce workflow is a map with
+\\fBmode: mapreduce\\fR (the key; 0.4.4 looks for the text anywhere, comments included),
+\\fBsetup\\fR, \\fBmap\\fR, \\fBreduce\\fR and \\fBmerge\\fR. A step is a map with one action
+(\\fBshell\\fR, \\fBclaude\\fR, \\fBwrite_file\\fR, \\fBforeach\\fR, or a legacy \\fBname\\fR with
+\\fBargs\\fR, run as \\fBclaude /name args\\fR), or a bare string (\\fBclaude /name args\\fR), plus
+modifiers.
+.SH ERRORS AND WARNINGS
+Every problem of a file is reported, one line each, as \\fI`FILE`:LINE:COLUMN: MESSAGE\\fR.
+Unknown keys are warnings with a \"did you mean\" and are ignored (0.4.4 ignores them
+silently); \\fBprodigy validate \\-\\-strict\\fR exits 1 on them. Invalid values, YAML syntax
+errors, steps without an action and the removed \\fBanalyze\\fR and \\fBgoal_seek\\fR are errors
+(exit 2) before anything runs. A step with \\fBname:\\fR beside an action is that action with a
+label (0.4.4 runs it as \\fBclaude /name\\fR); a warning says so. Paths of \\fBwrite_file\\fR,
+\\fBworking_dir\\fR and \\fBoutput_file\\fR must be relative and stay inside the worktree.
+\\fBwhen\\fR and \\fBmap.filter\\fR are expressions; \\fBsecrets\\fR take the providers \\fBenv\\fR
+and \\fBfile\\fR only.
+.SH SCHEMA
+\\fBprodigy validate \\-\\-schema\\fR prints a JSON Schema (draft 2020\\-12) made from the key list
+below; with it saved as \\fIprodigy\\-workflow.schema.json\\fR, a first line
+\\fB# yaml\\-language\\-server: $schema=prodigy\\-workflow.schema.json\\fR gives editors completion
+and checks.
+";
 
 #[cfg(test)]
 mod tests {
@@ -1815,9 +2124,62 @@ mod tests {
     }
 
     #[test]
+    fn refused_run_flags_name_what_to_use_instead() {
+        for (args, hint) in [
+            (&["run", "w.yml", "--args", "x"][..], "use --arg ARG=VALUE"),
+            (&["run", "w.yml", "--map", "*.md"][..], "for f in PATTERN"),
+            (
+                &["run", "w.yml", "--fail-fast"][..],
+                "on_item_failure: stop",
+            ),
+            (&["run", "w.yml", "-n", "3"][..], "run it again"),
+        ] {
+            let e = parse_strs(args).unwrap_err();
+            assert_eq!(e.exit(), crate::error::Exit::Usage);
+            assert!(e.to_string().contains(hint), "{e}");
+        }
+        assert!(matches!(
+            parse_strs(&["run", "w.yml", "-n", "1"]),
+            Ok(Command::Run(_))
+        ));
+        let Ok(Command::Resume(r)) = parse_strs(&["run", "w.yml", "--resume", "job-1", "-y"])
+        else {
+            panic!("--resume is resume")
+        };
+        assert_eq!((r.id.as_str(), r.yes), ("job-1", true));
+        assert!(matches!(
+            parse_strs(&["resume-job", "job-1"]),
+            Ok(Command::Resume(_))
+        ));
+        let Ok(Command::Run(o)) = parse_strs(&[
+            "run",
+            "w.yml",
+            "--param",
+            "A=1",
+            "--params",
+            "B=2",
+            "--dry-run",
+            "--profile",
+            "dev",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(o.args, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+        assert!(o.dry_run);
+        assert_eq!(o.profile.as_deref(), Some("dev"));
+        assert!(parse_strs(&["validate"]).is_err());
+        assert!(matches!(
+            parse_strs(&["validate", "--schema"]),
+            Ok(Command::Validate(_))
+        ));
+    }
+
+    #[test]
     fn every_flag_of_every_command_parses_its_documented_example() {
         for spec in all_specs() {
-            for f in spec.flags.iter().filter(|f| f.long != "help") {
+            for f in spec.flags.iter().filter(|f| {
+                f.long != "help" && !(spec.words == ["run"] && REFUSED_RUN_FLAGS.contains(&f.long))
+            }) {
                 let mut args: Vec<String> = spec.words.iter().map(|w| w.to_string()).collect();
                 args.extend((0..spec.arity.0).map(|i| format!("id-{i}")));
                 if spec.words == ["worktree", "clean"] && f.long != "all" {
@@ -1918,8 +2280,12 @@ mod tests {
 
     #[test]
     fn committed_man_pages_match_the_flag_tables() {
-        for page in MAN_PAGES {
-            let path = format!("{}/man/{page}.1", env!("CARGO_MANIFEST_DIR"));
+        let pages = MAN_PAGES
+            .iter()
+            .map(|p| (p, 1))
+            .chain(MAN_PAGES_5.iter().map(|p| (p, 5)));
+        for (page, section) in pages {
+            let path = format!("{}/man/{page}.{section}", env!("CARGO_MANIFEST_DIR"));
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(
                 committed == man_page(page).unwrap(),

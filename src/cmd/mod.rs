@@ -16,6 +16,8 @@ pub mod sessions;
 pub mod stats;
 /// Output helpers shared by the inspection commands: table on a terminal, TSV otherwise.
 pub mod table;
+/// `prodigy validate`.
+pub mod validate;
 /// `prodigy worktree ls|clean-orphaned`.
 pub mod worktree;
 

@@ -19,9 +19,45 @@ pub fn run(o: &Options) -> Result<Exit> {
     }
     #[cfg(unix)]
     {
+        if o.dry_run {
+            return dry_run(o);
+        }
         let s = run::run(o)?;
         report(&s, o.json, o.quiet)
     }
+}
+
+/// `prodigy run --dry-run`: warnings on stderr, the plan on stdout (one JSON document with
+/// `--json`); writes nothing.
+fn dry_run(o: &Options) -> Result<Exit> {
+    let wf = crate::workflow::load(&o.workflow)?;
+    if !o.quiet {
+        for w in &wf.warnings {
+            crate::error::eprint_line(&format!("prodigy: warning: {w}"));
+        }
+    }
+    let plan = run::dry::plan(o, &wf)?;
+    if o.json {
+        // One document: the plan's lines, and the uses `prodigy run` would refuse.
+        let refused: Vec<_> = wf
+            .features
+            .iter()
+            .filter(|(f, _, _)| run::NOT_RUN_YET.contains(&f.as_str()))
+            .map(|(f, line, col)| json!({"feature": f, "line": line, "col": col}))
+            .collect();
+        let doc = json!({
+            "dry_run": true,
+            "workflow": wf.path.to_string_lossy(),
+            "name": wf.name,
+            "plan": plan.lines().collect::<Vec<_>>(),
+            "warnings": wf.warnings,
+            "not_run_yet": refused,
+        });
+        super::print(&format!("{doc}\n"))?;
+    } else {
+        super::print(&plan)?;
+    }
+    Ok(Exit::Ok)
 }
 
 /// `prodigy resume ID`.

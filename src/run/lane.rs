@@ -305,9 +305,7 @@ impl<'w> Lane<'w> {
         main_err: String,
     ) -> Result<(), String> {
         let of = self.steps[idx].on_failure.as_ref().expect("caller checked");
-        let raw = match &of.action {
-            Action::Shell(t) | Action::Claude(t) => t,
-        };
+        let raw = of.action.text();
         let text = interpolate(raw, &self.vars)
             .map_err(|e| format!("on_failure of step {}: {e}", idx + 1))?;
         self.log_line(&format!(
@@ -339,6 +337,13 @@ impl<'w> Lane<'w> {
         let mut env = ctx.env.clone();
         env.extend(self.env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
+            // Refused before the run starts (`run::not_run_yet`); never reached.
+            Action::WriteFile(_) | Action::Foreach(_) => {
+                return Err(format!(
+                    "`{}` steps are not run by this version of prodigy run yet",
+                    action.kind()
+                ))
+            }
             Action::Shell(_) => (
                 vec!["sh".into(), "-c".into(), text.into()],
                 match capture {

@@ -14,6 +14,7 @@
 //! checkpoints are written in batches after it, and a failed item is in the DLQ before any
 //! checkpoint says so.
 
+pub mod dry;
 pub mod exec;
 mod lane;
 mod mapreduce;
@@ -59,6 +60,12 @@ pub struct Options {
     pub quiet: bool,
     /// `--json`: one summary document on stdout.
     pub json: bool,
+    /// `--dry-run`: print the plan, run and write nothing.
+    pub dry_run: bool,
+    /// `--profile NAME`.
+    pub profile: Option<String>,
+    /// `--param-file FILE`s, in order: each a JSON or YAML map of `--arg`s (`--arg` wins).
+    pub param_files: Vec<PathBuf>,
 }
 
 /// What a run ended with (the `--json` document).
@@ -273,6 +280,96 @@ fn writable_root() -> Result<PathBuf> {
     }
 }
 
+/// Features of the workflow language that parse (and that `prodigy validate` and `run
+/// --dry-run` accept) but that `prodigy run` does not run yet, as the parser names them in
+/// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
+/// the feature dropped. Remove an entry when its feature runs.
+pub const NOT_RUN_YET: &[&str] = &[
+    "write_file",
+    "foreach",
+    "validate",
+    "capture",
+    "capture_format",
+    "capture_streams",
+    "output_file",
+    "working_dir",
+    "env (step)",
+    "env (map values)",
+    "on_success",
+    "on_exit_code",
+    "when",
+    "id",
+    "outputs",
+    "on_failure: true",
+    "on_failure (a list of steps)",
+    "on_failure (a step with modifiers)",
+    "on_failure.commands",
+    "secrets",
+    "env_files",
+    "profiles",
+    "setup.capture_outputs",
+    "map.distinct",
+];
+
+/// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
+/// `` `FILE`:LINE:COL: `validate` is not run by this version of prodigy run yet; … ``.
+pub fn refuse_not_run_yet(wf: &Workflow) -> Result<()> {
+    let lines: Vec<String> = wf
+        .features
+        .iter()
+        .filter(|(f, _, _)| NOT_RUN_YET.contains(&f.as_str()))
+        .map(|(f, line, col)| {
+            crate::store::names::printable_str(&format!(
+                "`{}`:{line}:{col}: `{f}` is not run by this version of prodigy run yet; \
+                 `prodigy validate` and `--dry-run` accept it",
+                wf.path.display()
+            ))
+        })
+        .collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::usage(lines.join("\n")))
+    }
+}
+
+/// `--arg`s after the `--param-file`s: each file a JSON or YAML map whose entries become
+/// `NAME=VALUE` (strings as they are, other values as JSON); a later file wins, `--arg` wins
+/// over every file.
+pub fn resolve_args(opts: &Options) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in &opts.param_files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            Error::usage(format!(
+                "--param-file `{}`: {}",
+                f.display(),
+                crate::error::describe_io(&e)
+            ))
+        })?;
+        let map: serde_json::Map<String, Value> = serde_json::from_str(&text)
+            .or_else(|_| serde_yaml_ng::from_str(&text))
+            .map_err(|e| {
+                Error::usage(format!(
+                    "--param-file `{}`: not a JSON or YAML map of NAME: value ({e})",
+                    f.display()
+                ))
+            })?;
+        for (k, v) in map {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            out.retain(|(n, _)| *n != k);
+            out.push((k, v));
+        }
+    }
+    for (k, v) in &opts.args {
+        out.retain(|(n, _)| n != k);
+        out.push((k.clone(), v.clone()));
+    }
+    Ok(out)
+}
+
 /// Run a workflow (run.md §1–§5). Returns the summary; errors before the session exists (bad
 /// workflow, repository refused) are returned as errors with their exit code.
 pub fn run(opts: &Options) -> Result<Summary> {
@@ -282,6 +379,19 @@ pub fn run(opts: &Options) -> Result<Summary> {
             crate::error::eprint_line(&format!("prodigy: warning: {w}"));
         }
     }
+    refuse_not_run_yet(&wf)?;
+    if opts.profile.is_some() {
+        // Profiles are in NOT_RUN_YET: a file with `profiles:` was refused above.
+        return Err(Error::usage(format!(
+            "`{}` has no `profiles:`; --profile selects one of a workflow's profiles",
+            wf.path.display()
+        )));
+    }
+    let args = resolve_args(opts)?;
+    let opts = &Options {
+        args,
+        ..opts.clone()
+    };
     let git = Git::default();
     let start_dir = match &opts.path {
         Some(p) => p.clone(),

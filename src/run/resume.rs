@@ -568,6 +568,7 @@ fn continue_job(
             found.session.id
         ))
     })?;
+    super::refuse_not_run_yet(&wf)?;
     let old_hash = wd
         .get("workflow_hash")
         .and_then(Value::as_str)
@@ -627,6 +628,7 @@ fn continue_job(
         max_parallel: retry.and_then(|r| r.max_parallel),
         quiet: o.quiet,
         json: o.json,
+        ..Default::default()
     };
     let mut ctx = assemble(git, layout, repo, session, job_id, &opts, lock, &wf, &args)?;
     ctx.event(

@@ -74,15 +74,13 @@ fn err(text: &str) -> String {
     e.to_string()
 }
 
+/// The warnings of parsing `text`, asserting it parses.
+fn warns(text: &str) -> Vec<String> {
+    p(text).expect("expected to parse").warnings
+}
+
 fn shell(line: usize, text: &str) -> Step {
-    Step {
-        action: Action::Shell(text.to_string()),
-        commit_required: false,
-        timeout: None,
-        capture: None,
-        on_failure: None,
-        line,
-    }
+    Step::new(Action::Shell(text.to_string()), line)
 }
 
 fn standard(wf: &Workflow) -> &[Step] {
@@ -267,6 +265,8 @@ fn step_options_parse() {
         s[0].on_failure,
         Some(OnFailure {
             action: Action::Claude("/fix ${shell.output}".into()),
+            steps: Vec::new(),
+            ignore: false,
             max_attempts: 3,
             fail_workflow: true,
             commit_required: false,
@@ -379,76 +379,67 @@ fn max_parallel_forms() {
 }
 
 #[test]
-fn unknown_keys_are_errors_with_line_column_and_key() {
+fn unknown_keys_are_warnings_with_line_column_and_a_hint() {
     assert_eq!(
-        err("- shell: echo\n  shel: echo\n"),
-        "`wf/test.yml`:2:3: unknown key `shel` in a step; did you mean `shell`?"
+        warns("- shell: echo\n  shel: echo\n"),
+        ["`wf/test.yml`:2:3: unknown key `shel` in a step (did you mean `shell`?); it is ignored"]
     );
     assert_eq!(
-        err("name: a\ncommands:\n  - shell: a\nstep: 1\n"),
-        "`wf/test.yml`:4:1: unknown key `step` in the workflow; expected one of: name, mode, \
-         commands, env, merge"
+        warns("name: a\ncommands:\n  - shell: a\nstepz: 1\n"),
+        ["`wf/test.yml`:4:1: unknown key `stepz` in the workflow (did you mean `steps`?); it is \
+          ignored"]
     );
     assert_eq!(
-        err(
+        warns("name: a\ncommands:\n  - shell: a\nzzz: 1\n"),
+        ["`wf/test.yml`:4:1: unknown key `zzz` in the workflow; it is ignored"]
+    );
+    assert_eq!(
+        warns(
             "mode: mapreduce\nmap:\n  input: x\n  agent_template: [{shell: a}]\n  max_paralel: 3\n"
         ),
-        "`wf/test.yml`:5:3: unknown key `max_paralel` in `map`; did you mean `max_parallel`?"
+        ["`wf/test.yml`:5:3: unknown key `max_paralel` in `map` (did you mean `max_parallel`?); \
+          it is ignored"]
     );
     assert_eq!(
-        err(
+        warns(
             "mode: mapreduce\nmap:\n  input: x\n  agent_template: [{shell: a}]\nerror_policy:\n  \
              max_failure: 3\n"
         ),
-        "`wf/test.yml`:6:3: unknown key `max_failure` in `error_policy`; did you mean \
-         `max_failures`?"
+        [
+            "`wf/test.yml`:6:3: unknown key `max_failure` in `error_policy` (did you mean \
+          `max_failures`?); it is ignored"
+        ]
     );
     assert_eq!(
-        err("- shell: a\n  on_failure: {shell: b, max_attempt: 2}\n"),
-        "`wf/test.yml`:2:26: unknown key `max_attempt` in `on_failure`; did you mean `max_attempts`?"
-    );
-    assert_eq!(
-        err("- shell: a\n  on_failure: {shell: b, commands: [x]}\n"),
-        "`wf/test.yml`:2:26: `commands` in `on_failure` is not supported by prodigy run"
+        warns("- shell: a\n  on_failure: {shell: b, max_attempt: 2}\n"),
+        [
+            "`wf/test.yml`:2:26: unknown key `max_attempt` in `on_failure` (did you mean \
+          `max_attempts`?); it is ignored"
+        ]
     );
 }
 
 #[test]
-fn keys_prodigy_run_does_not_run_are_errors_naming_the_key() {
-    for key in [
-        "foreach",
-        "validate",
-        "goal_seek",
-        "write_file",
-        "when",
-        "on_success",
-        "analyze",
-    ] {
-        let text = format!("name: x\ncommands:\n  - shell: make\n    {key}: something\n");
-        assert_eq!(
-            err(&text),
-            format!("`wf/test.yml`:4:5: `{key}` in a step is not supported by prodigy run"),
-        );
-    }
-    // A step that is only `foreach` names the key, not "needs shell or claude".
+fn keys_prodigy_run_does_not_run_yet_parse_and_are_listed_as_features() {
+    let wf = p(concat!(
+        "name: x\ncommands:\n  - shell: make\n    when: \"${a} == 1\"\n",
+        "    on_success: {shell: ok}\n",
+        "  - foreach: {foreach: [a, b], do: [{shell: \"echo ${item}\"}]}\n"
+    ))
+    .unwrap();
+    let names: Vec<(&str, usize, usize)> = wf
+        .features
+        .iter()
+        .map(|(f, l, c)| (f.as_str(), *l, *c))
+        .collect();
     assert_eq!(
-        err("- foreach: [a, b]\n"),
-        "`wf/test.yml`:1:3: `foreach` in a step is not supported by prodigy run"
+        names,
+        [("when", 4, 5), ("on_success", 5, 5), ("foreach", 6, 5)]
     );
     assert_eq!(
-        err("mode: mapreduce\nsecrets: {A: b}\nmap: {input: x, agent_template: [{shell: a}]}\n"),
-        "`wf/test.yml`:2:1: `secrets` in a MapReduce workflow is not supported by prodigy run"
-    );
-    assert_eq!(
-        err("mode: mapreduce\nmap: {input: x, distinct: true, agent_template: [{shell: a}]}\n"),
-        "`wf/test.yml`:2:17: `distinct` in `map` is not supported by prodigy run"
-    );
-    assert_eq!(
-        err(
-            "mode: mapreduce\nsetup:\n  commands: [{shell: a}]\n  capture_outputs: {X: 0}\n\
-             map: {input: x, agent_template: [{shell: a}]}\n"
-        ),
-        "`wf/test.yml`:4:3: `capture_outputs` in `setup` is not supported by prodigy run"
+        err("mode: mapreduce\nsecrets: {A: 1}\nmap: {input: x, agent_template: [{shell: a}]}\n"),
+        "`wf/test.yml`:2:14: `secrets.A` must be the name of an environment variable or \
+         `{provider: env|file, key}`, found `1`"
     );
 }
 
@@ -485,7 +476,8 @@ fn wrong_types_show_the_value_position() {
     );
     assert_eq!(
         err("env:\n  A: [x]\ncommands: [{shell: a}]\n"),
-        "`wf/test.yml`:2:3: `env.A` must be a string, number or boolean, found a list"
+        "`wf/test.yml`:2:3: `env.A` must be a string, number, boolean or a map (`{secret: true, \
+         value}`, `{command}`, `{condition, when_true, when_false}`), found a list"
     );
     assert_eq!(
         err("name: [a]\ncommands: [{shell: a}]\n"),
@@ -497,7 +489,8 @@ fn wrong_types_show_the_value_position() {
 fn steps_need_exactly_one_command() {
     assert_eq!(
         err("- commit_required: true\n"),
-        "`wf/test.yml`:1:3: a step needs `shell:` or `claude:`"
+        "`wf/test.yml`:1:3: a step needs an action: `shell:`, `claude:`, `write_file:` or \
+         `foreach:` (or a legacy `name:`)"
     );
     assert_eq!(
         err("- shell: a\n  claude: /b\n"),
@@ -514,7 +507,7 @@ fn steps_need_exactly_one_command() {
     );
     assert_eq!(
         err("- shell: a\n  on_failure: {max_attempts: 2}\n"),
-        "`wf/test.yml`:2:16: `on_failure` needs `shell:` or `claude:`"
+        "`wf/test.yml`:2:3: `on_failure` needs `shell:`, `claude:` or `commands:`"
     );
 }
 
@@ -599,9 +592,11 @@ fn mapreduce_required_parts() {
 #[test]
 fn mapreduce_keys_in_a_standard_workflow_say_add_mode() {
     assert_eq!(
-        err("name: a\nmap:\n  input: x\ncommands: [{shell: a}]\n"),
-        "`wf/test.yml`:2:1: `map` belongs to MapReduce workflows; add `mode: mapreduce` at top \
-         level"
+        warns("name: a\nmap:\n  input: x\ncommands: [{shell: a}]\n"),
+        [
+            "`wf/test.yml`:2:1: `map` belongs to MapReduce workflows and is ignored here; add \
+          `mode: mapreduce` at top level"
+        ]
     );
     assert_eq!(
         err("name: a\n"),

@@ -13,4 +13,5 @@ mod resume;
 mod run;
 mod safety;
 mod sessions;
+mod validate;
 mod worktree;

@@ -711,15 +711,25 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("invalid.yml", "- shell: [unclosed\n", "invalid.yml`:"),
         (
-            "unknown.yml",
-            "- shell: echo\n  comit_required: true\n",
-            "comit_required",
+            "foreach.yml",
+            "- foreach:\n    foreach: [a]\n    do: [{shell: echo}]\n",
+            "foreach.yml`:1:3: `foreach` is not run by this version of prodigy run yet; \
+             `prodigy validate` and `--dry-run` accept it",
         ),
-        ("foreach.yml", "- foreach:\n    foreach: [a]\n", "foreach"),
+        (
+            "when.yml",
+            "- shell: echo\n  when: \"true\"\n",
+            "when.yml`:2:3: `when` is not run by this version of prodigy run yet",
+        ),
         (
             "noinput.yml",
             "name: x\nmode: mapreduce\nmap:\n  agent_template:\n    - shell: echo\n",
             "input",
+        ),
+        (
+            "analyze.yml",
+            "- analyze: {max_cache_age: 1}\n",
+            "analyze.yml`:1:3: `analyze` was removed from Prodigy",
         ),
     ];
     for (file, text, needle) in cases {
@@ -731,9 +741,36 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
         assert!(o.stderr.contains(needle), "{file}: {o:?}");
         assert_eq!(o.stderr.lines().count(), 1, "{file}: {o:?}");
     }
+    // Every problem of a file is reported, one line each.
+    let wf = r.write_workflow(
+        "two.yml",
+        "- shell: a\n  timeout: soon\n- commit_required: true\n",
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{o:?}");
+    assert!(lines[0].starts_with("prodigy: `") && lines[0].contains("two.yml`:2:12: `timeout`"));
+    assert!(
+        lines[1].contains("two.yml`:3:3: a step needs an action"),
+        "{o:?}"
+    );
     // Nothing was written for any of them.
     assert!(!r.env.exists("sessions"));
     assert!(!r.env.exists("worktrees"));
+    // An unknown key is a warning naming file, line and column, and the run goes on.
+    let wf = r.write_workflow("unknown.yml", "- shell: echo\n  comit_required: true\n");
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("prodigy: warning: `")
+            && o.stderr.contains(
+                "unknown.yml`:2:3: unknown key `comit_required` in a step (did you mean \
+             `commit_required`?); it is ignored"
+            ),
+        "{o:?}"
+    );
+    assert_eq!(r.only_session()["status"], "Completed");
 }
 
 #[test]
@@ -857,7 +894,9 @@ fn control_characters_from_workflow_files_never_reach_the_terminal() {
         ),
         (
             "key.yml".into(),
-            format!("- shell: echo\n  \"bad{yaml_escaped}key\": 1\n"),
+            // An unknown key is a warning (quoted, escaped); the failing step makes the run
+            // exit non-zero like the other cases.
+            format!("- shell: exit 3\n  \"bad{yaml_escaped}key\": 1\n"),
             vec!["-y"],
         ),
         (
