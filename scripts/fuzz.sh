@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2; }
 shift $(($# > 0 ? 1 : 0))
-all_targets=(checkpoint event_line jsonl dlq records duration workflow)
+all_targets=(checkpoint event_line jsonl dlq records duration workflow expr)
 targets=("${@:-${all_targets[@]}}")
 
 # cargo fuzz needs nightly (sanitizer flags); use the default toolchain if it is nightly.

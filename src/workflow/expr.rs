@@ -154,7 +154,11 @@ pub fn compile_field(text: &str) -> Result<Vec<PathSeg>, ExprError> {
         [(_, Tok::Word(w))] if keyword(w).is_none() && literal_word(w).is_none() => {
             parse_path(w).map_err(|(o, m)| err(text, o, m))
         }
-        [] => Err(err(text, 0, "expected a field (e.g. `priority`, `item.meta.size`)".into())),
+        [] => Err(err(
+            text,
+            0,
+            "expected a field (e.g. `priority`, `item.meta.size`)".into(),
+        )),
         [(at, t), ..] => Err(err(
             text,
             *at,
@@ -383,9 +387,7 @@ fn numeric(s: &str) -> Option<f64> {
     let t = s.trim();
     let b = t.as_bytes();
     let digits = b.iter().any(u8::is_ascii_digit);
-    let shape = b
-        .iter()
-        .all(|c| c.is_ascii_digit() || b"+-.eE".contains(c));
+    let shape = b.iter().all(|c| c.is_ascii_digit() || b"+-.eE".contains(c));
     if !digits || !shape || t.starts_with('+') {
         return None;
     }
@@ -506,10 +508,7 @@ fn op_text(op: Cmp) -> &'static str {
 
 fn err(text: &str, offset: usize, message: String) -> ExprError {
     let offset = offset.min(text.len());
-    let column = text
-        .get(..offset)
-        .map_or(offset, |s| s.chars().count())
-        + 1;
+    let column = text.get(..offset).map_or(offset, |s| s.chars().count()) + 1;
     ExprError {
         offset,
         column,
@@ -591,9 +590,11 @@ impl<'t> Lexer<'t> {
     fn next(&mut self) -> Result<Option<(usize, Tok)>, ExprError> {
         let s = self.text;
         let b = s.as_bytes();
-        while self.i < b.len() && (b[self.i] as char).is_ascii_whitespace() {
-            self.i += 1;
-        }
+        // Any Unicode blank separates tokens (a `\x0b` too: the `when` form ends words at
+        // every blank, so both must agree or an empty word would never advance).
+        self.i = s[self.i..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(s.len(), |e| self.i + e);
         let start = self.i;
         let Some(c) = s[start..].chars().next() else {
             return Ok(None);
@@ -636,6 +637,13 @@ impl<'t> Lexer<'t> {
         }
         if self.when {
             let end = s[start..].find(ends_word).map_or(s.len(), |e| start + e);
+            if end == start {
+                // Unreachable while blanks are skipped above; never loop on an empty word.
+                return Err(self.fail(
+                    start,
+                    format!("unexpected `{}`", printable_cut(&c.to_string(), 1)),
+                ));
+            }
             let end = self.indexes(start, end);
             let w = &s[start..end];
             self.i = end;
@@ -653,10 +661,7 @@ impl<'t> Lexer<'t> {
             // `1e-3` keeps its sign; `1-2` is not a number.
             let w = &s[start..end];
             let n = number(w).ok_or_else(|| {
-                self.fail(
-                    start,
-                    format!("`{}` is not a number", printable_cut(w, 40)),
-                )
+                self.fail(start, format!("`{}` is not a number", printable_cut(w, 40)))
             })?;
             self.i = end;
             return Ok(Some((start, Tok::Num(n))));
@@ -745,10 +750,7 @@ impl<'t> Lexer<'t> {
                 c => out.push(c),
             }
         }
-        Err(self.fail(
-            start,
-            format!("unterminated string; add the closing `{q}`"),
-        ))
+        Err(self.fail(start, format!("unterminated string; add the closing `{q}`")))
     }
 }
 
@@ -1247,13 +1249,12 @@ impl<'t> Parser<'t> {
         };
         let got = args.len() + usize::from(regex.is_some());
         if got != want {
-            return Err(self.fail(
-                at,
-                format!("`{f}` takes {want} argument(s), found {got}"),
-            ));
+            return Err(self.fail(at, format!("`{f}` takes {want} argument(s), found {got}")));
         }
         let mut args = args.into_iter().map(Box::new);
-        let a = args.next().unwrap_or_else(|| Box::new(Node::Lit(Value::Null)));
+        let a = args
+            .next()
+            .unwrap_or_else(|| Box::new(Node::Lit(Value::Null)));
         let b = args.next();
         Ok(match (f, regex, b) {
             ("matches", Some(re), _) => Node::Matches(a, re),

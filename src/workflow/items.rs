@@ -553,7 +553,10 @@ mod tests {
         assert_eq!(pick("id == 2.0"), [2]);
         assert_eq!(pick("id > -1 && id < 1e1"), [1, 2, 3]);
         assert_eq!(pick("a || b && c"), Vec::<i64>::new());
-        assert_eq!(pick("file matches '^[ab]\\.rs$' AND id in [1, 2, 9]"), [1, 2]);
+        assert_eq!(
+            pick("file matches '^[ab]\\.rs$' AND id in [1, 2, 9]"),
+            [1, 2]
+        );
     }
 
     #[test]

@@ -944,7 +944,11 @@ map:
     let o = r.run(&wf, &["-y", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
     let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
-    assert_eq!((v["total"].as_u64(), v["failed"].as_u64()), (Some(2), Some(0)), "{v}");
+    assert_eq!(
+        (v["total"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
     let job = v["job_id"].as_str().unwrap().to_string();
     let mut outs: Vec<String> = fs::read_dir(&r.repo)
         .unwrap()
@@ -968,7 +972,9 @@ map:
 /// A filter that does not compile is refused before anything runs, with its column.
 #[test]
 fn a_bad_map_filter_is_refused_with_file_line_and_column() {
-    let Some(r) = setup("run-filter-bad") else { return };
+    let Some(r) = setup("run-filter-bad") else {
+        return;
+    };
     let wf = r.write_workflow(
         "bad.yml",
         "name: b\nmode: mapreduce\nmap:\n  input: items.json\n  filter: \"path matches '(a' && x\"\n  agent_template:\n    - shell: exit 1\n",

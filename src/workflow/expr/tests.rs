@@ -157,7 +157,10 @@ fn in_lists() {
     assert!(t("flag in [true]"));
     assert!(t("prio not in [1, 2]"));
     assert!(!t("prio NOT IN [5]"));
-    assert!(t("count in [10]"), "a numeric string is in a list of numbers");
+    assert!(
+        t("count in [10]"),
+        "a numeric string is in a list of numbers"
+    );
 }
 
 #[test]
@@ -173,7 +176,10 @@ fn string_operators_and_functions() {
     assert!(t("contains(name, 'main')"));
     assert!(t("starts_with(item.name, 'src')"));
     assert!(t("ends_with(name, \".rs\")"));
-    assert!(t("prio starts_with '5'"), "numbers are matched by their text");
+    assert!(
+        t("prio starts_with '5'"),
+        "numbers are matched by their text"
+    );
     assert!(!t("none contains ''") && !t("missing starts_with ''"));
     assert!(!t("meta contains 'size'"));
 }
@@ -241,7 +247,10 @@ fn fields_paths_and_the_item_prefix() {
     assert!(t("list[1].k == 2"));
     assert!(t("item.list[0]['k'] == 1"));
     assert!(t("meta['a b'] == 1"));
-    assert!(t("item.and == 'kw'"), "a field named like a keyword takes `item.`");
+    assert!(
+        t("item.and == 'kw'"),
+        "a field named like a keyword takes `item.`"
+    );
     assert!(t("tags[9] == null"));
     assert!(t("meta.size.deeper == null"));
     assert!(t("item.item == null"));
@@ -335,10 +344,7 @@ fn errors_name_the_column_and_say_what_is_wrong() {
         ("1.2.3 == 1", "column 1: `1.2.3` is not a number"),
         ("01 == 1", "column 1: `01` is not a number"),
         ("x == 1e999", "column 6: `1e999` is not a number"),
-        (
-            "x in 1",
-            "column 6: expected `[` after `in`, found `1`",
-        ),
+        ("x in 1", "column 6: expected `[` after `in`, found `1`"),
         (
             "x in [1 2]",
             "column 9: expected `,` or `]` in the list, found `2`",
@@ -352,10 +358,7 @@ fn errors_name_the_column_and_say_what_is_wrong() {
             "x matches y",
             "column 11: expected a quoted regex after `matches`, found `y`",
         ),
-        (
-            "x is 1",
-            "column 6: expected `null` after `is`, found `1`",
-        ),
+        ("x is 1", "column 6: expected `null` after `is`, found `1`"),
         (
             "x is not true",
             "column 10: expected `null` after `is not`, found `true`",
@@ -418,7 +421,9 @@ fn bad_regexes_are_positioned_one_line_errors() {
     assert!(e(&deep).starts_with("column 11: invalid regex"));
     // More than MAX_REGEXES patterns.
     let many = vec!["x matches 'a'"; MAX_REGEXES + 1].join(" || ");
-    assert!(e(&many).ends_with(&format!("more than {MAX_REGEXES} regexes in one expression")));
+    assert!(e(&many).ends_with(&format!(
+        "more than {MAX_REGEXES} regexes in one expression"
+    )));
     // A control character in the pattern is escaped in the message.
     let m = e("x matches '(\u{1b}[31m'");
     assert!(m.contains("`(\\u{1b}[31m`"), "{m}");
@@ -427,7 +432,11 @@ fn bad_regexes_are_positioned_one_line_errors() {
 
 #[test]
 fn nesting_is_bounded_at_compile_time() {
-    let ok = format!("{}flag{}", "(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
+    let ok = format!(
+        "{}flag{}",
+        "(".repeat(MAX_DEPTH - 1),
+        ")".repeat(MAX_DEPTH - 1)
+    );
     assert!(t(&ok));
     let deep = format!("{}flag{}", "(".repeat(100_000), ")".repeat(100_000));
     assert!(deep.len() > MAX_LEN);
@@ -516,10 +525,22 @@ fn when_text_after_interpolation() {
 #[test]
 fn when_text_errors_are_positioned() {
     for (text, want) in [
-        ("a b == c", "column 3: unexpected `b` after a complete expression; expected `&&`, `||` or the end"),
-        ("x == ", "column 6: expression ends too early; expected a value"),
-        ("'unterminated", "column 1: unterminated string; add the closing `'`"),
-        ("a == == b", "column 6: expected a field, a literal, `!` or `(`, found `==`"),
+        (
+            "a b == c",
+            "column 3: unexpected `b` after a complete expression; expected `&&`, `||` or the end",
+        ),
+        (
+            "x == ",
+            "column 6: expression ends too early; expected a value",
+        ),
+        (
+            "'unterminated",
+            "column 1: unterminated string; add the closing `'`",
+        ),
+        (
+            "a == == b",
+            "column 6: expected a field, a literal, `!` or `(`, found `==`",
+        ),
     ] {
         assert_eq!(eval_when(text).unwrap_err().to_string(), want, "{text}");
     }
@@ -532,7 +553,10 @@ fn when_words_resolve_through_the_resolver_first() {
         "tests.exit_code" => Some(json!(1)),
         _ => None,
     };
-    assert!(!e.eval(&r), "`branch` and `main` are unknown: their own text, unequal");
+    assert!(
+        !e.eval(&r),
+        "`branch` and `main` are unknown: their own text, unequal"
+    );
     let r2 = |p: &[PathSeg]| match path_text(p).as_str() {
         "tests.exit_code" => Some(json!(1)),
         "branch" => Some(json!("main")),
@@ -549,8 +573,7 @@ fn real_prodigy_workflow_shapes() {
     assert!(!f.matches_item(&json!({"path": "src/a.py", "has_issues": true})));
     assert!(!f.matches_item(&json!({"path": "src/a.rs", "has_issues": false})));
     // workflows/debtmap-reduce.yml
-    let f =
-        compile("File.score >= 10 OR Function.unified_score.final_score >= 10").unwrap();
+    let f = compile("File.score >= 10 OR Function.unified_score.final_score >= 10").unwrap();
     assert!(f.matches_item(&json!({"File": {"score": 10}})));
     assert!(f.matches_item(&json!({"Function": {"unified_score": {"final_score": 12.5}}})));
     assert!(!f.matches_item(&json!({"File": {"score": 9.9}})));
@@ -597,4 +620,16 @@ fn evaluation_of_odd_values_does_not_panic() {
             e.matches_item(v);
         }
     }
+}
+
+#[test]
+fn unicode_blanks_separate_tokens_in_both_forms() {
+    // Found by fuzzing: a vertical tab ended a `when` word but was not skipped as a blank, so
+    // the lexer produced empty words forever.
+    assert!(eval_when("a\u{b}==\u{a0}a").unwrap());
+    assert!(t("prio\u{b}==\u{2003}5"));
+    assert_eq!(
+        eval_when("tr2tru,`u\u{b}").unwrap_err().to_string(),
+        "column 7: unexpected `,` after a complete expression; expected `&&`, `||` or the end"
+    );
 }
