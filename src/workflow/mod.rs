@@ -1,5 +1,6 @@
 //! The workflow file format (run.md §2): YAML text into typed [`Workflow`] values, plus
-//! `${…}` interpolation ([`vars`]) and work-item extraction ([`items`]).
+//! `${…}` interpolation ([`vars`]), work-item extraction ([`items`]) and the expression language
+//! of `when:` and `map.filter` ([`expr`]).
 //!
 //! Owns what a workflow file may say and every message about a file that says something else
 //! (each one `` `{path}`:{line}:{col}: … ``, exit 2). It must not run anything, read or write
