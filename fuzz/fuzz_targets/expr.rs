@@ -36,12 +36,20 @@ fuzz_target!(|data: &[u8]| {
         json!([0, "", false, {}]),
     ];
     let when = mode & 1 == 1;
-    let compiled = if when { compile_when(text) } else { compile(text) };
+    let compiled = if when {
+        compile_when(text)
+    } else {
+        compile(text)
+    };
     match compiled {
         Ok(e) => {
             let results: Vec<bool> = items.iter().map(|v| e.matches_item(v)).collect();
             for neg in [format!("!({text})"), format!("NOT ({text})")] {
-                let c = if when { compile_when(&neg) } else { compile(&neg) };
+                let c = if when {
+                    compile_when(&neg)
+                } else {
+                    compile(&neg)
+                };
                 if let Ok(n) = c {
                     for (item, r) in items.iter().zip(&results) {
                         assert_eq!(n.matches_item(item), !r, "{neg} on {item}");
