@@ -497,6 +497,10 @@ impl Run<'_, '_> {
         t.removed_count.0.items += rep.removed_count.0.items;
         t.removed_count.0.bytes += rep.removed_count.0.bytes;
         t.removed_count.1 += rep.removed_count.1;
+        t.compressed.append(&mut rep.compressed);
+        t.compressed_count.0.items += rep.compressed_count.0.items;
+        t.compressed_count.0.bytes += rep.compressed_count.0.bytes;
+        t.compressed_count.1 += rep.compressed_count.1;
         for e in rep.removed.iter() {
             t.removed.push(e);
         }

@@ -147,6 +147,12 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "quota: also remove unprotected items, oldest first",
     ),
     flag(
+        "compress-after",
+        None,
+        Some("DURATION"),
+        "gzip event and log files idle this long (NAME.gz)",
+    ),
+    flag(
         "repo",
         None,
         Some("NAME"),
@@ -619,6 +625,8 @@ pub struct CleanArgs {
     pub retention: Vec<(StorageType, u64)>,
     /// `--max-size SIZE`, bytes.
     pub max_size: Option<u64>,
+    /// `--compress-after DURATION`, seconds.
+    pub compress_after: Option<u64>,
     /// Repository scope.
     pub scope: ScopeArg,
     /// `-n/--dry-run`.
@@ -859,6 +867,13 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
                 a.retention.push(
                     crate::clean::retention::parse_flag(&v)
                         .map_err(|e| Error::usage(format!("--retention: {e}")))?,
+                );
+            }
+            "compress-after" => {
+                let v = p.value().map_err(usage)?;
+                a.compress_after = Some(
+                    parse_duration(&v.to_string_lossy())
+                        .map_err(|e| Error::usage(format!("--compress-after: {e}")))?,
                 );
             }
             "max-size" => {
