@@ -708,28 +708,6 @@ fn compress_name(ty: StorageType, name: &OsStr) -> bool {
     }
 }
 
-/// Test hook: `PRODIGY_TEST_KILL_COMPRESS=STEP[:N]` kills the process (SIGKILL) at the Nth
-/// (default first) compression step named STEP (`created-temp`, `written`, `renamed`,
-/// `unlinked`, `removed-earlier-gz`, `removed-temp`), for the crash tests.
-fn kill_hook() -> impl FnMut(&str) {
-    let want = std::env::var("PRODIGY_TEST_KILL_COMPRESS").ok();
-    let mut seen = 0u64;
-    move |step: &str| {
-        let Some(w) = &want else { return };
-        let (name, n) = w.split_once(':').unwrap_or((w.as_str(), "1"));
-        if name == step {
-            seen += 1;
-            if n.parse::<u64>().ok() == Some(seen) {
-                #[cfg(unix)]
-                // SAFETY: raising a signal at ourselves.
-                unsafe {
-                    libc::raise(libc::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
 /// Compress the old files of every item the plan left `TooNew` whose files may be compressed
 /// (`Engine::compressible`), each after the item's deletion-time re-check and under its owner's
 /// resume locks (safety R5), fd-relative through `store::gz`. Leftover temp files of an
@@ -750,7 +728,7 @@ fn compress_items(
     };
     let cutoff = eng.now.saturating_sub(i64::try_from(after).unwrap_or(i64::MAX));
     let real = mode == Mode::Real;
-    let mut hook = kill_hook();
+    let mut hook = |_: &str| {};
     for i in 0..plan.len() {
         if !eng.compressible(i, plan) {
             continue;
@@ -797,10 +775,7 @@ fn compress_items(
             if crate::store::gz::is_leftover(n) {
                 if real {
                     match dir.unlink(n) {
-                        Ok(()) => {
-                            changed = true;
-                            hook("removed-temp");
-                        }
+                        Ok(()) => changed = true,
                         Err(e) => rep.warnings.push(format!(
                             "{path}: cannot remove a leftover temp file: {}",
                             crate::error::describe_io(&e)

@@ -446,6 +446,11 @@ impl Run<'_, '_> {
         let plan = eng.plan();
         let real = self.mode == Mode::Real
             && (plan.contains(&Decision::Remove)
+                || (self.opts.compress_after.is_some()
+                    && plan.iter().zip(&eng.inv.items).any(|(d, it)| {
+                        *d == Decision::TooNew
+                            && matches!(it.ty, StorageType::Events | StorageType::Logs)
+                    }))
                 || (role == Role::Core
                     && (trash_pending(self.root) > 0
                         || stale_git_records(&eng) > 0
