@@ -167,6 +167,19 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
     );
     assert_eq!(env.run(&["events", "ls", "--json"]).stdout, ls.stdout);
 
+    // stats reports both sizes: on disk, and uncompressed from each gzip trailer.
+    let (o, st) = env.json(&["stats", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let plain = (event_text("mapreduce-1", 300).len() + "step output\n".repeat(500).len()) as u64;
+    assert_eq!(st["compressed"]["files"], 2, "{st}");
+    assert_eq!(st["compressed"]["uncompressed_bytes"], plain, "{st}");
+    assert!(st["compressed"]["bytes"].as_u64().unwrap() > 0, "{st}");
+    let o = env.run(&["stats"]);
+    assert!(
+        o.stdout.contains("Compressed event and log files: 2, "),
+        "{o:?}"
+    );
+
     // The audit log names each compression.
     let audit = fs::read_to_string(env.p("clean-audit.jsonl")).unwrap();
     assert_eq!(audit.matches(r#""action":"compress""#).count(), 2, "{audit}");
