@@ -121,6 +121,13 @@ pub fn decoder<R: Read>(r: R) -> impl BufRead {
     BufReader::with_capacity(BUF, Corrupt(MultiGzDecoder::new(BufReader::new(r))))
 }
 
+/// `data` compressed as one gzip member (what [`compress`] writes), in memory.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).expect("writing to a Vec cannot fail");
+    e.finish().expect("writing to a Vec cannot fail")
+}
+
 /// Open child `name` of `d` (no symlink followed, regular files only: [`Dir::open_file`]) for
 /// reading; a `.gz` name is decompressed while read.
 pub fn open_read(d: &Dir, name: &OsStr) -> io::Result<Reader> {
