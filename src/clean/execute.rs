@@ -726,7 +726,9 @@ fn compress_items(
     let Some(after) = eng.opts.compress_after else {
         return;
     };
-    let cutoff = eng.now.saturating_sub(i64::try_from(after).unwrap_or(i64::MAX));
+    let cutoff = eng
+        .now
+        .saturating_sub(i64::try_from(after).unwrap_or(i64::MAX));
     let real = mode == Mode::Real;
     let mut hook = |_: &str| {};
     for i in 0..plan.len() {

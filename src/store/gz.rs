@@ -235,7 +235,8 @@ pub fn compress(
             // A kill between the rename and the unlink: the original is authoritative.
             match same_content(d, &gz, name) {
                 Ok(true) if real => {
-                    d.unlink(&gz).map_err(|e| io("remove the earlier copy", e))?;
+                    d.unlink(&gz)
+                        .map_err(|e| io("remove the earlier copy", e))?;
                     d.sync().map_err(|e| io("sync the directory", e))?;
                     hook("removed-earlier-gz");
                 }
@@ -268,10 +269,15 @@ pub fn compress(
         });
     }
     let tmp = crate::store::atomic::temp_name(&gz);
-    let file = d.create_new(&tmp).map_err(|e| io("create a temp file", e))?;
+    let file = d
+        .create_new(&tmp)
+        .map_err(|e| io("create a temp file", e))?;
     hook("created-temp");
     let written = (|| -> io::Result<File> {
-        let mut enc = GzEncoder::new(io::BufWriter::with_capacity(BUF, file), Compression::default());
+        let mut enc = GzEncoder::new(
+            io::BufWriter::with_capacity(BUF, file),
+            Compression::default(),
+        );
         io::copy(&mut src, &mut enc)?;
         let f = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
         f.set_modified(mtime_of(&m0))?;
@@ -313,7 +319,8 @@ fn mtime_of(m: &Meta) -> std::time::SystemTime {
     if m.mtime_secs >= 0 {
         UNIX_EPOCH + Duration::new(m.mtime_secs as u64, m.mtime_nanos)
     } else {
-        UNIX_EPOCH - Duration::from_secs(m.mtime_secs.unsigned_abs()) + Duration::from_nanos(u64::from(m.mtime_nanos))
+        UNIX_EPOCH - Duration::from_secs(m.mtime_secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(m.mtime_nanos))
     }
 }
 
@@ -357,16 +364,24 @@ mod tests {
         let m0 = d.stat(OsStr::new("e.jsonl")).unwrap();
         // A dry run changes nothing.
         let dry = compress(&d, OsStr::new("e.jsonl"), false, &mut |_| {}).unwrap();
-        assert!(matches!(dry, Outcome::Done { after, .. } if after > 0 && after < body.len() as u64));
+        assert!(
+            matches!(dry, Outcome::Done { after, .. } if after > 0 && after < body.len() as u64)
+        );
         assert!(p.join("e.jsonl").exists() && !p.join("e.jsonl.gz").exists());
         let mut steps = Vec::new();
-        let out = compress(&d, OsStr::new("e.jsonl"), true, &mut |s| steps.push(s.to_string())).unwrap();
+        let out = compress(&d, OsStr::new("e.jsonl"), true, &mut |s| {
+            steps.push(s.to_string())
+        })
+        .unwrap();
         assert!(matches!(out, Outcome::Done { .. }), "{out:?}");
         assert_eq!(steps, ["created-temp", "written", "renamed", "unlinked"]);
         assert!(!p.join("e.jsonl").exists());
         assert_eq!(read_all(&d, "e.jsonl.gz").unwrap(), body);
         let m1 = d.stat(OsStr::new("e.jsonl.gz")).unwrap();
-        assert_eq!((m1.mtime_secs, m1.mtime_nanos), (m0.mtime_secs, m0.mtime_nanos));
+        assert_eq!(
+            (m1.mtime_secs, m1.mtime_nanos),
+            (m0.mtime_secs, m0.mtime_nanos)
+        );
         assert_eq!(
             trailer_size(&d, OsStr::new("e.jsonl.gz")),
             Some(body.len() as u64)
@@ -412,7 +427,10 @@ mod tests {
         for n in ["t.gz", "c.gz", "n.gz"] {
             let e = read_all(&d, n).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{n}: {e}");
-            assert!(e.to_string().contains("corrupt or truncated gzip"), "{n}: {e}");
+            assert!(
+                e.to_string().contains("corrupt or truncated gzip"),
+                "{n}: {e}"
+            );
         }
         std::fs::remove_dir_all(&p).unwrap();
     }

@@ -42,9 +42,14 @@ pub fn prodigy_bin() -> PathBuf {
 /// `PRODIGY_IT_COMPRESS_AFTER=0s cargo test --test cli safety::`).
 pub fn with_compress<'a>(args: &[&'a str]) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    if let Some(d) = std::env::var("PRODIGY_IT_COMPRESS_AFTER").ok().filter(|d| !d.is_empty()) {
+    if let Some(d) = std::env::var("PRODIGY_IT_COMPRESS_AFTER")
+        .ok()
+        .filter(|d| !d.is_empty())
+    {
         if args.first() == Some(&"clean")
-            && ![&"--help", &"-h", &"--compress-after"].iter().any(|f| args.contains(f))
+            && ![&"--help", &"-h", &"--compress-after"]
+                .iter()
+                .any(|f| args.contains(f))
         {
             v.push("--compress-after".into());
             v.push(d);

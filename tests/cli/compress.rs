@@ -80,7 +80,15 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
     let me = std::process::id();
     // Completed: its files may be compressed. Active (a live owner) and resumable (a
     // checkpoint): never.
-    owned_session(&env, "s-done", "Completed", r#"{"x":1}"#, "[]", "mapreduce-1", 3);
+    owned_session(
+        &env,
+        "s-done",
+        "Completed",
+        r#"{"x":1}"#,
+        "[]",
+        "mapreduce-1",
+        3,
+    );
     owned_session(
         &env,
         "s-live",
@@ -93,13 +101,24 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
         "mapreduce-2",
         3,
     );
-    owned_session(&env, "s-res", "Failed", r#"{"x":1}"#, r#"[{"n":1}]"#, "mapreduce-3", 3);
+    owned_session(
+        &env,
+        "s-res",
+        "Failed",
+        r#"{"x":1}"#,
+        r#"[{"n":1}]"#,
+        "mapreduce-3",
+        3,
+    );
     for job in ["mapreduce-1", "mapreduce-2", "mapreduce-3"] {
         env.write(
             &format!("events/webapp/{job}/events-20250101000000.jsonl"),
             &event_text(job, 300),
         );
-        env.write(&format!("logs/webapp/{job}/steps.log"), &"step output\n".repeat(500));
+        env.write(
+            &format!("logs/webapp/{job}/steps.log"),
+            &"step output\n".repeat(500),
+        );
         env.write(&format!("logs/webapp/{job}/empty.log"), "");
         age_tree(&env.p(&format!("events/webapp/{job}")), 3 * DAY);
         age_tree(&env.p(&format!("logs/webapp/{job}")), 3 * DAY);
@@ -130,7 +149,10 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
     ];
     assert_eq!(paths(&dry), want, "{dry}");
     assert_eq!(dry["compress_after_seconds"], 86_400);
-    assert!(dry["compressed"]["saved_bytes"].as_u64().unwrap() > 0, "{dry}");
+    assert!(
+        dry["compressed"]["saved_bytes"].as_u64().unwrap() > 0,
+        "{dry}"
+    );
     assert_eq!(env.snapshot(), before);
     let o = env.run(&["clean", "--compress-after", "1d", "--dry-run"]);
     assert!(o.stdout.contains("Would compress: 2 files"), "{o:?}");
@@ -182,7 +204,11 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
 
     // The audit log names each compression.
     let audit = fs::read_to_string(env.p("clean-audit.jsonl")).unwrap();
-    assert_eq!(audit.matches(r#""action":"compress""#).count(), 2, "{audit}");
+    assert_eq!(
+        audit.matches(r#""action":"compress""#).count(),
+        2,
+        "{audit}"
+    );
 
     // A second run has nothing to do.
     let (o, again) = env.json(&["clean", "--compress-after", "1d", "--force", "--json"]);
@@ -191,16 +217,39 @@ fn compressed_events_show_the_same_and_protected_sessions_are_never_compressed()
     assert_eq!(env.snapshot(), after);
 
     // Retention applies to the compressed file by the same age (3 days).
-    let (_, v) = env.json(&["clean", "--events", "--older-than", "4d", "--dry-run", "--json"]);
-    assert!(!removed_paths(&v).contains(&"events/webapp/mapreduce-1".to_string()), "{v}");
-    let (_, v) = env.json(&["clean", "--events", "--older-than", "2d", "--dry-run", "--json"]);
-    assert!(removed_paths(&v).contains(&"events/webapp/mapreduce-1".to_string()), "{v}");
+    let (_, v) = env.json(&[
+        "clean",
+        "--events",
+        "--older-than",
+        "4d",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(
+        !removed_paths(&v).contains(&"events/webapp/mapreduce-1".to_string()),
+        "{v}"
+    );
+    let (_, v) = env.json(&[
+        "clean",
+        "--events",
+        "--older-than",
+        "2d",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(
+        removed_paths(&v).contains(&"events/webapp/mapreduce-1".to_string()),
+        "{v}"
+    );
 }
 
 #[test]
 fn compress_after_in_clean_conf_and_bad_values() {
     let env = Env::new("gz-conf");
-    env.write("events/webapp/mapreduce-1/events-20250101000000.jsonl", &event_text("m", 50));
+    env.write(
+        "events/webapp/mapreduce-1/events-20250101000000.jsonl",
+        &event_text("m", 50),
+    );
     age_tree(&env.p("events/webapp/mapreduce-1"), 3 * DAY);
     env.write("clean.conf", "compress-after = 2d\n");
     let (o, v) = env.json(&["clean", "--dry-run", "--json"]);
@@ -222,7 +271,10 @@ fn compress_after_in_clean_conf_and_bad_values() {
 fn a_corrupt_gz_is_reported_and_kept() {
     let env = Env::new("gz-corrupt");
     let dir = "events/webapp/mapreduce-1";
-    env.write(&format!("{dir}/events-20250101000000.jsonl"), &event_text("m", 200));
+    env.write(
+        &format!("{dir}/events-20250101000000.jsonl"),
+        &event_text("m", 200),
+    );
     age_tree(&env.p(dir), 3 * DAY);
     let o = env.run(&["clean", "--compress-after", "1d", "--force"]);
     assert_eq!(o.code, 0, "{o:?}");
@@ -231,10 +283,7 @@ fn a_corrupt_gz_is_reported_and_kept() {
     fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
     let o = env.run(&["events", "show", "mapreduce-1"]);
     assert_eq!(o.code, 1, "{o:?}");
-    assert!(
-        o.stderr.contains("corrupt or truncated gzip data"),
-        "{o:?}"
-    );
+    assert!(o.stderr.contains("corrupt or truncated gzip data"), "{o:?}");
     assert!(!o.stderr.contains("panicked"), "{o:?}");
     let o = env.run(&["clean", "--compress-after", "1d", "--force"]);
     assert_eq!(o.code, 0, "{o:?}");
@@ -247,7 +296,10 @@ fn a_corrupt_gz_is_reported_and_kept() {
 /// prints what it printed before), and a rerun finishes the job.
 #[test]
 fn a_kill_at_every_step_of_compressing_leaves_one_readable_copy() {
-    if !have("strace", "a_kill_at_every_step_of_compressing_leaves_one_readable_copy") {
+    if !have(
+        "strace",
+        "a_kill_at_every_step_of_compressing_leaves_one_readable_copy",
+    ) {
         return;
     }
     let names = ["events-20250101000000.jsonl", "events-20250102000000.jsonl"];
