@@ -67,7 +67,7 @@ pub enum Reader {
     /// Read as it is.
     Plain(BufReader<File>),
     /// Decompressed while read.
-    Gz(BufReader<Corrupt<MultiGzDecoder<BufReader<File>>>>),
+    Gz(Box<BufReader<Corrupt<MultiGzDecoder<BufReader<File>>>>>),
 }
 
 impl Read for Reader {
@@ -133,10 +133,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub fn open_read(d: &Dir, name: &OsStr) -> io::Result<Reader> {
     let f = d.open_file(name, false, false)?;
     Ok(if is_gz(name) {
-        Reader::Gz(BufReader::with_capacity(
+        Reader::Gz(Box::new(BufReader::with_capacity(
             BUF,
             Corrupt(MultiGzDecoder::new(BufReader::new(f))),
-        ))
+        )))
     } else {
         Reader::Plain(BufReader::with_capacity(BUF, f))
     })

@@ -40,7 +40,7 @@ pub fn prodigy_bin() -> PathBuf {
 /// `args`, with `--compress-after D` added to a `clean` when `PRODIGY_IT_COMPRESS_AFTER=D` is
 /// set: the safety suite runs again with compression on (issue 26:
 /// `PRODIGY_IT_COMPRESS_AFTER=0s cargo test --test cli safety::`).
-pub fn with_compress<'a>(args: &[&'a str]) -> Vec<String> {
+pub fn with_compress(args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     if let Some(d) = std::env::var("PRODIGY_IT_COMPRESS_AFTER")
         .ok()
