@@ -382,3 +382,66 @@ fn a_kill_at_every_step_of_compressing_leaves_one_readable_copy() {
     }
     assert!(killed >= 10, "only {killed} runs were killed");
 }
+
+/// `events follow` prints a compressed file once, and a file compressed while it is followed is
+/// read on from where the original left off, not printed again.
+#[test]
+fn events_follow_reads_gz_once_and_a_file_compressed_under_it_is_not_repeated() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let env = Env::new("gz-follow");
+    let dir = "events/webapp/mapreduce-7";
+    let ev = |n: u32| {
+        format!(
+            "{{\"timestamp\":\"2025-01-11T12:00:0{n}Z\",\"event_type\":\"AgentProgress\",\"agent_id\":\"a\",\"n\":{n}}}\n"
+        )
+    };
+    let want = |n: u32| format!("2025-01-11T12:00:0{n}Z  AgentProgress  agent=a  {{\"n\":{n}}}\n");
+    // An already compressed file and a plain one, both old and unowned.
+    env.write(&format!("{dir}/events-20250111110000.jsonl"), &ev(1));
+    env.write(&format!("{dir}/events-20250111120000.jsonl"), &ev(2));
+    age_tree(&env.p(dir), 3 * DAY);
+    let o = env.run(&["clean", "--compress-after", "1d", "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(env.exists(&format!("{dir}/events-20250111110000.jsonl.gz")));
+    env.write(&format!("{dir}/events-20250111120000.jsonl"), &ev(2));
+    age_tree(
+        &env.p(&format!("{dir}/events-20250111120000.jsonl")),
+        3 * DAY,
+    );
+
+    let mut child = env
+        .cmd(&["events", "follow", "mapreduce-7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(format!("{l}\n")).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line");
+    let mut got = vec![next(), next()];
+    // The followed plain file is compressed under it; then a new file appears.
+    let o = env.run(&["clean", "--compress-after", "1d", "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(env.exists(&format!("{dir}/events-20250111120000.jsonl.gz")));
+    std::thread::sleep(Duration::from_millis(600));
+    env.write(&format!("{dir}/events-20250111130000.jsonl"), &ev(3));
+    got.push(next());
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = child.kill();
+    let _ = child.wait();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        got.push(l);
+    }
+    assert_eq!(got, (1..=3).map(want).collect::<Vec<_>>());
+}
