@@ -445,3 +445,40 @@ fn events_follow_reads_gz_once_and_a_file_compressed_under_it_is_not_repeated() 
     }
     assert_eq!(got, (1..=3).map(want).collect::<Vec<_>>());
 }
+
+/// The whole-root engine (a quota, `PRODIGY_CLEAN_WHOLE_ROOT=1`) compresses the same files as
+/// the streaming one, also when nothing is removed.
+#[test]
+fn the_whole_root_engine_compresses_the_same_files() {
+    let env = Env::new("gz-whole");
+    let dir = "events/webapp/mapreduce-1";
+    env.write(
+        &format!("{dir}/events-20250101000000.jsonl"),
+        &event_text("m", 50),
+    );
+    env.write("logs/webapp/mapreduce-1/steps.log", &"x\n".repeat(100));
+    age_tree(&env.p(dir), 3 * DAY);
+    age_tree(&env.p("logs/webapp/mapreduce-1"), 3 * DAY);
+    let (_, dry) = env.json(&["clean", "--compress-after", "1d", "--dry-run", "--json"]);
+    let o = Out::from(
+        env.cmd(&[
+            "clean",
+            "--compress-after",
+            "1d",
+            "--force",
+            "--json",
+            "--max-size",
+            "1T",
+        ])
+        .env("PRODIGY_CLEAN_WHOLE_ROOT", "1")
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], false, "{v}");
+    assert_eq!(paths(&v), paths(&dry), "{v}");
+    assert_eq!(paths(&v).len(), 2, "{v}");
+    assert!(env.exists(&format!("{dir}/events-20250101000000.jsonl.gz")));
+    assert!(env.exists("logs/webapp/mapreduce-1/steps.log.gz"));
+}
