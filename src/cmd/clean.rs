@@ -464,9 +464,18 @@ impl AuditLog<'_> {
 
 fn confirm(preview: &Report) -> Result<bool> {
     let mut err = std::io::stderr();
+    let gz = if preview.compressed_count.0.items > 0 {
+        format!(
+            " and compress {} files ({})",
+            preview.compressed_count.0.items,
+            human_bytes(preview.compressed_count.0.bytes)
+        )
+    } else {
+        String::new()
+    };
     let _ = write!(
         err,
-        "Remove {} items ({})? [y/N] ",
+        "Remove {} items ({}){gz}? [y/N] ",
         preview.removed.len(),
         human_bytes(preview.removed.bytes())
     );
