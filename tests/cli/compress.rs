@@ -482,3 +482,35 @@ fn the_whole_root_engine_compresses_the_same_files() {
     assert!(env.exists(&format!("{dir}/events-20250101000000.jsonl.gz")));
     assert!(env.exists("logs/webapp/mapreduce-1/steps.log.gz"));
 }
+
+/// `dlq show` names where a failure's log is now: `PATH.gz` once clean compressed it (the
+/// recorded `json_log_location` is kept as stored in `--json`).
+#[test]
+fn dlq_show_names_the_compressed_log() {
+    let env = Env::new("gz-dlq");
+    let log = env.p("logs/webapp/mapreduce-1/agent-item-0.log");
+    let log_s = log.to_str().unwrap().to_string();
+    env.write(
+        "logs/webapp/mapreduce-1/agent-item-0.log",
+        &"failed\n".repeat(100),
+    );
+    env.write(
+        "dlq/webapp/mapreduce-1/dlq-items.json",
+        &format!(
+            r#"{{"items":[{{"item_id":"item-0","work_item":{{"n":0}},"failure_history":[{{"timestamp":"2025-01-01T00:00:00Z","error":"boom","json_log_location":"{log_s}"}}]}}]}}"#
+        ),
+    );
+    age_tree(&env.p("logs/webapp/mapreduce-1"), 3 * DAY);
+    age_tree(&env.p("dlq/webapp/mapreduce-1"), 3 * DAY);
+    let o = env.run(&["dlq", "show", "mapreduce-1"]);
+    assert!(o.stdout.contains(&format!("{log_s}\t")), "{o:?}");
+    let o = env.run(&["clean", "--compress-after", "1d", "--force"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!log.exists());
+    let o = env.run(&["dlq", "show", "mapreduce-1"]);
+    assert!(o.stdout.contains(&format!("{log_s}.gz\t")), "{o:?}");
+    let (_, v) = env.json(&["dlq", "show", "mapreduce-1", "--json"]);
+    let f = &v["items"][0]["failure_history"][0];
+    assert_eq!(f["json_log_location"], log_s.as_str(), "{v}");
+    assert_eq!(f["log_path"], format!("{log_s}.gz"), "{v}");
+}
