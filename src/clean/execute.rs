@@ -147,6 +147,9 @@ pub fn execute(
     if eng.registry && eng.opts.types.contains(&StorageType::Worktrees) {
         prune_orphan_registry(eng, mode, &mut rep);
     }
+    if eng.opts.compress_after.is_some() && !eng.opts.estimate {
+        compress_items(eng, plan, &outcome, mode, &mut parents, &mut rep, audit);
+    }
     for (i, d) in plan.iter().enumerate() {
         if let Decision::Keep(r, why) = d {
             if *r == Reason::FutureTimestamp {
@@ -687,4 +690,157 @@ fn removal_failure(p: &inventory::RelPath, r: &fsops::RemoveSummary) -> String {
         inventory::rel_of(p),
         why.join("; ")
     )
+}
+
+/// A file name that `--compress-after` compresses in an item of type `ty`: an event file
+/// (`events-*.jsonl`) in an events item; any file but a temp file in a logs item. Already
+/// compressed files (`.gz`) never.
+fn compress_name(ty: StorageType, name: &OsStr) -> bool {
+    if crate::store::gz::is_gz(name) || crate::store::atomic::is_temp_name(name) {
+        return false;
+    }
+    match ty {
+        StorageType::Events => name
+            .to_str()
+            .is_some_and(|n| n.starts_with("events-") && n.ends_with(".jsonl")),
+        StorageType::Logs => true,
+        _ => false,
+    }
+}
+
+/// Compress the old files of every item the plan left `TooNew` whose files may be compressed
+/// (`Engine::compressible`), each after the item's deletion-time re-check and under its owner's
+/// resume locks (safety R5), fd-relative through `store::gz`. Leftover temp files of an
+/// interrupted compression are removed first. A dry run compresses into a counter to tell the
+/// saving. The directory's own mtime is put back, so the item's age is unchanged.
+#[allow(clippy::too_many_arguments)]
+fn compress_items(
+    eng: &mut Engine<'_>,
+    plan: &[Decision],
+    outcome: &[Option<bool>],
+    mode: Mode,
+    parents: &mut inventory::ParentCache,
+    rep: &mut Report,
+    audit: &mut dyn Audit,
+) {
+    let Some(after) = eng.opts.compress_after else {
+        return;
+    };
+    let cutoff = eng
+        .now
+        .saturating_sub(i64::try_from(after).unwrap_or(i64::MAX));
+    let real = mode == Mode::Real;
+    let mut hook = |_: &str| {};
+    for i in 0..plan.len() {
+        if !eng.compressible(i, plan) {
+            continue;
+        }
+        let locks = match recheck(eng, i, outcome, mode, parents) {
+            Ok(l) => l,
+            Err(_) => continue,
+        };
+        let it = &eng.inv.items[i];
+        let Ok(parent) = parents.get(eng.root, it.comps.parent()) else {
+            continue;
+        };
+        let name = it.comps.name();
+        let Ok(m) = parent.stat(name) else {
+            continue;
+        };
+        if it.dev_ino.is_some_and(|di| di != (m.dev, m.ino)) {
+            continue;
+        }
+        // The directory to work in and the names to look at.
+        let owned;
+        let (dir, names, prefix): (&Dir, Vec<OsString>, String) = match m.kind {
+            Kind::Dir => {
+                let Ok(d) = parent.open_dir(name) else {
+                    continue;
+                };
+                if (d.dev(), d.ino()) != (m.dev, m.ino) {
+                    continue;
+                }
+                owned = d;
+                let mut names = owned.names().unwrap_or_default();
+                names.sort();
+                (&owned, names, format!("{}/", it.rel()))
+            }
+            Kind::File => {
+                let parent_rel = inventory::rel_of_parts(it.comps.parent().iter());
+                (parent, vec![name.to_os_string()], format!("{parent_rel}/"))
+            }
+            _ => continue,
+        };
+        let mut changed = false;
+        for n in &names {
+            let path = format!("{prefix}{}", crate::store::names::printable(n));
+            if crate::store::gz::is_leftover(n) {
+                if real {
+                    match dir.unlink(n) {
+                        Ok(()) => changed = true,
+                        Err(e) => rep.warnings.push(format!(
+                            "{path}: cannot remove a leftover temp file: {}",
+                            crate::error::describe_io(&e)
+                        )),
+                    }
+                }
+                continue;
+            }
+            if !compress_name(it.ty, n) {
+                continue;
+            }
+            let Ok(fm) = dir.stat(n) else { continue };
+            if fm.kind != Kind::File || fm.len == 0 || fm.mtime_secs > cutoff {
+                continue;
+            }
+            match crate::store::gz::compress(dir, n, real, &mut hook) {
+                Ok(crate::store::gz::Outcome::Done { before, after }) => {
+                    changed |= real;
+                    rep.after
+                        .shrink(it.ty, it.repo.as_deref(), before.saturating_sub(after));
+                    rep.compressed_count.0.add(before);
+                    rep.compressed_count.1 += after;
+                    if real {
+                        audit.record(&serde_json::json!({
+                            "time": crate::store::records::Timestamp::now(),
+                            "action": "compress", "type": it.ty.word(), "repository": it.repo,
+                            "path": path, "bytes": before, "gz_bytes": after, "owner": it.owner,
+                        }));
+                    }
+                    rep.compressed.push(Compressed {
+                        ty: it.ty,
+                        repo: it.repo.clone(),
+                        path,
+                        owner: it.owner.clone(),
+                        before,
+                        after,
+                    });
+                }
+                Ok(crate::store::gz::Outcome::Kept(why)) => {
+                    changed |= real;
+                    rep.warnings.push(format!("{path}: not compressed: {why}"));
+                }
+                Err(cause) => {
+                    changed |= real;
+                    audit.record(&serde_json::json!({
+                        "time": crate::store::records::Timestamp::now(),
+                        "action": "fail", "type": it.ty.word(), "repository": it.repo,
+                        "path": path, "reason": format!("compress: {cause}"),
+                    }));
+                    rep.errors.push(Failure {
+                        path,
+                        cause: format!("cannot compress: {cause}"),
+                        hint: "the original is kept; fix the cause (permissions, disk space) and run clean again".into(),
+                    });
+                }
+            }
+        }
+        if changed && m.kind == Kind::Dir {
+            // Creating, renaming and unlinking inside changed the directory's mtime, which
+            // counts for the item's age (safety §2): put it back.
+            let _ = dir.set_mtime(m.mtime_secs, m.mtime_nanos);
+        }
+        drop(locks);
+    }
+    audit.sync();
 }

@@ -97,6 +97,11 @@ pub struct Options {
     /// reclaimable by age and ownership), no branch or prune work (no git process runs but
     /// `git worktree list`), and none of the deletion-time re-checks; nothing is changed.
     pub estimate: bool,
+    /// `--compress-after` (or the retention file's `compress-after`), seconds: event files
+    /// (`events-*.jsonl`) and log files older than this, of items that would be removed if they
+    /// were old enough (so never of an active, resumable or unknown session), become `NAME.gz`
+    /// (`store::gz`). Not in an estimate.
+    pub compress_after: Option<u64>,
 }
 
 impl Default for Options {
@@ -114,6 +119,7 @@ impl Default for Options {
             explicit: false,
             status_at_plan: true,
             estimate: false,
+            compress_after: None,
         }
     }
 }
@@ -296,6 +302,18 @@ impl Stats {
             .add(bytes);
         self.total.add(bytes);
     }
+    /// `bytes` fewer in these counts, the items unchanged (a file compressed).
+    fn shrink(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
+        for c in [
+            self.by_type.entry(ty.word()).or_default(),
+            self.by_repo
+                .entry(repo.unwrap_or("-").to_string())
+                .or_default(),
+            &mut self.total,
+        ] {
+            c.bytes = c.bytes.saturating_sub(bytes);
+        }
+    }
     fn sub(&mut self, ty: StorageType, repo: Option<&str>, bytes: u64) {
         for c in [
             self.by_type.entry(ty.word()).or_default(),
@@ -338,6 +356,27 @@ pub struct Report {
     pub classes: BTreeMap<&'static str, u64>,
     /// The quota's outcome, when one was set and every repository is in scope.
     pub quota: Option<Quota>,
+    /// Files compressed (or that would be) by `Options::compress_after`.
+    pub compressed: Vec<Compressed>,
+    /// Their number and bytes on disk before, and the bytes they take (or would take) after.
+    pub compressed_count: (Count, u64),
+}
+
+/// One file compressed in place (`NAME` → `NAME.gz`).
+#[derive(Clone, Debug)]
+pub struct Compressed {
+    /// Storage type (events or logs).
+    pub ty: StorageType,
+    /// Repository, if known.
+    pub repo: Option<String>,
+    /// Path of the original relative to the root.
+    pub path: String,
+    /// Owning session.
+    pub owner: Option<String>,
+    /// Bytes on disk before.
+    pub before: u64,
+    /// Bytes on disk of the `.gz` (its length in a dry run).
+    pub after: u64,
 }
 
 /// How a run met its quota (`Options::max_size`).

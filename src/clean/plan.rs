@@ -188,6 +188,25 @@ impl<'a> Engine<'a> {
         d
     }
 
+    /// Whether the files of item `i` (left `TooNew` by the plan) may be compressed
+    /// (`Options::compress_after`): an event or log item that `decide` would remove if it were
+    /// old enough, so nothing active, resumable, unknown, live-locked, unreadable or with a
+    /// mount point inside is ever compressed, whatever its age.
+    pub(super) fn compressible(&mut self, i: usize, so_far: &[Decision]) -> bool {
+        let it = &self.inv.items[i];
+        if self.opts.compress_after.is_none()
+            || so_far[i] != Decision::TooNew
+            || it.kind != ItemKind::Data
+            || !matches!(it.ty, StorageType::Events | StorageType::Logs)
+        {
+            return false;
+        }
+        self.ignore_age = true;
+        let d = self.decide(i, so_far);
+        self.ignore_age = false;
+        d == Decision::Remove
+    }
+
     /// Bytes in the scope (what `Report::before` counts) and what stays after `plan`.
     pub fn projected(&self, plan: &[Decision]) -> (u64, u64) {
         let (mut total, mut gone) = (0u64, 0u64);

@@ -29,6 +29,8 @@ pub struct Config {
     pub retention: BTreeMap<StorageType, u64>,
     /// `max-size`, bytes.
     pub max_size: Option<u64>,
+    /// `compress-after`, seconds: event and log files idle this long are compressed.
+    pub compress_after: Option<u64>,
 }
 
 /// Parse a size: `1048576`, `512K`, `500M`, `20G`, `1T` (binary units; an optional trailing
@@ -83,12 +85,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         }
         if key == "max-size" {
             c.max_size = Some(parse_size(value).map_err(err)?);
+        } else if key == "compress-after" {
+            c.compress_after = Some(crate::duration::parse_duration(value).map_err(err)?);
         } else if let Some(t) = StorageType::from_word(key) {
             let secs = crate::duration::parse_duration(value).map_err(err)?;
             c.retention.insert(t, secs);
         } else {
             return Err(err(format!(
-                "unknown key `{}`; expected worktrees, sessions, logs, state, events, dlq or max-size",
+                "unknown key `{}`; expected worktrees, sessions, logs, state, events, dlq, max-size or compress-after",
                 crate::store::names::printable(std::ffi::OsStr::new(key))
             )));
         }

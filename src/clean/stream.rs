@@ -446,6 +446,11 @@ impl Run<'_, '_> {
         let plan = eng.plan();
         let real = self.mode == Mode::Real
             && (plan.contains(&Decision::Remove)
+                || (self.opts.compress_after.is_some()
+                    && plan.iter().zip(&eng.inv.items).any(|(d, it)| {
+                        *d == Decision::TooNew
+                            && matches!(it.ty, StorageType::Events | StorageType::Logs)
+                    }))
                 || (role == Role::Core
                     && (trash_pending(self.root) > 0
                         || stale_git_records(&eng) > 0
@@ -497,6 +502,10 @@ impl Run<'_, '_> {
         t.removed_count.0.items += rep.removed_count.0.items;
         t.removed_count.0.bytes += rep.removed_count.0.bytes;
         t.removed_count.1 += rep.removed_count.1;
+        t.compressed.append(&mut rep.compressed);
+        t.compressed_count.0.items += rep.compressed_count.0.items;
+        t.compressed_count.0.bytes += rep.compressed_count.0.bytes;
+        t.compressed_count.1 += rep.compressed_count.1;
         for e in rep.removed.iter() {
             t.removed.push(e);
         }

@@ -247,6 +247,12 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "quota: also remove unprotected items, oldest first",
     ),
     flag(
+        "compress-after",
+        None,
+        Some("DURATION"),
+        "gzip event and log files idle this long (NAME.gz)",
+    ),
+    flag(
         "repo",
         None,
         Some("NAME"),
@@ -726,6 +732,8 @@ pub struct CleanArgs {
     pub retention: Vec<(StorageType, u64)>,
     /// `--max-size SIZE`, bytes.
     pub max_size: Option<u64>,
+    /// `--compress-after DURATION`, seconds.
+    pub compress_after: Option<u64>,
     /// Repository scope.
     pub scope: ScopeArg,
     /// `-n/--dry-run`.
@@ -1068,6 +1076,13 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
                 a.retention.push(
                     crate::clean::retention::parse_flag(&v)
                         .map_err(|e| Error::usage(format!("--retention: {e}")))?,
+                );
+            }
+            "compress-after" => {
+                let v = p.value().map_err(usage)?;
+                a.compress_after = Some(
+                    parse_duration(&v.to_string_lossy())
+                        .map_err(|e| Error::usage(format!("--compress-after: {e}")))?,
                 );
             }
             "max-size" => {
@@ -1731,7 +1746,8 @@ max\-size = 20G
 .fi
 .PP
 Keys are the storage types (\fBworktrees\fR, \fBsessions\fR, \fBlogs\fR, \fBstate\fR, \fBevents\fR, \fBdlq\fR),
-whose value is a \fIDURATION\fR, and \fBmax\-size\fR, whose value is a \fISIZE\fR. A type the file does not
+whose value is a \fIDURATION\fR, \fBmax\-size\fR, whose value is a \fISIZE\fR, and \fBcompress\-after\fR, a
+\fIDURATION\fR (see \fBCOMPRESSION\fR). A type the file does not
 name keeps its default. An unknown key, a bad value, a key set twice, a line without \fB=\fR, or a file
 that is not a regular file (a symlink is not followed) stops \fBclean\fR before anything is removed,
 with exit status 2 and a message naming the file and line: \fI`PATH`:LINE: what is wrong\fR.
@@ -1754,6 +1770,24 @@ whether the quota was met and, if not, how much is over and which protected data
 way; under \fB\-\-quiet\fR an unmet quota is one warning line on standard error. Either way the exit
 status is 0: an unmet quota is not a failure. \fBprodigy stats\fR prints a warning when the root is
 over the file's quota.
+.SH COMPRESSION
+\fB\-\-compress\-after\fR \fIDURATION\fR (or \fBcompress\-after\fR = \fIDURATION\fR in \fIclean.conf\fR; the
+flag wins) compresses in place the event files (\fIevents\-*.jsonl\fR) and the log files (any file
+directly in a log entry) idle at least that long, when their item is kept only because it is younger
+than its retention: so never a file of an active, resumable or unknown session, nor one of a
+live\-locked or unreadable item, whatever its age. Each becomes \fINAME.gz\fR with \fINAME\fR's
+modification time (retention applies to it by the same age; the directory's own time is put back
+too). Empty files are left alone. Before an item's files are compressed its deletion\-time checks run
+(the owner's record unchanged, its resume locks taken, the path still naming the directory scanned),
+and the locks are held while they are compressed. The order of writes: a temp file
+\fI.NAME.gz.tmp\-...\fR created beside it (no symlink followed, never an existing file), written,
+fsynced, renamed to \fINAME.gz\fR (never replacing), the directory fsynced; then \fINAME\fR is checked to
+be unchanged (inode, size, time) and unlinked, and the directory fsynced. A file that changed
+meanwhile is kept and its \fB.gz\fR removed. A kill at any moment leaves \fINAME\fR, or \fINAME.gz\fR, or
+both (then \fINAME\fR is read, and the next run redoes the \fB.gz\fR after checking it decompresses to
+\fINAME\fR); a leftover temp file is removed by the next run. A dry run lists each file with its size
+and its compressed size (it compresses into a counter) and the total saving. Each compression is one
+\fBcompress\fR line in the audit log (\fBpath\fR, \fBbytes\fR, \fBgz_bytes\fR).
 ";
 
 /// `prodigy.1`, SCHEDULING: cron and the systemd units.
@@ -1946,7 +1980,10 @@ pub fn man_page(page: &str) -> Option<String> {
                  scope), else {\\fBmax_bytes\\fR, \\fBbefore_bytes\\fR, \\fBafter_bytes\\fR, \\fBmet\\fR, \\fBshortfall_bytes\\fR,\n\
                  \\fBremoved_items\\fR, \\fBremoved_bytes\\fR (removed for the quota alone), \\fBblocked_by\\fR (when not\n\
                  met: what stays though it could otherwise have gone, largest first, each {\\fBtype\\fR, \\fBpath\\fR,\n\
-                 \\fBbytes\\fR, \\fBowner\\fR, \\fBreason\\fR, \\fBdetail\\fR})}.\n",
+                 \\fBbytes\\fR, \\fBowner\\fR, \\fBreason\\fR, \\fBdetail\\fR})}. \\fBcompress_after_seconds\\fR is null\n\
+                 without \\fB\\-\\-compress\\-after\\fR; \\fBcompressed\\fR is {\\fBfiles\\fR, \\fBbytes_before\\fR,\n\
+                 \\fBbytes_after\\fR, \\fBsaved_bytes\\fR, \\fBentries\\fR (each {\\fBtype\\fR, \\fBrepository\\fR, \\fBpath\\fR,\n\
+                 \\fBowner\\fR, \\fBbytes_before\\fR, \\fBbytes_after\\fR})}.\n",
             );
             o.push_str(".SH FILES\n.TP\n\\fI$PRODIGY_HOME/clean\\-audit.jsonl\\fR\nOne JSON line per removal, failure and branch deletion (time, action, type, repository, path,\nbytes, reason). Never cleaned; rotated to \\fIclean\\-audit.jsonl.1\\fR past 4 MiB.\n");
             o.push_str(".TP\n\\fI$PRODIGY_HOME/clean.conf\\fR\nRetention per type and the quota (see \\fBRETENTION\\fR). Read by \\fBclean\\fR and \\fBstats\\fR only.\n");
@@ -1955,7 +1992,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH MEMORY\nA dry run and a run with \\fB\\-\\-force\\fR (and \\fBprodigy stats\\fR) keep a small index of every\nsession (about 120 bytes: at 100,000 sessions a peak near 27 MiB) and stream the items in batches,\nso memory does not grow with the number of items. A quota, an interactive confirmation and the narrowed selections of\n\\fBsessions rm\\fR and \\fBworktree clean\\fR plan the whole root at once.\n");
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B TMPDIR\nWhere the lists of a large report wait, in an unlinked file, until they are printed (default \\fI/tmp\\fR).\n.TP\n.B PRODIGY_CLEAN_WHOLE_ROOT\n\\fB1\\fR plans the whole root at once in a dry run and with \\fB\\-\\-force\\fR too (more memory; to compare).\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\nprodigy clean \\-\\-compress\\-after 2d \\-\\-dry\\-run\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
             o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-worktree" => {

@@ -88,6 +88,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         // the re-check right before its deletion.
         status_at_plan: !a.force || a.dry_run,
         estimate: false,
+        compress_after: policy.compress_after,
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if (a.dry_run || a.force) && clean::stream::eligible(&opts) && !whole_root_forced() {
@@ -138,7 +139,13 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
     }
     // Leftovers of an interrupted run count as work: finishing them is a deletion.
     // Stale git records of vanished worktrees also count: pruning them is a change.
+    // Files to compress count as work too: a run with only those is a real run.
+    let compressing = opts.compress_after.is_some()
+        && plan.iter().zip(&eng.inv.items).any(|(d, it)| {
+            *d == Decision::TooNew && matches!(it.ty, StorageType::Events | StorageType::Logs)
+        });
     let to_remove = plan.iter().filter(|d| **d == Decision::Remove).count()
+        + usize::from(compressing)
         + clean::trash_pending(&root)
         + clean::stale_git_records(&eng)
         + clean::stale_registry_entries(&eng);
@@ -236,6 +243,8 @@ pub struct Policy {
     pub retention: std::collections::BTreeMap<StorageType, u64>,
     /// Bytes.
     pub max_size: Option<u64>,
+    /// Seconds: `--compress-after` > the file's `compress-after`.
+    pub compress_after: Option<u64>,
 }
 
 impl Policy {
@@ -254,6 +263,8 @@ impl Policy {
         Policy {
             retention,
             max_size: a.max_size.or(file.max_size),
+            // Only `clean` compresses (not `worktree clean` or `sessions rm`).
+            compress_after: a.compress_after.or(file.compress_after),
         }
     }
 }
@@ -453,9 +464,18 @@ impl AuditLog<'_> {
 
 fn confirm(preview: &Report) -> Result<bool> {
     let mut err = std::io::stderr();
+    let gz = if preview.compressed_count.0.items > 0 {
+        format!(
+            " and compress {} files ({})",
+            preview.compressed_count.0.items,
+            human_bytes(preview.compressed_count.0.bytes)
+        )
+    } else {
+        String::new()
+    };
     let _ = write!(
         err,
-        "Remove {} items ({})? [y/N] ",
+        "Remove {} items ({}){gz}? [y/N] ",
         preview.removed.len(),
         human_bytes(preview.removed.bytes())
     );
@@ -616,6 +636,34 @@ fn human(
             )?;
         }
     }
+    if rep.compressed_count.0.items > 0 {
+        let (c, after) = rep.compressed_count;
+        writeln!(
+            o,
+            "{}: {} files, {} → {} (saves {})",
+            if rep.dry_run {
+                "Would compress"
+            } else {
+                "Compressed"
+            },
+            c.items,
+            human_bytes(c.bytes),
+            human_bytes(after),
+            human_bytes(c.bytes.saturating_sub(after))
+        )?;
+        if rep.dry_run {
+            for e in &rep.compressed {
+                writeln!(
+                    o,
+                    "  gzip {:<10} {:<60} {:>10} → {}",
+                    e.ty.word(),
+                    e.path,
+                    human_bytes(e.before),
+                    human_bytes(e.after)
+                )?;
+            }
+        }
+    }
     for b in &rep.branches_deleted {
         let verb = if rep.dry_run {
             "Would delete"
@@ -755,6 +803,8 @@ struct Doc<'a> {
     warnings: &'a [String],
     totals: serde_json::Value,
     quota: Option<serde_json::Value>,
+    compress_after_seconds: Option<u64>,
+    compressed: serde_json::Value,
 }
 
 fn json<'a>(
@@ -806,6 +856,17 @@ fn json<'a>(
             "removed_bytes": rep.removed.bytes(),
             "kept_items": rep.kept.len(),
             "kept_bytes": rep.kept.bytes(),
+        }),
+        compress_after_seconds: policy.compress_after,
+        compressed: serde_json::json!({
+            "files": rep.compressed_count.0.items,
+            "bytes_before": rep.compressed_count.0.bytes,
+            "bytes_after": rep.compressed_count.1,
+            "saved_bytes": rep.compressed_count.0.bytes.saturating_sub(rep.compressed_count.1),
+            "entries": rep.compressed.iter().map(|c| serde_json::json!({
+                "type": c.ty.word(), "repository": c.repo, "path": c.path, "owner": c.owner,
+                "bytes_before": c.before, "bytes_after": c.after,
+            })).collect::<Vec<_>>(),
         }),
         quota: rep.quota.as_ref().map(|q| {
             serde_json::json!({

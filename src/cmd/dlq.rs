@@ -11,10 +11,13 @@
 //!   "path", "shape", "items", "newest_failure"}]}` (`shape` is `"canonical"` or `"0.4.4"`);
 //! * `dlq show --json`: `{"command": "dlq show", "root", "job", "items": [{"repository",
 //!   "session", "job", "path", "shape", "item_id", "failure_count", "work_item",
-//!   "failure_history": [{"timestamp", "error", "error_type", "json_log_location"}], "record"}]}`
+//!   "failure_history": [{"timestamp", "error", "error_type", "json_log_location", "log_path"}],
+//!   "record"}]}`
 //!   where both shapes are mapped onto the canonical field names (0.4.4 `item_data` →
 //!   `work_item`, `error_message` → `error`), `error_type` is null for the canonical shape, and
-//!   `record` is the item exactly as stored.
+//!   `record` is the item exactly as stored. `log_path` is where the log is now: the recorded
+//!   `json_log_location`, or it with `.gz` once `clean --compress-after` compressed it (the table
+//!   shows that path too).
 //!
 //! A DLQ file that does not parse is reported on stderr and skipped; it is not fatal.
 
@@ -38,6 +41,22 @@ struct Failure {
     error: Option<String>,
     error_type: Value,
     log: Option<String>,
+}
+
+/// Where a failure's log is now: the recorded path, or the same path with `.gz` when
+/// `clean --compress-after` compressed it (the recorded file is gone, `PATH.gz` is a regular
+/// file; nothing is followed or opened, only `lstat`ed).
+fn log_now(log: Option<&str>) -> Option<String> {
+    let p = log?;
+    let path = std::path::Path::new(p);
+    if !path.is_absolute() || std::fs::symlink_metadata(path).is_ok() {
+        return Some(p.to_string());
+    }
+    let gz = format!("{p}{}", crate::store::gz::SUFFIX);
+    match std::fs::symlink_metadata(&gz) {
+        Ok(m) if m.is_file() => Some(gz),
+        _ => Some(p.to_string()),
+    }
 }
 
 /// One failed item, in either shape.
@@ -342,6 +361,7 @@ pub fn show(a: &Args) -> Result<Exit> {
                             "error": f.error,
                             "error_type": f.error_type,
                             "json_log_location": f.log,
+                            "log_path": log_now(f.log.as_deref()),
                         })
                     })
                     .collect();
@@ -370,7 +390,8 @@ pub fn show(a: &Args) -> Result<Exit> {
                     time_cell(f.and_then(|f| f.timestamp.as_ref())),
                     f.map_or("-".into(), |f| error_type_cell(&f.error_type)),
                     f.and_then(|f| f.error.as_deref()).map_or("-".into(), cell),
-                    f.and_then(|f| f.log.as_deref()).map_or("-".into(), cell),
+                    f.and_then(|f| log_now(f.log.as_deref()))
+                        .map_or("-".into(), |l| cell(&l)),
                     i.data.to_string(),
                 ]
             };

@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -212,9 +212,30 @@ pub(crate) fn json_doc(v: &Value) -> String {
 // Reading event files
 // ---------------------------------------------------------------------------------------------
 
-/// True for an event file name, `events-*.jsonl`.
+/// True for an event file name, `events-*.jsonl`, or one compressed by `clean
+/// --compress-after`, `events-*.jsonl.gz`.
 fn is_event_file(name: &str) -> bool {
-    name.starts_with("events-") && name.ends_with(".jsonl")
+    let plain = name.strip_suffix(crate::store::gz::SUFFIX).unwrap_or(name);
+    plain.starts_with("events-") && plain.ends_with(".jsonl")
+}
+
+/// The event files of `d`, sorted by name (a compressed file sorts where its original did). When
+/// both `X` and `X.gz` are there (a compression was interrupted, or is under way), `X` is the
+/// one read: the original is authoritative.
+fn event_files(d: &Dir) -> Vec<String> {
+    let all = files_where(d, is_event_file);
+    let plain: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.ends_with(crate::store::gz::SUFFIX))
+        .collect();
+    all.iter()
+        .filter(|n| {
+            n.strip_suffix(crate::store::gz::SUFFIX)
+                .map_or(true, |p| !plain.contains(p))
+        })
+        .cloned()
+        .collect()
 }
 
 /// A `BufRead` that reports end of input once `stop` is set, so a callback of `read_jsonl` can
@@ -395,7 +416,7 @@ pub fn ls(a: &Args) -> Result<Exit> {
         let Ok(d) = root.open_path(&jd.comps("events")) else {
             continue;
         };
-        let files = files_where(&d, is_event_file);
+        let files = event_files(&d);
         if files.is_empty() {
             continue;
         }
@@ -403,8 +424,8 @@ pub fn ls(a: &Args) -> Result<Exit> {
         let mut first: Option<Timestamp> = None;
         let mut last: Option<Timestamp> = None;
         for f in &files {
-            let res = d.open_file(OsStr::new(f), false, false).and_then(|file| {
-                read_jsonl(BufReader::with_capacity(READ_BUF, file), |_, ev| {
+            let res = crate::store::gz::open_read(&d, OsStr::new(f)).and_then(|file| {
+                read_jsonl(file, |_, ev| {
                     if let Some(t) = ev.timestamp {
                         first = Some(first.map_or(t, |x| x.min(t)));
                         last = Some(last.map_or(t, |x| x.max(t)));
@@ -507,9 +528,9 @@ pub fn show(a: &Args) -> Result<Exit> {
                 continue;
             }
         };
-        for f in files_where(&d, is_event_file) {
+        for f in event_files(&d) {
             let path = dir_path.join(&f);
-            let file = match d.open_file(OsStr::new(&f), false, false) {
+            let file = match crate::store::gz::open_read(&d, OsStr::new(&f)) {
                 Ok(file) => file,
                 Err(e) => {
                     failed = true;
@@ -522,7 +543,7 @@ pub fn show(a: &Args) -> Result<Exit> {
                 }
             };
             let reader = Stoppable {
-                inner: BufReader::with_capacity(READ_BUF, file),
+                inner: file,
                 stop: &stop,
             };
             let res = read_jsonl(reader, |_, ev| {
@@ -618,6 +639,8 @@ struct FileTail {
     line_no: u64,
     /// A corrupt line of this file was reported already.
     reported: bool,
+    /// A compressed file (`.gz`, which never changes) was read to its end.
+    gz_done: bool,
 }
 
 /// Milliseconds between two looks at the files.
@@ -654,8 +677,13 @@ pub fn follow(a: &Args) -> Result<Exit> {
             let Ok(d) = root.open_path(&jd.comps("events")) else {
                 continue;
             };
-            for f in files_where(&d, is_event_file) {
-                let tail = tails.entry((jd.dir_name.clone(), f.clone())).or_default();
+            for f in event_files(&d) {
+                // Keyed by the original's name: a file compressed while it is followed is
+                // read on from where the original left off, not printed again.
+                let key = f.strip_suffix(crate::store::gz::SUFFIX).unwrap_or(&f);
+                let tail = tails
+                    .entry((jd.dir_name.clone(), key.to_string()))
+                    .or_default();
                 let path = root_path.join("events").join(&jd.dir_name).join(&jd.job);
                 let mut write_err: Option<io::Error> = None;
                 let res = read_new(&d, &f, tail, |tail, line| {
@@ -667,6 +695,16 @@ pub fn follow(a: &Args) -> Result<Exit> {
                 match write_err {
                     Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Exit::Ok),
                     Some(e) => return Err(write_error(&e)),
+                    // A compressed file that cannot be read is corrupt: said once, not retried.
+                    None if f.ends_with(crate::store::gz::SUFFIX) => {
+                        if let Err(e) = res {
+                            warn(&format!(
+                                "prodigy {name}: cannot read `{}`: {}",
+                                path.join(&f).display(),
+                                crate::error::describe_io(&e)
+                            ));
+                        }
+                    }
                     // A read error: the file vanished or cannot be read now; try again at the
                     // next look.
                     None => {
@@ -692,8 +730,18 @@ fn read_new(
     d: &Dir,
     name: &str,
     tail: &mut FileTail,
-    mut each: impl FnMut(&mut FileTail, &[u8]) -> io::Result<()>,
+    each: impl FnMut(&mut FileTail, &[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
+    if crate::store::gz::is_gz(OsStr::new(name)) {
+        // Compressed files never grow: read once, past what the original already gave.
+        if tail.gz_done {
+            return Ok(());
+        }
+        tail.gz_done = true;
+        let mut r = crate::store::gz::open_read(d, OsStr::new(name))?;
+        io::copy(&mut (&mut r).take(tail.offset), &mut io::sink())?;
+        return read_lines(&mut r, tail, each);
+    }
     let mut file = d.open_file(OsStr::new(name), false, false)?;
     let len = file.metadata()?.len();
     if len < tail.offset {
@@ -704,6 +752,15 @@ fn read_new(
         return Ok(());
     }
     file.seek(SeekFrom::Start(tail.offset))?;
+    read_lines(&mut file, tail, each)
+}
+
+/// Hand each complete line of `file` (read from `tail.offset` on) to `each`; see [`read_new`].
+fn read_lines(
+    file: &mut impl Read,
+    tail: &mut FileTail,
+    mut each: impl FnMut(&mut FileTail, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match file.read(&mut buf) {

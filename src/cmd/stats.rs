@@ -108,6 +108,9 @@ pub fn run(a: &Args) -> Result<Exit> {
     // What protected sessions hold, and the largest items, gathered batch by batch: the
     // largest in a heap of at most LARGEST, so memory does not grow with the number of items.
     let mut held: BTreeMap<&'static str, Count> = BTreeMap::new();
+    // Files compressed by `clean --compress-after`: how many, their bytes on disk, and their
+    // uncompressed size as each gzip trailer records it (ISIZE, modulo 2^32).
+    let (mut gz_files, mut gz_disk, mut gz_plain) = (0u64, 0u64, 0u64);
     let mut heap: std::collections::BinaryHeap<Largest> =
         std::collections::BinaryHeap::with_capacity(LARGEST + 1);
     let rep = clean::stream::run(
@@ -125,6 +128,15 @@ pub fn run(a: &Args) -> Result<Exit> {
                 .iter()
                 .filter(|it| it.kind != ItemKind::Reference && in_scope(&eng.opts.scope, it))
             {
+                if matches!(it.ty, StorageType::Events | StorageType::Logs)
+                    && it.kind == ItemKind::Data
+                {
+                    for (disk, plain) in gz_sizes(eng.root, &it.comps) {
+                        gz_files += 1;
+                        gz_disk += disk;
+                        gz_plain += plain;
+                    }
+                }
                 if let Some(v) = it.owner.as_ref().and_then(|o| eng.verdicts.get(o)) {
                     if v.class.protected() {
                         let c = held.entry(v.class.word()).or_default();
@@ -182,6 +194,7 @@ pub fn run(a: &Args) -> Result<Exit> {
                 "held": held.iter().map(|(k, c)| (k.to_string(), count_json(c))).collect::<serde_json::Map<_, _>>(),
                 "largest": largest.iter().map(|it| serde_json::json!({"type": it.ty.word(), "repository": it.repo, "path": it.rel(), "bytes": it.bytes})).collect::<Vec<_>>(),
                 "quota": max_size.map(|m| serde_json::json!({"max_bytes": m, "stored_bytes": rep.before.total.bytes, "over": over.is_some()})),
+                "compressed": {"files": gz_files, "bytes": gz_disk, "uncompressed_bytes": gz_plain},
                 "legacy_home": legacy.as_ref().map(|(p, s)| serde_json::json!({"root": p, "total": count_json(&s.total)})),
             });
             return super::print(&format!(
@@ -245,6 +258,15 @@ pub fn run(a: &Args) -> Result<Exit> {
             human_bytes(reclaim.bytes)
         )
         .unwrap();
+        if gz_files > 0 {
+            writeln!(
+                o,
+                "Compressed event and log files: {gz_files}, {} on disk, {} uncompressed",
+                human_bytes(gz_disk),
+                human_bytes(gz_plain)
+            )
+            .unwrap();
+        }
         if unchecked > 0 {
             writeln!(
                 o,
@@ -292,4 +314,31 @@ pub fn run(a: &Args) -> Result<Exit> {
         }
         super::print(&o).map(|_| Exit::Ok)
     }
+}
+
+/// The `.gz` files directly inside item `comps` (a directory, or the file itself): for each,
+/// its bytes on disk and its uncompressed size from the gzip trailer (ISIZE: modulo 2^32).
+fn gz_sizes(root: &crate::store::fsops::Dir, comps: &clean::inventory::RelPath) -> Vec<(u64, u64)> {
+    use crate::store::fsops::Kind;
+    use crate::store::gz;
+    let parts = comps.parts();
+    let one = |d: &crate::store::fsops::Dir, n: &std::ffi::OsStr| {
+        let m = d.stat(n).ok().filter(|m| m.kind == Kind::File)?;
+        Some((m.disk_bytes, gz::trailer_size(d, n).unwrap_or(0)))
+    };
+    if gz::is_gz(comps.name()) {
+        let Ok(d) = root.open_path(&parts[..parts.len() - 1]) else {
+            return Vec::new();
+        };
+        return one(&d, comps.name()).into_iter().collect();
+    }
+    let Ok(d) = root.open_path(&parts) else {
+        return Vec::new();
+    };
+    d.names()
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| gz::is_gz(n))
+        .filter_map(|n| one(&d, n))
+        .collect()
 }

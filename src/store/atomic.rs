@@ -197,7 +197,7 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Builds a fresh temp name for `file_name` (see [`write_atomic`]).
-fn temp_name(file_name: &OsStr) -> OsString {
+pub(crate) fn temp_name(file_name: &OsStr) -> OsString {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())

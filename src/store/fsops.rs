@@ -872,6 +872,40 @@ mod unix {
             Ok(File::from(fd))
         }
 
+        /// Create child regular file `name` for writing, which must not exist (`O_CREAT|O_EXCL|
+        /// O_NOFOLLOW`, mode 0600): the temp file of a compressed copy (`store::gz`).
+        ///
+        /// Errors: `InvalidInput` for a bad name; `AlreadyExists` (also for a symlink, which is
+        /// not followed); other OS errors.
+        pub fn create_new(&self, name: &OsStr) -> io::Result<File> {
+            let c = component(name)?;
+            let flags = libc::O_NOFOLLOW
+                | libc::O_CLOEXEC
+                | libc::O_NOCTTY
+                | libc::O_WRONLY
+                | libc::O_CREAT
+                | libc::O_EXCL;
+            Ok(File::from(openat_raw(self.raw(), &c, flags, 0o600)?))
+        }
+
+        /// Set this directory's own mtime (atime unchanged): compressing a file inside an item
+        /// must not make the item look active (its age is the newest mtime inside, directories
+        /// included).
+        pub fn set_mtime(&self, secs: i64, nanos: u32) -> io::Result<()> {
+            let ts = [
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                },
+                libc::timespec {
+                    tv_sec: secs as libc::time_t,
+                    tv_nsec: nanos as _,
+                },
+            ];
+            // SAFETY: a descriptor we own and a two-element timespec array.
+            cvt(unsafe { libc::futimens(self.raw(), ts.as_ptr()) }).map(drop)
+        }
+
         /// mkdirat(name, 0o700); AlreadyExists is returned as an error (caller decides).
         ///
         /// Errors: `InvalidInput` for a bad name; `AlreadyExists` (also when `name` is a symlink,
@@ -1766,6 +1800,20 @@ mod fallback {
                 return Err(not_regular());
             }
             Ok(f)
+        }
+
+        /// Create child regular file `name` for writing, which must not exist.
+        pub fn create_new(&self, name: &OsStr) -> io::Result<File> {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.child(name)?)
+        }
+
+        /// Set this directory's own mtime: on this platform a no-op.
+        pub fn set_mtime(&self, secs: i64, nanos: u32) -> io::Result<()> {
+            let _ = (secs, nanos);
+            Ok(())
         }
 
         /// mkdirat(name, 0o700); AlreadyExists is returned as an error (caller decides).

@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod fsops;
+pub mod gz;
 pub mod journal;
 pub mod layout;
 pub mod lock;

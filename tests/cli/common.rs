@@ -37,6 +37,37 @@ pub fn prodigy_bin() -> PathBuf {
     }
 }
 
+/// `args`, with `--compress-after D` added to a `clean` when `PRODIGY_IT_COMPRESS_AFTER=D` is
+/// set: the safety suite runs again with compression on (issue 26:
+/// `PRODIGY_IT_COMPRESS_AFTER=0s cargo test --test cli safety::`).
+pub fn with_compress(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if let Some(d) = std::env::var("PRODIGY_IT_COMPRESS_AFTER")
+        .ok()
+        .filter(|d| !d.is_empty())
+    {
+        if args.first() == Some(&"clean")
+            && ![&"--help", &"-h", &"--compress-after"]
+                .iter()
+                .any(|f| args.contains(f))
+        {
+            v.push("--compress-after".into());
+            v.push(d);
+        }
+    }
+    v
+}
+
+/// `p` exists, or, when the suite runs with `PRODIGY_IT_COMPRESS_AFTER`, `p.gz` does.
+pub fn exists_or_gz(p: &Path) -> bool {
+    if p.exists() {
+        return true;
+    }
+    let mut gz = p.as_os_str().to_os_string();
+    gz.push(".gz");
+    std::env::var_os("PRODIGY_IT_COMPRESS_AFTER").is_some() && Path::new(&gz).exists()
+}
+
 /// A scratch directory with `home/` (HOME), `home/.prodigy` (PRODIGY_HOME) and `outside/` (canaries).
 pub struct Env {
     pub dir: PathBuf,
@@ -75,7 +106,7 @@ impl Env {
     /// The built binary with a cleared environment: PATH, HOME, PRODIGY_HOME, LC_ALL=C.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(prodigy_bin());
-        c.args(args)
+        c.args(with_compress(args))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
@@ -405,7 +436,7 @@ pub fn cmd_via(env: &Env, prog: &str, pre: &[&str], args: &[&str]) -> Command {
     let mut c = Command::new(prog);
     c.args(pre)
         .arg(prodigy_bin())
-        .args(args)
+        .args(with_compress(args))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &env.home)

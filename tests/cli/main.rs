@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod common;
+mod compress;
 mod contract;
 mod fixture;
 mod inspect;

@@ -542,9 +542,10 @@ fn clean_works_through_root_symlink_to_real_directory() {
         "{o:?}"
     );
     assert!(!real.join("events/repo/job-a").exists());
-    assert!(real
-        .join("events/repo/job-new/events-20250101000000.jsonl")
-        .exists());
+    // Kept (under `PRODIGY_IT_COMPRESS_AFTER`, compressed in place).
+    assert!(exists_or_gz(
+        &real.join("events/repo/job-new/events-20250101000000.jsonl")
+    ));
     assert_eq!(
         fs::read_link(&link).unwrap(),
         real,
