@@ -11,17 +11,17 @@ struct Flags {
 
 /// Run the workflow and report. Errors before the session exists keep their own exit code;
 /// afterwards the summary decides it (run.md §1).
+/// The dry run starts nothing, so it works on every platform.
 pub fn run(o: &Options) -> Result<Exit> {
+    if o.dry_run {
+        return dry_run(o);
+    }
     #[cfg(not(unix))]
     {
-        let _ = o;
         Err(unsupported("run"))
     }
     #[cfg(unix)]
     {
-        if o.dry_run {
-            return dry_run(o);
-        }
         let s = run::run(o)?;
         report(&s, o.json, o.quiet)
     }
