@@ -7,18 +7,16 @@
 //! counts as recovered; `commit_required` fails a step that left HEAD where it was; a timeout
 //! kills the step's process group.
 
+use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
 use super::{worktrees, Ctx};
 use crate::store::atomic::open_append;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Action, Step};
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Captured output is read back up to this many bytes (run.md §3: bounded).
-pub const CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// How long running steps get to end after a forwarded SIGINT/SIGTERM (run.md §5.5: 10 s).
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
@@ -45,7 +43,7 @@ struct Current {
     idx: usize,
     run: Running,
     head_before: Option<String>,
-    capture: Option<(String, PathBuf)>,
+    capture: Option<Pending>,
     /// `Some((attempt, error of the step))` while the `on_failure` handler runs.
     handler: Option<(u32, String)>,
 }
@@ -107,8 +105,13 @@ impl<'w> Lane<'w> {
         }
         let cur = self.cur.as_mut().expect("checked");
         let outcome = cur.run.poll()?;
-        let cur = self.cur.take().expect("checked");
+        let mut cur = self.cur.take().expect("checked");
         let idx = cur.idx;
+        // Captured before anything else, so that handlers see `${NAME.exit_code}` too.
+        let captured = match cur.capture.take() {
+            Some(p) => p.finish(&outcome, &self.log, &self.cwd, &mut self.vars),
+            None => Ok(()),
+        };
         if let Some((attempt, main_err)) = cur.handler {
             let step = &self.steps[idx];
             let of = step
@@ -144,6 +147,13 @@ impl<'w> Lane<'w> {
             });
         }
         let step = &self.steps[idx];
+        if let (true, Err(e)) = (outcome.success(), captured) {
+            return self.step_failed(
+                ctx,
+                idx,
+                format!("step {} ({}): {e}", idx + 1, step.display()),
+            );
+        }
         if !outcome.success() {
             return self.step_failed(
                 ctx,
@@ -169,17 +179,6 @@ impl<'w> Lane<'w> {
                     ),
                 );
             }
-        }
-        if let Some((name, file)) = &cur.capture {
-            let text = read_capture(file);
-            // Keep the log complete: the captured stdout is appended to it.
-            if let Ok(mut f) = open_append(&self.log) {
-                let _ = f.write_all(text.as_bytes());
-            }
-            remove_capture_file(file);
-            let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-            let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-            self.vars.set_str(name, trimmed);
         }
         self.next = idx + 1;
         Some(LaneEnd::StepDone(idx))
@@ -271,22 +270,8 @@ impl<'w> Lane<'w> {
         } else {
             None
         };
-        let capture = step.capture.as_ref().map(|name| {
-            let var = match name.as_str() {
-                "shell" => "shell.output".to_string(),
-                "claude" => "claude.output".to_string(),
-                n => n.to_string(),
-            };
-            let file = self.log.with_extension(format!("step{}.out", idx + 1));
-            (var, file)
-        });
-        let run = self.spawn(
-            ctx,
-            &step.action,
-            &text,
-            step.timeout,
-            capture.as_ref().map(|c| &c.1),
-        )?;
+        let capture = Pending::for_step(step, &self.log, &format!("step{}", idx + 1), None);
+        let run = self.spawn(ctx, &step.action, &text, step.timeout, capture.as_ref())?;
         self.cur = Some(Current {
             idx,
             run,
@@ -329,11 +314,15 @@ impl<'w> Lane<'w> {
         action: &Action,
         text: &str,
         timeout: Option<u64>,
-        capture: Option<&PathBuf>,
+        capture: Option<&Pending>,
     ) -> Result<Running, String> {
         let log = open_append(&self.log)
             .map_err(|e| format!("cannot open log `{}`: {e}", self.log.display()))?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let err = match capture.and_then(|c| c.err.as_ref()) {
+            Some(p) => new_file(p)?,
+            None => log.try_clone().map_err(|e| e.to_string())?,
+        };
+        let capture = capture.and_then(|c| c.out.as_ref());
         let mut env = ctx.env.clone();
         env.extend(self.env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
@@ -408,21 +397,4 @@ impl<'w> Lane<'w> {
 
 fn new_file(p: &std::path::Path) -> Result<std::fs::File, String> {
     open_append(p).map_err(|e| format!("cannot open `{}`: {e}", p.display()))
-}
-
-fn read_capture(p: &std::path::Path) -> String {
-    let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(p) {
-        let _ = f.take(CAPTURE_LIMIT).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The capture file is ours and its content is now in the log: unlink it through fsops.
-fn remove_capture_file(p: &std::path::Path) {
-    if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
-        if let Ok(d) = crate::store::fsops::Dir::open_root(dir) {
-            let _ = d.unlink(name);
-        }
-    }
 }

@@ -14,8 +14,10 @@
 //! checkpoints are written in batches after it, and a failed item is in the DLQ before any
 //! checkpoint says so.
 
+mod capture;
 pub mod dry;
 pub mod exec;
+mod files;
 mod lane;
 mod mapreduce;
 pub mod resume;
@@ -288,10 +290,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "write_file",
     "foreach",
     "validate",
-    "capture",
-    "capture_format",
-    "capture_streams",
-    "output_file",
     "working_dir",
     "env (step)",
     "env (map values)",

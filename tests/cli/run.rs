@@ -1356,3 +1356,6 @@ fn a_session_left_in_the_nested_layout_is_listed_cleaned_around_and_retried() {
         "main"
     );
 }
+
+/// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
+mod steps;

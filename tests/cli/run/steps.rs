@@ -1,0 +1,163 @@
+//! Step modifiers that `prodigy run` executes (run.md §2–§3): `capture` with `capture_format`
+//! and `capture_streams`, `output_file`; each in a small workflow run end to end.
+
+use super::*;
+
+const CAPTURES: &str = r#"
+name: captures
+commands:
+  - shell: 'echo "{\"n\": 4, \"list\": [\"a\", \"b\"]}"'
+    capture: data
+    capture_format: json
+  - shell: echo oops >&2; echo out
+    capture: both
+    capture_streams: {stdout: true, stderr: true}
+  - shell: printf '3\n'
+    capture: count
+    capture_format: number
+  - shell: printf 'x\ny\n'
+    capture: ls
+    capture_format: lines
+    output_file: out/lines.txt
+  - shell: echo true
+    capture: flag
+    capture_format: boolean
+    capture_streams: stdout
+  - shell: |
+      echo "${data.n} ${data.list[1]} ${both} ${both.stderr} ${both.exit_code} ${both.success} ${count} ${ls[1]} ${ls} ${flag}" > result.txt
+      git add -A && git commit -q -m result
+    commit_required: true
+"#;
+
+#[test]
+fn capture_keeps_typed_output_streams_and_exit_status_and_output_file_writes_stdout() {
+    let Some(r) = setup("steps-capture") else {
+        return;
+    };
+    let wf = r.write_workflow("cap.yml", CAPTURES);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("result.txt")).unwrap(),
+        // `${ls}` is `["x","y"]`, substituted as text inside the shell's double quotes.
+        "4 b out oops 0 true 3 y [x,y] true\n"
+    );
+    // output_file: stdout as written, committed by the last step and merged.
+    assert_eq!(
+        fs::read_to_string(r.repo.join("out/lines.txt")).unwrap(),
+        "x\ny\n"
+    );
+    assert!(log(&r.repo).contains("result"));
+    let s = r.only_session();
+    let v = &s["workflow_data"]["variables"];
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"n": 4, "list": ["a", "b"]}),
+        "{v}"
+    );
+    assert_eq!(v["count"], 3, "{v}");
+    assert_eq!(v["ls"], serde_json::json!(["x", "y"]));
+    assert_eq!(v["both"], "out");
+    assert_eq!(v["both.stderr"], "oops");
+    assert_eq!(v["both.exit_code"], 0);
+    assert_eq!(v["both.success"], true);
+    assert!(v["both.duration"].as_f64().unwrap() >= 0.0, "{v}");
+    assert_eq!(v["flag"], true);
+    // The log stays complete; the capture files are gone.
+    let id = s["id"].as_str().unwrap();
+    let logdir = r.env.p(&format!("logs/work/{id}"));
+    let text = fs::read_to_string(logdir.join("steps.log")).unwrap();
+    assert!(text.contains("oops\n") && text.contains("x\ny\n"), "{text}");
+    let left: Vec<_> = fs::read_dir(&logdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".out") || n.ends_with(".err"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn capture_format_json_that_does_not_parse_fails_the_step_and_a_failed_step_still_captures() {
+    let Some(r) = setup("steps-capture-bad") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "bad.yml",
+        "- shell: echo not-json\n  capture: d\n  capture_format: json\n- shell: echo never > never.txt\n",
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "step 1 (shell: echo not-json): capture `d` (capture_format: json): the output is not valid JSON"
+        ),
+        "{o:?}"
+    );
+    let s = r.only_session();
+    assert_eq!(s["status"], "Failed");
+    assert_eq!(s["workflow_data"]["current_step"], 0);
+    let id = s["id"].as_str().unwrap();
+    assert!(!r.env.p(&format!("worktrees/work/{id}/never.txt")).exists());
+
+    // A failing step's output and status are kept (as a string) before it fails.
+    let wf = r.write_workflow(
+        "fail.yml",
+        "- shell: echo half; exit 3\n  capture: c\n  capture_format: number\n",
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("failed: exit status 3"), "{o:?}");
+    let s = r
+        .sessions()
+        .into_iter()
+        .find(|s| s["workflow_data"]["workflow_name"] == "fail")
+        .unwrap();
+    // Not checkpointed as completed: the variables of a failed step are not in the record.
+    assert_eq!(s["workflow_data"]["current_step"], 0);
+}
+
+#[test]
+fn a_capture_survives_kill_9_and_resume_and_the_later_step_sees_it() {
+    let Some(r) = setup("steps-capture-resume") else {
+        return;
+    };
+    let flag = r.env.dir.join("slept");
+    let wf = r.write_workflow(
+        "k.yml",
+        &format!(
+            r#"name: killed
+commands:
+  - shell: 'echo "{{\"n\": 41}}"'
+    capture: data
+    capture_format: json
+  - shell: if [ ! -e {f} ]; then touch {f}; sleep 60; fi
+  - shell: echo "n=${{data.n}} ok=${{data.success}}" > seen.txt && git add seen.txt && git commit -q -m seen
+    commit_required: true
+"#,
+            f = flag.display()
+        ),
+    );
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    wait_for("step 2", || flag.exists());
+    // The whole group: prodigy and its step, as a crash of the machine would.
+    unsafe_kill(-(child.id() as i32), 9);
+    let _ = child.wait();
+    let s = r.only_session();
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["workflow_data"]["variables"]["data"]["n"], 41, "{s}");
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("seen.txt")).unwrap(),
+        "n=41 ok=true\n"
+    );
+    assert_eq!(r.only_session()["status"], "Completed");
+}
