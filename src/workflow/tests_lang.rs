@@ -420,6 +420,12 @@ const RUN_NOW: &[&str] = &[
     "capture_format",
     "capture_streams",
     "output_file",
+    "on_success",
+    "on_exit_code",
+    "on_failure: true",
+    "on_failure (a list of steps)",
+    "on_failure (a step with modifiers)",
+    "on_failure.commands",
 ];
 
 #[test]

@@ -161,3 +161,122 @@ commands:
     );
     assert_eq!(r.only_session()["status"], "Completed");
 }
+
+const HANDLERS: &str = r#"
+name: handlers
+commands:
+  - shell: echo a >> trail.txt
+    on_success:
+      shell: echo success-of-1 >> trail.txt
+  - shell: exit 3
+    capture: three
+    on_exit_code:
+      3:
+        shell: echo "code ${three.exit_code} ${three.success}" >> trail.txt
+    on_failure:
+      shell: echo must-not-run >> trail.txt
+  - shell: exit 1
+    on_failure: true
+  - shell: exit 2
+    on_failure:
+      - shell: echo fix1 >> trail.txt
+      - shell: echo fix2 >> trail.txt
+  - shell: test -e fixed || exit 5
+    on_failure:
+      commands:
+        - shell: echo attempt >> trail.txt
+        - shell: test -e again || { touch again; exit 1; }
+        - shell: touch fixed
+      max_attempts: 2
+  - shell: exit 4
+    on_failure:
+      shell: echo handled-4
+      capture_output: h
+  - shell: echo "h=${h}" >> trail.txt && git add -A && git commit -q -m trail
+    commit_required: true
+"#;
+
+#[test]
+fn on_success_on_exit_code_and_every_on_failure_form_run_and_recover() {
+    let Some(r) = setup("steps-handlers") else {
+        return;
+    };
+    let wf = r.write_workflow("h.yml", HANDLERS);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("trail.txt")).unwrap(),
+        "a\nsuccess-of-1\ncode 3 false\nfix1\nfix2\nattempt\nattempt\nh=handled-4\n"
+    );
+    assert!(r.repo.join("fixed").exists());
+    assert!(log(&r.repo).lines().any(|l| l == "trail"));
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed");
+    assert_eq!(
+        s["workflow_data"]["completed_steps"],
+        serde_json::json!([0, 1, 2, 3, 4, 5, 6])
+    );
+    let id = s["id"].as_str().unwrap();
+    let text = fs::read_to_string(r.env.p(&format!("logs/work/{id}/steps.log"))).unwrap();
+    assert!(
+        text.contains("step 2 (shell: exit 3) exited with 3: on_exit_code 3 runs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("failure ignored (on_failure: true)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on_failure of step 5 (shell: test -e fixed || exit 5) (attempt 2)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn handlers_that_fail_or_fail_workflow_fail_the_step_with_what_happened() {
+    let Some(r) = setup("steps-handlers-fail") else {
+        return;
+    };
+    for (name, text, want) in [
+        (
+            "fw",
+            "- shell: exit 1\n  on_failure: {shell: echo fixing, fail_workflow: true}\n",
+            "step 1 (shell: exit 1) failed: exit status 1 (on_failure ran; fail_workflow is set)",
+        ),
+        (
+            "ok",
+            "- shell: echo fine\n  on_success: {shell: exit 6}\n",
+            "step 1 (shell: echo fine): on_success failed: on_success (shell: exit 6) failed: exit status 6",
+        ),
+        (
+            "code",
+            "- shell: exit 3\n  on_exit_code: {3: {shell: exit 4}}\n  on_failure: {shell: echo not-me > not-me}\n",
+            "step 1 (shell: exit 3) exited with 3; on_exit_code 3 failed: on_exit_code 3 (shell: exit 4) failed: exit status 4",
+        ),
+        (
+            "tries",
+            "- shell: exit 1\n  on_failure: {shell: echo try >> tries.txt; exit 2, max_attempts: 3}\n",
+            "step 1 (shell: exit 1) failed: exit status 1; on_failure also failed: on_failure (shell: echo try >> tries.txt; exit 2) failed: exit status 2",
+        ),
+    ] {
+        let wf = r.write_workflow(&format!("{name}.yml"), text);
+        let o = r.run(&wf, &["-y"]);
+        assert_eq!(o.code, 1, "{name}: {o:?}");
+        assert!(o.stdout.contains(want), "{name}: {o:?}");
+    }
+    // The handler ran three times, in the kept worktree; on_failure did not run after
+    // on_exit_code.
+    let tries: Vec<PathBuf> = fs::read_dir(r.env.p("worktrees/work"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let all: String = tries
+        .iter()
+        .filter_map(|d| fs::read_to_string(d.join("tries.txt")).ok())
+        .collect();
+    assert_eq!(all, "try\ntry\ntry\n");
+    assert!(!tries.iter().any(|d| d.join("not-me").exists()));
+    assert!(!r.repo.join("tries.txt").exists());
+}
