@@ -45,7 +45,6 @@ fn io_msg(what: &str, rel: &str, e: &io::Error) -> String {
 /// The directory `rel` under `root` (the worktree), checked component by component without
 /// following a symlink. `rel` empty or `.` is `root`. Errors: see [`components`]; a component
 /// that is missing, a symlink, or not a directory.
-#[allow(dead_code)] // used by `working_dir` (next commit)
 pub fn resolve_dir(root: &Path, rel: &str, what: &str) -> Result<PathBuf, String> {
     let comps = components(rel, what)?;
     let d = Dir::open_root(root).map_err(|e| io_msg(what, rel, &e))?;

@@ -84,6 +84,11 @@ struct Frame {
     run: Option<Running>,
     head_before: Option<String>,
     capture: Option<Pending>,
+    /// `working_dir` in effect (relative to the lane's directory); a handler starts from its
+    /// step's.
+    dir: Option<String>,
+    /// Step `env` in effect, interpolated; a handler starts from its step's.
+    env: Vec<(String, String)>,
 }
 
 /// What to do after a frame moved on.
@@ -202,7 +207,13 @@ impl<'w> Lane<'w> {
     }
 
     fn push(&mut self, step: Step, label: String) {
+        let (dir, env) = match self.stack.last() {
+            Some(p) => (p.dir.clone(), p.env.clone()),
+            None => (None, Vec::new()),
+        };
         self.stack.push(Frame {
+            dir,
+            env,
             step,
             label,
             stage: Stage::Own,
@@ -231,16 +242,49 @@ impl<'w> Lane<'w> {
         let depth = self.stack.len();
         let f = self.stack.last().expect("a frame");
         let step = &f.step;
-        let text = interpolate(step.text(), &self.vars)?;
+        let (mut dir, mut env) = (f.dir.clone(), f.env.clone());
+        // Step `env` (plain values; the other forms are refused before the run): interpolated,
+        // later than the workflow's, and `${NAME}` in the step's own text.
+        let mut scoped = None;
+        for (k, v) in &step.more.env {
+            let crate::workflow::EnvValue::Plain(v) = v else {
+                return Err(format!("`env.{k}`: only plain values run in step env yet"));
+            };
+            let v = interpolate(v, &self.vars).map_err(|e| format!("`env.{k}`: {e}"))?;
+            scoped
+                .get_or_insert_with(|| self.vars.clone())
+                .set_str(k, &v);
+            env.retain(|(n, _)| n != k);
+            env.push((k.clone(), v));
+        }
+        if let Some(w) = &step.more.working_dir {
+            let w = interpolate(w, &self.vars).map_err(|e| format!("`working_dir`: {e}"))?;
+            // Relative to the worktree, not to the handled step's directory.
+            dir = Some(w);
+        }
+        let text = interpolate(step.text(), scoped.as_ref().unwrap_or(&self.vars))?;
+        let cwd = match &dir {
+            // Checked at every start, handlers too: a step may have replaced it by a symlink.
+            Some(d) => super::files::resolve_dir(&self.cwd, d, "working_dir")?,
+            None => self.cwd.clone(),
+        };
         let head_before = if step.commit_required {
             Some(worktrees::head(&ctx.git, &self.cwd).map_err(|e| e.to_string())?)
         } else {
             None
         };
         let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
-        let capture = Pending::for_step(step, &self.log, &tag, None);
-        let run = self.spawn(ctx, &step.action, &text, step.timeout, capture.as_ref())?;
+        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        let run = self.spawn(
+            ctx,
+            (&step.action, &text, step.timeout),
+            &cwd,
+            &env,
+            capture.as_ref(),
+        )?;
         let f = self.top();
+        f.dir = dir;
+        f.env = env;
         f.run = Some(run);
         f.head_before = head_before;
         f.capture = capture;
@@ -484,9 +528,9 @@ impl<'w> Lane<'w> {
     fn spawn(
         &self,
         ctx: &Ctx,
-        action: &Action,
-        text: &str,
-        timeout: Option<u64>,
+        (action, text, timeout): (&Action, &str, Option<u64>),
+        cwd: &std::path::Path,
+        step_env: &[(String, String)],
         capture: Option<&Pending>,
     ) -> Result<Running, String> {
         let log = open_append(&self.log)
@@ -498,6 +542,7 @@ impl<'w> Lane<'w> {
         let capture = capture.and_then(|c| c.out.as_ref());
         let mut env = ctx.env.clone();
         env.extend(self.env.iter().cloned());
+        env.extend(step_env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
             // Refused before the run starts (`run::not_run_yet`); never reached.
             Action::WriteFile(_) | Action::Foreach(_) => {
@@ -558,7 +603,7 @@ impl<'w> Lane<'w> {
         };
         exec::spawn(Spawn {
             argv,
-            cwd: self.cwd.clone(),
+            cwd: cwd.to_path_buf(),
             env,
             stdout: out,
             stderr: err,

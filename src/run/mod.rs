@@ -290,8 +290,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "write_file",
     "foreach",
     "validate",
-    "working_dir",
-    "env (step)",
     "env (map values)",
     "when",
     "id",

@@ -426,6 +426,8 @@ const RUN_NOW: &[&str] = &[
     "on_failure (a list of steps)",
     "on_failure (a step with modifiers)",
     "on_failure.commands",
+    "working_dir",
+    "env (step)",
 ];
 
 #[test]

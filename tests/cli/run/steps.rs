@@ -280,3 +280,99 @@ fn handlers_that_fail_or_fail_workflow_fail_the_step_with_what_happened() {
     assert!(!tries.iter().any(|d| d.join("not-me").exists()));
     assert!(!r.repo.join("tries.txt").exists());
 }
+
+const DIRS: &str = r#"
+name: dirs
+commands:
+  - shell: mkdir -p sub/deeper && echo world
+    capture: who
+  - shell: pwd > where.txt; echo "$GREETING ${GREETING} $WHO" > env.txt
+    working_dir: sub
+    env:
+      GREETING: hello
+      WHO: "${who}"
+  - shell: echo hi
+    working_dir: sub/deeper
+    output_file: o.txt
+  - shell: exit 1
+    working_dir: sub
+    env: {FIXER: handler}
+    on_failure:
+      shell: echo "$FIXER" > handled.txt
+  - shell: echo "[$GREETING]" > top.txt && git add -A && git commit -q -m dirs
+    commit_required: true
+"#;
+
+#[test]
+fn step_env_and_working_dir_apply_to_the_step_and_its_handlers_only() {
+    let Some(r) = setup("steps-dirs") else {
+        return;
+    };
+    let wf = r.write_workflow("d.yml", DIRS);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("sub/env.txt")).unwrap(),
+        "hello hello world\n"
+    );
+    let s = r.only_session();
+    let id = s["id"].as_str().unwrap();
+    let where_ = fs::read_to_string(r.repo.join("sub/where.txt")).unwrap();
+    assert!(where_.ends_with(&format!("{id}/sub\n")), "{where_}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("sub/deeper/o.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("sub/handled.txt")).unwrap(),
+        "handler\n"
+    );
+    // The step env did not leak into the next step.
+    assert_eq!(fs::read_to_string(r.repo.join("top.txt")).unwrap(), "[]\n");
+}
+
+#[test]
+fn a_working_dir_that_is_missing_a_symlink_or_outside_fails_the_step_with_a_message() {
+    let Some(r) = setup("steps-dirs-bad") else {
+        return;
+    };
+    let outside = r.env.dir.join("elsewhere");
+    fs::create_dir_all(&outside).unwrap();
+    for (name, text, want) in [
+        (
+            "missing",
+            "- shell: echo\n  working_dir: nope\n".to_string(),
+            "step 1 (shell: echo): `working_dir` `nope`: ".to_string(),
+        ),
+        (
+            "link",
+            format!(
+                "- shell: ln -s {} link\n- shell: touch escaped\n  working_dir: link\n",
+                outside.display()
+            ),
+            "step 2 (shell: touch escaped): `working_dir` `link`: a component is a symlink or \
+             not a directory (symlinks are not followed)"
+                .to_string(),
+        ),
+        (
+            "dotdot",
+            "- shell: echo ..\n  capture: up\n- shell: touch escaped\n  working_dir: \"${up}\"\n"
+                .to_string(),
+            "step 2 (shell: touch escaped): `working_dir` must stay inside the worktree (no \
+             `..`), found `..`"
+                .to_string(),
+        ),
+    ] {
+        let wf = r.write_workflow(&format!("{name}.yml"), &text);
+        let o = r.run(&wf, &["-y"]);
+        assert_eq!(o.code, 1, "{name}: {o:?}");
+        assert!(o.stdout.contains(&want), "{name}: {o:?}");
+    }
+    let left: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!r.env.p("worktrees").join("escaped").exists());
+}
