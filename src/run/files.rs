@@ -124,3 +124,44 @@ pub fn write_confined(
         }
     }
 }
+
+/// A `write_file` step (run.md §2): `content` (already interpolated) checked and pretty-printed
+/// by `format` (`json`: parsed then pretty-printed; `yaml`: parsed then re-emitted; `text`: as
+/// it is; no newline added, as in 0.4.4), written to `rel` under `root` by [`write_confined`]
+/// with `mode`. Returns the bytes written. Errors: content that does not parse as its format,
+/// and every error of [`write_confined`].
+pub fn write_file(
+    root: &Path,
+    rel: &str,
+    content: &str,
+    format: &str,
+    mode: u32,
+    create_dirs: bool,
+) -> Result<u64, String> {
+    let bytes = match format {
+        "json" => {
+            let v: serde_json::Value = serde_json::from_str(content).map_err(|e| {
+                format!("`write_file` `{rel}`: the content is not valid JSON ({e})")
+            })?;
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        }
+        "yaml" => {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(content).map_err(|e| {
+                format!(
+                    "`write_file` `{rel}`: the content is not valid YAML ({})",
+                    crate::store::names::printable_str(&e.to_string())
+                )
+            })?;
+            serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())?
+        }
+        _ => content.to_string(),
+    };
+    write_confined(
+        root,
+        rel,
+        &mut bytes.as_bytes(),
+        mode,
+        create_dirs,
+        "write_file",
+    )
+}

@@ -26,7 +26,7 @@
 
 use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
-use super::{worktrees, Ctx};
+use super::{files, worktrees, Ctx};
 use crate::store::atomic::open_append;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Action, Step};
@@ -230,7 +230,8 @@ impl<'w> Lane<'w> {
     /// Start the top frame's command.
     fn start(&mut self, ctx: &Ctx) -> Next {
         match self.start_command(ctx) {
-            Ok(()) => Next::Wait,
+            Ok(None) => Next::Wait,
+            Ok(Some(done)) => self.ended(ctx, done),
             Err(e) => {
                 let label = self.top().label.clone();
                 self.failed(ctx, format!("{label}: {e}"))
@@ -238,7 +239,8 @@ impl<'w> Lane<'w> {
         }
     }
 
-    fn start_command(&mut self, ctx: &Ctx) -> Result<(), String> {
+    /// Start the top frame's command; `Some` when it ran to its end at once (`write_file`).
+    fn start_command(&mut self, ctx: &Ctx) -> Result<Option<exec::Outcome>, String> {
         let depth = self.stack.len();
         let f = self.stack.last().expect("a frame");
         let step = &f.step;
@@ -265,7 +267,7 @@ impl<'w> Lane<'w> {
         let text = interpolate(step.text(), scoped.as_ref().unwrap_or(&self.vars))?;
         let cwd = match &dir {
             // Checked at every start, handlers too: a step may have replaced it by a symlink.
-            Some(d) => super::files::resolve_dir(&self.cwd, d, "working_dir")?,
+            Some(d) => files::resolve_dir(&self.cwd, d, "working_dir")?,
             None => self.cwd.clone(),
         };
         let head_before = if step.commit_required {
@@ -275,6 +277,30 @@ impl<'w> Lane<'w> {
         };
         let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
         let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        if let Action::WriteFile(w) = &step.action {
+            // In prodigy itself, at once: `text` is the interpolated path.
+            let vars = scoped.as_ref().unwrap_or(&self.vars);
+            let content = interpolate(&w.content, vars)?;
+            let rel = match &dir {
+                Some(d) => format!("{d}/{text}"),
+                None => text.clone(),
+            };
+            let n = files::write_file(&self.cwd, &rel, &content, &w.format, w.mode, w.create_dirs)?;
+            let msg = format!("Wrote {n} bytes to {text}\n");
+            let to = capture
+                .as_ref()
+                .and_then(|c| c.out.clone())
+                .unwrap_or_else(|| self.log.clone());
+            if let Ok(mut f) = open_append(&to) {
+                let _ = f.write_all(msg.as_bytes());
+            }
+            let f = self.top();
+            f.dir = dir;
+            f.env = env;
+            f.head_before = head_before;
+            f.capture = capture;
+            return Ok(Some(exec::Outcome::Exited(0)));
+        }
         let run = self.spawn(
             ctx,
             (&step.action, &text, step.timeout),
@@ -288,7 +314,7 @@ impl<'w> Lane<'w> {
         f.run = Some(run);
         f.head_before = head_before;
         f.capture = capture;
-        Ok(())
+        Ok(None)
     }
 
     /// The top frame's command ended with `o`.
@@ -544,7 +570,8 @@ impl<'w> Lane<'w> {
         env.extend(self.env.iter().cloned());
         env.extend(step_env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
-            // Refused before the run starts (`run::not_run_yet`); never reached.
+            // `write_file` runs in `start_command`; `foreach` is refused before the run starts
+            // (`run::not_run_yet`). Never reached.
             Action::WriteFile(_) | Action::Foreach(_) => {
                 return Err(format!(
                     "`{}` steps are not run by this version of prodigy run yet",

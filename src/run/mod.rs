@@ -287,7 +287,6 @@ fn writable_root() -> Result<PathBuf> {
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
 pub const NOT_RUN_YET: &[&str] = &[
-    "write_file",
     "foreach",
     "validate",
     "env (map values)",

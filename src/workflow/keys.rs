@@ -314,7 +314,7 @@ pub const KEYS: &[Key] = &[
     // Step: actions.
     k(C::Step, "shell", K::Str, R::Yes, "run this text with `sh -c` in the worktree", ""),
     k(C::Step, "claude", K::Str, R::Yes, "run Claude with this prompt (`/command args`)", ""),
-    k(C::Step, "write_file", K::Obj(C::WriteFile), R::NotYet, "write a file in the worktree", "dropped in standard workflows (the step fails)"),
+    k(C::Step, "write_file", K::Obj(C::WriteFile), R::Yes, "write a file in the worktree, crash-safely (temp, fsync, rename); logs `Wrote N bytes to PATH`", "dropped in standard workflows (the step fails)"),
     k(C::Step, "foreach", K::Obj(C::Foreach), R::NotYet, "run `do` once per item", "`do` runs in prodigy's cwd, not the worktree"),
     k(C::Step, "args", K::StrOrList, R::Label, "arguments of a legacy `name:` step (`claude /name args`)", ""),
     // Step: modifiers.
@@ -362,11 +362,11 @@ pub const KEYS: &[Key] = &[
     k(C::OnIncomplete, "commit_required", K::Bool, R::NotYet, "the handler must make a commit", ""),
     k(C::OnIncomplete, "prompt", K::Str, R::NotYet, "shown when still unmet", "the answer is ignored"),
     // write_file.
-    k(C::WriteFile, "path", K::Str, R::NotYet, "the file, relative to the worktree (no `..`)", "an absolute path is allowed"),
-    k(C::WriteFile, "content", K::Str, R::NotYet, "what to write", ""),
-    k(C::WriteFile, "format", K::Enum(FILE_FORMATS), R::NotYet, "`json`/`yaml` content is checked and pretty-printed", ""),
-    k(C::WriteFile, "mode", K::Str, R::NotYet, "octal permissions (default 0644)", ""),
-    k(C::WriteFile, "create_dirs", K::Bool, R::NotYet, "create missing parent directories", ""),
+    k(C::WriteFile, "path", K::Str, R::Yes, "the file, relative to the worktree or working_dir (interpolated; no `..`, no symlink followed)", "an absolute path is allowed"),
+    k(C::WriteFile, "content", K::Str, R::Yes, "what to write (interpolated; no newline added)", ""),
+    k(C::WriteFile, "format", K::Enum(FILE_FORMATS), R::Yes, "`json`/`yaml` content is checked and pretty-printed; content that does not parse fails the step", ""),
+    k(C::WriteFile, "mode", K::Str, R::Yes, "octal permissions (default 0644)", ""),
+    k(C::WriteFile, "create_dirs", K::Bool, R::Yes, "create missing parent directories (else a missing one fails the step)", ""),
     // foreach.
     k(C::Foreach, "foreach", K::StrOrList, R::NotYet, "the items: a command (one per output line) or a list", ""),
     k(C::Foreach, "input", K::StrOrList, R::NotYet, "another name for `foreach`", "not accepted: the file fails"),

@@ -428,6 +428,7 @@ const RUN_NOW: &[&str] = &[
     "on_failure.commands",
     "working_dir",
     "env (step)",
+    "write_file",
 ];
 
 #[test]

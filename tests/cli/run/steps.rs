@@ -376,3 +376,179 @@ fn a_working_dir_that_is_missing_a_symlink_or_outside_fails_the_step_with_a_mess
     assert!(left.is_empty(), "{left:?}");
     assert!(!r.env.p("worktrees").join("escaped").exists());
 }
+
+const WRITES: &str = r#"
+name: wf
+commands:
+  - shell: echo 7
+    capture: n
+    capture_format: number
+  - write_file:
+      path: gen/config.json
+      content: '{"name": "${workflow.name}", "n": ${n}}'
+      format: json
+      mode: "0600"
+      create_dirs: true
+    capture_output: msg
+  - write_file:
+      path: notes.yml
+      content: "b: [x, y]\na: 1\n"
+      format: yaml
+  - write_file: {path: plain.txt, content: "line ${n}"}
+    working_dir: gen
+  - shell: |
+      [ -n "$(find gen/config.json -perm 600)" ] && echo 600 > mode.txt
+      echo "${msg}" > msg.txt && git add -A && git commit -q -m written
+    commit_required: true
+"#;
+
+#[test]
+fn write_file_checks_pretty_prints_and_writes_inside_the_worktree_with_its_mode() {
+    let Some(r) = setup("steps-write") else {
+        return;
+    };
+    let wf = r.write_workflow("w.yml", WRITES);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
+    let json = "{\n  \"n\": 7,\n  \"name\": \"wf\"\n}";
+    assert_eq!(
+        fs::read_to_string(r.repo.join("gen/config.json")).unwrap(),
+        json
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("notes.yml")).unwrap(),
+        // Re-emitted in the order written.
+        "b:\n- x\n- y\na: 1\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("gen/plain.txt")).unwrap(),
+        "line 7"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("mode.txt")).unwrap(),
+        "600\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("msg.txt")).unwrap(),
+        format!("Wrote {} bytes to gen/config.json\n", json.len())
+    );
+    // No temp file was left behind to be committed.
+    let files = git(&r.repo, &["ls-files"]);
+    assert!(!files.contains(".tmp-"), "{files}");
+}
+
+#[test]
+fn write_file_never_writes_outside_the_worktree_and_bad_content_fails_the_step() {
+    let Some(r) = setup("steps-write-bad") else {
+        return;
+    };
+    let elsewhere = r.env.dir.join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let e = elsewhere.display();
+    for (name, text, want) in [
+        (
+            "json",
+            "- write_file: {path: bad.json, content: '{\"a\": ${x:-}}', format: json}\n"
+                .to_string(),
+            "step 1 (write_file: bad.json): `write_file` `bad.json`: the content is not valid JSON"
+                .to_string(),
+        ),
+        (
+            "parent",
+            format!("- shell: ln -s {e} link\n- write_file: {{path: link/x.txt, content: x}}\n"),
+            "step 2 (write_file: link/x.txt): `write_file` `link/x.txt`: a component is a \
+             symlink or not a directory (symlinks are not followed)"
+                .to_string(),
+        ),
+        (
+            "missing",
+            "- write_file: {path: no/x.txt, content: x}\n".to_string(),
+            "`write_file` `no/x.txt`: the directory `no` does not exist; add `create_dirs: true`"
+                .to_string(),
+        ),
+    ] {
+        let wf = r.write_workflow(&format!("{name}.yml"), &text);
+        let o = r.run(&wf, &["-y"]);
+        assert_eq!(o.code, 1, "{name}: {o:?}");
+        assert!(o.stdout.contains(&want), "{name}: {o:?}");
+    }
+    // A symlink at the target is replaced, never written through.
+    let wf = r.write_workflow(
+        "target.yml",
+        &format!(
+            "- shell: ln -s {e}/t.txt t.txt\n- write_file: {{path: t.txt, content: mine}}\n\
+             - shell: test ! -L t.txt && git add -A && git commit -q -m t\n  commit_required: true\n"
+        ),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(fs::read_to_string(r.repo.join("t.txt")).unwrap(), "mine");
+    let left: Vec<_> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+const MAPREDUCE_STEPS: &str = r#"
+name: mr-steps
+mode: mapreduce
+setup:
+  - shell: echo '[{"id":"a","n":1},{"id":"b","n":2}]'
+    capture: list
+    capture_format: json
+    on_success:
+      write_file: {path: items.json, content: "${list}", format: json}
+  - shell: git add items.json && git commit -q -m setup-items
+    commit_required: true
+map:
+  input: items.json
+  json_path: "$[*]"
+  max_parallel: 2
+  agent_template:
+    - shell: echo $(( ${item.n} * 10 ))
+      capture: tenfold
+      capture_format: number
+      on_success:
+        write_file: {path: "out/${item_id}.txt", content: "${tenfold}", create_dirs: true}
+    - shell: git add -A && git commit -q -m "agent ${item_id}"
+      commit_required: true
+reduce:
+  - shell: echo ${map.successful}
+    capture: ok
+    capture_format: number
+    on_success:
+      write_file:
+        path: summary.json
+        content: '{"ok": ${ok}, "total": ${map.total}}'
+        format: json
+  - shell: git add -A && git commit -q -m reduce
+    commit_required: true
+"#;
+
+#[test]
+fn mapreduce_setup_agents_and_reduce_capture_write_files_on_success() {
+    let Some(r) = setup("steps-mapreduce") else {
+        return;
+    };
+    let wf = r.write_workflow("mr.yml", MAPREDUCE_STEPS);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("items.json")).unwrap(),
+        "[\n  {\n    \"id\": \"a\",\n    \"n\": 1\n  },\n  {\n    \"id\": \"b\",\n    \"n\": 2\n  }\n]"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("out/a.txt")).unwrap(), "10");
+    assert_eq!(fs::read_to_string(r.repo.join("out/b.txt")).unwrap(), "20");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("summary.json")).unwrap(),
+        "{\n  \"ok\": 2,\n  \"total\": 2\n}"
+    );
+    let l = log(&r.repo);
+    for m in ["setup-items", "agent a", "agent b", "reduce"] {
+        assert!(l.lines().any(|x| x == m), "{m}: {l}");
+    }
+    assert_eq!(r.only_session()["status"], "Completed");
+}
