@@ -297,7 +297,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "env_files",
     "profiles",
     "setup.capture_outputs",
-    "map.distinct",
 ];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
