@@ -229,6 +229,26 @@ impl<'w> Lane<'w> {
 
     /// Start the top frame's command.
     fn start(&mut self, ctx: &Ctx) -> Next {
+        let f = self.stack.last().expect("a frame");
+        if let Some(w) = &f.step.more.when {
+            // `${…}` first, then the expression (run.md §2 "Expressions"); false skips the
+            // step and its handlers, and the step counts as done.
+            let label = f.label.clone();
+            let run = interpolate(&w.text, &self.vars)
+                .map_err(|e| format!("`when` (line {}): {e}", w.line))
+                .and_then(|t| {
+                    crate::workflow::expr::eval_when(&t)
+                        .map_err(|e| format!("`when` (line {}): `{t}`: {e}", w.line))
+                });
+            match run {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.log_line(&format!("{label} skipped: `when: {}` is false", w.text));
+                    return Next::Done(Ok(()));
+                }
+                Err(e) => return self.failed(ctx, format!("{label}: {e}")),
+            }
+        }
         match self.start_command(ctx) {
             Ok(None) => Next::Wait,
             Ok(Some(done)) => self.ended(ctx, done),

@@ -290,7 +290,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "foreach",
     "validate",
     "env (map values)",
-    "when",
     "id",
     "outputs",
     "secrets",

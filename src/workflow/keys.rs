@@ -332,7 +332,7 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "on_failure", K::OnFailure, R::Yes, "what runs when the step fails (for an exit code without an on_exit_code entry): true ignores the failure; a command, a step or a list of steps, retried up to max_attempts; the step is then recovered unless fail_workflow", "only `{claude, ...}` parses in standard workflows"),
     k(C::Step, "on_success", K::Step, R::Yes, "a step run after this one succeeds (and its commit_required is met); when it fails the step fails", "dropped in standard workflows"),
     k(C::Step, "on_exit_code", K::ExitCodes, R::Yes, "a step per exit code; the entry for the step's own exit code runs and decides (succeeds: the step succeeded; fails: the step failed, on_failure does not run)", "honoured in setup only, after on_failure, with the recovered step's code"),
-    k(C::Step, "when", K::StrOrBool, R::NotYet, "skip the step when this expression is false", "never evaluated"),
+    k(C::Step, "when", K::StrOrBool, R::Yes, "skip the step (and its handlers) when this expression is false; ${...} is replaced first; a skipped step counts as done", "never evaluated"),
     k(C::Step, "validate", K::StepsOr(C::Validate), R::NotYet, "check the step's work; retry with on_incomplete", "ignored in agents and reduce"),
     k(C::Step, "id", K::Str, R::NotYet, "name for `outputs` (${ID.NAME})", "dropped"),
     k(C::Step, "outputs", K::Outputs, R::NotYet, "files the step made, as ${ID.NAME}", "dropped"),

@@ -429,6 +429,7 @@ const RUN_NOW: &[&str] = &[
     "working_dir",
     "env (step)",
     "write_file",
+    "when",
 ];
 
 #[test]

@@ -513,6 +513,8 @@ map:
       capture_format: number
       on_success:
         write_file: {path: "out/${item_id}.txt", content: "${tenfold}", create_dirs: true}
+    - shell: touch big-${item_id}
+      when: "${item.n} > 1"
     - shell: git add -A && git commit -q -m "agent ${item_id}"
       commit_required: true
 reduce:
@@ -542,6 +544,8 @@ fn mapreduce_setup_agents_and_reduce_capture_write_files_on_success() {
     );
     assert_eq!(fs::read_to_string(r.repo.join("out/a.txt")).unwrap(), "10");
     assert_eq!(fs::read_to_string(r.repo.join("out/b.txt")).unwrap(), "20");
+    // `when` in an agent: only the item with n > 1.
+    assert!(r.repo.join("big-b").exists() && !r.repo.join("big-a").exists());
     assert_eq!(
         fs::read_to_string(r.repo.join("summary.json")).unwrap(),
         "{\n  \"ok\": 2,\n  \"total\": 2\n}"
@@ -551,4 +555,55 @@ fn mapreduce_setup_agents_and_reduce_capture_write_files_on_success() {
         assert!(l.lines().any(|x| x == m), "{m}: {l}");
     }
     assert_eq!(r.only_session()["status"], "Completed");
+}
+
+const WHENS: &str = r#"
+- shell: echo main
+  capture: branch
+- shell: echo skipped > skipped.txt
+  when: "${branch} != main"
+  on_success: {shell: echo nope > nope.txt}
+- shell: echo ran > ran.txt
+  when: "${branch} == main && ${branch.success} == true"
+- shell: exit 3
+  capture: t
+  on_failure: true
+- shell: echo fixed > fixed.txt
+  when: "${t.exit_code} != 0"
+- shell: git add -A && git commit -q -m when
+  commit_required: true
+"#;
+
+#[test]
+fn when_skips_a_step_and_its_handlers_and_a_bad_expression_fails_the_step() {
+    let Some(r) = setup("steps-when") else {
+        return;
+    };
+    let wf = r.write_workflow("when.yml", WHENS);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(r.repo.join("ran.txt").exists());
+    assert!(r.repo.join("fixed.txt").exists());
+    assert!(!r.repo.join("skipped.txt").exists());
+    assert!(!r.repo.join("nope.txt").exists());
+    let s = r.only_session();
+    assert_eq!(
+        s["workflow_data"]["completed_steps"],
+        serde_json::json!([0, 1, 2, 3, 4, 5])
+    );
+    let id = s["id"].as_str().unwrap();
+    let text = fs::read_to_string(r.env.p(&format!("logs/work/{id}/steps.log"))).unwrap();
+    assert!(
+        text.contains("step 2 (shell: echo skipped > skipped.txt) skipped: `when: ${branch} != main` is false"),
+        "{text}"
+    );
+
+    let wf = r.write_workflow("bad.yml", "- shell: echo x > x.txt\n  when: \"1 ==\"\n");
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("step 1 (shell: echo x > x.txt): `when` (line 2): `1 ==`: column"),
+        "{o:?}"
+    );
 }
