@@ -607,3 +607,40 @@ fn when_skips_a_step_and_its_handlers_and_a_bad_expression_fails_the_step() {
         "{o:?}"
     );
 }
+
+#[test]
+fn dry_run_shows_every_modifier_that_runs_and_writes_nothing() {
+    let Some(r) = setup("steps-dry") else {
+        return;
+    };
+    let wf = r.write_workflow("dry.yml", DRY);
+    let o = r.run(&wf, &["--dry-run"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let want = "steps:
+  1. shell: echo '{\"a\":1}'  [when `${d.a} == 1`; in `sub`; env X; capture → d (json; stdout+stderr+exit_code+success+duration); output_file `out.json`]
+      on_failure (at most 2 attempts):
+        1. shell: fix
+      on_success: shell: echo ok
+      on_exit_code 2: shell: echo two
+  2. write_file: a.json (json, mode 600, create_dirs)
+      on_failure: ignore the failure
+";
+    assert!(o.stdout.ends_with(want), "{o:?}");
+    assert!(!r.env.root.exists() || fs::read_dir(&r.env.root).unwrap().count() == 0);
+}
+
+const DRY: &str = r#"
+- shell: echo '{"a":1}'
+  capture: d
+  capture_format: json
+  capture_streams: {stderr: true}
+  output_file: out.json
+  working_dir: sub
+  env: {X: "1"}
+  when: "${d.a} == 1"
+  on_success: {shell: echo ok}
+  on_exit_code: {2: {shell: echo two}}
+  on_failure: {commands: [{shell: fix}], max_attempts: 2}
+- write_file: {path: a.json, content: '{}', format: json, mode: "0600", create_dirs: true}
+  on_failure: true
+"#;
