@@ -46,8 +46,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// What `step` (the `idx`-th, 0-based, of a lane logging to `log`) keeps; `None` when
-    /// nothing. `dir` is the step's `working_dir` (relative to the worktree), if any.
+    /// What `step` keeps; `None` when nothing. Its stream files are `log` with the extension
+    /// `{tag}.out` / `{tag}.err` (`steps.step3.out`; a handler adds `.h` per level). `dir` is
+    /// the step's `working_dir` (relative to the worktree), if any: `output_file` is under it.
     pub fn for_step(step: &Step, log: &Path, tag: &str, dir: Option<&str>) -> Option<Pending> {
         let legacy = step.capture.as_ref().map(|name| match name.as_str() {
             "shell" => "shell.output".to_string(),
