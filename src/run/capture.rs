@@ -74,6 +74,14 @@ impl Pending {
         })
     }
 
+    /// Remove stream files a killed run left (they are opened for append): a resumed step
+    /// starts them empty.
+    pub fn clear_stale(&self) {
+        for p in [&self.out, &self.err].into_iter().flatten() {
+            remove_file(p);
+        }
+    }
+
     /// The step ended with `outcome`: append its streams to `log`, set the variables, write
     /// `output_file` under `root`, remove the files. `Err` (one line) fails the step: output
     /// that does not fit `capture_format` (of a step that succeeded), or `output_file` that

@@ -297,6 +297,9 @@ impl<'w> Lane<'w> {
         };
         let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
         let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        if let Some(c) = &capture {
+            c.clear_stale();
+        }
         if let Action::WriteFile(w) = &step.action {
             // In prodigy itself, at once: `text` is the interpolated path.
             let vars = scoped.as_ref().unwrap_or(&self.vars);

@@ -132,8 +132,9 @@ commands:
   - shell: 'echo "{{\"n\": 41}}"'
     capture: data
     capture_format: json
-  - shell: if [ ! -e {f} ]; then touch {f}; sleep 60; fi
-  - shell: echo "n=${{data.n}} ok=${{data.success}}" > seen.txt && git add seen.txt && git commit -q -m seen
+  - shell: echo attempt; if [ ! -e {f} ]; then touch {f}; sleep 60; fi
+    capture_output: second
+  - shell: echo "n=${{data.n}} ok=${{data.success}} ${{second}}" > seen.txt && git add seen.txt && git commit -q -m seen
     commit_required: true
 "#,
             f = flag.display()
@@ -157,7 +158,8 @@ commands:
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
         fs::read_to_string(r.repo.join("seen.txt")).unwrap(),
-        "n=41 ok=true\n"
+        // The killed step's partial capture file was not appended to.
+        "n=41 ok=true attempt\n"
     );
     assert_eq!(r.only_session()["status"], "Completed");
 }
