@@ -1558,7 +1558,7 @@ it differs from Prodigy 0.4.4 is in \\fBprodigy\\-workflow\\fR(5). Unknown keys 
 a \"did you mean\"); invalid values, YAML syntax errors, steps without an action and the removed
 \\fBanalyze\\fR and \\fBgoal_seek\\fR are errors naming file, line and column, every one of them
 (exit 2). Keys that parse but that this version does not run yet (\\fBvalidate\\fR,
-\\fBforeach\\fR, \\fBwrite_file\\fR, \\fBcapture\\fR, \\fBwhen\\fR, \\fBon_success\\fR, \\fBsecrets\\fR,
+\\fBforeach\\fR, \\fBsecrets\\fR,
 \\fBprofiles\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
 use with its line); \\fBprodigy validate\\fR and \\fB\\-\\-dry\\-run\\fR accept them. A feature is
 never silently dropped.
@@ -1593,7 +1593,8 @@ of the field (all nulls are one value). They apply in this order: \\fBjson_path\
 \\fB${name}\\fR, \\fB${name.path[0]}\\fR and \\fB${name:\\-default}\\fR are replaced before a step runs:
 \\fBitem\\fR (and nested \\fBitem.*\\fR), \\fBitem_json\\fR, \\fBitem_id\\fR, \\fBmap.total\\fR,
 \\fBmap.successful\\fR, \\fBmap.failed\\fR, \\fBmap.results\\fR, \\fBshell.output\\fR, \\fBclaude.output\\fR and
-capture names, \\fBworkflow.name\\fR, \\fBsession.id\\fR, \\fBjob.id\\fR, \\fBworktree\\fR, \\fBmerge.*\\fR in
+capture names (\\fBcapture: NAME\\fR also sets \\fBNAME.stderr\\fR, \\fBNAME.exit_code\\fR,
+\\fBNAME.success\\fR and \\fBNAME.duration\\fR), \\fBworkflow.name\\fR, \\fBsession.id\\fR, \\fBjob.id\\fR, \\fBworktree\\fR, \\fBmerge.*\\fR in
 merge steps, and \\fB\\-\\-arg\\fR names. An unknown dotted name fails its step; an unknown plain
 \\fB$NAME\\fR or \\fB${NAME}\\fR is left for the shell. Values are inserted as text, not shell\\-quoted.
 .SH EXECUTION

@@ -232,7 +232,24 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
         mods.push(format!("capture_output → {c}"));
     }
     if let Some(c) = &s.more.capture {
-        mods.push(format!("capture → {} ({})", c.name, c.format));
+        let st = &c.streams;
+        let kept: Vec<&str> = [
+            (st.stdout, "stdout"),
+            (st.stderr, "stderr"),
+            (st.exit_code, "exit_code"),
+            (st.success, "success"),
+            (st.duration, "duration"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        mods.push(format!(
+            "capture → {} ({}; {})",
+            c.name,
+            c.format,
+            kept.join("+")
+        ));
     }
     if let Some(f) = &s.more.output_file {
         mods.push(format!("output_file `{f}`"));
@@ -302,8 +319,20 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
             )
             .unwrap();
         } else {
+            writeln!(
+                o,
+                "{pad}    on_failure (at most {} attempts{}{}):",
+                of.max_attempts,
+                if of.fail_workflow { ", then fail" } else { "" },
+                if of.commit_required {
+                    ", commit_required"
+                } else {
+                    ""
+                }
+            )
+            .unwrap();
             for (i, d) in of.steps.iter().enumerate() {
-                step(o, inner, &format!("on_failure {}.", i + 1), d, known);
+                step(o, inner + 1, &format!("{}.", i + 1), d, known);
             }
         }
     }

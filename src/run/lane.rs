@@ -6,19 +6,34 @@
 //! runs (up to `max_attempts` times until it succeeds) and, unless `fail_workflow`, the step
 //! counts as recovered; `commit_required` fails a step that left HEAD where it was; a timeout
 //! kills the step's process group.
+//!
+//! Handlers are steps of their own, with every modifier (a handler may capture, have its own
+//! `on_failure`, …): a step being handled is a frame on a stack, its handler the frame above it.
+//! When a step's command ends:
+//! 1. its capture is kept (so handlers see `${NAME.exit_code}`);
+//! 2. when `on_exit_code` has an entry for the exit code, that step runs and decides: it
+//!    succeeds → the step counts as succeeded (for code 0: then `commit_required` and
+//!    `on_success` as below), it fails → the step fails and `on_failure` does not run (the
+//!    code was handled). `on_failure` therefore runs only for codes without an entry, and the
+//!    code looked up is always the step's own (0.4.4 looks up the code of the recovered step);
+//! 3. a failure (non-zero exit, kill, timeout, output not fitting `capture_format`, no commit
+//!    under `commit_required`) runs `on_failure`: `true` ignores it; a command, a step or a list
+//!    of steps runs up to `max_attempts` times until every handler step succeeds (the
+//!    handler's `commit_required` wants a commit made by the attempt); then the step is
+//!    recovered, or fails anyway under `fail_workflow`;
+//! 4. a success runs `on_success`; when it fails, the step fails (`on_failure` does not run:
+//!    the step itself succeeded).
 
+use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
-use super::{worktrees, Ctx};
+use super::{files, worktrees, Ctx};
 use crate::store::atomic::open_append;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Action, Step};
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Captured output is read back up to this many bytes (run.md §3: bounded).
-pub const CAPTURE_LIMIT: u64 = 1 << 20;
 
 /// How long running steps get to end after a forwarded SIGINT/SIGTERM (run.md §5.5: 10 s).
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
@@ -41,13 +56,56 @@ pub enum LaneEnd {
     Interrupted(i32),
 }
 
-struct Current {
-    idx: usize,
-    run: Running,
+/// What a frame waits for while the frame above it (a handler) runs.
+#[derive(Debug)]
+enum Stage {
+    /// Its own command (or nothing yet).
+    Own,
+    /// `on_exit_code` for this code.
+    ExitCode(i32),
+    /// `on_success`.
+    Success,
+    /// `on_failure`: attempt (1-based), the step's error, the handler step running (0-based),
+    /// HEAD when the attempt started (for the handler's `commit_required`).
+    Failure {
+        attempt: u32,
+        error: String,
+        at: usize,
+        head: Option<String>,
+    },
+}
+
+/// A step being run: a lane step, or a handler of the frame below it.
+struct Frame {
+    step: Step,
+    /// `step 3 (shell: make)`, `on_failure (shell: fix)`: for messages.
+    label: String,
+    stage: Stage,
+    run: Option<Running>,
     head_before: Option<String>,
-    capture: Option<(String, PathBuf)>,
-    /// `Some((attempt, error of the step))` while the `on_failure` handler runs.
-    handler: Option<(u32, String)>,
+    capture: Option<Pending>,
+    /// `working_dir` in effect (relative to the lane's directory); a handler starts from its
+    /// step's.
+    dir: Option<String>,
+    /// Step `env` in effect, interpolated; a handler starts from its step's.
+    env: Vec<(String, String)>,
+}
+
+/// What to do after a frame moved on.
+enum Next {
+    /// A command runs; come back when it ends.
+    Wait,
+    /// Run this handler step above the frame.
+    Push(Step, String),
+    /// The frame is done.
+    Done(Result<(), String>),
+}
+
+/// What happened to the top frame.
+enum Ev {
+    Start,
+    Ended(exec::Outcome),
+    Child(Result<(), String>),
 }
 
 /// One sequence of steps.
@@ -61,7 +119,7 @@ pub struct Lane<'w> {
     pub vars: Vars,
     env: Vec<(String, String)>,
     streaming: bool,
-    cur: Option<Current>,
+    stack: Vec<Frame>,
 }
 
 impl<'w> Lane<'w> {
@@ -84,7 +142,7 @@ impl<'w> Lane<'w> {
             vars,
             env,
             streaming,
-            cur: None,
+            stack: Vec::new(),
         }
     }
 
@@ -93,103 +151,372 @@ impl<'w> Lane<'w> {
         &self.log
     }
 
-    /// Start the next step, or reap the running one. `None` while a step runs.
+    /// Start the next step, or reap the running one and move on (handlers included). `None`
+    /// while a command runs.
     pub fn advance(&mut self, ctx: &Ctx) -> Option<LaneEnd> {
-        if self.cur.is_none() {
-            if self.next >= self.steps.len() {
-                return Some(LaneEnd::Finished);
+        let mut ev = match self.stack.last_mut() {
+            None => {
+                if self.next >= self.steps.len() {
+                    return Some(LaneEnd::Finished);
+                }
+                let idx = self.next;
+                let step = self.steps[idx].clone();
+                let label = format!("step {} ({})", idx + 1, step.display());
+                self.log_line(&format!("step {}: {}", idx + 1, step.display()));
+                self.push(step, label);
+                Ev::Start
             }
-            let idx = self.next;
-            return match self.start_step(ctx, idx) {
-                Ok(()) => None,
-                Err(e) => self.step_failed(ctx, idx, e),
+            Some(top) => match top.run.as_mut() {
+                Some(run) => {
+                    let o = run.poll()?;
+                    top.run = None;
+                    Ev::Ended(o)
+                }
+                None => Ev::Start,
+            },
+        };
+        loop {
+            let next = match ev {
+                Ev::Start => self.start(ctx),
+                Ev::Ended(o) => self.ended(ctx, o),
+                Ev::Child(r) => self.child_done(ctx, r),
+            };
+            ev = match next {
+                Next::Wait => return None,
+                Next::Push(step, label) => {
+                    self.push(step, label);
+                    Ev::Start
+                }
+                Next::Done(r) => {
+                    self.stack.pop();
+                    if !self.stack.is_empty() {
+                        Ev::Child(r)
+                    } else {
+                        let idx = self.next;
+                        return Some(match r {
+                            Ok(()) => {
+                                self.next = idx + 1;
+                                LaneEnd::StepDone(idx)
+                            }
+                            Err(error) => LaneEnd::Failed { step: idx, error },
+                        });
+                    }
+                }
             };
         }
-        let cur = self.cur.as_mut().expect("checked");
-        let outcome = cur.run.poll()?;
-        let cur = self.cur.take().expect("checked");
-        let idx = cur.idx;
-        if let Some((attempt, main_err)) = cur.handler {
-            let step = &self.steps[idx];
-            let of = step
-                .on_failure
-                .as_ref()
-                .expect("handler runs only with on_failure");
-            if outcome.success() {
-                if of.fail_workflow {
-                    return Some(LaneEnd::Failed {
-                        step: idx,
-                        error: format!("{main_err} (on_failure ran; fail_workflow is set)"),
-                    });
+    }
+
+    fn push(&mut self, step: Step, label: String) {
+        let (dir, env) = match self.stack.last() {
+            Some(p) => (p.dir.clone(), p.env.clone()),
+            None => (None, Vec::new()),
+        };
+        self.stack.push(Frame {
+            dir,
+            env,
+            step,
+            label,
+            stage: Stage::Own,
+            run: None,
+            head_before: None,
+            capture: None,
+        });
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack.last_mut().expect("a frame")
+    }
+
+    /// Start the top frame's command.
+    fn start(&mut self, ctx: &Ctx) -> Next {
+        let f = self.stack.last().expect("a frame");
+        if let Some(w) = &f.step.more.when {
+            // `${…}` first, then the expression (run.md §2 "Expressions"); false skips the
+            // step and its handlers, and the step counts as done.
+            let label = f.label.clone();
+            let run = interpolate(&w.text, &self.vars)
+                .map_err(|e| format!("`when` (line {}): {e}", w.line))
+                .and_then(|t| {
+                    crate::workflow::expr::eval_when(&t)
+                        .map_err(|e| format!("`when` (line {}): `{t}`: {e}", w.line))
+                });
+            match run {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.log_line(&format!("{label} skipped: `when: {}` is false", w.text));
+                    return Next::Done(Ok(()));
                 }
-                self.log_line(&format!("step {} recovered by on_failure", idx + 1));
-                self.next = idx + 1;
-                return Some(LaneEnd::StepDone(idx));
+                Err(e) => return self.failed(ctx, format!("{label}: {e}")),
             }
-            if attempt < of.max_attempts.max(1) {
-                return match self.start_handler(ctx, idx, attempt + 1, main_err.clone()) {
-                    Ok(()) => None,
-                    Err(e) => Some(LaneEnd::Failed {
-                        step: idx,
-                        error: format!("{main_err}; on_failure: {e}"),
-                    }),
-                };
+        }
+        match self.start_command(ctx) {
+            Ok(None) => Next::Wait,
+            Ok(Some(done)) => self.ended(ctx, done),
+            Err(e) => {
+                let label = self.top().label.clone();
+                self.failed(ctx, format!("{label}: {e}"))
             }
-            return Some(LaneEnd::Failed {
-                step: idx,
-                error: format!(
-                    "{main_err}; on_failure also failed ({})",
-                    outcome.describe()
-                ),
-            });
         }
-        let step = &self.steps[idx];
-        if !outcome.success() {
-            return self.step_failed(
-                ctx,
-                idx,
-                format!(
-                    "step {} ({}) failed: {}",
-                    idx + 1,
-                    step.display(),
-                    outcome.describe()
-                ),
-            );
+    }
+
+    /// Start the top frame's command; `Some` when it ran to its end at once (`write_file`).
+    fn start_command(&mut self, ctx: &Ctx) -> Result<Option<exec::Outcome>, String> {
+        let depth = self.stack.len();
+        let f = self.stack.last().expect("a frame");
+        let step = &f.step;
+        let (mut dir, mut env) = (f.dir.clone(), f.env.clone());
+        // Step `env` (plain values; the other forms are refused before the run): interpolated,
+        // later than the workflow's, and `${NAME}` in the step's own text.
+        let mut scoped = None;
+        for (k, v) in &step.more.env {
+            let crate::workflow::EnvValue::Plain(v) = v else {
+                return Err(format!("`env.{k}`: only plain values run in step env yet"));
+            };
+            let v = interpolate(v, &self.vars).map_err(|e| format!("`env.{k}`: {e}"))?;
+            scoped
+                .get_or_insert_with(|| self.vars.clone())
+                .set_str(k, &v);
+            env.retain(|(n, _)| n != k);
+            env.push((k.clone(), v));
         }
-        if step.commit_required {
+        if let Some(w) = &step.more.working_dir {
+            let w = interpolate(w, &self.vars).map_err(|e| format!("`working_dir`: {e}"))?;
+            // Relative to the worktree, not to the handled step's directory.
+            dir = Some(w);
+        }
+        let text = interpolate(step.text(), scoped.as_ref().unwrap_or(&self.vars))?;
+        let cwd = match &dir {
+            // Checked at every start, handlers too: a step may have replaced it by a symlink.
+            Some(d) => files::resolve_dir(&self.cwd, d, "working_dir")?,
+            None => self.cwd.clone(),
+        };
+        let head_before = if step.commit_required {
+            Some(worktrees::head(&ctx.git, &self.cwd).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
+        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        if let Some(c) = &capture {
+            c.clear_stale();
+        }
+        if let Action::WriteFile(w) = &step.action {
+            // In prodigy itself, at once: `text` is the interpolated path.
+            let vars = scoped.as_ref().unwrap_or(&self.vars);
+            let content = interpolate(&w.content, vars)?;
+            let rel = match &dir {
+                Some(d) => format!("{d}/{text}"),
+                None => text.clone(),
+            };
+            let n = files::write_file(&self.cwd, &rel, &content, &w.format, w.mode, w.create_dirs)?;
+            let msg = format!("Wrote {n} bytes to {text}\n");
+            let to = capture
+                .as_ref()
+                .and_then(|c| c.out.clone())
+                .unwrap_or_else(|| self.log.clone());
+            if let Ok(mut f) = open_append(&to) {
+                let _ = f.write_all(msg.as_bytes());
+            }
+            let f = self.top();
+            f.dir = dir;
+            f.env = env;
+            f.head_before = head_before;
+            f.capture = capture;
+            return Ok(Some(exec::Outcome::Exited(0)));
+        }
+        let run = self.spawn(
+            ctx,
+            (&step.action, &text, step.timeout),
+            &cwd,
+            &env,
+            capture.as_ref(),
+        )?;
+        let f = self.top();
+        f.dir = dir;
+        f.env = env;
+        f.run = Some(run);
+        f.head_before = head_before;
+        f.capture = capture;
+        Ok(None)
+    }
+
+    /// The top frame's command ended with `o`.
+    fn ended(&mut self, ctx: &Ctx, o: exec::Outcome) -> Next {
+        let (log, cwd) = (self.log.clone(), self.cwd.clone());
+        let captured = match self.top().capture.take() {
+            Some(p) => p.finish(&o, &log, &cwd, &mut self.vars),
+            None => Ok(()),
+        };
+        let f = self.stack.last().expect("a frame");
+        let label = f.label.clone();
+        if o.success() {
+            if let Err(e) = captured {
+                return self.failed(ctx, format!("{label}: {e}"));
+            }
+        }
+        if let exec::Outcome::Exited(code) = o {
+            if let Some((_, h)) = f
+                .step
+                .more
+                .on_exit_code
+                .iter()
+                .find(|(c, _)| *c == code as i64)
+            {
+                let h = h.clone();
+                self.log_line(&format!(
+                    "{label} exited with {code}: on_exit_code {code} runs"
+                ));
+                self.top().stage = Stage::ExitCode(code);
+                let l = format!("on_exit_code {code} ({})", h.display());
+                return Next::Push(h, l);
+            }
+        }
+        if !o.success() {
+            return self.failed(ctx, format!("{label} failed: {}", o.describe()));
+        }
+        self.succeeded(ctx)
+    }
+
+    /// The top frame's command succeeded: `commit_required`, then `on_success`.
+    fn succeeded(&mut self, ctx: &Ctx) -> Next {
+        let f = self.stack.last().expect("a frame");
+        if f.step.commit_required {
             let after = worktrees::head(&ctx.git, &self.cwd).ok();
-            if after.is_none() || after == cur.head_before {
-                return self.step_failed(
-                    ctx,
-                    idx,
-                    format!(
-                        "step {} ({}) has commit_required: true but made no commit",
-                        idx + 1,
-                        step.display()
-                    ),
+            if after.is_none() || after == f.head_before {
+                let e = format!("{} has commit_required: true but made no commit", f.label);
+                return self.failed(ctx, e);
+            }
+        }
+        if let Some(ok) = &f.step.more.on_success {
+            let ok = ok.clone();
+            let l = format!("on_success ({})", ok.display());
+            self.top().stage = Stage::Success;
+            return Next::Push(ok, l);
+        }
+        Next::Done(Ok(()))
+    }
+
+    /// The top frame failed with `error`: its `on_failure`, if any.
+    fn failed(&mut self, ctx: &Ctx, error: String) -> Next {
+        self.log_line(&error);
+        let f = self.stack.last().expect("a frame");
+        let Some(of) = &f.step.on_failure else {
+            return Next::Done(Err(error));
+        };
+        if of.ignore {
+            self.log_line(&format!("{}: failure ignored (on_failure: true)", f.label));
+            return Next::Done(Ok(()));
+        }
+        self.handler(ctx, 1, 0, error)
+    }
+
+    /// Run handler step `at` of `on_failure` attempt `attempt`.
+    fn handler(&mut self, ctx: &Ctx, attempt: u32, at: usize, error: String) -> Next {
+        let f = self.stack.last().expect("a frame");
+        let of = f.step.on_failure.as_ref().expect("caller checked");
+        let step = match of.steps.get(at) {
+            Some(s) => s.clone(),
+            None => {
+                let mut s = Step::new(of.action.clone(), f.step.line);
+                s.timeout = f.step.timeout;
+                s
+            }
+        };
+        let head = if at == 0 {
+            if of.commit_required {
+                worktrees::head(&ctx.git, &self.cwd).ok()
+            } else {
+                None
+            }
+        } else {
+            match &f.stage {
+                Stage::Failure { head, .. } => head.clone(),
+                _ => None,
+            }
+        };
+        if at == 0 {
+            self.log_line(&format!("on_failure of {} (attempt {attempt})", f.label));
+        }
+        let l = format!("on_failure ({})", step.display());
+        self.top().stage = Stage::Failure {
+            attempt,
+            error,
+            at,
+            head,
+        };
+        Next::Push(step, l)
+    }
+
+    /// The handler above the top frame ended with `r`.
+    fn child_done(&mut self, ctx: &Ctx, r: Result<(), String>) -> Next {
+        let f = self.top();
+        let stage = std::mem::replace(&mut f.stage, Stage::Own);
+        let label = f.label.clone();
+        match stage {
+            Stage::Own => Next::Done(r),
+            Stage::ExitCode(code) => match r {
+                Ok(()) if code == 0 => self.succeeded(ctx),
+                Ok(()) => {
+                    self.log_line(&format!("{label} handled by on_exit_code {code}"));
+                    Next::Done(Ok(()))
+                }
+                Err(e) => Next::Done(Err(format!(
+                    "{label} exited with {code}; on_exit_code {code} failed: {e}"
+                ))),
+            },
+            Stage::Success => Next::Done(r.map_err(|e| format!("{label}: on_success failed: {e}"))),
+            Stage::Failure {
+                attempt,
+                error,
+                at,
+                head,
+            } => {
+                let of = f.step.on_failure.as_ref().expect("failure stage");
+                let (n, max, fail_workflow, commit) = (
+                    of.steps.len().max(1),
+                    of.max_attempts.max(1),
+                    of.fail_workflow,
+                    of.commit_required,
                 );
+                let r = match r {
+                    Ok(()) if at + 1 < n => {
+                        f.stage = Stage::Failure {
+                            attempt,
+                            error: error.clone(),
+                            at,
+                            head,
+                        };
+                        return self.handler(ctx, attempt, at + 1, error);
+                    }
+                    Ok(()) if commit && worktrees::head(&ctx.git, &self.cwd).ok() == head => {
+                        Err("on_failure has commit_required: true but made no commit".to_string())
+                    }
+                    r => r,
+                };
+                match r {
+                    Ok(()) if fail_workflow => Next::Done(Err(format!(
+                        "{error} (on_failure ran; fail_workflow is set)"
+                    ))),
+                    Ok(()) => {
+                        self.log_line(&format!("{label} recovered by on_failure"));
+                        Next::Done(Ok(()))
+                    }
+                    Err(e) if attempt < max => {
+                        self.log_line(&format!("on_failure attempt {attempt} failed: {e}"));
+                        self.handler(ctx, attempt + 1, 0, error)
+                    }
+                    Err(e) => Next::Done(Err(format!("{error}; on_failure also failed: {e}"))),
+                }
             }
         }
-        if let Some((name, file)) = &cur.capture {
-            let text = read_capture(file);
-            // Keep the log complete: the captured stdout is appended to it.
-            if let Ok(mut f) = open_append(&self.log) {
-                let _ = f.write_all(text.as_bytes());
-            }
-            remove_capture_file(file);
-            let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-            let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-            self.vars.set_str(name, trimmed);
-        }
-        self.next = idx + 1;
-        Some(LaneEnd::StepDone(idx))
     }
 
     /// The earliest time this lane needs [`Lane::advance`] again without a signal.
     pub fn wait_for(&self) -> Duration {
-        self.cur
-            .as_ref()
-            .and_then(|c| c.run.next_deadline())
+        self.stack
+            .last()
+            .and_then(|c| c.run.as_ref())
+            .and_then(|r| r.next_deadline())
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_millis(5))
@@ -198,9 +525,11 @@ impl<'w> Lane<'w> {
     /// Forward `sig` to the running step's group and wait for it to end (killing it after
     /// [`INTERRUPT_GRACE`]).
     pub fn interrupt(&mut self, sig: i32) {
-        if let Some(mut c) = self.cur.take() {
-            c.run.signal_group(sig);
-            let o = c.run.finish(INTERRUPT_GRACE);
+        let run = self.stack.last_mut().and_then(|f| f.run.take());
+        self.stack.clear();
+        if let Some(mut run) = run {
+            run.signal_group(sig);
+            let o = run.finish(INTERRUPT_GRACE);
             self.log_line(&format!("interrupted by signal {sig}: {}", o.describe()));
         }
     }
@@ -236,23 +565,7 @@ impl<'w> Lane<'w> {
 
     /// Whether a step is running.
     pub fn busy(&self) -> bool {
-        self.cur.is_some()
-    }
-
-    fn step_failed(&mut self, ctx: &Ctx, idx: usize, error: String) -> Option<LaneEnd> {
-        self.log_line(&error);
-        if self.steps[idx].on_failure.is_some() {
-            match self.start_handler(ctx, idx, 1, error.clone()) {
-                Ok(()) => return None,
-                Err(e) => {
-                    return Some(LaneEnd::Failed {
-                        step: idx,
-                        error: format!("{error}; on_failure: {e}"),
-                    })
-                }
-            }
-        }
-        Some(LaneEnd::Failed { step: idx, error })
+        !self.stack.is_empty()
     }
 
     fn log_line(&self, msg: &str) {
@@ -261,83 +574,27 @@ impl<'w> Lane<'w> {
         }
     }
 
-    fn start_step(&mut self, ctx: &Ctx, idx: usize) -> Result<(), String> {
-        let step = &self.steps[idx];
-        let text = interpolate(step.text(), &self.vars)
-            .map_err(|e| format!("step {} ({}): {e}", idx + 1, step.display()))?;
-        self.log_line(&format!("step {}: {}", idx + 1, step.display()));
-        let head_before = if step.commit_required {
-            Some(worktrees::head(&ctx.git, &self.cwd).map_err(|e| e.to_string())?)
-        } else {
-            None
-        };
-        let capture = step.capture.as_ref().map(|name| {
-            let var = match name.as_str() {
-                "shell" => "shell.output".to_string(),
-                "claude" => "claude.output".to_string(),
-                n => n.to_string(),
-            };
-            let file = self.log.with_extension(format!("step{}.out", idx + 1));
-            (var, file)
-        });
-        let run = self.spawn(
-            ctx,
-            &step.action,
-            &text,
-            step.timeout,
-            capture.as_ref().map(|c| &c.1),
-        )?;
-        self.cur = Some(Current {
-            idx,
-            run,
-            head_before,
-            capture,
-            handler: None,
-        });
-        Ok(())
-    }
-
-    fn start_handler(
-        &mut self,
-        ctx: &Ctx,
-        idx: usize,
-        attempt: u32,
-        main_err: String,
-    ) -> Result<(), String> {
-        let of = self.steps[idx].on_failure.as_ref().expect("caller checked");
-        let raw = of.action.text();
-        let text = interpolate(raw, &self.vars)
-            .map_err(|e| format!("on_failure of step {}: {e}", idx + 1))?;
-        self.log_line(&format!(
-            "on_failure of step {} (attempt {attempt})",
-            idx + 1
-        ));
-        let run = self.spawn(ctx, &of.action, &text, self.steps[idx].timeout, None)?;
-        self.cur = Some(Current {
-            idx,
-            run,
-            head_before: None,
-            capture: None,
-            handler: Some((attempt, main_err)),
-        });
-        Ok(())
-    }
-
     fn spawn(
         &self,
         ctx: &Ctx,
-        action: &Action,
-        text: &str,
-        timeout: Option<u64>,
-        capture: Option<&PathBuf>,
+        (action, text, timeout): (&Action, &str, Option<u64>),
+        cwd: &std::path::Path,
+        step_env: &[(String, String)],
+        capture: Option<&Pending>,
     ) -> Result<Running, String> {
         let log = open_append(&self.log)
             .map_err(|e| format!("cannot open log `{}`: {e}", self.log.display()))?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let err = match capture.and_then(|c| c.err.as_ref()) {
+            Some(p) => new_file(p)?,
+            None => log.try_clone().map_err(|e| e.to_string())?,
+        };
+        let capture = capture.and_then(|c| c.out.as_ref());
         let mut env = ctx.env.clone();
         env.extend(self.env.iter().cloned());
+        env.extend(step_env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
-            // Refused before the run starts (`run::not_run_yet`); never reached.
+            // `write_file` runs in `start_command`; `foreach` is refused before the run starts
+            // (`run::not_run_yet`). Never reached.
             Action::WriteFile(_) | Action::Foreach(_) => {
                 return Err(format!(
                     "`{}` steps are not run by this version of prodigy run yet",
@@ -396,7 +653,7 @@ impl<'w> Lane<'w> {
         };
         exec::spawn(Spawn {
             argv,
-            cwd: self.cwd.clone(),
+            cwd: cwd.to_path_buf(),
             env,
             stdout: out,
             stderr: err,
@@ -408,21 +665,4 @@ impl<'w> Lane<'w> {
 
 fn new_file(p: &std::path::Path) -> Result<std::fs::File, String> {
     open_append(p).map_err(|e| format!("cannot open `{}`: {e}", p.display()))
-}
-
-fn read_capture(p: &std::path::Path) -> String {
-    let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(p) {
-        let _ = f.take(CAPTURE_LIMIT).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The capture file is ours and its content is now in the log: unlink it through fsops.
-fn remove_capture_file(p: &std::path::Path) {
-    if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
-        if let Ok(d) = crate::store::fsops::Dir::open_root(dir) {
-            let _ = d.unlink(name);
-        }
-    }
 }

@@ -14,8 +14,10 @@
 //! checkpoints are written in batches after it, and a failed item is in the DLQ before any
 //! checkpoint says so.
 
+mod capture;
 pub mod dry;
 pub mod exec;
+mod files;
 mod lane;
 mod mapreduce;
 pub mod resume;
@@ -285,25 +287,11 @@ fn writable_root() -> Result<PathBuf> {
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
 pub const NOT_RUN_YET: &[&str] = &[
-    "write_file",
     "foreach",
     "validate",
-    "capture",
-    "capture_format",
-    "capture_streams",
-    "output_file",
-    "working_dir",
-    "env (step)",
     "env (map values)",
-    "on_success",
-    "on_exit_code",
-    "when",
     "id",
     "outputs",
-    "on_failure: true",
-    "on_failure (a list of steps)",
-    "on_failure (a step with modifiers)",
-    "on_failure.commands",
     "secrets",
     "env_files",
     "profiles",

@@ -980,6 +980,20 @@ mod unix {
                 .map(drop)
         }
 
+        /// renameat(self, name, self, to_name), replacing an existing `to_name` (a file; never
+        /// follows a symlink: one at `to_name` is replaced itself). For crash-safe writes: a temp
+        /// file made here, synced, then put in place.
+        ///
+        /// Errors: `InvalidInput` for a bad name; `NotFound`; `EISDIR` when `to_name` is a
+        /// directory; other OS errors.
+        pub fn replace(&self, name: &OsStr, to_name: &OsStr) -> io::Result<()> {
+            let from = component(name)?;
+            let dest = component(to_name)?;
+            // SAFETY: valid C strings and descriptors we own.
+            cvt(unsafe { libc::renameat(self.raw(), from.as_ptr(), self.raw(), dest.as_ptr()) })
+                .map(drop)
+        }
+
         /// unlinkat a non-directory child. NotFound is Ok(()).
         ///
         /// A symlink is removed itself, never its target. Errors: `InvalidInput` for a bad name;
@@ -1826,6 +1840,14 @@ mod fallback {
         /// On this platform: always `Unsupported`.
         pub fn rename(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
             let _ = (name, to, to_name);
+            Err(unsupported())
+        }
+
+        /// Rename `name` over `to_name` in this directory.
+        ///
+        /// On this platform: always `Unsupported`.
+        pub fn replace(&self, name: &OsStr, to_name: &OsStr) -> io::Result<()> {
+            let _ = (name, to_name);
             Err(unsupported())
         }
 

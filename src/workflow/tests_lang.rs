@@ -414,6 +414,24 @@ fn a_yaml_syntax_error_is_one_error_with_its_position() {
     assert!(e[0].starts_with("`wf/test.yml`:"), "{e:?}");
 }
 
+/// Features the parser notes that `prodigy run` runs.
+const RUN_NOW: &[&str] = &[
+    "capture",
+    "capture_format",
+    "capture_streams",
+    "output_file",
+    "on_success",
+    "on_exit_code",
+    "on_failure: true",
+    "on_failure (a list of steps)",
+    "on_failure (a step with modifiers)",
+    "on_failure.commands",
+    "working_dir",
+    "env (step)",
+    "write_file",
+    "when",
+];
+
 #[test]
 fn every_feature_the_parser_notes_is_one_run_refuses_and_back() {
     let mut seen = BTreeSet::new();
@@ -430,7 +448,10 @@ fn every_feature_the_parser_notes_is_one_run_refuses_and_back() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(seen, listed);
+    // Features that `prodigy run` runs now (each left NOT_RUN_YET when its execution came).
+    let runs: BTreeSet<String> = RUN_NOW.iter().map(|s| s.to_string()).collect();
+    assert!(listed.is_disjoint(&runs), "{listed:?}");
+    assert_eq!(seen, listed.union(&runs).cloned().collect());
     // Keys run today note nothing.
     let wf = p(
         "- shell: a\n  commit_required: true\n  timeout: 3\n  capture_output: x\n  \

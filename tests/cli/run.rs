@@ -717,9 +717,9 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
              `prodigy validate` and `--dry-run` accept it",
         ),
         (
-            "when.yml",
-            "- shell: echo\n  when: \"true\"\n",
-            "when.yml`:2:3: `when` is not run by this version of prodigy run yet",
+            "id.yml",
+            "- shell: echo\n  id: x\n",
+            "id.yml`:2:3: `id` is not run by this version of prodigy run yet",
         ),
         (
             "noinput.yml",
@@ -1453,3 +1453,6 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     );
     assert!(r.sessions().is_empty());
 }
+
+/// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
+mod steps;
