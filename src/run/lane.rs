@@ -60,6 +60,8 @@ pub struct Lane<'w> {
     /// Variables visible to the steps; captures are added here.
     pub vars: Vars,
     env: Vec<(String, String)>,
+    /// The running step's own `env` (run::env::step_env).
+    step_env: Vec<(String, String)>,
     streaming: bool,
     cur: Option<Current>,
 }
@@ -83,6 +85,7 @@ impl<'w> Lane<'w> {
             log,
             vars,
             env,
+            step_env: Vec::new(),
             streaming,
             cur: None,
         }
@@ -256,6 +259,7 @@ impl<'w> Lane<'w> {
     }
 
     fn log_line(&self, msg: &str) {
+        let msg = crate::mask::mask_str(msg);
         if let Ok(mut f) = open_append(&self.log) {
             let _ = writeln!(f, "==> [{}] {msg}", crate::store::records::Timestamp::now());
         }
@@ -266,6 +270,8 @@ impl<'w> Lane<'w> {
         let text = interpolate(step.text(), &self.vars)
             .map_err(|e| format!("step {} ({}): {e}", idx + 1, step.display()))?;
         self.log_line(&format!("step {}: {}", idx + 1, step.display()));
+        self.step_env = super::env::step_env(&step.more.env, &self.vars, &ctx.env, &self.cwd)
+            .map_err(|e| format!("step {} ({}): {e}", idx + 1, step.display()))?;
         let head_before = if step.commit_required {
             Some(worktrees::head(&ctx.git, &self.cwd).map_err(|e| e.to_string())?)
         } else {
@@ -335,6 +341,7 @@ impl<'w> Lane<'w> {
             .map_err(|e| format!("cannot open log `{}`: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut env = ctx.env.clone();
+        env.extend(self.step_env.iter().cloned());
         env.extend(self.env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
             // Refused before the run starts (`run::not_run_yet`); never reached.

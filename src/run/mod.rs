@@ -15,6 +15,7 @@
 //! checkpoint says so.
 
 pub mod dry;
+pub mod env;
 pub mod exec;
 mod lane;
 mod mapreduce;
@@ -293,8 +294,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "capture_streams",
     "output_file",
     "working_dir",
-    "env (step)",
-    "env (map values)",
     "on_success",
     "on_exit_code",
     "when",
@@ -304,9 +303,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "on_failure (a list of steps)",
     "on_failure (a step with modifiers)",
     "on_failure.commands",
-    "secrets",
-    "env_files",
-    "profiles",
     "setup.capture_outputs",
     "map.distinct",
 ];
@@ -380,13 +376,6 @@ pub fn run(opts: &Options) -> Result<Summary> {
         }
     }
     refuse_not_run_yet(&wf)?;
-    if opts.profile.is_some() {
-        // Profiles are in NOT_RUN_YET: a file with `profiles:` was refused above.
-        return Err(Error::usage(format!(
-            "`{}` has no `profiles:`; --profile selects one of a workflow's profiles",
-            wf.path.display()
-        )));
-    }
     let args = resolve_args(opts)?;
     let opts = &Options {
         args,
@@ -398,6 +387,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
         None => std::env::current_dir().map_err(|e| Error::io("read", Path::new("."), &e))?,
     };
     let repo = worktrees::find_repo(&git, &start_dir)?;
+    // Secrets, env files and the profile are checked (exit 2) and every secret value is
+    // registered for masking before anything is written.
+    env::resolve(&wf, opts.profile.as_deref(), &repo.checkout)?.register_masks(opts.quiet);
     if let Some(op) = worktrees::operation_in_progress(&git, &repo.checkout) {
         return Err(Error::refused(format!(
             "`{}` has {op} in progress; finish or abort it first",
@@ -489,6 +481,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "steps": step_digest(&wf),
         "variables": {},
         "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "profile": opts.profile,
     }));
     if mapreduce {
         session.mapreduce_data = Some(crate::store::records::MapReduceData {
@@ -559,11 +552,10 @@ pub(crate) fn assemble(
     ensure_dir(&logs)?;
     let correlation = exec::uuid_v4().unwrap_or_default();
     let events = EventLog::open(&layout, &job_id, &session_id, &correlation)?;
-    let mut env: Vec<(String, String)> =
-        wf.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("PRODIGY_AUTOMATION".into(), "true".into()));
-    env.push(("PRODIGY_SESSION_ID".into(), session_id.clone()));
-    env.push(("PRODIGY_JOB_ID".into(), job_id.clone()));
+    // Until the worktree exists (`execute`), the values that need it (`{command}`,
+    // `{condition}`) are missing; nothing runs before then.
+    let mut env = env::resolve(wf, opts.profile.as_deref(), &repo.checkout)?.ready();
+    env::push_prodigy_vars(&mut env, &session_id, &job_id);
     let mut vars = Vars::new();
     for (k, v) in args {
         vars.set_str(k, v);
@@ -603,6 +595,7 @@ pub(crate) fn execute(
 ) -> Result<Summary> {
     let summary = (|| -> Result<Summary> {
         let start = prepare(&mut ctx)?;
+        env::install(&mut ctx, wf)?;
         match &wf.kind {
             Kind::Standard(steps) => standard::run(&mut ctx, wf, steps, start),
             Kind::MapReduce(m) => mapreduce::run(&mut ctx, wf, m, start),
