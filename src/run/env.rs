@@ -228,9 +228,13 @@ fn step_secrets(wf: &Workflow) -> Vec<(String, String)> {
 }
 
 impl Resolved {
+    /// A later source replaces a value in place, so a `{command}` or `{condition}` after it
+    /// sees the winning value.
     fn set(&mut self, k: &str, v: Pending) {
-        self.vals.retain(|(n, _)| n != k);
-        self.vals.push((k.to_string(), v));
+        match self.vals.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v,
+            None => self.vals.push((k.to_string(), v)),
+        }
     }
 
     /// Register the secrets with [`crate::mask`]; warn (unless `quiet`) about each one too

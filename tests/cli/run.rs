@@ -1356,3 +1356,6 @@ fn a_session_left_in_the_nested_layout_is_listed_cleaned_around_and_retried() {
         "main"
     );
 }
+
+#[path = "run_secrets.rs"]
+mod secrets;
