@@ -104,6 +104,44 @@ pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// Like [`mask_bytes`], but when `bytes` is JSON (starts with `{` or `[`) only the insides of
+/// string literals are masked: a secret that looks like a number, `null` or punctuation must not
+/// turn a record into something that is not JSON. Other text is masked whole.
+pub fn mask_record(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !active() {
+        return Cow::Borrowed(bytes);
+    }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if !matches!(first, Some(b'{') | Some(b'[')) {
+        return mask_bytes(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'"' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < bytes.len() && bytes[j] != b'"' {
+            j += if bytes[j] == b'\\' { 2 } else { 1 };
+        }
+        let end = j.min(bytes.len());
+        out.push(b'"');
+        scan(&bytes[i + 1..end], true, &mut out);
+        if end < bytes.len() {
+            out.push(b'"');
+        }
+        i = end + 1;
+    }
+    if out == bytes {
+        Cow::Borrowed(bytes)
+    } else {
+        Cow::Owned(out)
+    }
+}
+
 /// `text` with every registered secret replaced by [`MASK`].
 pub fn mask_str(text: &str) -> Cow<'_, str> {
     match mask_bytes(text.as_bytes()) {
@@ -158,6 +196,13 @@ mod tests {
         let json = serde_json::to_string("p a\"b\\c-q").unwrap();
         assert_eq!(mask_str(&json), "\"p ***\"");
         assert_eq!(mask_str("a\"b\\c-q"), "***");
+        set(["1234", "null"]);
+        let rec = br#"{"pid": 1234, "x": null, "s": "pin 1234 null", "k\"1234": [12345]}"#;
+        assert_eq!(
+            String::from_utf8(mask_record(rec).into_owned()).unwrap(),
+            r#"{"pid": 1234, "x": null, "s": "pin *** ***", "k\"***": [12345]}"#
+        );
+        assert_eq!(mask_record(b"pin 1234").as_ref(), b"pin ***");
         set([]);
         assert_eq!(mask_str("hunter2-secret"), "hunter2-secret");
     }
