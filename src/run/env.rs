@@ -8,7 +8,8 @@
 //!
 //! **Value forms.** A string, number or boolean is the text as written. `{secret: true, value}`
 //! is a secret. `{command, cache}` is the trimmed stdout of `sh -c COMMAND`, run in the session
-//! worktree with the environment resolved so far, once when the run (or a resume of it) starts
+//! worktree with the other values (and the commands before it) in its environment, once when
+//! the run (or a resume of it) starts
 //! and before the first step; a failing command fails the run. Values are never re-evaluated
 //! during a run, so `cache` (0.4.4: "run once and reuse") changes nothing: every value is
 //! cached for the run, and evaluated afresh by a resume. `{condition, when_true, when_false}`:
@@ -267,25 +268,28 @@ impl Resolved {
     }
 
     /// Evaluate `{command}` and `{condition}` values in `cwd` (the session worktree), in file
-    /// order, each seeing the values before it. Returns the whole environment, in order.
+    /// order, each seeing every plain value, secret and env-file value, and the commands and
+    /// conditions before it. Returns the whole environment, in order.
     pub fn finish(&self, cwd: &Path) -> Result<Vec<(String, String)>> {
         let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen = self.ready();
         for (k, v) in &self.vals {
             let val = match v {
                 Pending::Ready(s) => s.clone(),
-                Pending::Command(c) => run_command(k, c, cwd, &out)?,
+                Pending::Command(c) => run_command(k, c, cwd, &seen)?,
                 Pending::Conditional {
                     condition,
                     when_true,
                     when_false,
                 } => {
-                    if condition_holds(condition, &out) {
+                    if condition_holds(condition, &seen) {
                         when_true.clone()
                     } else {
                         when_false.clone()
                     }
                 }
             };
+            seen.push((k.clone(), val.clone()));
             out.push((k.clone(), val));
         }
         Ok(out)

@@ -196,7 +196,7 @@ mode: mapreduce
 {ENV_TOP}setup:
   - shell: |
       echo "setup $API_TOKEN"; echo "setup-err $INLINE_SECRET" >&2
-      printf '[{{"id":"a"}},{{"id":"b"}}]' > items.json
+      printf '[{{"id":"a"}},{{"id":"b","tok":"%s"}}]' "$API_TOKEN" > items.json
       echo "$API_TOKEN $FILE_TOKEN $COND" > setup-got.txt
       git add items.json setup-got.txt && git commit -q -m setup
     commit_required: true
@@ -243,8 +243,10 @@ reduce:
     ] {
         assert!(logs.contains(line), "{line}: {logs}");
     }
-    // The DLQ has the failed item.
-    assert!(r.env.p("dlq").exists());
+    // The DLQ has the failed item, whose data held the secret: masked.
+    let job = v["job_id"].as_str().unwrap();
+    let dlq = r.json(&format!("dlq/work/{job}/dlq-items.json"));
+    assert!(dlq.to_string().contains("\"tok\":\"***\""), "{dlq}");
     assert_no_leak(&r, &[&o]);
 }
 
@@ -334,4 +336,33 @@ fn a_killed_run_resumes_with_the_secrets_read_again_and_still_masked() {
         stderr: fs::read_to_string(r.env.dir.join("bg.err")).unwrap(),
     };
     assert_no_leak(&r, &[&o, &bg]);
+}
+
+#[test]
+fn a_failing_env_command_fails_the_run_with_its_stderr_masked() {
+    let Some(r) = secret_setup("run-secrets-cmd") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "sec.yml",
+        r#"name: sec
+secrets:
+  API_TOKEN: TEST_API_TOKEN
+env:
+  BROKEN:
+    command: 'echo "bad $API_TOKEN" >&2; exit 4'
+commands:
+  - shell: echo never > never.txt
+"#,
+    );
+    let o = r.run(&wf, &[]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("env `BROKEN`") && o.stderr.contains("bad ***"),
+        "{o:?}"
+    );
+    let s = r.only_session();
+    assert_eq!(s["status"], "Failed", "{s}");
+    assert!(s["error"].as_str().unwrap().contains("bad ***"), "{s}");
+    assert_no_leak(&r, &[&o]);
 }
