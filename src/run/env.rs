@@ -116,7 +116,11 @@ pub fn resolve(wf: &Workflow, profile: Option<&str>, checkout: &Path) -> Result<
     let profile = match profile {
         None => None,
         Some(p) => Some(wf.profiles.iter().find(|x| x.name == p).ok_or_else(|| {
-            let known: Vec<String> = wf.profiles.iter().map(|x| format!("`{}`", x.name)).collect();
+            let known: Vec<String> = wf
+                .profiles
+                .iter()
+                .map(|x| format!("`{}`", x.name))
+                .collect();
             Error::usage(if known.is_empty() {
                 format!(
                     "`{}` has no `profiles:`; --profile selects one of a workflow's profiles",
@@ -141,9 +145,9 @@ pub fn resolve(wf: &Workflow, profile: Option<&str>, checkout: &Path) -> Result<
                 crate::error::describe_io(&e)
             ))
         })?;
-        for (k, v) in parse_dotenv(&text).map_err(|(line, m)| {
-            Error::usage(format!("env file `{}`:{line}: {m}", p.display()))
-        })? {
+        for (k, v) in parse_dotenv(&text)
+            .map_err(|(line, m)| Error::usage(format!("env file `{}`:{line}: {m}", p.display())))?
+        {
             r.set(&k, Pending::Ready(v));
         }
     }
@@ -328,7 +332,10 @@ fn lookup(name: &str, env: &[(String, String)]) -> Option<String> {
 
 fn truthy(s: &str) -> bool {
     let s = s.trim();
-    !(s.is_empty() || ["false", "0", "no", "off"].iter().any(|f| s.eq_ignore_ascii_case(f)))
+    !(s.is_empty()
+        || ["false", "0", "no", "off"]
+            .iter()
+            .any(|f| s.eq_ignore_ascii_case(f)))
 }
 
 /// `condition` of a `{condition, when_true, when_false}` value (see the module docs).
@@ -367,8 +374,7 @@ pub fn condition_holds(condition: &str, env: &[(String, String)]) -> bool {
         if let Some(v) = lookup(&t, env) {
             return truthy(&v);
         }
-        if !["true", "false", "yes", "no", "on", "off"].contains(&t.to_ascii_lowercase().as_str())
-        {
+        if !["true", "false", "yes", "no", "on", "off"].contains(&t.to_ascii_lowercase().as_str()) {
             // The name of a variable that is not set.
             return false;
         }

@@ -170,12 +170,12 @@ fn standard_run_gives_steps_every_env_form_and_masks_secrets_everywhere() {
         ]
     );
     let logs = logs_text(&r);
+    assert!(logs.contains("out token=*** inline=*** file=***"), "{logs}");
+    assert!(logs.contains("err token=***"), "{logs}");
     assert!(
-        logs.contains("out token=*** inline=*** file=***"),
+        logs.contains("failing ***") && logs.contains("failing-err ***"),
         "{logs}"
     );
-    assert!(logs.contains("err token=***"), "{logs}");
-    assert!(logs.contains("failing ***") && logs.contains("failing-err ***"), "{logs}");
     assert!(logs.contains("\"prompt\":\"/review *** ***\""), "{logs}");
     assert!(logs.contains("claude stderr ***"), "{logs}");
     assert_no_leak(&r, &[&o]);
