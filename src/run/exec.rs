@@ -250,8 +250,8 @@ impl OutPipe {
     }
 }
 
-/// A pipe for a step's output: the write end for the child, the non-blocking read end
-/// (registered with [`wait_event`]) for us; both close-on-exec.
+/// A pipe for a step's output: the write end for the child, the non-blocking read end for us
+/// (registered with [`wait_event`] once the child runs); both close-on-exec.
 #[cfg(unix)]
 fn output_pipe() -> io::Result<(File, File)> {
     use std::os::fd::FromRawFd;
@@ -263,7 +263,6 @@ fn output_pipe() -> io::Result<(File, File)> {
     }
     // SAFETY: two fresh descriptors that nothing else owns.
     let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    OUTPUT_FDS.with(|o| o.borrow_mut().push(fds[0]));
     Ok((r, w))
 }
 
@@ -339,10 +338,15 @@ pub fn spawn(s: Spawn) -> io::Result<Running> {
     // Our copies of the write ends go now: the read ends see end of file when the step's
     // processes have all closed theirs.
     drop(cmd);
+    #[cfg(unix)]
+    if child.is_ok() {
+        use std::os::fd::AsRawFd;
+        OUTPUT_FDS.with(|o| {
+            o.borrow_mut()
+                .extend(pipes.iter().map(|p: &OutPipe| p.read.as_raw_fd()))
+        });
+    }
     let child = child.map_err(|e| {
-        for p in std::mem::take(&mut pipes) {
-            p.close();
-        }
         io::Error::new(
             e.kind(),
             format!(

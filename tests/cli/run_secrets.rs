@@ -339,7 +339,7 @@ fn a_killed_run_resumes_with_the_secrets_read_again_and_still_masked() {
 }
 
 #[test]
-fn a_failing_env_command_fails_the_run_with_its_stderr_masked() {
+fn a_failing_env_command_fails_the_run_with_its_stderr_masked_and_short_secrets_are_warned_about() {
     let Some(r) = secret_setup("run-secrets-cmd") else {
         return;
     };
@@ -349,6 +349,7 @@ fn a_failing_env_command_fails_the_run_with_its_stderr_masked() {
 secrets:
   API_TOKEN: TEST_API_TOKEN
 env:
+  SHORT: {secret: true, value: ab}
   BROKEN:
     command: 'echo "bad $API_TOKEN" >&2; exit 4'
 commands:
@@ -359,6 +360,12 @@ commands:
     assert_eq!(o.code, 1, "{o:?}");
     assert!(
         o.stderr.contains("env `BROKEN`") && o.stderr.contains("bad ***"),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr.contains(
+            "warning: secret `SHORT` is shorter than 4 characters and is not masked in output"
+        ),
         "{o:?}"
     );
     let s = r.only_session();
