@@ -11,8 +11,9 @@
 //!
 //! Both the value and its JSON-escaped form (`"` → `\"`, `\` → `\\`, control characters) are
 //! masked, so a secret inside a serialized record is found too. Values shorter than
-//! [`MIN_LEN`] bytes are not masked (masking `1` or `on` would garble every line); the run
-//! warns about each one by name.
+//! [`MIN_LEN`] bytes, and all-digit values shorter than [`MIN_DIGITS_LEN`], are not masked
+//! (masking `on` would garble every line, masking `2026` every timestamp of every record); the
+//! run warns about each one by name.
 //!
 //! The set is per thread: prodigy is single-threaded, and unit tests running in parallel do not
 //! see each other's secrets.
@@ -26,6 +27,15 @@ pub const MASK: &str = "***";
 /// Secrets shorter than this many bytes are not masked (and the run warns).
 pub const MIN_LEN: usize = 4;
 
+/// Secrets made only of digits must be at least this long to be masked: timestamps, pids,
+/// counters and file names in records are digits, and masking `2026` would break them all.
+pub const MIN_DIGITS_LEN: usize = 8;
+
+/// Whether `v` is long enough to be masked ([`MIN_LEN`], [`MIN_DIGITS_LEN`]).
+pub fn maskable(v: &str) -> bool {
+    v.len() >= MIN_LEN && (v.len() >= MIN_DIGITS_LEN || !v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 thread_local! {
     static PATTERNS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
@@ -36,7 +46,7 @@ pub fn set<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut short = Vec::new();
     let mut pats: Vec<Vec<u8>> = Vec::new();
     for v in values {
-        if v.len() < MIN_LEN {
+        if !maskable(v) {
             if !v.is_empty() {
                 short.push(v);
             }
@@ -196,13 +206,14 @@ mod tests {
         let json = serde_json::to_string("p a\"b\\c-q").unwrap();
         assert_eq!(mask_str(&json), "\"p ***\"");
         assert_eq!(mask_str("a\"b\\c-q"), "***");
-        set(["1234", "null"]);
-        let rec = br#"{"pid": 1234, "x": null, "s": "pin 1234 null", "k\"1234": [12345]}"#;
+        assert_eq!(set(["1234567", "12345678"]), vec!["1234567"]);
+        set(["12345678", "null"]);
+        let rec = br#"{"pid": 12345678, "x": null, "s": "pin 12345678 null", "k\"12345678": [1]}"#;
         assert_eq!(
             String::from_utf8(mask_record(rec).into_owned()).unwrap(),
-            r#"{"pid": 1234, "x": null, "s": "pin *** ***", "k\"***": [12345]}"#
+            r#"{"pid": 12345678, "x": null, "s": "pin *** ***", "k\"***": [1]}"#
         );
-        assert_eq!(mask_record(b"pin 1234").as_ref(), b"pin ***");
+        assert_eq!(mask_record(b"pin 12345678").as_ref(), b"pin ***");
         set([]);
         assert_eq!(mask_str("hunter2-secret"), "hunter2-secret");
     }

@@ -1554,9 +1554,10 @@ trimmed output, run once in the session worktree when the run (or a resume) star
 \\fB{condition}\\fR is \\fIA\\fR \\fB==\\fR \\fIB\\fR, \\fIA\\fR \\fB!=\\fR \\fIB\\fR or a variable's truthiness. A secret
 (\\fBsecrets:\\fR, \\fB{secret: true, value}\\fR) that cannot be read, a missing env file or an
 unknown profile is an error before anything runs (exit 2, naming it, never a value). Every secret
-value of 4 characters or more is replaced by \\fB***\\fR in everything prodigy prints or writes
-(terminal, step and Claude logs, events, checkpoints, the DLQ, session records); shorter ones are
-not masked, with a warning. The steps get the real values. Secrets are never stored: a resume
+value of 4 characters or more (8 when it is all digits, which timestamps and pids are made of)
+is replaced by \\fB***\\fR in everything prodigy prints or writes (terminal, step and Claude
+logs, events, checkpoints, the DLQ, session records); shorter ones are not masked, with a
+warning. The steps get the real values. Secrets are never stored: a resume
 reads them again, with the profile the run started with.
 .PP
 \\fB\\-\\-dry\\-run\\fR prints the plan: each phase's steps as they would run, with \\fB\\-\\-arg\\fR,

@@ -252,9 +252,10 @@ impl Resolved {
         for (name, v) in self.secret_names.iter().zip(&self.secrets) {
             if short.contains(&v.as_str()) {
                 crate::error::eprint_line(&format!(
-                    "prodigy: warning: secret `{name}` is shorter than {} characters and is not \
-                     masked in output; use a longer value",
-                    crate::mask::MIN_LEN
+                    "prodigy: warning: secret `{name}` is shorter than {} characters (or {} when \
+                     all digits) and is not masked in output; use a longer value",
+                    crate::mask::MIN_LEN,
+                    crate::mask::MIN_DIGITS_LEN
                 ));
             }
         }

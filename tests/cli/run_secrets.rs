@@ -364,7 +364,8 @@ commands:
     );
     assert!(
         o.stderr.contains(
-            "warning: secret `SHORT` is shorter than 4 characters and is not masked in output"
+            "warning: secret `SHORT` is shorter than 4 characters (or 8 when all digits) and is \
+             not masked in output"
         ),
         "{o:?}"
     );
