@@ -1536,7 +1536,7 @@ in progress, is refused (exit 3): the run starts from HEAD.
 Prodigy's YAML. A standard workflow is a list of steps, or a map with \\fBname\\fR, \\fBcommands\\fR,
 \\fBenv\\fR and \\fBmerge\\fR. A MapReduce workflow has \\fBmode: mapreduce\\fR (the key, not text in a
 comment), \\fBsetup\\fR, \\fBmap\\fR (\\fBinput\\fR, \\fBjson_path\\fR, \\fBfilter\\fR, \\fBsort_by\\fR,
-\\fBmax_items\\fR, \\fBoffset\\fR, \\fBmax_parallel\\fR, \\fBagent_template\\fR), \\fBreduce\\fR, \\fBmerge\\fR
+\\fBdistinct\\fR, \\fBmax_items\\fR, \\fBoffset\\fR, \\fBmax_parallel\\fR, \\fBagent_template\\fR), \\fBreduce\\fR, \\fBmerge\\fR
 and \\fBerror_policy\\fR. A step is \\fBshell:\\fR, \\fBclaude:\\fR, \\fBwrite_file:\\fR,
 \\fBforeach:\\fR or a legacy \\fBname:\\fR, with modifiers; every key, where it is honoured and how
 it differs from Prodigy 0.4.4 is in \\fBprodigy\\-workflow\\fR(5). Unknown keys are warnings (with
@@ -1575,6 +1575,17 @@ Prodigy 0.4.4's flags: \\fB\\-\\-param\\fR and \\fB\\-\\-params\\fR are \\fB\\-\
 exists, a shell command whose output is a JSON array or one item per line. \\fBjson_path\\fR takes
 \\fB$\\fR, \\fB.key\\fR, \\fB[\\(aqkey\\(aq]\\fR, \\fB[N]\\fR and \\fB[*]\\fR. A work item's id is its \\fBid\\fR field
 (string or number), else its index; two items with one id are an error.
+.PP
+\\fBmap.filter\\fR is an expression, true for the items that run: \\fB== != < <= > >=\\fR, \\fB&&\\fR,
+\\fB||\\fR, \\fB!\\fR and \\fBAND\\fR, \\fBOR\\fR, \\fBNOT\\fR (in any case), parentheses,
+\\fBFIELD in [1, \\(aqa\\(aq]\\fR, \\fBcontains\\fR, \\fBstarts_with\\fR, \\fBends_with\\fR,
+\\fBmatches \\(aqREGEX\\(aq\\fR, \\fBis_null\\fR, \\fBis_not_null\\fR and \\fBlength(FIELD)\\fR. A field is
+a path in the item, with or without \\fBitem.\\fR (\\fBmeta.size\\fR, \\fBtags[0]\\fR); a missing field
+is null. Numbers compare as numbers (\\fB5 == 5.0\\fR), and a string that is a number compares
+with a number as that number. \\fBsort_by\\fR is \\fBFIELD [ASC|DESC] [NULLS FIRST|NULLS LAST]\\fR,
+comma\\-separated, nulls last by default. \\fBdistinct: FIELD\\fR keeps the first item of each value
+of the field (all nulls are one value). They apply in this order: \\fBjson_path\\fR, \\fBfilter\\fR,
+\\fBsort_by\\fR, \\fBdistinct\\fR, \\fBoffset\\fR, \\fBmax_items\\fR.
 .SH VARIABLES
 \\fB${name}\\fR, \\fB${name.path[0]}\\fR and \\fB${name:\\-default}\\fR are replaced before a step runs:
 \\fBitem\\fR (and nested \\fBitem.*\\fR), \\fBitem_json\\fR, \\fBitem_id\\fR, \\fBmap.total\\fR,

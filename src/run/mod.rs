@@ -304,7 +304,6 @@ pub const NOT_RUN_YET: &[&str] = &[
     "on_failure (a step with modifiers)",
     "on_failure.commands",
     "setup.capture_outputs",
-    "map.distinct",
 ];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:

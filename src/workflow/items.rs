@@ -1,9 +1,11 @@
 //! Work items of a MapReduce `map:` (run.md §2; 0.4.4 pipeline in
-//! `prodigy-0.4.4-runner.md` §1.3): JSONPath selection, `filter`, `sort_by`, `offset`,
-//! `max_items`, item ids.
+//! `prodigy-0.4.4-runner.md` §1.3): JSONPath selection, `filter`, `sort_by`, `distinct`,
+//! `offset`, `max_items`, item ids. Order: json_path → filter → sort → distinct → offset →
+//! max_items.
 //!
-//! Owns the three small languages of `map:` and the id rules. Pure functions on JSON values: it
-//! never reads the input file, never runs the input command, never prints.
+//! Owns the JSONPath subset, `sort_by`, `distinct` and the id rules; `filter` is the expression
+//! language of [`super::expr`] (the one `when:` uses). Pure functions on JSON values: it never
+//! reads the input file, never runs the input command, never prints.
 //!
 //! **JSONPath subset** (no crate; run.md §2 allows a documented subset of RFC 9535): `$`, then
 //! any of `.key`, `.*`, `['key']` / `["key"]` (with `\'`, `\"`, `\\` escapes), `[N]` (negative
@@ -11,22 +13,27 @@
 //! `[a,b]` and functions are refused with a message. A path without a wildcard that selects
 //! exactly one array yields that array's elements (`$.items` = `$.items[*]`).
 //!
-//! **Filter**: `COND` combined with `&&`, `||`, `!` and parentheses (`!` binds tightest, then
-//! `&&`, then `||`). `COND` is `FIELD OP LITERAL`, or `FIELD` alone (true unless missing, null,
-//! false, 0 or ""). `FIELD` is a dotted path with optional `[N]` steps, optionally prefixed
-//! `item.`; `OP` one of `== != > >= < <=`; `LITERAL` a number, a 'single' or "double" quoted
-//! string, `true`, `false` or `null`. A missing field is null. `==`/`!=` compare JSON values
-//! (numbers by value, so `1 == 1.0`); `> >= < <=` are true only when both sides are numbers
-//! (compared numerically) or both strings (compared bytewise), false otherwise.
+//! **Filter**: an expression of [`super::expr`] with fields resolved in the item
+//! ([`super::expr::item_field`]): `score >= 5 AND path matches '\.rs$'`; an item is kept when
+//! the expression is true.
 //!
-//! **Sort**: `FIELD [ASC|DESC] [NULLS FIRST|NULLS LAST]`, comma-separated, keywords in any case;
-//! default `ASC NULLS LAST` (a missing field is null). Stable. Values of different types order
-//! as false < true < numbers < strings < arrays < objects.
+//! **Sort**: `FIELD [ASC|ASCENDING|DESC|DESCENDING] [NULLS FIRST|NULLS LAST]`, comma-separated,
+//! keywords in any case (0.4.4 `data_pipeline/sorter.rs`); default `ASC NULLS LAST` (a missing
+//! field is null; null placement ignores the direction). `FIELD` as in expressions (`item.`
+//! prefix optional, `.key`, `[N]`). Stable. Values of different types order as false < true <
+//! numbers < strings < arrays < objects; numbers numerically, strings bytewise.
+//!
+//! **Distinct** (`distinct: FIELD`; 0.4.4 parses it and ignores it): after sorting, keep the
+//! first item of each value of `FIELD`. A missing field is null and all nulls are one value;
+//! numbers are equal by value (`1` and `1.0`), a string never equals a number here (`"1"` is a
+//! value of its own).
 
 use serde_json::Value;
 use std::cmp::Ordering;
 
+use super::expr::{self, compile_field, item_field, PathSeg};
 use super::MapSpec;
+use crate::store::names::printable_cut;
 
 /// One step of a compiled JSONPath.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,9 +179,9 @@ impl JsonPath {
 }
 
 /// The items `spec` selects from `input`, in order: `json_path` (None or empty: `input`'s
-/// elements when it is an array, else `[input]`) → `filter` → `sort_by` → `offset` →
-/// `max_items`. Err: a message about an invalid `json_path`, `filter` or `sort_by` (prefixed
-/// `json_path: `, …; [`super::parse`] already refuses those). A path that selects nothing is
+/// elements when it is an array, else `[input]`) → `filter` → `sort_by` → `distinct` →
+/// `offset` → `max_items`. Err: a message about an invalid `json_path`, `filter`, `sort_by` or
+/// `distinct` (prefixed `json_path: `, …; [`super::parse`] already refuses those). A path that selects nothing is
 /// not an error: it yields zero items.
 pub fn select(input: &Value, spec: &MapSpec) -> Result<Vec<Value>, String> {
     let mut items: Vec<Value> = match spec.json_path.as_deref().map(str::trim) {
@@ -193,12 +200,16 @@ pub fn select(input: &Value, spec: &MapSpec) -> Result<Vec<Value>, String> {
         }
     };
     if let Some(f) = spec.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        let f = compile_filter(f).map_err(|e| format!("filter: {e}"))?;
-        items.retain(|it| f.matches(it));
+        let f = expr::compile(f).map_err(|e| format!("filter: {e}"))?;
+        items.retain(|it| f.matches_item(it));
     }
     if let Some(s) = spec.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
         let keys = compile_sort(s).map_err(|e| format!("sort_by: {e}"))?;
         items.sort_by(|a, b| compare_by(&keys, a, b));
+    }
+    if let Some(d) = spec.distinct.as_deref() {
+        let path = compile_field(d).map_err(|e| format!("distinct: {e}"))?;
+        keep_distinct(&mut items, &path);
     }
     let offset = spec.offset.unwrap_or(0).min(items.len());
     items.drain(..offset);
@@ -258,325 +269,13 @@ pub fn file_id(id: &str, index: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fields
-
-/// A field path inside an item: `.key` and `[N]` steps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Field(Vec<Segment>);
-
-impl Field {
-    fn parse(s: &str) -> Result<Field, String> {
-        let t = s.strip_prefix("item.").unwrap_or(s);
-        let path = compile_path(&format!("$.{t}")).map_err(|_| {
-            format!("`{s}` is not a field path (e.g. `priority`, `item.meta.size`)")
-        })?;
-        if path.segments.contains(&Segment::Wildcard) {
-            return Err(format!("`{s}`: wildcards are not allowed in a field"));
-        }
-        Ok(Field(path.segments))
-    }
-
-    fn get<'v>(&self, item: &'v Value) -> &'v Value {
-        JsonPath {
-            segments: self.0.clone(),
-        }
-        .select(item)
-        .first()
-        .copied()
-        .unwrap_or(&Value::Null)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Filter
-
-/// A compiled `map.filter` expression.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Filter {
-    /// `FIELD OP LITERAL`.
-    Cmp(Field, Op, Value),
-    /// `FIELD` alone: truthy.
-    Truthy(Field),
-    /// `!e`.
-    Not(Box<Filter>),
-    /// `a && b`.
-    And(Box<Filter>, Box<Filter>),
-    /// `a || b`.
-    Or(Box<Filter>, Box<Filter>),
-}
-
-/// A comparison operator of [`Filter`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-}
-
-impl Filter {
-    /// True when `item` passes.
-    pub fn matches(&self, item: &Value) -> bool {
-        match self {
-            Filter::Not(e) => !e.matches(item),
-            Filter::And(a, b) => a.matches(item) && b.matches(item),
-            Filter::Or(a, b) => a.matches(item) || b.matches(item),
-            Filter::Truthy(f) => match f.get(item) {
-                Value::Null | Value::Bool(false) => false,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
-            },
-            Filter::Cmp(f, op, lit) => {
-                let v = f.get(item);
-                match op {
-                    Op::Eq => json_eq(v, lit),
-                    Op::Ne => !json_eq(v, lit),
-                    _ => {
-                        let ord = match (v, lit) {
-                            (Value::Number(a), Value::Number(b)) => {
-                                a.as_f64().partial_cmp(&b.as_f64())
-                            }
-                            (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
-                            _ => None,
-                        };
-                        match ord {
-                            Some(o) => match op {
-                                Op::Gt => o == Ordering::Greater,
-                                Op::Ge => o != Ordering::Less,
-                                Op::Lt => o == Ordering::Less,
-                                _ => o != Ordering::Greater,
-                            },
-                            None => false,
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    Field(String),
-    Lit(Value),
-    Op(Op),
-    And,
-    Or,
-    Not,
-    Open,
-    Close,
-}
-
-fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        let start = i;
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let two = s.get(i..i + 2).unwrap_or("");
-        let tok = match two {
-            "&&" => Some(Tok::And),
-            "||" => Some(Tok::Or),
-            "==" => Some(Tok::Op(Op::Eq)),
-            "!=" => Some(Tok::Op(Op::Ne)),
-            ">=" => Some(Tok::Op(Op::Ge)),
-            "<=" => Some(Tok::Op(Op::Le)),
-            _ => None,
-        };
-        if let Some(t) = tok {
-            out.push((start, t));
-            i += 2;
-            continue;
-        }
-        let tok = match c {
-            b'>' => Tok::Op(Op::Gt),
-            b'<' => Tok::Op(Op::Lt),
-            b'!' => Tok::Not,
-            b'(' => Tok::Open,
-            b')' => Tok::Close,
-            b'\'' | b'"' => {
-                let mut lit = String::new();
-                let mut chars = s[i + 1..].char_indices();
-                let mut end = None;
-                while let Some((j, ch)) = chars.next() {
-                    if ch == '\\' {
-                        if let Some((_, e)) = chars.next() {
-                            lit.push(e);
-                        }
-                    } else if ch as u32 == u32::from(c) {
-                        end = Some(i + 1 + j + 1);
-                        break;
-                    } else {
-                        lit.push(ch);
-                    }
-                }
-                let Some(end) = end else {
-                    return Err(format!("unterminated string at offset {start}"));
-                };
-                out.push((start, Tok::Lit(Value::String(lit))));
-                i = end;
-                continue;
-            }
-            _ if c.is_ascii_digit() || c == b'-' || c == b'+' => {
-                let end = s[i + 1..]
-                    .find(|ch: char| {
-                        !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '-' || ch == '+')
-                    })
-                    .map_or(s.len(), |e| i + 1 + e);
-                let text = &s[i..end];
-                let n: Value = serde_json::from_str(text.trim_start_matches('+'))
-                    .ok()
-                    .filter(Value::is_number)
-                    .ok_or_else(|| format!("`{text}` at offset {start} is not a number"))?;
-                out.push((start, Tok::Lit(n)));
-                i = end;
-                continue;
-            }
-            _ if c.is_ascii_alphabetic() || c == b'_' => {
-                let end = s[i..]
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || "_-.[]".contains(ch)))
-                    .map_or(s.len(), |e| i + e);
-                let word = &s[i..end];
-                i = end;
-                let t = match word {
-                    "true" => Tok::Lit(Value::Bool(true)),
-                    "false" => Tok::Lit(Value::Bool(false)),
-                    "null" => Tok::Lit(Value::Null),
-                    _ => Tok::Field(word.to_string()),
-                };
-                out.push((start, t));
-                continue;
-            }
-            _ => {
-                return Err(format!(
-                    "unexpected `{}` at offset {start}",
-                    s[i..].chars().next().unwrap_or(' ')
-                ))
-            }
-        };
-        out.push((start, tok));
-        i += 1;
-    }
-    Ok(out)
-}
-
-struct FilterParser {
-    toks: Vec<(usize, Tok)>,
-    pos: usize,
-    len: usize,
-}
-
-impl FilterParser {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos).map(|(_, t)| t)
-    }
-    fn offset(&self) -> usize {
-        self.toks.get(self.pos).map_or(self.len, |(o, _)| *o)
-    }
-    fn or(&mut self) -> Result<Filter, String> {
-        let mut e = self.and()?;
-        while self.peek() == Some(&Tok::Or) {
-            self.pos += 1;
-            e = Filter::Or(Box::new(e), Box::new(self.and()?));
-        }
-        Ok(e)
-    }
-    fn and(&mut self) -> Result<Filter, String> {
-        let mut e = self.unary()?;
-        while self.peek() == Some(&Tok::And) {
-            self.pos += 1;
-            e = Filter::And(Box::new(e), Box::new(self.unary()?));
-        }
-        Ok(e)
-    }
-    fn unary(&mut self) -> Result<Filter, String> {
-        let at = self.offset();
-        match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
-            Some(Tok::Not) => {
-                self.pos += 1;
-                Ok(Filter::Not(Box::new(self.unary()?)))
-            }
-            Some(Tok::Open) => {
-                self.pos += 1;
-                let e = self.or()?;
-                if self.peek() != Some(&Tok::Close) {
-                    return Err(format!("expected `)` at offset {}", self.offset()));
-                }
-                self.pos += 1;
-                Ok(e)
-            }
-            Some(Tok::Field(name)) => {
-                self.pos += 1;
-                let field = Field::parse(&name)?;
-                let Some(Tok::Op(op)) = self.peek().cloned() else {
-                    return Ok(Filter::Truthy(field));
-                };
-                self.pos += 1;
-                let at = self.offset();
-                match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
-                    Some(Tok::Lit(v)) => {
-                        self.pos += 1;
-                        Ok(Filter::Cmp(field, op, v))
-                    }
-                    _ => Err(format!(
-                        "expected a number, a quoted string, true, false or null at offset {at}"
-                    )),
-                }
-            }
-            Some(_) => Err(format!("expected a field, `!` or `(` at offset {at}")),
-            None => Err(format!("expression ends too early at offset {at}")),
-        }
-    }
-}
-
-/// Compile a `map.filter` expression (module documentation). Err: a message with the byte
-/// offset of the problem.
-pub fn compile_filter(s: &str) -> Result<Filter, String> {
-    let toks = tokenize(s)?;
-    if toks.is_empty() {
-        return Err("empty expression".to_string());
-    }
-    let mut p = FilterParser {
-        toks,
-        pos: 0,
-        len: s.len(),
-    };
-    let e = p.or()?;
-    if p.pos < p.toks.len() {
-        return Err(format!("unexpected text at offset {}", p.offset()));
-    }
-    Ok(e)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sort
+// Sort and distinct
 
 /// One key of a compiled `map.sort_by`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SortKey {
-    /// The field compared.
-    pub field: Field,
+    /// The field compared ([`expr::compile_field`]).
+    pub field: Vec<PathSeg>,
     /// `DESC`.
     pub descending: bool,
     /// `NULLS FIRST` (default: nulls last in both directions).
@@ -589,18 +288,25 @@ pub fn compile_sort(s: &str) -> Result<Vec<SortKey>, String> {
     for part in s.split(',') {
         let words: Vec<&str> = part.split_whitespace().collect();
         let Some((field, mut rest)) = words.split_first() else {
-            return Err(format!("empty sort key in `{s}`"));
+            return Err(format!("empty sort key in `{}`", printable_cut(s, 60)));
         };
         let mut key = SortKey {
-            field: Field::parse(field)?,
+            field: compile_field(field)
+                .map_err(|e| format!("`{}`: {}", printable_cut(field, 40), e.message))?,
             descending: false,
             nulls_first: false,
         };
         if let Some(dir) = rest.first() {
-            if dir.eq_ignore_ascii_case("desc") {
+            if ["desc", "descending"]
+                .iter()
+                .any(|d| dir.eq_ignore_ascii_case(d))
+            {
                 key.descending = true;
                 rest = &rest[1..];
-            } else if dir.eq_ignore_ascii_case("asc") {
+            } else if ["asc", "ascending"]
+                .iter()
+                .any(|d| dir.eq_ignore_ascii_case(d))
+            {
                 rest = &rest[1..];
             }
         }
@@ -613,7 +319,7 @@ pub fn compile_sort(s: &str) -> Result<Vec<SortKey>, String> {
             _ => {
                 return Err(format!(
                     "`{}`: expected `FIELD [ASC|DESC] [NULLS FIRST|NULLS LAST]`",
-                    part.trim()
+                    printable_cut(part.trim(), 60)
                 ))
             }
         }
@@ -648,23 +354,79 @@ fn compare_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
+fn field(item: &Value, path: &[PathSeg]) -> Value {
+    item_field(item, path).unwrap_or(Value::Null)
+}
+
 fn compare_by(keys: &[SortKey], a: &Value, b: &Value) -> Ordering {
     for k in keys {
-        let (x, y) = (k.field.get(a), k.field.get(b));
+        let (x, y) = (field(a, &k.field), field(b, &k.field));
         let o = match (x.is_null(), y.is_null()) {
             (true, true) => Ordering::Equal,
             (true, false) if k.nulls_first => Ordering::Less,
             (true, false) => Ordering::Greater,
             (false, true) if k.nulls_first => Ordering::Greater,
             (false, true) => Ordering::Less,
-            (false, false) if k.descending => compare_values(y, x),
-            (false, false) => compare_values(x, y),
+            (false, false) if k.descending => compare_values(&y, &x),
+            (false, false) => compare_values(&x, &y),
         };
         if o != Ordering::Equal {
             return o;
         }
     }
     Ordering::Equal
+}
+
+/// `distinct`: keep the first item of each value of the field at `path` (a missing field is
+/// null, and all nulls are one value); values are equal when their JSON is, numbers by value
+/// (`1` and `1.0` are one value, `"1"` another).
+fn keep_distinct(items: &mut Vec<Value>, path: &[PathSeg]) {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|it| seen.insert(canonical(&field(it, path))));
+}
+
+/// A text that is equal for values `distinct` treats as equal: compact JSON (object keys
+/// sorted, as serde_json keeps them) with every number written as its f64 value, integers
+/// within ±2^53 without a fraction.
+fn canonical(v: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => out.push_str(&i.to_string()),
+                (_, Some(u), _) => out.push_str(&u.to_string()),
+                (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                    out.push_str(&(f as i64).to_string())
+                }
+                (_, _, f) => out.push_str(&format!("{:?}", f.unwrap_or(f64::NAN))),
+            },
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    walk(x, out);
+                }
+                out.push(']');
+            }
+            Value::Object(o) => {
+                out.push('{');
+                for (i, (k, x)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    walk(x, out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    walk(v, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -681,6 +443,7 @@ mod tests {
             sort_by: None,
             max_items: None,
             offset: None,
+            distinct: None,
             max_parallel: MaxParallel::Count(10),
             agent_template: Vec::new(),
         }
@@ -769,13 +532,13 @@ mod tests {
     }
 
     #[test]
-    fn filter_language() {
+    fn filter_keeps_the_items_the_expression_is_true_for() {
         let items = doc()["items"].as_array().unwrap().clone();
         let pick = |f: &str| -> Vec<i64> {
-            let f = compile_filter(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+            let f = expr::compile(f).unwrap_or_else(|e| panic!("{f}: {e}"));
             items
                 .iter()
-                .filter(|i| f.matches(i))
+                .filter(|i| f.matches_item(i))
                 .map(|i| i["id"].as_i64().unwrap())
                 .collect()
         };
@@ -790,24 +553,46 @@ mod tests {
         assert_eq!(pick("id == 2.0"), [2]);
         assert_eq!(pick("id > -1 && id < 1e1"), [1, 2, 3]);
         assert_eq!(pick("a || b && c"), Vec::<i64>::new());
+        assert_eq!(
+            pick("file matches '^[ab]\\.rs$' AND id in [1, 2, 9]"),
+            [1, 2]
+        );
     }
 
     #[test]
-    fn filter_errors_name_the_offset() {
-        for (f, needle) in [
-            ("prio >", "offset 6"),
-            ("prio > > 1", "offset 7"),
-            ("(prio > 1", "expected `)`"),
-            ("prio > 1 prio", "unexpected text at offset 9"),
-            ("file == 'a", "unterminated string"),
-            ("prio ~ 1", "unexpected `~`"),
-            ("", "empty"),
-            ("x..y == 1", "not a field path"),
-            ("1.2.3 == 1", "not a number"),
-        ] {
-            let e = compile_filter(f).unwrap_err();
-            assert!(e.contains(needle), "{f}: {e}");
-        }
+    fn select_reports_a_bad_filter_with_its_column() {
+        let mut s = spec();
+        s.filter = Some("prio > > 1".into());
+        assert_eq!(
+            select(&doc(), &s).unwrap_err(),
+            "filter: column 8: expected a field, a literal, `!` or `(`, found `>`"
+        );
+    }
+
+    #[test]
+    fn distinct_keeps_the_first_item_of_each_value_after_sorting() {
+        let items = json!([
+            {"id": "a", "k": 1, "p": 3},
+            {"id": "b", "k": 1.0, "p": 9},
+            {"id": "c", "k": "1", "p": 1},
+            {"id": "d", "p": 5},
+            {"id": "e", "k": null, "p": 7},
+            {"id": "f", "k": {"x": [2, 2.0]}, "p": 0},
+            {"id": "g", "k": {"x": [2.0, 2]}, "p": 2}
+        ]);
+        let ids = |s: &MapSpec| item_ids(&select(&items, s).unwrap()).unwrap();
+        let mut s = spec();
+        s.distinct = Some("k".into());
+        assert_eq!(ids(&s), ["a", "c", "d", "f"]);
+        s.sort_by = Some("p DESC".into());
+        assert_eq!(ids(&s), ["b", "e", "g", "c"]);
+        s.offset = Some(1);
+        s.max_items = Some(2);
+        assert_eq!(ids(&s), ["e", "g"]);
+        s.distinct = Some("item.missing".into());
+        assert_eq!(ids(&s), Vec::<String>::new());
+        s.offset = None;
+        assert_eq!(ids(&s), ["b"]);
     }
 
     #[test]
@@ -834,6 +619,11 @@ mod tests {
             .unwrap_err()
             .contains("expected `FIELD"));
         assert!(compile_sort("p,").unwrap_err().contains("empty sort key"));
+        assert_eq!(order("p descending, n ascending"), ["c", "a", "d", "b"]);
+        assert_eq!(
+            compile_sort("p, x..y").unwrap_err(),
+            "`x..y`: `x..y` is not a field path (e.g. `priority`, `item.meta.size`, `tags[0]`)"
+        );
     }
 
     #[test]

@@ -295,7 +295,7 @@ pub const KEYS: &[Key] = &[
     k(C::Map, "sort_by", K::Str, R::Yes, "`f1 DESC, f2 ASC NULLS FIRST`", ""),
     k(C::Map, "max_items", K::Uint, R::Yes, "keep at most this many items", ""),
     k(C::Map, "offset", K::Uint, R::Yes, "skip this many items first", "parsed, ignored"),
-    k(C::Map, "distinct", K::Str, R::Yes, "drop items whose value of this field was seen", "parsed, ignored"),
+    k(C::Map, "distinct", K::Str, R::Yes, "keep the first item of each value of this field (after sort_by)", "parsed, ignored"),
     k(C::Map, "max_parallel", K::UintOrVar, R::Yes, "agents at once (default 10), or `${VAR}` of env", ""),
     k(C::Map, "agent_timeout_secs", K::Uint, R::Ignored, "seconds per agent", "advisory only (logged)"),
     k(C::Map, "timeout_config", K::Obj(C::TimeoutConfig), R::Ignored, "timeouts per agent", "advisory only (logged)"),

@@ -28,6 +28,7 @@
 
 mod cx;
 mod env;
+pub mod expr;
 pub mod items;
 pub mod keys;
 mod parts;
@@ -125,7 +126,7 @@ pub struct MapSpec {
     pub input: String,
     /// `json_path`, as written; checked by [`items::compile_path`] when parsed.
     pub json_path: Option<String>,
-    /// `filter`, as written; checked by [`items::compile_filter`] when parsed.
+    /// `filter`, as written; compiled by [`expr::compile`] when parsed.
     pub filter: Option<String>,
     /// `sort_by`, as written; checked by [`items::compile_sort`] when parsed.
     pub sort_by: Option<String>,
@@ -133,6 +134,9 @@ pub struct MapSpec {
     pub max_items: Option<usize>,
     /// `offset`: skip this many items first (0.4.4 parses it and ignores it; we apply it).
     pub offset: Option<usize>,
+    /// `distinct`: a field; keep the first item of each of its values (after `sort_by`; 0.4.4
+    /// parses it and ignores it). Checked by [`expr::compile_field`] when parsed.
+    pub distinct: Option<String>,
     /// `max_parallel`: agents at once; default `Count(10)`.
     pub max_parallel: MaxParallel,
     /// `agent_template`: the steps each agent runs (a list or `{commands: [...]}`; never empty).
@@ -375,9 +379,6 @@ impl Cx<'_> {
         // Every key read below is a key of `map` in the key table.
         let get = |_: &[(Key, Node)], key: &str| self.get(K::Map, m, key);
         self.check_keys(m, K::Map);
-        if let Some((k, _)) = get(m, "distinct") {
-            self.uses("map.distinct", k.pos);
-        }
         let Some((ik, iv)) = get(m, "input") else {
             return Err(self.err(mk.pos, "`map.input` is required (a JSON file or a command)"));
         };
@@ -392,6 +393,7 @@ impl Cx<'_> {
             sort_by: None,
             max_items: None,
             offset: None,
+            distinct: None,
             max_parallel: MaxParallel::Count(10),
             agent_template: Vec::new(),
         };
@@ -403,8 +405,7 @@ impl Cx<'_> {
         }
         if let Some((k, v)) = get(m, "filter") {
             let s = self.string(k, v, "map.filter")?;
-            items::compile_filter(s)
-                .map_err(|e| self.err(v.pos_or(k), format!("`map.filter`: {e}")))?;
+            expr::compile(s).map_err(|e| self.err(v.pos_or(k), format!("`map.filter`: {e}")))?;
             spec.filter = Some(s.to_string());
         }
         if let Some((k, v)) = get(m, "sort_by") {
@@ -412,6 +413,12 @@ impl Cx<'_> {
             items::compile_sort(s)
                 .map_err(|e| self.err(v.pos_or(k), format!("`map.sort_by`: {e}")))?;
             spec.sort_by = Some(s.to_string());
+        }
+        if let Some((k, v)) = get(m, "distinct") {
+            let s = self.string(k, v, "map.distinct")?;
+            expr::compile_field(s)
+                .map_err(|e| self.err(v.pos_or(k), format!("`map.distinct`: {e}")))?;
+            spec.distinct = Some(s.to_string());
         }
         if let Some((k, v)) = get(m, "max_items") {
             spec.max_items = Some(self.uint(k, v, 0)? as usize);

@@ -164,6 +164,7 @@ fn real_mapreduce_json_input_example_parses_once_quoted() {
             sort_by: None,
             max_items: None,
             offset: None,
+            distinct: None,
             max_parallel: MaxParallel::Count(3),
             agent_template: vec![
                 shell(
@@ -312,6 +313,7 @@ map:
   sort_by: "prio DESC, id"
   max_items: 10
   offset: 2
+  distinct: item.file
   max_parallel: "${MAXP}"
   agent_template:
     commands:
@@ -337,6 +339,7 @@ failure_threshold: 0.25
     );
     assert_eq!(mr.map.sort_by.as_deref(), Some("prio DESC, id"));
     assert_eq!((mr.map.max_items, mr.map.offset), (Some(10), Some(2)));
+    assert_eq!(mr.map.distinct.as_deref(), Some("item.file"));
     assert_eq!(
         mr.map.agent_template[0].action,
         Action::Claude("/fix ${item.file}".into())
@@ -440,6 +443,10 @@ fn keys_prodigy_run_does_not_run_yet_parse_and_are_listed_as_features() {
         err("mode: mapreduce\nsecrets: {A: 1}\nmap: {input: x, agent_template: [{shell: a}]}\n"),
         "`wf/test.yml`:2:14: `secrets.A` must be the name of an environment variable or \
          `{provider: env|file, key}`, found `1`"
+    );
+    assert_eq!(
+        err("mode: mapreduce\nmap: {input: x, distinct: true, agent_template: [{shell: a}]}\n"),
+        "`wf/test.yml`:2:27: `map.distinct` must be a string, found `true`"
     );
 }
 
@@ -580,8 +587,23 @@ fn mapreduce_required_parts() {
         err(
             "mode: mapreduce\nmap:\n  input: x\n  filter: prio >\n  agent_template: [{shell: a}]\n"
         ),
-        "`wf/test.yml`:4:11: `map.filter`: expected a number, a quoted string, true, false or \
-         null at offset 6"
+        "`wf/test.yml`:4:11: `map.filter`: column 7: expression ends too early; expected a value"
+    );
+    assert_eq!(
+        err(
+            "mode: mapreduce\nmap:\n  input: x\n  filter: \"p matches '(a'\"\n  \
+             agent_template: [{shell: a}]\n"
+        ),
+        "`wf/test.yml`:4:11: `map.filter`: column 11: invalid regex `(a`: found open group \
+         without closing ')'"
+    );
+    assert_eq!(
+        err(
+            "mode: mapreduce\nmap:\n  input: x\n  distinct: \"a..b\"\n  \
+             agent_template: [{shell: a}]\n"
+        ),
+        "`wf/test.yml`:4:13: `map.distinct`: column 2: `a..b` is not a field path (e.g. \
+         `priority`, `item.meta.size`, `tags[0]`)"
     );
     assert!(err(
         "mode: mapreduce\nmap:\n  input: x\n  sort_by: p up\n  agent_template: [{shell: a}]\n"

@@ -1357,5 +1357,102 @@ fn a_session_left_in_the_nested_layout_is_listed_cleaned_around_and_retried() {
     );
 }
 
+/// `map.filter` (`matches`, `in`, `AND`, `NOT`), `sort_by` with `NULLS FIRST` and two keys,
+/// `distinct`, `offset` and `max_items`, in that order, decide which items run.
+#[test]
+fn map_filter_sort_distinct_offset_and_max_items_pick_the_items_that_run() {
+    let Some(r) = setup("run-filter") else { return };
+    let items = [
+        r#"{"id": "a", "path": "src/a.rs", "kind": "bug", "prio": 2, "group": "x"}"#,
+        r#"{"id": "b", "path": "src/b.py", "kind": "bug", "prio": 9, "group": "y"}"#,
+        r#"{"id": "c", "path": "src/c.rs", "kind": "docs", "prio": 8, "group": "z"}"#,
+        r#"{"id": "d", "path": "src/d.rs", "kind": "lint", "group": "x"}"#,
+        r#"{"id": "e", "path": "src/e.rs", "kind": "bug", "prio": 5, "group": "y"}"#,
+        r#"{"id": "f", "path": "src/f.rs", "kind": "lint", "prio": 5.0, "group": "y"}"#,
+        r#"{"id": "g", "path": "lib/g.rs", "kind": "bug", "prio": 7, "skip": true, "group": "w"}"#,
+        r#"{"id": "h", "path": "src/h.rs", "kind": "lint", "prio": 1, "group": "v"}"#,
+        r#"{"id": "i", "path": "src/i.rs", "kind": "bug", "prio": 3, "group": "x"}"#,
+        r#"{"id": "j", "path": "src/j.rs", "kind": "bug", "prio": 0, "group": "u"}"#,
+    ];
+    // filter keeps a d e f h i j; sorted: d (null first) e f i a h j; distinct group: d e h j;
+    // offset 1: e h j; max_items 2: e h. NULLS LAST would give e i h j → i h.
+    let wf = r.write_workflow(
+        "filter.yml",
+        &format!(
+            r#"name: filter-test
+mode: mapreduce
+setup:
+  - shell: |
+      cat > items.json <<'EOF'
+      [{}]
+      EOF
+map:
+  input: items.json
+  filter: "path matches '\\.rs$' AND kind in ['bug', 'lint'] AND NOT skip == true"
+  sort_by: "prio DESC NULLS FIRST, id asc"
+  distinct: item.group
+  offset: 1
+  max_items: 2
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        echo "${{item.prio}}" > "out-${{item_id}}.txt"
+        git add "out-${{item_id}}.txt" && git commit -q -m "agent ${{item_id}}"
+      commit_required: true
+"#,
+            items.join(", ")
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    assert_eq!(
+        (v["total"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let mut outs: Vec<String> = fs::read_dir(&r.repo)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out-"))
+        .collect();
+    outs.sort();
+    assert_eq!(outs, ["out-e.txt", "out-h.txt"]);
+    assert_eq!(fs::read_to_string(r.repo.join("out-e.txt")).unwrap(), "5\n");
+    let started: Vec<String> = r
+        .events(&job)
+        .iter()
+        .filter(|e| e["event_type"] == "agent_started")
+        .map(|e| e["item_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(started, ["e", "h"], "one at a time, in the sorted order");
+    no_running_session(&r);
+}
+
+/// A filter that does not compile is refused before anything runs, with its column.
+#[test]
+fn a_bad_map_filter_is_refused_with_file_line_and_column() {
+    let Some(r) = setup("run-filter-bad") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "bad.yml",
+        "name: b\nmode: mapreduce\nmap:\n  input: items.json\n  filter: \"path matches '(a' && x\"\n  agent_template:\n    - shell: exit 1\n",
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(
+        o.stderr,
+        format!(
+            "prodigy: `{}`:5:11: `map.filter`: column 14: invalid regex `(a`: found open group \
+             without closing ')'\n",
+            wf.display()
+        )
+    );
+    assert!(r.sessions().is_empty());
+}
+
 #[path = "run_secrets.rs"]
 mod secrets;
