@@ -139,7 +139,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (no control character of an input quoted in it reaches the terminal) plus `\n`, in one
 /// write. A failed write is ignored: stderr is the last place to report anything.
 pub fn eprint_line(line: &str) {
-    let mut text = crate::store::names::terminal_safe(line).into_owned();
+    let line = crate::mask::mask_str(line);
+    let mut text = crate::store::names::terminal_safe(&line).into_owned();
     text.push('\n');
     let _ = io::Write::write_all(&mut io::stderr(), text.as_bytes());
 }

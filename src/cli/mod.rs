@@ -1558,10 +1558,22 @@ it differs from Prodigy 0.4.4 is in \\fBprodigy\\-workflow\\fR(5). Unknown keys 
 a \"did you mean\"); invalid values, YAML syntax errors, steps without an action and the removed
 \\fBanalyze\\fR and \\fBgoal_seek\\fR are errors naming file, line and column, every one of them
 (exit 2). Keys that parse but that this version does not run yet (\\fBvalidate\\fR,
-\\fBforeach\\fR, \\fBsecrets\\fR,
-\\fBprofiles\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
+\\fBforeach\\fR, \\fBid\\fR, \\fBoutputs\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
 use with its line); \\fBprodigy validate\\fR and \\fB\\-\\-dry\\-run\\fR accept them. A feature is
 never silently dropped.
+.PP
+The steps' environment, later wins: prodigy's own environment, the \\fBenv_files\\fR (dotenv,
+relative to the repository's checkout), the workflow's \\fBenv\\fR and \\fBsecrets\\fR, the
+\\fB\\-\\-profile\\fR's values, the step's \\fBenv\\fR. \\fB{command}\\fR values are the command's
+trimmed output, run once in the session worktree when the run (or a resume) starts;
+\\fB{condition}\\fR is \\fIA\\fR \\fB==\\fR \\fIB\\fR, \\fIA\\fR \\fB!=\\fR \\fIB\\fR or a variable's truthiness. A secret
+(\\fBsecrets:\\fR, \\fB{secret: true, value}\\fR) that cannot be read, a missing env file or an
+unknown profile is an error before anything runs (exit 2, naming it, never a value). Every secret
+value of 4 characters or more (8 when it is all digits, which timestamps and pids are made of)
+is replaced by \\fB***\\fR in everything prodigy prints or writes (terminal, step and Claude
+logs, events, checkpoints, the DLQ, session records); shorter ones are not masked, with a
+warning. The steps get the real values. Secrets are never stored: a resume
+reads them again, with the profile the run started with.
 .PP
 \\fB\\-\\-dry\\-run\\fR prints the plan: each phase's steps as they would run, with \\fB\\-\\-arg\\fR,
 \\fB\\-\\-param\\-file\\fR, the workflow's plain \\fBenv\\fR and the \\fB\\-\\-profile\\fR

@@ -36,6 +36,12 @@ fn dry_run(o: &Options) -> Result<Exit> {
             crate::error::eprint_line(&format!("prodigy: warning: {w}"));
         }
     }
+    let checkout = o
+        .path
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    run::env::register_best_effort(&wf, o.profile.as_deref(), &checkout);
     let plan = run::dry::plan(o, &wf)?;
     if o.json {
         // One document: the plan's lines, and the uses `prodigy run` would refuse.

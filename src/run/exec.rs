@@ -6,6 +6,13 @@
 //! pipe until a child changed state, a signal arrived, or the next deadline (a step timeout, a
 //! heartbeat) is due. The caller then polls each running child with `try_wait`.
 //!
+//! While a secret is registered ([`crate::mask`]), a step's stdout and stderr do not go to the
+//! log file directly: they go to a pipe whose read end is non-blocking and polled by
+//! [`wait_event`] with the self-pipe; [`Running::poll`] drains it and appends the output masked
+//! to the log (one pipe when both streams go to the same file, so their order is kept). A secret
+//! split across two reads is still masked ([`crate::mask::Stream`]), and no unmasked byte reaches
+//! the disk even when prodigy is killed mid-step (the step then gets SIGPIPE on its next write).
+//!
 //! A timeout sends SIGTERM to the step's whole process group, then SIGKILL after
 //! [`KILL_GRACE`]; after a timed-out leader exits the group gets SIGKILL too, so a grandchild
 //! (`sleep` started by `sh`) cannot outlive its step.
@@ -111,8 +118,13 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
-/// Sleep until a signal arrives (a child exited, SIGINT, SIGTERM) or `timeout` passes, then
-/// drain the self-pipe.
+thread_local! {
+    /// Read ends of the output pipes of running steps, polled by [`wait_event`].
+    static OUTPUT_FDS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sleep until a signal arrives (a child exited, SIGINT, SIGTERM), a step's output pipe has
+/// data, or `timeout` passes, then drain the self-pipe.
 pub fn wait_event(timeout: Duration) {
     #[cfg(unix)]
     {
@@ -121,14 +133,21 @@ pub fn wait_event(timeout: Duration) {
             std::thread::sleep(timeout.min(Duration::from_millis(50)));
             return;
         }
-        let mut p = libc::pollfd {
+        let mut fds = vec![libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        };
+        }];
+        OUTPUT_FDS.with(|o| {
+            fds.extend(o.borrow().iter().map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }))
+        });
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) };
+        // SAFETY: `fds` is a valid array of pollfds of that length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         let mut buf = [0u8; 64];
         // SAFETY: non-blocking read into a local buffer.
         while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
@@ -186,6 +205,75 @@ pub struct Running {
     deadline: Option<Instant>,
     timeout_secs: u64,
     term_sent: Option<Instant>,
+    pipes: Vec<OutPipe>,
+}
+
+/// One output pipe of a step whose output is masked: the read end, where the masked bytes go.
+struct OutPipe {
+    read: File,
+    dest: File,
+    mask: crate::mask::Stream,
+}
+
+impl OutPipe {
+    /// Read what is there (non-blocking, at most 1 MiB a call) and append it masked. Returns
+    /// false at end of file or on a read error.
+    fn pump(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 65536];
+        for _ in 0..16 {
+            match self.read.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let out = self.mask.feed(&buf[..n]);
+                    let _ = self.dest.write_all(&out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Write what the mask held back; stop polling the read end.
+    fn close(mut self) {
+        use std::io::Write;
+        let out = self.mask.finish();
+        let _ = self.dest.write_all(&out);
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = self.read.as_raw_fd();
+            OUTPUT_FDS.with(|o| o.borrow_mut().retain(|&f| f != fd));
+        }
+    }
+}
+
+/// A pipe for a step's output: the write end for the child, the non-blocking read end for us
+/// (registered with [`wait_event`] once the child runs); both close-on-exec.
+#[cfg(unix)]
+fn output_pipe() -> io::Result<(File, File)> {
+    use std::os::fd::FromRawFd;
+    let fds = self_pipe()?;
+    // SAFETY: fcntl on the write end just made: the child's end blocks as a file would.
+    unsafe {
+        let fl = libc::fcntl(fds[1], libc::F_GETFL);
+        libc::fcntl(fds[1], libc::F_SETFL, fl & !libc::O_NONBLOCK);
+    }
+    // SAFETY: two fresh descriptors that nothing else owns.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    Ok((r, w))
+}
+
+/// Whether two open files are the same file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Variables a step must not inherit: they would point git at another repository or index than
@@ -202,11 +290,39 @@ const GIT_REDIRECTS: &[&str] = &[
 /// Start a step. Errors: the program cannot be started (message names it).
 pub fn spawn(s: Spawn) -> io::Result<Running> {
     let mut cmd = Command::new(&s.argv[0]);
+    let mut pipes = Vec::new();
     cmd.args(&s.argv[1..])
         .current_dir(&s.cwd)
-        .stdin(Stdio::null())
-        .stdout(s.stdout)
-        .stderr(s.stderr);
+        .stdin(Stdio::null());
+    #[cfg(unix)]
+    if crate::mask::active() {
+        let (r, w) = output_pipe()?;
+        if same_file(&s.stdout, &s.stderr) {
+            cmd.stdout(w.try_clone()?).stderr(w);
+            pipes.push(OutPipe {
+                read: r,
+                dest: s.stdout,
+                mask: Default::default(),
+            });
+        } else {
+            let (r2, w2) = output_pipe()?;
+            cmd.stdout(w).stderr(w2);
+            pipes.push(OutPipe {
+                read: r,
+                dest: s.stdout,
+                mask: Default::default(),
+            });
+            pipes.push(OutPipe {
+                read: r2,
+                dest: s.stderr,
+                mask: Default::default(),
+            });
+        }
+    } else {
+        cmd.stdout(s.stdout).stderr(s.stderr);
+    }
+    #[cfg(not(unix))]
+    cmd.stdout(s.stdout).stderr(s.stderr);
     for k in GIT_REDIRECTS {
         cmd.env_remove(k);
     }
@@ -218,7 +334,19 @@ pub fn spawn(s: Spawn) -> io::Result<Running> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    let child = cmd.spawn().map_err(|e| {
+    let child = cmd.spawn();
+    // Our copies of the write ends go now: the read ends see end of file when the step's
+    // processes have all closed theirs.
+    drop(cmd);
+    #[cfg(unix)]
+    if child.is_ok() {
+        use std::os::fd::AsRawFd;
+        OUTPUT_FDS.with(|o| {
+            o.borrow_mut()
+                .extend(pipes.iter().map(|p: &OutPipe| p.read.as_raw_fd()))
+        });
+    }
+    let child = child.map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
@@ -233,7 +361,14 @@ pub fn spawn(s: Spawn) -> io::Result<Running> {
         deadline: s.timeout.map(|t| Instant::now() + t),
         timeout_secs: s.timeout.map_or(0, |t| t.as_secs()),
         term_sent: None,
+        pipes,
     })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.close_pipes();
+    }
 }
 
 impl Running {
@@ -261,8 +396,30 @@ impl Running {
         }
     }
 
+    /// Move what the step wrote so far from its pipes to its log, masked.
+    fn pump(&mut self) {
+        let mut i = 0;
+        while i < self.pipes.len() {
+            if self.pipes[i].pump() {
+                i += 1;
+            } else {
+                self.pipes.swap_remove(i).close();
+            }
+        }
+    }
+
+    /// The step ended: take what is left in its pipes (a background process that still holds
+    /// one open is not waited for) and stop polling them.
+    fn close_pipes(&mut self) {
+        self.pump();
+        for p in std::mem::take(&mut self.pipes) {
+            p.close();
+        }
+    }
+
     /// Reap the child if it ended; enforce the timeout. `None` while it runs.
     pub fn poll(&mut self) -> Option<Outcome> {
+        self.pump();
         let now = Instant::now();
         if let Some(t) = self.term_sent {
             if now >= t + KILL_GRACE {
@@ -275,8 +432,12 @@ impl Running {
         let status = match self.child.try_wait() {
             Ok(Some(s)) => s,
             Ok(None) => return None,
-            Err(_) => return Some(Outcome::Signaled(0)),
+            Err(_) => {
+                self.close_pipes();
+                return Some(Outcome::Signaled(0));
+            }
         };
+        self.close_pipes();
         if self.term_sent.is_some() {
             // The leader is gone; anything left in its group goes with it.
             self.signal_group(SIGKILL);

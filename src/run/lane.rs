@@ -265,19 +265,15 @@ impl<'w> Lane<'w> {
         let f = self.stack.last().expect("a frame");
         let step = &f.step;
         let (mut dir, mut env) = (f.dir.clone(), f.env.clone());
-        // Step `env` (plain values; the other forms are refused before the run): interpolated,
-        // later than the workflow's, and `${NAME}` in the step's own text.
+        // Step `env` (every value form, run::env::step_env): later than the workflow's, and
+        // `${NAME}` in the step's own text. A secret among them is masked wherever it is written.
         let mut scoped = None;
-        for (k, v) in &step.more.env {
-            let crate::workflow::EnvValue::Plain(v) = v else {
-                return Err(format!("`env.{k}`: only plain values run in step env yet"));
-            };
-            let v = interpolate(v, &self.vars).map_err(|e| format!("`env.{k}`: {e}"))?;
+        for (k, v) in super::env::step_env(&step.more.env, &self.vars, &ctx.env, &self.cwd)? {
             scoped
                 .get_or_insert_with(|| self.vars.clone())
-                .set_str(k, &v);
-            env.retain(|(n, _)| n != k);
-            env.push((k.clone(), v));
+                .set_str(&k, &v);
+            env.retain(|(n, _)| *n != k);
+            env.push((k, v));
         }
         if let Some(w) = &step.more.working_dir {
             let w = interpolate(w, &self.vars).map_err(|e| format!("`working_dir`: {e}"))?;
@@ -569,6 +565,7 @@ impl<'w> Lane<'w> {
     }
 
     fn log_line(&self, msg: &str) {
+        let msg = crate::mask::mask_str(msg);
         if let Ok(mut f) = open_append(&self.log) {
             let _ = writeln!(f, "==> [{}] {msg}", crate::store::records::Timestamp::now());
         }

@@ -16,6 +16,7 @@
 
 mod capture;
 pub mod dry;
+pub mod env;
 pub mod exec;
 mod files;
 mod lane;
@@ -289,12 +290,8 @@ fn writable_root() -> Result<PathBuf> {
 pub const NOT_RUN_YET: &[&str] = &[
     "foreach",
     "validate",
-    "env (map values)",
     "id",
     "outputs",
-    "secrets",
-    "env_files",
-    "profiles",
     "setup.capture_outputs",
 ];
 
@@ -367,13 +364,6 @@ pub fn run(opts: &Options) -> Result<Summary> {
         }
     }
     refuse_not_run_yet(&wf)?;
-    if opts.profile.is_some() {
-        // Profiles are in NOT_RUN_YET: a file with `profiles:` was refused above.
-        return Err(Error::usage(format!(
-            "`{}` has no `profiles:`; --profile selects one of a workflow's profiles",
-            wf.path.display()
-        )));
-    }
     let args = resolve_args(opts)?;
     let opts = &Options {
         args,
@@ -385,6 +375,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
         None => std::env::current_dir().map_err(|e| Error::io("read", Path::new("."), &e))?,
     };
     let repo = worktrees::find_repo(&git, &start_dir)?;
+    // Secrets, env files and the profile are checked (exit 2) and every secret value is
+    // registered for masking before anything is written.
+    env::resolve(&wf, opts.profile.as_deref(), &repo.checkout)?.register_masks(opts.quiet);
     if let Some(op) = worktrees::operation_in_progress(&git, &repo.checkout) {
         return Err(Error::refused(format!(
             "`{}` has {op} in progress; finish or abort it first",
@@ -476,6 +469,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "steps": step_digest(&wf),
         "variables": {},
         "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "profile": opts.profile,
     }));
     if mapreduce {
         session.mapreduce_data = Some(crate::store::records::MapReduceData {
@@ -546,11 +540,10 @@ pub(crate) fn assemble(
     ensure_dir(&logs)?;
     let correlation = exec::uuid_v4().unwrap_or_default();
     let events = EventLog::open(&layout, &job_id, &session_id, &correlation)?;
-    let mut env: Vec<(String, String)> =
-        wf.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("PRODIGY_AUTOMATION".into(), "true".into()));
-    env.push(("PRODIGY_SESSION_ID".into(), session_id.clone()));
-    env.push(("PRODIGY_JOB_ID".into(), job_id.clone()));
+    // Until the worktree exists (`execute`), the values that need it (`{command}`,
+    // `{condition}`) are missing; nothing runs before then.
+    let mut env = env::resolve(wf, opts.profile.as_deref(), &repo.checkout)?.ready();
+    env::push_prodigy_vars(&mut env, &session_id, &job_id);
     let mut vars = Vars::new();
     for (k, v) in args {
         vars.set_str(k, v);
@@ -590,6 +583,7 @@ pub(crate) fn execute(
 ) -> Result<Summary> {
     let summary = (|| -> Result<Summary> {
         let start = prepare(&mut ctx)?;
+        env::install(&mut ctx, wf)?;
         match &wf.kind {
             Kind::Standard(steps) => standard::run(&mut ctx, wf, steps, start),
             Kind::MapReduce(m) => mapreduce::run(&mut ctx, wf, m, start),

@@ -593,6 +593,13 @@ fn continue_job(
             repo_path.display()
         ))
     })?;
+    // The environment and secrets are read again (they are never stored), with the profile
+    // the run was started with; a secret that is gone now is an error before anything changes.
+    let profile = wd
+        .get("profile")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    super::env::resolve(&wf, profile.as_deref(), &repo.checkout)?.register_masks(o.quiet);
     let repo_name = repo_name_of(&found)?;
     let layout = Layout::new(&root, &repo_name)?;
     exec::install_signals()
@@ -628,6 +635,7 @@ fn continue_job(
         max_parallel: retry.and_then(|r| r.max_parallel),
         quiet: o.quiet,
         json: o.json,
+        profile,
         ..Default::default()
     };
     let mut ctx = assemble(git, layout, repo, session, job_id, &opts, lock, &wf, &args)?;

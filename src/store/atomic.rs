@@ -60,6 +60,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
 
     let (tmp_path, mut file) = create_temp(dir, file_name)?;
+    // Secrets never reach a record (`crate::mask`); a no-op unless a run registered some.
+    let bytes = &*crate::mask::mask_record(bytes);
 
     let written = (|| -> io::Result<()> {
         file.write_all(bytes)?;
@@ -137,6 +139,7 @@ pub fn append_to(file: &mut File, path: &Path, line: &[u8]) -> io::Result<()> {
             "append_line: line contains a newline",
         ));
     }
+    let line = &*crate::mask::mask_record(line);
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line);
     buf.push(b'\n');

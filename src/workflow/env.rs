@@ -106,13 +106,8 @@ impl Cx<'_> {
         self.check_keys(m, K::EnvValue);
         let field = |name: &str| self.get(K::EnvValue, m, name);
         let what = format!("env.{}", ek.name);
-        let feature = if top {
-            "env (map values)"
-        } else {
-            "env (step)"
-        };
+        let _ = top;
         if let Some((sk, sv)) = field("secret") {
-            self.uses(feature, ek.pos);
             if !self.bool(sk, sv)? {
                 self.warn(
                     sk.pos,
@@ -130,7 +125,6 @@ impl Cx<'_> {
             });
         }
         if let Some((ck, cv)) = field("command") {
-            self.uses(feature, ek.pos);
             let command = self.command(ck, cv)?;
             let cache = match field("cache") {
                 Some((a, b)) => self.bool(a, b)?,
@@ -139,7 +133,6 @@ impl Cx<'_> {
             return Ok(EnvValue::Command { command, cache });
         }
         if let Some((ck, cv)) = field("condition") {
-            self.uses(feature, ek.pos);
             let condition = self.command(ck, cv)?;
             let branch = |name: &str| -> Result<String> {
                 match field(name) {
@@ -176,7 +169,6 @@ impl Cx<'_> {
     /// `secrets:`: `NAME: "ENV_VAR"` or `NAME: {provider: env|file, key, version?}`.
     #[allow(clippy::redundant_closure_call)]
     pub(crate) fn secrets(&self, k: &Key, v: &Node) -> Result<Vec<Secret>> {
-        self.uses("secrets", k.pos);
         let m = self.map_of(k, v, "`secrets`")?;
         let mut out = Vec::new();
         let mut failed = None;
@@ -252,7 +244,6 @@ impl Cx<'_> {
 
     /// `env_files:`: a list of paths (a single string is one path).
     pub(crate) fn env_files(&self, k: &Key, v: &Node) -> Result<Vec<String>> {
-        self.uses("env_files", k.pos);
         match &v.kind {
             NodeKind::Seq(items) => items
                 .iter()
@@ -265,7 +256,6 @@ impl Cx<'_> {
 
     /// `profiles:`: `NAME: {description?, KEY: value…}`.
     pub(crate) fn profiles(&self, k: &Key, v: &Node) -> Result<Vec<Profile>> {
-        self.uses("profiles", k.pos);
         let m = self.map_of(k, v, "`profiles`")?;
         let mut out = Vec::new();
         for (pk, pv) in m {

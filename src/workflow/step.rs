@@ -526,7 +526,6 @@ impl Cx<'_> {
             more.working_dir = Some(s);
         });
         each!("env", |k, v| {
-            self.uses("env (step)", k.pos);
             more.env = self.env_map(k, v, false)?.into_iter().collect();
         });
         each!("output_file", |k, v| {

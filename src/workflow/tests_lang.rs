@@ -427,7 +427,6 @@ const RUN_NOW: &[&str] = &[
     "on_failure (a step with modifiers)",
     "on_failure.commands",
     "working_dir",
-    "env (step)",
     "write_file",
     "when",
 ];

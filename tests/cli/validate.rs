@@ -214,7 +214,7 @@ agent_template:
         1. shell: check 42
 reduce:
   1. shell: echo ${{map.total}} 42
-note: this version of prodigy run does not run `env (map values)` (5:3), `validate` (17:7) yet and refuses this file
+note: this version of prodigy run does not run `validate` (17:7) yet and refuses this file
 ",
         wf.display()
     );
@@ -241,10 +241,8 @@ note: this version of prodigy run does not run `env (map values)` (5:3), `valida
     assert_eq!(
         o.stderr,
         format!(
-            "prodigy: `{w}`:5:3: `env (map values)` is not run by this version of prodigy run \
-             yet; `prodigy validate` and `--dry-run` accept it\nprodigy: `{w}`:17:7: `validate` \
-             is not run by this version of prodigy run yet; `prodigy validate` and `--dry-run` \
-             accept it\n",
+            "prodigy: `{w}`:17:7: `validate` is not run by this version of prodigy run yet; \
+             `prodigy validate` and `--dry-run` accept it\n",
             w = wf.display()
         )
     );
