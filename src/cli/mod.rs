@@ -1558,7 +1558,7 @@ it differs from Prodigy 0.4.4 is in \\fBprodigy\\-workflow\\fR(5). Unknown keys 
 a \"did you mean\"); invalid values, YAML syntax errors, steps without an action and the removed
 \\fBanalyze\\fR and \\fBgoal_seek\\fR are errors naming file, line and column, every one of them
 (exit 2). Keys that parse but that this version does not run yet (\\fBvalidate\\fR,
-\\fBforeach\\fR, \\fBid\\fR, \\fBoutputs\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
+\\fBid\\fR, \\fBoutputs\\fR, ...) make \\fBprodigy run\\fR refuse the file before anything runs (exit 2, each
 use with its line); \\fBprodigy validate\\fR and \\fB\\-\\-dry\\-run\\fR accept them. A feature is
 never silently dropped.
 .PP

@@ -26,10 +26,12 @@
 
 use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
+use super::steps::foreach;
 use super::{files, worktrees, Ctx};
 use crate::store::atomic::open_append;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Action, Step};
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -89,6 +91,8 @@ struct Frame {
     dir: Option<String>,
     /// Step `env` in effect, interpolated; a handler starts from its step's.
     env: Vec<(String, String)>,
+    /// A running `foreach` (instead of a command).
+    each: Option<Box<foreach::Run>>,
 }
 
 /// What to do after a frame moved on.
@@ -106,11 +110,13 @@ enum Ev {
     Start,
     Ended(exec::Outcome),
     Child(Result<(), String>),
+    /// The frame's `foreach` ended.
+    Each(Result<(), String>),
 }
 
 /// One sequence of steps.
 pub struct Lane<'w> {
-    steps: &'w [Step],
+    steps: Cow<'w, [Step]>,
     /// Index of the next step to start.
     pub next: usize,
     cwd: PathBuf,
@@ -120,6 +126,11 @@ pub struct Lane<'w> {
     env: Vec<(String, String)>,
     streaming: bool,
     stack: Vec<Frame>,
+    /// Prefix of capture-file tags (a `foreach` item's lane: `step2.i0.`).
+    pub tag: String,
+    /// A `foreach` item succeeded since the last look: its progress is in `vars`, to be
+    /// checkpointed ([`super::Ctx::run_lane`]).
+    pub progressed: bool,
 }
 
 impl<'w> Lane<'w> {
@@ -135,7 +146,7 @@ impl<'w> Lane<'w> {
         streaming: bool,
     ) -> Self {
         Lane {
-            steps,
+            steps: Cow::Borrowed(steps),
             next: 0,
             cwd,
             log,
@@ -143,7 +154,23 @@ impl<'w> Lane<'w> {
             env,
             streaming,
             stack: Vec::new(),
+            tag: String::new(),
+            progressed: false,
         }
+    }
+
+    /// A lane owning its steps (a `foreach` item's `do`).
+    pub fn owned(
+        steps: Vec<Step>,
+        cwd: PathBuf,
+        log: PathBuf,
+        vars: Vars,
+        env: Vec<(String, String)>,
+        streaming: bool,
+    ) -> Lane<'static> {
+        let mut l = Lane::new(&[], cwd, log, vars, env, streaming);
+        l.steps = Cow::Owned(steps);
+        l
     }
 
     /// The lane's log file.
@@ -166,6 +193,12 @@ impl<'w> Lane<'w> {
                 self.push(step, label);
                 Ev::Start
             }
+            Some(top) if top.each.is_some() => {
+                let each = top.each.as_mut().expect("checked");
+                let r = each.poll(ctx, &mut self.vars, &mut self.progressed)?;
+                top.each = None;
+                Ev::Each(r)
+            }
             Some(top) => match top.run.as_mut() {
                 Some(run) => {
                     let o = run.poll()?;
@@ -180,6 +213,11 @@ impl<'w> Lane<'w> {
                 Ev::Start => self.start(ctx),
                 Ev::Ended(o) => self.ended(ctx, o),
                 Ev::Child(r) => self.child_done(ctx, r),
+                Ev::Each(Ok(())) => self.succeeded(ctx),
+                Ev::Each(Err(e)) => {
+                    let label = self.top().label.clone();
+                    self.failed(ctx, format!("{label}: {e}"))
+                }
             };
             ev = match next {
                 Next::Wait => return None,
@@ -220,6 +258,7 @@ impl<'w> Lane<'w> {
             run: None,
             head_before: None,
             capture: None,
+            each: None,
         });
     }
 
@@ -250,6 +289,32 @@ impl<'w> Lane<'w> {
             }
         }
         match self.start_command(ctx) {
+            Ok(None) if self.stack.last().is_some_and(|f| f.each.is_some()) => {
+                // Start the first items now rather than after the next wake-up.
+                let Lane {
+                    stack,
+                    vars,
+                    progressed,
+                    ..
+                } = self;
+                let top = stack.last_mut().expect("a frame");
+                match top
+                    .each
+                    .as_mut()
+                    .expect("checked")
+                    .poll(ctx, vars, progressed)
+                {
+                    None => Next::Wait,
+                    Some(r) => {
+                        top.each = None;
+                        let label = top.label.clone();
+                        match r {
+                            Ok(()) => self.succeeded(ctx),
+                            Err(e) => self.failed(ctx, format!("{label}: {e}")),
+                        }
+                    }
+                }
+            }
             Ok(None) => Next::Wait,
             Ok(Some(done)) => self.ended(ctx, done),
             Err(e) => {
@@ -291,7 +356,12 @@ impl<'w> Lane<'w> {
         } else {
             None
         };
-        let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
+        let tag = format!(
+            "{}step{}{}",
+            self.tag,
+            self.next + 1,
+            ".h".repeat(depth - 1)
+        );
         let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
         if let Some(c) = &capture {
             c.clear_stale();
@@ -319,6 +389,30 @@ impl<'w> Lane<'w> {
             f.head_before = head_before;
             f.capture = capture;
             return Ok(Some(exec::Outcome::Exited(0)));
+        }
+        if let Action::Foreach(fe) = &step.action {
+            let mut all = self.env.clone();
+            all.extend(env.iter().cloned());
+            let place = foreach::Place {
+                cwd: &self.cwd,
+                dir: &cwd,
+                log: &self.log,
+                tag: &tag,
+                env: all,
+                streaming: self.streaming,
+                timeout: step.timeout,
+            };
+            let (run, note) =
+                foreach::Run::start(fe, &text, ctx, place, scoped.as_ref().unwrap_or(&self.vars))?;
+            if let Some(n) = note {
+                self.log_line(&n);
+            }
+            let f = self.top();
+            f.dir = dir;
+            f.env = env;
+            f.head_before = head_before;
+            f.each = Some(Box::new(run));
+            return Ok(None);
         }
         let run = self.spawn(
             ctx,
@@ -511,9 +605,15 @@ impl<'w> Lane<'w> {
     pub fn wait_for(&self) -> Duration {
         self.stack
             .last()
-            .and_then(|c| c.run.as_ref())
-            .and_then(|r| r.next_deadline())
-            .map(|d| d.saturating_duration_since(Instant::now()))
+            .and_then(|c| {
+                if let Some(e) = &c.each {
+                    return Some(e.wait_for());
+                }
+                c.run
+                    .as_ref()
+                    .and_then(|r| r.next_deadline())
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            })
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_millis(5))
     }
@@ -522,6 +622,9 @@ impl<'w> Lane<'w> {
     /// [`INTERRUPT_GRACE`]).
     pub fn interrupt(&mut self, sig: i32) {
         let run = self.stack.last_mut().and_then(|f| f.run.take());
+        if let Some(e) = self.stack.last_mut().and_then(|f| f.each.as_mut()) {
+            e.interrupt(sig);
+        }
         self.stack.clear();
         if let Some(mut run) = run {
             run.signal_group(sig);
@@ -590,8 +693,7 @@ impl<'w> Lane<'w> {
         env.extend(self.env.iter().cloned());
         env.extend(step_env.iter().cloned());
         let (argv, out): (Vec<OsString>, std::fs::File) = match action {
-            // `write_file` runs in `start_command`; `foreach` is refused before the run starts
-            // (`run::not_run_yet`). Never reached.
+            // `write_file` and `foreach` run in `start_command`. Never reached.
             Action::WriteFile(_) | Action::Foreach(_) => {
                 return Err(format!(
                     "`{}` steps are not run by this version of prodigy run yet",

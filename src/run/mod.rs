@@ -23,6 +23,7 @@ mod lane;
 mod mapreduce;
 pub mod resume;
 mod standard;
+mod steps;
 pub mod worktrees;
 
 use crate::error::{Error, Exit, Result};
@@ -156,11 +157,14 @@ impl Ctx {
         Ok(())
     }
 
-    /// Run one sequential lane to its end, calling `on_step` after every completed step.
+    /// Run one sequential lane to its end, calling `on_step` after every completed step
+    /// (`Some(index)`) and after progress inside the running step (`None`: a `foreach` item
+    /// succeeded); either way `lane.next` steps are complete and `lane.vars` holds what to
+    /// checkpoint.
     pub fn run_lane(
         &mut self,
         lane: &mut Lane<'_>,
-        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, usize) -> Result<()>,
+        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, Option<usize>) -> Result<()>,
     ) -> Result<LaneEnd> {
         loop {
             if let Some(sig) = exec::interrupted() {
@@ -168,8 +172,9 @@ impl Ctx {
                 return Ok(LaneEnd::Interrupted(sig));
             }
             match lane.advance(self) {
-                Some(LaneEnd::StepDone(i)) => on_step(self, lane, i)?,
+                Some(LaneEnd::StepDone(i)) => on_step(self, lane, Some(i))?,
                 Some(end) => return Ok(end),
+                None if std::mem::take(&mut lane.progressed) => on_step(self, lane, None)?,
                 None => {
                     self.heartbeat()?;
                     exec::wait_event(lane.wait_for().min(HEARTBEAT));
@@ -287,13 +292,7 @@ fn writable_root() -> Result<PathBuf> {
 /// --dry-run` accept) but that `prodigy run` does not run yet, as the parser names them in
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
-pub const NOT_RUN_YET: &[&str] = &[
-    "foreach",
-    "validate",
-    "id",
-    "outputs",
-    "setup.capture_outputs",
-];
+pub const NOT_RUN_YET: &[&str] = &["validate", "id", "outputs", "setup.capture_outputs"];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
 /// `` `FILE`:LINE:COL: `validate` is not run by this version of prodigy run yet; … ``.

@@ -315,7 +315,7 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "shell", K::Str, R::Yes, "run this text with `sh -c` in the worktree", ""),
     k(C::Step, "claude", K::Str, R::Yes, "run Claude with this prompt (`/command args`)", ""),
     k(C::Step, "write_file", K::Obj(C::WriteFile), R::Yes, "write a file in the worktree, crash-safely (temp, fsync, rename); logs `Wrote N bytes to PATH`", "dropped in standard workflows (the step fails)"),
-    k(C::Step, "foreach", K::Obj(C::Foreach), R::NotYet, "run `do` once per item", "`do` runs in prodigy's cwd, not the worktree"),
+    k(C::Step, "foreach", K::Obj(C::Foreach), R::Yes, "run `do` once per item in the worktree with ${item}, ${index} (0-based), ${total} and the workflow's variables; finished items are checkpointed and not run again by resume", "`do` runs in prodigy's cwd with only item/index/total, only shell and claude run in it and their modifiers are ignored; refused in agents and reduce; every item runs before a failure stops the step"),
     k(C::Step, "args", K::StrOrList, R::Label, "arguments of a legacy `name:` step (`claude /name args`)", ""),
     // Step: modifiers.
     k(C::Step, "name", K::Str, R::Label, "a label; alone (with `args`) a legacy `claude /name` step", "any step with `name:` becomes `claude /name`"),
@@ -368,12 +368,12 @@ pub const KEYS: &[Key] = &[
     k(C::WriteFile, "mode", K::Str, R::Yes, "octal permissions (default 0644)", ""),
     k(C::WriteFile, "create_dirs", K::Bool, R::Yes, "create missing parent directories (else a missing one fails the step)", ""),
     // foreach.
-    k(C::Foreach, "foreach", K::StrOrList, R::NotYet, "the items: a command (one per output line) or a list", ""),
-    k(C::Foreach, "input", K::StrOrList, R::NotYet, "another name for `foreach`", "not accepted: the file fails"),
-    k(C::Foreach, "do", K::Steps, R::NotYet, "the steps run for each ${item}", ""),
-    k(C::Foreach, "parallel", K::BoolOrUint, R::NotYet, "items at once: false 1, true 10, or N", ""),
-    k(C::Foreach, "continue_on_error", K::Bool, R::NotYet, "go on after a failed item", ""),
-    k(C::Foreach, "max_items", K::Uint, R::NotYet, "keep the first N items", ""),
+    k(C::Foreach, "foreach", K::StrOrList, R::Yes, "the items: a list, or a command run in the worktree whose stdout is a JSON array or one item per non-blank line (a non-zero exit fails the step)", "the command runs in prodigy's cwd; no JSON array"),
+    k(C::Foreach, "input", K::StrOrList, R::Yes, "another name for `foreach`", "not accepted: the file fails"),
+    k(C::Foreach, "do", K::Steps, R::Yes, "the steps run for each ${item}, every action and modifier", "only shell and claude, modifiers ignored"),
+    k(C::Foreach, "parallel", K::BoolOrUint, R::Yes, "items at once: false 1, true 10, or N", ""),
+    k(C::Foreach, "continue_on_error", K::Bool, R::Yes, "run every item even after one failed; the step still fails at the end when any item failed (its own on_failure decides); without it no item starts after a failure", "without it every item still runs before the step fails"),
+    k(C::Foreach, "max_items", K::Uint, R::Yes, "keep the first N items", ""),
     // capture_streams.
     k(C::CaptureStreams, "stdout", K::Bool, R::Yes, "keep stdout (default true)", ""),
     k(C::CaptureStreams, "stderr", K::Bool, R::Yes, "keep stderr as ${NAME.stderr}", ""),

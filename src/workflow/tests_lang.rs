@@ -416,6 +416,7 @@ fn a_yaml_syntax_error_is_one_error_with_its_position() {
 
 /// Features the parser notes that `prodigy run` runs.
 const RUN_NOW: &[&str] = &[
+    "foreach",
     "capture",
     "capture_format",
     "capture_streams",

@@ -711,12 +711,6 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("invalid.yml", "- shell: [unclosed\n", "invalid.yml`:"),
         (
-            "foreach.yml",
-            "- foreach:\n    foreach: [a]\n    do: [{shell: echo}]\n",
-            "foreach.yml`:1:3: `foreach` is not run by this version of prodigy run yet; \
-             `prodigy validate` and `--dry-run` accept it",
-        ),
-        (
             "id.yml",
             "- shell: echo\n  id: x\n",
             "id.yml`:2:3: `id` is not run by this version of prodigy run yet",
@@ -1454,6 +1448,8 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     assert!(r.sessions().is_empty());
 }
 
+/// `foreach` steps (issue 24): items, `do` in the worktree, parallel, failures, resume.
+mod foreach;
 #[path = "run_secrets.rs"]
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
