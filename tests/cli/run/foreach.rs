@@ -41,7 +41,7 @@ fn a_list_foreach_runs_do_in_the_worktree_once_per_item_and_is_merged() {
         );
     }
     // Not in prodigy's own cwd (0.4.4's bug): only through the merge.
-    let l = log(&r.repo);
+    let l = git(&r.repo, &["log", "--topo-order", "--format=%s", "main"]);
     let subjects: Vec<&str> = l.lines().collect();
     assert!(subjects[0].starts_with("Merge prodigy-session-"), "{l}");
     assert_eq!(
