@@ -368,7 +368,7 @@ pub const KEYS: &[Key] = &[
     k(C::WriteFile, "mode", K::Str, R::Yes, "octal permissions (default 0644)", ""),
     k(C::WriteFile, "create_dirs", K::Bool, R::Yes, "create missing parent directories (else a missing one fails the step)", ""),
     // foreach.
-    k(C::Foreach, "foreach", K::StrOrList, R::Yes, "the items: a list, or a command run in the worktree whose stdout is a JSON array or one item per non-blank line (a non-zero exit fails the step)", "the command runs in prodigy's cwd; no JSON array"),
+    k(C::Foreach, "foreach", K::StrOrList, R::Yes, "the items: a list (each item interpolated), or a command (interpolated) run in the worktree whose stdout is a JSON array or one item per non-blank line (a non-zero exit fails the step)", "the command runs in prodigy's cwd; no JSON array"),
     k(C::Foreach, "input", K::StrOrList, R::Yes, "another name for `foreach`", "not accepted: the file fails"),
     k(C::Foreach, "do", K::Steps, R::Yes, "the steps run for each ${item}, every action and modifier", "only shell and claude, modifiers ignored"),
     k(C::Foreach, "parallel", K::BoolOrUint, R::Yes, "items at once: false 1, true 10, or N", ""),

@@ -6,7 +6,7 @@
 //! so iterations are children of the one wait loop that already drives the lane (no threads),
 //! `parallel: N` is simply N sub-lanes at once, and every `do` step has every modifier.
 //!
-//! * Items: a list as written, or a shell command run in the step's directory (the worktree),
+//! * Items: a list (each item interpolated, `${VAR}` of the lane), or a shell command run in the step's directory (the worktree),
 //!   whose stdout is a JSON array (strings as they are, other values as JSON) or else one item
 //!   per non-blank line; a non-zero exit fails the step. The command runs to its end before the
 //!   first item starts (the lane waits for it; other lanes wait with it). `max_items` keeps the
@@ -29,7 +29,7 @@
 use super::super::exec::{self, Spawn};
 use super::super::lane::{Lane, LaneEnd};
 use super::super::Ctx;
-use crate::workflow::vars::Vars;
+use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Foreach, ForeachInput, Step};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, VecDeque};
@@ -111,7 +111,12 @@ impl Run {
             }
             _ => {
                 let mut items = match &f.input {
-                    ForeachInput::List(l) => l.clone(),
+                    ForeachInput::List(l) => l
+                        .iter()
+                        .map(|i| {
+                            interpolate(i, vars).map_err(|e| format!("foreach item `{i}`: {e}"))
+                        })
+                        .collect::<Result<_, _>>()?,
                     ForeachInput::Command(_) => list_command(text, ctx, &p)?,
                 };
                 if let Some(m) = f.max_items {

@@ -291,3 +291,81 @@ fn a_run_killed_during_item_3_of_5_resumes_without_repeating_items_1_and_2() {
     }
     assert_eq!(r.only_session()["status"], "Completed");
 }
+
+#[test]
+fn foreach_runs_in_setup_reduce_and_merge_with_its_workflow_variables() {
+    let Some(r) = setup("foreach-phases") else {
+        return;
+    };
+    let seen = r.env.dir.join("seen.txt");
+    let wf = r.write_workflow(
+        "phases.yml",
+        &format!(
+            r#"name: phases
+mode: mapreduce
+setup:
+  - foreach:
+      foreach: [one, two]
+      do:
+        - shell: echo ${{item}} > "setup-${{item}}.txt" && git add . && git commit -q -m "setup ${{item}}"
+          commit_required: true
+map:
+  input: "seq 1 2"
+  agent_template:
+    - shell: echo ${{item}} > "map-${{item}}.txt" && git add . && git commit -q -m "map ${{item}}"
+reduce:
+  - foreach:
+      foreach: ls map-*.txt setup-*.txt
+      do:
+        - shell: echo "reduce ${{item}} of ${{total}} after ${{map.successful}}" >> {seen}
+merge:
+  - foreach:
+      foreach: ["${{merge.target_branch}}"]
+      do:
+        - shell: echo "merge into ${{item}}" >> {seen}
+  - shell: cd {repo} && git merge -q --no-ff -m "merged ${{merge.source_branch}}" ${{merge.source_branch}}
+"#,
+            seen = seen.display(),
+            repo = r.repo.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        lines(&seen),
+        [
+            "reduce map-1.txt of 4 after 2",
+            "reduce map-2.txt of 4 after 2",
+            "reduce setup-one.txt of 4 after 2",
+            "reduce setup-two.txt of 4 after 2",
+            "merge into main",
+        ]
+    );
+    for f in ["setup-one.txt", "setup-two.txt", "map-1.txt", "map-2.txt"] {
+        assert!(r.repo.join(f).exists(), "{f}");
+    }
+    assert!(log(&r.repo).contains("setup two\n"), "{}", log(&r.repo));
+}
+
+#[test]
+fn dry_run_shows_the_items_or_the_command_and_the_do_steps() {
+    let Some(r) = setup("foreach-dry") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "dry.yml",
+        "- foreach:\n    foreach: ls *.md\n    parallel: true\n    max_items: 2\n    do: [{shell: 'echo ${item}'}]\n\
+         - foreach:\n    foreach: [a, b]\n    continue_on_error: true\n    do: [{shell: 'echo ${index}'}, {claude: '/x ${item}'}]\n",
+    );
+    let o = r.run(&wf, &["--dry-run"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "  1. foreach: ls *.md (parallel 10, max_items 2)\n      do 1. shell: echo ${item}\n  \
+             2. foreach: [\"a\",\"b\"] (parallel 1, continue_on_error)\n      do 1. shell: echo ${index}\n      \
+             do 2. claude: /x ${item}\n"
+        ),
+        "{o:?}"
+    );
+    assert!(r.sessions().is_empty());
+}
