@@ -22,8 +22,8 @@
 //!   workflow goes on.
 //! * Progress: the items and the indices that succeeded are the lane variable
 //!   `_foreach.TAG` (a JSON object), written to the checkpoint after each item (like captures),
-//!   and removed when the step ends; a resumed step keeps the recorded items and runs only those
-//!   not done. Only a lane's own `foreach` steps are checkpointed (a `foreach` nested inside a
+//!   and removed when the step succeeds; a resumed step (after a kill, or after the step failed)
+//!   keeps the recorded items and runs only those that did not succeed. Only a lane's own `foreach` steps are checkpointed (a `foreach` nested inside a
 //!   `do`, or in a map agent, which restarts as a whole, starts over).
 
 use super::super::exec::{self, Spawn};
@@ -212,13 +212,20 @@ impl Run {
                     LaneEnd::Interrupted(_) | LaneEnd::StepDone(_) => {}
                 }
             }
-            if self.running.is_empty() && (self.stop || self.pending.is_empty()) {
-                vars.remove(&self.key);
-                return Some(self.result());
+            // After a success, the next items start (or the step ends) at the next call: the
+            // caller checkpoints the progress first, so neither a kill from now on nor a
+            // resume after the step failed repeats the finished item.
+            if succeeded {
+                return None;
             }
-            // After a success, the next items start at the next call: the caller checkpoints
-            // the progress first, so a kill from now on never repeats the finished item.
-            if !ended || succeeded {
+            if self.running.is_empty() && (self.stop || self.pending.is_empty()) {
+                let r = self.result();
+                if r.is_ok() {
+                    vars.remove(&self.key);
+                }
+                return Some(r);
+            }
+            if !ended {
                 return None;
             }
         }

@@ -369,3 +369,36 @@ fn dry_run_shows_the_items_or_the_command_and_the_do_steps() {
     );
     assert!(r.sessions().is_empty());
 }
+
+#[test]
+fn a_failed_foreach_resumed_runs_only_the_items_that_did_not_succeed() {
+    let Some(r) = setup("foreach-fail-resume") else {
+        return;
+    };
+    let ran = r.env.dir.join("ran.txt");
+    let fixed = r.env.dir.join("fixed");
+    let wf = r.write_workflow(
+        "f.yml",
+        &format!(
+            "- foreach:\n    foreach: [a, b, c]\n    continue_on_error: true\n    \
+             do: [{{shell: 'echo ${{item}} >> {ran}; test ${{item}} != b || test -e {fixed}'}}]\n",
+            ran = ran.display(),
+            fixed = fixed.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(lines(&ran), ["a", "b", "c"]);
+    let id = r.only_session()["id"].as_str().unwrap().to_string();
+    fs::write(&fixed, "").unwrap();
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(lines(&ran), ["a", "b", "c", "b"]);
+    assert_eq!(r.only_session()["status"], "Completed");
+}
