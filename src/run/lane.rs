@@ -621,15 +621,30 @@ impl<'w> Lane<'w> {
     /// Forward `sig` to the running step's group and wait for it to end (killing it after
     /// [`INTERRUPT_GRACE`]).
     pub fn interrupt(&mut self, sig: i32) {
+        self.interrupt_until(sig, Instant::now() + INTERRUPT_GRACE);
+    }
+
+    /// [`Lane::interrupt`] with the grace ending at `until` (shared by `foreach` items).
+    pub fn interrupt_until(&mut self, sig: i32, until: Instant) {
         let run = self.stack.last_mut().and_then(|f| f.run.take());
         if let Some(e) = self.stack.last_mut().and_then(|f| f.each.as_mut()) {
-            e.interrupt(sig);
+            e.interrupt(sig, until);
         }
         self.stack.clear();
         if let Some(mut run) = run {
             run.signal_group(sig);
-            let o = run.finish(INTERRUPT_GRACE);
+            let o = run.finish(until.saturating_duration_since(Instant::now()));
             self.log_line(&format!("interrupted by signal {sig}: {}", o.describe()));
+        }
+    }
+
+    /// Forward `sig` to what runs (the step's group, or every running `foreach` item's)
+    /// without waiting: [`Lane::interrupt`] then waits for each.
+    pub fn forward(&self, sig: i32) {
+        match self.stack.last() {
+            Some(Frame { each: Some(e), .. }) => e.forward(sig),
+            Some(Frame { run: Some(r), .. }) => r.signal_group(sig),
+            _ => {}
         }
     }
 

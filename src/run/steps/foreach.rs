@@ -259,10 +259,19 @@ impl Run {
             .unwrap_or(Duration::from_millis(5))
     }
 
-    /// Forward `sig` to every running item.
-    pub(crate) fn interrupt(&mut self, sig: i32) {
+    /// Forward `sig` to every running item without waiting.
+    pub(crate) fn forward(&self, sig: i32) {
+        for (_, l) in &self.running {
+            l.forward(sig);
+        }
+    }
+
+    /// Forward `sig` to every running item (all first) and wait for each until `until`, when
+    /// the ones left are killed: one grace period for all.
+    pub(crate) fn interrupt(&mut self, sig: i32, until: std::time::Instant) {
+        self.forward(sig);
         for (_, l) in &mut self.running {
-            l.interrupt(sig);
+            l.interrupt_until(sig, until);
         }
     }
 }

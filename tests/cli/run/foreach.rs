@@ -402,3 +402,63 @@ fn a_failed_foreach_resumed_runs_only_the_items_that_did_not_succeed() {
     assert_eq!(lines(&ran), ["a", "b", "c", "b"]);
     assert_eq!(r.only_session()["status"], "Completed");
 }
+
+#[test]
+fn sigint_during_parallel_items_pauses_and_resume_finishes_the_rest() {
+    let Some(r) = setup("foreach-sigint") else {
+        return;
+    };
+    let ran = r.env.dir.join("ran.txt");
+    let marks = r.env.dir.join("marks");
+    fs::create_dir_all(&marks).unwrap();
+    let go = r.env.dir.join("go");
+    let wf = r.write_workflow(
+        "int.yml",
+        &format!(
+            r#"
+- foreach:
+    foreach: [a, b, c, d]
+    parallel: 2
+    do:
+      - shell: |
+          echo start ${{item}} >> {ran}
+          if [ ! -e {go} ]; then trap '' INT; touch {marks}/${{item}}; sleep 60; fi
+          echo end ${{item}} >> {ran}
+"#,
+            ran = ran.display(),
+            go = go.display(),
+            marks = marks.display()
+        ),
+    );
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    wait_for("two items", || fs::read_dir(&marks).unwrap().count() >= 2);
+    let t = Instant::now();
+    unsafe_kill(child.id() as i32, 2);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // Both items ignore SIGINT: each is killed after the 10 s grace, and the two grace
+    // periods run at the same time, not one after the other.
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(16),
+        "{took:?}"
+    );
+    assert_eq!(lines(&ran), ["start a", "start b"]);
+    let s = r.only_session();
+    assert_eq!(s["status"], "Paused", "{s}");
+    let id = s["id"].as_str().unwrap().to_string();
+    fs::write(&go, "").unwrap();
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut rest = lines(&ran)[2..].to_vec();
+    rest.sort();
+    assert_eq!(
+        rest,
+        ["end a", "end b", "end c", "end d", "start a", "start b", "start c", "start d"]
+    );
+}
