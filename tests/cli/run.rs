@@ -942,6 +942,28 @@ fn control_characters_from_workflow_files_never_reach_the_terminal() {
                 }
             }
         }
+        // The commands that only read the file quote it too: validate and the dry run, as text
+        // and as JSON.
+        let w = wf.to_str().unwrap();
+        for args in [
+            vec!["validate", w],
+            vec!["validate", "--json", w],
+            vec!["run", "--dry-run", w],
+            vec!["run", "--dry-run", "--json", w],
+        ] {
+            let o = Out::from(
+                r.env
+                    .cmd(&args)
+                    .current_dir(&r.repo)
+                    .output()
+                    .expect("run prodigy"),
+            );
+            for (stream, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if let Some(c) = terminal_unsafe(text) {
+                    panic!("{file} {args:?}: {stream} carries {c:?}: {o:?}");
+                }
+            }
+        }
     }
     // A missing workflow file whose name carries the same bytes.
     let o = r.run(&r.env.dir.join(format!("gone{hostile}.yml")), &["-y"]);
