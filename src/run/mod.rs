@@ -15,6 +15,7 @@
 //! checkpoint says so.
 
 mod capture;
+pub(crate) mod steps;
 pub mod dry;
 pub mod env;
 pub mod exec;
@@ -290,9 +291,6 @@ fn writable_root() -> Result<PathBuf> {
 pub const NOT_RUN_YET: &[&str] = &[
     "foreach",
     "validate",
-    "id",
-    "outputs",
-    "setup.capture_outputs",
 ];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
