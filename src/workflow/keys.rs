@@ -278,7 +278,7 @@ pub const KEYS: &[Key] = &[
     // setup / phases.
     k(C::Setup, "commands", K::Steps, R::Yes, "the setup steps", ""),
     k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase", ""),
-    k(C::Setup, "capture_outputs", K::CaptureOutputs, R::Yes, "variables made from setup steps' output: ${NAME} in later setup steps, agents, reduce and merge (kept in the setup checkpoint)", "reach agents only, not reduce"),
+    k(C::Setup, "capture_outputs", K::CaptureOutputs, R::Yes, "variables made from setup steps' output when setup ends: ${NAME} in agents, reduce and merge (kept in the setup checkpoint)", "reach agents only, not reduce"),
     k(C::CaptureOutput, "command_index", K::Uint, R::Yes, "which setup step (0-based; must exist)", ""),
     k(C::CaptureOutput, "source", K::Enum(SOURCES), R::Yes, "which stream: stdout (default), stderr, or both (stdout, newline, stderr)", "also `combined`"),
     k(C::CaptureOutput, "pattern", K::Str, R::Yes, "a regex; its first group (or match) is the value", ""),

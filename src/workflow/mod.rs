@@ -134,7 +134,7 @@ pub struct CaptureOutput {
     pub json_path: Option<String>,
     /// Most bytes kept (default 1 MiB).
     pub max_size: u64,
-    /// The value when `pattern`/`json_path` select nothing or the step did not run.
+    /// The value when `pattern`/`json_path` select nothing (else setup fails).
     pub default: Option<String>,
     /// `preserve` (default), `join`, `first_line`, `last_line` or `array`.
     pub multiline: String,

@@ -14,7 +14,7 @@
 //!
 //! **`setup.capture_outputs`.** [`setup_steps`] gives every setup step that an entry names a
 //! hidden capture (`_setup_output_N`, stdout and stderr, as a string) unless it has a `capture:`
-//! of its own, which is then read instead; after each setup step [`apply_capture_outputs`] turns
+//! of its own, which is then read instead; when setup ends, [`apply_capture_outputs`] turns
 //! the hidden captures into the entries' `${NAME}` (`source`, `pattern`, `json_path`,
 //! `max_size`, `multiline`, `default`) and removes the hidden variables. The setup lane's
 //! variables go to the setup checkpoint's `outputs` and to agents, reduce and merge.
@@ -297,7 +297,7 @@ pub fn setup_steps(steps: &[Step], cos: &[CaptureOutput]) -> Vec<Step> {
     out
 }
 
-/// After setup step `done` (0-based) completed: set `${NAME}` of every entry naming it, then
+/// When setup ended, for setup step `done` (0-based): set `${NAME}` of every entry naming it, then
 /// remove the hidden captures. `Err` (one line) when `pattern`/`json_path` select nothing and
 /// there is no `default`.
 pub fn apply_capture_outputs(
