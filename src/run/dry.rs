@@ -273,7 +273,9 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
     if let Some(id) = &s.more.id {
         mods.push(format!("id {id}"));
         for (out, pat) in &s.more.outputs {
-            mods.push(format!("${{{id}.{out}}} = the file matching `{pat}` it creates or changes"));
+            mods.push(format!(
+                "${{{id}.{out}}} = the file matching `{pat}` it creates or changes"
+            ));
         }
     }
     let mods = if mods.is_empty() {

@@ -4,7 +4,10 @@
 use super::cx::{show, Cx, Entries};
 use super::keys::Cx as K;
 use super::yaml::{self, Key, Node, NodeKind, Scalar};
-use super::{fnv1a64_hex, CaptureOutput, EnvValue, ErrorPolicy, Kind, MapReduce, OnItemFailure, Step, Workflow};
+use super::{
+    fnv1a64_hex, CaptureOutput, EnvValue, ErrorPolicy, Kind, MapReduce, OnItemFailure, Step,
+    Workflow,
+};
 use crate::error::Result;
 use std::collections::BTreeMap;
 

@@ -1449,9 +1449,9 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     assert!(r.sessions().is_empty());
 }
 
-#[path = "run_secrets.rs"]
-mod secrets;
 /// `id` + `outputs.NAME.file_pattern` and `setup.capture_outputs` (issue 24).
 mod outputs;
+#[path = "run_secrets.rs"]
+mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
 mod steps;

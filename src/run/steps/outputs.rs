@@ -158,7 +158,10 @@ impl Before {
         let mut notes = Vec::new();
         for (out, pattern) in &step.more.outputs {
             let found: Vec<&String> = changed.iter().filter(|p| glob_match(pattern, p)).collect();
-            let Some(pick) = found.iter().max_by_key(|p| (stamp(root, p).map(|s| s.1), **p)) else {
+            let Some(pick) = found
+                .iter()
+                .max_by_key(|p| (stamp(root, p).map(|s| s.1), **p))
+            else {
                 let seen = if changed.is_empty() {
                     "it created or changed no file".to_string()
                 } else {
@@ -343,7 +346,14 @@ pub fn capture_value(c: &CaptureOutput, stdout: &str, stderr: &str) -> Result<Va
     if let Some(p) = &c.pattern {
         let re = regex_lite::Regex::new(p).map_err(|e| format!("`pattern`: {e}"))?;
         match re.captures(&text) {
-            Some(m) => text = m.get(1).or(m.get(0)).map(|g| g.as_str()).unwrap_or("").into(),
+            Some(m) => {
+                text = m
+                    .get(1)
+                    .or(m.get(0))
+                    .map(|g| g.as_str())
+                    .unwrap_or("")
+                    .into()
+            }
             None => return none(format!("`pattern: {p}` matches nothing")),
         }
     }
@@ -389,7 +399,10 @@ mod tests {
             ("**/*.md", "a/b/c.md"),
             ("specs/**", "specs/a/b"),
             ("s?ecs/[0-9]*-[!y].md", "specs/1-x.md"),
-            ("*-coverage-improvements.md", "specs/temp/9-coverage-improvements.md"),
+            (
+                "*-coverage-improvements.md",
+                "specs/temp/9-coverage-improvements.md",
+            ),
             ("./specs/*.md", "specs/a.md"),
         ];
         for (p, s) in yes {
@@ -448,7 +461,7 @@ mod tests {
             "a.rs"
         );
         let mut c = co("A");
-        c.max_size = 3;
+        c.max_size = 4;
         c.multiline = "last_line".into();
         assert_eq!(capture_value(&c, "ab\ncd", "").unwrap(), "c");
     }

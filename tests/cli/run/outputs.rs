@@ -38,8 +38,9 @@ fn a_step_id_and_outputs_give_later_steps_the_path_of_the_file_it_made() {
     let dry = r.run(&wf, &["--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(
-        dry.stdout
-            .contains("id spec; ${spec.file} = the file matching `specs/*-x.md` it creates or changes"),
+        dry.stdout.contains(
+            "id spec; ${spec.file} = the file matching `specs/*-x.md` it creates or changes"
+        ),
         "{dry:?}"
     );
     assert!(dry.stdout.contains("/implement ${spec.file}"), "{dry:?}");
@@ -174,7 +175,8 @@ fn setup_capture_outputs_reach_agents_and_reduce_and_the_setup_checkpoint() {
     let dry = r.run(&wf, &["--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(
-        dry.stdout.contains("capture_outputs: ${C} = stdout of step 2, pattern `count=(\\d+)`"),
+        dry.stdout
+            .contains("capture_outputs: ${C} = stdout of step 2, pattern `count=(\\d+)`"),
         "{dry:?}"
     );
     let o = r.run(&wf, &["-y"]);
@@ -182,7 +184,10 @@ fn setup_capture_outputs_reach_agents_and_reduce_and_the_setup_checkpoint() {
     let calls = claude_calls(&r);
     assert!(calls.contains("|/work a 7 3|"), "{calls}");
     assert!(calls.contains("|/work b 7 3|"), "{calls}");
-    assert_eq!(fs::read_to_string(r.repo.join("out/a.txt")).unwrap(), "7 3 none\n");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("out/a.txt")).unwrap(),
+        "7 3 none\n"
+    );
     assert_eq!(
         fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
         "count=3 of 9 warn 7\n"
