@@ -228,3 +228,48 @@ fn capture_outputs_that_select_nothing_without_a_default_fail_setup() {
     );
     assert_eq!(claude_calls(&r), "");
 }
+
+#[test]
+fn a_step_killed_after_its_commit_is_counted_done_on_resume_with_its_outputs() {
+    let Some(r) = setup("outputs-resume-commit") else {
+        return;
+    };
+    let flag = r.env.dir.join("committed");
+    let wf = r.write_workflow(
+        "k.yml",
+        &format!(
+            r#"name: killed-after-commit
+commands:
+  - shell: mkdir -p specs && echo s > specs/9-plan.md && git add -A && git commit -q -m plan && touch {f} && sleep 60
+    id: plan
+    commit_required: true
+    outputs:
+      spec: {{file_pattern: "specs/*.md"}}
+  - claude: /implement ${{plan.spec}}
+"#,
+            f = flag.display()
+        ),
+    );
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    wait_for("the commit of step 1", || flag.exists());
+    unsafe_kill(-(child.id() as i32), 9);
+    let _ = child.wait();
+    let s = r.only_session();
+    let id = s["id"].as_str().unwrap().to_string();
+    assert!(
+        s["workflow_data"]["variables"]["plan.spec"].is_null(),
+        "{s}"
+    );
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let calls = claude_calls(&r);
+    // Step 1 did not run again (it would sleep a minute); its file came from its commit.
+    assert!(calls.contains("|/implement specs/9-plan.md|"), "{calls}");
+    assert_eq!(r.only_session()["status"], "Completed");
+}
