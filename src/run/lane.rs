@@ -84,6 +84,8 @@ struct Frame {
     run: Option<Running>,
     head_before: Option<String>,
     capture: Option<Pending>,
+    /// The worktree before the step, when it has `id` + `outputs` (`steps::outputs`).
+    outputs: Option<super::steps::outputs::Before>,
     /// `working_dir` in effect (relative to the lane's directory); a handler starts from its
     /// step's.
     dir: Option<String>,
@@ -220,6 +222,7 @@ impl<'w> Lane<'w> {
             run: None,
             head_before: None,
             capture: None,
+            outputs: None,
         });
     }
 
@@ -291,6 +294,10 @@ impl<'w> Lane<'w> {
         } else {
             None
         };
+        let outputs = match (&step.more.id, step.more.outputs.is_empty()) {
+            (Some(_), false) => Some(super::steps::outputs::Before::take(&ctx.git, &self.cwd)?),
+            _ => None,
+        };
         let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
         let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
         if let Some(c) = &capture {
@@ -318,6 +325,7 @@ impl<'w> Lane<'w> {
             f.env = env;
             f.head_before = head_before;
             f.capture = capture;
+            f.outputs = outputs;
             return Ok(Some(exec::Outcome::Exited(0)));
         }
         let run = self.spawn(
@@ -333,6 +341,7 @@ impl<'w> Lane<'w> {
         f.run = Some(run);
         f.head_before = head_before;
         f.capture = capture;
+        f.outputs = outputs;
         Ok(None)
     }
 
@@ -383,6 +392,17 @@ impl<'w> Lane<'w> {
                 return self.failed(ctx, e);
             }
         }
+        // `id` + `outputs`: `${ID.OUT}` from the files the step created or changed.
+        if let Some(before) = &f.outputs {
+            match before.resolve(&ctx.git, &self.cwd, &f.step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                Err(e) => {
+                    let e = format!("{}: {e}", f.label);
+                    return self.failed(ctx, e);
+                }
+            }
+        }
+        let f = self.stack.last().expect("a frame");
         if let Some(ok) = &f.step.more.on_success {
             let ok = ok.clone();
             let l = format!("on_success ({})", ok.display());
@@ -550,6 +570,18 @@ impl<'w> Lane<'w> {
             i + 1,
             step.display()
         ));
+        if step.more.id.is_some() && !step.more.outputs.is_empty() {
+            // Its `${ID.OUT}` from the files of that commit (and of the worktree now).
+            let before = super::steps::outputs::Before::at_head(recorded);
+            match before.resolve(&ctx.git, &self.cwd, step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                // Not counted: the step runs again and finds its file then, or fails.
+                Err(e) => {
+                    self.log_line(&format!("step {}: {e}; it runs again", i + 1));
+                    return None;
+                }
+            }
+        }
         self.next += 1;
         Some(i)
     }

@@ -717,11 +717,6 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
              `prodigy validate` and `--dry-run` accept it",
         ),
         (
-            "id.yml",
-            "- shell: echo\n  id: x\n",
-            "id.yml`:2:3: `id` is not run by this version of prodigy run yet",
-        ),
-        (
             "noinput.yml",
             "name: x\nmode: mapreduce\nmap:\n  agent_template:\n    - shell: echo\n",
             "input",
@@ -1476,6 +1471,8 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     assert!(r.sessions().is_empty());
 }
 
+/// `id` + `outputs.NAME.file_pattern` and `setup.capture_outputs` (issue 24).
+mod outputs;
 #[path = "run_secrets.rs"]
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
