@@ -86,6 +86,8 @@ struct Frame {
     run: Option<Running>,
     head_before: Option<String>,
     capture: Option<Pending>,
+    /// The worktree before the step, when it has `id` + `outputs` (`steps::outputs`).
+    outputs: Option<super::steps::outputs::Before>,
     /// `working_dir` in effect (relative to the lane's directory); a handler starts from its
     /// step's.
     dir: Option<String>,
@@ -259,6 +261,7 @@ impl<'w> Lane<'w> {
             head_before: None,
             capture: None,
             each: None,
+            outputs: None,
         });
     }
 
@@ -356,6 +359,10 @@ impl<'w> Lane<'w> {
         } else {
             None
         };
+        let outputs = match (&step.more.id, step.more.outputs.is_empty()) {
+            (Some(_), false) => Some(super::steps::outputs::Before::take(&ctx.git, &self.cwd)?),
+            _ => None,
+        };
         let tag = format!(
             "{}step{}{}",
             self.tag,
@@ -388,6 +395,7 @@ impl<'w> Lane<'w> {
             f.env = env;
             f.head_before = head_before;
             f.capture = capture;
+            f.outputs = outputs;
             return Ok(Some(exec::Outcome::Exited(0)));
         }
         if let Action::Foreach(fe) = &step.action {
@@ -411,6 +419,7 @@ impl<'w> Lane<'w> {
             f.dir = dir;
             f.env = env;
             f.head_before = head_before;
+            f.outputs = outputs;
             f.each = Some(Box::new(run));
             return Ok(None);
         }
@@ -427,6 +436,7 @@ impl<'w> Lane<'w> {
         f.run = Some(run);
         f.head_before = head_before;
         f.capture = capture;
+        f.outputs = outputs;
         Ok(None)
     }
 
@@ -477,6 +487,17 @@ impl<'w> Lane<'w> {
                 return self.failed(ctx, e);
             }
         }
+        // `id` + `outputs`: `${ID.OUT}` from the files the step created or changed.
+        if let Some(before) = &f.outputs {
+            match before.resolve(&ctx.git, &self.cwd, &f.step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                Err(e) => {
+                    let e = format!("{}: {e}", f.label);
+                    return self.failed(ctx, e);
+                }
+            }
+        }
+        let f = self.stack.last().expect("a frame");
         if let Some(ok) = &f.step.more.on_success {
             let ok = ok.clone();
             let l = format!("on_success ({})", ok.display());
@@ -668,6 +689,18 @@ impl<'w> Lane<'w> {
             i + 1,
             step.display()
         ));
+        if step.more.id.is_some() && !step.more.outputs.is_empty() {
+            // Its `${ID.OUT}` from the files of that commit (and of the worktree now).
+            let before = super::steps::outputs::Before::at_head(recorded);
+            match before.resolve(&ctx.git, &self.cwd, step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                // Not counted: the step runs again and finds its file then, or fails.
+                Err(e) => {
+                    self.log_line(&format!("step {}: {e}; it runs again", i + 1));
+                    return None;
+                }
+            }
+        }
         self.next += 1;
         Some(i)
     }

@@ -2,3 +2,4 @@
 //! through [`super::lane::Lane`].
 
 pub(crate) mod foreach;
+pub mod outputs;
