@@ -13,7 +13,8 @@
 //!   first N.
 //! * `do` runs in the lane's directory (the worktree; 0.4.4 runs it in its own cwd: a bug), with
 //!   the lane's variables and environment plus `${item}`, `${index}` (0-based, as 0.4.4) and
-//!   `${total}`; captures made inside an iteration stay in it.
+//!   `${total}`; captures made inside an iteration stay in it. In a map agent `${item}` inside
+//!   `do` is the foreach item (the work item's fields are not reachable there; `${item_id}` is).
 //! * `parallel`: `false` 1, `true` 10 (0.4.4's value), N.
 //! * Failure: without `continue_on_error`, the first failed item stops new items from starting
 //!   (running ones end) and fails the step (0.4.4 runs every item first). With it, every item
