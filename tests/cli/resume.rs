@@ -266,6 +266,32 @@ fn invariants(r: &R, round: &str) {
     assert_eq!(o.code, 0, "{round}: {o:?}");
 }
 
+/// For a failure message: each queued item's id and the error of its last failure.
+fn dlq_errors(r: &R) -> String {
+    let s = r.session();
+    let job = s["mapreduce_data"]["job_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let Ok(bytes) = fs::read(r.env.p(&format!("dlq/work/{job}/dlq-items.json"))) else {
+        return "none".into();
+    };
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|i| {
+            let last = i["failure_history"]
+                .as_array()
+                .and_then(|h| h.last())
+                .cloned()
+                .unwrap_or_default();
+            format!("{}: {}", i["item_id"], last["error"])
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn final_checks(r: &R, seed: usize) {
     let s = r.session();
     assert_eq!(s["status"], "Completed", "seed {seed}: {s}");
@@ -364,7 +390,8 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
                 + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
             assert!(
                 code.is_none() || code == Some(0),
-                "seed {seed} round {round}: exit {code:?}: {err}"
+                "seed {seed} round {round}: exit {code:?}: {err}\ndead letter queue: {}",
+                dlq_errors(&r)
             );
             invariants(&r, &format!("seed {seed} after resume {round}"));
         }
