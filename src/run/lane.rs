@@ -24,6 +24,9 @@
 //! 4. a success runs `on_success`; when it fails, the step fails (`on_failure` does not run:
 //!    the step itself succeeded).
 
+#[path = "steps/validate.rs"]
+mod validate;
+
 use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
 use super::{files, worktrees, Ctx};
@@ -73,6 +76,8 @@ enum Stage {
         at: usize,
         head: Option<String>,
     },
+    /// `validate` and its `on_incomplete` (steps/validate.rs).
+    Validate(validate::Loop),
 }
 
 /// A step being run: a lane step, or a handler of the frame below it.
@@ -106,6 +111,8 @@ enum Ev {
     Start,
     Ended(exec::Outcome),
     Child(Result<(), String>),
+    /// A resumed step: straight to its validation.
+    Revalidate,
 }
 
 /// One sequence of steps.
@@ -120,6 +127,15 @@ pub struct Lane<'w> {
     env: Vec<(String, String)>,
     streaming: bool,
     stack: Vec<Frame>,
+    /// Set when the lane's variables changed inside a step in a way a resume needs (the
+    /// validate loop's attempt count); see [`Lane::take_checkpoint`].
+    checkpoint: bool,
+    /// Warnings for the terminal (an unmet validation under `fail_workflow: false`), taken by
+    /// the driver with [`Lane::take_warnings`].
+    warnings: Vec<String>,
+    /// Resume: step `next` made its commit before the kill and has `validate`: validate it
+    /// again instead of running it again.
+    revalidate: bool,
 }
 
 impl<'w> Lane<'w> {
@@ -143,7 +159,21 @@ impl<'w> Lane<'w> {
             env,
             streaming,
             stack: Vec::new(),
+            checkpoint: false,
+            warnings: Vec::new(),
+            revalidate: false,
         }
+    }
+
+    /// Whether the variables changed mid-step in a way the phase's checkpoint must keep (then
+    /// the driver rewrites it: steps `0..next` done, the current variables); resets the flag.
+    pub fn take_checkpoint(&mut self) -> bool {
+        std::mem::take(&mut self.checkpoint)
+    }
+
+    /// Warnings to show on the terminal, once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// The lane's log file.
@@ -164,7 +194,12 @@ impl<'w> Lane<'w> {
                 let label = format!("step {} ({})", idx + 1, step.display());
                 self.log_line(&format!("step {}: {}", idx + 1, step.display()));
                 self.push(step, label);
-                Ev::Start
+                if std::mem::take(&mut self.revalidate) {
+                    self.log_line("resumed: the step made its commit; validating it again");
+                    Ev::Revalidate
+                } else {
+                    Ev::Start
+                }
             }
             Some(top) => match top.run.as_mut() {
                 Some(run) => {
@@ -180,6 +215,7 @@ impl<'w> Lane<'w> {
                 Ev::Start => self.start(ctx),
                 Ev::Ended(o) => self.ended(ctx, o),
                 Ev::Child(r) => self.child_done(ctx, r),
+                Ev::Revalidate => self.validate_begin(ctx),
             };
             ev = match next {
                 Next::Wait => return None,
@@ -383,6 +419,15 @@ impl<'w> Lane<'w> {
                 return self.failed(ctx, e);
             }
         }
+        if f.step.more.validate.is_some() {
+            return self.validate_begin(ctx);
+        }
+        self.after_validate()
+    }
+
+    /// The top frame succeeded and its validation (if any) passed: `on_success`.
+    fn after_validate(&mut self) -> Next {
+        let f = self.stack.last().expect("a frame");
         if let Some(ok) = &f.step.more.on_success {
             let ok = ok.clone();
             let l = format!("on_success ({})", ok.display());
@@ -461,6 +506,7 @@ impl<'w> Lane<'w> {
                 ))),
             },
             Stage::Success => Next::Done(r.map_err(|e| format!("{label}: on_success failed: {e}"))),
+            Stage::Validate(l) => self.validate_child(ctx, l, r),
             Stage::Failure {
                 attempt,
                 error,
@@ -542,6 +588,10 @@ impl<'w> Lane<'w> {
         }
         let now = worktrees::head(&ctx.git, &self.cwd).ok()?;
         if now == recorded {
+            return None;
+        }
+        if step.more.validate.is_some() {
+            self.revalidate = true;
             return None;
         }
         let i = self.next;

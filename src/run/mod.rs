@@ -156,7 +156,10 @@ impl Ctx {
         Ok(())
     }
 
-    /// Run one sequential lane to its end, calling `on_step` after every completed step.
+    /// Run one sequential lane to its end, calling `on_step` after every completed step, and
+    /// again for the last completed step when the lane's variables changed mid-step in a way a
+    /// resume needs (the validate loop's attempt count, [`Lane::take_checkpoint`]; not before
+    /// the first step completed). Warnings of the lane go to stderr.
     pub fn run_lane(
         &mut self,
         lane: &mut Lane<'_>,
@@ -168,9 +171,22 @@ impl Ctx {
                 return Ok(LaneEnd::Interrupted(sig));
             }
             match lane.advance(self) {
-                Some(LaneEnd::StepDone(i)) => on_step(self, lane, i)?,
+                Some(LaneEnd::StepDone(i)) => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    on_step(self, lane, i)?
+                }
                 Some(end) => return Ok(end),
                 None => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    if lane.take_checkpoint() {
+                        if let Some(i) = lane.next.checked_sub(1) {
+                            on_step(self, lane, i)?;
+                        }
+                    }
                     self.heartbeat()?;
                     exec::wait_event(lane.wait_for().min(HEARTBEAT));
                 }
@@ -287,13 +303,7 @@ fn writable_root() -> Result<PathBuf> {
 /// --dry-run` accept) but that `prodigy run` does not run yet, as the parser names them in
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
-pub const NOT_RUN_YET: &[&str] = &[
-    "foreach",
-    "validate",
-    "id",
-    "outputs",
-    "setup.capture_outputs",
-];
+pub const NOT_RUN_YET: &[&str] = &["foreach", "id", "outputs", "setup.capture_outputs"];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
 /// `` `FILE`:LINE:COL: `validate` is not run by this version of prodigy run yet; … ``.

@@ -429,6 +429,7 @@ const RUN_NOW: &[&str] = &[
     "working_dir",
     "write_file",
     "when",
+    "validate",
 ];
 
 #[test]

@@ -1458,3 +1458,5 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
 mod steps;
+/// `validate` with `on_incomplete` (issue 24).
+mod validate;

@@ -1,0 +1,315 @@
+//! `validate:` with `on_incomplete` (run.md §2; 0.4.4 in `prodigy-0.4.4-steps.md` §1), as frames
+//! on the lane's stack. After a step succeeded (its `commit_required` met), its frame enters
+//! [`Stage::Validate`](super::Stage): each validator step is pushed above it; then the result
+//! decides; while the completion is below `threshold`, each `on_incomplete` step is pushed, and
+//! the validator runs again, up to `on_incomplete.max_attempts` handler runs.
+//!
+//! The result: the JSON object `{completion_percentage, status, missing, implemented, gaps, …}`
+//! read from `result_file` (relative to the worktree, no `..`, no symlink followed) when given,
+//! else from the last validator step's stdout. A validator step that fails counts as 0 %; output
+//! that is not that JSON counts by exit status (0 → 100 %, else 0 %); a missing `result_file`
+//! is 0 %. 0.4.4 counts unparsable output as complete, so a Claude validator without
+//! `result_file` always passed there.
+//!
+//! `${validation.completion|missing|missing_count|status|implemented|gaps|attempt_number}` are
+//! set after each validation and stay for the later steps. `missing` and `implemented` are
+//! joined with `, ` (as 0.4.4), `gaps` is the object (compact JSON as text), `attempt_number`
+//! is the number of `on_incomplete` runs started for the step (1 in the first run).
+//!
+//! Unmet after the attempts (or with no `on_incomplete`; 0.4.4 only warns there): the step
+//! fails when `fail_workflow` (default true), else a warning and the step succeeds. A failing
+//! `on_incomplete` step (or one attempt without a commit under its `commit_required`) ends the
+//! attempts.
+//!
+//! Resume: the `validation` variable also names the step it belongs to (`validation.at`, the
+//! step's capture tag) and is written to the phase's checkpoint whenever an `on_incomplete`
+//! run starts ([`Lane::take_checkpoint`](super::Lane::take_checkpoint)). A resumed step that is
+//! validated again continues from the recorded attempt count, so the attempt killed counts
+//! once and `attempt_number` only grows.
+
+use super::{Frame, Lane, Next, Stage};
+use crate::run::{files, worktrees, Ctx};
+use crate::workflow::{Step, Validate};
+use serde_json::{json, Map, Value};
+
+/// The hidden variable receiving the validator's stdout (removed once read).
+const OUT: &str = "validation_output";
+
+/// Where a frame's validate loop is.
+#[derive(Debug)]
+pub(super) struct Loop {
+    /// `on_incomplete` runs started (the checkpointed count included).
+    attempts: u32,
+    /// True while `on_incomplete` runs, false while the validator runs.
+    fixing: bool,
+    /// The step of the validator / handler running (0-based).
+    at: usize,
+    /// HEAD when the handler run started (its `commit_required`).
+    head: Option<String>,
+}
+
+/// The frame's capture tag, naming the step a `validation` variable belongs to.
+fn tag(lane: &Lane<'_>) -> String {
+    format!("step{}{}", lane.next + 1, ".h".repeat(lane.stack.len() - 1))
+}
+
+impl Lane<'_> {
+    /// The top frame succeeded and has `validate`: run the validator.
+    pub(super) fn validate_begin(&mut self, ctx: &Ctx) -> Next {
+        let t = tag(self);
+        // A resumed step: the attempts its interrupted run started still count.
+        let attempts = match self.vars.get("validation") {
+            Some(Value::Object(o)) if o.get("at").and_then(Value::as_str) == Some(t.as_str()) => {
+                o.get("attempt_number").and_then(Value::as_u64).unwrap_or(0) as u32
+            }
+            _ => 0,
+        };
+        let label = self.top().label.clone();
+        self.log_line(&format!("{label}: validating"));
+        self.check(
+            ctx,
+            Loop {
+                attempts,
+                fixing: false,
+                at: 0,
+                head: None,
+            },
+        )
+    }
+
+    fn spec(&self) -> Validate {
+        let f: &Frame = self.stack.last().expect("a frame");
+        f.step.more.validate.clone().expect("a validate stage")
+    }
+
+    /// Push validator step `l.at`, or decide when there is none.
+    fn check(&mut self, ctx: &Ctx, l: Loop) -> Next {
+        let v = self.spec();
+        let Some(s) = v.steps.get(l.at) else {
+            // No validator at all: 0 % (0.4.4 too).
+            return self.decide(ctx, l, Some(false));
+        };
+        let mut s: Step = s.clone();
+        if v.steps.len() == 1 && s.timeout.is_none() {
+            s.timeout = v.timeout;
+        }
+        if l.at + 1 == v.steps.len() && s.capture.is_none() {
+            s.capture = Some(OUT.to_string());
+        }
+        self.vars.remove(OUT);
+        let label = format!("validate ({})", s.display());
+        self.top().stage = Stage::Validate(l);
+        Next::Push(s, label)
+    }
+
+    /// A frame above the validating one ended with `r`.
+    pub(super) fn validate_child(&mut self, ctx: &Ctx, mut l: Loop, r: Result<(), String>) -> Next {
+        let v = self.spec();
+        if !l.fixing {
+            match r {
+                Ok(()) if l.at + 1 < v.steps.len() => {
+                    l.at += 1;
+                    self.check(ctx, l)
+                }
+                Ok(()) => self.decide(ctx, l, Some(true)),
+                Err(_) => self.decide(ctx, l, Some(false)),
+            }
+        } else {
+            let oi = v.on_incomplete.clone().expect("fixing");
+            let r = match r {
+                Ok(()) if l.at + 1 < oi.steps.len() => {
+                    l.at += 1;
+                    return self.fix_step(ctx, l);
+                }
+                Ok(())
+                    if oi.commit_required
+                        && worktrees::head(&ctx.git, &self.cwd).ok() == l.head =>
+                {
+                    Err("on_incomplete has commit_required: true but made no commit".to_string())
+                }
+                r => r,
+            };
+            match r {
+                Ok(()) => self.check(
+                    ctx,
+                    Loop {
+                        fixing: false,
+                        at: 0,
+                        ..l
+                    },
+                ),
+                Err(e) => {
+                    self.log_line(&format!("on_incomplete attempt {} failed: {e}", l.attempts));
+                    self.decide(
+                        ctx,
+                        Loop {
+                            attempts: u32::MAX,
+                            ..l
+                        },
+                        None,
+                    )
+                }
+            }
+        }
+    }
+
+    /// The validator ended (`ok`: its steps succeeded; `None`: the handler failed, keep the
+    /// last result): read the result, then pass, fix, or give up.
+    fn decide(&mut self, ctx: &Ctx, l: Loop, ok: Option<bool>) -> Next {
+        let v = self.spec();
+        let t = tag(self);
+        let label = self.top().label.clone();
+        let shown = l
+            .attempts
+            .min(v.on_incomplete.as_ref().map_or(0, |o| o.max_attempts));
+        if let Some(ok) = ok {
+            let out = self
+                .vars
+                .get(OUT)
+                .map(|v| crate::workflow::vars::to_text(&v));
+            self.vars.remove(OUT);
+            let text = match (&v.result_file, ok) {
+                (_, false) => None,
+                (Some(rf), true) => match crate::workflow::vars::interpolate(rf, &self.vars)
+                    .and_then(|p| files::read_confined(&self.cwd, &p, "result_file"))
+                {
+                    Ok(s) => Some(Ok(s)),
+                    Err(e) => Some(Err(e)),
+                },
+                (None, true) => out.map(Ok),
+            };
+            let result = result(ok, text);
+            let mut o = result.clone();
+            o.insert("at".into(), json!(t));
+            o.insert("attempt_number".into(), json!(shown));
+            self.vars.set("validation", Value::Object(o));
+            let c = result["completion"].as_f64().unwrap_or(0.0);
+            if c >= v.threshold {
+                self.log_line(&format!(
+                    "{label}: validation passed: {c}% complete (threshold: {}%)",
+                    v.threshold
+                ));
+                return self.after_validate();
+            }
+            self.log_line(&format!(
+                "{label}: validation incomplete: {c}% complete (threshold: {}%){}",
+                v.threshold,
+                match result.get("missing").and_then(Value::as_str) {
+                    Some(m) if !m.is_empty() => format!("; missing: {m}"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        let max = v.on_incomplete.as_ref().map_or(0, |o| o.max_attempts);
+        if l.attempts < max && !v.on_incomplete.as_ref().is_some_and(|o| o.steps.is_empty()) {
+            let attempts = l.attempts + 1;
+            if let Some(Value::Object(o)) = self.vars.get("validation") {
+                let mut o = o;
+                o.insert("attempt_number".into(), json!(attempts));
+                self.vars.set("validation", Value::Object(o));
+            }
+            self.checkpoint = true;
+            self.log_line(&format!(
+                "{label}: on_incomplete (attempt {attempts}/{max})"
+            ));
+            return self.fix_step(
+                ctx,
+                Loop {
+                    attempts,
+                    fixing: true,
+                    at: 0,
+                    head: None,
+                },
+            );
+        }
+        let c = self
+            .vars
+            .get("validation.completion")
+            .and_then(|c| c.as_f64())
+            .unwrap_or(0.0);
+        let runs = shown;
+        let msg = format!(
+            "{label}: validation unmet after {runs} on_incomplete attempt(s): {c}% complete (threshold: {}%)",
+            v.threshold
+        );
+        let fail = v.on_incomplete.as_ref().is_none_or(|o| o.fail_workflow);
+        if let Some(p) = v.on_incomplete.as_ref().and_then(|o| o.prompt.as_ref()) {
+            self.log_line(&format!("on_incomplete prompt: {p}"));
+        }
+        if fail {
+            Next::Done(Err(msg))
+        } else {
+            self.log_line(&format!("{msg}; continuing (fail_workflow: false)"));
+            self.warnings
+                .push(format!("{msg}; continuing (fail_workflow: false)"));
+            self.after_validate()
+        }
+    }
+
+    /// Push `on_incomplete` step `l.at`.
+    fn fix_step(&mut self, ctx: &Ctx, mut l: Loop) -> Next {
+        let v = self.spec();
+        let oi = v.on_incomplete.expect("fixing");
+        let s = oi.steps[l.at].clone();
+        if l.at == 0 && oi.commit_required {
+            l.head = worktrees::head(&ctx.git, &self.cwd).ok();
+        }
+        let label = format!("on_incomplete ({})", s.display());
+        self.top().stage = Stage::Validate(l);
+        Next::Push(s, label)
+    }
+}
+
+/// The `validation` variable from the validator's text (`None`: no text; `Err`: a result file
+/// that cannot be read).
+fn result(ok: bool, text: Option<Result<String, String>>) -> Map<String, Value> {
+    let mut o = Map::new();
+    let by_exit = |o: &mut Map<String, Value>, ok: bool| {
+        o.insert("completion".into(), json!(if ok { 100.0 } else { 0.0 }));
+        o.insert(
+            "status".into(),
+            json!(if ok { "complete" } else { "failed" }),
+        );
+    };
+    match text {
+        Some(Ok(t)) => match serde_json::from_str::<Value>(t.trim()) {
+            Ok(Value::Object(j))
+                if j.get("completion_percentage").is_some_and(Value::is_number) =>
+            {
+                let c = j["completion_percentage"].as_f64().unwrap_or(0.0);
+                o.insert("completion".into(), json!(c));
+                let status = j.get("status").and_then(Value::as_str).map_or_else(
+                    || if c >= 100.0 { "complete" } else { "incomplete" }.to_string(),
+                    str::to_lowercase,
+                );
+                o.insert("status".into(), json!(status));
+                let list = |k: &str| -> Vec<String> {
+                    j.get(k)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(crate::workflow::vars::to_text).collect())
+                        .unwrap_or_default()
+                };
+                let missing = list("missing");
+                o.insert("missing_count".into(), json!(missing.len()));
+                o.insert("missing".into(), json!(missing.join(", ")));
+                o.insert("implemented".into(), json!(list("implemented").join(", ")));
+                o.insert(
+                    "gaps".into(),
+                    j.get("gaps").cloned().unwrap_or_else(|| json!({})),
+                );
+            }
+            _ => by_exit(&mut o, ok),
+        },
+        Some(Err(_)) => by_exit(&mut o, false),
+        None => by_exit(&mut o, ok),
+    }
+    for (k, d) in [
+        ("missing", json!("")),
+        ("missing_count", json!(0)),
+        ("implemented", json!("")),
+        ("gaps", json!({})),
+    ] {
+        o.entry(k).or_insert(d);
+    }
+    o
+}

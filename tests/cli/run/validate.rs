@@ -1,0 +1,157 @@
+//! `validate:` with `on_incomplete` and `${validation.*}` (run.md §2), end to end.
+
+use super::*;
+
+/// The validator reports 40 % (missing `x`) until `done.txt` exists, then 100 %.
+const VALIDATOR: &str = r#"if [ -f done.txt ]; then echo '{"completion_percentage": 100, "status": "complete"}'; else echo '{"completion_percentage": 40, "status": "incomplete", "missing": ["x"]}'; fi"#;
+
+fn wf(on_incomplete: &str) -> String {
+    format!(
+        "- shell: echo work > work.txt && git add . && git commit -q -m work\n  commit_required: true\n  validate:\n    shell: '{}'\n    on_incomplete: {on_incomplete}\n- shell: echo \"after ${{validation.completion}}\" > after.txt && git add . && git commit -q -m after\n",
+        VALIDATOR.replace('\'', "''")
+    )
+}
+
+#[test]
+fn an_incomplete_validation_runs_on_incomplete_once_then_passes() {
+    let Some(r) = setup("validate-pass") else {
+        return;
+    };
+    let fix = "{shell: 'echo \"${validation.missing}|${validation.missing_count}|${validation.completion}|${validation.attempt_number}\" >> fixes.log; touch done.txt'}";
+    let wf = r.write_workflow("v.yml", &wf(fix));
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed", "{s}");
+    let id = s["id"].as_str().unwrap();
+    let fixes = fs::read_to_string(r.env.p(&format!("worktrees/work/{id}/fixes.log")))
+        .or_else(|_| fs::read_to_string(r.repo.join("fixes.log")))
+        .unwrap();
+    assert_eq!(fixes, "x|1|40.0|1\n");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("after.txt")).unwrap(),
+        "after 100.0\n"
+    );
+    let v = &s["workflow_data"]["variables"]["validation"];
+    assert_eq!(v["completion"], 100.0, "{v}");
+    assert_eq!(v["status"], "complete", "{v}");
+}
+
+#[test]
+fn unmet_validation_fails_the_step_or_warns_under_fail_workflow_false() {
+    let Some(r) = setup("validate-unmet") else {
+        return;
+    };
+    let wf1 = r.write_workflow(
+        "v.yml",
+        &wf("{shell: 'echo tried >> tries.log', max_attempts: 2}"),
+    );
+    let o = r.run(&wf1, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "validation unmet after 2 on_incomplete attempt(s): 40% complete (threshold: 100%)"
+        ),
+        "{o:?}"
+    );
+    let s = r.only_session();
+    assert_eq!(s["status"], "Failed", "{s}");
+    let id = s["id"].as_str().unwrap().to_string();
+    let tries = fs::read_to_string(r.env.p(&format!("worktrees/work/{id}/tries.log"))).unwrap();
+    assert_eq!(tries, "tried\ntried\n");
+    assert!(!r.env.p(&format!("worktrees/work/{id}/after.txt")).exists());
+
+    let wf2 = r.write_workflow(
+        "w.yml",
+        &wf("{shell: 'echo tried', max_attempts: 1, fail_workflow: false}"),
+    );
+    let o = r.run(&wf2, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("prodigy: warning: step 1 (shell: echo work > work.txt && git add . && git commit -q -m work): validation unmet after 1 on_incomplete attempt(s): 40% complete (threshold: 100%); continuing (fail_workflow: false)"),
+        "{o:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("after.txt")).unwrap(),
+        "after 40.0\n"
+    );
+}
+
+#[test]
+fn output_that_is_not_the_json_counts_by_exit_status_and_result_file_is_read() {
+    let Some(r) = setup("validate-exit") else {
+        return;
+    };
+    // Exit 0 and no JSON: 100 %; threshold met.
+    let ok = r.write_workflow(
+        "ok.yml",
+        "- shell: 'true'\n  validate: {shell: echo looks fine}\n- shell: echo ${validation.completion} ${validation.status} > c.txt && git add . && git commit -q -m c\n",
+    );
+    let o = r.run(&ok, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("c.txt")).unwrap(),
+        "100.0 complete\n"
+    );
+    // Exit 1 (even with JSON saying 100): 0 %, never complete.
+    let bad = r.write_workflow(
+        "bad.yml",
+        "- shell: 'true'\n  validate:\n    shell: |\n      echo '{\"completion_percentage\": 100}'; exit 1\n    threshold: 50\n",
+    );
+    let o = r.run(&bad, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("0% complete (threshold: 50%)"), "{o:?}");
+    // result_file, relative to the worktree; stdout is ignored then.
+    let rf = r.write_workflow(
+        "rf.yml",
+        "- shell: 'true'\n  validate:\n    shell: |\n      mkdir -p out && echo '{\"completion_percentage\": 80, \"missing\": [\"a\", \"b\"]}' > out/v.json; echo noise\n    result_file: out/v.json\n    threshold: 75\n- shell: echo ${validation.completion} ${validation.missing} > r.txt && git add r.txt && git commit -q -m r\n",
+    );
+    let o = r.run(&rf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("r.txt")).unwrap(),
+        "80.0 a, b\n"
+    );
+    // A result_file outside the worktree is refused: 0 %.
+    let out = r.write_workflow(
+        "out.yml",
+        "- shell: 'true'\n  validate: {shell: 'true', result_file: ../x.json, threshold: 1}\n",
+    );
+    let o = r.run(&out, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+}
+
+#[test]
+fn an_agent_whose_validation_is_unmet_goes_to_the_dlq_while_the_others_merge() {
+    let Some(r) = setup("validate-agent") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "mr.yml",
+        r#"name: vmr
+mode: mapreduce
+map:
+  input: "seq 1 3"
+  agent_template:
+    - shell: echo ${item} > f-${item}.txt && git add . && git commit -q -m "agent ${item}"
+      validate:
+        shell: 'if [ ${item} = 2 ]; then echo "{\"completion_percentage\": 10}"; else echo "{\"completion_percentage\": 100}"; fi'
+        on_incomplete: {shell: 'true', max_attempts: 1}
+"#,
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let s = r.only_session();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let dlq = r.json(&format!("dlq/work/{job}/dlq-items.json"));
+    let items = dlq["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{dlq}");
+    assert_eq!(items[0]["item_id"], "1", "{dlq}");
+    let err = items[0]["failure_history"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("validation unmet after 1 on_incomplete attempt(s): 10% complete"),
+        "{err}"
+    );
+    assert!(r.repo.join("f-1.txt").exists() && r.repo.join("f-3.txt").exists());
+    assert!(!r.repo.join("f-2.txt").exists());
+}
