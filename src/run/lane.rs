@@ -194,7 +194,7 @@ impl<'w> Lane<'w> {
                 let label = format!("step {} ({})", idx + 1, step.display());
                 self.log_line(&format!("step {}: {}", idx + 1, step.display()));
                 self.push(step, label);
-                if std::mem::take(&mut self.revalidate) {
+                if std::mem::take(&mut self.revalidate) || self.validating_at_resume() {
                     self.log_line("resumed: the step made its commit; validating it again");
                     Ev::Revalidate
                 } else {

@@ -299,7 +299,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             setup_cp(ctx, &setup, i + 1, false)?;
         }
     }
-    let end = ctx.run_lane(&mut setup, |ctx, lane, i| setup_cp(ctx, lane, i + 1, false))?;
+    let end = ctx.run_lane(&mut setup, |ctx, lane, _| setup_cp(ctx, lane, lane.next, false))?;
     match end {
         LaneEnd::Finished => {}
         LaneEnd::Failed { error, .. } => {
@@ -462,8 +462,10 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             reduce_cp(ctx, &lane, i + 1)?;
         }
         let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
-            reduce_cp(ctx, lane, i + 1)?;
-            ctx.event("reduce_step_completed", json!({"step": i}));
+            reduce_cp(ctx, lane, lane.next)?;
+            if let Some(i) = i {
+                ctx.event("reduce_step_completed", json!({"step": i}));
+            }
             Ok(())
         })?;
         match end {

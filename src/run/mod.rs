@@ -156,14 +156,14 @@ impl Ctx {
         Ok(())
     }
 
-    /// Run one sequential lane to its end, calling `on_step` after every completed step, and
-    /// again for the last completed step when the lane's variables changed mid-step in a way a
-    /// resume needs (the validate loop's attempt count, [`Lane::take_checkpoint`]; not before
-    /// the first step completed). Warnings of the lane go to stderr.
+    /// Run one sequential lane to its end, calling `on_step(ctx, lane, Some(i))` after step `i`
+    /// completed, and `on_step(ctx, lane, None)` when the lane's variables changed mid-step in
+    /// a way a resume needs (the validate loop's attempt count, [`Lane::take_checkpoint`]). In
+    /// both, steps `0..lane.next` are complete. Warnings of the lane go to stderr.
     pub fn run_lane(
         &mut self,
         lane: &mut Lane<'_>,
-        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, usize) -> Result<()>,
+        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, Option<usize>) -> Result<()>,
     ) -> Result<LaneEnd> {
         loop {
             if let Some(sig) = exec::interrupted() {
@@ -175,7 +175,7 @@ impl Ctx {
                     for w in lane.take_warnings() {
                         self.warn(&w);
                     }
-                    on_step(self, lane, i)?
+                    on_step(self, lane, Some(i))?
                 }
                 Some(end) => return Ok(end),
                 None => {
@@ -183,9 +183,7 @@ impl Ctx {
                         self.warn(&w);
                     }
                     if lane.take_checkpoint() {
-                        if let Some(i) = lane.next.checked_sub(1) {
-                            on_step(self, lane, i)?;
-                        }
+                        on_step(self, lane, None)?;
                     }
                     self.heartbeat()?;
                     exec::wait_event(lane.wait_for().min(HEARTBEAT));

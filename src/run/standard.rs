@@ -74,8 +74,10 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step], start: Start) ->
         ..Default::default()
     };
     let end = ctx.run_lane(&mut lane, |ctx, lane, i| {
-        ctx.progress(&format!("step {}/{total} done", i + 1));
-        checkpoint(ctx, lane, i + 1, total)
+        if let Some(i) = i {
+            ctx.progress(&format!("step {}/{total} done", i + 1));
+        }
+        checkpoint(ctx, lane, lane.next, total)
     })?;
     summary.completed = lane.next as u64;
     match end {

@@ -54,6 +54,18 @@ fn tag(lane: &Lane<'_>) -> String {
 }
 
 impl Lane<'_> {
+    /// Resume: the lane's variables say the step at `next` was inside its validate loop when
+    /// the run stopped (its own command had succeeded): validate it again, do not run it again.
+    pub(super) fn validating_at_resume(&self) -> bool {
+        let Some(step) = self.steps.get(self.next) else {
+            return false;
+        };
+        step.more.validate.is_some()
+            && self.stack.len() == 1
+            && self.vars.get("validation.at").and_then(|v| v.as_str().map(str::to_string))
+                == Some(tag(self))
+    }
+
     /// The top frame succeeded and has `validate`: run the validator.
     pub(super) fn validate_begin(&mut self, ctx: &Ctx) -> Next {
         let t = tag(self);
@@ -189,6 +201,7 @@ impl Lane<'_> {
                     "{label}: validation passed: {c}% complete (threshold: {}%)",
                     v.threshold
                 ));
+                self.end_loop();
                 return self.after_validate();
             }
             self.log_line(&format!(
@@ -236,6 +249,7 @@ impl Lane<'_> {
         if let Some(p) = v.on_incomplete.as_ref().and_then(|o| o.prompt.as_ref()) {
             self.log_line(&format!("on_incomplete prompt: {p}"));
         }
+        self.end_loop();
         if fail {
             Next::Done(Err(msg))
         } else {
@@ -243,6 +257,14 @@ impl Lane<'_> {
             self.warnings
                 .push(format!("{msg}; continuing (fail_workflow: false)"));
             self.after_validate()
+        }
+    }
+
+    /// The loop ended: the `validation` variable no longer marks a loop in progress.
+    fn end_loop(&mut self) {
+        if let Some(Value::Object(mut o)) = self.vars.get("validation") {
+            o.remove("at");
+            self.vars.set("validation", Value::Object(o));
         }
     }
 
