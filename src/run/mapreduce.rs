@@ -299,7 +299,9 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             setup_cp(ctx, &setup, i + 1, false)?;
         }
     }
-    let end = ctx.run_lane(&mut setup, |ctx, lane, _| setup_cp(ctx, lane, lane.next, false))?;
+    let end = ctx.run_lane(&mut setup, |ctx, lane, _| {
+        setup_cp(ctx, lane, lane.next, false)
+    })?;
     match end {
         LaneEnd::Finished => {}
         LaneEnd::Failed { error, .. } => {

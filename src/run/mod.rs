@@ -304,7 +304,7 @@ fn writable_root() -> Result<PathBuf> {
 pub const NOT_RUN_YET: &[&str] = &["foreach", "id", "outputs", "setup.capture_outputs"];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
-/// `` `FILE`:LINE:COL: `validate` is not run by this version of prodigy run yet; … ``.
+/// `` `FILE`:LINE:COL: `foreach` is not run by this version of prodigy run yet; … ``.
 pub fn refuse_not_run_yet(wf: &Workflow) -> Result<()> {
     let lines: Vec<String> = wf
         .features

@@ -62,7 +62,10 @@ impl Lane<'_> {
         };
         step.more.validate.is_some()
             && self.stack.len() == 1
-            && self.vars.get("validation.at").and_then(|v| v.as_str().map(str::to_string))
+            && self
+                .vars
+                .get("validation.at")
+                .and_then(|v| v.as_str().map(str::to_string))
                 == Some(tag(self))
     }
 
@@ -245,7 +248,7 @@ impl Lane<'_> {
             "{label}: validation unmet after {runs} on_incomplete attempt(s): {c}% complete (threshold: {}%)",
             v.threshold
         );
-        let fail = v.on_incomplete.as_ref().is_none_or(|o| o.fail_workflow);
+        let fail = v.on_incomplete.as_ref().map_or(true, |o| o.fail_workflow);
         if let Some(p) = v.on_incomplete.as_ref().and_then(|o| o.prompt.as_ref()) {
             self.log_line(&format!("on_incomplete prompt: {p}"));
         }

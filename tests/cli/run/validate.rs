@@ -158,7 +158,9 @@ map:
 
 #[test]
 fn a_run_killed_inside_on_incomplete_resumes_by_validating_again_with_the_attempt_counted_once() {
-    let Some(r) = setup("validate-kill") else { return };
+    let Some(r) = setup("validate-kill") else {
+        return;
+    };
     let d = r.env.dir.display().to_string();
     let text = format!(
         "- shell: echo ran >> {d}/step.log; echo work > work.txt && git add . && git commit -q -m work\n  commit_required: true\n  validate:\n    shell: '{}'\n    on_incomplete:\n      shell: 'echo ${{validation.attempt_number}} >> {d}/fixes.log; if [ ! -f {d}/killed ]; then touch {d}/started; sleep 30; fi; touch done.txt'\n      max_attempts: 2\n- shell: echo \"after ${{validation.attempt_number}}\" > after.txt && git add . && git commit -q -m after\n",
@@ -185,8 +187,17 @@ fn a_run_killed_inside_on_incomplete_resumes_by_validating_again_with_the_attemp
     );
     assert_eq!(o.code, 0, "{o:?}");
     // The step ran once (re-validated, not re-run); the killed attempt counts: the next is 2.
-    assert_eq!(fs::read_to_string(r.env.dir.join("step.log")).unwrap(), "ran\n");
-    assert_eq!(fs::read_to_string(r.env.dir.join("fixes.log")).unwrap(), "1\n2\n");
-    assert_eq!(fs::read_to_string(r.repo.join("after.txt")).unwrap(), "after 2\n");
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("step.log")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("fixes.log")).unwrap(),
+        "1\n2\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("after.txt")).unwrap(),
+        "after 2\n"
+    );
     assert_eq!(r.only_session()["status"], "Completed");
 }
