@@ -6,26 +6,37 @@
 //!
 //! The result: the JSON object `{completion_percentage, status, missing, implemented, gaps, …}`
 //! read from `result_file` (relative to the worktree, no `..`, no symlink followed) when given,
-//! else from the last validator step's stdout. A validator step that fails counts as 0 %; output
-//! that is not that JSON counts by exit status (0 → 100 %, else 0 %); a missing `result_file`
-//! is 0 %. 0.4.4 counts unparsable output as complete, so a Claude validator without
-//! `result_file` always passed there.
+//! else from the last validator step's stdout (kept in the hidden variable `validation_output`,
+//! removed once read; a last validator step with its own `capture_output` keeps its stdout and
+//! then counts by exit status). A Claude validator in streaming mode prints a stream-json
+//! transcript: the `result` text of its last `{"type": "result"}` line is read instead (the JSON,
+//! or the JSON in a ```` ```json ```` fence). A validator step that fails counts as 0 %, whatever
+//! it printed; output that is not that JSON counts by exit status (0 → 100 %); a missing or
+//! refused `result_file` is 0 %. 0.4.4 counts unparsable output as complete, so a Claude
+//! validator without `result_file` always passed there.
 //!
 //! `${validation.completion|missing|missing_count|status|implemented|gaps|attempt_number}` are
 //! set after each validation and stay for the later steps. `missing` and `implemented` are
 //! joined with `, ` (as 0.4.4), `gaps` is the object (compact JSON as text), `attempt_number`
-//! is the number of `on_incomplete` runs started for the step (1 in the first run).
+//! is the number of `on_incomplete` runs started for the step (0 after the first validation,
+//! 1 in the first run; 0.4.4 has no such variable).
 //!
 //! Unmet after the attempts (or with no `on_incomplete`; 0.4.4 only warns there): the step
-//! fails when `fail_workflow` (default true), else a warning and the step succeeds. A failing
-//! `on_incomplete` step (or one attempt without a commit under its `commit_required`) ends the
-//! attempts.
+//! fails when `fail_workflow` (default true), else a warning and the step succeeds; the step's
+//! own `on_failure` does not run for an unmet validation. A failing `on_incomplete` step (or a
+//! run without a commit under its `commit_required`) ends the attempts. In an agent the failed
+//! step fails the item (→ DLQ).
 //!
-//! Resume: the `validation` variable also names the step it belongs to (`validation.at`, the
-//! step's capture tag) and is written to the phase's checkpoint whenever an `on_incomplete`
-//! run starts ([`Lane::take_checkpoint`](super::Lane::take_checkpoint)). A resumed step that is
-//! validated again continues from the recorded attempt count, so the attempt killed counts
-//! once and `attempt_number` only grows.
+//! Resume (run.md §6): while the loop runs, `validation.at` names the step it belongs to (its
+//! capture tag, `step3`), and whenever an `on_incomplete` run starts the lane asks its driver
+//! for a mid-step checkpoint ([`Lane::take_checkpoint`](super::Lane::take_checkpoint): standard
+//! session record `workflow_data.variables`, setup and reduce checkpoints; agents are re-run
+//! whole). A resumed lane whose next step is that step **validates it again without running
+//! it again** (its command had succeeded and its commit, if any, is in the worktree), and the
+//! loop continues from the recorded `attempt_number`: the run killed counts once, the next is
+//! one more. A run killed before the first `on_incomplete` started has no mid-step checkpoint:
+//! the step runs again, except a `commit_required` step whose commit is there
+//! ([`Lane::skip_if_committed`](super::Lane::skip_if_committed)), which is validated again.
 
 use super::{Frame, Lane, Next, Stage};
 use crate::run::{files, worktrees, Ctx};
@@ -297,10 +308,9 @@ fn result(ok: bool, text: Option<Result<String, String>>) -> Map<String, Value> 
         );
     };
     match text {
-        Some(Ok(t)) => match serde_json::from_str::<Value>(t.trim()) {
-            Ok(Value::Object(j))
-                if j.get("completion_percentage").is_some_and(Value::is_number) =>
-            {
+        // A validator that failed is 0 %, whatever it printed.
+        Some(Ok(t)) if ok => match parse(&t) {
+            Some(j) => {
                 let c = j["completion_percentage"].as_f64().unwrap_or(0.0);
                 o.insert("completion".into(), json!(c));
                 let status = j.get("status").and_then(Value::as_str).map_or_else(
@@ -323,9 +333,9 @@ fn result(ok: bool, text: Option<Result<String, String>>) -> Map<String, Value> 
                     j.get("gaps").cloned().unwrap_or_else(|| json!({})),
                 );
             }
-            _ => by_exit(&mut o, ok),
+            None => by_exit(&mut o, ok),
         },
-        Some(Err(_)) => by_exit(&mut o, false),
+        Some(_) => by_exit(&mut o, false),
         None => by_exit(&mut o, ok),
     }
     for (k, d) in [
@@ -337,4 +347,71 @@ fn result(ok: bool, text: Option<Result<String, String>>) -> Map<String, Value> 
         o.entry(k).or_insert(d);
     }
     o
+}
+
+/// The result JSON in a validator's text: the whole text, or (a Claude validator in streaming
+/// mode) the `result` of the transcript's last `{"type": "result"}` line, itself the JSON or
+/// the JSON in a fenced block. `None` when there is no object with a numeric
+/// `completion_percentage`.
+fn parse(text: &str) -> Option<Map<String, Value>> {
+    let whole = |t: &str| -> Option<Map<String, Value>> {
+        let mut t = t.trim();
+        if let Some(rest) = t.strip_prefix("```") {
+            let rest = rest.strip_prefix("json").unwrap_or(rest);
+            t = rest.trim().strip_suffix("```")?.trim();
+        }
+        match serde_json::from_str::<Value>(t).ok()? {
+            Value::Object(j) if j.get("completion_percentage").is_some_and(Value::is_number) => {
+                Some(j)
+            }
+            _ => None,
+        }
+    };
+    if let Some(j) = whole(text) {
+        return Some(j);
+    }
+    let last =
+        text.lines()
+            .rev()
+            .find_map(|l| match serde_json::from_str::<Value>(l.trim()).ok()? {
+                Value::Object(e) if e.get("type").and_then(Value::as_str) == Some("result") => {
+                    Some(e)
+                }
+                _ => None,
+            })?;
+    whole(last.get("result")?.as_str()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_is_the_whole_text_or_the_stream_result() {
+        let j = parse(" {\"completion_percentage\": 40, \"missing\": [\"x\"]}\n").unwrap();
+        assert_eq!(j["completion_percentage"], 40);
+        let stream = "{\"type\":\"system\"}\n{\"type\":\"result\",\"result\":\"```json\\n{\\\"completion_percentage\\\": 70}\\n```\"}\n";
+        assert_eq!(parse(stream).unwrap()["completion_percentage"], 70);
+        assert!(parse("{\"type\":\"result\",\"result\":\"done\"}").is_none());
+        assert!(parse("{\"completion_percentage\": \"40\"}").is_none());
+        assert!(parse("all good").is_none());
+    }
+
+    #[test]
+    fn text_that_is_not_the_json_counts_by_exit_status() {
+        let r = result(true, Some(Ok("fine".into())));
+        assert_eq!(
+            (r["completion"].clone(), r["status"].clone()),
+            (json!(100.0), json!("complete"))
+        );
+        let r = result(false, Some(Ok("{\"completion_percentage\": 100}".into())));
+        assert_eq!(r["completion"], json!(0.0));
+        let r = result(true, Some(Err("missing".into())));
+        assert_eq!(r["status"], "failed");
+        let r = result(true, Some(Ok("{\"completion_percentage\": 50, \"status\": \"INCOMPLETE\", \"implemented\": [\"a\", \"b\"], \"gaps\": {\"g\": {\"severity\": \"high\"}}}".into())));
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["implemented"], "a, b");
+        assert_eq!(r["missing_count"], 0);
+        assert_eq!(r["gaps"]["g"]["severity"], "high");
+    }
 }
