@@ -201,3 +201,49 @@ fn a_run_killed_inside_on_incomplete_resumes_by_validating_again_with_the_attemp
     );
     assert_eq!(r.only_session()["status"], "Completed");
 }
+
+#[test]
+fn setup_and_reduce_steps_are_validated_with_commands_and_list_forms() {
+    let Some(r) = setup("validate-phases") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "mr.yml",
+        r#"name: vph
+mode: mapreduce
+setup:
+  - shell: echo setup > s.txt && git add . && git commit -q -m setup
+    validate:
+      commands:
+        - shell: test -f s.txt
+        - shell: |
+            if [ -f fixed.txt ]; then echo '{"completion_percentage": 100}' > v.json; else echo '{"completion_percentage": 20, "missing": ["fix"]}' > v.json; fi
+      result_file: v.json
+      on_incomplete:
+        - shell: echo "${validation.missing} ${validation.attempt_number}" > fixed.txt
+map:
+  input: "seq 1 2"
+  agent_template:
+    - shell: echo ${item} > f-${item}.txt && git add f-${item}.txt && git commit -q -m "agent ${item}"
+reduce:
+  - shell: 'true'
+    validate:
+      shell: |
+        echo '{"completion_percentage": 60, "status": "incomplete"}'
+      threshold: 90
+      on_incomplete: {shell: 'true', max_attempts: 1, fail_workflow: false}
+  - shell: echo "${validation.completion} ${validation.status}" > red.txt && cat fixed.txt >> red.txt && git add red.txt && git commit -q -m reduce
+"#,
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("red.txt")).unwrap(),
+        "60.0 incomplete\nfix 1\n"
+    );
+    assert!(
+        o.stderr.contains("validation unmet after 1 on_incomplete attempt(s): 60% complete (threshold: 90%); continuing (fail_workflow: false)"),
+        "{o:?}"
+    );
+    assert!(r.repo.join("f-1.txt").exists() && r.repo.join("f-2.txt").exists());
+}
