@@ -247,3 +247,42 @@ reduce:
     );
     assert!(r.repo.join("f-1.txt").exists() && r.repo.join("f-2.txt").exists());
 }
+
+#[test]
+fn a_committed_step_killed_in_its_validator_is_validated_again_not_run_again() {
+    let Some(r) = setup("validate-kill-check") else {
+        return;
+    };
+    let d = r.env.dir.display().to_string();
+    let text = format!(
+        "- shell: echo ran >> {d}/step.log; echo work > work.txt && git add . && git commit -q -m work\n  commit_required: true\n  validate:\n    shell: 'echo checked >> {d}/checks.log; if [ ! -f {d}/killed ]; then touch {d}/started; sleep 30; fi'\n",
+    );
+    let wf = r.write_workflow("k.yml", &text);
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    let started = r.env.dir.join("started");
+    wait_for("the validator", || started.exists());
+    fs::write(r.env.dir.join("killed"), "").unwrap();
+    unsafe_kill(child.id() as i32, 9);
+    let _ = child.wait();
+    let id = r.only_session()["id"].as_str().unwrap().to_string();
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("step.log")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("checks.log")).unwrap(),
+        "checked\nchecked\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("work.txt")).unwrap(),
+        "work\n"
+    );
+}
