@@ -6,6 +6,7 @@ Shared by the integration tests and the benchmarks. Standard library only; `git`
     python3 gen-tree.py --out DIR [--repos 3] [--sessions 60] [--worktrees 12]
                         [--files-per-worktree 5] [--logs 10] [--seed 1] [--quiet]
                         [--kinds K1,K2,...] [--worktree-variants V1,V2,...]
+                        [--id-style random|same-second|shared-prefix]
 
 DIR (must not exist, or be empty) receives:
     repos/repo-{k}/        real git repositories (branch main, one commit)
@@ -29,6 +30,13 @@ repository rule applies to the given list). --worktree-variants replaces the wor
 (default merged,unmerged,untracked,modified,locked); the variant `recent` makes the worktree and its
 whole session 1 day old (everything kept, too-new), so e.g. `merged,recent` gives worktrees of which
 exactly half are expired (the benchmarks use both options; scripts/bench.sh).
+
+--id-style chooses the generated ids (scripts/bench-ids.sh, issue 25): `random` (default)
+`session-{48 random bits}` and `mapreduce-{48 random bits}`, differing early; `same-second` job ids
+of jobs started in one second, `mapreduce-20260101T000000-{counter:06x}`, and session ids
+`session-{job id}`; `shared-prefix` ids that share their first 120 characters (a `session-` or
+`mapreduce-` prefix, then dates and hex runs) and end in an 8-digit hex counter: 128 characters,
+the longest the name grammar allows.
 """
 
 import argparse
@@ -61,6 +69,9 @@ KINDS = [
 ]
 WORKTREE_VARIANTS = ["merged", "unmerged", "untracked", "modified", "locked"]
 ALL_WORKTREE_VARIANTS = WORKTREE_VARIANTS + ["recent"]
+ID_STYLES = ["random", "same-second", "shared-prefix"]
+# 120 characters after the type prefix is cut to fit (see --id-style).
+SHARED_BODY = ("-20260101T000000-" + "0123456789abcdef" * 2 + "-run") * 4
 
 # kind -> (session status, job-state status, session phase, job phase, processed, failed,
 #          checkpoints written besides job-state.json, class, expect, reason)
@@ -199,6 +210,8 @@ def parse_args(argv):
     p.add_argument("--worktree-variants", default=",".join(WORKTREE_VARIANTS),
                    help="comma-separated worktree variants cycled over the worktrees "
                         f"(from {','.join(ALL_WORKTREE_VARIANTS)})")
+    p.add_argument("--id-style", choices=ID_STYLES, default="random",
+                   help="how session and job ids are made (default: random)")
     a = p.parse_args(argv)
     a.kinds = [k for k in a.kinds.split(",") if k]
     a.worktree_variants = [v for v in a.worktree_variants.split(",") if v]
@@ -256,6 +269,7 @@ class Gen:
         self.home = os.path.join(root, "home", ".prodigy")
         self.rng = random.Random(args.seed)
         self.used_ids = set()
+        self.id_counter = 0
         self.w = Writer()
         self.now = int(time.time())
         self.old_t = self.now - OLD_AGE
@@ -265,6 +279,20 @@ class Gen:
         self.paths = []
         self.branches = []
         self.adversarial = []
+
+    def new_ids(self):
+        """A (session id, job id) pair in the chosen --id-style."""
+        style = self.args.id_style
+        if style == "random":
+            return self.new_id("session"), self.new_id("mapreduce")
+        n = self.id_counter
+        self.id_counter += 1
+        if style == "same-second":
+            jid = f"mapreduce-20260101T000000-{n:06x}"
+            return f"session-{jid}", jid
+        sid = ("session" + SHARED_BODY)[:120] + f"{n:08x}"
+        jid = ("mapreduce" + SHARED_BODY)[:120] + f"{n:08x}"
+        return sid, jid
 
     def new_id(self, prefix):
         while True:
@@ -439,7 +467,7 @@ class Gen:
                         kind = "completed-recent-worktree"
                 else:
                     kind = "completed-old"
-            plan.append((self.new_id("session"), self.new_id("mapreduce"), repo, kind, variant, None))
+            plan.append((*self.new_ids(), repo, kind, variant, None))
         # Safety case 7: `session-1` active beside an expired `session-10`.
         r0 = repo_names[0]
         plan.append(("session-1", self.new_id("mapreduce"), r0, "active-old", None, "prefix-similar"))

@@ -20,6 +20,7 @@ use super::classify::{classify_one, Class, Facts, Owned, OwnerFact, RecordFacts,
 use crate::store::records::SessionStatus;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 mod ids;
 
@@ -206,10 +207,20 @@ pub struct RowRare {
 /// An open-addressing hash table of indices into a sorted vector, keyed by the bytes of an id:
 /// one hash and usually one comparison per lookup, where a binary search over 100,000 ids in
 /// the arena costs 17 cache misses.
+///
+/// The hash is std's SipHash-1-3 keyed at random per table ([`RandomState`]), over the whole
+/// packed id. It was FNV-1a with the home slot taken from its high bits: a byte's effect on
+/// those bits is mostly a multiple of 2^40, so ids differing only in their last bytes (a
+/// counter after a shared prefix, as job ids started in one second have) got homes a few slots
+/// apart, and linear probing turned that into one cluster: 19,504 probes a lookup at 40,000 such
+/// ids, `stats` quadratic in sessions (issue 25). A keyed hash also leaves nothing to craft ids
+/// against. The layout differs from run to run; what a lookup finds does not (keys are unique).
 #[derive(Debug, Default)]
 struct Table {
     /// Entry index per slot; `u32::MAX`: empty.
     slots: Vec<u32>,
+    /// The hash's random key.
+    seed: RandomState,
 }
 
 /// `a == b`, the lengths and last bytes (where packed ids differ most: their random tails)
@@ -220,37 +231,43 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.last() == b.last() && a == b
 }
 
-/// FNV-1a, 64 bits.
-fn hash(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &x in b {
-        h ^= x as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 impl Table {
     /// A table of `n` entries whose key bytes `key(i)` gives.
     fn build<'k>(n: usize, key: impl Fn(u32) -> &'k [u8]) -> Table {
         // Two thirds full: short probes, 6 bytes an entry (a power-of-two size would cost up
         // to 10: 1 MiB at 100,000 sessions).
         let size = (n + n / 2).max(16);
-        let mut slots = vec![u32::MAX; size];
+        let mut t = Table {
+            slots: vec![u32::MAX; size],
+            seed: RandomState::new(),
+        };
         for i in 0..n as u32 {
-            let mut p = Self::home(key(i), size);
-            while slots[p] != u32::MAX {
+            let mut p = t.home(key(i), size);
+            while t.slots[p] != u32::MAX {
                 p = if p + 1 == size { 0 } else { p + 1 };
             }
-            slots[p] = i;
+            t.slots[p] = i;
         }
-        Table { slots }
+        t
     }
 
     /// The first slot to probe for `key` in a table of `size` slots: the hash scaled to the
     /// size by a multiplication (its high bits), not a division.
-    fn home(key: &[u8], size: usize) -> usize {
-        ((hash(key) as u128 * size as u128) >> 64) as usize
+    fn home(&self, key: &[u8], size: usize) -> usize {
+        ((self.seed.hash_one(key) as u128 * size as u128) >> 64) as usize
+    }
+
+    /// Slots probed to find `want` (1: its home slot), to test that probe sequences stay short.
+    #[cfg(test)]
+    fn probes<'k>(&self, want: &[u8], key: impl Fn(u32) -> &'k [u8]) -> usize {
+        let size = self.slots.len();
+        let mut p = self.home(want, size);
+        let mut n = 1;
+        while self.slots[p] != u32::MAX && !same(key(self.slots[p]), want) {
+            p = if p + 1 == size { 0 } else { p + 1 };
+            n += 1;
+        }
+        n
     }
 
     /// The entry whose key is `want`.
@@ -259,7 +276,7 @@ impl Table {
         if size == 0 {
             return None;
         }
-        let mut p = Self::home(want, size);
+        let mut p = self.home(want, size);
         loop {
             match self.slots[p] {
                 u32::MAX => return None,
@@ -898,6 +915,73 @@ mod tests {
         let mut want = texts.to_vec();
         want.push("state/w/checkpoints/x has status Running".into());
         assert_eq!(evidence, want);
+    }
+
+    /// Ids of the shapes that made probe sequences long (issue 25): a long shared prefix and a
+    /// counter at the end, as jobs started in one second have; 128-character ids sharing 120;
+    /// and ids that differ only in their last byte or two, which FNV-1a's high bits (what the
+    /// home slot was made of) hardly saw.
+    fn adversarial_ids(n: usize) -> Vec<Vec<String>> {
+        let body =
+            ("-20260101T000000-".to_string() + &"0123456789abcdef".repeat(2) + "-run").repeat(4);
+        let long = |p: &str, k: usize| format!("{}{k:08x}", &format!("{p}{body}")[..120]);
+        let tail = |k: usize| {
+            let a = b"0123456789abcdefghijklmnopqrstuvwxyz";
+            format!(
+                "mapreduce-x{}{}{}",
+                a[k % 36] as char,
+                a[k / 36 % 36] as char,
+                a[k / 1296 % 36] as char
+            )
+        };
+        vec![
+            (0..n)
+                .map(|k| format!("session-mapreduce-20260101T000000-{k:06x}"))
+                .collect(),
+            (0..n).map(|k| long("session", k)).collect(),
+            (0..n).map(tail).collect(),
+        ]
+    }
+
+    #[test]
+    fn ids_sharing_long_prefixes_keep_probe_sequences_short() {
+        let n = 40_000;
+        for ids in adversarial_ids(n) {
+            let mut x = Index::default();
+            for (k, id) in ids.iter().enumerate() {
+                x.add_session(
+                    id,
+                    Ok(facts(SessionStatus::Completed, OwnerFact::None)),
+                    None,
+                    None,
+                );
+                x.add_job(&format!("mapreduce-{}", &id[id.len() - 6..]), k as u32);
+            }
+            x.seal();
+            x.seal_jobs();
+            let mut total = 0;
+            let mut longest = 0;
+            for id in &ids {
+                let r = x.row(id).expect("found");
+                assert_eq!(&x.id(r), id);
+                let p = ids::with_packed(id.as_bytes(), |w| {
+                    x.row_table.probes(w, |i| x.bytes(x.id_span(i)))
+                });
+                total += p;
+                longest = longest.max(p);
+                let job = format!("mapreduce-{}", &id[id.len() - 6..]);
+                assert_eq!(x.job_owner(&job), Some(r));
+            }
+            // Linear probing two thirds full expects 2 probes a successful lookup; a clustered
+            // table took thousands here.
+            let mean = total as f64 / n as f64;
+            assert!(
+                mean < 4.0,
+                "{}: mean probes {mean}, longest {longest}",
+                ids[0]
+            );
+            assert!(longest < 200, "{}: longest probe {longest}", ids[0]);
+        }
     }
 
     #[test]

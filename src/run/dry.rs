@@ -124,6 +124,22 @@ pub fn plan(opts: &Options, wf: &Workflow) -> Result<String> {
             if let Some(t) = m.setup_timeout {
                 writeln!(o, "  (setup timeout {t}s)").unwrap();
             }
+            for c in &m.capture_outputs {
+                let mut how = vec![format!("{} of step {}", c.source, c.command_index + 1)];
+                if let Some(p) = &c.pattern {
+                    how.push(format!("pattern `{p}`"));
+                }
+                if let Some(p) = &c.json_path {
+                    how.push(format!("json_path `{p}`"));
+                }
+                if c.multiline != "preserve" {
+                    how.push(c.multiline.clone());
+                }
+                if let Some(d) = &c.default {
+                    how.push(format!("default `{d}`"));
+                }
+                writeln!(o, "  capture_outputs: ${{{}}} = {}", c.name, how.join(", ")).unwrap();
+            }
             writeln!(o, "map:").unwrap();
             map_items(&mut o, opts, m);
             let mp = match &m.map.max_parallel {
@@ -256,6 +272,11 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
     }
     if let Some(id) = &s.more.id {
         mods.push(format!("id {id}"));
+        for (out, pat) in &s.more.outputs {
+            mods.push(format!(
+                "${{{id}.{out}}} = the file matching `{pat}` it creates or changes"
+            ));
+        }
     }
     let mods = if mods.is_empty() {
         String::new()

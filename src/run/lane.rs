@@ -89,6 +89,8 @@ struct Frame {
     run: Option<Running>,
     head_before: Option<String>,
     capture: Option<Pending>,
+    /// The worktree before the step, when it has `id` + `outputs` (`steps::outputs`).
+    outputs: Option<super::steps::outputs::Before>,
     /// `working_dir` in effect (relative to the lane's directory); a handler starts from its
     /// step's.
     dir: Option<String>,
@@ -256,6 +258,7 @@ impl<'w> Lane<'w> {
             run: None,
             head_before: None,
             capture: None,
+            outputs: None,
         });
     }
 
@@ -327,6 +330,10 @@ impl<'w> Lane<'w> {
         } else {
             None
         };
+        let outputs = match (&step.more.id, step.more.outputs.is_empty()) {
+            (Some(_), false) => Some(super::steps::outputs::Before::take(&ctx.git, &self.cwd)?),
+            _ => None,
+        };
         let tag = format!("step{}{}", self.next + 1, ".h".repeat(depth - 1));
         let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
         if let Some(c) = &capture {
@@ -354,6 +361,7 @@ impl<'w> Lane<'w> {
             f.env = env;
             f.head_before = head_before;
             f.capture = capture;
+            f.outputs = outputs;
             return Ok(Some(exec::Outcome::Exited(0)));
         }
         let run = self.spawn(
@@ -369,6 +377,7 @@ impl<'w> Lane<'w> {
         f.run = Some(run);
         f.head_before = head_before;
         f.capture = capture;
+        f.outputs = outputs;
         Ok(None)
     }
 
@@ -417,6 +426,16 @@ impl<'w> Lane<'w> {
             if after.is_none() || after == f.head_before {
                 let e = format!("{} has commit_required: true but made no commit", f.label);
                 return self.failed(ctx, e);
+            }
+        }
+        // `id` + `outputs`: `${ID.OUT}` from the files the step created or changed.
+        if let Some(before) = &f.outputs {
+            match before.resolve(&ctx.git, &self.cwd, &f.step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                Err(e) => {
+                    let e = format!("{}: {e}", f.label);
+                    return self.failed(ctx, e);
+                }
             }
         }
         if f.step.more.validate.is_some() {
@@ -590,16 +609,35 @@ impl<'w> Lane<'w> {
         if now == recorded {
             return None;
         }
-        if step.more.validate.is_some() {
+        let i = self.next;
+        let validated = step.more.validate.is_some();
+        self.log_line(&format!(
+            "step {} ({}) made its commit ({now}) before the run was interrupted: {}",
+            i + 1,
+            step.display(),
+            if validated {
+                "validated again, not run again"
+            } else {
+                "counted as done"
+            }
+        ));
+        if step.more.id.is_some() && !step.more.outputs.is_empty() {
+            // Its `${ID.OUT}` from the files of that commit (and of the worktree now).
+            let before = super::steps::outputs::Before::at_head(recorded);
+            match before.resolve(&ctx.git, &self.cwd, step, &mut self.vars) {
+                Ok(notes) => notes.iter().for_each(|n| self.log_line(n)),
+                // Not counted: the step runs again and finds its file then, or fails.
+                Err(e) => {
+                    self.log_line(&format!("step {}: {e}; it runs again", i + 1));
+                    return None;
+                }
+            }
+        }
+        if validated {
+            // steps/validate.rs: the step's validation runs again when the lane starts.
             self.revalidate = true;
             return None;
         }
-        let i = self.next;
-        self.log_line(&format!(
-            "step {} ({}) made its commit ({now}) before the run was interrupted: counted as done",
-            i + 1,
-            step.display()
-        ));
         self.next += 1;
         Some(i)
     }

@@ -261,8 +261,10 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     for (k, v) in &start.vars {
         restored.set(k, v.clone());
     }
+    // `capture_outputs`: hidden captures on the steps its entries name (run::steps::outputs).
+    let setup_steps = super::steps::outputs::setup_steps(&m.setup, &m.capture_outputs);
     let mut setup = Lane::new(
-        &m.setup,
+        &setup_steps,
         ctx.worktree.clone(),
         ctx.log_path("setup.log"),
         restored,
@@ -316,6 +318,18 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         LaneEnd::StepDone(_) => unreachable!(),
     }
     if !start.setup_complete {
+        // `capture_outputs` → `${NAME}` for agents, reduce and merge (in the checkpoint).
+        for i in 0..m.setup.len() {
+            let r = super::steps::outputs::apply_capture_outputs(
+                &setup_steps,
+                &m.capture_outputs,
+                i,
+                &mut setup.vars,
+            );
+            if let Err(e) = r {
+                return fail(ctx, wf, &mut job, summary, format!("setup failed: {e}"));
+            }
+        }
         setup_cp(ctx, &setup, m.setup.len(), true)?;
         ctx.event("setup_completed", json!({"steps": m.setup.len()}));
     }

@@ -23,6 +23,7 @@ mod lane;
 mod mapreduce;
 pub mod resume;
 mod standard;
+pub(crate) mod steps;
 pub mod worktrees;
 
 use crate::error::{Error, Exit, Result};
@@ -301,7 +302,7 @@ fn writable_root() -> Result<PathBuf> {
 /// --dry-run` accept) but that `prodigy run` does not run yet, as the parser names them in
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
-pub const NOT_RUN_YET: &[&str] = &["foreach", "id", "outputs", "setup.capture_outputs"];
+pub const NOT_RUN_YET: &[&str] = &["foreach"];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
 /// `` `FILE`:LINE:COL: `foreach` is not run by this version of prodigy run yet; … ``.

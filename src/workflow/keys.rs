@@ -241,6 +241,7 @@ const MODES: &[&str] = &["standard", "mapreduce"];
 const ITEM_FAILURE: &[&str] = &["dlq", "skip", "stop"];
 const PROVIDERS: &[&str] = &["env", "file"];
 const SOURCES: &[&str] = &["stdout", "stderr", "both"];
+const MULTILINE: &[&str] = &["preserve", "join", "first_line", "last_line", "array"];
 
 /// Every key of the language (one line each: context, key, value, run, doc, 0.4.4).
 #[rustfmt::skip]
@@ -277,14 +278,14 @@ pub const KEYS: &[Key] = &[
     // setup / phases.
     k(C::Setup, "commands", K::Steps, R::Yes, "the setup steps", ""),
     k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase", ""),
-    k(C::Setup, "capture_outputs", K::CaptureOutputs, R::NotYet, "variables made from setup steps' output for the agents", ""),
-    k(C::CaptureOutput, "command_index", K::Uint, R::NotYet, "which setup step (0-based)", ""),
-    k(C::CaptureOutput, "source", K::Enum(SOURCES), R::NotYet, "which stream", ""),
-    k(C::CaptureOutput, "pattern", K::Str, R::NotYet, "a regex; its first group (or match) is the value", ""),
-    k(C::CaptureOutput, "json_path", K::Str, R::NotYet, "a JSONPath into the output", ""),
-    k(C::CaptureOutput, "max_size", K::Uint, R::NotYet, "most bytes kept", ""),
-    k(C::CaptureOutput, "default", K::Str, R::NotYet, "the value when nothing matches", ""),
-    k(C::CaptureOutput, "multiline", K::Any, R::NotYet, "how several lines are kept", ""),
+    k(C::Setup, "capture_outputs", K::CaptureOutputs, R::Yes, "variables made from setup steps' output when setup ends: ${NAME} in agents, reduce and merge (kept in the setup checkpoint)", "reach agents only, not reduce"),
+    k(C::CaptureOutput, "command_index", K::Uint, R::Yes, "which setup step (0-based; must exist)", ""),
+    k(C::CaptureOutput, "source", K::Enum(SOURCES), R::Yes, "which stream: stdout (default), stderr, or both (stdout, newline, stderr)", "also `combined`"),
+    k(C::CaptureOutput, "pattern", K::Str, R::Yes, "a regex; its first group (or match) is the value", ""),
+    k(C::CaptureOutput, "json_path", K::Str, R::Yes, "a JSONPath into the output parsed as JSON; the first value selected", ""),
+    k(C::CaptureOutput, "max_size", K::Uint, R::Yes, "most bytes kept (default 1 MiB)", ""),
+    k(C::CaptureOutput, "default", K::Str, R::Yes, "the value when pattern or json_path select nothing (else that fails setup)", ""),
+    k(C::CaptureOutput, "multiline", K::Enum(MULTILINE), R::Yes, "preserve (default), join (with spaces), first_line, last_line, array", ""),
     k(C::Commands, "commands", K::Steps, R::Yes, "the phase's steps", "deprecated form (a warning there)"),
     k(C::Merge, "commands", K::Steps, R::Yes, "the merge steps", ""),
     k(C::Merge, "timeout", K::Uint, R::Yes, "seconds for the whole merge", ""),
@@ -334,8 +335,8 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "on_exit_code", K::ExitCodes, R::Yes, "a step per exit code; the entry for the step's own exit code runs and decides (succeeds: the step succeeded; fails: the step failed, on_failure does not run)", "honoured in setup only, after on_failure, with the recovered step's code"),
     k(C::Step, "when", K::StrOrBool, R::Yes, "skip the step (and its handlers) when this expression is false; ${...} is replaced first; a skipped step counts as done", "never evaluated"),
     k(C::Step, "validate", K::StepsOr(C::Validate), R::Yes, "after the step succeeded, run the validator; its JSON completion_percentage (from result_file or stdout; other output counts by exit status: 0 is 100, else 0) must reach threshold; ${validation.*} reach on_incomplete and later steps; unmet after the attempts fails the step (an agent's item goes to the DLQ) unless fail_workflow is false", "ignored in agents and reduce; output that is not the JSON counts as complete; no on_incomplete only warns"),
-    k(C::Step, "id", K::Str, R::NotYet, "name for `outputs` (${ID.NAME})", "dropped"),
-    k(C::Step, "outputs", K::Outputs, R::NotYet, "files the step made, as ${ID.NAME}", "dropped"),
+    k(C::Step, "id", K::Str, R::Yes, "name for `outputs` (${ID.NAME})", "dropped"),
+    k(C::Step, "outputs", K::Outputs, R::Yes, "files the step created or changed (worktree changes and its commits), as ${ID.NAME} (kept in the checkpoint)", "dropped: ${ID.NAME} reaches the command verbatim"),
     k(C::Step, "commit_message", K::Str, R::Ignored, "accepted, not used", ""),
     // on_failure.
     k(C::OnFailure, "shell", K::Str, R::Yes, "the handler, a shell command", "fails a standard file"),
@@ -381,7 +382,7 @@ pub const KEYS: &[Key] = &[
     k(C::CaptureStreams, "success", K::Bool, R::Yes, "keep ${NAME.success}", ""),
     k(C::CaptureStreams, "duration", K::Bool, R::Yes, "keep ${NAME.duration} (seconds)", "always 0"),
     // outputs.
-    k(C::Output, "file_pattern", K::Str, R::NotYet, "glob of the file the step made or changed", "dropped"),
+    k(C::Output, "file_pattern", K::Str, R::Yes, "glob (*, ?, **, [a-z]) of the file; without `/` it matches the file name in any directory; no match fails the step; several: the newest (mtime, then path)", "dropped"),
     // env value maps.
     k(C::EnvValue, "secret", K::Bool, R::Yes, "mask the value as ***", "a map value fails the file"),
     k(C::EnvValue, "value", K::Str, R::Yes, "the value of a secret", ""),

@@ -108,14 +108,36 @@ pub struct MapReduce {
     pub setup: Vec<Step>,
     /// `setup.timeout` in seconds for the whole setup phase (map form only).
     pub setup_timeout: Option<u64>,
-    /// `setup.capture_outputs` names, in file order (map form only).
-    pub capture_outputs: Vec<String>,
+    /// `setup.capture_outputs`, in file order (map form only).
+    pub capture_outputs: Vec<CaptureOutput>,
     /// `map:`.
     pub map: MapSpec,
     /// `reduce:` steps, run in the parent worktree after the map (may be empty).
     pub reduce: Vec<Step>,
     /// `error_policy:` and its top-level shorthands.
     pub error_policy: ErrorPolicy,
+}
+
+/// One entry of `setup.capture_outputs` (0.4.4 `CaptureConfig`): `NAME: INDEX` is
+/// `{command_index: INDEX}` with every other field at its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureOutput {
+    /// The variable, `[A-Za-z_][A-Za-z0-9_]*`.
+    pub name: String,
+    /// Which setup step (0-based); checked against the number of setup steps when parsed.
+    pub command_index: usize,
+    /// `stdout` (default), `stderr` or `both` (stdout, a newline, stderr).
+    pub source: String,
+    /// A regex: the value is its first group (or the whole match).
+    pub pattern: Option<String>,
+    /// A JSONPath into the output parsed as JSON: the value is the first value selected.
+    pub json_path: Option<String>,
+    /// Most bytes kept (default 1 MiB).
+    pub max_size: u64,
+    /// The value when `pattern`/`json_path` select nothing (else setup fails).
+    pub default: Option<String>,
+    /// `preserve` (default), `join`, `first_line`, `last_line` or `array`.
+    pub multiline: String,
 }
 
 /// The `map:` section.

@@ -109,7 +109,7 @@ setup:
   timeout: 10
   capture_outputs:
     COUNT: 0
-    FILES: {command_index: 0, source: stdout, pattern: "x", json_path: "$.a", max_size: 10, default: "0", multiline: true}
+    FILES: {command_index: 0, source: stdout, pattern: "x", json_path: "$.a", max_size: 10, default: "0", multiline: join}
 map:
   input: items.json
   json_path: "$[*]"
@@ -318,7 +318,15 @@ fn capture_streams_as_a_string_and_mapreduce_forms() {
         panic!()
     };
     assert_eq!(m.map.max_parallel, MaxParallel::Var("N".into()));
-    assert_eq!(m.capture_outputs, ["COUNT", "FILES"]);
+    assert_eq!(
+        m.capture_outputs
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["COUNT", "FILES"]
+    );
+    assert_eq!(m.capture_outputs[1].multiline, "join");
+    assert_eq!(m.capture_outputs[1].max_size, 10);
     assert_eq!(m.setup_timeout, Some(10));
     assert_eq!(m.reduce.len(), 1);
     assert_eq!(wf.merge.as_ref().unwrap().len(), 1);
@@ -416,6 +424,9 @@ fn a_yaml_syntax_error_is_one_error_with_its_position() {
 
 /// Features the parser notes that `prodigy run` runs.
 const RUN_NOW: &[&str] = &[
+    "id",
+    "outputs",
+    "setup.capture_outputs",
     "capture",
     "capture_format",
     "capture_streams",

@@ -4,7 +4,10 @@
 use super::cx::{show, Cx, Entries};
 use super::keys::Cx as K;
 use super::yaml::{self, Key, Node, NodeKind, Scalar};
-use super::{fnv1a64_hex, EnvValue, ErrorPolicy, Kind, MapReduce, OnItemFailure, Step, Workflow};
+use super::{
+    fnv1a64_hex, CaptureOutput, EnvValue, ErrorPolicy, Kind, MapReduce, OnItemFailure, Step,
+    Workflow,
+};
 use crate::error::Result;
 use std::collections::BTreeMap;
 
@@ -224,7 +227,21 @@ impl Cx<'_> {
             }
             if let NodeKind::Map(sm) = &v.kind {
                 match self.capture_outputs(sm) {
-                    Ok(c) => capture_outputs = c,
+                    Ok(c) => {
+                        if let Some(bad) = c.iter().find(|c| c.command_index >= setup.len()) {
+                            let (k, _) = self.get(K::Setup, sm, "capture_outputs").expect("read");
+                            failed = Some(self.err(
+                                k.pos,
+                                format!(
+                                    "`capture_outputs.{}` names setup step {} (0-based) but setup has {} step(s)",
+                                    bad.name,
+                                    bad.command_index,
+                                    setup.len()
+                                ),
+                            ));
+                        }
+                        capture_outputs = c
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -260,12 +277,12 @@ impl Cx<'_> {
         })
     }
 
-    fn capture_outputs(&self, sm: &Entries) -> Result<Vec<String>> {
+    fn capture_outputs(&self, sm: &Entries) -> Result<Vec<CaptureOutput>> {
         let Some((k, v)) = self.get(K::Setup, sm, "capture_outputs") else {
             return Ok(Vec::new());
         };
         self.uses("setup.capture_outputs", k.pos);
-        let mut names = Vec::new();
+        let mut out = Vec::new();
         for (ck, cv) in self.map_of(k, v, "`capture_outputs`")? {
             if !super::is_identifier(&ck.name) {
                 return Err(self.err(
@@ -276,32 +293,61 @@ impl Cx<'_> {
                     ),
                 ));
             }
+            let mut c = CaptureOutput {
+                name: ck.name.clone(),
+                command_index: 0,
+                source: "stdout".into(),
+                pattern: None,
+                json_path: None,
+                max_size: 1 << 20,
+                default: None,
+                multiline: "preserve".into(),
+            };
             match &cv.kind {
                 NodeKind::Scalar(Scalar::Int(_), _) => {
-                    self.uint(ck, cv, 0)?;
+                    c.command_index = self.uint(ck, cv, 0)? as usize;
                 }
                 _ => {
                     let cm = self.map_of(ck, cv, &format!("`capture_outputs.{}`", ck.name))?;
                     self.check_keys(cm, K::CaptureOutput);
-                    for key in ["command_index", "max_size"] {
-                        if let Some((a, b)) = self.get(K::CaptureOutput, cm, key) {
-                            self.uint(a, b, 0)?;
-                        }
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "command_index") {
+                        c.command_index = self.uint(a, b, 0)? as usize;
+                    }
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "max_size") {
+                        c.max_size = self.uint(a, b, 0)?;
                     }
                     if let Some((a, b)) = self.get(K::CaptureOutput, cm, "source") {
-                        self.word(a, b, &["stdout", "stderr", "both"])?;
+                        c.source = self.word(a, b, &["stdout", "stderr", "both"])?;
                     }
-                    for key in ["pattern", "json_path", "default"] {
-                        if let Some((a, b)) = self.get(K::CaptureOutput, cm, key) {
-                            self.text(a, b, key)?;
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "pattern") {
+                        let p = self.text(a, b, "pattern")?;
+                        if let Err(e) = regex_lite::Regex::new(&p) {
+                            return Err(self.err(b.pos, format!("`pattern` is not a regex: {e}")));
                         }
+                        c.pattern = Some(p);
                     }
-                    let _ = self.get(K::CaptureOutput, cm, "multiline");
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "json_path") {
+                        let p = self.text(a, b, "json_path")?;
+                        if let Err(e) = super::items::compile_path(&p) {
+                            return Err(self.err(b.pos, format!("`json_path`: {e}")));
+                        }
+                        c.json_path = Some(p);
+                    }
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "default") {
+                        c.default = Some(self.text(a, b, "default")?);
+                    }
+                    if let Some((a, b)) = self.get(K::CaptureOutput, cm, "multiline") {
+                        c.multiline = self.word(
+                            a,
+                            b,
+                            &["preserve", "join", "first_line", "last_line", "array"],
+                        )?;
+                    }
                 }
             }
-            names.push(ck.name.clone());
+            out.push(c);
         }
-        Ok(names)
+        Ok(out)
     }
 
     fn error_policy(&self, m: &Entries) -> Result<ErrorPolicy> {

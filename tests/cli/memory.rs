@@ -267,3 +267,71 @@ fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
         );
     }
 }
+
+/// The fastest of `runs` runs of `prodigy ARGS` on the generated tree at `out`, in seconds
+/// (the fastest: the least disturbed by whatever else the machine runs).
+fn fastest_run(env: &Env, out: &Path, args: &[&str], runs: usize) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let mut c = env.cmd(args);
+            c.env("PRODIGY_HOME", out.join("home/.prodigy"))
+                .env("HOME", out.join("home"));
+            let t = Instant::now();
+            let o = Out::from(c.output().expect("run prodigy"));
+            let s = t.elapsed().as_secs_f64();
+            assert_eq!(o.code, 0, "{args:?} on {}: {o:?}", out.display());
+            s
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Issue 25: the cost of a session does not depend on its id. Two trees of 4,000 sessions in S2's
+/// shape in one repository, one with random ids (`session-{48 random bits}`) and one whose ids
+/// share their first 120 of 128 characters (`gen-tree.py --id-style shared-prefix`); `stats
+/// --all-repos` of the second takes less than 3 times as long as of the first (the fastest of
+/// three runs each). Longer ids cost more bytes to read, list and print, well under 3 times.
+///
+/// A ratio, not a wall-clock time, so a slow machine does not fail it. The index's hash tables
+/// hashed with FNV-1a and took the home slot from its high bits, which barely see an id's last
+/// bytes: ids differing only at the end clustered into one run of slots and every lookup walked
+/// it: this ratio was 6.8 with that code's debug binary (8.4 s against 1.2 s; 31 at 8,000 sessions).
+#[test]
+fn stats_time_does_not_depend_on_ids_sharing_a_long_prefix() {
+    if !have("python3", "ids_sharing_a_long_prefix") || !have("git", "ids_sharing_a_long_prefix") {
+        return;
+    }
+    let env = Env::new("id-shapes");
+    let mut fastest = Vec::new();
+    for style in ["random", "shared-prefix"] {
+        let out = env.dir.join(style);
+        gen_tree(
+            &out,
+            &[
+                "--sessions",
+                "4000",
+                "--worktrees",
+                "0",
+                "--repos",
+                "1",
+                "--logs",
+                "10",
+                "--kinds",
+                S2_KINDS,
+                "--id-style",
+                style,
+                "--quiet",
+            ],
+        );
+        let s = fastest_run(&env, &out, &["stats", "--all-repos", "--json"], 3);
+        eprintln!("ids: stats of 4,002 sessions with {style} ids: {s:.2} s");
+        fastest.push(s);
+    }
+    let ratio = fastest[1] / fastest[0];
+    assert!(
+        ratio < 3.0,
+        "stats took {ratio:.1} times as long with ids sharing a 120-character prefix as with \
+         random ids ({:.2} s vs {:.2} s): the cost of a session depends on its id",
+        fastest[1],
+        fastest[0]
+    );
+}

@@ -717,11 +717,6 @@ fn bad_workflows_are_refused_before_anything_runs_with_file_line_and_key() {
              `prodigy validate` and `--dry-run` accept it",
         ),
         (
-            "id.yml",
-            "- shell: echo\n  id: x\n",
-            "id.yml`:2:3: `id` is not run by this version of prodigy run yet",
-        ),
-        (
             "noinput.yml",
             "name: x\nmode: mapreduce\nmap:\n  agent_template:\n    - shell: echo\n",
             "input",
@@ -939,6 +934,28 @@ fn control_characters_from_workflow_files_never_reach_the_terminal() {
             for (stream, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
                 if let Some(c) = terminal_unsafe(text) {
                     panic!("{file} {extra:?}: {stream} carries {c:?}: {o:?}");
+                }
+            }
+        }
+        // The commands that only read the file quote it too: validate and the dry run, as text
+        // and as JSON.
+        let w = wf.to_str().unwrap();
+        for args in [
+            vec!["validate", w],
+            vec!["validate", "--json", w],
+            vec!["run", "--dry-run", w],
+            vec!["run", "--dry-run", "--json", w],
+        ] {
+            let o = Out::from(
+                r.env
+                    .cmd(&args)
+                    .current_dir(&r.repo)
+                    .output()
+                    .expect("run prodigy"),
+            );
+            for (stream, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if let Some(c) = terminal_unsafe(text) {
+                    panic!("{file} {args:?}: {stream} carries {c:?}: {o:?}");
                 }
             }
         }
@@ -1454,6 +1471,8 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     assert!(r.sessions().is_empty());
 }
 
+/// `id` + `outputs.NAME.file_pattern` and `setup.capture_outputs` (issue 24).
+mod outputs;
 #[path = "run_secrets.rs"]
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.

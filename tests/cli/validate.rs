@@ -234,7 +234,7 @@ reduce:
     let wf = write(
         &env,
         "refused.yml",
-        "mode: mapreduce\nsetup:\n  commands: [{shell: echo 1}]\n  capture_outputs: {N: 0}\nmap:\n  input: items.json\n  agent_template: [{shell: 'true'}]\n",
+        "mode: mapreduce\nmap:\n  input: items.json\n  agent_template:\n    - foreach: {input: [a, b], do: [{shell: echo x}]}\n",
     );
     let o = Out::from(
         env.cmd(&["run", wf.to_str().unwrap(), "-y"])
@@ -246,7 +246,7 @@ reduce:
     assert_eq!(
         o.stderr,
         format!(
-            "prodigy: `{w}`:4:3: `setup.capture_outputs` is not run by this version of prodigy run yet; \
+            "prodigy: `{w}`:5:7: `foreach` is not run by this version of prodigy run yet; \
              `prodigy validate` and `--dry-run` accept it\n",
             w = wf.display()
         )
