@@ -293,12 +293,20 @@ fn step(o: &mut String, depth: usize, label: &str, s: &Step, known: &BTreeMap<St
     if let Some(v) = &s.more.validate {
         writeln!(
             o,
-            "{pad}    validate (threshold {}%{}):",
+            "{pad}    validate (threshold {}%{}{}{}):",
             v.threshold,
             v.result_file
                 .as_ref()
                 .map(|f| format!(", result_file `{f}`"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            v.timeout
+                .map(|t| format!(", timeout {t}s"))
+                .unwrap_or_default(),
+            if v.on_incomplete.is_none() {
+                "; unmet fails the step"
+            } else {
+                ""
+            }
         )
         .unwrap();
         for (i, d) in v.steps.iter().enumerate() {

@@ -52,6 +52,26 @@ pub fn resolve_dir(root: &Path, rel: &str, what: &str) -> Result<PathBuf, String
     Ok(comps.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
+/// The text of the file `rel` under `root` (at most 1 MiB), read without following a symlink
+/// (`validate.result_file`). Errors (one line, naming `what`): see [`components`]; a missing
+/// file, a symlink on the way, or not UTF-8.
+pub fn read_confined(root: &Path, rel: &str, what: &str) -> Result<String, String> {
+    let comps = components(rel, what)?;
+    let Some((name, parents)) = comps.split_last() else {
+        return Err(format!("`{what}` names no file, found `{rel}`"));
+    };
+    let d = Dir::open_root(root).map_err(|e| io_msg(what, rel, &e))?;
+    let d = d.open_path(parents).map_err(|e| io_msg(what, rel, &e))?;
+    let f = d
+        .open_file(name, false, false)
+        .map_err(|e| io_msg(what, rel, &e))?;
+    let mut s = String::new();
+    f.take(1 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| io_msg(what, rel, &e))?;
+    Ok(s)
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Write what `data` yields to `rel` under `root`, crash-safely: a temp file beside the target

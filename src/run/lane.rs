@@ -24,6 +24,9 @@
 //! 4. a success runs `on_success`; when it fails, the step fails (`on_failure` does not run:
 //!    the step itself succeeded).
 
+#[path = "steps/validate.rs"]
+mod validate;
+
 use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
 use super::steps::foreach;
@@ -75,6 +78,8 @@ enum Stage {
         at: usize,
         head: Option<String>,
     },
+    /// `validate` and its `on_incomplete` (steps/validate.rs).
+    Validate(validate::Loop),
 }
 
 /// A step being run: a lane step, or a handler of the frame below it.
@@ -114,6 +119,8 @@ enum Ev {
     Child(Result<(), String>),
     /// The frame's `foreach` ended.
     Each(Result<(), String>),
+    /// A resumed step: straight to its validation.
+    Revalidate,
 }
 
 /// One sequence of steps.
@@ -133,6 +140,15 @@ pub struct Lane<'w> {
     /// A `foreach` item succeeded since the last look: its progress is in `vars`, to be
     /// checkpointed ([`super::Ctx::run_lane`]).
     pub progressed: bool,
+    /// Set when the lane's variables changed inside a step in a way a resume needs (the
+    /// validate loop's attempt count); see [`Lane::take_checkpoint`].
+    checkpoint: bool,
+    /// Warnings for the terminal (an unmet validation under `fail_workflow: false`), taken by
+    /// the driver with [`Lane::take_warnings`].
+    warnings: Vec<String>,
+    /// Resume: step `next` made its commit before the kill and has `validate`: validate it
+    /// again instead of running it again.
+    revalidate: bool,
 }
 
 impl<'w> Lane<'w> {
@@ -158,6 +174,9 @@ impl<'w> Lane<'w> {
             stack: Vec::new(),
             tag: String::new(),
             progressed: false,
+            checkpoint: false,
+            warnings: Vec::new(),
+            revalidate: false,
         }
     }
 
@@ -173,6 +192,17 @@ impl<'w> Lane<'w> {
         let mut l = Lane::new(&[], cwd, log, vars, env, streaming);
         l.steps = Cow::Owned(steps);
         l
+    }
+
+    /// Whether the variables changed mid-step in a way the phase's checkpoint must keep (then
+    /// the driver rewrites it: steps `0..next` done, the current variables); resets the flag.
+    pub fn take_checkpoint(&mut self) -> bool {
+        std::mem::take(&mut self.checkpoint)
+    }
+
+    /// Warnings to show on the terminal, once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// The lane's log file.
@@ -193,7 +223,12 @@ impl<'w> Lane<'w> {
                 let label = format!("step {} ({})", idx + 1, step.display());
                 self.log_line(&format!("step {}: {}", idx + 1, step.display()));
                 self.push(step, label);
-                Ev::Start
+                if std::mem::take(&mut self.revalidate) || self.validating_at_resume() {
+                    self.log_line("resumed: the step made its commit; validating it again");
+                    Ev::Revalidate
+                } else {
+                    Ev::Start
+                }
             }
             Some(top) if top.each.is_some() => {
                 let each = top.each.as_mut().expect("checked");
@@ -220,6 +255,7 @@ impl<'w> Lane<'w> {
                     let label = self.top().label.clone();
                     self.failed(ctx, format!("{label}: {e}"))
                 }
+                Ev::Revalidate => self.validate_begin(ctx),
             };
             ev = match next {
                 Next::Wait => return None,
@@ -497,6 +533,14 @@ impl<'w> Lane<'w> {
                 }
             }
         }
+        if f.step.more.validate.is_some() {
+            return self.validate_begin(ctx);
+        }
+        self.after_validate()
+    }
+
+    /// The top frame succeeded and its validation (if any) passed: `on_success`.
+    fn after_validate(&mut self) -> Next {
         let f = self.stack.last().expect("a frame");
         if let Some(ok) = &f.step.more.on_success {
             let ok = ok.clone();
@@ -576,6 +620,7 @@ impl<'w> Lane<'w> {
                 ))),
             },
             Stage::Success => Next::Done(r.map_err(|e| format!("{label}: on_success failed: {e}"))),
+            Stage::Validate(l) => self.validate_child(ctx, l, r),
             Stage::Failure {
                 attempt,
                 error,
@@ -684,10 +729,16 @@ impl<'w> Lane<'w> {
             return None;
         }
         let i = self.next;
+        let validated = step.more.validate.is_some();
         self.log_line(&format!(
-            "step {} ({}) made its commit ({now}) before the run was interrupted: counted as done",
+            "step {} ({}) made its commit ({now}) before the run was interrupted: {}",
             i + 1,
-            step.display()
+            step.display(),
+            if validated {
+                "validated again, not run again"
+            } else {
+                "counted as done"
+            }
         ));
         if step.more.id.is_some() && !step.more.outputs.is_empty() {
             // Its `${ID.OUT}` from the files of that commit (and of the worktree now).
@@ -700,6 +751,11 @@ impl<'w> Lane<'w> {
                     return None;
                 }
             }
+        }
+        if validated {
+            // steps/validate.rs: the step's validation runs again when the lane starts.
+            self.revalidate = true;
+            return None;
         }
         self.next += 1;
         Some(i)

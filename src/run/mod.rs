@@ -157,10 +157,11 @@ impl Ctx {
         Ok(())
     }
 
-    /// Run one sequential lane to its end, calling `on_step` after every completed step
-    /// (`Some(index)`) and after progress inside the running step (`None`: a `foreach` item
-    /// succeeded); either way `lane.next` steps are complete and `lane.vars` holds what to
-    /// checkpoint.
+    /// Run one sequential lane to its end, calling `on_step(ctx, lane, Some(i))` after step `i`
+    /// completed, and `on_step(ctx, lane, None)` after progress inside the running step that a
+    /// resume needs (a `foreach` item succeeded, [`Lane::progressed`]; the validate loop's
+    /// attempt count, [`Lane::take_checkpoint`]). In both, steps `0..lane.next` are complete
+    /// and `lane.vars` holds what to checkpoint. Warnings of the lane go to stderr.
     pub fn run_lane(
         &mut self,
         lane: &mut Lane<'_>,
@@ -172,10 +173,21 @@ impl Ctx {
                 return Ok(LaneEnd::Interrupted(sig));
             }
             match lane.advance(self) {
-                Some(LaneEnd::StepDone(i)) => on_step(self, lane, Some(i))?,
+                Some(LaneEnd::StepDone(i)) => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    on_step(self, lane, Some(i))?
+                }
                 Some(end) => return Ok(end),
                 None if std::mem::take(&mut lane.progressed) => on_step(self, lane, None)?,
                 None => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    if lane.take_checkpoint() {
+                        on_step(self, lane, None)?;
+                    }
                     self.heartbeat()?;
                     exec::wait_event(lane.wait_for().min(HEARTBEAT));
                 }
@@ -292,10 +304,10 @@ fn writable_root() -> Result<PathBuf> {
 /// --dry-run` accept) but that `prodigy run` does not run yet, as the parser names them in
 /// [`Workflow::features`]. A file that uses one is refused before anything runs, never run with
 /// the feature dropped. Remove an entry when its feature runs.
-pub const NOT_RUN_YET: &[&str] = &["validate"];
+pub const NOT_RUN_YET: &[&str] = &[];
 
 /// Refuse (exit 2) a workflow that uses a feature of [`NOT_RUN_YET`], one line per use:
-/// `` `FILE`:LINE:COL: `validate` is not run by this version of prodigy run yet; … ``.
+/// `` `FILE`:LINE:COL: `KEY` is not run by this version of prodigy run yet; … `` (none today).
 pub fn refuse_not_run_yet(wf: &Workflow) -> Result<()> {
     let lines: Vec<String> = wf
         .features

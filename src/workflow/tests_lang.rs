@@ -441,6 +441,7 @@ const RUN_NOW: &[&str] = &[
     "working_dir",
     "write_file",
     "when",
+    "validate",
 ];
 
 #[test]

@@ -1473,3 +1473,5 @@ mod outputs;
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.
 mod steps;
+/// `validate` with `on_incomplete` (issue 24).
+mod validate;

@@ -210,11 +210,10 @@ map:
   max_parallel: 2
 agent_template:
   1. claude: /fix ${{item.id}} in src with ***
-      validate (threshold 80%):
+      validate (threshold 80%; unmet fails the step):
         1. shell: check 42
 reduce:
   1. shell: echo ${{map.total}} 42
-note: this version of prodigy run does not run `validate` (17:7) yet and refuses this file
 ",
         wf.display()
     );
@@ -230,7 +229,13 @@ note: this version of prodigy run does not run `validate` (17:7) yet and refuses
     assert_eq!(git(&r, &["branch", "-a"]), branches_before);
     assert_eq!(git(&r, &["worktree", "list"]), worktrees_before);
 
-    // The same file is refused by a real run, before anything is written.
+    // A file using a feature not run yet is refused by a real run, before anything is
+    // written.
+    let wf = write(
+        &env,
+        "refused.yml",
+        "mode: mapreduce\nmap:\n  input: items.json\n  agent_template:\n    - foreach: {input: [a, b], do: [{shell: echo x}]}\n",
+    );
     let o = Out::from(
         env.cmd(&["run", wf.to_str().unwrap(), "-y"])
             .current_dir(&r)
@@ -241,7 +246,7 @@ note: this version of prodigy run does not run `validate` (17:7) yet and refuses
     assert_eq!(
         o.stderr,
         format!(
-            "prodigy: `{w}`:17:7: `validate` is not run by this version of prodigy run yet; \
+            "prodigy: `{w}`:5:7: `foreach` is not run by this version of prodigy run yet; \
              `prodigy validate` and `--dry-run` accept it\n",
             w = wf.display()
         )
