@@ -111,6 +111,13 @@ for arch in "${archs[@]}"; do
   if [[ $triple == aarch64-unknown-linux-musl && -z ${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-} ]]; then
     env_linker=(CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld)
   fi
+  # Relative relocations packed (DT_RELR, 8 bytes a run instead of 24 a pointer): the static-pie
+  # keeps its ASLR and loses about 64 KiB of .rela.dyn (x86_64: 2,552,568 -> 2,487,104 bytes).
+  # musl's static-pie start applies RELR (musl >= 1.2.4); the --version check below runs it.
+  case $triple in
+    x86_64-unknown-linux-musl) flags="$flags -C link-arg=-Wl,-z,pack-relative-relocs" ;;
+    aarch64-unknown-linux-musl) flags="$flags -C link-arg=-zpack-relative-relocs" ;;
+  esac
   env "${env_linker[@]}" RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$flags" \
     cargo build --profile static --locked --target "$triple"
 

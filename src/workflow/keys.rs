@@ -358,7 +358,7 @@ pub const KEYS: &[Key] = &[
     k(C::OnIncomplete, "shell", K::Str, R::Yes, "the handler, a shell command", ""),
     k(C::OnIncomplete, "claude", K::Str, R::Yes, "the handler, a Claude prompt", ""),
     k(C::OnIncomplete, "commands", K::Steps, R::Yes, "the handler, a list of steps", ""),
-    k(C::OnIncomplete, "max_attempts", K::Uint, R::Yes, "handler runs at most (default 2); ${validation.attempt_number} is the run (1, 2, …), kept across a resume", ""),
+    k(C::OnIncomplete, "max_attempts", K::Uint, R::Yes, "handler runs at most (default 2); ${validation.attempt_number} is the run (1, 2, ...), kept across a resume", ""),
     k(C::OnIncomplete, "fail_workflow", K::Bool, R::Yes, "fail the step when still unmet (default true); false: a warning and the step succeeds", ""),
     k(C::OnIncomplete, "commit_required", K::Bool, R::Yes, "each handler run must make a commit (else it counts as failed and the attempts end)", "a run without a commit fails the workflow even under fail_workflow: false"),
     k(C::OnIncomplete, "prompt", K::Str, R::Yes, "written to the log when still unmet (nothing is asked)", "asked once; the answer is ignored"),
