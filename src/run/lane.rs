@@ -261,6 +261,13 @@ impl<'w> Lane<'w> {
                 Next::Wait => return None,
                 Next::Push(step, label) => {
                     self.push(step, label);
+                    if self.checkpoint {
+                        // The checkpoint that names this handler's attempt (validate's
+                        // on_incomplete) is written by the driver before the handler starts,
+                        // so a kill cannot land between its start and its record; the frame
+                        // starts at the next advance (see `wait_for`).
+                        return None;
+                    }
                     Ev::Start
                 }
                 Next::Done(r) => {
@@ -675,10 +682,13 @@ impl<'w> Lane<'w> {
                 if let Some(e) = &c.each {
                     return Some(e.wait_for());
                 }
-                c.run
-                    .as_ref()
-                    .and_then(|r| r.next_deadline())
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                match &c.run {
+                    Some(r) => r
+                        .next_deadline()
+                        .map(|d| d.saturating_duration_since(Instant::now())),
+                    // A frame pushed but not started (after a checkpoint): start it now.
+                    None => Some(Duration::ZERO),
+                }
             })
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_millis(5))

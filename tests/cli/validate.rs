@@ -228,31 +228,6 @@ reduce:
     );
     assert_eq!(git(&r, &["branch", "-a"]), branches_before);
     assert_eq!(git(&r, &["worktree", "list"]), worktrees_before);
-
-    // A file using a feature not run yet is refused by a real run, before anything is
-    // written.
-    let wf = write(
-        &env,
-        "refused.yml",
-        "mode: mapreduce\nmap:\n  input: items.json\n  agent_template:\n    - foreach: {input: [a, b], do: [{shell: echo x}]}\n",
-    );
-    let o = Out::from(
-        env.cmd(&["run", wf.to_str().unwrap(), "-y"])
-            .current_dir(&r)
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(o.code, 2, "{o:?}");
-    assert_eq!(
-        o.stderr,
-        format!(
-            "prodigy: `{w}`:5:7: `foreach` is not run by this version of prodigy run yet; \
-             `prodigy validate` and `--dry-run` accept it\n",
-            w = wf.display()
-        )
-    );
-    assert_eq!(fs::read_dir(&env.root).unwrap().count(), 0);
-    assert_eq!(git(&r, &["branch", "-a"]), branches_before);
 }
 
 #[test]
