@@ -290,6 +290,7 @@ const GIT_REDIRECTS: &[&str] = &[
 /// Start a step. Errors: the program cannot be started (message names it).
 pub fn spawn(s: Spawn) -> io::Result<Running> {
     let mut cmd = Command::new(&s.argv[0]);
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut pipes = Vec::new();
     cmd.args(&s.argv[1..])
         .current_dir(&s.cwd)

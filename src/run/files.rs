@@ -33,8 +33,19 @@ pub fn components<'a>(rel: &'a str, what: &str) -> Result<Vec<&'a OsStr>, String
     Ok(out)
 }
 
+/// ELOOP or ENOTDIR: what opening a component with `O_NOFOLLOW|O_DIRECTORY` says of a symlink.
+#[cfg(unix)]
+fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+#[cfg(not(unix))]
+fn is_symlink_refusal(_: &io::Error) -> bool {
+    false
+}
+
 fn io_msg(what: &str, rel: &str, e: &io::Error) -> String {
-    let why = if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+    let why = if is_symlink_refusal(e) {
         "a component is a symlink or not a directory (symlinks are not followed)".to_string()
     } else {
         crate::error::describe_io(e)
@@ -132,6 +143,8 @@ pub fn write_confined(
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
+        #[cfg(not(unix))]
+        let _ = mode;
         dir.replace(tmp, name)?;
         dir.sync()?;
         Ok(n)
