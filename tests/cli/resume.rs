@@ -1046,10 +1046,13 @@ fn killing_git(r: &R, at: AtMove) -> String {
     let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
     let bin = r.env.dir.join("killing-git");
     fs::create_dir_all(&bin).unwrap();
+    // The wrapper leaves the worktree before it kills prodigy: it outlives prodigy by a moment,
+    // and a process whose cwd is in the agent's worktree makes clean (rightly) call the run
+    // active (seen under load in CI's emulation).
     let act = match at {
-        AtMove::Before => "kill -9 $PPID; exit 1".to_string(),
-        AtMove::Torn => r#"mv "$5" "$6"; kill -9 $PPID; exit 1"#.to_string(),
-        AtMove::After => format!(r#""{real}" "$@"; kill -9 $PPID; exit 1"#),
+        AtMove::Before => "cd /; kill -9 $PPID; exit 1".to_string(),
+        AtMove::Torn => r#"mv "$5" "$6"; cd /; kill -9 $PPID; exit 1"#.to_string(),
+        AtMove::After => format!(r#""{real}" "$@"; cd /; kill -9 $PPID; exit 1"#),
         AtMove::Refused => {
             "echo 'fatal: working trees containing submodules cannot be moved or removed' >&2; exit 128"
                 .to_string()
@@ -1119,6 +1122,24 @@ reduce:
         match at {
             AtMove::Before => assert!(nested.is_dir() && !beside.exists(), "{at:?}"),
             _ => assert!(!nested.exists() && beside.is_dir(), "{at:?}"),
+        }
+        // A process that outlived prodigy by a moment (the git wrapper, or a git it started)
+        // makes clean call the run active while it works in a worktree, which is right; wait
+        // until clean's dry run sees the run as what it is once they are gone (CI under load).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, c) = r.env.json(&[
+                "clean",
+                "--all-repos",
+                "--dry-run",
+                "--json",
+                "--older-than",
+                "0s",
+            ]);
+            if c["sessions"] != serde_json::json!({"active": 1}) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         // clean, even forced and with no retention, takes nothing of the resumable run, prunes
         // no git record of it, and calls nothing unknown.
