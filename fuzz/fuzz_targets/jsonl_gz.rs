@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
-            assert!(e.to_string().contains("corrupt or truncated gzip data"), "{e}");
+            assert!(
+                e.to_string().contains("corrupt or truncated gzip data"),
+                "{e}"
+            );
             let err = st.expect_err("the same stream fails the same way");
             assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
             // What was read before the damage is what the bytes decompressed so far say.
