@@ -227,8 +227,9 @@ fn append_to_log(p: &Path, log: &Path) {
     }
 }
 
-/// The capture file is ours and its content is now in the log: unlink it through fsops.
-fn remove_file(p: &Path) {
+/// A file of ours under `logs/` (a capture file whose content is now in the log, a foreach
+/// input's output): unlink it through fsops, the only code that deletes (safety R1).
+pub(super) fn remove_file(p: &Path) {
     if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
         if let Ok(d) = crate::store::fsops::Dir::open_root(dir) {
             let _ = d.unlink(name);

@@ -287,7 +287,7 @@ fn item_text(v: &Value) -> String {
 /// Run the input command to its end; its stdout as items.
 fn list_command(text: &str, ctx: &Ctx, p: &Place<'_>) -> Result<Vec<String>, String> {
     let out = p.log.with_extension(format!("{}.items", p.tag));
-    let _ = std::fs::remove_file(&out);
+    super::super::capture::remove_file(&out);
     let open = |path: &Path| {
         crate::store::atomic::open_append(path)
             .map_err(|e| format!("cannot open `{}`: {e}", path.display()))
@@ -314,7 +314,7 @@ fn list_command(text: &str, ctx: &Ctx, p: &Place<'_>) -> Result<Vec<String>, Str
         exec::wait_event(Duration::from_millis(50));
     };
     let stdout = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    super::super::capture::remove_file(&out);
     if !o.success() {
         return Err(format!("foreach input `{text}` failed: {}", o.describe()));
     }
