@@ -1,12 +1,9 @@
-//! The Unix implementation of [`Dir`], [`walk`] and [`remove_tree`], which keeps the promises
-//! of the parent module: every call names one component relative to an open descriptor, no
-//! symlink is followed, no filesystem boundary crossed, descriptors are bounded, and `ENOENT`
-//! during a removal is success. Linux lists directories with `getdents64` and renames with
-//! `renameat2(RENAME_NOREPLACE)`; macOS renames with `renameatx_np(RENAME_EXCL)`; other Unix
-//! systems use `readdir` and a checked `renameat`.
-//!
-//! Files: `sys` (the raw calls and shared errors), `listing` (directory entries), `dir` (the
-//! [`Dir`] handle), `stack` (the bounded-descriptor traversal), `walk` and `remove`.
+//! The Unix implementation of [`Dir`], [`walk`](fn@walk) and [`remove_tree`], which keeps the
+//! promises of the parent module: every call names one component relative to an open
+//! descriptor, no symlink is followed, no filesystem boundary crossed, descriptors are bounded,
+//! and `ENOENT` during a removal is success. Linux lists directories with `getdents64` and
+//! renames with `renameat2(RENAME_NOREPLACE)`; macOS renames with `renameatx_np(RENAME_EXCL)`;
+//! other Unix systems use `readdir` and a checked `renameat`.
 
 mod dir;
 mod listing;

@@ -1,4 +1,4 @@
-//! The depth-first traversal shared by [`walk`](super::walk) and
+//! The depth-first traversal shared by [`walk`](fn@super::walk) and
 //! [`remove_tree`](super::remove_tree): a stack of directory frames, each with the entries not
 //! visited yet, of which at most [`MAX_OPEN_DIRS`] hold an open descriptor. Ancestors beyond
 //! that are closed and reopened through `openat(child, "..")` (or, failing that, down from the

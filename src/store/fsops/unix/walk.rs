@@ -20,8 +20,8 @@ use std::path::PathBuf;
 /// unreadable directory, entries that vanish — is reported in `problems` (an unreadable item
 /// is `problems` with `rel` ""), and what could be seen is still counted. When the item
 /// itself is a directory on another filesystem than `parent`, it is not entered: `mounts`
-/// is `[""]` and only its own mtime is reported, consistent with [`remove_tree`], which
-/// would not remove it.
+/// is `[""]` and only its own mtime is reported, consistent with
+/// [`remove_tree`](super::remove_tree), which would not remove it.
 pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
     let cname = component(name)?;
     let mut sum = WalkSummary::default();
