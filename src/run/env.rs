@@ -50,7 +50,7 @@ pub fn push_prodigy_vars(env: &mut Vec<(String, String)>, session_id: &str, job_
 /// Once the session worktree exists: evaluate `{command}` and `{condition}` values there and
 /// make the whole environment the run's (`ctx.env`) and its names workflow variables (an
 /// `--arg` of the same name wins).
-pub(crate) fn install(ctx: &mut super::Ctx, wf: &Workflow) -> Result<()> {
+pub(crate) fn install(ctx: &mut super::session::Ctx, wf: &Workflow) -> Result<()> {
     let r = resolve(wf, ctx.opts.profile.as_deref(), &ctx.repo.checkout)?;
     let mut env = r.finish(&ctx.worktree)?;
     for (k, v) in &env {

@@ -27,10 +27,11 @@
 #[path = "steps/validate.rs"]
 mod validate;
 
-use super::capture::Pending;
 use super::exec::{self, Running, Spawn};
-use super::steps::foreach;
-use super::{files, worktrees, Ctx};
+use super::session::{Ctx, HEARTBEAT};
+use super::steps::capture::Pending;
+use super::steps::{command, foreach, write_file as files};
+use super::worktrees;
 use crate::store::atomic::open_append;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Action, Step};
@@ -138,7 +139,7 @@ pub struct Lane<'w> {
     /// Prefix of capture-file tags (a `foreach` item's lane: `step2.i0.`).
     pub tag: String,
     /// A `foreach` item succeeded since the last look: its progress is in `vars`, to be
-    /// checkpointed ([`super::Ctx::run_lane`]).
+    /// checkpointed ([`super::session::Ctx::run_lane`]).
     pub progressed: bool,
     /// Set when the lane's variables changed inside a step in a way a resume needs (the
     /// validate loop's attempt count); see [`Lane::take_checkpoint`].
@@ -815,7 +816,7 @@ impl<'w> Lane<'w> {
                 ))
             }
             Action::Shell(_) => (
-                vec!["sh".into(), "-c".into(), text.into()],
+                command::shell_argv(text),
                 match capture {
                     Some(p) => new_file(p)?,
                     None => log,
@@ -836,27 +837,12 @@ impl<'w> Lane<'w> {
                     Some(c) => new_file(c)?,
                     None => new_file(&p)?,
                 };
-                (
-                    vec![
-                        "claude".into(),
-                        "--output-format".into(),
-                        "stream-json".into(),
-                        "--verbose".into(),
-                        "--dangerously-skip-permissions".into(),
-                        text.into(),
-                    ],
-                    f,
-                )
+                (command::claude_argv(text, true), f)
             }
             Action::Claude(_) => {
                 env.push(("PRODIGY_CLAUDE_STREAMING".into(), "false".into()));
                 (
-                    vec![
-                        "claude".into(),
-                        "--print".into(),
-                        "--dangerously-skip-permissions".into(),
-                        text.into(),
-                    ],
+                    command::claude_argv(text, false),
                     match capture {
                         Some(p) => new_file(p)?,
                         None => log,
@@ -873,6 +859,46 @@ impl<'w> Lane<'w> {
             timeout: timeout.map(Duration::from_secs),
         })
         .map_err(|e| e.to_string())
+    }
+}
+
+impl Ctx {
+    /// Run one sequential lane to its end, calling `on_step(ctx, lane, Some(i))` after step `i`
+    /// completed, and `on_step(ctx, lane, None)` after progress inside the running step that a
+    /// resume needs (a `foreach` item succeeded, [`Lane::progressed`]; the validate loop's
+    /// attempt count, [`Lane::take_checkpoint`]). In both, steps `0..lane.next` are complete
+    /// and `lane.vars` holds what to checkpoint. Warnings of the lane go to stderr.
+    pub fn run_lane(
+        &mut self,
+        lane: &mut Lane<'_>,
+        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, Option<usize>) -> crate::error::Result<()>,
+    ) -> crate::error::Result<LaneEnd> {
+        loop {
+            if let Some(sig) = exec::interrupted() {
+                lane.interrupt(sig);
+                return Ok(LaneEnd::Interrupted(sig));
+            }
+            match lane.advance(self) {
+                Some(LaneEnd::StepDone(i)) => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    on_step(self, lane, Some(i))?
+                }
+                Some(end) => return Ok(end),
+                None if std::mem::take(&mut lane.progressed) => on_step(self, lane, None)?,
+                None => {
+                    for w in lane.take_warnings() {
+                        self.warn(&w);
+                    }
+                    if lane.take_checkpoint() {
+                        on_step(self, lane, None)?;
+                    }
+                    self.heartbeat()?;
+                    exec::wait_event(lane.wait_for().min(HEARTBEAT));
+                }
+            }
+        }
     }
 }
 

@@ -12,9 +12,10 @@
 //! merge before any checkpoint does (see the module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
+use super::merge::finish;
 use super::resume::Start;
-use super::standard::{finish, pause};
-use super::{exec, register_orphan, worktrees, Ctx, Summary, HEARTBEAT};
+use super::session::{pause, register_orphan, Ctx, Summary, HEARTBEAT};
+use super::{exec, worktrees};
 use crate::error::{Error, Result};
 use crate::store::journal;
 use crate::store::records::{

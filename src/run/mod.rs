@@ -14,38 +14,34 @@
 //! checkpoints are written in batches after it, and a failed item is in the DLQ before any
 //! checkpoint says so.
 
-mod capture;
 pub mod dry;
 pub mod env;
 pub mod exec;
-mod files;
 mod lane;
 mod mapreduce;
+mod merge;
 pub mod resume;
+mod session;
 mod standard;
 pub(crate) mod steps;
 pub mod worktrees;
 
-use crate::error::{Error, Exit, Result};
+pub use session::{exit_of, Summary};
+use session::{owner, Ctx};
+
+use crate::error::{Error, Result};
 use crate::git::Git;
 use crate::store::journal::{self, EventLog};
 use crate::store::layout::{ensure_dir, Layout};
 use crate::store::lock::{LockRefused, ResumeLock};
-use crate::store::records::{
-    SessionJobMapping, SessionOwner, SessionRecord, SessionStatus, Timestamp,
-};
+use crate::store::records::{SessionJobMapping, SessionRecord, SessionStatus, Timestamp};
 use crate::workflow::vars::Vars;
 use crate::workflow::{Action, Kind, Workflow};
-use lane::{Lane, LaneEnd};
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use worktrees::Repo;
-
-/// How often the session record's heartbeat is refreshed while a run is live (run.md §5.1: at
-/// least every 60 s).
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Parsed `prodigy run` options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,159 +66,6 @@ pub struct Options {
     pub profile: Option<String>,
     /// `--param-file FILE`s, in order: each a JSON or YAML map of `--arg`s (`--arg` wins).
     pub param_files: Vec<PathBuf>,
-}
-
-/// What a run ended with (the `--json` document).
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    /// Session id.
-    pub session_id: String,
-    /// Job id (= session id for standard workflows).
-    pub job_id: String,
-    /// `"completed"`, `"failed"`, `"paused"`.
-    pub status: String,
-    /// Why it ended that way, one line.
-    pub reason: String,
-    /// Work items (MapReduce) or steps (standard) in all.
-    pub total: u64,
-    /// Completed work items or steps.
-    pub completed: u64,
-    /// Failed work items (in the DLQ) or steps.
-    pub failed: u64,
-    /// What happened to the session branch: merged, nothing-to-merge, not-merged, failed.
-    pub merge: String,
-    /// The process exit status.
-    pub exit: u8,
-}
-
-/// The whole state of one run, shared by the phases.
-pub(crate) struct Ctx {
-    pub git: Git,
-    pub layout: Layout,
-    pub repo: Repo,
-    pub session: SessionRecord,
-    pub job_id: String,
-    pub worktree: PathBuf,
-    pub branch: String,
-    pub logs: PathBuf,
-    pub events: EventLog,
-    pub env: Vec<(String, String)>,
-    pub vars: Vars,
-    pub opts: Options,
-    pub last_heartbeat: Instant,
-    pub started: Instant,
-    pub tty: bool,
-    pub claude_logs: std::cell::Cell<u32>,
-    _lock: ResumeLock,
-}
-
-impl Ctx {
-    /// Progress on a terminal only (run.md §1), to stderr.
-    pub fn progress(&self, msg: &str) {
-        if self.tty && !self.opts.quiet && !self.opts.json {
-            crate::error::eprint_line(&format!("[{:>4}s] {msg}", self.started.elapsed().as_secs()));
-        }
-    }
-
-    /// A warning on stderr (not under `-q`).
-    pub fn warn(&self, msg: &str) {
-        if !self.opts.quiet {
-            crate::error::eprint_line(&format!("prodigy: warning: {msg}"));
-        }
-    }
-
-    /// Append an event; a failure to write one is a warning, not the end of the run.
-    pub fn event(&mut self, kind: &str, fields: Value) {
-        if let Err(e) = self.events.emit(kind, fields) {
-            self.warn(&e.to_string());
-        }
-    }
-
-    /// Rewrite the session record with a fresh `updated_at` and owner heartbeat.
-    pub fn save_session(&mut self) -> Result<()> {
-        let now = Timestamp::now();
-        self.session.updated_at = Some(now);
-        if self.session.owner().is_some() {
-            self.session.set_owner(&owner(now));
-        }
-        self.last_heartbeat = Instant::now();
-        journal::write_session(&self.layout, &self.session)
-    }
-
-    /// Refresh the heartbeat when it is due.
-    pub fn heartbeat(&mut self) -> Result<()> {
-        if self.last_heartbeat.elapsed() >= HEARTBEAT {
-            self.save_session()?;
-        }
-        Ok(())
-    }
-
-    /// Run one sequential lane to its end, calling `on_step(ctx, lane, Some(i))` after step `i`
-    /// completed, and `on_step(ctx, lane, None)` after progress inside the running step that a
-    /// resume needs (a `foreach` item succeeded, [`Lane::progressed`]; the validate loop's
-    /// attempt count, [`Lane::take_checkpoint`]). In both, steps `0..lane.next` are complete
-    /// and `lane.vars` holds what to checkpoint. Warnings of the lane go to stderr.
-    pub fn run_lane(
-        &mut self,
-        lane: &mut Lane<'_>,
-        mut on_step: impl FnMut(&mut Ctx, &Lane<'_>, Option<usize>) -> Result<()>,
-    ) -> Result<LaneEnd> {
-        loop {
-            if let Some(sig) = exec::interrupted() {
-                lane.interrupt(sig);
-                return Ok(LaneEnd::Interrupted(sig));
-            }
-            match lane.advance(self) {
-                Some(LaneEnd::StepDone(i)) => {
-                    for w in lane.take_warnings() {
-                        self.warn(&w);
-                    }
-                    on_step(self, lane, Some(i))?
-                }
-                Some(end) => return Ok(end),
-                None if std::mem::take(&mut lane.progressed) => on_step(self, lane, None)?,
-                None => {
-                    for w in lane.take_warnings() {
-                        self.warn(&w);
-                    }
-                    if lane.take_checkpoint() {
-                        on_step(self, lane, None)?;
-                    }
-                    self.heartbeat()?;
-                    exec::wait_event(lane.wait_for().min(HEARTBEAT));
-                }
-            }
-        }
-    }
-
-    /// Finish a session: final status, `completed_at`, owner removed (run.md §5.5).
-    pub fn finish_session(&mut self, status: SessionStatus, error: Option<String>) -> Result<()> {
-        self.session.status = status;
-        if matches!(
-            status,
-            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Cancelled
-        ) {
-            self.session.completed_at = Some(Timestamp::now());
-            self.session.metadata.remove("owner");
-        }
-        // A paused session keeps its owner: once this process is gone the dead pid is what
-        // tells `clean` it is resumable now rather than active for another hour.
-        self.session.error = error;
-        self.save_session()
-    }
-
-    /// The log file of a phase or agent, `logs/{repo}/{job_id}/{name}`.
-    pub fn log_path(&self, name: &str) -> PathBuf {
-        self.logs.join(name)
-    }
-}
-
-fn owner(now: Timestamp) -> SessionOwner {
-    SessionOwner {
-        pid: std::process::id(),
-        hostname: crate::procs::hostname(),
-        heartbeat_at: now,
-    }
 }
 
 fn has_claude(wf: &Workflow) -> bool {
@@ -622,228 +465,5 @@ pub fn absolute(path: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
-    }
-}
-
-/// How the final merge went (run.md §4 "Final merge").
-pub(crate) enum MergeEnd {
-    Merged,
-    NothingToMerge,
-    NotMerged(String),
-    Failed(String),
-    Interrupted(i32),
-}
-
-/// Ask on a terminal whether to merge; never merge on end of input (run.md §1).
-fn confirm(question: &str) -> bool {
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return false;
-    }
-    let _ = write!(
-        std::io::stderr(),
-        "{} [y/N] ",
-        crate::store::names::terminal_safe(question)
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    match std::io::stdin().read_line(&mut line) {
-        Ok(0) | Err(_) => false,
-        Ok(_) => matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"),
-    }
-}
-
-/// The final merge of the session branch into the original branch, then removal of the session
-/// worktree and branch, also when items failed: their worktrees are beside it, not inside it
-/// (run.md §4). The branch's tip is recorded first (`metadata.worktree.merged_tip`), so that a
-/// `dlq retry` can make the session worktree again where it ended.
-pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
-    let meta = ctx
-        .session
-        .metadata
-        .get("worktree")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let Some(target) = meta
-        .get("original_branch")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return Ok(MergeEnd::NotMerged(format!(
-            "HEAD was detached when the run started; merge `{}` by hand",
-            ctx.branch
-        )));
-    };
-    let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
-    if ahead.is_empty() {
-        remove_session_worktree(ctx)?;
-        return Ok(MergeEnd::NothingToMerge);
-    }
-    let by_hand = format!(
-        "git -C {} merge --no-ff {}",
-        ctx.repo.main.display(),
-        ctx.branch
-    );
-    if !ctx.opts.yes && !confirm(&format!("Merge {} into {target}?", ctx.branch)) {
-        return Ok(MergeEnd::NotMerged(format!(
-            "not merged (no -y and no yes on a terminal); merge by hand: {by_hand}"
-        )));
-    }
-    if let Some(steps) = &wf.merge {
-        let mut vars = ctx.vars.clone();
-        vars.set_str("merge.worktree", &ctx.worktree.to_string_lossy());
-        vars.set_str("merge.source_branch", &ctx.branch);
-        vars.set_str("merge.target_branch", &target);
-        vars.set_str("merge.session_id", &ctx.session.id);
-        let mut lane = Lane::new(
-            steps,
-            ctx.worktree.clone(),
-            ctx.log_path("merge.log"),
-            vars,
-            vec![],
-            true,
-        );
-        match ctx.run_lane(&mut lane, |_, _, _| Ok(()))? {
-            LaneEnd::Finished => {}
-            LaneEnd::Failed { error, .. } => {
-                return Ok(MergeEnd::Failed(format!("merge step failed: {error}")))
-            }
-            LaneEnd::Interrupted(sig) => return Ok(MergeEnd::Interrupted(sig)),
-            LaneEnd::StepDone(_) => unreachable!("run_lane consumes StepDone"),
-        }
-        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch).unwrap_or_default();
-        if !worktrees::is_ancestor(&ctx.git, &ctx.repo.main, &tip, &target) {
-            return Ok(MergeEnd::Failed(format!(
-                "the merge steps ran, but `{}` is not merged into `{target}`",
-                ctx.branch
-            )));
-        }
-    } else {
-        let checkout = ctx.repo.checkout.clone();
-        // A merge of this very branch that a kill interrupted (MERGE_HEAD is our branch's tip or
-        // an earlier state of it) is ours to abort and make again; any other operation in the
-        // user's checkout is left alone.
-        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
-        let merging = worktrees::git_out(
-            &ctx.git,
-            &checkout,
-            &["rev-parse", "-q", "--verify", "MERGE_HEAD"],
-        )
-        .ok();
-        let ours = match (&merging, &tip) {
-            (Some(m), Some(t)) => worktrees::is_ancestor(&ctx.git, &ctx.repo.main, m, t),
-            _ => false,
-        };
-        if ours {
-            let _ = worktrees::git_out(&ctx.git, &checkout, &["merge", "--abort"]);
-            ctx.warn(&format!(
-                "aborted the interrupted merge of `{}` in `{}`; merging again",
-                ctx.branch,
-                checkout.display()
-            ));
-        }
-        if worktrees::current_branch(&ctx.git, &checkout).as_deref() != Some(target.as_str()) {
-            return Ok(MergeEnd::NotMerged(format!(
-                "`{}` is no longer on `{target}`; merge by hand: {by_hand}",
-                checkout.display()
-            )));
-        }
-        match worktrees::tracked_changes(&ctx.git, &checkout) {
-            Ok(c) if c.is_empty() => {}
-            _ => {
-                return Ok(MergeEnd::NotMerged(format!(
-                    "`{}` has uncommitted changes; merge by hand: {by_hand}",
-                    checkout.display()
-                )))
-            }
-        }
-        if let Some(op) = worktrees::operation_in_progress(&ctx.git, &checkout) {
-            return Ok(MergeEnd::NotMerged(format!(
-                "`{}` has {op} in progress; merge by hand: {by_hand}",
-                checkout.display()
-            )));
-        }
-        let msg = format!("Merge {} (prodigy session {})", ctx.branch, ctx.session.id);
-        if let Err(e) = worktrees::merge_no_ff(&ctx.git, &checkout, &ctx.branch, &msg) {
-            return Ok(MergeEnd::Failed(e));
-        }
-    }
-    ctx.event(
-        "worktree_merged",
-        json!({"branch": ctx.branch, "target": target}),
-    );
-    remove_session_worktree(ctx)?;
-    Ok(MergeEnd::Merged)
-}
-
-/// Remove the session worktree (fsops) and its branch once the branch is merged; a failure is
-/// registered in the orphan registry and reported as a warning. The branch's tip goes into the
-/// session record first (`metadata.worktree.merged_tip`): a `dlq retry` re-creates the branch
-/// there, so the items merged before are in its history (resume's "git is the truth").
-fn remove_session_worktree(ctx: &mut Ctx) -> Result<()> {
-    let parent = ctx.layout.worktrees_dir();
-    let name = ctx.session.id.clone();
-    let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
-    if let (Some(t), Some(Value::Object(w))) = (&tip, ctx.session.metadata.get_mut("worktree")) {
-        w.insert("merged_tip".into(), json!(t));
-        ctx.save_session()?;
-    }
-    match worktrees::remove_worktree(
-        &ctx.git,
-        ctx.layout.root(),
-        &ctx.repo.common,
-        &parent,
-        &name,
-    ) {
-        Ok(()) => {
-            if let Some(t) = tip {
-                let _ =
-                    worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &ctx.branch, &t);
-            }
-            ctx.event(
-                "worktree_cleaned",
-                json!({"path": ctx.worktree.to_string_lossy()}),
-            );
-        }
-        Err(e) => {
-            register_orphan(ctx, &ctx.worktree.clone(), "", "", &e);
-        }
-    }
-    Ok(())
-}
-
-/// Record a worktree whose removal failed (storage-format §4.7) and warn.
-pub(crate) fn register_orphan(ctx: &mut Ctx, path: &Path, agent: &str, item: &str, error: &str) {
-    let entry = crate::store::records::OrphanEntry {
-        path: path.to_path_buf(),
-        agent_id: agent.to_string(),
-        item_id: item.to_string(),
-        failed_at: Timestamp::now(),
-        error: error.to_string(),
-        extra: Default::default(),
-    };
-    if let Err(e) = journal::register_orphan(&ctx.layout, &ctx.job_id, entry) {
-        ctx.warn(&e.to_string());
-    }
-    ctx.warn(&format!(
-        "{error}; recorded for `prodigy worktree clean-orphaned`"
-    ));
-}
-
-/// The exit status of a finished run.
-pub fn exit_of(s: &Summary) -> Exit {
-    match s.exit {
-        0 => Exit::Ok,
-        130 => Exit::Interrupted,
-        143 => Exit::Terminated,
-        _ => Exit::Failures,
-    }
-}
-
-/// Exit status for an interrupting signal (130 for SIGINT, 143 for SIGTERM).
-pub(crate) fn signal_exit(sig: i32) -> u8 {
-    if sig == exec::SIGTERM {
-        143
-    } else {
-        130
     }
 }

@@ -20,8 +20,9 @@
 //! does.
 
 use super::mapreduce::MapState;
+use super::session::{owner, Ctx, Summary};
 use super::worktrees::{self, git_out};
-use super::{assemble, exec, execute, owner, Options, Summary};
+use super::{assemble, exec, execute, Options};
 use crate::error::{Error, Result};
 use crate::git::Git;
 use crate::store::journal;
@@ -698,7 +699,7 @@ fn what_changed(old: Option<&Value>, new: &Value) -> String {
 
 /// Repair the session worktree and decide where to start.
 fn prepare(
-    ctx: &mut super::Ctx,
+    ctx: &mut Ctx,
     wf: &Workflow,
     meta: &Value,
     quiet: bool,
@@ -734,7 +735,7 @@ fn prepare(
 
 /// Make the session worktree usable again: re-create it from its branch when its directory is
 /// gone, finish a merge a kill left half done, and remove a stale `index.lock`.
-fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()> {
+fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
     let wt = ctx.worktree.clone();
     let branch = ctx.branch.clone();
     let created = meta.get("created").and_then(Value::as_bool) == Some(true);
@@ -843,7 +844,7 @@ fn repair_worktree(ctx: &mut super::Ctx, meta: &Value, quiet: bool) -> Result<()
 /// worktree (`{session_id}.agent-{fid}`, run.md §4): one whose `git worktree move` a kill
 /// interrupted has been renamed while git's record names its old place inside the session
 /// worktree. A record that is right is left as it is.
-fn repair_moved_agents(ctx: &super::Ctx, quiet: bool) {
+fn repair_moved_agents(ctx: &Ctx, quiet: bool) {
     let dir = ctx.layout.worktrees_dir();
     let sid = ctx.session.id.as_str();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -883,7 +884,7 @@ const LOCK_SETTLE: Duration = Duration::from_secs(1);
 /// (`index.lock`, `HEAD.lock`, …). While `packed-refs.lock` is there no branch can be deleted:
 /// an item that runs again would find its old branch, fail to create its worktree and end in
 /// the DLQ, and every merged branch would be left behind. A lock still in use is named and kept.
-fn remove_stale_git_locks(ctx: &super::Ctx, quiet: bool) {
+fn remove_stale_git_locks(ctx: &Ctx, quiet: bool) {
     let wt = &ctx.worktree;
     let private = if wt.join(".git").exists() {
         git_out(
@@ -919,7 +920,7 @@ fn remove_stale_git_locks(ctx: &super::Ctx, quiet: bool) {
 
 /// Items whose merge commit is in the parent's history: `Merge agent BRANCH (item ID)` subjects
 /// since the run's base commit.
-fn merged_items(ctx: &super::Ctx) -> BTreeSet<String> {
+fn merged_items(ctx: &Ctx) -> BTreeSet<String> {
     let base = ctx
         .session
         .metadata
@@ -949,7 +950,7 @@ fn merged_items(ctx: &super::Ctx) -> BTreeSet<String> {
     .collect()
 }
 
-fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool) -> Result<Start> {
+fn mapreduce_start(ctx: &mut Ctx, retry_reduce: Option<bool>, quiet: bool) -> Result<Start> {
     let layout = ctx.layout.clone();
     let job = ctx.job_id.clone();
     let state: Option<JobState> =
@@ -1121,7 +1122,13 @@ fn mapreduce_start(ctx: &mut super::Ctx, retry_reduce: Option<bool>, quiet: bool
                     quiet,
                     &format!("removed the leftover worktree of merged item {}", w.id),
                 ),
-                Err(e) => super::register_orphan(ctx, &ctx.worktree.join(&name), &name, &w.id, &e),
+                Err(e) => super::session::register_orphan(
+                    ctx,
+                    &ctx.worktree.join(&name),
+                    &name,
+                    &w.id,
+                    &e,
+                ),
             }
         }
         let branch = format!("prodigy-agent-{job}-{fid}");

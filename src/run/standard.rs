@@ -5,8 +5,9 @@
 //! (what makes `clean` see a failed or killed run as resumable).
 
 use super::lane::{Lane, LaneEnd};
+use super::merge::finish;
 use super::resume::Start;
-use super::{final_merge, signal_exit, Ctx, MergeEnd, Summary};
+use super::session::{pause, Ctx, Summary};
 use crate::error::Result;
 use crate::store::records::{SessionStatus, Timestamp};
 use crate::workflow::{Step, Workflow};
@@ -97,71 +98,4 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, steps: &[Step], start: Start) ->
     }
     ctx.vars = lane.vars.clone();
     finish(ctx, wf, summary, 0)
-}
-
-/// Pause after SIGINT/SIGTERM: session Paused (its checkpoint already says what completed).
-pub(crate) fn pause(ctx: &mut Ctx, mut summary: Summary, sig: i32) -> Result<Summary> {
-    summary.status = "paused".into();
-    summary.reason = format!("interrupted by signal {sig}");
-    summary.exit = signal_exit(sig);
-    summary.merge = "not-merged".into();
-    ctx.event("job_paused", json!({"signal": sig}));
-    ctx.finish_session(SessionStatus::Paused, None)?;
-    Ok(summary)
-}
-
-/// The final merge and the end of the session. `failed_items` > 0 makes the exit status 1.
-pub(crate) fn finish(
-    ctx: &mut Ctx,
-    wf: &Workflow,
-    mut summary: Summary,
-    failed_items: u64,
-) -> Result<Summary> {
-    let merge = final_merge(ctx, wf)?;
-    let (merge_word, merge_err) = match merge {
-        MergeEnd::Merged => ("merged", None),
-        MergeEnd::NothingToMerge => ("nothing-to-merge", None),
-        MergeEnd::NotMerged(why) => {
-            if !ctx.opts.quiet && !ctx.opts.json {
-                crate::error::eprint_line(&format!("prodigy: {why}"));
-            }
-            ("not-merged", None)
-        }
-        // A merge that failed because the run was interrupted meanwhile is resumed, not failed.
-        MergeEnd::Failed(_) if super::exec::interrupted().is_some() => {
-            return pause(ctx, summary, super::exec::interrupted().unwrap_or(2))
-        }
-        MergeEnd::Failed(why) => ("failed", Some(why)),
-        MergeEnd::Interrupted(sig) => return pause(ctx, summary, sig),
-    };
-    summary.merge = merge_word.into();
-    if let Some(e) = merge_err {
-        summary.status = "failed".into();
-        summary.reason = format!("final merge failed: {e}");
-        summary.exit = 1;
-        ctx.event("job_failed", json!({"error": summary.reason}));
-        ctx.finish_session(SessionStatus::Failed, Some(summary.reason.clone()))?;
-        return Ok(summary);
-    }
-    summary.status = "completed".into();
-    if failed_items > 0 {
-        summary.exit = 1;
-        summary.reason = format!(
-            "{failed_items} work item(s) failed; they are in the dead letter queue (prodigy dlq show {})",
-            ctx.job_id
-        );
-    } else {
-        summary.reason = if ctx.session.mapreduce_data.is_some() {
-            "every work item succeeded".into()
-        } else {
-            "every step succeeded".into()
-        };
-    }
-    ctx.event(
-        "job_completed",
-        json!({"merge": merge_word, "failed_items": failed_items}),
-    );
-    let err = (failed_items > 0).then(|| summary.reason.clone());
-    ctx.finish_session(SessionStatus::Completed, err)?;
-    Ok(summary)
 }

@@ -28,8 +28,8 @@
 //!   `do`, or in a map agent, which restarts as a whole, starts over).
 
 use super::super::exec::{self, Spawn};
-use super::super::lane::{Lane, LaneEnd};
-use super::super::Ctx;
+use crate::run::lane::{Lane, LaneEnd};
+use crate::run::session::Ctx;
 use crate::workflow::vars::{interpolate, Vars};
 use crate::workflow::{Foreach, ForeachInput, Step};
 use serde_json::{json, Value};
@@ -287,7 +287,7 @@ fn item_text(v: &Value) -> String {
 /// Run the input command to its end; its stdout as items.
 fn list_command(text: &str, ctx: &Ctx, p: &Place<'_>) -> Result<Vec<String>, String> {
     let out = p.log.with_extension(format!("{}.items", p.tag));
-    super::super::capture::remove_file(&out);
+    super::capture::remove_file(&out);
     let open = |path: &Path| {
         crate::store::atomic::open_append(path)
             .map_err(|e| format!("cannot open `{}`: {e}", path.display()))
@@ -314,7 +314,7 @@ fn list_command(text: &str, ctx: &Ctx, p: &Place<'_>) -> Result<Vec<String>, Str
         exec::wait_event(Duration::from_millis(50));
     };
     let stdout = std::fs::read_to_string(&out).unwrap_or_default();
-    super::super::capture::remove_file(&out);
+    super::capture::remove_file(&out);
     if !o.success() {
         return Err(format!("foreach input `{text}` failed: {}", o.describe()));
     }

@@ -39,7 +39,9 @@
 //! ([`Lane::skip_if_committed`](super::Lane::skip_if_committed)), which is validated again.
 
 use super::{Frame, Lane, Next, Stage};
-use crate::run::{files, worktrees, Ctx};
+use crate::run::session::Ctx;
+use crate::run::steps::write_file as files;
+use crate::run::worktrees;
 use crate::workflow::{Step, Validate};
 use serde_json::{json, Map, Value};
 

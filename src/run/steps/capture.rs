@@ -16,8 +16,8 @@
 //! capture — but only a step that otherwise succeeded: a failed step's output is kept as a string
 //! so `on_failure` can read it.
 
-use super::exec::Outcome;
-use super::files;
+use super::write_file as files;
+use crate::run::exec::Outcome;
 use crate::store::atomic::open_append;
 use crate::workflow::vars::Vars;
 use crate::workflow::{Capture, Step};

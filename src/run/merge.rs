@@ -1,0 +1,254 @@
+//! The end of a session: the final merge of the session branch into the branch the run started
+//! on (with the workflow's `merge:` steps when it has them), the removal of the session worktree
+//! and branch, and the session's last status (run.md §4 "Final merge", §5).
+
+use super::lane::{Lane, LaneEnd};
+use super::session::{pause, register_orphan, Ctx, Summary};
+use super::worktrees;
+use crate::error::Result;
+use crate::store::records::SessionStatus;
+use crate::workflow::Workflow;
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+
+/// How the final merge went (run.md §4 "Final merge").
+pub(crate) enum MergeEnd {
+    Merged,
+    NothingToMerge,
+    NotMerged(String),
+    Failed(String),
+    Interrupted(i32),
+}
+
+/// Ask on a terminal whether to merge; never merge on end of input (run.md §1).
+fn confirm(question: &str) -> bool {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return false;
+    }
+    let _ = write!(
+        std::io::stderr(),
+        "{} [y/N] ",
+        crate::store::names::terminal_safe(question)
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES"),
+    }
+}
+
+/// The final merge of the session branch into the original branch, then removal of the session
+/// worktree and branch, also when items failed: their worktrees are beside it, not inside it
+/// (run.md §4). The branch's tip is recorded first (`metadata.worktree.merged_tip`), so that a
+/// `dlq retry` can make the session worktree again where it ended.
+pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
+    let meta = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let Some(target) = meta
+        .get("original_branch")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(MergeEnd::NotMerged(format!(
+            "HEAD was detached when the run started; merge `{}` by hand",
+            ctx.branch
+        )));
+    };
+    let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
+    if ahead.is_empty() {
+        remove_session_worktree(ctx)?;
+        return Ok(MergeEnd::NothingToMerge);
+    }
+    let by_hand = format!(
+        "git -C {} merge --no-ff {}",
+        ctx.repo.main.display(),
+        ctx.branch
+    );
+    if !ctx.opts.yes && !confirm(&format!("Merge {} into {target}?", ctx.branch)) {
+        return Ok(MergeEnd::NotMerged(format!(
+            "not merged (no -y and no yes on a terminal); merge by hand: {by_hand}"
+        )));
+    }
+    if let Some(steps) = &wf.merge {
+        let mut vars = ctx.vars.clone();
+        vars.set_str("merge.worktree", &ctx.worktree.to_string_lossy());
+        vars.set_str("merge.source_branch", &ctx.branch);
+        vars.set_str("merge.target_branch", &target);
+        vars.set_str("merge.session_id", &ctx.session.id);
+        let mut lane = Lane::new(
+            steps,
+            ctx.worktree.clone(),
+            ctx.log_path("merge.log"),
+            vars,
+            vec![],
+            true,
+        );
+        match ctx.run_lane(&mut lane, |_, _, _| Ok(()))? {
+            LaneEnd::Finished => {}
+            LaneEnd::Failed { error, .. } => {
+                return Ok(MergeEnd::Failed(format!("merge step failed: {error}")))
+            }
+            LaneEnd::Interrupted(sig) => return Ok(MergeEnd::Interrupted(sig)),
+            LaneEnd::StepDone(_) => unreachable!("run_lane consumes StepDone"),
+        }
+        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch).unwrap_or_default();
+        if !worktrees::is_ancestor(&ctx.git, &ctx.repo.main, &tip, &target) {
+            return Ok(MergeEnd::Failed(format!(
+                "the merge steps ran, but `{}` is not merged into `{target}`",
+                ctx.branch
+            )));
+        }
+    } else {
+        let checkout = ctx.repo.checkout.clone();
+        // A merge of this very branch that a kill interrupted (MERGE_HEAD is our branch's tip or
+        // an earlier state of it) is ours to abort and make again; any other operation in the
+        // user's checkout is left alone.
+        let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
+        let merging = worktrees::git_out(
+            &ctx.git,
+            &checkout,
+            &["rev-parse", "-q", "--verify", "MERGE_HEAD"],
+        )
+        .ok();
+        let ours = match (&merging, &tip) {
+            (Some(m), Some(t)) => worktrees::is_ancestor(&ctx.git, &ctx.repo.main, m, t),
+            _ => false,
+        };
+        if ours {
+            let _ = worktrees::git_out(&ctx.git, &checkout, &["merge", "--abort"]);
+            ctx.warn(&format!(
+                "aborted the interrupted merge of `{}` in `{}`; merging again",
+                ctx.branch,
+                checkout.display()
+            ));
+        }
+        if worktrees::current_branch(&ctx.git, &checkout).as_deref() != Some(target.as_str()) {
+            return Ok(MergeEnd::NotMerged(format!(
+                "`{}` is no longer on `{target}`; merge by hand: {by_hand}",
+                checkout.display()
+            )));
+        }
+        match worktrees::tracked_changes(&ctx.git, &checkout) {
+            Ok(c) if c.is_empty() => {}
+            _ => {
+                return Ok(MergeEnd::NotMerged(format!(
+                    "`{}` has uncommitted changes; merge by hand: {by_hand}",
+                    checkout.display()
+                )))
+            }
+        }
+        if let Some(op) = worktrees::operation_in_progress(&ctx.git, &checkout) {
+            return Ok(MergeEnd::NotMerged(format!(
+                "`{}` has {op} in progress; merge by hand: {by_hand}",
+                checkout.display()
+            )));
+        }
+        let msg = format!("Merge {} (prodigy session {})", ctx.branch, ctx.session.id);
+        if let Err(e) = worktrees::merge_no_ff(&ctx.git, &checkout, &ctx.branch, &msg) {
+            return Ok(MergeEnd::Failed(e));
+        }
+    }
+    ctx.event(
+        "worktree_merged",
+        json!({"branch": ctx.branch, "target": target}),
+    );
+    remove_session_worktree(ctx)?;
+    Ok(MergeEnd::Merged)
+}
+
+/// Remove the session worktree (fsops) and its branch once the branch is merged; a failure is
+/// registered in the orphan registry and reported as a warning. The branch's tip goes into the
+/// session record first (`metadata.worktree.merged_tip`): a `dlq retry` re-creates the branch
+/// there, so the items merged before are in its history (resume's "git is the truth").
+fn remove_session_worktree(ctx: &mut Ctx) -> Result<()> {
+    let parent = ctx.layout.worktrees_dir();
+    let name = ctx.session.id.clone();
+    let tip = worktrees::branch_tip(&ctx.git, &ctx.repo.main, &ctx.branch);
+    if let (Some(t), Some(Value::Object(w))) = (&tip, ctx.session.metadata.get_mut("worktree")) {
+        w.insert("merged_tip".into(), json!(t));
+        ctx.save_session()?;
+    }
+    match worktrees::remove_worktree(
+        &ctx.git,
+        ctx.layout.root(),
+        &ctx.repo.common,
+        &parent,
+        &name,
+    ) {
+        Ok(()) => {
+            if let Some(t) = tip {
+                let _ =
+                    worktrees::delete_merged_branch(&ctx.git, &ctx.repo.common, &ctx.branch, &t);
+            }
+            ctx.event(
+                "worktree_cleaned",
+                json!({"path": ctx.worktree.to_string_lossy()}),
+            );
+        }
+        Err(e) => {
+            register_orphan(ctx, &ctx.worktree.clone(), "", "", &e);
+        }
+    }
+    Ok(())
+}
+
+/// The final merge and the end of the session. `failed_items` > 0 makes the exit status 1.
+pub(crate) fn finish(
+    ctx: &mut Ctx,
+    wf: &Workflow,
+    mut summary: Summary,
+    failed_items: u64,
+) -> Result<Summary> {
+    let merge = final_merge(ctx, wf)?;
+    let (merge_word, merge_err) = match merge {
+        MergeEnd::Merged => ("merged", None),
+        MergeEnd::NothingToMerge => ("nothing-to-merge", None),
+        MergeEnd::NotMerged(why) => {
+            if !ctx.opts.quiet && !ctx.opts.json {
+                crate::error::eprint_line(&format!("prodigy: {why}"));
+            }
+            ("not-merged", None)
+        }
+        // A merge that failed because the run was interrupted meanwhile is resumed, not failed.
+        MergeEnd::Failed(_) if super::exec::interrupted().is_some() => {
+            return pause(ctx, summary, super::exec::interrupted().unwrap_or(2))
+        }
+        MergeEnd::Failed(why) => ("failed", Some(why)),
+        MergeEnd::Interrupted(sig) => return pause(ctx, summary, sig),
+    };
+    summary.merge = merge_word.into();
+    if let Some(e) = merge_err {
+        summary.status = "failed".into();
+        summary.reason = format!("final merge failed: {e}");
+        summary.exit = 1;
+        ctx.event("job_failed", json!({"error": summary.reason}));
+        ctx.finish_session(SessionStatus::Failed, Some(summary.reason.clone()))?;
+        return Ok(summary);
+    }
+    summary.status = "completed".into();
+    if failed_items > 0 {
+        summary.exit = 1;
+        summary.reason = format!(
+            "{failed_items} work item(s) failed; they are in the dead letter queue (prodigy dlq show {})",
+            ctx.job_id
+        );
+    } else {
+        summary.reason = if ctx.session.mapreduce_data.is_some() {
+            "every work item succeeded".into()
+        } else {
+            "every step succeeded".into()
+        };
+    }
+    ctx.event(
+        "job_completed",
+        json!({"merge": merge_word, "failed_items": failed_items}),
+    );
+    let err = (failed_items > 0).then(|| summary.reason.clone());
+    ctx.finish_session(SessionStatus::Completed, err)?;
+    Ok(summary)
+}
