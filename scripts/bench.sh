@@ -676,12 +676,34 @@ HOME=$T PRODIGY_HOME=$T/home exec "$BIN" run "$WF" -y -q
 EOF
     cat >"$R/v044.sh" <<'EOF'
 #!/bin/sh
-# v044.sh T BIN WF: Prodigy 0.4.4's `prodigy run WF -y` in T/repo, its data in T/home044/.prodigy.
+# v044.sh T BIN WF: Prodigy 0.4.4's `prodigy run WF -y` in T/repo, its data in T/home044/.prodigy,
+# with the stub `claude` of stub/ first on PATH (0.4.4 asks `claude --version` before a run and
+# has Claude do the final merge).
 set -eu
 T=$1 BIN=$2 WF=$3
+PATH=$(dirname "$0")/stub:$PATH
+export PATH
 cd "$T/repo"
 HOME=$T/home044 exec "$BIN" run "$WF" -y >/dev/null
 EOF
+    mkdir -p "$R/stub"
+    cat >"$R/stub/claude" <<'EOF'
+#!/bin/sh
+# A stub `claude` for Prodigy 0.4.4: answers --version, and does the final merge 0.4.4 asks
+# Claude for (`/prodigy-merge-worktree BRANCH TARGET`, run in the session worktree) as the
+# floor does: `git merge --no-ff` of the session branch in the main checkout.
+[ "${1:-}" = "--version" ] && { echo "1.0.0 (Claude Code)"; exit 0; }
+for a in "$@"; do
+    case "$a" in
+        /prodigy-merge-worktree\ *)
+            set -- ${a#/prodigy-merge-worktree }
+            main=$(dirname "$(git rev-parse --path-format=absolute --git-common-dir)")
+            exec git -C "$main" merge --no-ff --no-edit -q "$1" ;;
+    esac
+done
+exit 0
+EOF
+    chmod +x "$R/stub/claude"
     cat >"$R/floor.sh" <<'EOF'
 #!/bin/sh
 # floor.sh T P N: the git work `prodigy run` does for the benchmark workflow, in a shell script.
@@ -740,12 +762,15 @@ EOF
 # run_check T N WHAT: after one run, the checkout has the init commit, N agent commits, N merges
 # and the session merge; one worktree and one branch are left; every item's file is there.
 run_check() {
-    local T=$1 N=$2 what=$3 commits wts brs files
+    local T=$1 N=$2 what=$3 commits wts brs files want_brs=1
+    # Prodigy 0.4.4 deletes no agent branch: 2N + 2 left (the checkout's, its session branch and
+    # two per item, `agent-…` and `prodigy-mapreduce-agent-…`).
+    [ "$what" != "prodigy 0.4.4" ] || want_brs=$((2 * N + 2))
     commits=$(git -C "$T/repo" rev-list --count HEAD)
     wts=$(git -C "$T/repo" worktree list | wc -l)
     brs=$(git -C "$T/repo" branch | wc -l)
     files=$(cd "$T/repo" && ls out-i*.txt 2>/dev/null | wc -l)
-    if [ "$commits" != $((2 * N + 2)) ] || [ "$wts" != 1 ] || [ "$brs" != 1 ] || [ "$files" != "$N" ]; then
+    if [ "$commits" != $((2 * N + 2)) ] || [ "$wts" != 1 ] || [ "$brs" != "$want_brs" ] || [ "$files" != "$N" ]; then
         echo "bench: $what at $N items left $commits commits (want $((2 * N + 2))), $wts worktrees, $brs branches, $files item files" >&2
         exit 1
     fi
