@@ -148,13 +148,27 @@ reduce:
 }
 
 /// A kill point: wait until the run's events contain `n` events of type `after`, wait `delay`
-/// more milliseconds, then SIGKILL prodigy alone or its whole process group.
+/// more milliseconds, then SIGKILL prodigy alone, its whole process group, or its whole tree.
 #[derive(Clone, Copy, Debug)]
 struct Kill {
     after: &'static str,
     n: usize,
     delay: u64,
-    group: bool,
+    who: Who,
+}
+
+/// What a kill point kills.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    /// prodigy alone: its steps (each in its own process group) live on as orphans, and the
+    /// resume waits for them.
+    Prodigy,
+    /// prodigy's process group: prodigy and the git it runs itself; steps live on.
+    Group,
+    /// Everything, as a crash of the machine would: prodigy stopped, then every process
+    /// group of its descendants (steps and what they started) and its own killed. A step is
+    /// cut where it is (a commit half made, a line not yet appended).
+    Tree,
 }
 
 const fn k(after: &'static str, n: usize, delay: u64, group: bool) -> Kill {
@@ -162,7 +176,17 @@ const fn k(after: &'static str, n: usize, delay: u64, group: bool) -> Kill {
         after,
         n,
         delay,
-        group,
+        who: if group { Who::Group } else { Who::Prodigy },
+    }
+}
+
+/// A kill point that kills prodigy's whole tree ([`Who::Tree`]).
+const fn kt(after: &'static str, n: usize, delay: u64) -> Kill {
+    Kill {
+        after,
+        n,
+        delay,
+        who: Who::Tree,
     }
 }
 
@@ -224,13 +248,61 @@ fn run_with_kill(r: &R, args: &[&str], kp: Option<Kill>, tag: &str) -> Option<i3
     }
     std::thread::sleep(Duration::from_millis(kp.delay));
     let pid = child.id() as i32;
-    kill(if kp.group { -pid } else { pid }, 9);
+    match kp.who {
+        Who::Prodigy => kill(pid, 9),
+        Who::Group => kill(-pid, 9),
+        Who::Tree => kill_tree(pid),
+    }
     let code = child.wait().unwrap().code();
     if code.is_some() {
         // It finished before the signal arrived.
         return code;
     }
     None
+}
+
+/// SIGKILL `pid`'s process group and the process group of every descendant: `pid` is stopped
+/// first, so it starts nothing meanwhile; a step's children share its group.
+fn kill_tree(pid: i32) {
+    kill(pid, 19);
+    // pid → (ppid, pgid) of every process, from /proc/PID/stat (the fields after the last `)`).
+    let mut procs = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(Ok(ppid)), Some(Ok(pgid))) = (
+            f.get(1).map(|v| v.parse::<i32>()),
+            f.get(2).map(|v| v.parse::<i32>()),
+        ) {
+            procs.push((p, ppid, pgid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    let mut groups: Vec<i32> = procs
+        .iter()
+        .filter(|p| tree.contains(&p.0))
+        .map(|p| p.2)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        kill(-g, 9);
+    }
+    kill(-pid, 9);
 }
 
 /// What must hold after every round, killed or not.
@@ -321,28 +393,75 @@ fn final_checks(r: &R, seed: usize) {
         "12\n",
         "seed {seed}: map.successful after resumes"
     );
+    nothing_left(r, &format!("seed {seed}"));
+}
+
+/// After a run that succeeded: its dead letter queue empty, no branch but `main`, no worktree
+/// (not in git's list, not on disk), the user's checkout clean.
+fn nothing_left(r: &R, seed: &str) {
+    let s = r.session();
     let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
     let dlq = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
     if dlq.exists() {
         let v: Value = serde_json::from_slice(&fs::read(&dlq).unwrap()).unwrap();
-        assert_eq!(v["items"].as_array().unwrap().len(), 0, "seed {seed}: {v}");
+        assert_eq!(v["items"].as_array().unwrap().len(), 0, "{seed}: {v}");
     }
     let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
-    assert_eq!(branches.trim(), "main", "seed {seed}: branches left");
+    assert_eq!(branches.trim(), "main", "{seed}: branches left");
     let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
-    assert!(!wl.contains("prunable"), "seed {seed}: {wl}");
+    assert!(!wl.contains("prunable"), "{seed}: {wl}");
     assert_eq!(
         wl.lines().filter(|l| l.starts_with("worktree ")).count(),
         1,
-        "seed {seed}: {wl}"
+        "{seed}: {wl}"
     );
     assert!(
         !r.env.p("worktrees/work").exists()
             || fs::read_dir(r.env.p("worktrees/work")).unwrap().count() == 0,
-        "seed {seed}: worktree directories left"
+        "{seed}: worktree directories left"
     );
     let st = git(&r.repo, &["status", "--porcelain"]);
-    assert_eq!(st, "", "seed {seed}: the user's checkout is dirty");
+    assert_eq!(st, "", "{seed}: the user's checkout is dirty");
+}
+
+/// Run `wf` with the first of `kills`, then resume it, alternately by job id and session id,
+/// each round with the next kill point, until a round exits 0 (a resume must exit 0 or be
+/// killed). [`invariants`] hold after every round; `killed` looks at what a round that was
+/// killed left.
+fn run_until_done(r: &R, wf: &Path, kills: &[Kill], seed: &str, mut killed: impl FnMut(&R)) {
+    let mut kills = kills.iter().copied();
+    let mut code = run_with_kill(r, &["run", wf.to_str().unwrap(), "-y"], kills.next(), "run");
+    invariants(r, &format!("{seed} after run"));
+    let mut round = 0;
+    while code != Some(0) {
+        if code.is_none() {
+            killed(r);
+        }
+        round += 1;
+        assert!(round <= 6, "{seed}: no success after {round} resumes");
+        let s = r.session();
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"]
+            .as_str()
+            .unwrap_or(&sid)
+            .to_string();
+        // Alternate session id and job id.
+        let id = if round % 2 == 1 { job } else { sid };
+        code = run_with_kill(
+            r,
+            &["resume", &id, "-y"],
+            kills.next(),
+            &format!("resume{round}"),
+        );
+        let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap()
+            + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
+        assert!(
+            code.is_none() || code == Some(0),
+            "{seed} round {round}: exit {code:?}: {err}\ndead letter queue: {}",
+            dlq_errors(r)
+        );
+        invariants(r, &format!("{seed} after resume {round}"));
+    }
 }
 
 #[test]
@@ -362,40 +481,260 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
             return;
         };
         let wf = r.wf("sweep.yml", &sweep_workflow());
-        let mut kills = kills.iter().copied();
-        let first = run_with_kill(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            kills.next(),
-            "run",
-        );
-        invariants(&r, &format!("seed {seed} after run"));
-        let mut code = first;
-        let mut round = 0;
-        while code != Some(0) {
-            round += 1;
-            assert!(round <= 6, "seed {seed}: no success after {round} resumes");
-            let s = r.session();
-            let sid = s["id"].as_str().unwrap().to_string();
-            let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
-            // Alternate session id and job id.
-            let id = if round % 2 == 1 { job } else { sid };
-            code = run_with_kill(
-                &r,
-                &["resume", &id, "-y"],
-                kills.next(),
-                &format!("resume{round}"),
-            );
-            let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap()
-                + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
-            assert!(
-                code.is_none() || code == Some(0),
-                "seed {seed} round {round}: exit {code:?}: {err}\ndead letter queue: {}",
-                dlq_errors(&r)
-            );
-            invariants(&r, &format!("seed {seed} after resume {round}"));
-        }
+        run_until_done(&r, &wf, kills, &format!("seed {seed}"), |_| {});
         final_checks(&r, seed);
+    }
+}
+
+/// A validate loop in setup and in reduce, and a parallel foreach in reduce (run.md §2, §6).
+/// Each `validate` reads `@D/{p}-fixed` (outside the repository): 40 % (missing `x`) until two
+/// `on_incomplete` runs have each appended their line there, then 100 %; each run first appends
+/// `${validation.attempt_number} ${validation.completion} ${validation.missing}` to
+/// `@D/{p}-attempts`. The foreach items append their name to `@D/each` and commit their file
+/// only when it changed (what a step that may run twice has to do), one git at a time.
+fn loop_sweep_workflow(d: &Path) -> String {
+    let validate = |p: &str| {
+        format!(
+            r#"validate:
+      shell: |
+        n=$(cat @D/{p}-fixed 2>/dev/null | wc -l)
+        if [ "$n" -ge 2 ]; then echo '{{"completion_percentage": 100, "status": "complete"}}'; else echo '{{"completion_percentage": 40, "status": "incomplete", "missing": ["x"]}}'; fi
+      on_incomplete:
+        shell: |
+          echo "${{validation.attempt_number}} ${{validation.completion}} ${{validation.missing}}" >> @D/{p}-attempts
+          sleep 0.15
+          echo fix >> @D/{p}-fixed
+        max_attempts: {LOOP_MAX}"#
+        )
+    };
+    let items: Vec<String> = (1..=LOOP_ITEMS).map(|i| format!(r#"{{"id": "w{i}"}}"#)).collect();
+    format!(
+        r#"name: loop-sweep
+mode: mapreduce
+setup:
+  - shell: |
+      sleep 0.05
+      printf '%s' '[{items}]' > items.json
+      git add items.json && git commit -q -m "setup: items"
+    commit_required: true
+    {sv}
+  - shell: |
+      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > setup-validation.txt && git add setup-validation.txt && git commit -q -m "setup: validation"
+    commit_required: true
+map:
+  input: items.json
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        sleep 0.05
+        echo ${{item_id}} > "out-${{item_id}}.txt"
+        git add "out-${{item_id}}.txt" && git commit -q -m "item ${{item_id}}"
+      commit_required: true
+reduce:
+  - foreach:
+      foreach: [{each}]
+      parallel: {LOOP_PARALLEL}
+      do:
+        - shell: |
+            echo ${{item}} >> @D/each
+            sleep 0.15
+            echo ${{item}} > each-${{item}}.txt
+            flock @D/git.lock sh -c 'git add each-${{item}}.txt && {{ git diff --cached --quiet -- each-${{item}}.txt || git commit -q -m "each ${{item}}" -- each-${{item}}.txt; }}'
+  - shell: |
+      echo "${{map.successful}}" > reduce.txt && git add reduce.txt && git commit -q -m "reduce"
+    commit_required: true
+    {rv}
+  - shell: |
+      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > reduce-validation.txt && git add reduce-validation.txt && git commit -q -m "reduce: validation"
+    commit_required: true
+"#,
+        items = items.join(", "),
+        sv = validate("s"),
+        rv = validate("r"),
+        each = EACH.join(", "),
+    )
+    .replace("@D", &d.display().to_string())
+}
+
+const LOOP_ITEMS: usize = 4;
+const LOOP_MAX: u32 = 5;
+const LOOP_PARALLEL: usize = 3;
+const EACH: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// Kill points inside the loops: `validation_attempt` 1–2 are setup's `on_incomplete` runs and
+/// 3–4 reduce's (in a run that no kill made repeat an attempt), `foreach_item_completed` 1–6
+/// the reduce foreach's items; each written right after the checkpoint that records it, so
+/// delay 0 kills with that checkpoint just written, a delay inside the next handler run or
+/// among the running items. prodigy alone (its steps finish as orphans), its group, and its
+/// whole tree (the steps die too: a handler run cut before its fix, an item cut mid-commit).
+const LOOP_SEEDS: &[&[Kill]] = &[
+    &[k("validation_attempt", 1, 0, false)],
+    &[kt("validation_attempt", 1, 60)],
+    &[k("validation_attempt", 2, 80, true)],
+    &[kt("validation_attempt", 2, 170)],
+    &[k("foreach_item_completed", 1, 0, false)],
+    &[kt("foreach_item_completed", 2, 40)],
+    &[k("foreach_item_completed", 4, 0, true)],
+    &[kt("foreach_item_completed", 6, 0)],
+    &[k("validation_attempt", 3, 50, false)],
+    &[kt("validation_attempt", 4, 100)],
+    &[
+        kt("validation_attempt", 1, 100),
+        k("foreach_item_completed", 3, 30, false),
+        kt("validation_attempt", 5, 60),
+    ],
+    &[
+        k("foreach_item_completed", 2, 0, false),
+        kt("job_resumed", 1, 250),
+    ],
+];
+
+/// The lines of `@D/{name}` (none when it does not exist).
+fn lines_of(r: &R, name: &str) -> Vec<String> {
+    fs::read_to_string(r.env.dir.join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The foreach items the newest reduce checkpoint records as done.
+fn each_done(r: &R) -> Vec<usize> {
+    let job = r.session()["mapreduce_data"]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+    let Some(newest) = fs::read_dir(dir).ok().and_then(|rd| {
+        rd.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("reduce-checkpoint-v1-") && n.ends_with(".json"))
+            .max()
+    }) else {
+        return Vec::new();
+    };
+    let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+    let v: Value = serde_json::from_slice(&fs::read(dir.join(newest)).unwrap()).unwrap();
+    v["step_results"]["_foreach.step1"]["done"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).map(|i| i as usize).collect())
+        .unwrap_or_default()
+}
+
+/// The rules asserted after the last resume of a loop sweep seed (`kills`: the rounds a kill
+/// ended; `done_at_kill`: after each, the items the checkpoint had done and how many lines
+/// `@D/each` had):
+/// * foreach: every item's commit exactly once in git history and its file right; every item
+///   ran at least once; an item the checkpoint recorded as done never ran again after that
+///   kill; an item cut by a kill may run again (at least once), so the runs number at most
+///   the items plus `parallel` a kill.
+/// * validate: the validated step's commit exactly once; the loop ran until the validator was
+///   satisfied: exactly two fixes made (never a handler run after the second); each
+///   `on_incomplete` run saw `${validation.completion}` 40 and `missing` `x`; its
+///   `${validation.attempt_number}`s strictly increase (a run cut by a kill counts once, the
+///   next is one more: a number is never given twice), the last at most `max_attempts`; the
+///   step after it sees `100.0 complete LAST 0`.
+fn loop_checks(r: &R, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usize)]) {
+    let s = r.session();
+    assert_eq!(s["status"], "Completed", "{seed}: {s}");
+    let log = main_log(&r.repo);
+    let mut once: Vec<String> = ["setup: items", "setup: validation", "reduce", "reduce: validation"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    once.extend((1..=LOOP_ITEMS).map(|i| format!("item w{i}")));
+    once.extend(EACH.iter().map(|e| format!("each {e}")));
+    for subject in &once {
+        assert_eq!(
+            log.iter().filter(|l| *l == subject).count(),
+            1,
+            "{seed}: `{subject}` not exactly once in {log:?}"
+        );
+    }
+    for e in EACH {
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("each-{e}.txt"))).unwrap(),
+            format!("{e}\n"),
+            "{seed}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
+        format!("{LOOP_ITEMS}\n"),
+        "{seed}: map.successful"
+    );
+    let each = lines_of(r, "each");
+    for e in EACH {
+        assert!(each.iter().any(|l| l == e), "{seed}: {e} never ran: {each:?}");
+    }
+    assert!(
+        each.len() <= EACH.len() + LOOP_PARALLEL * kills,
+        "{seed}: {} foreach runs after {kills} kill(s): {each:?}",
+        each.len()
+    );
+    for (done, from) in done_at_kill {
+        for &i in done {
+            assert!(
+                !each[*from..].iter().any(|l| l == EACH[i]),
+                "{seed}: item {} was done at a kill (checkpoint: {done:?}) and ran again: {each:?}",
+                EACH[i]
+            );
+        }
+    }
+    for (p, file) in [("s", "setup-validation.txt"), ("r", "reduce-validation.txt")] {
+        let attempts = lines_of(r, &format!("{p}-attempts"));
+        assert_eq!(
+            lines_of(r, &format!("{p}-fixed")).len(),
+            2,
+            "{seed}: {p}: the loop did not end at its second fix; attempts {attempts:?}"
+        );
+        let mut last = 0;
+        for a in &attempts {
+            let (n, rest) = a.split_once(' ').unwrap();
+            let n: u32 = n.parse().unwrap();
+            assert!(n > last, "{seed}: {p}: attempt numbers {attempts:?}");
+            assert_eq!(rest, "40.0 x", "{seed}: {p}: {attempts:?}");
+            last = n;
+        }
+        assert!(
+            (2..=LOOP_MAX).contains(&last),
+            "{seed}: {p}: attempts {attempts:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(r.repo.join(file)).unwrap(),
+            format!("100.0 complete {last} 0\n"),
+            "{seed}: {p}: attempts {attempts:?}"
+        );
+    }
+    // The new events are written (the kill points wait for them).
+    assert!(r.count_events("foreach_item_completed") >= EACH.len(), "{seed}");
+    assert!(r.count_events("validation_attempt") >= 4, "{seed}");
+    nothing_left(r, seed);
+}
+
+#[test]
+fn crash_sweep_inside_validate_loops_and_a_parallel_foreach_resumes_each_to_its_end() {
+    if !have("flock", "crash_sweep_loops") {
+        return;
+    }
+    let only: Option<usize> = std::env::var("PRODIGY_SWEEP")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for (seed, kills) in LOOP_SEEDS.iter().enumerate() {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        eprintln!("loop crash sweep: seed {seed}: {kills:?}");
+        let Some(r) = setup(&format!("loop-sweep-{seed}")) else {
+            return;
+        };
+        let wf = r.wf("loops.yml", &loop_sweep_workflow(&r.env.dir));
+        let mut done_at_kill = Vec::new();
+        run_until_done(&r, &wf, kills, &format!("loop seed {seed}"), |r| {
+            done_at_kill.push((each_done(r), lines_of(r, "each").len()));
+        });
+        let label = format!("loop seed {seed}");
+        loop_checks(&r, &label, done_at_kill.len(), &done_at_kill);
     }
 }
 
