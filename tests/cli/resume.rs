@@ -400,7 +400,11 @@ fn final_checks(r: &R, seed: usize) {
 /// (not in git's list, not on disk), the user's checkout clean.
 fn nothing_left(r: &R, seed: &str) {
     let s = r.session();
-    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let job = s["mapreduce_data"]["job_id"]
+        .as_str()
+        .or(s["id"].as_str())
+        .unwrap()
+        .to_string();
     let dlq = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
     if dlq.exists() {
         let v: Value = serde_json::from_slice(&fs::read(&dlq).unwrap()).unwrap();
@@ -486,16 +490,22 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
     }
 }
 
-/// A validate loop in setup and in reduce, and a parallel foreach in reduce (run.md §2, §6).
-/// Each `validate` reads `@D/{p}-fixed` (outside the repository): 40 % (missing `x`) until two
-/// `on_incomplete` runs have each appended their line there, then 100 %; each run first appends
-/// `${validation.attempt_number} ${validation.completion} ${validation.missing}` to
-/// `@D/{p}-attempts`. The foreach items append their name to `@D/each` and commit their file
-/// only when it changed (what a step that may run twice has to do), one git at a time.
-fn loop_sweep_workflow(d: &Path) -> String {
-    let validate = |p: &str| {
-        format!(
-            r#"validate:
+/// Which workflow a loop sweep seed runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    /// [`loop_sweep_workflow`]: setup and reduce checkpoints.
+    MapReduce,
+    /// [`loop_standard_workflow`]: the session record is the checkpoint.
+    Standard,
+}
+
+/// A step's `validate` whose loop counts in `@D/{p}-fixed` (outside the repository): 40 %
+/// (missing `x`) until two `on_incomplete` runs have each appended their line there, then
+/// 100 %; each run first appends `${validation.attempt_number} ${validation.completion}
+/// ${validation.missing}` to `@D/{p}-attempts`.
+fn loop_validate(p: &str) -> String {
+    format!(
+        r#"validate:
       shell: |
         n=$(cat @D/{p}-fixed 2>/dev/null | wc -l)
         if [ "$n" -ge 2 ]; then echo '{{"completion_percentage": 100, "status": "complete"}}'; else echo '{{"completion_percentage": 40, "status": "incomplete", "missing": ["x"]}}'; fi
@@ -505,9 +515,41 @@ fn loop_sweep_workflow(d: &Path) -> String {
           sleep 0.15
           echo fix >> @D/{p}-fixed
         max_attempts: {LOOP_MAX}"#
-        )
-    };
-    let items: Vec<String> = (1..=LOOP_ITEMS).map(|i| format!(r#"{{"id": "w{i}"}}"#)).collect();
+    )
+}
+
+/// A `foreach` over [`EACH`], [`LOOP_PARALLEL`] at a time: each item appends its name to
+/// `@D/each` and commits its file only when it changed (what a step that may run twice has to
+/// do), one git at a time.
+fn loop_foreach() -> String {
+    format!(
+        r#"foreach:
+      foreach: [{each}]
+      parallel: {LOOP_PARALLEL}
+      do:
+        - shell: |
+            echo ${{item}} >> @D/each
+            sleep 0.15
+            echo ${{item}} > each-${{item}}.txt
+            flock @D/git.lock sh -c 'git add each-${{item}}.txt && {{ git diff --cached --quiet -- each-${{item}}.txt || git commit -q -m "each ${{item}}" -- each-${{item}}.txt; }}'"#,
+        each = EACH.join(", ")
+    )
+}
+
+/// The step after a validated one: its `${validation.*}` into `{file}`, committed.
+fn loop_after(file: &str, subject: &str) -> String {
+    format!(
+        r#"shell: |
+      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > {file} && git add {file} && git commit -q -m "{subject}"
+    commit_required: true"#
+    )
+}
+
+/// A validate loop in setup and in reduce, and a parallel foreach in reduce (run.md §2, §6).
+fn loop_sweep_workflow(d: &Path) -> String {
+    let items: Vec<String> = (1..=LOOP_ITEMS)
+        .map(|i| format!(r#"{{"id": "w{i}"}}"#))
+        .collect();
     format!(
         r#"name: loop-sweep
 mode: mapreduce
@@ -518,9 +560,7 @@ setup:
       git add items.json && git commit -q -m "setup: items"
     commit_required: true
     {sv}
-  - shell: |
-      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > setup-validation.txt && git add setup-validation.txt && git commit -q -m "setup: validation"
-    commit_required: true
+  - {sa}
 map:
   input: items.json
   max_parallel: 2
@@ -531,27 +571,39 @@ map:
         git add "out-${{item_id}}.txt" && git commit -q -m "item ${{item_id}}"
       commit_required: true
 reduce:
-  - foreach:
-      foreach: [{each}]
-      parallel: {LOOP_PARALLEL}
-      do:
-        - shell: |
-            echo ${{item}} >> @D/each
-            sleep 0.15
-            echo ${{item}} > each-${{item}}.txt
-            flock @D/git.lock sh -c 'git add each-${{item}}.txt && {{ git diff --cached --quiet -- each-${{item}}.txt || git commit -q -m "each ${{item}}" -- each-${{item}}.txt; }}'
+  - {each}
   - shell: |
       echo "${{map.successful}}" > reduce.txt && git add reduce.txt && git commit -q -m "reduce"
     commit_required: true
     {rv}
-  - shell: |
-      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > reduce-validation.txt && git add reduce-validation.txt && git commit -q -m "reduce: validation"
-    commit_required: true
+  - {ra}
 "#,
         items = items.join(", "),
-        sv = validate("s"),
-        rv = validate("r"),
-        each = EACH.join(", "),
+        sv = loop_validate("s"),
+        sa = loop_after("setup-validation.txt", "setup: validation"),
+        each = loop_foreach(),
+        rv = loop_validate("r"),
+        ra = loop_after("reduce-validation.txt", "reduce: validation"),
+    )
+    .replace("@D", &d.display().to_string())
+}
+
+/// The same loops in a standard workflow: a validated step, the step after it, the foreach.
+fn loop_standard_workflow(d: &Path) -> String {
+    format!(
+        r#"name: loop-standard
+commands:
+  - shell: |
+      sleep 0.05
+      echo work > work.txt && git add work.txt && git commit -q -m "work"
+    commit_required: true
+    {sv}
+  - {sa}
+  - {each}
+"#,
+        sv = loop_validate("s"),
+        sa = loop_after("setup-validation.txt", "setup: validation"),
+        each = loop_foreach(),
     )
     .replace("@D", &d.display().to_string())
 }
@@ -561,32 +613,48 @@ const LOOP_MAX: u32 = 5;
 const LOOP_PARALLEL: usize = 3;
 const EACH: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
-/// Kill points inside the loops: `validation_attempt` 1–2 are setup's `on_incomplete` runs and
-/// 3–4 reduce's (in a run that no kill made repeat an attempt), `foreach_item_completed` 1–6
-/// the reduce foreach's items; each written right after the checkpoint that records it, so
-/// delay 0 kills with that checkpoint just written, a delay inside the next handler run or
-/// among the running items. prodigy alone (its steps finish as orphans), its group, and its
-/// whole tree (the steps die too: a handler run cut before its fix, an item cut mid-commit).
-const LOOP_SEEDS: &[&[Kill]] = &[
-    &[k("validation_attempt", 1, 0, false)],
-    &[kt("validation_attempt", 1, 60)],
-    &[k("validation_attempt", 2, 80, true)],
-    &[kt("validation_attempt", 2, 170)],
-    &[k("foreach_item_completed", 1, 0, false)],
-    &[kt("foreach_item_completed", 2, 40)],
-    &[k("foreach_item_completed", 4, 0, true)],
-    &[kt("foreach_item_completed", 6, 0)],
-    &[k("validation_attempt", 3, 50, false)],
-    &[kt("validation_attempt", 4, 100)],
-    &[
-        kt("validation_attempt", 1, 100),
-        k("foreach_item_completed", 3, 30, false),
-        kt("validation_attempt", 5, 60),
-    ],
-    &[
-        k("foreach_item_completed", 2, 0, false),
-        kt("job_resumed", 1, 250),
-    ],
+/// Kill points inside the loops. MapReduce: `validation_attempt` 1–2 are setup's
+/// `on_incomplete` runs and 3–4 reduce's (in a run that no kill made repeat an attempt),
+/// `foreach_item_completed` 1–6 the reduce foreach's items. Standard: attempts 1–2, then the
+/// items. Each event is written right after the checkpoint that records it, so delay 0 kills
+/// with that checkpoint just written, a delay inside the next handler run or among the running
+/// items. prodigy alone (its steps finish as orphans), its group, and its whole tree (the
+/// steps die too: a handler run cut before its fix, an item cut mid-commit).
+const LOOP_SEEDS: &[(Form, &[Kill])] = &[
+    (Form::MapReduce, &[k("validation_attempt", 1, 0, false)]),
+    (Form::MapReduce, &[kt("validation_attempt", 1, 60)]),
+    (Form::MapReduce, &[k("validation_attempt", 2, 80, true)]),
+    (Form::MapReduce, &[kt("validation_attempt", 2, 170)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 1, 0, false)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 2, 40)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 4, 0, true)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 6, 0)]),
+    (Form::MapReduce, &[k("validation_attempt", 3, 50, false)]),
+    (Form::MapReduce, &[kt("validation_attempt", 4, 100)]),
+    (
+        Form::MapReduce,
+        &[
+            kt("validation_attempt", 1, 100),
+            k("foreach_item_completed", 3, 30, false),
+            kt("validation_attempt", 5, 60),
+        ],
+    ),
+    (
+        Form::MapReduce,
+        &[
+            k("foreach_item_completed", 2, 0, false),
+            kt("job_resumed", 1, 250),
+        ],
+    ),
+    (Form::Standard, &[kt("validation_attempt", 1, 80)]),
+    (Form::Standard, &[k("validation_attempt", 2, 0, false)]),
+    (
+        Form::Standard,
+        &[
+            kt("foreach_item_completed", 2, 20),
+            k("foreach_item_completed", 5, 50, true),
+        ],
+    ),
 ];
 
 /// The lines of `@D/{name}` (none when it does not exist).
@@ -598,26 +666,36 @@ fn lines_of(r: &R, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The foreach items the newest reduce checkpoint records as done.
-fn each_done(r: &R) -> Vec<usize> {
-    let job = r.session()["mapreduce_data"]["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
-    let Some(newest) = fs::read_dir(dir).ok().and_then(|rd| {
-        rd.flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("reduce-checkpoint-v1-") && n.ends_with(".json"))
-            .max()
-    }) else {
-        return Vec::new();
+/// The foreach items the checkpoint records as done: the newest reduce checkpoint's, or the
+/// session record's.
+fn each_done(r: &R, form: Form) -> Vec<usize> {
+    let s = r.session();
+    let v = match form {
+        Form::Standard => s["workflow_data"]["variables"]["_foreach.step3"].clone(),
+        Form::MapReduce => {
+            let job = s["mapreduce_data"]["job_id"].as_str().unwrap();
+            let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+            let newest = fs::read_dir(&dir).ok().and_then(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("reduce-checkpoint-v1-") && n.ends_with(".json"))
+                    .max()
+            });
+            let Some(newest) = newest else {
+                return Vec::new();
+            };
+            let c: Value = serde_json::from_slice(&fs::read(dir.join(newest)).unwrap()).unwrap();
+            c["step_results"]["_foreach.step1"].clone()
+        }
     };
-    let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
-    let v: Value = serde_json::from_slice(&fs::read(dir.join(newest)).unwrap()).unwrap();
-    v["step_results"]["_foreach.step1"]["done"]
+    v["done"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).map(|i| i as usize).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|i| i as usize)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -634,15 +712,32 @@ fn each_done(r: &R) -> Vec<usize> {
 ///   `${validation.attempt_number}`s strictly increase (a run cut by a kill counts once, the
 ///   next is one more: a number is never given twice), the last at most `max_attempts`; the
 ///   step after it sees `100.0 complete LAST 0`.
-fn loop_checks(r: &R, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usize)]) {
+fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usize)]) {
     let s = r.session();
     assert_eq!(s["status"], "Completed", "{seed}: {s}");
     let log = main_log(&r.repo);
-    let mut once: Vec<String> = ["setup: items", "setup: validation", "reduce", "reduce: validation"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    once.extend((1..=LOOP_ITEMS).map(|i| format!("item w{i}")));
+    let (mut once, loops): (Vec<String>, &[(&str, &str)]) = match form {
+        Form::MapReduce => (
+            [
+                "setup: items",
+                "setup: validation",
+                "reduce",
+                "reduce: validation",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain((1..=LOOP_ITEMS).map(|i| format!("item w{i}")))
+            .collect(),
+            &[
+                ("s", "setup-validation.txt"),
+                ("r", "reduce-validation.txt"),
+            ],
+        ),
+        Form::Standard => (
+            vec!["work".to_string(), "setup: validation".to_string()],
+            &[("s", "setup-validation.txt")],
+        ),
+    };
     once.extend(EACH.iter().map(|e| format!("each {e}")));
     for subject in &once {
         assert_eq!(
@@ -658,14 +753,19 @@ fn loop_checks(r: &R, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usi
             "{seed}"
         );
     }
-    assert_eq!(
-        fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
-        format!("{LOOP_ITEMS}\n"),
-        "{seed}: map.successful"
-    );
+    if form == Form::MapReduce {
+        assert_eq!(
+            fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
+            format!("{LOOP_ITEMS}\n"),
+            "{seed}: map.successful"
+        );
+    }
     let each = lines_of(r, "each");
     for e in EACH {
-        assert!(each.iter().any(|l| l == e), "{seed}: {e} never ran: {each:?}");
+        assert!(
+            each.iter().any(|l| l == e),
+            "{seed}: {e} never ran: {each:?}"
+        );
     }
     assert!(
         each.len() <= EACH.len() + LOOP_PARALLEL * kills,
@@ -681,7 +781,7 @@ fn loop_checks(r: &R, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usi
             );
         }
     }
-    for (p, file) in [("s", "setup-validation.txt"), ("r", "reduce-validation.txt")] {
+    for &(p, file) in loops {
         let attempts = lines_of(r, &format!("{p}-attempts"));
         assert_eq!(
             lines_of(r, &format!("{p}-fixed")).len(),
@@ -706,9 +806,16 @@ fn loop_checks(r: &R, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usi
             "{seed}: {p}: attempts {attempts:?}"
         );
     }
-    // The new events are written (the kill points wait for them).
-    assert!(r.count_events("foreach_item_completed") >= EACH.len(), "{seed}");
-    assert!(r.count_events("validation_attempt") >= 4, "{seed}");
+    // The new events are written (the kill points wait for them); each follows its
+    // checkpoint, so a kill between the two loses at most one.
+    assert!(
+        r.count_events("foreach_item_completed") + kills >= EACH.len(),
+        "{seed}"
+    );
+    assert!(
+        r.count_events("validation_attempt") + kills >= 2 * loops.len(),
+        "{seed}"
+    );
     nothing_left(r, seed);
 }
 
@@ -720,21 +827,25 @@ fn crash_sweep_inside_validate_loops_and_a_parallel_foreach_resumes_each_to_its_
     let only: Option<usize> = std::env::var("PRODIGY_SWEEP")
         .ok()
         .and_then(|s| s.parse().ok());
-    for (seed, kills) in LOOP_SEEDS.iter().enumerate() {
+    for (seed, &(form, kills)) in LOOP_SEEDS.iter().enumerate() {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
-        eprintln!("loop crash sweep: seed {seed}: {kills:?}");
+        eprintln!("loop crash sweep: seed {seed}: {form:?} {kills:?}");
         let Some(r) = setup(&format!("loop-sweep-{seed}")) else {
             return;
         };
-        let wf = r.wf("loops.yml", &loop_sweep_workflow(&r.env.dir));
-        let mut done_at_kill = Vec::new();
-        run_until_done(&r, &wf, kills, &format!("loop seed {seed}"), |r| {
-            done_at_kill.push((each_done(r), lines_of(r, "each").len()));
-        });
+        let text = match form {
+            Form::MapReduce => loop_sweep_workflow(&r.env.dir),
+            Form::Standard => loop_standard_workflow(&r.env.dir),
+        };
+        let wf = r.wf("loops.yml", &text);
         let label = format!("loop seed {seed}");
-        loop_checks(&r, &label, done_at_kill.len(), &done_at_kill);
+        let mut done_at_kill = Vec::new();
+        run_until_done(&r, &wf, kills, &label, |r| {
+            done_at_kill.push((each_done(r, form), lines_of(r, "each").len()));
+        });
+        loop_checks(&r, form, &label, done_at_kill.len(), &done_at_kill);
     }
 }
 

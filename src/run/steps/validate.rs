@@ -92,7 +92,14 @@ impl Lane<'_> {
             .iter()
             .rev()
             .find(|f| matches!(f.stage, Stage::Validate(_)))?;
-        let max = f.step.more.validate.as_ref()?.on_incomplete.as_ref()?.max_attempts;
+        let max = f
+            .step
+            .more
+            .validate
+            .as_ref()?
+            .on_incomplete
+            .as_ref()?
+            .max_attempts;
         let Some(Value::Object(v)) = self.vars.get("validation") else {
             return None;
         };
