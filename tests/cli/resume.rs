@@ -1,7 +1,7 @@
 //! `prodigy resume` and `prodigy dlq retry`: runs killed (SIGKILL, SIGINT) at chosen moments and
 //! resumed until they finish, with real git, real child processes and a temporary PRODIGY_HOME.
-//! The crash sweep prints its seeds so a failure can be replayed alone
-//! (`PRODIGY_SWEEP=3 cargo test crash_sweep -- --nocapture`).
+//! The crash sweeps print their seeds so a failure can be replayed alone
+//! (`PRODIGY_SWEEP=3 cargo test crash_sweep -- --nocapture`: seed 3 of each sweep).
 
 use crate::common::*;
 use serde_json::Value;

@@ -35,6 +35,23 @@ fn an_incomplete_validation_runs_on_incomplete_once_then_passes() {
     let v = &s["workflow_data"]["variables"]["validation"];
     assert_eq!(v["completion"], 100.0, "{v}");
     assert_eq!(v["status"], "complete", "{v}");
+    // The on_incomplete run is an event, after the checkpoint that counts it.
+    let ev: Vec<serde_json::Value> = r
+        .events(id)
+        .into_iter()
+        .filter(|e| e["event_type"] == "validation_attempt")
+        .collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (
+            &ev[0]["step"],
+            &ev[0]["attempt"],
+            &ev[0]["max_attempts"],
+            &ev[0]["completion"]
+        ),
+        (&0.into(), &1.into(), &2.into(), &40.0.into()),
+        "{ev:?}"
+    );
 }
 
 #[test]
