@@ -302,6 +302,10 @@ fn kill_tree(pid: i32) {
     for g in groups {
         kill(-g, 9);
     }
+    // A child forked just before the stop may have left prodigy's group after it was read.
+    for p in tree.iter().skip(1) {
+        kill(*p, 9);
+    }
     kill(-pid, 9);
 }
 
@@ -518,21 +522,73 @@ fn loop_validate(p: &str) -> String {
     )
 }
 
-/// A `foreach` over [`EACH`], [`LOOP_PARALLEL`] at a time: each item appends its name to
-/// `@D/each` and commits its file only when it changed (what a step that may run twice has to
-/// do), one git at a time.
-fn loop_foreach() -> String {
+/// A `foreach` of the loop sweep: each item appends its name to `@D/{name}` and commits
+/// `{name}-{item}.txt` as `{name} {item}` only when it changed (what a step that may run
+/// twice has to do), one git at a time; its progress is the variable `key` of the checkpoint
+/// `cp`.
+struct Each {
+    name: &'static str,
+    items: &'static [&'static str],
+    parallel: usize,
+    cp: Cp,
+    key: &'static str,
+}
+
+/// Where a foreach's progress is checkpointed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cp {
+    Setup,
+    Reduce,
+    Session,
+}
+
+/// Setup's foreach (its third step).
+const PRE: Each = Each {
+    name: "pre",
+    items: &["p", "q", "r", "s"],
+    parallel: 2,
+    cp: Cp::Setup,
+    key: "_foreach.step3",
+};
+const EACH_ITEMS: &[&str] = &["a", "b", "c", "d", "e", "f"];
+/// Reduce's foreach (its first step).
+const EACH_REDUCE: Each = Each {
+    name: "each",
+    items: EACH_ITEMS,
+    parallel: 3,
+    cp: Cp::Reduce,
+    key: "_foreach.step1",
+};
+/// The standard workflow's foreach (its third step).
+const EACH_STANDARD: Each = Each {
+    name: "each",
+    items: EACH_ITEMS,
+    parallel: 3,
+    cp: Cp::Session,
+    key: "_foreach.step3",
+};
+
+fn foreaches(form: Form) -> &'static [Each] {
+    match form {
+        Form::MapReduce => &[PRE, EACH_REDUCE],
+        Form::Standard => &[EACH_STANDARD],
+    }
+}
+
+fn loop_foreach(e: &Each) -> String {
     format!(
         r#"foreach:
-      foreach: [{each}]
-      parallel: {LOOP_PARALLEL}
+      foreach: [{items}]
+      parallel: {parallel}
       do:
         - shell: |
-            echo ${{item}} >> @D/each
+            echo ${{item}} >> @D/{n}
             sleep 0.15
-            echo ${{item}} > each-${{item}}.txt
-            flock @D/git.lock sh -c 'git add each-${{item}}.txt && {{ git diff --cached --quiet -- each-${{item}}.txt || git commit -q -m "each ${{item}}" -- each-${{item}}.txt; }}'"#,
-        each = EACH.join(", ")
+            echo ${{item}} > {n}-${{item}}.txt
+            flock @D/git.lock sh -c 'git add {n}-${{item}}.txt && {{ git diff --cached --quiet -- {n}-${{item}}.txt || git commit -q -m "{n} ${{item}}" -- {n}-${{item}}.txt; }}'"#,
+        items = e.items.join(", "),
+        parallel = e.parallel,
+        n = e.name,
     )
 }
 
@@ -545,7 +601,7 @@ fn loop_after(file: &str, subject: &str) -> String {
     )
 }
 
-/// A validate loop in setup and in reduce, and a parallel foreach in reduce (run.md §2, §6).
+/// A validate loop in setup and in reduce, and a parallel foreach in both (run.md §2, §6).
 fn loop_sweep_workflow(d: &Path) -> String {
     let items: Vec<String> = (1..=LOOP_ITEMS)
         .map(|i| format!(r#"{{"id": "w{i}"}}"#))
@@ -561,6 +617,7 @@ setup:
     commit_required: true
     {sv}
   - {sa}
+  - {pre}
 map:
   input: items.json
   max_parallel: 2
@@ -581,7 +638,8 @@ reduce:
         items = items.join(", "),
         sv = loop_validate("s"),
         sa = loop_after("setup-validation.txt", "setup: validation"),
-        each = loop_foreach(),
+        pre = loop_foreach(&PRE),
+        each = loop_foreach(&EACH_REDUCE),
         rv = loop_validate("r"),
         ra = loop_after("reduce-validation.txt", "reduce: validation"),
     )
@@ -603,46 +661,46 @@ commands:
 "#,
         sv = loop_validate("s"),
         sa = loop_after("setup-validation.txt", "setup: validation"),
-        each = loop_foreach(),
+        each = loop_foreach(&EACH_STANDARD),
     )
     .replace("@D", &d.display().to_string())
 }
 
 const LOOP_ITEMS: usize = 4;
 const LOOP_MAX: u32 = 5;
-const LOOP_PARALLEL: usize = 3;
-const EACH: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
 /// Kill points inside the loops. MapReduce: `validation_attempt` 1–2 are setup's
 /// `on_incomplete` runs and 3–4 reduce's (in a run that no kill made repeat an attempt),
-/// `foreach_item_completed` 1–6 the reduce foreach's items. Standard: attempts 1–2, then the
-/// items. Each event is written right after the checkpoint that records it, so delay 0 kills
-/// with that checkpoint just written, a delay inside the next handler run or among the running
-/// items. prodigy alone (its steps finish as orphans), its group, and its whole tree (the
-/// steps die too: a handler run cut before its fix, an item cut mid-commit).
+/// `foreach_item_completed` 1–4 setup's foreach's items and 5–10 reduce's. Standard: attempts
+/// 1–2, then items 1–6. Each event is written right after the checkpoint that records it, so
+/// delay 0 kills with that checkpoint just written, a delay inside the next handler run or
+/// among the running items. prodigy alone (its steps finish as orphans), its group, and its
+/// whole tree (the steps die too: a handler run cut before its fix, an item cut mid-commit).
 const LOOP_SEEDS: &[(Form, &[Kill])] = &[
     (Form::MapReduce, &[k("validation_attempt", 1, 0, false)]),
     (Form::MapReduce, &[kt("validation_attempt", 1, 60)]),
     (Form::MapReduce, &[k("validation_attempt", 2, 80, true)]),
     (Form::MapReduce, &[kt("validation_attempt", 2, 170)]),
-    (Form::MapReduce, &[k("foreach_item_completed", 1, 0, false)]),
-    (Form::MapReduce, &[kt("foreach_item_completed", 2, 40)]),
-    (Form::MapReduce, &[k("foreach_item_completed", 4, 0, true)]),
-    (Form::MapReduce, &[kt("foreach_item_completed", 6, 0)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 1, 40)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 3, 0, false)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 5, 0, false)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 6, 40)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 8, 0, true)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 10, 0)]),
     (Form::MapReduce, &[k("validation_attempt", 3, 50, false)]),
     (Form::MapReduce, &[kt("validation_attempt", 4, 100)]),
     (
         Form::MapReduce,
         &[
             kt("validation_attempt", 1, 100),
-            k("foreach_item_completed", 3, 30, false),
+            k("foreach_item_completed", 7, 30, false),
             kt("validation_attempt", 5, 60),
         ],
     ),
     (
         Form::MapReduce,
         &[
-            k("foreach_item_completed", 2, 0, false),
+            k("foreach_item_completed", 6, 0, false),
             kt("job_resumed", 1, 250),
         ],
     ),
@@ -666,27 +724,26 @@ fn lines_of(r: &R, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The foreach items the checkpoint records as done: the newest reduce checkpoint's, or the
-/// session record's.
-fn each_done(r: &R, form: Form) -> Vec<usize> {
+/// The items of `e` its checkpoint records as done (setup's, the newest reduce checkpoint,
+/// the session record).
+fn each_done(r: &R, e: &Each) -> Vec<usize> {
     let s = r.session();
-    let v = match form {
-        Form::Standard => s["workflow_data"]["variables"]["_foreach.step3"].clone(),
-        Form::MapReduce => {
-            let job = s["mapreduce_data"]["job_id"].as_str().unwrap();
-            let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
-            let newest = fs::read_dir(&dir).ok().and_then(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("reduce-checkpoint-v1-") && n.ends_with(".json"))
-                    .max()
-            });
-            let Some(newest) = newest else {
-                return Vec::new();
-            };
-            let c: Value = serde_json::from_slice(&fs::read(dir.join(newest)).unwrap()).unwrap();
-            c["step_results"]["_foreach.step1"].clone()
-        }
+    let newest = |prefix: &str| -> Value {
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap();
+        let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+        let name = fs::read_dir(&dir).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+                .max()
+        });
+        name.map(|n| serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap())
+            .unwrap_or_default()
+    };
+    let v = match e.cp {
+        Cp::Session => s["workflow_data"]["variables"][e.key].clone(),
+        Cp::Setup => newest("setup-checkpoint")["outputs"][e.key].clone(),
+        Cp::Reduce => newest("reduce-checkpoint-v1-")["step_results"][e.key].clone(),
     };
     v["done"]
         .as_array()
@@ -699,9 +756,12 @@ fn each_done(r: &R, form: Form) -> Vec<usize> {
         .unwrap_or_default()
 }
 
+/// What a kill left of each foreach: the items its checkpoint had done, and how many lines
+/// its `@D/{name}` had.
+type AtKill = Vec<(Vec<usize>, usize)>;
+
 /// The rules asserted after the last resume of a loop sweep seed (`kills`: the rounds a kill
-/// ended; `done_at_kill`: after each, the items the checkpoint had done and how many lines
-/// `@D/each` had):
+/// ended; `at_kill`: what each left, [`AtKill`]):
 /// * foreach: every item's commit exactly once in git history and its file right; every item
 ///   ran at least once; an item the checkpoint recorded as done never ran again after that
 ///   kill; an item cut by a kill may run again (at least once), so the runs number at most
@@ -712,7 +772,7 @@ fn each_done(r: &R, form: Form) -> Vec<usize> {
 ///   `${validation.attempt_number}`s strictly increase (a run cut by a kill counts once, the
 ///   next is one more: a number is never given twice), the last at most `max_attempts`; the
 ///   step after it sees `100.0 complete LAST 0`.
-fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, done_at_kill: &[(Vec<usize>, usize)]) {
+fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, at_kill: &[AtKill]) {
     let s = r.session();
     assert_eq!(s["status"], "Completed", "{seed}: {s}");
     let log = main_log(&r.repo);
@@ -738,19 +798,15 @@ fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, done_at_kill: &[(Vec
             &[("s", "setup-validation.txt")],
         ),
     };
-    once.extend(EACH.iter().map(|e| format!("each {e}")));
+    let each = foreaches(form);
+    for e in each {
+        once.extend(e.items.iter().map(|i| format!("{} {i}", e.name)));
+    }
     for subject in &once {
         assert_eq!(
             log.iter().filter(|l| *l == subject).count(),
             1,
             "{seed}: `{subject}` not exactly once in {log:?}"
-        );
-    }
-    for e in EACH {
-        assert_eq!(
-            fs::read_to_string(r.repo.join(format!("each-{e}.txt"))).unwrap(),
-            format!("{e}\n"),
-            "{seed}"
         );
     }
     if form == Form::MapReduce {
@@ -760,25 +816,36 @@ fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, done_at_kill: &[(Vec
             "{seed}: map.successful"
         );
     }
-    let each = lines_of(r, "each");
-    for e in EACH {
-        assert!(
-            each.iter().any(|l| l == e),
-            "{seed}: {e} never ran: {each:?}"
-        );
-    }
-    assert!(
-        each.len() <= EACH.len() + LOOP_PARALLEL * kills,
-        "{seed}: {} foreach runs after {kills} kill(s): {each:?}",
-        each.len()
-    );
-    for (done, from) in done_at_kill {
-        for &i in done {
-            assert!(
-                !each[*from..].iter().any(|l| l == EACH[i]),
-                "{seed}: item {} was done at a kill (checkpoint: {done:?}) and ran again: {each:?}",
-                EACH[i]
+    for (k, e) in each.iter().enumerate() {
+        let ran = lines_of(r, e.name);
+        for i in e.items {
+            assert_eq!(
+                fs::read_to_string(r.repo.join(format!("{}-{i}.txt", e.name))).unwrap(),
+                format!("{i}\n"),
+                "{seed}"
             );
+            assert!(
+                ran.iter().any(|l| l == i),
+                "{seed}: {} {i} never ran: {ran:?}",
+                e.name
+            );
+        }
+        assert!(
+            ran.len() <= e.items.len() + e.parallel * kills,
+            "{seed}: {} {} runs after {kills} kill(s): {ran:?}",
+            ran.len(),
+            e.name
+        );
+        for a in at_kill {
+            let (done, from) = &a[k];
+            for &i in done {
+                assert!(
+                    !ran[*from..].iter().any(|l| l == e.items[i]),
+                    "{seed}: {} {} was done at a kill (checkpoint: {done:?}) and ran again: {ran:?}",
+                    e.name,
+                    e.items[i]
+                );
+            }
         }
     }
     for &(p, file) in loops {
@@ -809,7 +876,8 @@ fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, done_at_kill: &[(Vec
     // The new events are written (the kill points wait for them); each follows its
     // checkpoint, so a kill between the two loses at most one.
     assert!(
-        r.count_events("foreach_item_completed") + kills >= EACH.len(),
+        r.count_events("foreach_item_completed") + kills
+            >= each.iter().map(|e| e.items.len()).sum::<usize>(),
         "{seed}"
     );
     assert!(
@@ -841,11 +909,15 @@ fn crash_sweep_inside_validate_loops_and_a_parallel_foreach_resumes_each_to_its_
         };
         let wf = r.wf("loops.yml", &text);
         let label = format!("loop seed {seed}");
-        let mut done_at_kill = Vec::new();
+        let mut at_kill: Vec<AtKill> = Vec::new();
         run_until_done(&r, &wf, kills, &label, |r| {
-            done_at_kill.push((each_done(r, form), lines_of(r, "each").len()));
+            let each = foreaches(form).iter();
+            at_kill.push(
+                each.map(|e| (each_done(r, e), lines_of(r, e.name).len()))
+                    .collect(),
+            );
         });
-        loop_checks(&r, form, &label, done_at_kill.len(), &done_at_kill);
+        loop_checks(&r, form, &label, at_kill.len(), &at_kill);
     }
 }
 
