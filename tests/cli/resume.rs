@@ -772,6 +772,7 @@ type AtKill = Vec<(Vec<usize>, usize)>;
 ///   `${validation.attempt_number}`s strictly increase (a run cut by a kill counts once, the
 ///   next is one more: a number is never given twice), the last at most `max_attempts`; the
 ///   step after it sees `100.0 complete LAST 0`.
+/// * every work item merged once, and [`nothing_left`].
 fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, at_kill: &[AtKill]) {
     let s = r.session();
     assert_eq!(s["status"], "Completed", "{seed}: {s}");
