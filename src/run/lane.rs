@@ -201,6 +201,15 @@ impl<'w> Lane<'w> {
         std::mem::take(&mut self.checkpoint)
     }
 
+    /// The fields of a `foreach_item_completed` event after [`Lane::progressed`] was set
+    /// (`step`: 0-based index of the lane's step running the `foreach`).
+    pub fn foreach_progress(&self) -> Option<serde_json::Value> {
+        let each = self.stack.iter().rev().find_map(|f| f.each.as_deref())?;
+        let mut v = each.progress();
+        v["step"] = self.next.into();
+        Some(v)
+    }
+
     /// Warnings to show on the terminal, once.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -868,6 +877,11 @@ impl Ctx {
     /// resume needs (a `foreach` item succeeded, [`Lane::progressed`]; the validate loop's
     /// attempt count, [`Lane::take_checkpoint`]). In both, steps `0..lane.next` are complete
     /// and `lane.vars` holds what to checkpoint. Warnings of the lane go to stderr.
+    ///
+    /// Each such mid-step progress is then an event (`man/prodigy-storage.5`):
+    /// `foreach_item_completed` `{step, index, done, total}` and `validation_attempt`
+    /// `{step, attempt, max_attempts, completion}` (an `on_incomplete` run about to start). Map
+    /// agents are not driven here (an agent runs again whole on resume): they emit neither.
     pub fn run_lane(
         &mut self,
         lane: &mut Lane<'_>,
@@ -886,13 +900,24 @@ impl Ctx {
                     on_step(self, lane, Some(i))?
                 }
                 Some(end) => return Ok(end),
-                None if std::mem::take(&mut lane.progressed) => on_step(self, lane, None)?,
+                None if std::mem::take(&mut lane.progressed) => {
+                    on_step(self, lane, None)?;
+                    // After the checkpoint that records it: a kill from here on does not
+                    // run the item again.
+                    if let Some(fields) = lane.foreach_progress() {
+                        self.event("foreach_item_completed", fields);
+                    }
+                }
                 None => {
                     for w in lane.take_warnings() {
                         self.warn(&w);
                     }
                     if lane.take_checkpoint() {
                         on_step(self, lane, None)?;
+                        // After the checkpoint that counts it, before its handler starts.
+                        if let Some(fields) = lane.validation_attempt() {
+                            self.event("validation_attempt", fields);
+                        }
                     }
                     self.heartbeat()?;
                     exec::wait_event(lane.wait_for().min(HEARTBEAT));

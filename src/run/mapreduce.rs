@@ -452,10 +452,13 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         );
         lane.next = start.reduce_done;
         let reduce_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize| -> Result<()> {
+            // What reduce set or changed: a name setup also set (`validation`, a capture)
+            // with reduce's own value is kept too, or a resume would lose it (its validate
+            // loop, its capture) and restore setup's.
             let step_results: Map<String, Value> = lane
                 .vars
                 .iter()
-                .filter(|(k, _)| ctx.vars.get(k).is_none())
+                .filter(|(k, v)| ctx.vars.get(k).as_ref() != Some(*v))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let mut c = ReduceCheckpoint {

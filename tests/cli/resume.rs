@@ -1,7 +1,7 @@
 //! `prodigy resume` and `prodigy dlq retry`: runs killed (SIGKILL, SIGINT) at chosen moments and
 //! resumed until they finish, with real git, real child processes and a temporary PRODIGY_HOME.
-//! The crash sweep prints its seeds so a failure can be replayed alone
-//! (`PRODIGY_SWEEP=3 cargo test crash_sweep -- --nocapture`).
+//! The crash sweeps print their seeds so a failure can be replayed alone
+//! (`PRODIGY_SWEEP=3 cargo test crash_sweep -- --nocapture`: seed 3 of each sweep).
 
 use crate::common::*;
 use serde_json::Value;
@@ -148,13 +148,27 @@ reduce:
 }
 
 /// A kill point: wait until the run's events contain `n` events of type `after`, wait `delay`
-/// more milliseconds, then SIGKILL prodigy alone or its whole process group.
+/// more milliseconds, then SIGKILL prodigy alone, its whole process group, or its whole tree.
 #[derive(Clone, Copy, Debug)]
 struct Kill {
     after: &'static str,
     n: usize,
     delay: u64,
-    group: bool,
+    who: Who,
+}
+
+/// What a kill point kills.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    /// prodigy alone: its steps (each in its own process group) live on as orphans, and the
+    /// resume waits for them.
+    Prodigy,
+    /// prodigy's process group: prodigy and the git it runs itself; steps live on.
+    Group,
+    /// Everything, as a crash of the machine would: prodigy stopped, then every process
+    /// group of its descendants (steps and what they started) and its own killed. A step is
+    /// cut where it is (a commit half made, a line not yet appended).
+    Tree,
 }
 
 const fn k(after: &'static str, n: usize, delay: u64, group: bool) -> Kill {
@@ -162,7 +176,17 @@ const fn k(after: &'static str, n: usize, delay: u64, group: bool) -> Kill {
         after,
         n,
         delay,
-        group,
+        who: if group { Who::Group } else { Who::Prodigy },
+    }
+}
+
+/// A kill point that kills prodigy's whole tree ([`Who::Tree`]).
+const fn kt(after: &'static str, n: usize, delay: u64) -> Kill {
+    Kill {
+        after,
+        n,
+        delay,
+        who: Who::Tree,
     }
 }
 
@@ -224,13 +248,65 @@ fn run_with_kill(r: &R, args: &[&str], kp: Option<Kill>, tag: &str) -> Option<i3
     }
     std::thread::sleep(Duration::from_millis(kp.delay));
     let pid = child.id() as i32;
-    kill(if kp.group { -pid } else { pid }, 9);
+    match kp.who {
+        Who::Prodigy => kill(pid, 9),
+        Who::Group => kill(-pid, 9),
+        Who::Tree => kill_tree(pid),
+    }
     let code = child.wait().unwrap().code();
     if code.is_some() {
         // It finished before the signal arrived.
         return code;
     }
     None
+}
+
+/// SIGKILL `pid`'s process group and the process group of every descendant: `pid` is stopped
+/// first, so it starts nothing meanwhile; a step's children share its group.
+fn kill_tree(pid: i32) {
+    kill(pid, 19);
+    // pid → (ppid, pgid) of every process, from /proc/PID/stat (the fields after the last `)`).
+    let mut procs = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(Ok(ppid)), Some(Ok(pgid))) = (
+            f.get(1).map(|v| v.parse::<i32>()),
+            f.get(2).map(|v| v.parse::<i32>()),
+        ) {
+            procs.push((p, ppid, pgid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    let mut groups: Vec<i32> = procs
+        .iter()
+        .filter(|p| tree.contains(&p.0))
+        .map(|p| p.2)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        kill(-g, 9);
+    }
+    // A child forked just before the stop may have left prodigy's group after it was read.
+    for p in tree.iter().skip(1) {
+        kill(*p, 9);
+    }
+    kill(-pid, 9);
 }
 
 /// What must hold after every round, killed or not.
@@ -321,28 +397,79 @@ fn final_checks(r: &R, seed: usize) {
         "12\n",
         "seed {seed}: map.successful after resumes"
     );
-    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    nothing_left(r, &format!("seed {seed}"));
+}
+
+/// After a run that succeeded: its dead letter queue empty, no branch but `main`, no worktree
+/// (not in git's list, not on disk), the user's checkout clean.
+fn nothing_left(r: &R, seed: &str) {
+    let s = r.session();
+    let job = s["mapreduce_data"]["job_id"]
+        .as_str()
+        .or(s["id"].as_str())
+        .unwrap()
+        .to_string();
     let dlq = r.env.p(&format!("dlq/work/{job}/dlq-items.json"));
     if dlq.exists() {
         let v: Value = serde_json::from_slice(&fs::read(&dlq).unwrap()).unwrap();
-        assert_eq!(v["items"].as_array().unwrap().len(), 0, "seed {seed}: {v}");
+        assert_eq!(v["items"].as_array().unwrap().len(), 0, "{seed}: {v}");
     }
     let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
-    assert_eq!(branches.trim(), "main", "seed {seed}: branches left");
+    assert_eq!(branches.trim(), "main", "{seed}: branches left");
     let wl = git(&r.repo, &["worktree", "list", "--porcelain"]);
-    assert!(!wl.contains("prunable"), "seed {seed}: {wl}");
+    assert!(!wl.contains("prunable"), "{seed}: {wl}");
     assert_eq!(
         wl.lines().filter(|l| l.starts_with("worktree ")).count(),
         1,
-        "seed {seed}: {wl}"
+        "{seed}: {wl}"
     );
     assert!(
         !r.env.p("worktrees/work").exists()
             || fs::read_dir(r.env.p("worktrees/work")).unwrap().count() == 0,
-        "seed {seed}: worktree directories left"
+        "{seed}: worktree directories left"
     );
     let st = git(&r.repo, &["status", "--porcelain"]);
-    assert_eq!(st, "", "seed {seed}: the user's checkout is dirty");
+    assert_eq!(st, "", "{seed}: the user's checkout is dirty");
+}
+
+/// Run `wf` with the first of `kills`, then resume it, alternately by job id and session id,
+/// each round with the next kill point, until a round exits 0 (a resume must exit 0 or be
+/// killed). [`invariants`] hold after every round; `killed` looks at what a round that was
+/// killed left.
+fn run_until_done(r: &R, wf: &Path, kills: &[Kill], seed: &str, mut killed: impl FnMut(&R)) {
+    let mut kills = kills.iter().copied();
+    let mut code = run_with_kill(r, &["run", wf.to_str().unwrap(), "-y"], kills.next(), "run");
+    invariants(r, &format!("{seed} after run"));
+    let mut round = 0;
+    while code != Some(0) {
+        if code.is_none() {
+            killed(r);
+        }
+        round += 1;
+        assert!(round <= 6, "{seed}: no success after {round} resumes");
+        let s = r.session();
+        let sid = s["id"].as_str().unwrap().to_string();
+        let job = s["mapreduce_data"]["job_id"]
+            .as_str()
+            .unwrap_or(&sid)
+            .to_string();
+        // Alternate session id and job id.
+        let id = if round % 2 == 1 { job } else { sid };
+        code = run_with_kill(
+            r,
+            &["resume", &id, "-y"],
+            kills.next(),
+            &format!("resume{round}"),
+        );
+        let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap()
+            + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
+        assert!(
+            code.is_none() || code == Some(0),
+            "{seed} round {round}: exit {code:?}: {err}\ndead letter queue: {}",
+            dlq_errors(r)
+        );
+        invariants(r, &format!("{seed} after resume {round}"));
+    }
 }
 
 #[test]
@@ -362,40 +489,436 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
             return;
         };
         let wf = r.wf("sweep.yml", &sweep_workflow());
-        let mut kills = kills.iter().copied();
-        let first = run_with_kill(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            kills.next(),
-            "run",
-        );
-        invariants(&r, &format!("seed {seed} after run"));
-        let mut code = first;
-        let mut round = 0;
-        while code != Some(0) {
-            round += 1;
-            assert!(round <= 6, "seed {seed}: no success after {round} resumes");
-            let s = r.session();
-            let sid = s["id"].as_str().unwrap().to_string();
-            let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
-            // Alternate session id and job id.
-            let id = if round % 2 == 1 { job } else { sid };
-            code = run_with_kill(
-                &r,
-                &["resume", &id, "-y"],
-                kills.next(),
-                &format!("resume{round}"),
-            );
-            let err = fs::read_to_string(r.env.dir.join(format!("resume{round}.err"))).unwrap()
-                + &fs::read_to_string(r.env.dir.join(format!("resume{round}.out"))).unwrap();
-            assert!(
-                code.is_none() || code == Some(0),
-                "seed {seed} round {round}: exit {code:?}: {err}\ndead letter queue: {}",
-                dlq_errors(&r)
-            );
-            invariants(&r, &format!("seed {seed} after resume {round}"));
-        }
+        run_until_done(&r, &wf, kills, &format!("seed {seed}"), |_| {});
         final_checks(&r, seed);
+    }
+}
+
+/// Which workflow a loop sweep seed runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    /// [`loop_sweep_workflow`]: setup and reduce checkpoints.
+    MapReduce,
+    /// [`loop_standard_workflow`]: the session record is the checkpoint.
+    Standard,
+}
+
+/// A step's `validate` whose loop counts in `@D/{p}-fixed` (outside the repository): 40 %
+/// (missing `x`) until two `on_incomplete` runs have each appended their line there, then
+/// 100 %; each run first appends `${validation.attempt_number} ${validation.completion}
+/// ${validation.missing}` to `@D/{p}-attempts`.
+fn loop_validate(p: &str) -> String {
+    format!(
+        r#"validate:
+      shell: |
+        n=$(cat @D/{p}-fixed 2>/dev/null | wc -l)
+        if [ "$n" -ge 2 ]; then echo '{{"completion_percentage": 100, "status": "complete"}}'; else echo '{{"completion_percentage": 40, "status": "incomplete", "missing": ["x"]}}'; fi
+      on_incomplete:
+        shell: |
+          echo "${{validation.attempt_number}} ${{validation.completion}} ${{validation.missing}}" >> @D/{p}-attempts
+          sleep 0.15
+          echo fix >> @D/{p}-fixed
+        max_attempts: {LOOP_MAX}"#
+    )
+}
+
+/// A `foreach` of the loop sweep: each item appends its name to `@D/{name}` and commits
+/// `{name}-{item}.txt` as `{name} {item}` only when it changed (what a step that may run
+/// twice has to do), one git at a time; its progress is the variable `key` of the checkpoint
+/// `cp`.
+struct Each {
+    name: &'static str,
+    items: &'static [&'static str],
+    parallel: usize,
+    cp: Cp,
+    key: &'static str,
+}
+
+/// Where a foreach's progress is checkpointed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cp {
+    Setup,
+    Reduce,
+    Session,
+}
+
+/// Setup's foreach (its third step).
+const PRE: Each = Each {
+    name: "pre",
+    items: &["p", "q", "r", "s"],
+    parallel: 2,
+    cp: Cp::Setup,
+    key: "_foreach.step3",
+};
+const EACH_ITEMS: &[&str] = &["a", "b", "c", "d", "e", "f"];
+/// Reduce's foreach (its first step).
+const EACH_REDUCE: Each = Each {
+    name: "each",
+    items: EACH_ITEMS,
+    parallel: 3,
+    cp: Cp::Reduce,
+    key: "_foreach.step1",
+};
+/// The standard workflow's foreach (its third step).
+const EACH_STANDARD: Each = Each {
+    name: "each",
+    items: EACH_ITEMS,
+    parallel: 3,
+    cp: Cp::Session,
+    key: "_foreach.step3",
+};
+
+fn foreaches(form: Form) -> &'static [Each] {
+    match form {
+        Form::MapReduce => &[PRE, EACH_REDUCE],
+        Form::Standard => &[EACH_STANDARD],
+    }
+}
+
+fn loop_foreach(e: &Each) -> String {
+    format!(
+        r#"foreach:
+      foreach: [{items}]
+      parallel: {parallel}
+      do:
+        - shell: |
+            echo ${{item}} >> @D/{n}
+            sleep 0.15
+            echo ${{item}} > {n}-${{item}}.txt
+            flock @D/git.lock sh -c 'git add {n}-${{item}}.txt && {{ git diff --cached --quiet -- {n}-${{item}}.txt || git commit -q -m "{n} ${{item}}" -- {n}-${{item}}.txt; }}'"#,
+        items = e.items.join(", "),
+        parallel = e.parallel,
+        n = e.name,
+    )
+}
+
+/// The step after a validated one: its `${validation.*}` into `{file}`, committed.
+fn loop_after(file: &str, subject: &str) -> String {
+    format!(
+        r#"shell: |
+      echo "${{validation.completion}} ${{validation.status}} ${{validation.attempt_number}} ${{validation.missing_count}}" > {file} && git add {file} && git commit -q -m "{subject}"
+    commit_required: true"#
+    )
+}
+
+/// A validate loop in setup and in reduce, and a parallel foreach in both (run.md §2, §6).
+fn loop_sweep_workflow(d: &Path) -> String {
+    let items: Vec<String> = (1..=LOOP_ITEMS)
+        .map(|i| format!(r#"{{"id": "w{i}"}}"#))
+        .collect();
+    format!(
+        r#"name: loop-sweep
+mode: mapreduce
+setup:
+  - shell: |
+      sleep 0.05
+      printf '%s' '[{items}]' > items.json
+      git add items.json && git commit -q -m "setup: items"
+    commit_required: true
+    {sv}
+  - {sa}
+  - {pre}
+map:
+  input: items.json
+  max_parallel: 2
+  agent_template:
+    - shell: |
+        sleep 0.05
+        echo ${{item_id}} > "out-${{item_id}}.txt"
+        git add "out-${{item_id}}.txt" && git commit -q -m "item ${{item_id}}"
+      commit_required: true
+reduce:
+  - {each}
+  - shell: |
+      echo "${{map.successful}}" > reduce.txt && git add reduce.txt && git commit -q -m "reduce"
+    commit_required: true
+    {rv}
+  - {ra}
+"#,
+        items = items.join(", "),
+        sv = loop_validate("s"),
+        sa = loop_after("setup-validation.txt", "setup: validation"),
+        pre = loop_foreach(&PRE),
+        each = loop_foreach(&EACH_REDUCE),
+        rv = loop_validate("r"),
+        ra = loop_after("reduce-validation.txt", "reduce: validation"),
+    )
+    .replace("@D", &d.display().to_string())
+}
+
+/// The same loops in a standard workflow: a validated step, the step after it, the foreach.
+fn loop_standard_workflow(d: &Path) -> String {
+    format!(
+        r#"name: loop-standard
+commands:
+  - shell: |
+      sleep 0.05
+      echo work > work.txt && git add work.txt && git commit -q -m "work"
+    commit_required: true
+    {sv}
+  - {sa}
+  - {each}
+"#,
+        sv = loop_validate("s"),
+        sa = loop_after("setup-validation.txt", "setup: validation"),
+        each = loop_foreach(&EACH_STANDARD),
+    )
+    .replace("@D", &d.display().to_string())
+}
+
+const LOOP_ITEMS: usize = 4;
+const LOOP_MAX: u32 = 5;
+
+/// Kill points inside the loops. MapReduce: `validation_attempt` 1–2 are setup's
+/// `on_incomplete` runs and 3–4 reduce's (in a run that no kill made repeat an attempt),
+/// `foreach_item_completed` 1–4 setup's foreach's items and 5–10 reduce's. Standard: attempts
+/// 1–2, then items 1–6. Each event is written right after the checkpoint that records it, so
+/// delay 0 kills with that checkpoint just written, a delay inside the next handler run or
+/// among the running items. prodigy alone (its steps finish as orphans), its group, and its
+/// whole tree (the steps die too: a handler run cut before its fix, an item cut mid-commit).
+const LOOP_SEEDS: &[(Form, &[Kill])] = &[
+    (Form::MapReduce, &[k("validation_attempt", 1, 0, false)]),
+    (Form::MapReduce, &[kt("validation_attempt", 1, 60)]),
+    (Form::MapReduce, &[k("validation_attempt", 2, 80, true)]),
+    (Form::MapReduce, &[kt("validation_attempt", 2, 170)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 1, 40)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 3, 0, false)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 5, 0, false)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 6, 40)]),
+    (Form::MapReduce, &[k("foreach_item_completed", 8, 0, true)]),
+    (Form::MapReduce, &[kt("foreach_item_completed", 10, 0)]),
+    (Form::MapReduce, &[k("validation_attempt", 3, 50, false)]),
+    (Form::MapReduce, &[kt("validation_attempt", 4, 100)]),
+    (
+        Form::MapReduce,
+        &[
+            kt("validation_attempt", 1, 100),
+            k("foreach_item_completed", 7, 30, false),
+            kt("validation_attempt", 5, 60),
+        ],
+    ),
+    (
+        Form::MapReduce,
+        &[
+            k("foreach_item_completed", 6, 0, false),
+            kt("job_resumed", 1, 250),
+        ],
+    ),
+    (Form::Standard, &[kt("validation_attempt", 1, 80)]),
+    (Form::Standard, &[k("validation_attempt", 2, 0, false)]),
+    (
+        Form::Standard,
+        &[
+            kt("foreach_item_completed", 2, 20),
+            k("foreach_item_completed", 5, 50, true),
+        ],
+    ),
+];
+
+/// The lines of `@D/{name}` (none when it does not exist).
+fn lines_of(r: &R, name: &str) -> Vec<String> {
+    fs::read_to_string(r.env.dir.join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The items of `e` its checkpoint records as done (setup's, the newest reduce checkpoint,
+/// the session record).
+fn each_done(r: &R, e: &Each) -> Vec<usize> {
+    let s = r.session();
+    let newest = |prefix: &str| -> Value {
+        let job = s["mapreduce_data"]["job_id"].as_str().unwrap();
+        let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+        let name = fs::read_dir(&dir).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+                .max()
+        });
+        name.map(|n| serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap())
+            .unwrap_or_default()
+    };
+    let v = match e.cp {
+        Cp::Session => s["workflow_data"]["variables"][e.key].clone(),
+        Cp::Setup => newest("setup-checkpoint")["outputs"][e.key].clone(),
+        Cp::Reduce => newest("reduce-checkpoint-v1-")["step_results"][e.key].clone(),
+    };
+    v["done"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|i| i as usize)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a kill left of each foreach: the items its checkpoint had done, and how many lines
+/// its `@D/{name}` had.
+type AtKill = Vec<(Vec<usize>, usize)>;
+
+/// The rules asserted after the last resume of a loop sweep seed (`kills`: the rounds a kill
+/// ended; `at_kill`: what each left, [`AtKill`]):
+/// * foreach: every item's commit exactly once in git history and its file right; every item
+///   ran at least once; an item the checkpoint recorded as done never ran again after that
+///   kill; an item cut by a kill may run again (at least once), so the runs number at most
+///   the items plus `parallel` a kill.
+/// * validate: the validated step's commit exactly once; the loop ran until the validator was
+///   satisfied: exactly two fixes made (never a handler run after the second); each
+///   `on_incomplete` run saw `${validation.completion}` 40 and `missing` `x`; its
+///   `${validation.attempt_number}`s strictly increase (a run cut by a kill counts once, the
+///   next is one more: a number is never given twice), the last at most `max_attempts`; the
+///   step after it sees `100.0 complete LAST 0`.
+/// * every work item merged once, and [`nothing_left`].
+fn loop_checks(r: &R, form: Form, seed: &str, kills: usize, at_kill: &[AtKill]) {
+    let s = r.session();
+    assert_eq!(s["status"], "Completed", "{seed}: {s}");
+    let log = main_log(&r.repo);
+    let (mut once, loops): (Vec<String>, &[(&str, &str)]) = match form {
+        Form::MapReduce => (
+            [
+                "setup: items",
+                "setup: validation",
+                "reduce",
+                "reduce: validation",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain((1..=LOOP_ITEMS).map(|i| format!("item w{i}")))
+            .collect(),
+            &[
+                ("s", "setup-validation.txt"),
+                ("r", "reduce-validation.txt"),
+            ],
+        ),
+        Form::Standard => (
+            vec!["work".to_string(), "setup: validation".to_string()],
+            &[("s", "setup-validation.txt")],
+        ),
+    };
+    let each = foreaches(form);
+    for e in each {
+        once.extend(e.items.iter().map(|i| format!("{} {i}", e.name)));
+    }
+    for subject in &once {
+        assert_eq!(
+            log.iter().filter(|l| *l == subject).count(),
+            1,
+            "{seed}: `{subject}` not exactly once in {log:?}"
+        );
+    }
+    if form == Form::MapReduce {
+        assert_eq!(
+            fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
+            format!("{LOOP_ITEMS}\n"),
+            "{seed}: map.successful"
+        );
+    }
+    for (k, e) in each.iter().enumerate() {
+        let ran = lines_of(r, e.name);
+        for i in e.items {
+            assert_eq!(
+                fs::read_to_string(r.repo.join(format!("{}-{i}.txt", e.name))).unwrap(),
+                format!("{i}\n"),
+                "{seed}"
+            );
+            assert!(
+                ran.iter().any(|l| l == i),
+                "{seed}: {} {i} never ran: {ran:?}",
+                e.name
+            );
+        }
+        assert!(
+            ran.len() <= e.items.len() + e.parallel * kills,
+            "{seed}: {} {} runs after {kills} kill(s): {ran:?}",
+            ran.len(),
+            e.name
+        );
+        for a in at_kill {
+            let (done, from) = &a[k];
+            for &i in done {
+                assert!(
+                    !ran[*from..].iter().any(|l| l == e.items[i]),
+                    "{seed}: {} {} was done at a kill (checkpoint: {done:?}) and ran again: {ran:?}",
+                    e.name,
+                    e.items[i]
+                );
+            }
+        }
+    }
+    for &(p, file) in loops {
+        let attempts = lines_of(r, &format!("{p}-attempts"));
+        assert_eq!(
+            lines_of(r, &format!("{p}-fixed")).len(),
+            2,
+            "{seed}: {p}: the loop did not end at its second fix; attempts {attempts:?}"
+        );
+        let mut last = 0;
+        for a in &attempts {
+            let (n, rest) = a.split_once(' ').unwrap();
+            let n: u32 = n.parse().unwrap();
+            assert!(n > last, "{seed}: {p}: attempt numbers {attempts:?}");
+            assert_eq!(rest, "40.0 x", "{seed}: {p}: {attempts:?}");
+            last = n;
+        }
+        assert!(
+            (2..=LOOP_MAX).contains(&last),
+            "{seed}: {p}: attempts {attempts:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(r.repo.join(file)).unwrap(),
+            format!("100.0 complete {last} 0\n"),
+            "{seed}: {p}: attempts {attempts:?}"
+        );
+    }
+    // The new events are written (the kill points wait for them); each follows its
+    // checkpoint, so a kill between the two loses at most one.
+    assert!(
+        r.count_events("foreach_item_completed") + kills
+            >= each.iter().map(|e| e.items.len()).sum::<usize>(),
+        "{seed}"
+    );
+    assert!(
+        r.count_events("validation_attempt") + kills >= 2 * loops.len(),
+        "{seed}"
+    );
+    nothing_left(r, seed);
+}
+
+#[test]
+fn crash_sweep_inside_validate_loops_and_a_parallel_foreach_resumes_each_to_its_end() {
+    if !have("flock", "crash_sweep_loops") {
+        return;
+    }
+    let only: Option<usize> = std::env::var("PRODIGY_SWEEP")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for (seed, &(form, kills)) in LOOP_SEEDS.iter().enumerate() {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        eprintln!("loop crash sweep: seed {seed}: {form:?} {kills:?}");
+        let Some(r) = setup(&format!("loop-sweep-{seed}")) else {
+            return;
+        };
+        let text = match form {
+            Form::MapReduce => loop_sweep_workflow(&r.env.dir),
+            Form::Standard => loop_standard_workflow(&r.env.dir),
+        };
+        let wf = r.wf("loops.yml", &text);
+        let label = format!("loop seed {seed}");
+        let mut at_kill: Vec<AtKill> = Vec::new();
+        run_until_done(&r, &wf, kills, &label, |r| {
+            let each = foreaches(form).iter();
+            at_kill.push(
+                each.map(|e| (each_done(r, e), lines_of(r, e.name).len()))
+                    .collect(),
+            );
+        });
+        loop_checks(&r, form, &label, at_kill.len(), &at_kill);
     }
 }
 

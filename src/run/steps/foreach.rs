@@ -47,6 +47,8 @@ pub(crate) struct Run {
     pending: VecDeque<usize>,
     running: Vec<(usize, Lane<'static>)>,
     done: BTreeSet<usize>,
+    /// The item that succeeded last (for the `foreach_item_completed` event).
+    last_done: Option<usize>,
     failed: Vec<(usize, String)>,
     stop: bool,
     // For the sub-lanes.
@@ -137,6 +139,7 @@ impl Run {
                 pending,
                 running: Vec::new(),
                 done,
+                last_done: None,
                 failed: Vec::new(),
                 stop: false,
                 cwd: p.cwd.to_path_buf(),
@@ -197,6 +200,7 @@ impl Run {
                 match end {
                     LaneEnd::Finished => {
                         self.done.insert(i);
+                        self.last_done = Some(i);
                         vars.set(
                             &self.key,
                             json!({"items": self.items, "done": self.done.iter().collect::<Vec<_>>()}),
@@ -230,6 +234,12 @@ impl Run {
                 return None;
             }
         }
+    }
+
+    /// The `foreach_item_completed` event's fields: the item that succeeded last (0-based
+    /// `index`), how many are `done` (those of earlier runs included) of `total`.
+    pub(crate) fn progress(&self) -> Value {
+        json!({"index": self.last_done, "done": self.done.len(), "total": self.items.len()})
     }
 
     fn result(&self) -> Result<(), String> {

@@ -82,6 +82,35 @@ impl Lane<'_> {
                 == Some(tag(self))
     }
 
+    /// The fields of a `validation_attempt` event, after the validate loop asked for the
+    /// checkpoint of an `on_incomplete` run about to start: `step` (0-based), `attempt`
+    /// (`${validation.attempt_number}` of that run), `max_attempts` and the `completion` that
+    /// made it run. `None` outside a validate loop.
+    pub fn validation_attempt(&self) -> Option<Value> {
+        let f = self
+            .stack
+            .iter()
+            .rev()
+            .find(|f| matches!(f.stage, Stage::Validate(_)))?;
+        let max = f
+            .step
+            .more
+            .validate
+            .as_ref()?
+            .on_incomplete
+            .as_ref()?
+            .max_attempts;
+        let Some(Value::Object(v)) = self.vars.get("validation") else {
+            return None;
+        };
+        Some(json!({
+            "step": self.next,
+            "attempt": v.get("attempt_number"),
+            "max_attempts": max,
+            "completion": v.get("completion"),
+        }))
+    }
+
     /// The top frame succeeded and has `validate`: run the validator.
     pub(super) fn validate_begin(&mut self, ctx: &Ctx) -> Next {
         let t = tag(self);

@@ -57,6 +57,30 @@ fn a_list_foreach_runs_do_in_the_worktree_once_per_item_and_is_merged() {
         serde_json::json!({}),
         "{s}"
     );
+    // One event per item, after the checkpoint that records it (man/prodigy-storage.5).
+    let id = s["id"].as_str().unwrap();
+    let items: Vec<(Value, Value, Value, Value)> = r
+        .events(id)
+        .into_iter()
+        .filter(|e| e["event_type"] == "foreach_item_completed")
+        .map(|e| {
+            (
+                e["step"].clone(),
+                e["index"].clone(),
+                e["done"].clone(),
+                e["total"].clone(),
+            )
+        })
+        .collect();
+    let j = |v: i32| Value::from(v);
+    assert_eq!(
+        items,
+        [
+            (j(0), j(0), j(1), j(3)),
+            (j(0), j(1), j(2), j(3)),
+            (j(0), j(2), j(3), j(3))
+        ]
+    );
 }
 
 #[test]

@@ -35,6 +35,23 @@ fn an_incomplete_validation_runs_on_incomplete_once_then_passes() {
     let v = &s["workflow_data"]["variables"]["validation"];
     assert_eq!(v["completion"], 100.0, "{v}");
     assert_eq!(v["status"], "complete", "{v}");
+    // The on_incomplete run is an event, after the checkpoint that counts it.
+    let ev: Vec<serde_json::Value> = r
+        .events(id)
+        .into_iter()
+        .filter(|e| e["event_type"] == "validation_attempt")
+        .collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (
+            &ev[0]["step"],
+            &ev[0]["attempt"],
+            &ev[0]["max_attempts"],
+            &ev[0]["completion"]
+        ),
+        (&0.into(), &1.into(), &2.into(), &40.0.into()),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -284,5 +301,70 @@ fn a_committed_step_killed_in_its_validator_is_validated_again_not_run_again() {
     assert_eq!(
         fs::read_to_string(r.repo.join("work.txt")).unwrap(),
         "work\n"
+    );
+}
+
+#[test]
+fn a_reduce_killed_inside_on_incomplete_after_a_validated_setup_resumes_its_own_loop() {
+    // Setup's validation leaves `${validation.*}` in the run's variables; the reduce
+    // checkpoint must still keep reduce's own loop (it once kept only names setup did not
+    // have, so the resume ran the committed step again: "nothing to commit", exit 1).
+    let Some(r) = setup("validate-kill-reduce") else {
+        return;
+    };
+    let d = r.env.dir.display().to_string();
+    let text = format!(
+        r#"name: vkr
+mode: mapreduce
+setup:
+  - shell: echo s > s.txt && git add . && git commit -q -m setup
+    validate: {{shell: 'true'}}
+map:
+  input: "seq 1 2"
+  agent_template:
+    - shell: echo ${{item}} > f-${{item}}.txt && git add . && git commit -q -m "agent ${{item}}"
+reduce:
+  - shell: echo ran >> {d}/step.log; echo work > work.txt && git add . && git commit -q -m work
+    commit_required: true
+    validate:
+      shell: '{v}'
+      on_incomplete:
+        shell: 'echo ${{validation.attempt_number}} >> {d}/fixes.log; if [ ! -f {d}/killed ]; then touch {d}/started; while [ ! -f {d}/killed ]; do sleep 0.05; done; exit 1; fi; touch done.txt'
+        max_attempts: 2
+  - shell: echo "after ${{validation.attempt_number}}" > after.txt && git add after.txt && git commit -q -m after
+"#,
+        v = VALIDATOR.replace('\'', "''")
+    );
+    let wf = r.write_workflow("k.yml", &text);
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    let started = r.env.dir.join("started");
+    wait_for("on_incomplete", || started.exists());
+    unsafe_kill(child.id() as i32, 9);
+    let _ = child.wait();
+    // The orphaned handler run ends (without its fix) once prodigy is gone.
+    fs::write(r.env.dir.join("killed"), "").unwrap();
+    let job = r.only_session()["mapreduce_data"]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &job, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("step.log")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.env.dir.join("fixes.log")).unwrap(),
+        "1\n2\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("after.txt")).unwrap(),
+        "after 2\n"
     );
 }
