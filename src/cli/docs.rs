@@ -12,6 +12,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("events", "Reads the JSONL event logs of jobs, in both the canonical shape and Prodigy 0.4.4's. Files are streamed, so memory does not grow with a log's size. Event types compare without case and underscores (AgentStarted = agent_started). Corrupt lines are counted and reported once; a torn last line is not corrupt. \\fBevents show \\-\\-json\\fR and \\fBevents follow \\-\\-json\\fR print one stored event per line."),
     ("dlq", "Reads dead letter queues: the canonical \\fIdlq/{repo}/{job_id}/dlq\\-items.json\\fR and Prodigy 0.4.4's per\\-item files. \\fBretry\\fR runs a job's failed items again as a new map pass (see \\fBprodigy\\-resume\\fR(1)): merged items leave the queue, items that fail again get one more \\fBfailure_history\\fR entry."),
     ("checkpoints", "Lists MapReduce jobs with their newest checkpoint per phase (by file\\-name timestamp) and work item progress, and Prodigy 0.4.4's workflow checkpoints; \\fBverify\\fR parses every checkpoint in scope and names each invalid one with its line and column."),
+    ("archive", "Reads and restores the archives \\fBprodigy clean \\-\\-archive\\fR \\fIDIR\\fR writes (see \\fBprodigy\\-clean\\fR(1), ARCHIVE, and the format in \\fBprodigy\\-storage\\fR(5)). \\fBls\\fR checks the whole archive and prints its manifest: per item its type, repository, session, job, path relative to the root, files, bytes and why \\fBclean\\fR removed it. \\fBrestore\\fR checks the whole archive first, then that none of the paths it would write exists (it never overwrites; a path that exists refuses the whole restore, exit 3), and only then puts the items back under \\fB$PRODIGY_HOME\\fR: files byte\\-identical, with their mode and their mtime (whole seconds), each item written under a temp name, fsynced and renamed into place, so a kill leaves an item whole or absent. \\fB\\-\\-only\\fR \\fIID\\fR selects the items whose session id or job id is \\fIID\\fR, or whose manifest path is \\fIID\\fR (as \\fBls\\fR prints it); an \\fIID\\fR that selects nothing is a usage error. An archive is untrusted input: an absolute path, a \\fB..\\fR, a name outside the storage grammar or outside \\fIsessions/\\fR, \\fIevents/\\fR, \\fIlogs/\\fR, \\fIdlq/\\fR, \\fIstate/\\fR and \\fIresume_locks/\\fR, a symlink, hard link, device or FIFO entry, a bad header checksum, truncated or corrupt gzip or tar data, and a manifest that disagrees with the entries are each refused with one line naming the archive and the entry (exit 3), before anything is written."),
 ];
 
 fn synopsis(sub: &Sub) -> String {
@@ -97,6 +98,7 @@ pub fn example(sub: &Sub) -> String {
             "ID" => "session-abc123",
             "JOB_ID" => "mapreduce-123",
             "ITEM_ID" => "item-1",
+            "FILE" => "/var/backups/prodigy/prodigy-20261207T031500.tar.gz",
             _ => continue,
         };
         s.push(' ');

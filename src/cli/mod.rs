@@ -253,6 +253,12 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "gzip event and log files idle this long (NAME.gz)",
     ),
     flag(
+        "archive",
+        None,
+        Some("DIR"),
+        "first write what goes (not worktrees) to DIR/prodigy-*.tar.gz",
+    ),
+    flag(
         "repo",
         None,
         Some("NAME"),
@@ -427,6 +433,10 @@ pub struct Args {
     pub max_parallel: Option<usize>,
     /// `--reduce` (`dlq retry`).
     pub reduce: bool,
+    /// `archive ls|restore FILE`: the archive (a path, not an id).
+    pub file: Option<std::path::PathBuf>,
+    /// `--only ID` (`archive restore`), repeatable: a session id, job id or item path.
+    pub only: Vec<String>,
 }
 
 const SCOPE_FLAGS: [Flag; 2] = [
@@ -536,6 +546,8 @@ pub fn example_value(value: &str) -> &'static str {
         "NAME=VALUE" => "TARGET=src/lib.rs",
         "TYPE=DURATION" => "sessions=60d",
         "SIZE" => "20G",
+        "DIR" => "/var/backups/prodigy",
+        "FILE" => "prodigy-20261207T031500.tar.gz",
         _ => "x",
     }
 }
@@ -694,6 +706,36 @@ pub const SUBS: &[Sub] = &[
         ],
     },
     Sub {
+        words: &["archive", "ls"],
+        positional: "FILE",
+        arity: (1, 1),
+        about: "the manifest of an archive clean --archive wrote",
+        flags: &[JSON, HELP],
+    },
+    Sub {
+        words: &["archive", "restore"],
+        positional: "FILE",
+        arity: (1, 1),
+        about: "put archived items back under the root, never overwriting",
+        flags: &[
+            flag(
+                "only",
+                None,
+                Some("ID"),
+                "only items of this session or job id, or this path; repeatable",
+            ),
+            flag(
+                "dry-run",
+                Some('n'),
+                None,
+                "check the archive and list what would be restored",
+            ),
+            JSON,
+            flag("quiet", Some('q'), None, "print only errors"),
+            HELP,
+        ],
+    },
+    Sub {
         words: &["checkpoints", "ls"],
         positional: "[JOB_ID]",
         arity: (0, 1),
@@ -734,6 +776,8 @@ pub struct CleanArgs {
     pub max_size: Option<u64>,
     /// `--compress-after DURATION`, seconds.
     pub compress_after: Option<u64>,
+    /// `--archive DIR`.
+    pub archive: Option<std::path::PathBuf>,
     /// Repository scope.
     pub scope: ScopeArg,
     /// `-n/--dry-run`.
@@ -800,7 +844,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 "validate" => parse_validate(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
-                "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
+                "stats" | "sessions" | "events" | "dlq" | "checkpoints" | "archive" => {
                     parse_inspect(&mut p, &v)
                 }
                 "help" => Ok(Command::Help(match p.next().map_err(usage)? {
@@ -1085,6 +1129,13 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
                         .map_err(|e| Error::usage(format!("--compress-after: {e}")))?,
                 );
             }
+            "archive" => {
+                let v = p.value().map_err(usage)?;
+                if v.is_empty() {
+                    return Err(Error::usage("--archive: give a directory"));
+                }
+                a.archive = Some(std::path::PathBuf::from(v));
+            }
             "max-size" => {
                 let v = p.value().map_err(usage)?;
                 a.max_size = Some(
@@ -1205,6 +1256,16 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
     };
     let mut a = Args::default();
     while let Some(arg) = p.next().map_err(usage)? {
+        if let (Value(v), "archive") = (&arg, first) {
+            if a.file.is_some() {
+                return Err(Error::usage(format!(
+                    "usage: prodigy {} FILE; give one archive",
+                    sub.words.join(" ")
+                )));
+            }
+            a.file = Some(std::path::PathBuf::from(v));
+            continue;
+        }
         if let Value(v) = &arg {
             let id = v.to_string_lossy().into_owned();
             if !crate::store::names::is_valid_id_bytes(id.as_bytes()) {
@@ -1237,6 +1298,9 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
             }
             "yes" => a.yes = true,
             "reduce" => a.reduce = true,
+            "only" => a
+                .only
+                .push(p.value().map_err(usage)?.string().map_err(usage)?),
             "max-parallel" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
                 a.max_parallel =
@@ -1257,7 +1321,8 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
         }
     }
     let (lo, hi) = sub.arity;
-    if a.ids.len() < lo || a.ids.len() > hi {
+    let given = a.ids.len() + usize::from(a.file.is_some());
+    if given < lo || given > hi {
         return Err(Error::usage(format!(
             "usage: prodigy {} {}; see `prodigy {} --help`",
             sub.words.join(" "),
@@ -1416,6 +1481,7 @@ pub fn main_help() -> String {
          \x20 events ls|show|follow   event logs of jobs\n\
          \x20 dlq ls|show|retry  dead letter queues; run failed items again\n\
          \x20 checkpoints ls|verify   MapReduce and workflow checkpoints\n\
+         \x20 archive ls|restore FILE   what clean --archive wrote; put it back\n\
          \x20 help [COMMAND]     print help for a command\n\n\
          Options:\n\
          \x20 -h, --help       print help\n\
@@ -1500,6 +1566,7 @@ pub const MAN_PAGES: &[&str] = &[
     "prodigy-events",
     "prodigy-dlq",
     "prodigy-checkpoints",
+    "prodigy-archive",
 ];
 
 /// Escape text for roff: backslashes, leading dots and quotes, and hyphens in option names.
@@ -2289,7 +2356,7 @@ mod tests {
     fn every_help_fits_80_columns() {
         let mut texts = vec![main_help(), clean_help(), worktree_help()];
         texts.extend(SUBS.iter().map(sub_help));
-        texts.extend(["sessions", "events", "dlq", "checkpoints"].map(sub_group_help));
+        texts.extend(["sessions", "events", "dlq", "checkpoints", "archive"].map(sub_group_help));
         for t in texts {
             for line in t.lines() {
                 assert!(

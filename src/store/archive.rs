@@ -1,0 +1,1063 @@
+//! Archives of removed items (issue 26): `DIR/prodigy-{YYYYmmddTHHMMSS}.tar.gz`.
+//!
+//! The format is a gzip stream (one member, `flate2`'s pure-Rust backend) of a POSIX ustar
+//! archive that holds regular files and directories only, each path relative to the storage root
+//! (`events/web/job-1/events-1.jsonl`), a directory's entry before its contents, the entries of
+//! one item together, and last a regular file `prodigy-manifest.json` ([`Manifest`]). Sizes,
+//! mtimes (whole seconds) and modes are octal; names longer than 100 bytes use the ustar prefix
+//! field; a path that does not fit (255 bytes) is refused. The writer and reader are ours, a few
+//! hundred lines, instead of the `tar` crate: the static binaries have little room (issue 26).
+//!
+//! [`write`] reads every file fd-relative from the root, one component at a time without
+//! following a symlink (`fsops::Dir`, `O_NOFOLLOW`), refuses anything that is not a regular file
+//! or a directory, a name outside the grammar and a mount point, and writes to a temp file in
+//! `DIR` (`O_EXCL|O_NOFOLLOW`, mode 0600) that is fsynced, renamed without replacing, and the
+//! directory fsynced: the archive is complete on disk before the caller removes anything.
+//!
+//! An archive is untrusted input. [`scan`] reads a whole archive and refuses, naming the entry,
+//! a bad checksum or magic, any entry type but file and directory (symlinks, hard links,
+//! devices, FIFOs, pax and GNU extensions), a path that is absolute, has `.`/`..`/empty
+//! components, a name outside the grammar or a top-level directory that is not one of the
+//! archived types, a duplicate, truncated or corrupt gzip or tar data, and a manifest that
+//! disagrees with the entries (an entry no item owns, a count or byte total that differs).
+//! [`restore`] scans first, checks that nothing it would write exists, and only then writes,
+//! each item under a temp name (files fsynced, mtimes set) renamed into place without
+//! replacing and the parent fsynced: a kill leaves an item whole or not there (plus a temp
+//! name `clean` sweeps).
+
+use crate::store::fsops::{Dir, Kind};
+use serde::{Deserialize, Serialize};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+
+/// Name of the manifest entry, the archive's last.
+pub const MANIFEST: &str = "prodigy-manifest.json";
+/// `format` of a manifest.
+pub const FORMAT: &str = "prodigy-archive";
+/// The top-level directories an archive may hold (every type but worktrees, and resume locks).
+pub const TOPS: &[&str] = &["sessions", "events", "logs", "dlq", "state", "resume_locks"];
+/// Largest manifest read, bytes.
+const MAX_MANIFEST: u64 = 64 << 20;
+/// Deepest path below the root, components.
+const MAX_DEPTH: usize = 24;
+/// Largest ustar size field (11 octal digits), bytes.
+const MAX_SIZE: u64 = 0o77_777_777_777;
+const BLOCK: usize = 512;
+
+/// The last entry of an archive: what it holds and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// 1.
+    pub version: u32,
+    /// When the archive was written, RFC 3339 UTC.
+    pub created: String,
+    /// The items, in archive order.
+    pub items: Vec<ManifestItem>,
+}
+
+/// One archived item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestItem {
+    /// Storage type word (`sessions`, `events`, `logs`, `dlq`, `state`).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Repository, when known.
+    pub repository: Option<String>,
+    /// Owning session, when known.
+    pub session: Option<String>,
+    /// Job, when known.
+    pub job: Option<String>,
+    /// Path relative to the root.
+    pub path: String,
+    /// Other files that went with it (a job's mapping files), relative to the root.
+    #[serde(default)]
+    pub also: Vec<String>,
+    /// Regular files archived for it.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Why `clean` removed it.
+    pub reason: String,
+}
+
+/// An item to archive (what `clean` knows about it).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Storage type word.
+    pub ty: &'static str,
+    /// Repository.
+    pub repo: Option<String>,
+    /// Owning session.
+    pub session: Option<String>,
+    /// Job.
+    pub job: Option<String>,
+    /// Its path from the root, raw names.
+    pub path: Vec<OsString>,
+    /// The other paths that go with it.
+    pub also: Vec<Vec<OsString>>,
+    /// Why it goes.
+    pub reason: String,
+}
+
+/// One entry's header as read or to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Path relative to the root, `/`-separated, no trailing `/`.
+    pub path: String,
+    /// A directory (else a regular file).
+    pub dir: bool,
+    /// Bytes of data (0 for a directory).
+    pub size: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+// ---------------------------------------------------------------- ustar, writing
+
+fn octal(field: &mut [u8], v: u64) {
+    let s = format!("{v:0w$o}", w = field.len() - 1);
+    field[..s.len()].copy_from_slice(s.as_bytes());
+}
+
+/// The 512-byte ustar header of `h`; `Err` when the path does not fit.
+pub fn header_block(h: &Header) -> Result<[u8; BLOCK], String> {
+    let mut b = [0u8; BLOCK];
+    let full = if h.dir {
+        format!("{}/", h.path)
+    } else {
+        h.path.clone()
+    };
+    let (prefix, name) = if full.len() <= 100 {
+        ("", full.as_str())
+    } else {
+        // The last `/` that leaves a name of at most 100 bytes and a prefix of at most 155.
+        let cut = full[..full.len() - 1]
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .find(|&i| full.len() - i - 1 <= 100 && i <= 155)
+            .ok_or_else(|| format!("path `{}` is too long for the archive", h.path))?;
+        (&full[..cut], &full[cut + 1..])
+    };
+    if h.size > MAX_SIZE {
+        return Err(format!("`{}` is too large for the archive", h.path));
+    }
+    b[..name.len()].copy_from_slice(name.as_bytes());
+    octal(&mut b[100..108], u64::from(h.mode & 0o7777));
+    octal(&mut b[108..116], 0);
+    octal(&mut b[116..124], 0);
+    octal(&mut b[124..136], h.size);
+    octal(&mut b[136..148], h.mtime.clamp(0, MAX_SIZE as i64) as u64);
+    b[156] = if h.dir { b'5' } else { b'0' };
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    b[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+    b[148..156].fill(b' ');
+    let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+    let s = format!("{sum:06o}\0 ");
+    b[148..156].copy_from_slice(s.as_bytes());
+    Ok(b)
+}
+
+fn pad(n: u64) -> usize {
+    (BLOCK - (n % BLOCK as u64) as usize) % BLOCK
+}
+
+// ---------------------------------------------------------------- ustar, reading
+
+/// Reads the entries of a ustar stream (already decompressed), checking each header.
+pub struct Reader<R> {
+    r: R,
+    /// Data bytes of the current entry not read yet, and its padding.
+    left: u64,
+    pad: usize,
+    done: bool,
+}
+
+fn parse_octal(f: &[u8], what: &str) -> Result<u64, String> {
+    let s: &[u8] = {
+        let start = f.iter().position(|&c| c != b' ').unwrap_or(f.len());
+        let end = f[start..]
+            .iter()
+            .position(|&c| c == 0 || c == b' ')
+            .map_or(f.len(), |e| start + e);
+        if f[end..].iter().any(|&c| c != 0 && c != b' ') {
+            return Err(format!("bad {what} field"));
+        }
+        &f[start..end]
+    };
+    if s.is_empty() {
+        return Err(format!("bad {what} field"));
+    }
+    s.iter().try_fold(0u64, |acc, &c| match c {
+        b'0'..=b'7' => acc
+            .checked_mul(8)
+            .map(|a| a + u64::from(c - b'0'))
+            .ok_or_else(|| format!("bad {what} field")),
+        _ => Err(format!("bad {what} field")),
+    })
+}
+
+fn text(f: &[u8]) -> Result<&str, String> {
+    let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+    std::str::from_utf8(&f[..end]).map_err(|_| "a name that is not UTF-8".to_string())
+}
+
+impl<R: Read> Reader<R> {
+    /// A reader of the tar stream `r`.
+    pub fn new(r: R) -> Self {
+        Reader {
+            r,
+            left: 0,
+            pad: 0,
+            done: false,
+        }
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.r.read_exact(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                "truncated archive".to_string()
+            } else {
+                crate::error::describe_io(&e)
+            }
+        })
+    }
+
+    /// The next entry's header, `None` at the end-of-archive blocks. Skips what was not read of
+    /// the previous entry's data. Errors are phrases ("symlink entry refused").
+    pub fn next(&mut self) -> Result<Option<Header>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip()?;
+        let mut b = [0u8; BLOCK];
+        self.fill(&mut b)?;
+        if b.iter().all(|&c| c == 0) {
+            self.done = true;
+            return Ok(None);
+        }
+        let want = parse_octal(&b[148..156], "checksum")?;
+        let sum: u64 = b
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| u64::from(if (148..156).contains(&i) { b' ' } else { c }))
+            .sum();
+        if sum != want {
+            return Err("bad header checksum".into());
+        }
+        if &b[257..263] != b"ustar\0" || &b[263..265] != b"00" {
+            return Err("not a ustar header".into());
+        }
+        let dir = match b[156] {
+            b'0' | 0 => false,
+            b'5' => true,
+            b'1' => return Err("hard link entry refused".into()),
+            b'2' => return Err("symlink entry refused".into()),
+            b'3' | b'4' => return Err("device entry refused".into()),
+            b'6' => return Err("fifo entry refused".into()),
+            t => {
+                return Err(format!(
+                    "entry type `{}` refused",
+                    char::from(t).escape_default()
+                ))
+            }
+        };
+        let name = text(&b[..100])?;
+        let prefix = text(&b[345..500])?;
+        let mut path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if dir {
+            if let Some(p) = path.strip_suffix('/') {
+                path = p.to_string();
+            }
+        }
+        let size = parse_octal(&b[124..136], "size")?;
+        if dir && size != 0 {
+            return Err(format!("directory `{path}` with data"));
+        }
+        let h = Header {
+            path,
+            dir,
+            size,
+            mtime: parse_octal(&b[136..148], "mtime")? as i64,
+            mode: (parse_octal(&b[100..108], "mode")? & 0o777) as u32,
+        };
+        self.left = size;
+        self.pad = pad(size);
+        Ok(Some(h))
+    }
+
+    /// Copy the current entry's data to `w` (exactly its declared size, or an error).
+    pub fn copy_to(&mut self, w: &mut dyn Write) -> Result<u64, String> {
+        let mut buf = [0u8; 16 << 10];
+        let mut n = 0;
+        while self.left > 0 {
+            let k = (self.left as usize).min(buf.len());
+            self.fill(&mut buf[..k])?;
+            w.write_all(&buf[..k])
+                .map_err(|e| crate::error::describe_io(&e))?;
+            self.left -= k as u64;
+            n += k as u64;
+        }
+        Ok(n)
+    }
+
+    fn skip(&mut self) -> Result<(), String> {
+        self.copy_to(&mut io::sink())?;
+        let mut p = [0u8; BLOCK];
+        let k = self.pad;
+        self.pad = 0;
+        self.fill(&mut p[..k])
+    }
+}
+
+// ---------------------------------------------------------------- paths
+
+/// Check a path from an archive against the layout: relative, `/`-separated names of the id
+/// grammar (or the temp-file shape of a crash-safe write), under one of [`TOPS`].
+pub fn check_path(p: &str) -> Result<(), String> {
+    let comps: Vec<&str> = p.split('/').collect();
+    let bad = |why: &str| Err(format!("path `{}` refused: {why}", names_printable(p)));
+    if p.starts_with('/') {
+        return bad("absolute");
+    }
+    if comps.len() > MAX_DEPTH {
+        return bad("too deep");
+    }
+    for c in &comps {
+        if c.is_empty() || *c == "." || *c == ".." {
+            return bad("empty, `.` or `..` component");
+        }
+        if !crate::store::names::is_valid_id_bytes(c.as_bytes())
+            && !crate::store::atomic::is_temp_name(OsStr::new(c))
+        {
+            return bad("a name outside the storage grammar");
+        }
+    }
+    if !TOPS.contains(&comps[0]) || comps.len() < 2 {
+        return bad("not under sessions/, events/, logs/, dlq/, state/ or resume_locks/");
+    }
+    Ok(())
+}
+
+fn names_printable(p: &str) -> String {
+    crate::store::names::printable_str(p)
+}
+
+fn rel(parts: &[OsString]) -> Result<String, String> {
+    let mut v = Vec::new();
+    for p in parts {
+        match p.to_str() {
+            Some(s) => v.push(s),
+            None => {
+                return Err(format!(
+                    "a name that is not UTF-8: `{}`",
+                    crate::store::names::printable(p)
+                ))
+            }
+        }
+    }
+    let s = v.join("/");
+    check_path(&s)?;
+    Ok(s)
+}
+
+// ---------------------------------------------------------------- writing an archive
+
+/// What [`write`] did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The archive's final name in `DIR` (None when nothing could be archived, or in a check).
+    pub name: Option<OsString>,
+    /// Per source: `Ok((files, bytes))` archived, or why not (the item must then be kept).
+    pub results: Vec<Result<(u64, u64), String>>,
+}
+
+/// One file or directory found inside an item.
+struct Found {
+    parent: Vec<OsString>,
+    name: OsString,
+    rel: String,
+    dir: bool,
+    mtime: i64,
+    len: u64,
+}
+
+/// Walk one path (file or directory tree) fd-relative from `root`: every entry a regular file
+/// or a directory on the root's device, every name fits. Files are opened once, to be sure they
+/// can be read.
+fn walk(root: &Dir, parts: &[OsString], out: &mut Vec<Found>) -> Result<(), String> {
+    let ioe = |what: &str, e: io::Error| format!("{what}: {}", crate::error::describe_io(&e));
+    let (name, parent) = parts.split_last().ok_or("empty path")?;
+    let pr: Vec<&OsStr> = parent.iter().map(|p| p.as_os_str()).collect();
+    let pd = root
+        .open_path(&pr)
+        .map_err(|e| ioe(&format!("cannot open `{}`", rel_lossy(parent)), e))?;
+    let m = pd
+        .stat(name)
+        .map_err(|e| ioe(&format!("cannot stat `{}`", rel_lossy(parts)), e))?;
+    let relp = rel(parts)?;
+    match m.kind {
+        Kind::File => {
+            pd.open_file(name, false, false)
+                .map_err(|e| ioe(&format!("cannot read `{relp}`"), e))?;
+        }
+        Kind::Dir => {
+            if m.dev != root.dev() {
+                return Err(format!("`{relp}` is on another filesystem"));
+            }
+        }
+        Kind::Symlink => return Err(format!("`{relp}` is a symlink; not followed")),
+        _ => return Err(format!("`{relp}` is not a regular file or directory")),
+    }
+    out.push(Found {
+        parent: parent.to_vec(),
+        name: name.to_os_string(),
+        rel: relp.clone(),
+        dir: m.kind == Kind::Dir,
+        mtime: m.mtime_secs,
+        len: if m.kind == Kind::Dir { 0 } else { m.len },
+    });
+    if m.kind == Kind::Dir {
+        let d = pd
+            .open_dir(name)
+            .map_err(|e| ioe(&format!("cannot open `{relp}`"), e))?;
+        if (d.dev(), d.ino()) != (m.dev, m.ino) {
+            return Err(format!("`{relp}` changed while archived"));
+        }
+        let mut names = d
+            .names()
+            .map_err(|e| ioe(&format!("cannot list `{relp}`"), e))?;
+        names.sort();
+        for n in names {
+            let mut p = parts.to_vec();
+            p.push(n);
+            walk(root, &p, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn rel_lossy(parts: &[OsString]) -> String {
+    crate::clean::inventory::rel_of_parts(parts.iter().map(|p| p.as_os_str()))
+}
+
+/// The file name of an archive written at Unix time `now`, with `-{n}` for n > 1.
+pub fn archive_name(now: i64, n: u32) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let base = format!(
+        "prodigy-{:04}{:02}{:02}T{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if n > 1 {
+        format!("{base}-{n}.tar.gz")
+    } else {
+        format!("{base}.tar.gz")
+    }
+}
+
+/// True for a temp file [`write`] left in the archive directory when it was killed.
+pub fn is_leftover(name: &OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    crate::store::atomic::is_temp_name(name) && b.starts_with(b".prodigy-") && {
+        b.windows(11).any(|w| w == b".tar.gz.tmp")
+    }
+}
+
+/// Archive `sources` into `dir` (a directory, opened by the caller). `real == false` only walks
+/// (the dry run: which items could be archived). Items that cannot be walked are left out and
+/// their error returned in [`Written::results`]; an error writing the archive itself is `Err`,
+/// and then no item counts as archived. `now` names the archive; `created` goes in the manifest.
+pub fn write(
+    dir: &Dir,
+    root: &Dir,
+    sources: &[Source],
+    now: i64,
+    created: &str,
+    real: bool,
+) -> Result<Written, String> {
+    let mut out = Written::default();
+    let mut plans: Vec<Option<(Vec<Found>, ManifestItem)>> = Vec::new();
+    for s in sources {
+        let mut found = Vec::new();
+        let mut also = Vec::new();
+        let r = (|| {
+            let path = rel(&s.path)?;
+            walk(root, &s.path, &mut found)?;
+            for a in &s.also {
+                match walk(root, a, &mut found) {
+                    Ok(()) => also.push(rel(a)?),
+                    // A mapping gone since the scan is not an error.
+                    Err(e) if e.contains("No such file") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(path)
+        })();
+        match r {
+            Ok(path) => {
+                let files = found.iter().filter(|f| !f.dir).count() as u64;
+                out.results
+                    .push(Ok((files, found.iter().map(|f| f.len).sum())));
+                plans.push(Some((
+                    found,
+                    ManifestItem {
+                        ty: s.ty.into(),
+                        repository: s.repo.clone(),
+                        session: s.session.clone(),
+                        job: s.job.clone(),
+                        path,
+                        also,
+                        files,
+                        bytes: 0,
+                        reason: s.reason.clone(),
+                    },
+                )));
+            }
+            Err(e) => {
+                out.results.push(Err(e));
+                plans.push(None);
+            }
+        }
+    }
+    if !real || plans.iter().all(Option::is_none) {
+        return Ok(out);
+    }
+    // Leftovers of a killed run (we hold the clean lock: no other clean writes here).
+    for n in dir.names().unwrap_or_default() {
+        if is_leftover(&n) {
+            let _ = dir.unlink(&n);
+        }
+    }
+    let ioe = |what: &str, e: io::Error| format!("{what}: {}", crate::error::describe_io(&e));
+    let mut n = 1;
+    let final_name = loop {
+        let name = OsString::from(archive_name(now, n));
+        match dir.stat(&name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break name,
+            _ => n += 1,
+        }
+    };
+    let tmp = crate::store::atomic::temp_name(&final_name);
+    let file = dir
+        .create_new(&tmp)
+        .map_err(|e| ioe("cannot create the archive", e))?;
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        version: 1,
+        created: created.into(),
+        items: Vec::new(),
+    };
+    let body = (|| -> Result<std::fs::File, String> {
+        let mut enc = flate2::write::GzEncoder::new(
+            io::BufWriter::with_capacity(64 << 10, file),
+            flate2::Compression::default(),
+        );
+        let w = |e: io::Error| ioe("cannot write the archive", e);
+        for (k, p) in plans.iter_mut().enumerate() {
+            let Some((found, item)) = p.take() else {
+                continue;
+            };
+            let mut item = item;
+            for f in &found {
+                let pr: Vec<&OsStr> = f.parent.iter().map(|p| p.as_os_str()).collect();
+                let pd = root
+                    .open_path(&pr)
+                    .map_err(|e| ioe(&format!("cannot open the parent of `{}`", f.rel), e))?;
+                let mut h = Header {
+                    path: f.rel.clone(),
+                    dir: f.dir,
+                    size: 0,
+                    mtime: f.mtime,
+                    mode: 0o700,
+                };
+                if f.dir {
+                    enc.write_all(&header_block(&h)?).map_err(w)?;
+                    continue;
+                }
+                let mut src = pd
+                    .open_file(&f.name, false, false)
+                    .map_err(|e| ioe(&format!("cannot read `{}`", f.rel), e))?;
+                let m0 = src
+                    .metadata()
+                    .map_err(|e| ioe(&format!("cannot stat `{}`", f.rel), e))?;
+                h.size = m0.len();
+                h.mode = std::os::unix::fs::PermissionsExt::mode(&m0.permissions());
+                enc.write_all(&header_block(&h)?).map_err(w)?;
+                let got = io::copy(&mut (&mut src).take(h.size), &mut enc)
+                    .map_err(|e| ioe(&format!("cannot read `{}`", f.rel), e))?;
+                let m1 = src
+                    .metadata()
+                    .map_err(|e| ioe(&format!("cannot stat `{}`", f.rel), e))?;
+                if got != h.size || m1.len() != h.size || m1.modified().ok() != m0.modified().ok() {
+                    return Err(format!("`{}` changed while it was archived", f.rel));
+                }
+                enc.write_all(&[0u8; BLOCK][..pad(h.size)]).map_err(w)?;
+                item.bytes += h.size;
+            }
+            out.results[k] = Ok((item.files, item.bytes));
+            manifest.items.push(item);
+        }
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+        let h = Header {
+            path: MANIFEST.into(),
+            dir: false,
+            size: json.len() as u64,
+            mtime: now,
+            mode: 0o600,
+        };
+        enc.write_all(&header_block(&h)?).map_err(w)?;
+        enc.write_all(&json).map_err(w)?;
+        enc.write_all(&[0u8; BLOCK][..pad(h.size)]).map_err(w)?;
+        enc.write_all(&[0u8; 2 * BLOCK]).map_err(w)?;
+        let f = enc
+            .finish()
+            .map_err(w)?
+            .into_inner()
+            .map_err(|e| w(e.into_error()))?;
+        // The data must be on disk before the name points at it.
+        f.sync_all()
+            .map_err(|e| ioe("cannot sync the archive", e))?;
+        Ok(f)
+    })();
+    if let Err(e) = body {
+        let _ = dir.unlink(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = dir.rename(&tmp, dir, &final_name) {
+        let _ = dir.unlink(&tmp);
+        return Err(ioe("cannot rename the archive", e));
+    }
+    // The rename must be durable before anything it holds is removed.
+    dir.sync()
+        .map_err(|e| ioe("cannot sync the archive directory", e))?;
+    out.name = Some(final_name);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- reading an archive
+
+/// Everything [`scan`] read: the headers in order and the manifest.
+#[derive(Debug)]
+pub struct Scanned {
+    /// Entries before the manifest, in order.
+    pub entries: Vec<Header>,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// For each entry, the index of its item in the manifest.
+    pub owner: Vec<usize>,
+}
+
+/// The item of `path`: the one whose path or `also` is `path` or an ancestor of it, looked
+/// up in `bases` (every item's path and `also`, to its index).
+fn owner_of(bases: &std::collections::HashMap<&str, usize>, path: &str) -> Option<usize> {
+    let mut p = path;
+    loop {
+        if let Some(&i) = bases.get(p) {
+            return Some(i);
+        }
+        p = &p[..p.rfind('/')?];
+    }
+}
+
+/// Read a whole archive (gzip of ustar) and check it (see the module comment). Errors are
+/// phrases naming the entry: "entry `x/y`: symlink entry refused".
+pub fn scan<R: Read>(r: R) -> Result<Scanned, String> {
+    let mut t = Reader::new(crate::store::gz::decoder(r));
+    let mut entries: Vec<Header> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut manifest = None;
+    loop {
+        let at = |e: String| match entries.last() {
+            Some(h) => format!("after entry `{}`: {e}", names_printable(&h.path)),
+            None => e,
+        };
+        let Some(h) = t.next().map_err(at)? else {
+            break;
+        };
+        let name = names_printable(&h.path);
+        if manifest.is_some() {
+            return Err(format!("entry `{name}` after the manifest"));
+        }
+        if h.path == MANIFEST && !h.dir {
+            if h.size > MAX_MANIFEST {
+                return Err("the manifest is too large".into());
+            }
+            let mut v = Vec::new();
+            t.copy_to(&mut v)
+                .map_err(|e| format!("entry `{name}`: {e}"))?;
+            let m: Manifest = serde_json::from_slice(&v)
+                .map_err(|e| format!("the manifest does not parse: {e}"))?;
+            if m.format != FORMAT || m.version != 1 {
+                return Err("the manifest is not a prodigy-archive manifest of version 1".into());
+            }
+            manifest = Some(m);
+            continue;
+        }
+        check_path(&h.path).map_err(|e| format!("entry `{name}`: {e}"))?;
+        if !seen.insert(h.path.clone()) {
+            return Err(format!("entry `{name}` appears twice"));
+        }
+        entries.push(h);
+    }
+    // The gzip trailer (CRC, length) is checked only when its end is read.
+    let mut rest = [0u8; BLOCK];
+    loop {
+        match t.r.read(&mut rest) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(crate::error::describe_io(&e)),
+        }
+    }
+    let manifest = manifest.ok_or("no manifest: the archive is incomplete")?;
+    let mut bases = std::collections::HashMap::new();
+    for (i, it) in manifest.items.iter().enumerate() {
+        let name = names_printable(&it.path);
+        for p in std::iter::once(&it.path).chain(it.also.iter()) {
+            check_path(p).map_err(|e| format!("manifest item `{name}`: {e}"))?;
+            if bases.insert(p.as_str(), i).is_some() {
+                return Err(format!(
+                    "manifest item `{name}`: `{}` named twice",
+                    names_printable(p)
+                ));
+            }
+        }
+    }
+    // No item inside another: each base's ancestors are no base.
+    for p in bases.keys() {
+        if let Some(cut) = p.rfind('/') {
+            if let Some(&j) = owner_of(&bases, &p[..cut]).as_ref() {
+                return Err(format!(
+                    "manifest item `{}` holds `{}` of another item",
+                    names_printable(&manifest.items[j].path),
+                    names_printable(p)
+                ));
+            }
+        }
+    }
+    let mut owner = Vec::with_capacity(entries.len());
+    let mut files = vec![0u64; manifest.items.len()];
+    let mut bytes = vec![0u64; manifest.items.len()];
+    let mut last = None;
+    let mut started = vec![false; manifest.items.len()];
+    for h in &entries {
+        let name = names_printable(&h.path);
+        let i = owner_of(&bases, &h.path)
+            .ok_or_else(|| format!("entry `{name}` is in no item of the manifest"))?;
+        if last != Some(i) && std::mem::replace(&mut started[i], true) {
+            return Err(format!(
+                "entry `{name}` is apart from its item's other entries"
+            ));
+        }
+        last = Some(i);
+        owner.push(i);
+        if !h.dir {
+            files[i] += 1;
+            bytes[i] += h.size;
+        }
+    }
+    for (i, it) in manifest.items.iter().enumerate() {
+        let name = names_printable(&it.path);
+        if !matches!(crate::store::StorageType::from_word(&it.ty),
+            Some(t) if t != crate::store::StorageType::Worktrees)
+        {
+            return Err(format!("manifest item `{name}`: unknown type `{}`", it.ty));
+        }
+        if !seen.contains(&it.path) {
+            return Err(format!("manifest item `{name}` has no entry"));
+        }
+        if (files[i], bytes[i]) != (it.files, it.bytes) {
+            return Err(format!(
+                "manifest item `{name}` declares {} files, {} bytes; the entries hold {}, {}",
+                it.files, it.bytes, files[i], bytes[i]
+            ));
+        }
+    }
+    Ok(Scanned {
+        entries,
+        manifest,
+        owner,
+    })
+}
+
+/// Open archive `path` and [`scan`] it; errors name the archive.
+pub fn open_scan(path: &Path) -> Result<(std::fs::File, Scanned), String> {
+    let f = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "cannot open `{}`: {}",
+            path.display(),
+            crate::error::describe_io(&e)
+        )
+    })?;
+    let s = scan(io::BufReader::new(&f)).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    Ok((f, s))
+}
+
+// ---------------------------------------------------------------- restoring
+
+/// Open (creating as needed, 0700) the directories `comps` below `root`, never following a
+/// symlink.
+fn make_dirs(root: &Dir, comps: &[&str]) -> io::Result<Dir> {
+    let mut cur = root.open_path(&[])?;
+    for c in comps {
+        match cur.create_dir(OsStr::new(c)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        cur = cur.open_dir(OsStr::new(c))?;
+    }
+    Ok(cur)
+}
+
+/// Whether `path` (checked) exists below `root` (a symlink on the way counts as existing).
+fn exists(root: &Dir, path: &str) -> io::Result<bool> {
+    let comps: Vec<&str> = path.split('/').collect();
+    let (name, parent) = comps.split_last().expect("a checked path has components");
+    let mut cur = root.open_path(&[])?;
+    for c in parent {
+        cur = match cur.open_dir(OsStr::new(c)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(_) => return Ok(true),
+        };
+    }
+    match cur.stat(OsStr::new(name)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn mtime(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
+}
+
+/// The items of `s` that `ids` select: all when `ids` is empty; else those whose session, job
+/// or path is one of them. An id that selects nothing is an error.
+pub fn select(s: &Scanned, ids: &[String]) -> Result<Vec<bool>, String> {
+    if ids.is_empty() {
+        return Ok(vec![true; s.manifest.items.len()]);
+    }
+    let mut sel = vec![false; s.manifest.items.len()];
+    for id in ids {
+        let mut any = false;
+        for (i, it) in s.manifest.items.iter().enumerate() {
+            if it.session.as_deref() == Some(id) || it.job.as_deref() == Some(id) || it.path == *id
+            {
+                sel[i] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(format!("no item matches `{}`", names_printable(id)));
+        }
+    }
+    Ok(sel)
+}
+
+/// A file or item being written: where, under which temp name, and its final name.
+struct Pending {
+    parent: Dir,
+    tmp: OsString,
+    name: OsString,
+    /// Directories inside (relative, with their mtimes), to date once their contents are in.
+    dirs: Vec<(Vec<String>, i64)>,
+}
+
+impl Pending {
+    fn finish(self) -> io::Result<()> {
+        if let Ok(t) = self.parent.open_dir(&self.tmp) {
+            for (comps, secs) in self.dirs.iter().rev() {
+                let c: Vec<&OsStr> = comps.iter().map(OsStr::new).collect();
+                let d = t.open_path(&c)?;
+                d.sync()?;
+                d.set_mtime(*secs, 0)?;
+            }
+        }
+        self.parent.rename(&self.tmp, &self.parent, &self.name)?;
+        self.parent.sync()
+    }
+}
+
+/// Put the selected items of archive `f` (already [`scan`]ned as `s`) back under `root`.
+/// Refuses, before writing anything, when one of their paths exists. Returns the items
+/// restored; an error stops at the item it names (the items before it are in place, it is not).
+pub fn restore(
+    f: &mut std::fs::File,
+    s: &Scanned,
+    sel: &[bool],
+    root: &Dir,
+) -> Result<Vec<usize>, String> {
+    conflicts(s, sel, root)?;
+    restore_checked(f, s, sel, root)
+}
+
+/// Refuse when a path the selected items of `s` would take exists under `root`.
+pub fn conflicts(s: &Scanned, sel: &[bool], root: &Dir) -> Result<(), String> {
+    for (_, it) in s.manifest.items.iter().enumerate().filter(|(i, _)| sel[*i]) {
+        for p in std::iter::once(&it.path).chain(it.also.iter()) {
+            match exists(root, p) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(format!(
+                        "`{}` exists; restore never overwrites: move it away or leave it out with --only",
+                        names_printable(p)
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot look at `{}`: {}",
+                        names_printable(p),
+                        crate::error::describe_io(&e)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn restore_checked(
+    f: &mut std::fs::File,
+    s: &Scanned,
+    sel: &[bool],
+    root: &Dir,
+) -> Result<Vec<usize>, String> {
+    f.rewind().map_err(|e| crate::error::describe_io(&e))?;
+    let mut t = Reader::new(crate::store::gz::decoder(io::BufReader::new(&*f)));
+    let mut done = Vec::new();
+    let mut open: Option<(usize, Pending)> = None;
+    let ioe = |p: &str, e: io::Error| {
+        format!(
+            "entry `{}`: {}",
+            names_printable(p),
+            crate::error::describe_io(&e)
+        )
+    };
+    for (k, want) in s.entries.iter().enumerate() {
+        let h = t
+            .next()
+            .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
+        if h.as_ref() != Some(want) {
+            return Err(format!(
+                "entry `{}` changed since the archive was checked",
+                names_printable(&want.path)
+            ));
+        }
+        let i = s.owner[k];
+        if open.as_ref().is_some_and(|(j, _)| *j != i) {
+            let (j, p) = open.take().expect("checked");
+            p.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
+            done.push(j);
+        }
+        if !sel[i] {
+            continue;
+        }
+        let item = &s.manifest.items[i];
+        let (base, rest) = if want.path == item.path || item.also.contains(&want.path) {
+            (want.path.as_str(), "")
+        } else if let Some(r) = want.path.strip_prefix(&format!("{}/", item.path)) {
+            (item.path.as_str(), r)
+        } else {
+            let a = item
+                .also
+                .iter()
+                .find(|a| want.path.starts_with(&format!("{a}/")))
+                .ok_or_else(|| format!("entry `{}` has no item", names_printable(&want.path)))?;
+            (a.as_str(), &want.path[a.len() + 1..])
+        };
+        let err = |e: io::Error| ioe(&want.path, e);
+        let data = |file: &mut std::fs::File, t: &mut Reader<_>| -> Result<(), String> {
+            let mut w = io::BufWriter::new(&mut *file);
+            t.copy_to(&mut w)
+                .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
+            w.flush().map_err(err)?;
+            drop(w);
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(want.mode))
+                .map_err(err)?;
+            file.set_modified(mtime(want.mtime)).map_err(err)?;
+            file.sync_all().map_err(err)
+        };
+        if rest.is_empty() {
+            // An item's own path (or one of its `also` files): written under a temp name.
+            let comps: Vec<&str> = base.split('/').collect();
+            let (name, parent) = comps.split_last().expect("checked");
+            let pd = make_dirs(root, parent).map_err(err)?;
+            let name = OsString::from(name);
+            let tmp = crate::store::atomic::temp_name(&name);
+            let p = Pending {
+                parent: pd,
+                tmp: tmp.clone(),
+                name,
+                dirs: Vec::new(),
+            };
+            if want.dir {
+                p.parent.create_dir(&tmp).map_err(err)?;
+                let mut p = p;
+                p.dirs.push((Vec::new(), want.mtime));
+                if let Some((j, q)) = open.replace((i, p)) {
+                    q.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
+                }
+            } else {
+                let mut file = p.parent.create_new(&tmp).map_err(err)?;
+                if let Err(e) = data(&mut file, &mut t) {
+                    let _ = p.parent.unlink(&tmp);
+                    return Err(e);
+                }
+                if let Err(e) = p.parent.rename(&tmp, &p.parent, &p.name) {
+                    let _ = p.parent.unlink(&tmp);
+                    return Err(err(e));
+                }
+                p.parent.sync().map_err(err)?;
+                if open.is_none() && item.path == want.path {
+                    done.push(i);
+                }
+            }
+            continue;
+        }
+        // Inside an item's directory, which is open under its temp name.
+        let Some((_, p)) = open.as_mut().filter(|(j, _)| *j == i) else {
+            return Err(format!(
+                "entry `{}` comes before its directory",
+                names_printable(&want.path)
+            ));
+        };
+        let comps: Vec<&str> = rest.split('/').collect();
+        let (name, parent) = comps.split_last().expect("checked");
+        let top = p.parent.open_dir(&p.tmp).map_err(err)?;
+        let c: Vec<&OsStr> = parent.iter().map(|c| OsStr::new(*c)).collect();
+        let d = top.open_path(&c).map_err(err)?;
+        if want.dir {
+            d.create_dir(OsStr::new(name)).map_err(err)?;
+            p.dirs
+                .push((comps.iter().map(|c| c.to_string()).collect(), want.mtime));
+        } else {
+            let mut file = d.create_new(OsStr::new(name)).map_err(err)?;
+            data(&mut file, &mut t)?;
+        }
+    }
+    if let Some((j, p)) = open.take() {
+        p.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
+        done.push(j);
+    }
+    done.retain(|&j| sel[j]);
+    done.dedup();
+    Ok(done)
+}
