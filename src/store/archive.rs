@@ -480,6 +480,13 @@ pub fn is_leftover(name: &OsStr) -> bool {
     }
 }
 
+/// The pid in a temp name `.NAME.tmp-{pid}-{nanos}-{n}`.
+fn leftover_pid(name: &OsStr) -> Option<u64> {
+    let s = name.to_str()?;
+    let rest = &s[s.rfind(".tmp-")? + 5..];
+    rest.split('-').next()?.parse().ok()
+}
+
 /// Archive `sources` into `dir` (a directory, opened by the caller). `real == false` only walks
 /// (the dry run: which items could be archived). Items that cannot be walked are left out and
 /// their error returned in [`Written::results`]; an error writing the archive itself is `Err`,
@@ -539,21 +546,15 @@ pub fn write(
     if !real || plans.iter().all(Option::is_none) {
         return Ok(out);
     }
-    // Leftovers of a killed run (we hold the clean lock: no other clean writes here).
+    // Leftovers of a killed run: a temp name whose writer is gone (the pid is in the name;
+    // another root's clean may be writing here right now).
     for n in dir.names().unwrap_or_default() {
-        if is_leftover(&n) {
+        if is_leftover(&n) && !leftover_pid(&n).is_some_and(crate::procs::pid_alive) {
             let _ = dir.unlink(&n);
         }
     }
     let ioe = |what: &str, e: io::Error| format!("{what}: {}", crate::error::describe_io(&e));
-    let mut n = 1;
-    let final_name = loop {
-        let name = OsString::from(archive_name(now, n));
-        match dir.stat(&name) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break name,
-            _ => n += 1,
-        }
-    };
+    let final_name = OsString::from(archive_name(now, 1));
     let tmp = crate::store::atomic::temp_name(&final_name);
     let file = dir
         .create_new(&tmp)
@@ -640,9 +641,21 @@ pub fn write(
         let _ = dir.unlink(&tmp);
         return Err(e);
     }
-    if let Err(e) = dir.rename(&tmp, dir, &final_name) {
-        let _ = dir.unlink(&tmp);
-        return Err(ioe("cannot rename the archive", e));
+    // Never replacing: a name taken (two runs in one second) moves on to `-2`, `-3` ...
+    let mut final_name = final_name;
+    let mut n = 1;
+    loop {
+        match dir.rename(&tmp, dir, &final_name) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => {
+                n += 1;
+                final_name = OsString::from(archive_name(now, n));
+            }
+            Err(e) => {
+                let _ = dir.unlink(&tmp);
+                return Err(ioe("cannot rename the archive", e));
+            }
+        }
     }
     // The rename must be durable before anything it holds is removed.
     dir.sync()
