@@ -49,7 +49,8 @@ pub fn ls(a: &Args) -> Result<Exit> {
         super::print(&format!(
             "{}\n",
             serde_json::json!({
-                "archive": file, "created": s.manifest.created, "items": s.manifest.items,
+                "archive": file, "created": s.manifest.created,
+                "items": s.manifest.items.iter().map(archive::ManifestItem::to_json).collect::<Vec<_>>(),
             })
         ))?;
     } else {
@@ -107,7 +108,7 @@ pub fn restore(a: &Args) -> Result<Exit> {
             "{}\n",
             serde_json::json!({
                 "archive": file, "root": root_path, "dry_run": a.dry_run,
-                "restored": restored,
+                "restored": restored.iter().map(|i| i.to_json()).collect::<Vec<_>>(),
             })
         ))?;
     } else if !a.quiet {

@@ -26,7 +26,7 @@
 //! name `clean` sweeps).
 
 use crate::store::fsops::{Dir, Kind};
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
@@ -46,8 +46,7 @@ const MAX_SIZE: u64 = 0o77_777_777_777;
 const BLOCK: usize = 512;
 
 /// The last entry of an archive: what it holds and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// Always [`FORMAT`].
     pub format: String,
@@ -60,11 +59,9 @@ pub struct Manifest {
 }
 
 /// One archived item.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestItem {
     /// Storage type word (`sessions`, `events`, `logs`, `dlq`, `state`).
-    #[serde(rename = "type")]
     pub ty: String,
     /// Repository, when known.
     pub repository: Option<String>,
@@ -75,7 +72,6 @@ pub struct ManifestItem {
     /// Path relative to the root.
     pub path: String,
     /// Other files that went with it (a job's mapping files), relative to the root.
-    #[serde(default)]
     pub also: Vec<String>,
     /// Regular files archived for it.
     pub files: u64,
@@ -83,6 +79,70 @@ pub struct ManifestItem {
     pub bytes: u64,
     /// Why `clean` removed it.
     pub reason: String,
+}
+
+// By hand on `serde_json::Value` rather than derived: the derives cost the static binary
+// more than this (issue 26's size budget).
+impl ManifestItem {
+    /// The item as the manifest stores it (and `archive ls --json` prints it).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": self.ty, "repository": self.repository, "session": self.session,
+            "job": self.job, "path": self.path, "also": self.also, "files": self.files,
+            "bytes": self.bytes, "reason": self.reason,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<ManifestItem> {
+        let o = v.as_object()?;
+        let s = |k: &str| o.get(k)?.as_str().map(String::from);
+        let opt = |k: &str| match o.get(k)? {
+            Value::Null => Some(None),
+            Value::String(x) => Some(Some(x.clone())),
+            _ => None,
+        };
+        let also = o.get("also")?.as_array()?;
+        (o.len() == 9).then_some(())?;
+        Some(ManifestItem {
+            ty: s("type")?,
+            repository: opt("repository")?,
+            session: opt("session")?,
+            job: opt("job")?,
+            path: s("path")?,
+            also: also
+                .iter()
+                .map(|a| a.as_str().map(String::from))
+                .collect::<Option<_>>()?,
+            files: o.get("files")?.as_u64()?,
+            bytes: o.get("bytes")?.as_u64()?,
+            reason: s("reason")?,
+        })
+    }
+}
+
+impl Manifest {
+    fn to_json(&self) -> Value {
+        json!({
+            "format": self.format, "version": self.version, "created": self.created,
+            "items": self.items.iter().map(ManifestItem::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Manifest> {
+        let o = v.as_object()?;
+        (o.len() == 4).then_some(())?;
+        Some(Manifest {
+            format: o.get("format")?.as_str()?.into(),
+            version: u32::try_from(o.get("version")?.as_u64()?).ok()?,
+            created: o.get("created")?.as_str()?.into(),
+            items: o
+                .get("items")?
+                .as_array()?
+                .iter()
+                .map(ManifestItem::from_json)
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 /// An item to archive (what `clean` knows about it).
@@ -172,8 +232,8 @@ fn pad(n: u64) -> usize {
 // ---------------------------------------------------------------- ustar, reading
 
 /// Reads the entries of a ustar stream (already decompressed), checking each header.
-pub struct Reader<R> {
-    r: R,
+pub struct Reader<'a> {
+    r: &'a mut dyn Read,
     /// Data bytes of the current entry not read yet, and its padding.
     left: u64,
     pad: usize,
@@ -209,9 +269,9 @@ fn text(f: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(&f[..end]).map_err(|_| "a name that is not UTF-8".to_string())
 }
 
-impl<R: Read> Reader<R> {
+impl<'a> Reader<'a> {
     /// A reader of the tar stream `r`.
-    pub fn new(r: R) -> Self {
+    pub fn new(r: &'a mut dyn Read) -> Self {
         Reader {
             r,
             left: 0,
@@ -615,7 +675,8 @@ pub fn write(
             out.results[k] = Ok((item.files, item.bytes));
             manifest.items.push(item);
         }
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+        let mut json = manifest.to_json().to_string().into_bytes();
+        json.push(b'\n');
         let h = Header {
             path: MANIFEST.into(),
             dir: false,
@@ -689,10 +750,11 @@ fn owner_of(bases: &std::collections::HashMap<&str, usize>, path: &str) -> Optio
     }
 }
 
-/// Read a whole archive (gzip of ustar) and check it (see the module comment). Errors are
-/// phrases naming the entry: "entry `x/y`: symlink entry refused".
-pub fn scan<R: Read>(r: R) -> Result<Scanned, String> {
-    let mut t = Reader::new(crate::store::gz::decoder(r));
+/// Read a whole archive and check it (see the module comment); `r` gives the tar stream,
+/// decompressed (`gz::decoder`, [`open_scan`]). Errors are phrases naming the entry: "entry
+/// `x/y`: symlink entry refused".
+pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
+    let mut t = Reader::new(r);
     let mut entries: Vec<Header> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut manifest = None;
@@ -715,8 +777,10 @@ pub fn scan<R: Read>(r: R) -> Result<Scanned, String> {
             let mut v = Vec::new();
             t.copy_to(&mut v)
                 .map_err(|e| format!("entry `{name}`: {e}"))?;
-            let m: Manifest = serde_json::from_slice(&v)
+            let m: Value = serde_json::from_slice(&v)
                 .map_err(|e| format!("the manifest does not parse: {e}"))?;
+            let m = Manifest::from_json(&m)
+                .ok_or("the manifest is not a prodigy-archive manifest of version 1")?;
             if m.format != FORMAT || m.version != 1 {
                 return Err("the manifest is not a prodigy-archive manifest of version 1".into());
             }
@@ -818,7 +882,9 @@ pub fn open_scan(path: &Path) -> Result<(std::fs::File, Scanned), String> {
             crate::error::describe_io(&e)
         )
     })?;
-    let s = scan(io::BufReader::new(&f)).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let g = f.try_clone().map_err(|e| crate::error::describe_io(&e))?;
+    let s = scan(&mut crate::store::gz::decode_file(g))
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
     Ok((f, s))
 }
 
@@ -954,7 +1020,9 @@ fn restore_checked(
     root: &Dir,
 ) -> Result<Vec<usize>, String> {
     f.rewind().map_err(|e| crate::error::describe_io(&e))?;
-    let mut t = Reader::new(crate::store::gz::decoder(io::BufReader::new(&*f)));
+    let mut g =
+        crate::store::gz::decode_file(f.try_clone().map_err(|e| crate::error::describe_io(&e))?);
+    let mut t = Reader::new(&mut g);
     let mut done = Vec::new();
     let mut open: Option<(usize, Pending)> = None;
     let ioe = |p: &str, e: io::Error| {
@@ -997,7 +1065,7 @@ fn restore_checked(
             (a.as_str(), &want.path[a.len() + 1..])
         };
         let err = |e: io::Error| ioe(&want.path, e);
-        let data = |file: &mut std::fs::File, t: &mut Reader<_>| -> Result<(), String> {
+        let data = |file: &mut std::fs::File, t: &mut Reader<'_>| -> Result<(), String> {
             let mut w = io::BufWriter::new(&mut *file);
             t.copy_to(&mut w)
                 .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
