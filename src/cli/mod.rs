@@ -1826,8 +1826,8 @@ max\-size = 20G
 .fi
 .PP
 Keys are the storage types (\fBworktrees\fR, \fBsessions\fR, \fBlogs\fR, \fBstate\fR, \fBevents\fR, \fBdlq\fR),
-whose value is a \fIDURATION\fR, \fBmax\-size\fR, whose value is a \fISIZE\fR, and \fBcompress\-after\fR, a
-\fIDURATION\fR (see \fBCOMPRESSION\fR). A type the file does not
+whose value is a \fIDURATION\fR, \fBmax\-size\fR, whose value is a \fISIZE\fR, \fBcompress\-after\fR, a
+\fIDURATION\fR (see \fBCOMPRESSION\fR), and \fBarchive\fR, a directory (see \fBARCHIVE\fR). A type the file does not
 name keeps its default. An unknown key, a bad value, a key set twice, a line without \fB=\fR, or a file
 that is not a regular file (a symlink is not followed) stops \fBclean\fR before anything is removed,
 with exit status 2 and a message naming the file and line: \fI`PATH`:LINE: what is wrong\fR.
@@ -1868,6 +1868,22 @@ both (then \fINAME\fR is read, and the next run redoes the \fB.gz\fR after check
 \fINAME\fR); a leftover temp file is removed by the next run. A dry run lists each file with its size
 and its compressed size (it compresses into a counter) and the total saving. Each compression is one
 \fBcompress\fR line in the audit log (\fBpath\fR, \fBbytes\fR, \fBgz_bytes\fR).
+.SH ARCHIVE
+\fB\-\-archive\fR \fIDIR\fR (or \fBarchive\fR = \fIDIR\fR in \fIclean.conf\fR, an absolute path; the flag wins)
+first writes every item the run removes, except worktrees (their commits live in git), to
+\fIDIR/prodigy\-YYYYmmddTHHMMSS.tar.gz\fR (UTC; \fB\-2\fR, \fB\-3\fR... when the name is taken), with a
+manifest: each item's type, repository, session, job, path relative to the root, files, bytes and
+why it went. \fIDIR\fR is created when missing. The archive is written to a temp name
+(\fI.prodigy\-...tar.gz.tmp\-...\fR, mode 0600), fsynced, renamed without replacing and \fIDIR\fR
+fsynced before the first removal, so a kill at any moment leaves every removed item in a complete
+archive; a temp file left by a killed run is removed by the next. Files are read fd\-relative from
+the root without following a symlink: an item holding a symlink, a device, a FIFO, a mount point,
+a name outside the storage grammar or a path longer than the archive allows is not archived, so it
+is kept and reported as failed (exit status 1); when the archive cannot be written nothing it
+would hold is removed. The whole root is planned at once (as with a quota). A dry run reads the
+items and names the archive it would write; \fB\-\-json\fR gives \fBarchive\fR: {\fBpath\fR, \fBitems\fR,
+\fBfiles\fR, \fBbytes\fR} (null without \fB\-\-archive\fR). The audit log has one \fBarchive\fR line.
+See \fBprodigy\-archive\fR(1) to list and restore, \fBprodigy\-storage\fR(5) for the format.
 ";
 
 /// `prodigy.1`, SCHEDULING: cron and the systemd units.
@@ -1971,7 +1987,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(MAN_SCHEDULING);
             o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-workflow\\fR(5), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-archive\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-workflow\\fR(5), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -2072,8 +2088,8 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH MEMORY\nA dry run and a run with \\fB\\-\\-force\\fR (and \\fBprodigy stats\\fR) keep a small index of every\nsession and stream the items in batches, so memory does not grow with the number of items: it\ngrows by about 120 bytes a session over a small tree's baseline (a peak near 27 MiB at 100,000\nsessions), up to 260 when session and job ids are 128 characters long, and more while the mapping\nnames of a large repository are held (450 to 1,250 bytes a session when one repository holds\nall 40,000).\nA session costs the same time whatever its id. A quota, an interactive confirmation and the narrowed selections of\n\\fBsessions rm\\fR and \\fBworktree clean\\fR plan the whole root at once.\n");
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B TMPDIR\nWhere the lists of a large report wait, in an unlinked file, until they are printed (default \\fI/tmp\\fR).\n.TP\n.B PRODIGY_CLEAN_WHOLE_ROOT\n\\fB1\\fR plans the whole root at once in a dry run and with \\fB\\-\\-force\\fR too (more memory; to compare).\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\nprodigy clean \\-\\-compress\\-after 2d \\-\\-dry\\-run\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\nprodigy clean \\-\\-compress\\-after 2d \\-\\-dry\\-run\nprodigy clean \\-\\-force \\-\\-archive /var/backups/prodigy\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-archive\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-worktree" => {
             header(
