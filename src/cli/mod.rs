@@ -1869,21 +1869,15 @@ both (then \fINAME\fR is read, and the next run redoes the \fB.gz\fR after check
 and its compressed size (it compresses into a counter) and the total saving. Each compression is one
 \fBcompress\fR line in the audit log (\fBpath\fR, \fBbytes\fR, \fBgz_bytes\fR).
 .SH ARCHIVE
-\fB\-\-archive\fR \fIDIR\fR (or \fBarchive\fR = \fIDIR\fR in \fIclean.conf\fR, an absolute path; the flag wins)
-first writes every item the run removes, except worktrees (their commits live in git), to
-\fIDIR/prodigy\-YYYYmmddTHHMMSS.tar.gz\fR (UTC; \fB\-2\fR, \fB\-3\fR... when the name is taken), with a
-manifest: each item's type, repository, session, job, path relative to the root, files, bytes and
-why it went. \fIDIR\fR is created when missing. The archive is written to a temp name
-(\fI.prodigy\-...tar.gz.tmp\-...\fR, mode 0600), fsynced, renamed without replacing and \fIDIR\fR
-fsynced before the first removal, so a kill at any moment leaves every removed item in a complete
-archive; a temp file left by a killed run is removed by the next. Files are read fd\-relative from
-the root without following a symlink: an item holding a symlink, a device, a FIFO, a mount point,
-a name outside the storage grammar or a path longer than the archive allows is not archived, so it
-is kept and reported as failed (exit status 1); when the archive cannot be written nothing it
-would hold is removed. The whole root is planned at once (as with a quota). A dry run reads the
-items and names the archive it would write; \fB\-\-json\fR gives \fBarchive\fR: {\fBpath\fR, \fBitems\fR,
-\fBfiles\fR, \fBbytes\fR} (null without \fB\-\-archive\fR). The audit log has one \fBarchive\fR line.
-See \fBprodigy\-archive\fR(1) to list and restore, \fBprodigy\-storage\fR(5) for the format.
+\fB\-\-archive\fR \fIDIR\fR (or \fBarchive\fR = \fIDIR\fR, absolute, in \fIclean.conf\fR; the flag wins) first writes
+every item the run removes, worktrees excepted, to \fIDIR/prodigy\-YYYYmmddTHHMMSS.tar.gz\fR (UTC,
+\fB\-2\fR... when taken; \fIDIR\fR is created) with a manifest of each item's type, repository, session,
+job, path, size and reason. It is written to a temp name, fsynced, renamed and \fIDIR\fR fsynced
+before the first removal. Files are read without following a symlink: an item holding anything
+but files and directories, or a name the archive cannot hold, is kept and reported as failed
+(exit 1); if the archive cannot be written, nothing it would hold is removed. The whole root is
+planned at once. A dry run names the archive; \fB\-\-json\fR has \fBarchive\fR ({\fBpath\fR, \fBitems\fR,
+\fBfiles\fR, \fBbytes\fR} or null). See \fBprodigy\-archive\fR(1) and \fBprodigy\-storage\fR(5).
 ";
 
 /// `prodigy.1`, SCHEDULING: cron and the systemd units.

@@ -108,7 +108,7 @@ pub fn restore(a: &Args) -> Result<Exit> {
             "{}\n",
             serde_json::json!({
                 "archive": file, "root": root_path, "dry_run": a.dry_run,
-                "restored": restored.iter().map(|i| i.to_json()).collect::<Vec<_>>(),
+                "restored": restored.iter().map(|i| &i.path).collect::<Vec<_>>(),
             })
         ))?;
     } else if !a.quiet {

@@ -292,7 +292,7 @@ impl<'a> Reader<'a> {
 
     /// The next entry's header, `None` at the end-of-archive blocks. Skips what was not read of
     /// the previous entry's data. Errors are phrases ("symlink entry refused").
-    pub fn next(&mut self) -> Result<Option<Header>, String> {
+    pub fn next_header(&mut self) -> Result<Option<Header>, String> {
         if self.done {
             return Ok(None);
         }
@@ -763,7 +763,7 @@ pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
             Some(h) => format!("after entry `{}`: {e}", names_printable(&h.path)),
             None => e,
         };
-        let Some(h) = t.next().map_err(at)? else {
+        let Some(h) = t.next_header().map_err(at)? else {
             break;
         };
         let name = names_printable(&h.path);
@@ -1034,7 +1034,7 @@ fn restore_checked(
     };
     for (k, want) in s.entries.iter().enumerate() {
         let h = t
-            .next()
+            .next_header()
             .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
         if h.as_ref() != Some(want) {
             return Err(format!(
