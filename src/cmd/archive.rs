@@ -62,7 +62,7 @@ pub fn ls(a: &Args) -> Result<Exit> {
 
 /// `prodigy archive restore FILE [--only ID]... [--dry-run]`.
 pub fn restore(a: &Args) -> Result<Exit> {
-    let (mut f, s, file) = scanned("restore", a)?;
+    let (f, s, file) = scanned("restore", a)?;
     let sel = archive::select(&s, &a.only).map_err(|e| {
         Error::usage(format!(
             "archive restore: `{}`: {e}; see `prodigy archive ls {}`",
@@ -72,37 +72,31 @@ pub fn restore(a: &Args) -> Result<Exit> {
     })?;
     let (wanted, opened) = super::open_store("archive restore")?;
     let refused = |e: String| Error::refused(format!("archive restore: `{}`: {e}", file.display()));
-    let (root_path, root) = match opened {
-        Some((p, d)) => (p, Some(d)),
-        None if a.dry_run => (wanted, None),
+    let root_path = match opened {
+        Some((p, root)) => {
+            archive::restore(&f, &s, &sel, &root, a.dry_run).map_err(refused)?;
+            p
+        }
+        // Nothing stored: nothing a dry run could find in the way.
+        None if a.dry_run => wanted,
         None => {
             std::fs::create_dir_all(&wanted)
                 .map_err(|e| Error::io("create storage root", &wanted, &e))?;
-            match super::open_store("archive restore")?.1 {
-                Some((p, d)) => (p, Some(d)),
-                None => return Err(Error::fatal(format!("`{}` vanished", wanted.display()))),
-            }
+            let (p, root) = super::open_store("archive restore")?
+                .1
+                .ok_or_else(|| Error::fatal(format!("`{}` vanished", wanted.display())))?;
+            archive::restore(&f, &s, &sel, &root, false).map_err(refused)?;
+            p
         }
     };
-    let restored: Vec<&archive::ManifestItem> = match &root {
-        Some(root) if !a.dry_run => archive::restore(&mut f, &s, &sel, root)
-            .map_err(refused)?
-            .into_iter()
-            .map(|i| &s.manifest.items[i])
-            .collect(),
-        _ => {
-            if let Some(root) = &root {
-                archive::conflicts(&s, &sel, root).map_err(refused)?;
-            }
-            s.manifest
-                .items
-                .iter()
-                .zip(&sel)
-                .filter(|(_, &y)| y)
-                .map(|(it, _)| it)
-                .collect()
-        }
-    };
+    let restored: Vec<&archive::ManifestItem> = s
+        .manifest
+        .items
+        .iter()
+        .zip(&sel)
+        .filter(|(_, &y)| y)
+        .map(|(it, _)| it)
+        .collect();
     if a.json {
         super::print(&format!(
             "{}\n",

@@ -896,50 +896,21 @@ fn make_dirs(root: &Dir, comps: &[&str]) -> io::Result<Dir> {
     let mut cur = root.open_path(&[])?;
     for c in comps {
         match cur.create_dir(OsStr::new(c)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => cur = cur.open_dir(OsStr::new(c))?,
         }
-        cur = cur.open_dir(OsStr::new(c))?;
     }
     Ok(cur)
-}
-
-/// Whether `path` (checked) exists below `root` (a symlink on the way counts as existing).
-fn exists(root: &Dir, path: &str) -> io::Result<bool> {
-    let comps: Vec<&str> = path.split('/').collect();
-    let (name, parent) = comps.split_last().expect("a checked path has components");
-    let mut cur = root.open_path(&[])?;
-    for c in parent {
-        cur = match cur.open_dir(OsStr::new(c)) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(_) => return Ok(true),
-        };
-    }
-    match cur.stat(OsStr::new(name)) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn mtime(secs: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
 }
 
 /// The items of `s` that `ids` select: all when `ids` is empty; else those whose session, job
 /// or path is one of them. An id that selects nothing is an error.
 pub fn select(s: &Scanned, ids: &[String]) -> Result<Vec<bool>, String> {
-    if ids.is_empty() {
-        return Ok(vec![true; s.manifest.items.len()]);
-    }
-    let mut sel = vec![false; s.manifest.items.len()];
+    let mut sel = vec![ids.is_empty(); s.manifest.items.len()];
     for id in ids {
         let mut any = false;
         for (i, it) in s.manifest.items.iter().enumerate() {
-            if it.session.as_deref() == Some(id) || it.job.as_deref() == Some(id) || it.path == *id
-            {
+            if [&it.session, &it.job].contains(&&Some(id.clone())) || it.path == *id {
                 sel[i] = true;
                 any = true;
             }
@@ -951,194 +922,96 @@ pub fn select(s: &Scanned, ids: &[String]) -> Result<Vec<bool>, String> {
     Ok(sel)
 }
 
-/// A file or item being written: where, under which temp name, and its final name.
-struct Pending {
-    parent: Dir,
-    tmp: OsString,
-    name: OsString,
-    /// Directories inside (relative, with their mtimes), to date once their contents are in.
-    dirs: Vec<(Vec<String>, i64)>,
-}
-
-impl Pending {
-    fn finish(self) -> io::Result<()> {
-        if let Ok(t) = self.parent.open_dir(&self.tmp) {
-            for (comps, secs) in self.dirs.iter().rev() {
-                let c: Vec<&OsStr> = comps.iter().map(OsStr::new).collect();
-                let d = t.open_path(&c)?;
-                d.sync()?;
-                d.set_mtime(*secs, 0)?;
-            }
-        }
-        self.parent.rename(&self.tmp, &self.parent, &self.name)?;
-        self.parent.sync()
-    }
-}
-
-/// Put the selected items of archive `f` (already [`scan`]ned as `s`) back under `root`.
-/// Refuses, before writing anything, when one of their paths exists. Returns the items
-/// restored; an error stops at the item it names (the items before it are in place, it is not).
+/// Put the selected items of archive `f` (already [`scan`]ned as `s`) back under `root`:
+/// refuses, before writing anything, when a file it would write exists (a symlink or anything
+/// on the way counts); then writes each file under a temp name beside its place (`O_EXCL`),
+/// fsyncs it, gives it its mode and mtime, renames it without replacing and fsyncs the
+/// directory; directories get their mtimes last, deepest first. `check_only` stops after the
+/// refusal check. Errors name the entry.
 pub fn restore(
-    f: &mut std::fs::File,
+    f: &std::fs::File,
     s: &Scanned,
     sel: &[bool],
     root: &Dir,
-) -> Result<Vec<usize>, String> {
-    conflicts(s, sel, root)?;
-    restore_checked(f, s, sel, root)
-}
-
-/// Refuse when a path the selected items of `s` would take exists under `root`.
-pub fn conflicts(s: &Scanned, sel: &[bool], root: &Dir) -> Result<(), String> {
-    for (_, it) in s.manifest.items.iter().enumerate().filter(|(i, _)| sel[*i]) {
-        for p in std::iter::once(&it.path).chain(it.also.iter()) {
-            match exists(root, p) {
-                Ok(false) => {}
-                Ok(true) => {
-                    return Err(format!(
-                        "`{}` exists; restore never overwrites: move it away or leave it out with --only",
-                        names_printable(p)
-                    ))
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot look at `{}`: {}",
-                        names_printable(p),
-                        crate::error::describe_io(&e)
-                    ))
-                }
+    check_only: bool,
+) -> Result<(), String> {
+    let err = |p: &str, e: String| format!("entry `{}`: {e}", names_printable(p));
+    let ioe = |p: &str, e: io::Error| err(p, crate::error::describe_io(&e));
+    let wanted = |k: usize| sel[s.owner[k]];
+    for (k, h) in s.entries.iter().enumerate() {
+        let comps: Vec<&str> = h.path.split('/').collect();
+        let (name, parent) = comps.split_last().expect("a checked path has components");
+        let c: Vec<&OsStr> = parent.iter().map(OsStr::new).collect();
+        let taken = match root.open_path(&c) {
+            Ok(d) => {
+                !matches!(d.stat(OsStr::new(name)), Err(ref e) if e.kind() == io::ErrorKind::NotFound)
             }
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        };
+        if wanted(k) && !h.dir && taken {
+            return Err(err(
+                &h.path,
+                "exists; restore never overwrites: move it away or leave its item out with --only"
+                    .into(),
+            ));
         }
+    }
+    if check_only {
+        return Ok(());
+    }
+    let mut f = f.try_clone().map_err(|e| ioe("-", e))?;
+    f.rewind().map_err(|e| ioe("-", e))?;
+    let mut g = crate::store::gz::decode_file(f);
+    let mut t = Reader::new(&mut g);
+    let mut dirs = Vec::new();
+    for (k, want) in s.entries.iter().enumerate() {
+        if t.next_header().map_err(|e| err(&want.path, e))?.as_ref() != Some(want) {
+            return Err(err(
+                &want.path,
+                "changed since the archive was checked".into(),
+            ));
+        }
+        if !wanted(k) {
+            continue;
+        }
+        let comps: Vec<&str> = want.path.split('/').collect();
+        let e = |e| ioe(&want.path, e);
+        if want.dir {
+            make_dirs(root, &comps).map_err(e)?;
+            dirs.push(want);
+            continue;
+        }
+        let (name, parent) = comps.split_last().expect("checked");
+        let d = make_dirs(root, parent).map_err(e)?;
+        let name = OsStr::new(name);
+        let tmp = crate::store::atomic::temp_name(name);
+        let mut file = d.create_new(&tmp).map_err(e)?;
+        let r = (|| {
+            let mut w = io::BufWriter::new(&mut file);
+            t.copy_to(&mut w).map_err(|x| err(&want.path, x))?;
+            w.flush().map_err(e)?;
+            drop(w);
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(want.mode))
+                .map_err(e)?;
+            file.set_modified(mtime(want.mtime)).map_err(e)?;
+            // On disk before the name points at it.
+            file.sync_all().map_err(e)?;
+            d.rename(&tmp, &d, name).map_err(e)?;
+            d.sync().map_err(e)
+        })();
+        if r.is_err() {
+            let _ = d.unlink(&tmp);
+            return r;
+        }
+    }
+    for h in dirs.iter().rev() {
+        let c: Vec<&OsStr> = h.path.split('/').map(OsStr::new).collect();
+        let d = root.open_path(&c).map_err(|e| ioe(&h.path, e))?;
+        d.set_mtime(h.mtime, 0).map_err(|e| ioe(&h.path, e))?;
     }
     Ok(())
 }
 
-fn restore_checked(
-    f: &mut std::fs::File,
-    s: &Scanned,
-    sel: &[bool],
-    root: &Dir,
-) -> Result<Vec<usize>, String> {
-    f.rewind().map_err(|e| crate::error::describe_io(&e))?;
-    let mut g =
-        crate::store::gz::decode_file(f.try_clone().map_err(|e| crate::error::describe_io(&e))?);
-    let mut t = Reader::new(&mut g);
-    let mut done = Vec::new();
-    let mut open: Option<(usize, Pending)> = None;
-    let ioe = |p: &str, e: io::Error| {
-        format!(
-            "entry `{}`: {}",
-            names_printable(p),
-            crate::error::describe_io(&e)
-        )
-    };
-    for (k, want) in s.entries.iter().enumerate() {
-        let h = t
-            .next_header()
-            .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
-        if h.as_ref() != Some(want) {
-            return Err(format!(
-                "entry `{}` changed since the archive was checked",
-                names_printable(&want.path)
-            ));
-        }
-        let i = s.owner[k];
-        if open.as_ref().is_some_and(|(j, _)| *j != i) {
-            let (j, p) = open.take().expect("checked");
-            p.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
-            done.push(j);
-        }
-        if !sel[i] {
-            continue;
-        }
-        let item = &s.manifest.items[i];
-        let (base, rest) = if want.path == item.path || item.also.contains(&want.path) {
-            (want.path.as_str(), "")
-        } else if let Some(r) = want.path.strip_prefix(&format!("{}/", item.path)) {
-            (item.path.as_str(), r)
-        } else {
-            let a = item
-                .also
-                .iter()
-                .find(|a| want.path.starts_with(&format!("{a}/")))
-                .ok_or_else(|| format!("entry `{}` has no item", names_printable(&want.path)))?;
-            (a.as_str(), &want.path[a.len() + 1..])
-        };
-        let err = |e: io::Error| ioe(&want.path, e);
-        let data = |file: &mut std::fs::File, t: &mut Reader<'_>| -> Result<(), String> {
-            let mut w = io::BufWriter::new(&mut *file);
-            t.copy_to(&mut w)
-                .map_err(|e| format!("entry `{}`: {e}", names_printable(&want.path)))?;
-            w.flush().map_err(err)?;
-            drop(w);
-            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(want.mode))
-                .map_err(err)?;
-            file.set_modified(mtime(want.mtime)).map_err(err)?;
-            file.sync_all().map_err(err)
-        };
-        if rest.is_empty() {
-            // An item's own path (or one of its `also` files): written under a temp name.
-            let comps: Vec<&str> = base.split('/').collect();
-            let (name, parent) = comps.split_last().expect("checked");
-            let pd = make_dirs(root, parent).map_err(err)?;
-            let name = OsString::from(name);
-            let tmp = crate::store::atomic::temp_name(&name);
-            let p = Pending {
-                parent: pd,
-                tmp: tmp.clone(),
-                name,
-                dirs: Vec::new(),
-            };
-            if want.dir {
-                p.parent.create_dir(&tmp).map_err(err)?;
-                let mut p = p;
-                p.dirs.push((Vec::new(), want.mtime));
-                if let Some((j, q)) = open.replace((i, p)) {
-                    q.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
-                }
-            } else {
-                let mut file = p.parent.create_new(&tmp).map_err(err)?;
-                if let Err(e) = data(&mut file, &mut t) {
-                    let _ = p.parent.unlink(&tmp);
-                    return Err(e);
-                }
-                if let Err(e) = p.parent.rename(&tmp, &p.parent, &p.name) {
-                    let _ = p.parent.unlink(&tmp);
-                    return Err(err(e));
-                }
-                p.parent.sync().map_err(err)?;
-                if open.is_none() && item.path == want.path {
-                    done.push(i);
-                }
-            }
-            continue;
-        }
-        // Inside an item's directory, which is open under its temp name.
-        let Some((_, p)) = open.as_mut().filter(|(j, _)| *j == i) else {
-            return Err(format!(
-                "entry `{}` comes before its directory",
-                names_printable(&want.path)
-            ));
-        };
-        let comps: Vec<&str> = rest.split('/').collect();
-        let (name, parent) = comps.split_last().expect("checked");
-        let top = p.parent.open_dir(&p.tmp).map_err(err)?;
-        let c: Vec<&OsStr> = parent.iter().map(|c| OsStr::new(*c)).collect();
-        let d = top.open_path(&c).map_err(err)?;
-        if want.dir {
-            d.create_dir(OsStr::new(name)).map_err(err)?;
-            p.dirs
-                .push((comps.iter().map(|c| c.to_string()).collect(), want.mtime));
-        } else {
-            let mut file = d.create_new(OsStr::new(name)).map_err(err)?;
-            data(&mut file, &mut t)?;
-        }
-    }
-    if let Some((j, p)) = open.take() {
-        p.finish().map_err(|e| ioe(&s.manifest.items[j].path, e))?;
-        done.push(j);
-    }
-    done.retain(|&j| sel[j]);
-    done.dedup();
-    Ok(done)
+fn mtime(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
 }
