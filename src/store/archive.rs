@@ -443,73 +443,59 @@ pub struct Written {
     pub results: Vec<Result<(u64, u64), String>>,
 }
 
-/// One file or directory found inside an item.
-struct Found {
-    parent: Vec<OsString>,
-    name: OsString,
-    rel: String,
-    dir: bool,
-    mtime: i64,
-    len: u64,
+/// "cannot {what} `{path}`: {error}", the one shape of the I/O errors here.
+#[inline(never)]
+fn cannot(what: &str, path: &str, e: io::Error) -> String {
+    format!(
+        "cannot {what} `{}`: {}",
+        names_printable(path),
+        crate::error::describe_io(&e)
+    )
 }
 
-/// Walk one path (file or directory tree) fd-relative from `root`: every entry a regular file
-/// or a directory on the root's device, every name fits. Files are opened once, to be sure they
-/// can be read.
-fn walk(root: &Dir, parts: &[OsString], out: &mut Vec<Found>) -> Result<(), String> {
-    let ioe = |what: &str, e: io::Error| format!("{what}: {}", crate::error::describe_io(&e));
-    let (name, parent) = parts.split_last().ok_or("empty path")?;
-    let pr: Vec<&OsStr> = parent.iter().map(|p| p.as_os_str()).collect();
-    let pd = root
-        .open_path(&pr)
-        .map_err(|e| ioe(&format!("cannot open `{}`", rel_lossy(parent)), e))?;
-    let m = pd
-        .stat(name)
-        .map_err(|e| ioe(&format!("cannot stat `{}`", rel_lossy(parts)), e))?;
-    let relp = rel(parts)?;
-    match m.kind {
-        Kind::File => {
-            pd.open_file(name, false, false)
-                .map_err(|e| ioe(&format!("cannot read `{relp}`"), e))?;
-        }
-        Kind::Dir => {
-            if m.dev != root.dev() {
-                return Err(format!("`{relp}` is on another filesystem"));
-            }
-        }
-        Kind::Symlink => return Err(format!("`{relp}` is a symlink; not followed")),
-        _ => return Err(format!("`{relp}` is not a regular file or directory")),
-    }
-    out.push(Found {
-        parent: parent.to_vec(),
-        name: name.to_os_string(),
-        rel: relp.clone(),
-        dir: m.kind == Kind::Dir,
+/// Open the directory holding checked path `p` below `root` (no symlink followed) and give
+/// the last name.
+fn parent_of<'p>(root: &Dir, p: &'p str) -> io::Result<(Dir, &'p OsStr)> {
+    let c: Vec<&OsStr> = p.split('/').map(OsStr::new).collect();
+    let (name, up) = c.split_last().expect("a checked path has components");
+    Ok((root.open_path(up)?, name))
+}
+
+/// Walk checked path `p` (a file or a directory tree) fd-relative from `root`: every entry a
+/// regular file or a directory on the root's device whose name fits. Pushes each entry's header
+/// (a file's size and mode are taken again when it is written).
+fn walk(root: &Dir, p: &str, out: &mut Vec<Header>) -> Result<(), String> {
+    check_path(p)?;
+    let (pd, name) = parent_of(root, p).map_err(|e| cannot("open the parent of", p, e))?;
+    let m = pd.stat(name).map_err(|e| cannot("stat", p, e))?;
+    let dir = match m.kind {
+        Kind::File => false,
+        Kind::Dir if m.dev == root.dev() => true,
+        Kind::Dir => return Err(format!("`{p}` is on another filesystem")),
+        Kind::Symlink => return Err(format!("`{p}` is a symlink; not followed")),
+        _ => return Err(format!("`{p}` is not a regular file or directory")),
+    };
+    let h = Header {
+        path: p.into(),
+        dir,
+        size: if dir { 0 } else { m.len },
         mtime: m.mtime_secs,
-        len: if m.kind == Kind::Dir { 0 } else { m.len },
-    });
-    if m.kind == Kind::Dir {
-        let d = pd
-            .open_dir(name)
-            .map_err(|e| ioe(&format!("cannot open `{relp}`"), e))?;
-        if (d.dev(), d.ino()) != (m.dev, m.ino) {
-            return Err(format!("`{relp}` changed while archived"));
-        }
-        let mut names = d
-            .names()
-            .map_err(|e| ioe(&format!("cannot list `{relp}`"), e))?;
+        mode: 0o700,
+    };
+    header_block(&h)?; // the path fits, or the item is not archived
+    out.push(h);
+    if dir {
+        let d = pd.open_dir(name).map_err(|e| cannot("open", p, e))?;
+        let mut names = d.names().map_err(|e| cannot("list", p, e))?;
         names.sort();
         for n in names {
-            let mut p = parts.to_vec();
-            p.push(n);
-            walk(root, &p, out)?;
+            let n = n
+                .to_str()
+                .ok_or_else(|| format!("`{p}` holds a name that is not UTF-8"))?;
+            walk(root, &format!("{p}/{n}"), out)?;
         }
     }
     Ok(())
-}
-
-fn rel_lossy(parts: &[OsString]) -> String {
-    crate::clean::inventory::rel_of_parts(parts.iter().map(|p| p.as_os_str()))
 }
 
 /// The file name of an archive written at Unix time `now`, with `-{n}` for n > 1.
@@ -560,50 +546,46 @@ pub fn write(
     real: bool,
 ) -> Result<Written, String> {
     let mut out = Written::default();
-    let mut plans: Vec<Option<(Vec<Found>, ManifestItem)>> = Vec::new();
+    let mut plans = Vec::new();
     for s in sources {
         let mut found = Vec::new();
         let mut also = Vec::new();
         let r = (|| {
             let path = rel(&s.path)?;
-            walk(root, &s.path, &mut found)?;
+            walk(root, &path, &mut found)?;
             for a in &s.also {
-                match walk(root, a, &mut found) {
-                    Ok(()) => also.push(rel(a)?),
+                let a = rel(a)?;
+                match walk(root, &a, &mut found) {
                     // A mapping gone since the scan is not an error.
                     Err(e) if e.contains("No such file") => {}
-                    Err(e) => return Err(e),
+                    r => {
+                        r?;
+                        also.push(a);
+                    }
                 }
             }
             Ok(path)
         })();
-        match r {
-            Ok(path) => {
-                let files = found.iter().filter(|f| !f.dir).count() as u64;
-                out.results
-                    .push(Ok((files, found.iter().map(|f| f.len).sum())));
-                plans.push(Some((
-                    found,
-                    ManifestItem {
-                        ty: s.ty.into(),
-                        repository: s.repo.clone(),
-                        session: s.session.clone(),
-                        job: s.job.clone(),
-                        path,
-                        also,
-                        files,
-                        bytes: 0,
-                        reason: s.reason.clone(),
-                    },
-                )));
-            }
-            Err(e) => {
-                out.results.push(Err(e));
-                plans.push(None);
-            }
+        let files = found.iter().filter(|f| !f.dir).count() as u64;
+        let bytes = found.iter().map(|f| f.size).sum();
+        out.results
+            .push(r.as_ref().map(|_| (files, bytes)).map_err(String::clone));
+        if let Ok(path) = r {
+            let item = ManifestItem {
+                ty: s.ty.into(),
+                repository: s.repo.clone(),
+                session: s.session.clone(),
+                job: s.job.clone(),
+                path,
+                also,
+                files,
+                bytes: 0,
+                reason: s.reason.clone(),
+            };
+            plans.push((out.results.len() - 1, found, item));
         }
     }
-    if !real || plans.iter().all(Option::is_none) {
+    if !real || plans.is_empty() {
         return Ok(out);
     }
     // Leftovers of a killed run: a temp name whose writer is gone (the pid is in the name;
@@ -613,61 +595,55 @@ pub fn write(
             let _ = dir.unlink(&n);
         }
     }
-    let ioe = |what: &str, e: io::Error| format!("{what}: {}", crate::error::describe_io(&e));
-    let final_name = OsString::from(archive_name(now, 1));
-    let tmp = crate::store::atomic::temp_name(&final_name);
+    let mut name = OsString::from(archive_name(now, 1));
+    let tmp = crate::store::atomic::temp_name(&name);
+    let tmp_s = tmp.to_string_lossy().into_owned();
     let file = dir
         .create_new(&tmp)
-        .map_err(|e| ioe("cannot create the archive", e))?;
+        .map_err(|e| cannot("create", &tmp_s, e))?;
     let mut manifest = Manifest {
         format: FORMAT.into(),
         version: 1,
         created: created.into(),
         items: Vec::new(),
     };
-    let body = (|| -> Result<std::fs::File, String> {
-        let mut enc = flate2::write::GzEncoder::new(
-            io::BufWriter::with_capacity(64 << 10, file),
-            flate2::Compression::default(),
-        );
-        let w = |e: io::Error| ioe("cannot write the archive", e);
-        for (k, p) in plans.iter_mut().enumerate() {
-            let Some((found, item)) = p.take() else {
-                continue;
-            };
-            let mut item = item;
-            for f in &found {
-                let pr: Vec<&OsStr> = f.parent.iter().map(|p| p.as_os_str()).collect();
-                let pd = root
-                    .open_path(&pr)
-                    .map_err(|e| ioe(&format!("cannot open the parent of `{}`", f.rel), e))?;
-                let mut h = Header {
-                    path: f.rel.clone(),
-                    dir: f.dir,
-                    size: 0,
-                    mtime: f.mtime,
-                    mode: 0o700,
-                };
-                if f.dir {
-                    enc.write_all(&header_block(&h)?).map_err(w)?;
-                    continue;
+    let mut enc = flate2::write::GzEncoder::new(
+        io::BufWriter::with_capacity(64 << 10, file),
+        flate2::Compression::default(),
+    );
+    let mut buf = vec![0u8; 64 << 10];
+    let body = (|| -> Result<(), String> {
+        let w = |e: io::Error| cannot("write", &tmp_s, e);
+        for (k, found, mut item) in plans {
+            for h in found {
+                let mut h = h;
+                let mut src = None;
+                if !h.dir {
+                    let (pd, n) =
+                        parent_of(root, &h.path).map_err(|e| cannot("read", &h.path, e))?;
+                    let f = pd
+                        .open_file(n, false, false)
+                        .map_err(|e| cannot("read", &h.path, e))?;
+                    let m = f.metadata().map_err(|e| cannot("read", &h.path, e))?;
+                    (h.size, h.mode) = (
+                        m.len(),
+                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()),
+                    );
+                    src = Some((f, m));
                 }
-                let mut src = pd
-                    .open_file(&f.name, false, false)
-                    .map_err(|e| ioe(&format!("cannot read `{}`", f.rel), e))?;
-                let m0 = src
-                    .metadata()
-                    .map_err(|e| ioe(&format!("cannot stat `{}`", f.rel), e))?;
-                h.size = m0.len();
-                h.mode = std::os::unix::fs::PermissionsExt::mode(&m0.permissions());
                 enc.write_all(&header_block(&h)?).map_err(w)?;
-                let got = io::copy(&mut (&mut src).take(h.size), &mut enc)
-                    .map_err(|e| ioe(&format!("cannot read `{}`", f.rel), e))?;
-                let m1 = src
-                    .metadata()
-                    .map_err(|e| ioe(&format!("cannot stat `{}`", f.rel), e))?;
-                if got != h.size || m1.len() != h.size || m1.modified().ok() != m0.modified().ok() {
-                    return Err(format!("`{}` changed while it was archived", f.rel));
+                let Some((mut f, m0)) = src else { continue };
+                let mut left = h.size;
+                while left > 0 {
+                    let k = (left as usize).min(buf.len());
+                    f.read_exact(&mut buf[..k])
+                        .map_err(|e| cannot("read", &h.path, e))?;
+                    enc.write_all(&buf[..k]).map_err(w)?;
+                    left -= k as u64;
+                }
+                let m1 = f.metadata().map_err(|e| cannot("read", &h.path, e))?;
+                if m1.len() != h.size || m1.modified().ok() != m0.modified().ok() {
+                    return Err(format!("`{}` changed while it was archived", h.path));
                 }
                 enc.write_all(&[0u8; BLOCK][..pad(h.size)]).map_err(w)?;
                 item.bytes += h.size;
@@ -675,8 +651,7 @@ pub fn write(
             out.results[k] = Ok((item.files, item.bytes));
             manifest.items.push(item);
         }
-        let mut json = manifest.to_json().to_string().into_bytes();
-        json.push(b'\n');
+        let json = manifest.to_json().to_string();
         let h = Header {
             path: MANIFEST.into(),
             dir: false,
@@ -685,43 +660,35 @@ pub fn write(
             mode: 0o600,
         };
         enc.write_all(&header_block(&h)?).map_err(w)?;
-        enc.write_all(&json).map_err(w)?;
-        enc.write_all(&[0u8; BLOCK][..pad(h.size)]).map_err(w)?;
-        enc.write_all(&[0u8; 2 * BLOCK]).map_err(w)?;
+        enc.write_all(json.as_bytes()).map_err(w)?;
+        enc.write_all(&[0u8; 3 * BLOCK][..pad(h.size) + 2 * BLOCK])
+            .map_err(w)?;
         let f = enc
             .finish()
             .map_err(w)?
             .into_inner()
             .map_err(|e| w(e.into_error()))?;
         // The data must be on disk before the name points at it.
-        f.sync_all()
-            .map_err(|e| ioe("cannot sync the archive", e))?;
-        Ok(f)
+        f.sync_all().map_err(w)?;
+        // Never replacing: a name taken (two runs in one second) moves on to `-2`, `-3` ...
+        let mut n = 1;
+        loop {
+            match dir.rename(&tmp, dir, &name) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => {
+                    n += 1;
+                    name = OsString::from(archive_name(now, n));
+                }
+                r => return r.map_err(w),
+            }
+        }
     })();
     if let Err(e) = body {
         let _ = dir.unlink(&tmp);
         return Err(e);
     }
-    // Never replacing: a name taken (two runs in one second) moves on to `-2`, `-3` ...
-    let mut final_name = final_name;
-    let mut n = 1;
-    loop {
-        match dir.rename(&tmp, dir, &final_name) {
-            Ok(()) => break,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => {
-                n += 1;
-                final_name = OsString::from(archive_name(now, n));
-            }
-            Err(e) => {
-                let _ = dir.unlink(&tmp);
-                return Err(ioe("cannot rename the archive", e));
-            }
-        }
-    }
     // The rename must be durable before anything it holds is removed.
-    dir.sync()
-        .map_err(|e| ioe("cannot sync the archive directory", e))?;
-    out.name = Some(final_name);
+    dir.sync().map_err(|e| cannot("sync", &tmp_s, e))?;
+    out.name = Some(name);
     Ok(out)
 }
 
