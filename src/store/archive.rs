@@ -706,12 +706,12 @@ pub struct Scanned {
 }
 
 /// The item of `path`: the one whose path or `also` is `path` or an ancestor of it, looked
-/// up in `bases` (every item's path and `also`, to its index).
-fn owner_of(bases: &std::collections::HashMap<&str, usize>, path: &str) -> Option<usize> {
+/// up in `bases` (every item's path and `also`, sorted, with its item's index).
+fn owner_of(bases: &[(&str, usize)], path: &str) -> Option<usize> {
     let mut p = path;
     loop {
-        if let Some(&i) = bases.get(p) {
-            return Some(i);
+        if let Ok(k) = bases.binary_search_by(|(b, _)| (*b).cmp(p)) {
+            return Some(bases[k].1);
         }
         p = &p[..p.rfind('/')?];
     }
@@ -723,113 +723,95 @@ fn owner_of(bases: &std::collections::HashMap<&str, usize>, path: &str) -> Optio
 pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
     let mut t = Reader::new(r);
     let mut entries: Vec<Header> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     let mut manifest = None;
+    let bad = |p: &str, e: &str| format!("entry `{}`: {e}", names_printable(p));
     loop {
-        let at = |e: String| match entries.last() {
-            Some(h) => format!("after entry `{}`: {e}", names_printable(&h.path)),
-            None => e,
-        };
-        let Some(h) = t.next_header().map_err(at)? else {
-            break;
-        };
-        let name = names_printable(&h.path);
-        if manifest.is_some() {
-            return Err(format!("entry `{name}` after the manifest"));
-        }
-        if h.path == MANIFEST && !h.dir {
-            if h.size > MAX_MANIFEST {
-                return Err("the manifest is too large".into());
+        let h = match t.next_header() {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(match entries.last() {
+                    Some(h) => format!("after entry `{}`: {e}", names_printable(&h.path)),
+                    None => e,
+                })
             }
+        };
+        if manifest.is_some() {
+            return Err(bad(&h.path, "after the manifest"));
+        }
+        if h.path == MANIFEST && !h.dir && h.size < MAX_MANIFEST {
             let mut v = Vec::new();
-            t.copy_to(&mut v)
-                .map_err(|e| format!("entry `{name}`: {e}"))?;
-            let m: Value = serde_json::from_slice(&v)
-                .map_err(|e| format!("the manifest does not parse: {e}"))?;
-            let m = Manifest::from_json(&m)
-                .ok_or("the manifest is not a prodigy-archive manifest of version 1")?;
-            if m.format != FORMAT || m.version != 1 {
+            t.copy_to(&mut v).map_err(|e| bad(&h.path, &e))?;
+            manifest = serde_json::from_slice(&v)
+                .ok()
+                .and_then(|m: Value| Manifest::from_json(&m))
+                .filter(|m| m.format == FORMAT && m.version == 1);
+            if manifest.is_none() {
                 return Err("the manifest is not a prodigy-archive manifest of version 1".into());
             }
-            manifest = Some(m);
             continue;
         }
-        check_path(&h.path).map_err(|e| format!("entry `{name}`: {e}"))?;
-        if !seen.insert(h.path.clone()) {
-            return Err(format!("entry `{name}` appears twice"));
-        }
+        check_path(&h.path).map_err(|e| bad(&h.path, &e))?;
         entries.push(h);
     }
     // The gzip trailer (CRC, length) is checked only when its end is read.
-    let mut rest = [0u8; BLOCK];
-    loop {
-        match t.r.read(&mut rest) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(crate::error::describe_io(&e)),
-        }
+    t.left = u64::MAX;
+    match t.copy_to(&mut io::sink()) {
+        Err(e) if e != "truncated archive" => return Err(e),
+        _ => {}
     }
     let manifest = manifest.ok_or("no manifest: the archive is incomplete")?;
-    let mut bases = std::collections::HashMap::new();
+    let mut paths: Vec<&str> = entries.iter().map(|h| h.path.as_str()).collect();
+    paths.sort_unstable();
+    if let Some(w) = paths.windows(2).find(|w| w[0] == w[1]) {
+        return Err(bad(w[0], "appears twice"));
+    }
+    let mut bases = Vec::new();
     for (i, it) in manifest.items.iter().enumerate() {
-        let name = names_printable(&it.path);
-        for p in std::iter::once(&it.path).chain(it.also.iter()) {
-            check_path(p).map_err(|e| format!("manifest item `{name}`: {e}"))?;
-            if bases.insert(p.as_str(), i).is_some() {
-                return Err(format!(
-                    "manifest item `{name}`: `{}` named twice",
-                    names_printable(p)
-                ));
-            }
-        }
-    }
-    // No item inside another: each base's ancestors are no base.
-    for p in bases.keys() {
-        if let Some(cut) = p.rfind('/') {
-            if let Some(&j) = owner_of(&bases, &p[..cut]).as_ref() {
-                return Err(format!(
-                    "manifest item `{}` holds `{}` of another item",
-                    names_printable(&manifest.items[j].path),
-                    names_printable(p)
-                ));
-            }
-        }
-    }
-    let mut owner = Vec::with_capacity(entries.len());
-    let mut files = vec![0u64; manifest.items.len()];
-    let mut bytes = vec![0u64; manifest.items.len()];
-    let mut last = None;
-    let mut started = vec![false; manifest.items.len()];
-    for h in &entries {
-        let name = names_printable(&h.path);
-        let i = owner_of(&bases, &h.path)
-            .ok_or_else(|| format!("entry `{name}` is in no item of the manifest"))?;
-        if last != Some(i) && std::mem::replace(&mut started[i], true) {
-            return Err(format!(
-                "entry `{name}` is apart from its item's other entries"
-            ));
-        }
-        last = Some(i);
-        owner.push(i);
-        if !h.dir {
-            files[i] += 1;
-            bytes[i] += h.size;
-        }
-    }
-    for (i, it) in manifest.items.iter().enumerate() {
-        let name = names_printable(&it.path);
+        let item = |e: &str| format!("manifest item `{}`: {e}", names_printable(&it.path));
         if !matches!(crate::store::StorageType::from_word(&it.ty),
             Some(t) if t != crate::store::StorageType::Worktrees)
         {
-            return Err(format!("manifest item `{name}`: unknown type `{}`", it.ty));
+            return Err(item("unknown type"));
         }
-        if !seen.contains(&it.path) {
-            return Err(format!("manifest item `{name}` has no entry"));
+        if paths.binary_search(&it.path.as_str()).is_err() {
+            return Err(item("has no entry"));
         }
-        if (files[i], bytes[i]) != (it.files, it.bytes) {
+        for p in std::iter::once(&it.path).chain(it.also.iter()) {
+            check_path(p).map_err(|e| item(&e))?;
+            bases.push((p.as_str(), i));
+        }
+    }
+    bases.sort_unstable();
+    for (k, (p, _)) in bases.iter().enumerate() {
+        // No path named twice, none inside another item's.
+        let up = p.rfind('/').and_then(|c| owner_of(&bases, &p[..c]));
+        if up.is_some() || bases.get(k + 1).is_some_and(|(q, _)| q == p) {
+            return Err(bad(p, "named by two items of the manifest"));
+        }
+    }
+    let mut owner = Vec::with_capacity(entries.len());
+    let mut sums = vec![(0u64, 0u64); manifest.items.len()];
+    let mut started = vec![false; manifest.items.len()];
+    for h in &entries {
+        let i = owner_of(&bases, &h.path)
+            .ok_or_else(|| bad(&h.path, "is in no item of the manifest"))?;
+        if owner.last() != Some(&i) && std::mem::replace(&mut started[i], true) {
+            return Err(bad(&h.path, "is apart from its item's other entries"));
+        }
+        owner.push(i);
+        if !h.dir {
+            sums[i].0 += 1;
+            sums[i].1 += h.size;
+        }
+    }
+    for (it, (files, bytes)) in manifest.items.iter().zip(&sums) {
+        if (*files, *bytes) != (it.files, it.bytes) {
             return Err(format!(
-                "manifest item `{name}` declares {} files, {} bytes; the entries hold {}, {}",
-                it.files, it.bytes, files[i], bytes[i]
+                "manifest item `{}` declares {} files, {} bytes; the entries hold {files}, {bytes}",
+                names_printable(&it.path),
+                it.files,
+                it.bytes
             ));
         }
     }

@@ -652,7 +652,7 @@ fn hostile_archives_are_refused_naming_the_entry_and_write_nothing() {
                 manifest(item, 1, 3),
             ]
             .concat()),
-            "entry `events/webapp/job-2/x` is in no item of the manifest".into(),
+            "entry `events/webapp/job-2/x`: is in no item of the manifest".into(),
         ),
         (
             "no-manifest",
