@@ -256,7 +256,7 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "archive",
         None,
         Some("DIR"),
-        "first write what goes (not worktrees) to DIR/prodigy-*.tar.gz",
+        "archive what goes (not worktrees) in DIR first",
     ),
     flag(
         "repo",
@@ -716,7 +716,7 @@ pub const SUBS: &[Sub] = &[
         words: &["archive", "restore"],
         positional: "FILE",
         arity: (1, 1),
-        about: "put archived items back under the root, never overwriting",
+        about: "put archived items back; never overwrites",
         flags: &[
             flag(
                 "only",
