@@ -722,7 +722,7 @@ pub const SUBS: &[Sub] = &[
                 "only",
                 None,
                 Some("ID"),
-                "only items of this session or job id, or this path; repeatable",
+                "items of this session, job or path (repeatable)",
             ),
             flag(
                 "dry-run",
