@@ -109,10 +109,13 @@ impl ManifestItem {
             session: opt("session")?,
             job: opt("job")?,
             path: s("path")?,
-            also: also
-                .iter()
-                .map(|a| a.as_str().map(String::from))
-                .collect::<Option<_>>()?,
+            also: {
+                let mut v = Vec::new();
+                for a in also {
+                    v.push(a.as_str()?.to_string());
+                }
+                v
+            },
             files: o.get("files")?.as_u64()?,
             bytes: o.get("bytes")?.as_u64()?,
             reason: s("reason")?,
@@ -135,12 +138,13 @@ impl Manifest {
             format: o.get("format")?.as_str()?.into(),
             version: u32::try_from(o.get("version")?.as_u64()?).ok()?,
             created: o.get("created")?.as_str()?.into(),
-            items: o
-                .get("items")?
-                .as_array()?
-                .iter()
-                .map(ManifestItem::from_json)
-                .collect::<Option<_>>()?,
+            items: {
+                let mut v = Vec::new();
+                for it in o.get("items")?.as_array()? {
+                    v.push(ManifestItem::from_json(it)?);
+                }
+                v
+            },
         })
     }
 }
@@ -706,12 +710,13 @@ pub struct Scanned {
 }
 
 /// The item of `path`: the one whose path or `also` is `path` or an ancestor of it, looked
-/// up in `bases` (every item's path and `also`, sorted, with its item's index).
-fn owner_of(bases: &[(&str, usize)], path: &str) -> Option<usize> {
+/// up in `bases` (`{path}\n{index}` of every item's path and `also`, sorted: `\n` sorts before
+/// any name, so this is the order of the paths).
+fn owner_of(bases: &[String], path: &str) -> Option<usize> {
     let mut p = path;
     loop {
-        if let Ok(k) = bases.binary_search_by(|(b, _)| (*b).cmp(p)) {
-            return Some(bases[k].1);
+        if let Ok(k) = bases.binary_search_by(|b| b.split('\n').next().unwrap_or("").cmp(p)) {
+            return bases[k].rsplit('\n').next()?.parse().ok();
         }
         p = &p[..p.rfind('/')?];
     }
@@ -761,10 +766,10 @@ pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
         _ => {}
     }
     let manifest = manifest.ok_or("no manifest: the archive is incomplete")?;
-    let mut paths: Vec<&str> = entries.iter().map(|h| h.path.as_str()).collect();
-    paths.sort_unstable();
+    let mut paths: Vec<String> = entries.iter().map(|h| h.path.clone()).collect();
+    paths.sort();
     if let Some(w) = paths.windows(2).find(|w| w[0] == w[1]) {
-        return Err(bad(w[0], "appears twice"));
+        return Err(bad(&w[0], "appears twice"));
     }
     let mut bases = Vec::new();
     for (i, it) in manifest.items.iter().enumerate() {
@@ -774,19 +779,21 @@ pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
         {
             return Err(item("unknown type"));
         }
-        if paths.binary_search(&it.path.as_str()).is_err() {
+        if paths.binary_search(&it.path).is_err() {
             return Err(item("has no entry"));
         }
         for p in std::iter::once(&it.path).chain(it.also.iter()) {
             check_path(p).map_err(|e| item(&e))?;
-            bases.push((p.as_str(), i));
+            bases.push(format!("{p}\n{i}"));
         }
     }
-    bases.sort_unstable();
-    for (k, (p, _)) in bases.iter().enumerate() {
+    bases.sort();
+    let base = |k: usize| bases.get(k).and_then(|b| b.split('\n').next());
+    for k in 0..bases.len() {
         // No path named twice, none inside another item's.
+        let p = base(k).unwrap_or("");
         let up = p.rfind('/').and_then(|c| owner_of(&bases, &p[..c]));
-        if up.is_some() || bases.get(k + 1).is_some_and(|(q, _)| q == p) {
+        if up.is_some() || base(k + 1) == Some(p) {
             return Err(bad(p, "named by two items of the manifest"));
         }
     }

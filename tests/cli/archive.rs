@@ -655,6 +655,17 @@ fn hostile_archives_are_refused_naming_the_entry_and_write_nothing() {
             "entry `events/webapp/job-2/x`: is in no item of the manifest".into(),
         ),
         (
+            "duplicate",
+            gz(&[
+                dir.clone(),
+                ok_file.clone(),
+                ok_file.clone(),
+                manifest(item, 2, 6),
+            ]
+            .concat()),
+            format!("entry `{item}/events-1.jsonl`: appears twice"),
+        ),
+        (
             "no-manifest",
             gz(&[dir.clone(), ok_file.clone()].concat()),
             "no manifest: the archive is incomplete".into(),
