@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
 bin=${CARGO_TARGET_DIR:-target}/debug/prodigy
-for page in prodigy prodigy-run prodigy-resume prodigy-validate prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints; do
+for page in prodigy prodigy-run prodigy-resume prodigy-validate prodigy-clean prodigy-worktree prodigy-stats prodigy-sessions prodigy-events prodigy-dlq prodigy-checkpoints prodigy-archive; do
   "$bin" help --man "$page" > "man/$page.1"
 done
 "$bin" help --man prodigy-workflow > man/prodigy-workflow.5

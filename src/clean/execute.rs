@@ -58,6 +58,10 @@ pub fn execute(
         let parent = it.git.as_ref().is_some_and(|g| !g.children.is_empty());
         (it.ty, parent, i)
     });
+    if let Some(dir) = eng.opts.archive.clone().filter(|_| !eng.opts.estimate) {
+        // Complete and durable before the first removal (issue 26).
+        super::archive::archive_items(eng, &dir, &order, mode, &mut done.outcome, &mut rep, audit);
+    }
     let mut worktrees_done = false;
     // Parent directories of the items, `sessions/` and `resume_locks/`, opened once for the
     // run. Every check and deletion below goes through these handles, fd-relative: an item is
@@ -72,6 +76,9 @@ pub fn execute(
     let total = order.len();
     for (n, &i) in order.iter().enumerate() {
         progress(eng.inv.items[i].ty, n, total);
+        if done.outcome[i].is_some() {
+            continue; // kept: it could not be archived
+        }
         if eng.inv.items[i].ty == StorageType::Sessions && !worktrees_done {
             worktrees_done = true;
             if !eng.opts.estimate {
@@ -312,7 +319,7 @@ fn flush(
     audit.sync();
 }
 
-fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
+pub(super) fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
     let mut also: Vec<String> = it.rare().extra.iter().map(inventory::rel_of).collect();
     if let Some((m, _)) = it.git.as_ref().and_then(|g| g.legacy_meta.as_ref()) {
         also.push(inventory::rel_of(m));
@@ -329,7 +336,7 @@ fn entry_of(it: &Item, reason: Option<Reason>, detail: String) -> Entry {
     }
 }
 
-fn removal_reason(eng: &Engine<'_>, i: usize) -> String {
+pub(super) fn removal_reason(eng: &Engine<'_>, i: usize) -> String {
     let it = &eng.inv.items[i];
     if eng.quota_picked.contains(&i) {
         let owner = match eng.owner_verdict(it) {

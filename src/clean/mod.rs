@@ -5,6 +5,7 @@
 //! run runs the same code with deletion disabled"). Every deletion goes through
 //! `store::fsops` after the item was renamed into the root's trash (safety R5).
 
+mod archive;
 mod branches;
 pub mod classify;
 pub mod entries;
@@ -16,6 +17,7 @@ mod plan;
 pub mod retention;
 pub mod stream;
 
+pub use archive::Archived;
 pub use execute::execute;
 pub use orphans::{orphan_registries, stale_registry_entries, Registry};
 pub use plan::{stale_git_records, vanished_records, Engine};
@@ -102,6 +104,10 @@ pub struct Options {
     /// were old enough (so never of an active, resumable or unknown session), become `NAME.gz`
     /// (`store::gz`). Not in an estimate.
     pub compress_after: Option<u64>,
+    /// `--archive DIR` (or the retention file's `archive`): every item the run removes except
+    /// worktrees is first written to an archive in this directory (`clean::archive`). Not in
+    /// an estimate; the whole root is planned at once (one archive per run).
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -120,6 +126,7 @@ impl Default for Options {
             status_at_plan: true,
             estimate: false,
             compress_after: None,
+            archive: None,
         }
     }
 }
@@ -360,6 +367,8 @@ pub struct Report {
     pub compressed: Vec<Compressed>,
     /// Their number and bytes on disk before, and the bytes they take (or would take) after.
     pub compressed_count: (Count, u64),
+    /// The archive written (or that would be) before the removals, with `Options::archive`.
+    pub archive: Option<Archived>,
 }
 
 /// One file compressed in place (`NAME` → `NAME.gz`).

@@ -31,6 +31,8 @@ pub struct Config {
     pub max_size: Option<u64>,
     /// `compress-after`, seconds: event and log files idle this long are compressed.
     pub compress_after: Option<u64>,
+    /// `archive`, an absolute directory: removed items are archived there first.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 /// Parse a size: `1048576`, `512K`, `500M`, `20G`, `1T` (binary units; an optional trailing
@@ -85,6 +87,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         }
         if key == "max-size" {
             c.max_size = Some(parse_size(value).map_err(err)?);
+        } else if key == "archive" {
+            let p = std::path::PathBuf::from(value);
+            if !p.is_absolute() {
+                return Err(err(format!(
+                    "archive `{value}` is not an absolute path; give the directory from /"
+                )));
+            }
+            c.archive = Some(p);
         } else if key == "compress-after" {
             c.compress_after = Some(crate::duration::parse_duration(value).map_err(err)?);
         } else if let Some(t) = StorageType::from_word(key) {
@@ -92,7 +102,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
             c.retention.insert(t, secs);
         } else {
             return Err(err(format!(
-                "unknown key `{}`; expected worktrees, sessions, logs, state, events, dlq, max-size or compress-after",
+                "unknown key `{}`; expected worktrees, sessions, logs, state, events, dlq, max-size, compress-after or archive",
                 crate::store::names::printable(std::ffi::OsStr::new(key))
             )));
         }

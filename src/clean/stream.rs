@@ -58,6 +58,7 @@ struct Run<'a, 'c> {
 /// need the whole plan at once; see the module doc).
 pub fn eligible(opts: &Options) -> bool {
     opts.max_size.is_none()
+        && opts.archive.is_none()
         && opts.only_name.is_none()
         && opts.only_paths.is_none()
         && opts.only_owners.is_none()

@@ -12,6 +12,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("events", "Reads the JSONL event logs of jobs, in both the canonical shape and Prodigy 0.4.4's. Files are streamed, so memory does not grow with a log's size. Event types compare without case and underscores (AgentStarted = agent_started). Corrupt lines are counted and reported once; a torn last line is not corrupt. \\fBevents show \\-\\-json\\fR and \\fBevents follow \\-\\-json\\fR print one stored event per line."),
     ("dlq", "Reads dead letter queues: the canonical \\fIdlq/{repo}/{job_id}/dlq\\-items.json\\fR and Prodigy 0.4.4's per\\-item files. \\fBretry\\fR runs a job's failed items again as a new map pass (see \\fBprodigy\\-resume\\fR(1)): merged items leave the queue, items that fail again get one more \\fBfailure_history\\fR entry."),
     ("checkpoints", "Lists MapReduce jobs with their newest checkpoint per phase (by file\\-name timestamp) and work item progress, and Prodigy 0.4.4's workflow checkpoints; \\fBverify\\fR parses every checkpoint in scope and names each invalid one with its line and column."),
+    ("archive", "Reads the archives \\fBprodigy clean \\-\\-archive\\fR writes (format: \\fBprodigy\\-storage\\fR(5), ARCHIVES). \\fBls\\fR prints the manifest: each item's type, repository, session, job, files, bytes, path relative to the root and why it went. \\fBrestore\\fR puts items back under \\fB$PRODIGY_HOME\\fR, files byte\\-identical with their mode and mtime (whole seconds), each written under a temp name, fsynced and renamed into place. It never overwrites: a file that exists refuses the whole restore before anything is written. \\fB\\-\\-only\\fR \\fIID\\fR takes the items whose session id or job id is \\fIID\\fR, or whose path (as \\fBls\\fR prints it) is \\fIID\\fR. An archive is untrusted: both commands check all of it first and refuse (exit 3, one line naming the archive and the entry, nothing written) a path outside the layout (absolute, \\fB..\\fR, a name outside the grammar), a symlink, hard link or device entry, a bad checksum, truncated or corrupt data, and a manifest that disagrees with the entries."),
 ];
 
 fn synopsis(sub: &Sub) -> String {
@@ -97,6 +98,7 @@ pub fn example(sub: &Sub) -> String {
             "ID" => "session-abc123",
             "JOB_ID" => "mapreduce-123",
             "ITEM_ID" => "item-1",
+            "FILE" => "/var/backups/prodigy/prodigy-20261207T031500.tar.gz",
             _ => continue,
         };
         s.push(' ');

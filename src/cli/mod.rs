@@ -253,6 +253,12 @@ pub const CLEAN_FLAGS: &[Flag] = &[
         "gzip event and log files idle this long (NAME.gz)",
     ),
     flag(
+        "archive",
+        None,
+        Some("DIR"),
+        "archive what goes (not worktrees) in DIR first",
+    ),
+    flag(
         "repo",
         None,
         Some("NAME"),
@@ -427,6 +433,10 @@ pub struct Args {
     pub max_parallel: Option<usize>,
     /// `--reduce` (`dlq retry`).
     pub reduce: bool,
+    /// `archive ls|restore FILE`: the archive (a path, not an id).
+    pub file: Option<std::path::PathBuf>,
+    /// `--only ID` (`archive restore`), repeatable: a session id, job id or item path.
+    pub only: Vec<String>,
 }
 
 const SCOPE_FLAGS: [Flag; 2] = [
@@ -536,6 +546,8 @@ pub fn example_value(value: &str) -> &'static str {
         "NAME=VALUE" => "TARGET=src/lib.rs",
         "TYPE=DURATION" => "sessions=60d",
         "SIZE" => "20G",
+        "DIR" => "/var/backups/prodigy",
+        "FILE" => "prodigy-20261207T031500.tar.gz",
         _ => "x",
     }
 }
@@ -694,6 +706,36 @@ pub const SUBS: &[Sub] = &[
         ],
     },
     Sub {
+        words: &["archive", "ls"],
+        positional: "FILE",
+        arity: (1, 1),
+        about: "the manifest of an archive clean --archive wrote",
+        flags: &[JSON, HELP],
+    },
+    Sub {
+        words: &["archive", "restore"],
+        positional: "FILE",
+        arity: (1, 1),
+        about: "put archived items back; never overwrites",
+        flags: &[
+            flag(
+                "only",
+                None,
+                Some("ID"),
+                "items of this session, job or path (repeatable)",
+            ),
+            flag(
+                "dry-run",
+                Some('n'),
+                None,
+                "check the archive and list what would be restored",
+            ),
+            JSON,
+            flag("quiet", Some('q'), None, "print only errors"),
+            HELP,
+        ],
+    },
+    Sub {
         words: &["checkpoints", "ls"],
         positional: "[JOB_ID]",
         arity: (0, 1),
@@ -734,6 +776,8 @@ pub struct CleanArgs {
     pub max_size: Option<u64>,
     /// `--compress-after DURATION`, seconds.
     pub compress_after: Option<u64>,
+    /// `--archive DIR`.
+    pub archive: Option<std::path::PathBuf>,
     /// Repository scope.
     pub scope: ScopeArg,
     /// `-n/--dry-run`.
@@ -800,7 +844,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 "validate" => parse_validate(&mut p),
                 "clean" => parse_clean(&mut p),
                 "worktree" => parse_worktree(&mut p),
-                "stats" | "sessions" | "events" | "dlq" | "checkpoints" => {
+                "stats" | "sessions" | "events" | "dlq" | "checkpoints" | "archive" => {
                     parse_inspect(&mut p, &v)
                 }
                 "help" => Ok(Command::Help(match p.next().map_err(usage)? {
@@ -1085,6 +1129,13 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
                         .map_err(|e| Error::usage(format!("--compress-after: {e}")))?,
                 );
             }
+            "archive" => {
+                let v = p.value().map_err(usage)?;
+                if v.is_empty() {
+                    return Err(Error::usage("--archive: give a directory"));
+                }
+                a.archive = Some(std::path::PathBuf::from(v));
+            }
             "max-size" => {
                 let v = p.value().map_err(usage)?;
                 a.max_size = Some(
@@ -1205,6 +1256,16 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
     };
     let mut a = Args::default();
     while let Some(arg) = p.next().map_err(usage)? {
+        if let (Value(v), "archive") = (&arg, first) {
+            if a.file.is_some() {
+                return Err(Error::usage(format!(
+                    "usage: prodigy {} FILE; give one archive",
+                    sub.words.join(" ")
+                )));
+            }
+            a.file = Some(std::path::PathBuf::from(v));
+            continue;
+        }
         if let Value(v) = &arg {
             let id = v.to_string_lossy().into_owned();
             if !crate::store::names::is_valid_id_bytes(id.as_bytes()) {
@@ -1237,6 +1298,9 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
             }
             "yes" => a.yes = true,
             "reduce" => a.reduce = true,
+            "only" => a
+                .only
+                .push(p.value().map_err(usage)?.string().map_err(usage)?),
             "max-parallel" => {
                 let v = p.value().map_err(usage)?.string().map_err(usage)?;
                 a.max_parallel =
@@ -1257,7 +1321,8 @@ fn parse_inspect(p: &mut lexopt::Parser, first: &str) -> Result<Command> {
         }
     }
     let (lo, hi) = sub.arity;
-    if a.ids.len() < lo || a.ids.len() > hi {
+    let given = a.ids.len() + usize::from(a.file.is_some());
+    if given < lo || given > hi {
         return Err(Error::usage(format!(
             "usage: prodigy {} {}; see `prodigy {} --help`",
             sub.words.join(" "),
@@ -1416,6 +1481,7 @@ pub fn main_help() -> String {
          \x20 events ls|show|follow   event logs of jobs\n\
          \x20 dlq ls|show|retry  dead letter queues; run failed items again\n\
          \x20 checkpoints ls|verify   MapReduce and workflow checkpoints\n\
+         \x20 archive ls|restore FILE   what clean --archive wrote; put it back\n\
          \x20 help [COMMAND]     print help for a command\n\n\
          Options:\n\
          \x20 -h, --help       print help\n\
@@ -1500,6 +1566,7 @@ pub const MAN_PAGES: &[&str] = &[
     "prodigy-events",
     "prodigy-dlq",
     "prodigy-checkpoints",
+    "prodigy-archive",
 ];
 
 /// Escape text for roff: backslashes, leading dots and quotes, and hyphens in option names.
@@ -1759,8 +1826,8 @@ max\-size = 20G
 .fi
 .PP
 Keys are the storage types (\fBworktrees\fR, \fBsessions\fR, \fBlogs\fR, \fBstate\fR, \fBevents\fR, \fBdlq\fR),
-whose value is a \fIDURATION\fR, \fBmax\-size\fR, whose value is a \fISIZE\fR, and \fBcompress\-after\fR, a
-\fIDURATION\fR (see \fBCOMPRESSION\fR). A type the file does not
+whose value is a \fIDURATION\fR, \fBmax\-size\fR, whose value is a \fISIZE\fR, \fBcompress\-after\fR, a
+\fIDURATION\fR (see \fBCOMPRESSION\fR), and \fBarchive\fR, a directory (see \fBARCHIVE\fR). A type the file does not
 name keeps its default. An unknown key, a bad value, a key set twice, a line without \fB=\fR, or a file
 that is not a regular file (a symlink is not followed) stops \fBclean\fR before anything is removed,
 with exit status 2 and a message naming the file and line: \fI`PATH`:LINE: what is wrong\fR.
@@ -1801,6 +1868,16 @@ both (then \fINAME\fR is read, and the next run redoes the \fB.gz\fR after check
 \fINAME\fR); a leftover temp file is removed by the next run. A dry run lists each file with its size
 and its compressed size (it compresses into a counter) and the total saving. Each compression is one
 \fBcompress\fR line in the audit log (\fBpath\fR, \fBbytes\fR, \fBgz_bytes\fR).
+.SH ARCHIVE
+\fB\-\-archive\fR \fIDIR\fR (or \fBarchive\fR = \fIDIR\fR, absolute, in \fIclean.conf\fR; the flag wins) first writes
+every item the run removes, worktrees excepted, to \fIDIR/prodigy\-YYYYmmddTHHMMSS.tar.gz\fR (UTC,
+\fB\-2\fR... when taken; \fIDIR\fR is created) with a manifest of each item's type, repository, session,
+job, path, size and reason. It is written to a temp name, fsynced, renamed and \fIDIR\fR fsynced
+before the first removal. Files are read without following a symlink: an item holding anything
+but files and directories, or a name the archive cannot hold, is kept and reported as failed
+(exit 1); if the archive cannot be written, nothing it would hold is removed. The whole root is
+planned at once. A dry run names the archive; \fB\-\-json\fR has \fBarchive\fR ({\fBpath\fR, \fBitems\fR,
+\fBfiles\fR, \fBbytes\fR} or null). See \fBprodigy\-archive\fR(1) and \fBprodigy\-storage\fR(5).
 ";
 
 /// `prodigy.1`, SCHEDULING: cron and the systemd units.
@@ -1904,7 +1981,7 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(MAN_SCHEDULING);
             o.push_str(".SH EXAMPLES\nA nightly clean from cron, quiet unless something fails:\n.PP\n.nf\n");
             o.push_str("15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-workflow\\fR(5), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\-run\\fR(1), \\fBprodigy\\-resume\\fR(1), \\fBprodigy\\-clean\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-stats\\fR(1), \\fBprodigy\\-sessions\\fR(1), \\fBprodigy\\-events\\fR(1), \\fBprodigy\\-dlq\\fR(1), \\fBprodigy\\-checkpoints\\fR(1), \\fBprodigy\\-archive\\fR(1), \\fBprodigy\\-validate\\fR(1), \\fBprodigy\\-workflow\\fR(5), \\fBprodigy\\-storage\\fR(5), \\fBgit\\-worktree\\fR(1)\n");
         }
         "prodigy-run" => {
             header(
@@ -2005,8 +2082,8 @@ pub fn man_page(page: &str) -> Option<String> {
             o.push_str(".SH MEMORY\nA dry run and a run with \\fB\\-\\-force\\fR (and \\fBprodigy stats\\fR) keep a small index of every\nsession and stream the items in batches, so memory does not grow with the number of items: it\ngrows by about 120 bytes a session over a small tree's baseline (a peak near 27 MiB at 100,000\nsessions), up to 260 when session and job ids are 128 characters long, and more while the mapping\nnames of a large repository are held (450 to 1,250 bytes a session when one repository holds\nall 40,000).\nA session costs the same time whatever its id. A quota, an interactive confirmation and the narrowed selections of\n\\fBsessions rm\\fR and \\fBworktree clean\\fR plan the whole root at once.\n");
             o.push_str(".SH ENVIRONMENT\n.TP\n.B PRODIGY_HOME\nThe storage root; must be an absolute path. Default: \\fI$HOME/.prodigy\\fR.\n.TP\n.B TMPDIR\nWhere the lists of a large report wait, in an unlinked file, until they are printed (default \\fI/tmp\\fR).\n.TP\n.B PRODIGY_CLEAN_WHOLE_ROOT\n\\fB1\\fR plans the whole root at once in a dry run and with \\fB\\-\\-force\\fR too (more memory; to compare).\n");
             man_exit(&mut o);
-            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\nprodigy clean \\-\\-compress\\-after 2d \\-\\-dry\\-run\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
-            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
+            o.push_str(".SH EXAMPLES\n.nf\nprodigy clean \\-\\-all \\-\\-dry\\-run\nprodigy clean \\-\\-worktrees \\-\\-older\\-than 7d\nprodigy clean \\-\\-all \\-\\-older\\-than 30d \\-\\-all\\-repos \\-\\-force\nprodigy clean \\-\\-retention sessions=90d \\-\\-max\\-size 20G \\-\\-dry\\-run\nprodigy clean \\-\\-compress\\-after 2d \\-\\-dry\\-run\nprodigy clean \\-\\-force \\-\\-archive /var/backups/prodigy\n15 3 * * * prodigy clean \\-\\-force \\-\\-quiet\n.fi\n");
+            o.push_str(".SH SEE ALSO\n\\fBprodigy\\fR(1), \\fBprodigy\\-worktree\\fR(1), \\fBprodigy\\-archive\\fR(1), \\fBprodigy\\-storage\\fR(5)\n");
         }
         "prodigy-worktree" => {
             header(
@@ -2289,7 +2366,7 @@ mod tests {
     fn every_help_fits_80_columns() {
         let mut texts = vec![main_help(), clean_help(), worktree_help()];
         texts.extend(SUBS.iter().map(sub_help));
-        texts.extend(["sessions", "events", "dlq", "checkpoints"].map(sub_group_help));
+        texts.extend(["sessions", "events", "dlq", "checkpoints", "archive"].map(sub_group_help));
         for t in texts {
             for line in t.lines() {
                 assert!(

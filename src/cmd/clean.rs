@@ -89,6 +89,7 @@ pub fn run(a: &CleanArgs, name: &str) -> Result<Exit> {
         status_at_plan: !a.force || a.dry_run,
         estimate: false,
         compress_after: policy.compress_after,
+        archive: policy.archive.clone(),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if (a.dry_run || a.force) && clean::stream::eligible(&opts) && !whole_root_forced() {
@@ -245,6 +246,9 @@ pub struct Policy {
     pub max_size: Option<u64>,
     /// Seconds: `--compress-after` > the file's `compress-after`.
     pub compress_after: Option<u64>,
+    /// `--archive DIR` > the file's `archive` (a relative flag is taken from the current
+    /// directory).
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Policy {
@@ -265,6 +269,11 @@ impl Policy {
             max_size: a.max_size.or(file.max_size),
             // Only `clean` compresses (not `worktree clean` or `sessions rm`).
             compress_after: a.compress_after.or(file.compress_after),
+            archive: a
+                .archive
+                .as_ref()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                .or_else(|| file.archive.clone()),
         }
     }
 }
@@ -636,6 +645,21 @@ fn human(
             )?;
         }
     }
+    if let Some(x) = &rep.archive {
+        writeln!(
+            o,
+            "{} {} items ({} files, {}) to `{}`",
+            if rep.dry_run {
+                "Would archive"
+            } else {
+                "Archived"
+            },
+            x.items,
+            x.files,
+            human_bytes(x.bytes),
+            x.path.display()
+        )?;
+    }
     if rep.compressed_count.0.items > 0 {
         let (c, after) = rep.compressed_count;
         writeln!(
@@ -805,6 +829,7 @@ struct Doc<'a> {
     quota: Option<serde_json::Value>,
     compress_after_seconds: Option<u64>,
     compressed: serde_json::Value,
+    archive: Option<serde_json::Value>,
 }
 
 fn json<'a>(
@@ -858,6 +883,11 @@ fn json<'a>(
             "kept_bytes": rep.kept.bytes(),
         }),
         compress_after_seconds: policy.compress_after,
+        archive: rep.archive.as_ref().map(|x| {
+            serde_json::json!({
+                "path": x.path, "items": x.items, "files": x.files, "bytes": x.bytes,
+            })
+        }),
         compressed: serde_json::json!({
             "files": rep.compressed_count.0.items,
             "bytes_before": rep.compressed_count.0.bytes,

@@ -1,5 +1,7 @@
 //! One module per command. Commands print; the engine and the store never do.
 
+/// `prodigy archive ls|restore`.
+pub mod archive;
 /// `prodigy checkpoints ls|verify`.
 pub mod checkpoints;
 /// `prodigy clean` and `prodigy worktree clean`.
@@ -60,6 +62,8 @@ pub fn inspect(sub: &'static crate::cli::Sub, a: &crate::cli::Args) -> Result<cr
         ["dlq", "show"] => dlq::show(a),
         ["dlq", "retry"] => dlq::retry(a),
         ["checkpoints", "ls"] => checkpoints::ls(a),
+        ["archive", "ls"] => archive::ls(a),
+        ["archive", "restore"] => archive::restore(a),
         ["checkpoints", "verify"] => checkpoints::verify(a),
         _ => unreachable!("every entry of cli::SUBS is dispatched"),
     }

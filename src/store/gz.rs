@@ -128,15 +128,21 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().expect("writing to a Vec cannot fail")
 }
 
+/// `f` (a gzip file) decompressed while read: [`open_read`]'s reader of a `.gz` for a file
+/// opened elsewhere (an archive, `store::archive`).
+pub fn decode_file(f: File) -> Reader {
+    Reader::Gz(Box::new(BufReader::with_capacity(
+        BUF,
+        Corrupt(MultiGzDecoder::new(BufReader::new(f))),
+    )))
+}
+
 /// Open child `name` of `d` (no symlink followed, regular files only: [`Dir::open_file`]) for
 /// reading; a `.gz` name is decompressed while read.
 pub fn open_read(d: &Dir, name: &OsStr) -> io::Result<Reader> {
     let f = d.open_file(name, false, false)?;
     Ok(if is_gz(name) {
-        Reader::Gz(Box::new(BufReader::with_capacity(
-            BUF,
-            Corrupt(MultiGzDecoder::new(BufReader::new(f))),
-        )))
+        decode_file(f)
     } else {
         Reader::Plain(BufReader::with_capacity(BUF, f))
     })

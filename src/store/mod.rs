@@ -5,6 +5,7 @@
 //! [`lock`] (resume locks and the clean lock), [`layout`] (where a run's records go) and
 //! [`journal`] (the writers of a run's records).
 
+pub mod archive;
 pub mod atomic;
 pub mod fsops;
 pub mod gz;

@@ -38,7 +38,7 @@ pub fn prodigy_bin() -> PathBuf {
 }
 
 /// `args`, with `--compress-after D` added to a `clean` when `PRODIGY_IT_COMPRESS_AFTER=D` is
-/// set: the safety suite runs again with compression on (issue 26:
+/// set, and `--archive DIR` when `PRODIGY_IT_ARCHIVE=DIR` is: the safety suite runs again with compression on (issue 26:
 /// `PRODIGY_IT_COMPRESS_AFTER=0s cargo test --test cli safety::`).
 pub fn with_compress(args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -52,6 +52,21 @@ pub fn with_compress(args: &[&str]) -> Vec<String> {
                 .any(|f| args.contains(f))
         {
             v.push("--compress-after".into());
+            v.push(d);
+        }
+    }
+    // `PRODIGY_IT_ARCHIVE=DIR`: every clean archives into DIR first (issue 26: the safety
+    // suite passes with `--archive` set).
+    if let Some(d) = std::env::var("PRODIGY_IT_ARCHIVE")
+        .ok()
+        .filter(|d| !d.is_empty())
+    {
+        if args.first() == Some(&"clean")
+            && ![&"--help", &"-h", &"--archive"]
+                .iter()
+                .any(|f| args.contains(f))
+        {
+            v.push("--archive".into());
             v.push(d);
         }
     }

@@ -2,6 +2,7 @@
 //! repositories, the 0.4.4 fixture and generated trees. One test binary (ripgrep's layout).
 
 mod acceptance;
+mod archive;
 mod common;
 mod compress;
 mod contract;
