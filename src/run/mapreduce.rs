@@ -279,10 +279,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     };
     let base_vars = ctx.vars.clone();
     let setup_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize, completed: bool| -> Result<()> {
+        // What setup set or changed: a capture shadowing an `--arg` (or any variable the run
+        // started with) is kept too, or a resume would restore the old value.
         let outputs: Map<String, Value> = lane
             .vars
             .iter()
-            .filter(|(k, _)| base_vars.get(k).is_none())
+            .filter(|(k, v)| base_vars.get(k).as_ref() != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut c = SetupCheckpoint {

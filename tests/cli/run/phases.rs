@@ -1,0 +1,418 @@
+//! The feature × phase matrix (run.md §2: "Step modifiers, honoured in every phase (standard,
+//! setup, agents, reduce, merge)"): the same block of steps, one per feature, runs in each phase
+//! and leaves its evidence in `DIR/`, committed and merged into the user's branch; then failed
+//! runs resumed with their captures (also captures that shadow an `--arg`).
+
+use super::*;
+
+/// One step (or two) per feature; `@T` is the phase's tag (variable names, values), `@D` the
+/// directory its files go to. The last step commits everything the block wrote.
+const BLOCK: &str = r#"- shell: 'echo "{\"n\": 4, \"w\": \"@T\"}"; echo err-@T >&2'
+  capture: @T_j
+  capture_format: json
+  capture_streams: {stdout: true, stderr: true, exit_code: true}
+- write_file:
+    path: "@D/sub/w.json"
+    content: '{"n": ${@T_j.n}, "w": "${@T_j.w}"}'
+    format: json
+    create_dirs: true
+- foreach:
+    foreach: [a, b]
+    parallel: 2
+    do:
+      - shell: echo "${item} ${index}/${total} ${@T_j.w}" > @D/fe-${item}.txt
+- shell: echo no > @D/when-false.txt
+  when: "${@T_j.n} == 5"
+- shell: echo yes > @D/when-true.txt
+  when: "${@T_j.n} == 4 && '${@T_j.w}' == '@T'"
+- shell: echo step > @D/ok.txt
+  on_success:
+    shell: echo on_success >> @D/ok.txt
+- shell: exit 3
+  on_exit_code:
+    3:
+      shell: echo exit-3 > @D/code.txt
+  on_failure:
+    shell: echo wrong > @D/code-failure.txt
+- shell: exit 1
+  on_failure: echo cmd > @D/fail-cmd.txt
+- shell: exit 1
+  on_failure:
+    - shell: echo list-1 > @D/fail-list.txt
+    - shell: echo list-2 >> @D/fail-list.txt
+- shell: basename "$(pwd)" > here.txt
+  working_dir: @D/sub
+- shell: echo "$STEP_ENV" > @D/env.txt
+  env: {STEP_ENV: "env-${@T_j.w}"}
+- id: gen_@T
+  shell: echo made > @D/gen-@T.txt
+  outputs:
+    made: {file_pattern: "gen-@T.txt"}
+- shell: echo "${gen_@T.made}" > @D/outputs.txt
+- shell: echo checked > @D/val.txt
+  validate:
+    shell: 'if [ -e @D/fixed.txt ]; then echo "{\"completion_percentage\": 100}"; else echo "{\"completion_percentage\": 50, \"missing\": [\"fix\"]}"; fi'
+    on_incomplete:
+      shell: echo "${validation.completion} ${validation.missing} ${validation.attempt_number}" > @D/fixed.txt
+      max_attempts: 2
+- shell: |
+    echo "${@T_j.n} ${@T_j.w} ${@T_j.stderr} ${@T_j.exit_code} ${validation.completion}" > @D/cap.txt
+    git add -A && git commit -q -m "@D features"
+  commit_required: true
+"#;
+
+/// `BLOCK` for phase `tag` writing under `dir`, indented by `indent` spaces.
+fn block(tag: &str, dir: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    BLOCK
+        .replace("@T", tag)
+        .replace("@D", dir)
+        .lines()
+        .map(|l| format!("{pad}{l}\n"))
+        .collect()
+}
+
+/// The merge step that merges the session branch into the user's checkout (`merge:` replaces
+/// the default merge, run.md §4).
+fn merge_step(r: &Run, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "{pad}- shell: git -C {} merge -q --no-ff -m \"merge ${{merge.source_branch}} into ${{merge.target_branch}}\" ${{merge.source_branch}}\n",
+        r.repo.display()
+    )
+}
+
+/// What `BLOCK` leaves in `dir` of the user's checkout, for phase `tag`.
+fn block_files(r: &Run, tag: &str, dir: &str) {
+    let d = r.repo.join(dir);
+    let read = |f: &str| {
+        fs::read_to_string(d.join(f)).unwrap_or_else(|e| panic!("{tag}: `{dir}/{f}`: {e}"))
+    };
+    // capture + capture_format json + capture_streams.
+    assert_eq!(
+        read("cap.txt"),
+        format!("4 {tag} err-{tag} 0 100.0\n"),
+        "{tag}"
+    );
+    // write_file, json pretty-printed, create_dirs.
+    let w: Value = serde_json::from_str(&read("sub/w.json")).unwrap();
+    assert_eq!(w, serde_json::json!({"n": 4, "w": tag}), "{tag}");
+    assert!(read("sub/w.json").contains("\n  \"n\": 4"), "{tag}: pretty");
+    // foreach, parallel 2, in the worktree.
+    assert_eq!(read("fe-a.txt"), format!("a 0/2 {tag}\n"), "{tag}");
+    assert_eq!(read("fe-b.txt"), format!("b 1/2 {tag}\n"), "{tag}");
+    // when false / true.
+    assert!(!d.join("when-false.txt").exists(), "{tag}: when false ran");
+    assert_eq!(read("when-true.txt"), "yes\n", "{tag}");
+    // on_success.
+    assert_eq!(read("ok.txt"), "step\non_success\n", "{tag}");
+    // on_exit_code decides; on_failure does not run.
+    assert_eq!(read("code.txt"), "exit-3\n", "{tag}");
+    assert!(
+        !d.join("code-failure.txt").exists(),
+        "{tag}: on_failure ran"
+    );
+    // on_failure as a command and as a list.
+    assert_eq!(read("fail-cmd.txt"), "cmd\n", "{tag}");
+    assert_eq!(read("fail-list.txt"), "list-1\nlist-2\n", "{tag}");
+    // working_dir.
+    assert_eq!(read("sub/here.txt"), "sub\n", "{tag}");
+    assert!(!d.join("here.txt").exists(), "{tag}");
+    // step env.
+    assert_eq!(read("env.txt"), format!("env-{tag}\n"), "{tag}");
+    // id + outputs.
+    assert_eq!(read(&format!("gen-{tag}.txt")), "made\n", "{tag}");
+    assert_eq!(
+        read("outputs.txt"),
+        format!("{dir}/gen-{tag}.txt\n"),
+        "{tag}"
+    );
+    // validate + on_incomplete with ${validation.*}.
+    assert_eq!(read("val.txt"), "checked\n", "{tag}");
+    assert_eq!(read("fixed.txt"), "50.0 fix 1\n", "{tag}");
+}
+
+/// The session branch's own history (first parents of the final merge's second parent).
+fn session_log(r: &Run) -> Vec<String> {
+    git(&r.repo, &["log", "--first-parent", "--format=%s", "main^2"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// No session worktree, agent worktree or branch left; no session Running.
+fn nothing_left(r: &Run) {
+    let branches = git(&r.repo, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "{branches}");
+    let wts = r.env.p("worktrees/work");
+    let left: Vec<_> = fs::read_dir(&wts)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!git(&r.repo, &["worktree", "list", "--porcelain"]).contains("prunable"));
+    no_running_session(r);
+    assert_eq!(git(&r.repo, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn every_feature_runs_in_a_standard_workflow_and_its_merge_steps() {
+    let Some(r) = setup("phases-standard") else {
+        return;
+    };
+    let text = format!(
+        "name: std\ncommands:\n{}merge:\n{}{}",
+        block("std", "std", 2),
+        block("smerge", "smerge", 2),
+        merge_step(&r, 2)
+    );
+    let wf = r.write_workflow("std.yml", &text);
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("branch: merged"), "{o:?}");
+    block_files(&r, "std", "std");
+    block_files(&r, "smerge", "smerge");
+    // The merge step's merge, of the session branch: the phases' commits in order.
+    let l = log(&r.repo);
+    assert!(l.starts_with("merge prodigy-session-"), "{l}");
+    assert!(l.lines().next().unwrap().ends_with(" into main"), "{l}");
+    assert_eq!(
+        session_log(&r),
+        ["smerge features", "std features", "init"],
+        "{l}"
+    );
+    // The checkpoint keeps the captures with their types and the step's outputs.
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed", "{s}");
+    let v = &s["workflow_data"]["variables"];
+    assert_eq!(v["std_j"]["n"], 4, "{v}");
+    assert_eq!(v["std_j"]["w"], "std", "{v}");
+    assert_eq!(v["gen_std.made"], "std/gen-std.txt", "{v}");
+    nothing_left(&r);
+}
+
+/// The job's directory under `$PRODIGY_HOME` (`state/work/mapreduce/jobs/JOB`).
+fn job_dir(r: &Run, job: &str) -> PathBuf {
+    r.env.p(&format!("state/work/mapreduce/jobs/{job}"))
+}
+
+/// The newest `reduce-checkpoint-v1-*.json` of a job.
+fn reduce_checkpoint(r: &Run, job: &str) -> Value {
+    let mut names: Vec<String> = fs::read_dir(job_dir(r, job))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reduce-checkpoint-v1-"))
+        .collect();
+    names.sort();
+    let p = job_dir(r, job).join(names.last().expect("a reduce checkpoint"));
+    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn every_feature_runs_in_setup_agents_reduce_and_merge_of_a_mapreduce_workflow() {
+    let Some(r) = setup("phases-mapreduce") else {
+        return;
+    };
+    let text = format!(
+        r#"name: mr
+mode: mapreduce
+setup:
+{}map:
+  input: "echo '[{{\"id\": \"a1\"}}, {{\"id\": \"a2\"}}]'"
+  max_parallel: 2
+  agent_template:
+{}reduce:
+{}  - shell: echo "${{map.successful}}/${{map.total}} ${{setup_j.w}}" > reduce/map.txt && git add -A && git commit -q -m "reduce map"
+    commit_required: true
+merge:
+{}{}"#,
+        block("setup", "setup", 2),
+        block("agent", "item-${item_id}", 4),
+        block("reduce", "reduce", 2),
+        block("merge", "merge", 2),
+        merge_step(&r, 2)
+    );
+    let wf = r.write_workflow("mr.yml", &text);
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["merge"], "merged", "{v}");
+    assert_eq!(v["status"], "completed", "{v}");
+    block_files(&r, "setup", "setup");
+    block_files(&r, "agent", "item-a1");
+    block_files(&r, "agent", "item-a2");
+    block_files(&r, "reduce", "reduce");
+    block_files(&r, "merge", "merge");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("reduce/map.txt")).unwrap(),
+        "2/2 setup\n"
+    );
+    // History: setup, both agents (each merged into the parent), reduce, merge, the merge step.
+    let l = log(&r.repo);
+    assert!(l.starts_with("merge prodigy-session-"), "{l}");
+    let s = session_log(&r);
+    assert_eq!(s.len(), 7, "{s:?}");
+    assert_eq!(
+        &s[..3],
+        ["merge features", "reduce map", "reduce features"],
+        "{s:?}"
+    );
+    assert_eq!(&s[5..], ["setup features", "init"], "{s:?}");
+    // Each agent merged into the session branch on its own, with its item's commit.
+    let mut items = Vec::new();
+    for (i, subject) in s.iter().enumerate().take(5).skip(3) {
+        assert!(subject.starts_with("Merge agent prodigy-agent-"), "{s:?}");
+        let item = &subject[subject.len() - 3..subject.len() - 1];
+        assert!(subject.ends_with(&format!("(item {item})")), "{s:?}");
+        let agent = git(
+            &r.repo,
+            &["log", "-1", "--format=%s", &format!("main^2~{i}^2")],
+        );
+        assert_eq!(agent.trim(), format!("item-{item} features"));
+        items.push(item.to_string());
+    }
+    items.sort();
+    assert_eq!(items, ["a1", "a2"]);
+    // The checkpoints keep each phase's captures, typed.
+    let job = v["job_id"].as_str().unwrap();
+    let sc: Value =
+        serde_json::from_slice(&fs::read(job_dir(&r, job).join("setup-checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(sc["completed"], true, "{sc}");
+    assert_eq!(sc["outputs"]["setup_j"]["w"], "setup", "{sc}");
+    assert_eq!(sc["outputs"]["setup_j"]["n"], 4, "{sc}");
+    assert_eq!(
+        sc["outputs"]["gen_setup.made"], "setup/gen-setup.txt",
+        "{sc}"
+    );
+    let rc = reduce_checkpoint(&r, job);
+    assert_eq!(rc["step_results"]["reduce_j"]["w"], "reduce", "{rc}");
+    assert_eq!(
+        rc["step_results"]["gen_reduce.made"], "reduce/gen-reduce.txt",
+        "{rc}"
+    );
+    assert_eq!(rc["completed_steps"].as_array().unwrap().len(), 16, "{rc}");
+    nothing_left(&r);
+}
+
+/// `prodigy resume ID -y` in the repository.
+fn resume(r: &Run, id: &str) -> Out {
+    Out::from(
+        r.env
+            .cmd(&["resume", id, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// A capture named like an `--arg` replaces it; a run failed after the capture and resumed keeps
+/// the captured value (the checkpoint keeps every variable the steps changed, not only new
+/// names), and the capturing step does not run again.
+#[test]
+fn a_standard_capture_shadowing_an_arg_survives_a_failure_and_resume() {
+    let Some(r) = setup("phases-shadow-standard") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.write_workflow(
+        "shadow.yml",
+        &format!(
+            r#"name: shadow
+commands:
+  - shell: 'echo ran >> {c}; echo "{{\"v\": \"captured\"}}"'
+    capture: NAME
+    capture_format: json
+  - shell: test ! -e {f} || exit 7
+  - shell: echo "${{NAME.v}} ${{OTHER}}" > name.txt && git add -A && git commit -q -m name
+    commit_required: true
+"#,
+            c = count.display(),
+            f = flag.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--arg", "NAME=orig", "--arg", "OTHER=kept"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let s = r.only_session();
+    assert_eq!(
+        s["workflow_data"]["variables"]["NAME"],
+        serde_json::json!({"v": "captured"}),
+        "{s}"
+    );
+    // An unchanged --arg is not a captured variable.
+    assert!(
+        s["workflow_data"]["variables"].get("OTHER").is_none(),
+        "{s}"
+    );
+    fs::remove_file(&flag).unwrap();
+    let o = resume(&r, s["id"].as_str().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("name.txt")).unwrap(),
+        "captured kept\n"
+    );
+    assert_eq!(fs::read_to_string(&count).unwrap(), "ran\n");
+    nothing_left(&r);
+}
+
+/// The same in MapReduce: a setup capture shadowing an `--arg`, setup failed after it and
+/// resumed, reaches the agents and reduce; then reduce fails after its own shadowing capture and
+/// a second resume (setup complete, restored from its checkpoint) still sees both.
+#[test]
+fn a_setup_capture_shadowing_an_arg_survives_failures_in_setup_and_reduce_and_resumes() {
+    let Some(r) = setup("phases-shadow-setup") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let (f1, f2) = (r.env.dir.join("broken1"), r.env.dir.join("broken2"));
+    fs::write(&f1, "").unwrap();
+    fs::write(&f2, "").unwrap();
+    let wf = r.write_workflow(
+        "shadow.yml",
+        &format!(
+            r#"name: shadow
+mode: mapreduce
+setup:
+  - shell: echo setup >> {c}; echo from-setup
+    capture: NAME
+  - shell: test ! -e {f1} || exit 7
+map:
+  input: "echo '[\"x\"]'"
+  agent_template:
+    - shell: echo "${{NAME}}" > agent.txt && git add -A && git commit -q -m agent
+      commit_required: true
+reduce:
+  - shell: echo reduce >> {c}; echo from-reduce
+    capture: R
+  - shell: test ! -e {f2} || exit 8
+  - shell: echo "${{NAME}} ${{R}}" > reduce.txt && git add -A && git commit -q -m reduce
+    commit_required: true
+"#,
+            c = count.display(),
+            f1 = f1.display(),
+            f2 = f2.display()
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--arg", "NAME=orig", "--arg", "R=orig-r"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let id = r.only_session()["id"].as_str().unwrap().to_string();
+    fs::remove_file(&f1).unwrap();
+    let o = resume(&r, &id);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("reduce failed"), "{o:?}");
+    fs::remove_file(&f2).unwrap();
+    let o = resume(&r, &id);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("agent.txt")).unwrap(),
+        "from-setup\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
+        "from-setup from-reduce\n"
+    );
+    assert_eq!(fs::read_to_string(&count).unwrap(), "setup\nreduce\n");
+    nothing_left(&r);
+}
