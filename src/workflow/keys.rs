@@ -256,7 +256,7 @@ pub const KEYS: &[Key] = &[
     k(C::Standard, "secrets", K::Secrets, R::Yes, "secret environment variables, masked as *** in output", "never masked"),
     k(C::Standard, "env_files", K::List, R::Yes, "dotenv files read before `env`", ""),
     k(C::Standard, "profiles", K::Profiles, R::Yes, "named env overrides chosen with --profile", "parsed, never applied (no flag selects one)"),
-    k(C::Standard, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge", ""),
+    k(C::Standard, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge; checkpointed after each step (session record `workflow_data.merge`), so a resume continues after the last completed one with its captures", ""),
     // MapReduce top level.
     k(C::MapReduce, "name", K::Str, R::Label, "the workflow's name (required by 0.4.4)", ""),
     k(C::MapReduce, "description", K::Str, R::Label, "what the workflow does", "ignored"),
@@ -268,7 +268,7 @@ pub const KEYS: &[Key] = &[
     k(C::MapReduce, "setup", K::StepsOr(C::Setup), R::Yes, "steps run in the session worktree before the map", ""),
     k(C::MapReduce, "map", K::Obj(C::Map), R::Yes, "the work items and the steps each agent runs", ""),
     k(C::MapReduce, "reduce", K::StepsOr(C::Commands), R::Yes, "steps run after the map", ""),
-    k(C::MapReduce, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge", ""),
+    k(C::MapReduce, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge; checkpointed after each step (session record `workflow_data.merge`), so a resume continues after the last completed one with its captures", ""),
     k(C::MapReduce, "error_policy", K::Obj(C::ErrorPolicy), R::Yes, "what a failed work item does", "parsed, never applied"),
     k(C::MapReduce, "on_item_failure", K::Enum(ITEM_FAILURE), R::Yes, "shorthand of error_policy.on_item_failure", "never applied; also `retry` and custom names"),
     k(C::MapReduce, "continue_on_failure", K::Bool, R::Yes, "shorthand of error_policy.continue_on_failure", "never applied"),

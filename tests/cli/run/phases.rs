@@ -416,3 +416,129 @@ reduce:
     assert_eq!(fs::read_to_string(&count).unwrap(), "setup\nreduce\n");
     nothing_left(&r);
 }
+
+/// Merge steps: a capture, a committing step, then `sleep`/`FLAG` points, then the merge.
+fn merge_resume_workflow(r: &Run, count: &Path, stop2: &str, stop3: &str, head: &str) -> String {
+    format!(
+        r#"name: m
+{head}merge:
+  - shell: 'echo ran >> {c}; echo "{{\"v\": 1}}"'
+    capture: M
+    capture_format: json
+  - shell: echo m > m.txt && git add -A && git commit -q -m "merge commit"{stop2}
+    commit_required: true
+  - shell: {stop3}echo "${{M.v}}" > mv.txt && git add -A && git commit -q -m mv
+    commit_required: true
+{ms}"#,
+        c = count.display(),
+        ms = merge_step(r, 2),
+    )
+}
+
+/// `merge:` steps resume like the other phases (run.md §6): a run failed in its merge steps
+/// resumes after the last completed one, with its captures; a step that committed is not run
+/// again (it could not: there is nothing left to commit).
+#[test]
+fn merge_steps_failed_after_a_commit_resume_after_it_with_their_captures() {
+    let Some(r) = setup("phases-merge-fail") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.write_workflow(
+        "m.yml",
+        &merge_resume_workflow(
+            &r,
+            &count,
+            "",
+            &format!("test ! -e {} || exit 7; ", flag.display()),
+            "commands:\n  - shell: echo a > a.txt && git add -A && git commit -q -m a\n",
+        ),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("merge step failed: step 3 "), "{o:?}");
+    let s = r.only_session();
+    let m = &s["workflow_data"]["merge"];
+    assert_eq!(m["completed_steps"], 2, "{m}");
+    assert_eq!(m["variables"]["M"], serde_json::json!({"v": 1}), "{m}");
+    assert_eq!(log(&r.repo), "init\n");
+    fs::remove_file(&flag).unwrap();
+    let id = s["id"].as_str().unwrap();
+    let o = resume(&r, id);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        o.stderr,
+        format!("prodigy: resuming session {id} at its final merge\n")
+    );
+    assert_eq!(fs::read_to_string(&count).unwrap(), "ran\n");
+    assert_eq!(fs::read_to_string(r.repo.join("mv.txt")).unwrap(), "1\n");
+    assert_eq!(session_log(&r), ["mv", "merge commit", "a", "init"]);
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed", "{s}");
+    assert!(s["workflow_data"].get("merge").is_none(), "{s}");
+    nothing_left(&r);
+}
+
+/// The same under kill -9 of the whole run (prodigy and the step) inside a MapReduce workflow's merge step, after that
+/// step's commit: the resume counts the step as done and keeps the capture made before it.
+#[test]
+fn a_mapreduce_run_killed_inside_a_merge_step_after_its_commit_resumes_after_it() {
+    let Some(r) = setup("phases-merge-kill") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let ready = r.env.dir.join("ready");
+    let wf = r.write_workflow(
+        "m.yml",
+        &merge_resume_workflow(
+            &r,
+            &count,
+            &format!(
+                " && echo $$ > {r}.tmp && mv {r}.tmp {r} && sleep 30",
+                r = ready.display()
+            ),
+            "",
+            "mode: mapreduce\nmap:\n  input: \"echo '[\\\"x\\\"]'\"\n  agent_template:\n    - shell: echo x > x.txt && git add -A && git commit -q -m x\n",
+        ),
+    );
+    let mut c = r.env.cmd(&["run", wf.to_str().unwrap(), "-y"]);
+    c.current_dir(&r.repo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    use std::os::unix::process::CommandExt;
+    c.process_group(0);
+    let mut child = c.spawn().unwrap();
+    let t = Instant::now();
+    while !ready.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the merge step never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // prodigy's group, then the step's own group (each step has one, run.md §3): as after a
+    // crash of the machine, nothing of the run is left.
+    let step: i32 = fs::read_to_string(&ready).unwrap().trim().parse().unwrap();
+    for pgid in [child.id() as i32, step] {
+        let _ = Command::new("kill")
+            .args(["-s", "9", "--", &(-pgid).to_string()])
+            .status();
+    }
+    child.wait().unwrap();
+    let id = r.only_session()["id"].as_str().unwrap().to_string();
+    let o = resume(&r, &id);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(fs::read_to_string(&count).unwrap(), "ran\n");
+    assert_eq!(fs::read_to_string(r.repo.join("mv.txt")).unwrap(), "1\n");
+    let l = session_log(&r);
+    assert_eq!(&l[..2], ["mv", "merge commit"], "{l:?}");
+    assert_eq!(
+        l.iter().filter(|s| *s == "merge commit").count(),
+        1,
+        "{l:?}"
+    );
+    assert_eq!(r.only_session()["status"], "Completed");
+    nothing_left(&r);
+}
