@@ -422,7 +422,11 @@ impl<'w> Lane<'w> {
             self.next + 1,
             ".h".repeat(depth - 1)
         );
-        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        let output_file = match &step.more.output_file {
+            Some(f) => Some(interpolate(f, &self.vars).map_err(|e| format!("`output_file`: {e}"))?),
+            None => None,
+        };
+        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref(), output_file);
         if let Some(c) = &capture {
             c.clear_stale();
         }

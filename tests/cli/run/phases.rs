@@ -44,6 +44,18 @@ const BLOCK: &str = r#"- shell: 'echo "{\"n\": 4, \"w\": \"@T\"}"; echo err-@T >
   working_dir: @D/sub
 - shell: echo "$STEP_ENV" > @D/env.txt
   env: {STEP_ENV: "env-${@T_j.w}"}
+- shell: exit 1
+  working_dir: @D/sub
+  env: {STEP_ENV: "h-${@T_j.w}"}
+  on_failure:
+    shell: echo "$STEP_ENV $(basename "$(pwd)")" > handler.txt
+- shell: echo out-@T
+  capture_output: true
+  output_file: @D/out.txt
+- shell: echo "${shell.output}" > @D/shell-output.txt
+- shell: sleep 10
+  timeout: 1
+  on_failure: echo timed-out > @D/timeout.txt
 - id: gen_@T
   shell: echo made > @D/gen-@T.txt
   outputs:
@@ -118,8 +130,14 @@ fn block_files(r: &Run, tag: &str, dir: &str) {
     // working_dir.
     assert_eq!(read("sub/here.txt"), "sub\n", "{tag}");
     assert!(!d.join("here.txt").exists(), "{tag}");
-    // step env.
+    // step env; a handler runs in the step's working_dir with its env.
     assert_eq!(read("env.txt"), format!("env-{tag}\n"), "{tag}");
+    assert_eq!(read("sub/handler.txt"), format!("h-{tag} sub\n"), "{tag}");
+    // capture_output, output_file.
+    assert_eq!(read("out.txt"), format!("out-{tag}\n"), "{tag}");
+    assert_eq!(read("shell-output.txt"), format!("out-{tag}\n"), "{tag}");
+    // timeout: the step is stopped and fails (its on_failure recovers it).
+    assert_eq!(read("timeout.txt"), "timed-out\n", "{tag}");
     // id + outputs.
     assert_eq!(read(&format!("gen-{tag}.txt")), "made\n", "{tag}");
     assert_eq!(
@@ -291,7 +309,7 @@ merge:
         rc["step_results"]["gen_reduce.made"], "reduce/gen-reduce.txt",
         "{rc}"
     );
-    assert_eq!(rc["completed_steps"].as_array().unwrap().len(), 16, "{rc}");
+    assert_eq!(rc["completed_steps"].as_array().unwrap().len(), 20, "{rc}");
     nothing_left(&r);
 }
 
