@@ -150,6 +150,9 @@ pub struct Lane<'w> {
     /// Resume: step `next` made its commit before the kill and has `validate`: validate it
     /// again instead of running it again.
     revalidate: bool,
+    /// The phase's own `timeout` (`setup.timeout`, `merge.timeout`): when it passes, what runs
+    /// gets SIGTERM (SIGKILL 5 s later) and the lane fails ([`Ctx::run_lane`]).
+    pub deadline: Option<(Instant, u64)>,
 }
 
 impl<'w> Lane<'w> {
@@ -178,6 +181,7 @@ impl<'w> Lane<'w> {
             checkpoint: false,
             warnings: Vec::new(),
             revalidate: false,
+            deadline: None,
         }
     }
 
@@ -705,6 +709,9 @@ impl<'w> Lane<'w> {
                 }
             })
             .unwrap_or(Duration::from_secs(1))
+            .min(self.deadline.map_or(Duration::MAX, |(d, _)| {
+                d.saturating_duration_since(Instant::now())
+            }))
             .max(Duration::from_millis(5))
     }
 
@@ -895,6 +902,14 @@ impl Ctx {
             if let Some(sig) = exec::interrupted() {
                 lane.interrupt(sig);
                 return Ok(LaneEnd::Interrupted(sig));
+            }
+            if let Some((_, secs)) = lane.deadline.filter(|(d, _)| Instant::now() >= *d) {
+                let step = lane.next;
+                lane.interrupt_until(libc::SIGTERM, Instant::now() + Duration::from_secs(5));
+                return Ok(LaneEnd::Failed {
+                    step,
+                    error: format!("the phase's timeout of {secs} s was reached"),
+                });
             }
             match lane.advance(self) {
                 Some(LaneEnd::StepDone(i)) => {

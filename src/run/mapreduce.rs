@@ -272,6 +272,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         vec![],
         true,
     );
+    setup.deadline = m.setup_timeout.map(|t| {
+        (
+            std::time::Instant::now() + std::time::Duration::from_secs(t),
+            t,
+        )
+    });
     setup.next = if start.setup_complete {
         m.setup.len()
     } else {

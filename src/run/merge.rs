@@ -103,6 +103,12 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
             vec![],
             true,
         );
+        lane.deadline = wf.merge_timeout.map(|t| {
+            (
+                std::time::Instant::now() + std::time::Duration::from_secs(t),
+                t,
+            )
+        });
         lane.next = saved
             .get("completed_steps")
             .and_then(Value::as_u64)

@@ -277,7 +277,7 @@ pub const KEYS: &[Key] = &[
     k(C::MapReduce, "error_collection", K::Any, R::Ignored, "shorthand of error_policy.error_collection", "logged only"),
     // setup / phases.
     k(C::Setup, "commands", K::Steps, R::Yes, "the setup steps", ""),
-    k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase", ""),
+    k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase (from its start in this process): then the running step is stopped (SIGTERM, SIGKILL 5 s later) and setup fails", ""),
     k(C::Setup, "capture_outputs", K::CaptureOutputs, R::Yes, "variables made from setup steps' output when setup ends: ${NAME} in agents, reduce and merge (kept in the setup checkpoint)", "reach agents only, not reduce"),
     k(C::CaptureOutput, "command_index", K::Uint, R::Yes, "which setup step (0-based; must exist)", ""),
     k(C::CaptureOutput, "source", K::Enum(SOURCES), R::Yes, "which stream: stdout (default), stderr, or both (stdout, newline, stderr)", "also `combined`"),
@@ -288,7 +288,7 @@ pub const KEYS: &[Key] = &[
     k(C::CaptureOutput, "multiline", K::Enum(MULTILINE), R::Yes, "preserve (default), join (with spaces), first_line, last_line, array", ""),
     k(C::Commands, "commands", K::Steps, R::Yes, "the phase's steps", "deprecated form (a warning there)"),
     k(C::Merge, "commands", K::Steps, R::Yes, "the merge steps", ""),
-    k(C::Merge, "timeout", K::Uint, R::Yes, "seconds for the whole merge", ""),
+    k(C::Merge, "timeout", K::Uint, R::Yes, "seconds for the whole merge (from its start in this process): then the running step is stopped (SIGTERM, SIGKILL 5 s later) and the merge fails", ""),
     // map.
     k(C::Map, "input", K::Str, R::Yes, "a JSON file in the session worktree, else a command whose output lists the items", ""),
     k(C::Map, "json_path", K::Str, R::Yes, "JSONPath (RFC 9535) selecting the items", ""),

@@ -560,3 +560,52 @@ fn a_mapreduce_run_killed_inside_a_merge_step_after_its_commit_resumes_after_it(
     assert_eq!(r.only_session()["status"], "Completed");
     nothing_left(&r);
 }
+
+/// `setup.timeout` and `merge.timeout` (`{commands, timeout}` forms) bound the whole phase: the
+/// running step is stopped and the phase fails, naming the timeout.
+#[test]
+fn setup_and_merge_timeouts_stop_the_phase_and_fail_the_run() {
+    let Some(r) = setup("phases-timeouts") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "mr.yml",
+        r#"name: t
+mode: mapreduce
+setup:
+  timeout: 1
+  commands:
+    - shell: sleep 0.3
+    - shell: sleep 30
+    - shell: echo never > never.txt
+map:
+  input: "echo '[\"x\"]'"
+  agent_template:
+    - shell: echo x
+"#,
+    );
+    let t = Instant::now();
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        o.stdout
+            .contains("failed (setup failed: the phase's timeout of 1 s was reached)"),
+        "{o:?}"
+    );
+    let wf = r.write_workflow(
+        "std.yml",
+        "commands:\n  - shell: echo a > a.txt && git add -A && git commit -q -m a\nmerge:\n  timeout: 1\n  commands:\n    - shell: sleep 30\n",
+    );
+    let t = Instant::now();
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        o.stdout.contains(
+            "(final merge failed: merge step failed: the phase's timeout of 1 s was reached)"
+        ),
+        "{o:?}"
+    );
+    assert_eq!(log(&r.repo), "init\n");
+}
