@@ -246,7 +246,12 @@ impl<'w> Lane<'w> {
             }
             Some(top) if top.each.is_some() => {
                 let each = top.each.as_mut().expect("checked");
-                let r = each.poll(ctx, &mut self.vars, &mut self.progressed)?;
+                let r = each.poll(
+                    ctx,
+                    &mut self.vars,
+                    &mut self.progressed,
+                    &mut self.warnings,
+                )?;
                 top.each = None;
                 Ev::Each(r)
             }
@@ -355,6 +360,7 @@ impl<'w> Lane<'w> {
                     stack,
                     vars,
                     progressed,
+                    warnings,
                     ..
                 } = self;
                 let top = stack.last_mut().expect("a frame");
@@ -362,7 +368,7 @@ impl<'w> Lane<'w> {
                     .each
                     .as_mut()
                     .expect("checked")
-                    .poll(ctx, vars, progressed)
+                    .poll(ctx, vars, progressed, warnings)
                 {
                     None => Next::Wait,
                     Some(r) => {

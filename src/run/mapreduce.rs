@@ -699,6 +699,10 @@ fn map_loop(
                     other => break other,
                 }
             };
+            // An agent's warnings (an unmet validation under `fail_workflow: false`).
+            for w in agents[k].lane.take_warnings() {
+                ctx.warn(&format!("item {}: {w}", agents[k].item.id));
+            }
             let Some(end) = end else {
                 k += 1;
                 continue;

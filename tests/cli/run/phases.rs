@@ -609,3 +609,123 @@ map:
     );
     assert_eq!(log(&r.repo), "init\n");
 }
+
+/// A validator that never gets there: 50 %.
+const HALF: &str = r#"echo '{"completion_percentage": 50, "missing": ["m"]}'"#;
+
+/// An unmet validation (run.md §2): in an agent it fails the item (→ DLQ) unless
+/// `fail_workflow: false`, which, in every phase and inside a `foreach`, is a warning on the
+/// terminal and the step succeeds.
+#[test]
+fn an_unmet_validation_fails_an_agents_item_or_warns_in_every_phase() {
+    let Some(r) = setup("phases-unmet") else {
+        return;
+    };
+    let soft = |what: &str| {
+        format!(
+            "  validate:\n    shell: \"{}\"\n    on_incomplete:\n      shell: echo {what} >> tried.txt\n      max_attempts: 1\n      fail_workflow: false\n",
+            HALF.replace('"', "\\\"")
+        )
+    };
+    let wf = r.write_workflow(
+        "mr.yml",
+        &format!(
+            r#"name: unmet
+mode: mapreduce
+setup:
+  - foreach:
+      foreach: [f1]
+      do:
+        - shell: echo ${{item}} > ${{item}}.txt
+{fe}  - shell: git add -A && git commit -q -m setup
+map:
+  input: "echo '[\"hard\", \"soft\"]'"
+  agent_template:
+    - shell: echo ${{item}} > ${{item}}.txt && git add -A && git commit -q -m ${{item}}
+      when: "'${{item}}' == 'soft'"
+{soft}    - shell: echo ${{item}} > ${{item}}.txt && git add -A && git commit -q -m ${{item}}
+      when: "'${{item}}' == 'hard'"
+      validate:
+        shell: "{half}"
+        on_incomplete:
+          shell: echo hard >> tried.txt
+          max_attempts: 1
+reduce:
+  - shell: echo reduce > reduce.txt && git add -A && git commit -q -m reduce
+{red}"#,
+            fe = soft("setup-foreach")
+                .lines()
+                .map(|l| format!("        {l}\n"))
+                .collect::<String>(),
+            soft = soft("agent")
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>(),
+            half = HALF.replace('"', "\\\""),
+            red = soft("reduce")
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>(),
+        ),
+    );
+    let o = r.run(&wf, &["-y", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["failed"], 1, "{v}");
+    assert_eq!(v["merge"], "merged", "{v}");
+    let warned: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("validation unmet after 1 on_incomplete attempt(s): 50% complete"))
+        .collect();
+    assert_eq!(warned.len(), 3, "{o:?}");
+    assert!(
+        warned.iter().all(|l| l.starts_with("prodigy: warning: ")
+            && l.ends_with("; continuing (fail_workflow: false)")),
+        "{o:?}"
+    );
+    // Which step: inside the foreach item, of the agent (item id: the index of a string item),
+    // of reduce.
+    assert!(
+        warned[0]
+            .starts_with("prodigy: warning: foreach item 1 (`f1`): step 1 (shell: echo ${item}"),
+        "{o:?}"
+    );
+    assert!(
+        warned[1].starts_with("prodigy: warning: item 1: step 1 (shell: echo ${item}"),
+        "{o:?}"
+    );
+    assert!(
+        warned[2].starts_with("prodigy: warning: step 1 (shell: echo reduce"),
+        "{o:?}"
+    );
+    // on_incomplete ran once in the foreach item (committed by setup's next step).
+    assert_eq!(
+        fs::read_to_string(r.repo.join("tried.txt")).unwrap(),
+        "setup-foreach\n"
+    );
+    // The hard item is in the DLQ for its validation; the soft one merged.
+    let dlq = r.json(&format!(
+        "dlq/work/{}/dlq-items.json",
+        v["job_id"].as_str().unwrap()
+    ));
+    assert_eq!(dlq["items"].as_array().unwrap().len(), 1, "{dlq}");
+    assert_eq!(dlq["items"][0]["work_item"], "hard", "{dlq}");
+    let err = dlq["items"][0]["failure_history"][0]["error"]
+        .as_str()
+        .unwrap();
+    assert!(
+        err.contains("validation unmet after 1 on_incomplete attempt(s)"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("soft.txt")).unwrap(),
+        "soft\n"
+    );
+    assert!(!r.repo.join("hard.txt").exists());
+    assert_eq!(fs::read_to_string(r.repo.join("f1.txt")).unwrap(), "f1\n");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("reduce.txt")).unwrap(),
+        "reduce\n"
+    );
+}
