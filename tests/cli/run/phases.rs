@@ -729,3 +729,62 @@ reduce:
         "reduce\n"
     );
 }
+
+/// Keys accepted and ignored (`commit_message` in any phase's step, `map.agent_timeout_secs`)
+/// and unknown keys are warnings naming file:line:col, in every phase; the run goes on.
+#[test]
+fn ignored_and_unknown_keys_warn_in_every_phase_and_the_run_goes_on() {
+    let Some(r) = setup("phases-ignored") else {
+        return;
+    };
+    let wf = r.write_workflow(
+        "w.yml",
+        &(r#"name: w
+mode: mapreduce
+setup:
+  - shell: echo s
+    commit_message: x
+map:
+  input: "echo '[1]'"
+  agent_timeout_secs: 5
+  agent_template:
+    - shell: echo a > a.txt && git add -A && git commit -q -m a
+      comit_required: true
+reduce:
+  - shell: echo r
+    commit_message: y
+merge:
+  - shell: echo m
+    commit_message: z
+"#
+        .to_string()
+            + &merge_step(&r, 2)),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let f = format!("`{}`", wf.display());
+    let lines: Vec<String> = o.stderr.lines().map(str::to_string).collect();
+    let ignored = "`commit_message` is accepted for Prodigy 0.4.4 compatibility and ignored";
+    for (at, what) in [
+        ("5:5", ignored.to_string()),
+        (
+            "8:3",
+            "`map.agent_timeout_secs` is only advisory in Prodigy 0.4.4 and is ignored; \
+             use a step `timeout`"
+                .to_string(),
+        ),
+        (
+            "11:7",
+            "unknown key `comit_required` in a step (did you mean `commit_required`?); \
+             it is ignored"
+                .to_string(),
+        ),
+        ("14:5", ignored.to_string()),
+        ("17:5", ignored.to_string()),
+    ] {
+        let want = format!("prodigy: warning: {f}:{at}: {what}");
+        assert!(lines.contains(&want), "{want}\n{o:?}");
+    }
+    assert_eq!(lines.len(), 5, "{o:?}");
+    assert_eq!(fs::read_to_string(r.repo.join("a.txt")).unwrap(), "a\n");
+}
