@@ -187,6 +187,7 @@ fn every_feature_runs_in_a_standard_workflow_and_its_merge_steps() {
     let o = r.run(&wf, &["-y"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("branch: merged"), "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
     block_files(&r, "std", "std");
     block_files(&r, "smerge", "smerge");
     // The merge step's merge, of the session branch: the phases' commits in order.
@@ -253,9 +254,15 @@ merge:
     let wf = r.write_workflow("mr.yml", &text);
     let o = r.run(&wf, &["-y", "--json"]);
     assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "{o:?}");
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["merge"], "merged", "{v}");
     assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(
+        (v["total"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
     block_files(&r, "setup", "setup");
     block_files(&r, "agent", "item-a1");
     block_files(&r, "agent", "item-a2");
@@ -291,8 +298,23 @@ merge:
     }
     items.sort();
     assert_eq!(items, ["a1", "a2"]);
-    // The checkpoints keep each phase's captures, typed.
     let job = v["job_id"].as_str().unwrap();
+    // Each phase's log (run.md §3) has its write_file line.
+    for (log, dir) in [
+        ("setup", "setup"),
+        ("agent-a1", "item-a1"),
+        ("agent-a2", "item-a2"),
+        ("reduce", "reduce"),
+        ("merge", "merge"),
+    ] {
+        let p = r.env.p(&format!("logs/work/{job}/{log}.log"));
+        let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            text.contains(&format!(" bytes to {dir}/sub/w.json\n")),
+            "{log}: {text}"
+        );
+    }
+    // The checkpoints keep each phase's captures, typed.
     let sc: Value =
         serde_json::from_slice(&fs::read(job_dir(&r, job).join("setup-checkpoint.json")).unwrap())
             .unwrap();
