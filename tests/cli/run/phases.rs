@@ -543,30 +543,7 @@ fn a_mapreduce_run_killed_inside_a_merge_step_after_its_commit_resumes_after_it(
             "mode: mapreduce\nmap:\n  input: \"echo '[\\\"x\\\"]'\"\n  agent_template:\n    - shell: echo x > x.txt && git add -A && git commit -q -m x\n",
         ),
     );
-    let mut c = r.env.cmd(&["run", wf.to_str().unwrap(), "-y"]);
-    c.current_dir(&r.repo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    use std::os::unix::process::CommandExt;
-    c.process_group(0);
-    let mut child = c.spawn().unwrap();
-    let t = Instant::now();
-    while !ready.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the merge step never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // prodigy's group, then the step's own group (each step has one, run.md §3): as after a
-    // crash of the machine, nothing of the run is left.
-    let step: i32 = fs::read_to_string(&ready).unwrap().trim().parse().unwrap();
-    for pgid in [child.id() as i32, step] {
-        let _ = Command::new("kill")
-            .args(["-s", "9", "--", &(-pgid).to_string()])
-            .status();
-    }
-    child.wait().unwrap();
+    run_and_kill_at(&r, &["run", wf.to_str().unwrap(), "-y"], &ready);
     let id = r.only_session()["id"].as_str().unwrap().to_string();
     let o = resume(&r, &id);
     assert_eq!(o.code, 0, "{o:?}");
@@ -809,4 +786,78 @@ merge:
     }
     assert_eq!(lines.len(), 5, "{o:?}");
     assert_eq!(fs::read_to_string(r.repo.join("a.txt")).unwrap(), "a\n");
+}
+
+/// Start `prodigy ARGS` in its own process group; when `ready` holds a step's pid, kill -9
+/// prodigy's group and that step's group (nothing of the run is left, as after a crash).
+fn run_and_kill_at(r: &Run, args: &[&str], ready: &Path) {
+    let mut c = r.env.cmd(args);
+    c.current_dir(&r.repo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    use std::os::unix::process::CommandExt;
+    c.process_group(0);
+    let mut child = c.spawn().unwrap();
+    let t = Instant::now();
+    while !ready.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the kill point was never reached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let step: i32 = fs::read_to_string(ready).unwrap().trim().parse().unwrap();
+    for pgid in [child.id() as i32, step] {
+        let _ = Command::new("kill")
+            .args(["-s", "9", "--", &(-pgid).to_string()])
+            .status();
+    }
+    child.wait().unwrap();
+}
+
+/// A `foreach` in merge steps killed -9 in its second item resumes at that item: the first is
+/// not run again (its progress is in the merge checkpoint).
+#[test]
+fn a_foreach_in_merge_steps_killed_in_its_second_item_resumes_there() {
+    let Some(r) = setup("phases-merge-foreach") else {
+        return;
+    };
+    let count = r.env.dir.join("count.txt");
+    let ready = r.env.dir.join("ready");
+    let wf = r.write_workflow(
+        "m.yml",
+        &format!(
+            r#"commands:
+  - shell: echo a > a.txt && git add -A && git commit -q -m a
+merge:
+  - foreach:
+      foreach: [i1, i2, i3]
+      do:
+        - shell: |
+            echo ${{item}} >> {c}
+            if [ ${{item}} = i2 ] && [ ! -e {k} ]; then echo $$ > {k}.tmp; mv {k}.tmp {k}; sleep 30; fi
+            echo ${{item}} > ${{item}}.txt
+  - shell: git add -A && git commit -q -m items
+    commit_required: true
+{ms}"#,
+            c = count.display(),
+            k = ready.display(),
+            ms = merge_step(&r, 2)
+        ),
+    );
+    run_and_kill_at(&r, &["run", wf.to_str().unwrap(), "-y"], &ready);
+    let s = r.only_session();
+    let m = &s["workflow_data"]["merge"];
+    assert_eq!(m["completed_steps"], 0, "{m}");
+    let o = resume(&r, s["id"].as_str().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(fs::read_to_string(&count).unwrap(), "i1\ni2\ni2\ni3\n");
+    for i in ["i1", "i2", "i3"] {
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("{i}.txt"))).unwrap(),
+            format!("{i}\n")
+        );
+    }
+    assert_eq!(session_log(&r), ["items", "a", "init"]);
+    nothing_left(&r);
 }
