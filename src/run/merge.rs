@@ -61,6 +61,10 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
     };
     let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
     if ahead.is_empty() {
+        // Also when merge steps merged it before a kill: their progress is done with.
+        if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
+            w.remove("merge");
+        }
         remove_session_worktree(ctx)?;
         return Ok(MergeEnd::NothingToMerge);
     }

@@ -861,3 +861,33 @@ merge:
     assert_eq!(session_log(&r), ["items", "a", "init"]);
     nothing_left(&r);
 }
+
+/// Killed -9 after the merge steps merged the session branch (in their last step): the resume
+/// finds nothing left to merge, removes the session worktree and branch, completes, and keeps
+/// no merge-step progress (a later `dlq retry` runs the merge steps from the first).
+#[test]
+fn killed_after_the_merge_steps_merged_the_resume_completes_with_nothing_to_merge() {
+    let Some(r) = setup("phases-merge-done") else {
+        return;
+    };
+    let ready = r.env.dir.join("ready");
+    let wf = r.write_workflow(
+        "m.yml",
+        &format!(
+            "commands:\n  - shell: echo a > a.txt && git add -A && git commit -q -m a\nmerge:\n  - shell: echo m\n    capture: M\n{}  - shell: echo $$ > {k}.tmp && mv {k}.tmp {k} && sleep 30\n",
+            merge_step(&r, 2),
+            k = ready.display()
+        ),
+    );
+    run_and_kill_at(&r, &["run", wf.to_str().unwrap(), "-y"], &ready);
+    let s = r.only_session();
+    assert_eq!(s["workflow_data"]["merge"]["completed_steps"], 2, "{s}");
+    let o = resume(&r, s["id"].as_str().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("branch: nothing-to-merge"), "{o:?}");
+    let s = r.only_session();
+    assert_eq!(s["status"], "Completed", "{s}");
+    assert!(s["workflow_data"].get("merge").is_none(), "{s}");
+    assert_eq!(session_log(&r), ["a", "init"]);
+    nothing_left(&r);
+}
