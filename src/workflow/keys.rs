@@ -316,7 +316,7 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "shell", K::Str, R::Yes, "run this text with `sh -c` in the worktree", ""),
     k(C::Step, "claude", K::Str, R::Yes, "run Claude with this prompt (`/command args`)", ""),
     k(C::Step, "write_file", K::Obj(C::WriteFile), R::Yes, "write a file in the worktree, crash-safely (temp, fsync, rename); logs `Wrote N bytes to PATH`", "dropped in standard workflows (the step fails)"),
-    k(C::Step, "foreach", K::Obj(C::Foreach), R::Yes, "run `do` once per item in the worktree with ${item}, ${index} (0-based), ${total} and the workflow's variables; finished items are checkpointed and not run again by resume", "`do` runs in prodigy's cwd with only item/index/total, only shell and claude run in it and their modifiers are ignored; refused in agents and reduce; every item runs before a failure stops the step"),
+    k(C::Step, "foreach", K::Obj(C::Foreach), R::Yes, "run `do` once per item in the worktree with ${item}, ${index} (0-based), ${total} and the workflow's variables (in an agent, ${item} inside `do` is the foreach item; the work item's ${item_id} stays); finished items are checkpointed and not run again by resume", "`do` runs in prodigy's cwd with only item/index/total, only shell and claude run in it and their modifiers are ignored; refused in agents and reduce; every item runs before a failure stops the step"),
     k(C::Step, "args", K::StrOrList, R::Label, "arguments of a legacy `name:` step (`claude /name args`)", ""),
     // Step: modifiers.
     k(C::Step, "name", K::Str, R::Label, "a label; alone (with `args`) a legacy `claude /name` step", "any step with `name:` becomes `claude /name`"),

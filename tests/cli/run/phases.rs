@@ -25,6 +25,8 @@ const BLOCK: &str = r#"- shell: 'echo "{\"n\": 4, \"w\": \"@T\"}"; echo err-@T >
   when: "${@T_j.n} == 5"
 - shell: echo yes > @D/when-true.txt
   when: "${@T_j.n} == 4 && '${@T_j.w}' == '@T'"
+- shell: echo no > @D/when-bool.txt
+  when: false
 - shell: echo step > @D/ok.txt
   on_success:
     shell: echo on_success >> @D/ok.txt
@@ -115,6 +117,7 @@ fn block_files(r: &Run, tag: &str, dir: &str) {
     assert_eq!(read("fe-b.txt"), format!("b 1/2 {tag}\n"), "{tag}");
     // when false / true.
     assert!(!d.join("when-false.txt").exists(), "{tag}: when false ran");
+    assert!(!d.join("when-bool.txt").exists(), "{tag}: when: false ran");
     assert_eq!(read("when-true.txt"), "yes\n", "{tag}");
     // on_success.
     assert_eq!(read("ok.txt"), "step\non_success\n", "{tag}");
@@ -331,7 +334,7 @@ merge:
         rc["step_results"]["gen_reduce.made"], "reduce/gen-reduce.txt",
         "{rc}"
     );
-    assert_eq!(rc["completed_steps"].as_array().unwrap().len(), 20, "{rc}");
+    assert_eq!(rc["completed_steps"].as_array().unwrap().len(), 21, "{rc}");
     nothing_left(&r);
 }
 
