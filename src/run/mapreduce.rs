@@ -515,6 +515,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             LaneEnd::StepDone(_) => unreachable!(),
         }
         ctx.vars = lane.vars.clone();
+    } else {
+        // Reduce completed in an earlier process (a resume at the final merge, `dlq retry`
+        // without --reduce): what its steps captured still reaches the merge steps.
+        for (k, v) in &start.reduce_vars {
+            ctx.vars.set(k, v.clone());
+        }
     }
 
     let failed_in_dlq = st.failed.len() as u64 - st.skipped;

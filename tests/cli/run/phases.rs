@@ -247,7 +247,8 @@ setup:
 {}  - shell: echo "${{map.successful}}/${{map.total}} ${{setup_j.w}}" > reduce/map.txt && git add -A && git commit -q -m "reduce map"
     commit_required: true
 merge:
-{}{}"#,
+{}  - shell: echo "${{setup_j.w}} ${{reduce_j.w}} ${{map.successful}}" > merge/seen.txt && git add -A && git commit -q -m "merge seen"
+{}"#,
         block("setup", "setup", 2),
         block("agent", "item-${item_id}", 4),
         block("reduce", "reduce", 2),
@@ -275,20 +276,30 @@ merge:
         fs::read_to_string(r.repo.join("reduce/map.txt")).unwrap(),
         "2/2 setup\n"
     );
+    // Setup's and reduce's captures and map.* reach the merge steps.
+    assert_eq!(
+        fs::read_to_string(r.repo.join("merge/seen.txt")).unwrap(),
+        "setup reduce 2\n"
+    );
     // History: setup, both agents (each merged into the parent), reduce, merge, the merge step.
     let l = log(&r.repo);
     assert!(l.starts_with("merge prodigy-session-"), "{l}");
     let s = session_log(&r);
-    assert_eq!(s.len(), 7, "{s:?}");
+    assert_eq!(s.len(), 8, "{s:?}");
     assert_eq!(
-        &s[..3],
-        ["merge features", "reduce map", "reduce features"],
+        &s[..4],
+        [
+            "merge seen",
+            "merge features",
+            "reduce map",
+            "reduce features"
+        ],
         "{s:?}"
     );
-    assert_eq!(&s[5..], ["setup features", "init"], "{s:?}");
+    assert_eq!(&s[6..], ["setup features", "init"], "{s:?}");
     // Each agent merged into the session branch on its own, with its item's commit.
     let mut items = Vec::new();
-    for (i, subject) in s.iter().enumerate().take(5).skip(3) {
+    for (i, subject) in s.iter().enumerate().take(6).skip(4) {
         assert!(subject.starts_with("Merge agent prodigy-agent-"), "{s:?}");
         let item = &subject[subject.len() - 3..subject.len() - 1];
         assert!(subject.ends_with(&format!("(item {item})")), "{s:?}");
@@ -892,5 +903,54 @@ fn killed_after_the_merge_steps_merged_the_resume_completes_with_nothing_to_merg
     assert_eq!(s["status"], "Completed", "{s}");
     assert!(s["workflow_data"].get("merge").is_none(), "{s}");
     assert_eq!(session_log(&r), ["a", "init"]);
+    nothing_left(&r);
+}
+
+/// `setup.capture_outputs` (documented: agents, reduce and merge) and reduce's captures reach
+/// the merge steps, also in a resume that starts at the merge steps (reduce complete: its
+/// captures come from its checkpoint).
+#[test]
+fn setup_capture_outputs_and_reduce_captures_reach_merge_steps_also_after_a_resume() {
+    let Some(r) = setup("phases-capout-merge") else {
+        return;
+    };
+    let flag = r.env.dir.join("broken");
+    fs::write(&flag, "").unwrap();
+    let wf = r.write_workflow(
+        "m.yml",
+        &format!(
+            r#"mode: mapreduce
+setup:
+  commands:
+    - shell: 'echo ''{{"n": 7}}'''
+  capture_outputs:
+    N:
+      command_index: 0
+      json_path: "$.n"
+map:
+  input: "echo '[\"x\"]'"
+  agent_template:
+    - shell: echo ${{N}} > x.txt && git add -A && git commit -q -m x
+reduce:
+  - shell: echo r
+    capture: R
+merge:
+  - shell: test ! -e {f} || exit 7
+  - shell: echo "${{N}} ${{R}}" > merged.txt && git add -A && git commit -q -m merged
+{ms}"#,
+            f = flag.display(),
+            ms = merge_step(&r, 2)
+        ),
+    );
+    let o = r.run(&wf, &["-y"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    fs::remove_file(&flag).unwrap();
+    let o = resume(&r, r.only_session()["id"].as_str().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(fs::read_to_string(r.repo.join("x.txt")).unwrap(), "7\n");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("merged.txt")).unwrap(),
+        "7 r\n"
+    );
     nothing_left(&r);
 }
