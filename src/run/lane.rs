@@ -150,6 +150,9 @@ pub struct Lane<'w> {
     /// Resume: step `next` made its commit before the kill and has `validate`: validate it
     /// again instead of running it again.
     revalidate: bool,
+    /// The phase's own `timeout` (`setup.timeout`, `merge.timeout`): when it passes, what runs
+    /// gets SIGTERM (SIGKILL 5 s later) and the lane fails ([`Ctx::run_lane`]).
+    pub deadline: Option<(Instant, u64)>,
 }
 
 impl<'w> Lane<'w> {
@@ -178,6 +181,7 @@ impl<'w> Lane<'w> {
             checkpoint: false,
             warnings: Vec::new(),
             revalidate: false,
+            deadline: None,
         }
     }
 
@@ -242,7 +246,12 @@ impl<'w> Lane<'w> {
             }
             Some(top) if top.each.is_some() => {
                 let each = top.each.as_mut().expect("checked");
-                let r = each.poll(ctx, &mut self.vars, &mut self.progressed)?;
+                let r = each.poll(
+                    ctx,
+                    &mut self.vars,
+                    &mut self.progressed,
+                    &mut self.warnings,
+                )?;
                 top.each = None;
                 Ev::Each(r)
             }
@@ -351,6 +360,7 @@ impl<'w> Lane<'w> {
                     stack,
                     vars,
                     progressed,
+                    warnings,
                     ..
                 } = self;
                 let top = stack.last_mut().expect("a frame");
@@ -358,7 +368,7 @@ impl<'w> Lane<'w> {
                     .each
                     .as_mut()
                     .expect("checked")
-                    .poll(ctx, vars, progressed)
+                    .poll(ctx, vars, progressed, warnings)
                 {
                     None => Next::Wait,
                     Some(r) => {
@@ -422,7 +432,11 @@ impl<'w> Lane<'w> {
             self.next + 1,
             ".h".repeat(depth - 1)
         );
-        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref());
+        let output_file = match &step.more.output_file {
+            Some(f) => Some(interpolate(f, &self.vars).map_err(|e| format!("`output_file`: {e}"))?),
+            None => None,
+        };
+        let capture = Pending::for_step(step, &self.log, &tag, dir.as_deref(), output_file);
         if let Some(c) = &capture {
             c.clear_stale();
         }
@@ -701,6 +715,9 @@ impl<'w> Lane<'w> {
                 }
             })
             .unwrap_or(Duration::from_secs(1))
+            .min(self.deadline.map_or(Duration::MAX, |(d, _)| {
+                d.saturating_duration_since(Instant::now())
+            }))
             .max(Duration::from_millis(5))
     }
 
@@ -891,6 +908,14 @@ impl Ctx {
             if let Some(sig) = exec::interrupted() {
                 lane.interrupt(sig);
                 return Ok(LaneEnd::Interrupted(sig));
+            }
+            if let Some((_, secs)) = lane.deadline.filter(|(d, _)| Instant::now() >= *d) {
+                let step = lane.next;
+                lane.interrupt_until(libc::SIGTERM, Instant::now() + Duration::from_secs(5));
+                return Ok(LaneEnd::Failed {
+                    step,
+                    error: format!("the phase's timeout of {secs} s was reached"),
+                });
             }
             match lane.advance(self) {
                 Some(LaneEnd::StepDone(i)) => {

@@ -272,6 +272,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         vec![],
         true,
     );
+    setup.deadline = m.setup_timeout.map(|t| {
+        (
+            std::time::Instant::now() + std::time::Duration::from_secs(t),
+            t,
+        )
+    });
     setup.next = if start.setup_complete {
         m.setup.len()
     } else {
@@ -279,10 +285,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     };
     let base_vars = ctx.vars.clone();
     let setup_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize, completed: bool| -> Result<()> {
+        // What setup set or changed: a capture shadowing an `--arg` (or any variable the run
+        // started with) is kept too, or a resume would restore the old value.
         let outputs: Map<String, Value> = lane
             .vars
             .iter()
-            .filter(|(k, _)| base_vars.get(k).is_none())
+            .filter(|(k, v)| base_vars.get(k).as_ref() != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut c = SetupCheckpoint {
@@ -507,6 +515,12 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             LaneEnd::StepDone(_) => unreachable!(),
         }
         ctx.vars = lane.vars.clone();
+    } else {
+        // Reduce completed in an earlier process (a resume at the final merge, `dlq retry`
+        // without --reduce): what its steps captured still reaches the merge steps.
+        for (k, v) in &start.reduce_vars {
+            ctx.vars.set(k, v.clone());
+        }
     }
 
     let failed_in_dlq = st.failed.len() as u64 - st.skipped;
@@ -691,6 +705,10 @@ fn map_loop(
                     other => break other,
                 }
             };
+            // An agent's warnings (an unmet validation under `fail_workflow: false`).
+            for w in agents[k].lane.take_warnings() {
+                ctx.warn(&format!("item {}: {w}", agents[k].item.id));
+            }
             let Some(end) = end else {
                 k += 1;
                 continue;

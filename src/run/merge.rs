@@ -61,6 +61,10 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
     };
     let ahead = worktrees::commits_ahead(&ctx.git, &ctx.repo.main, &target, &ctx.branch)?;
     if ahead.is_empty() {
+        // Also when merge steps merged it before a kill: their progress is done with.
+        if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
+            w.remove("merge");
+        }
         remove_session_worktree(ctx)?;
         return Ok(MergeEnd::NothingToMerge);
     }
@@ -80,6 +84,21 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
         vars.set_str("merge.source_branch", &ctx.branch);
         vars.set_str("merge.target_branch", &target);
         vars.set_str("merge.session_id", &ctx.session.id);
+        let base = vars.clone();
+        // A resume continues after the merge steps that completed, with their variables
+        // (`workflow_data.merge`, written after every step like a standard checkpoint).
+        let saved = ctx
+            .session
+            .workflow_data
+            .as_ref()
+            .and_then(|w| w.get("merge"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if let Some(m) = saved.get("variables").and_then(Value::as_object) {
+            for (k, v) in m {
+                vars.set(k, v.clone());
+            }
+        }
         let mut lane = Lane::new(
             steps,
             ctx.worktree.clone(),
@@ -88,7 +107,27 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
             vec![],
             true,
         );
-        match ctx.run_lane(&mut lane, |_, _, _| Ok(()))? {
+        lane.deadline = wf.merge_timeout.map(|t| {
+            (
+                std::time::Instant::now() + std::time::Duration::from_secs(t),
+                t,
+            )
+        });
+        lane.next = saved
+            .get("completed_steps")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| (n as usize).min(steps.len()));
+        let head = saved.get("head").and_then(Value::as_str);
+        if let Some(i) = lane.skip_if_committed(ctx, head) {
+            merge_checkpoint(ctx, &lane, &base, i + 1)?;
+        } else if saved.is_null() {
+            // HEAD before the first merge step, so a resume can tell whether it committed.
+            merge_checkpoint(ctx, &lane, &base, 0)?;
+        }
+        let end = ctx.run_lane(&mut lane, |ctx, lane, _| {
+            merge_checkpoint(ctx, lane, &base, lane.next)
+        })?;
+        match end {
             LaneEnd::Finished => {}
             LaneEnd::Failed { error, .. } => {
                 return Ok(MergeEnd::Failed(format!("merge step failed: {error}")))
@@ -102,6 +141,10 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
                 "the merge steps ran, but `{}` is not merged into `{target}`",
                 ctx.branch
             )));
+        }
+        // Merged: a later `dlq retry` runs the merge steps again from the first.
+        if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
+            w.remove("merge");
         }
     } else {
         let checkout = ctx.repo.checkout.clone();
@@ -159,6 +202,30 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
     );
     remove_session_worktree(ctx)?;
     Ok(MergeEnd::Merged)
+}
+
+/// Record the merge steps' progress in the session record (`workflow_data.merge`): steps
+/// `0..done` completed, the variables they set or changed, and HEAD of the session worktree.
+fn merge_checkpoint(
+    ctx: &mut Ctx,
+    lane: &Lane<'_>,
+    base: &crate::workflow::vars::Vars,
+    done: usize,
+) -> Result<()> {
+    let variables: serde_json::Map<String, Value> = lane
+        .vars
+        .iter()
+        .filter(|(k, v)| base.get(k).as_ref() != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut m = json!({"completed_steps": done, "variables": variables});
+    if let Some(h) = lane.head(ctx) {
+        m["head"] = json!(h);
+    }
+    if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
+        w.insert("merge".into(), m);
+    }
+    ctx.save_session()
 }
 
 /// Remove the session worktree (fsops) and its branch once the branch is merged; a failure is

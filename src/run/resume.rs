@@ -711,16 +711,21 @@ fn prepare(
     repair_worktree(ctx, meta, quiet)?;
     let wd = ctx.session.workflow_data.clone().unwrap_or(Value::Null);
     match &wf.kind {
-        Kind::Standard(_) => {
+        Kind::Standard(steps) => {
             let from = wd.get("current_step").and_then(Value::as_u64).unwrap_or(0) as usize;
             let vars = wd
                 .get("variables")
                 .and_then(Value::as_object)
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
+            let at = if from < steps.len() {
+                format!("step {}", from + 1)
+            } else {
+                "its final merge".to_string()
+            };
             say(
                 quiet || ctx.opts.json,
-                &format!("resuming session {} at step {}", ctx.session.id, from + 1),
+                &format!("resuming session {} at {at}", ctx.session.id),
             );
             Ok(Start {
                 from_step: from,

@@ -15,10 +15,12 @@ use serde_json::{json, Value};
 
 /// Write the standard checkpoint into the session record: steps `0..done` completed.
 pub(crate) fn checkpoint(ctx: &mut Ctx, lane: &Lane<'_>, done: usize, total: usize) -> Result<()> {
+    // Every variable the steps set or changed: a capture whose name shadows an `--arg` (or any
+    // variable the run started with) is kept too, or a resume would restore the old value.
     let vars: serde_json::Map<String, Value> = lane
         .vars
         .iter()
-        .filter(|(k, _)| ctx.vars.get(k).is_none())
+        .filter(|(k, v)| ctx.vars.get(k).as_ref() != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let head = lane.head(ctx);

@@ -256,7 +256,7 @@ pub const KEYS: &[Key] = &[
     k(C::Standard, "secrets", K::Secrets, R::Yes, "secret environment variables, masked as *** in output", "never masked"),
     k(C::Standard, "env_files", K::List, R::Yes, "dotenv files read before `env`", ""),
     k(C::Standard, "profiles", K::Profiles, R::Yes, "named env overrides chosen with --profile", "parsed, never applied (no flag selects one)"),
-    k(C::Standard, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge", ""),
+    k(C::Standard, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge; checkpointed after each step (session record `workflow_data.merge`), so a resume continues after the last completed one with its captures", ""),
     // MapReduce top level.
     k(C::MapReduce, "name", K::Str, R::Label, "the workflow's name (required by 0.4.4)", ""),
     k(C::MapReduce, "description", K::Str, R::Label, "what the workflow does", "ignored"),
@@ -268,7 +268,7 @@ pub const KEYS: &[Key] = &[
     k(C::MapReduce, "setup", K::StepsOr(C::Setup), R::Yes, "steps run in the session worktree before the map", ""),
     k(C::MapReduce, "map", K::Obj(C::Map), R::Yes, "the work items and the steps each agent runs", ""),
     k(C::MapReduce, "reduce", K::StepsOr(C::Commands), R::Yes, "steps run after the map", ""),
-    k(C::MapReduce, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge", ""),
+    k(C::MapReduce, "merge", K::StepsOr(C::Merge), R::Yes, "steps that replace the default merge; checkpointed after each step (session record `workflow_data.merge`), so a resume continues after the last completed one with its captures", ""),
     k(C::MapReduce, "error_policy", K::Obj(C::ErrorPolicy), R::Yes, "what a failed work item does", "parsed, never applied"),
     k(C::MapReduce, "on_item_failure", K::Enum(ITEM_FAILURE), R::Yes, "shorthand of error_policy.on_item_failure", "never applied; also `retry` and custom names"),
     k(C::MapReduce, "continue_on_failure", K::Bool, R::Yes, "shorthand of error_policy.continue_on_failure", "never applied"),
@@ -277,7 +277,7 @@ pub const KEYS: &[Key] = &[
     k(C::MapReduce, "error_collection", K::Any, R::Ignored, "shorthand of error_policy.error_collection", "logged only"),
     // setup / phases.
     k(C::Setup, "commands", K::Steps, R::Yes, "the setup steps", ""),
-    k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase", ""),
+    k(C::Setup, "timeout", K::Uint, R::Yes, "seconds for the whole setup phase (from its start in this process): then the running step is stopped (SIGTERM, SIGKILL 5 s later) and setup fails", ""),
     k(C::Setup, "capture_outputs", K::CaptureOutputs, R::Yes, "variables made from setup steps' output when setup ends: ${NAME} in agents, reduce and merge (kept in the setup checkpoint)", "reach agents only, not reduce"),
     k(C::CaptureOutput, "command_index", K::Uint, R::Yes, "which setup step (0-based; must exist)", ""),
     k(C::CaptureOutput, "source", K::Enum(SOURCES), R::Yes, "which stream: stdout (default), stderr, or both (stdout, newline, stderr)", "also `combined`"),
@@ -288,7 +288,7 @@ pub const KEYS: &[Key] = &[
     k(C::CaptureOutput, "multiline", K::Enum(MULTILINE), R::Yes, "preserve (default), join (with spaces), first_line, last_line, array", ""),
     k(C::Commands, "commands", K::Steps, R::Yes, "the phase's steps", "deprecated form (a warning there)"),
     k(C::Merge, "commands", K::Steps, R::Yes, "the merge steps", ""),
-    k(C::Merge, "timeout", K::Uint, R::Yes, "seconds for the whole merge", ""),
+    k(C::Merge, "timeout", K::Uint, R::Yes, "seconds for the whole merge (from its start in this process): then the running step is stopped (SIGTERM, SIGKILL 5 s later) and the merge fails", ""),
     // map.
     k(C::Map, "input", K::Str, R::Yes, "a JSON file in the session worktree, else a command whose output lists the items", ""),
     k(C::Map, "json_path", K::Str, R::Yes, "JSONPath (RFC 9535) selecting the items", ""),
@@ -316,7 +316,7 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "shell", K::Str, R::Yes, "run this text with `sh -c` in the worktree", ""),
     k(C::Step, "claude", K::Str, R::Yes, "run Claude with this prompt (`/command args`)", ""),
     k(C::Step, "write_file", K::Obj(C::WriteFile), R::Yes, "write a file in the worktree, crash-safely (temp, fsync, rename); logs `Wrote N bytes to PATH`", "dropped in standard workflows (the step fails)"),
-    k(C::Step, "foreach", K::Obj(C::Foreach), R::Yes, "run `do` once per item in the worktree with ${item}, ${index} (0-based), ${total} and the workflow's variables; finished items are checkpointed and not run again by resume", "`do` runs in prodigy's cwd with only item/index/total, only shell and claude run in it and their modifiers are ignored; refused in agents and reduce; every item runs before a failure stops the step"),
+    k(C::Step, "foreach", K::Obj(C::Foreach), R::Yes, "run `do` once per item in the worktree with ${item}, ${index} (0-based), ${total} and the workflow's variables (in an agent, ${item} inside `do` is the foreach item; the work item's ${item_id} stays); finished items are checkpointed and not run again by resume", "`do` runs in prodigy's cwd with only item/index/total, only shell and claude run in it and their modifiers are ignored; refused in agents and reduce; every item runs before a failure stops the step"),
     k(C::Step, "args", K::StrOrList, R::Label, "arguments of a legacy `name:` step (`claude /name args`)", ""),
     // Step: modifiers.
     k(C::Step, "name", K::Str, R::Label, "a label; alone (with `args`) a legacy `claude /name` step", "any step with `name:` becomes `claude /name`"),
@@ -329,7 +329,7 @@ pub const KEYS: &[Key] = &[
     k(C::Step, "capture", K::Str, R::Yes, "keep the output as ${NAME}, typed by capture_format, with ${NAME.stderr|exit_code|success|duration}; output that does not fit the format fails the step", "ignored in standard workflows"),
     k(C::Step, "capture_format", K::Enum(FORMATS), R::Yes, "how `capture` reads the output (read back up to 1 MiB): string, number, json (${NAME.field}), lines (${NAME[0]}), boolean", "a JSON integer interpolates as 4.0"),
     k(C::Step, "capture_streams", K::StrOr(C::CaptureStreams), R::Yes, "which streams `capture` keeps", "a string in standard workflows, a map in MapReduce"),
-    k(C::Step, "output_file", K::Str, R::Yes, "write stdout to this file of the worktree (relative to working_dir; parents created; no symlink followed)", "honoured in standard steps and setup only"),
+    k(C::Step, "output_file", K::Str, R::Yes, "write stdout to this file of the worktree (relative to working_dir, interpolated; parents created; no symlink followed)", "honoured in standard steps and setup only"),
     k(C::Step, "on_failure", K::OnFailure, R::Yes, "what runs when the step fails (for an exit code without an on_exit_code entry): true ignores the failure; a command, a step or a list of steps, retried up to max_attempts; the step is then recovered unless fail_workflow", "only `{claude, ...}` parses in standard workflows"),
     k(C::Step, "on_success", K::Step, R::Yes, "a step run after this one succeeds (and its commit_required is met); when it fails the step fails", "dropped in standard workflows"),
     k(C::Step, "on_exit_code", K::ExitCodes, R::Yes, "a step per exit code; the entry for the step's own exit code runs and decides (succeeds: the step succeeded; fails: the step failed, on_failure does not run)", "honoured in setup only, after on_failure, with the recovered step's code"),

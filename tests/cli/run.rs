@@ -1469,6 +1469,8 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
 mod foreach;
 /// `id` + `outputs.NAME.file_pattern` and `setup.capture_outputs` (issue 24).
 mod outputs;
+/// The feature × phase matrix: every step modifier in every phase, and resumed captures.
+mod phases;
 #[path = "run_secrets.rs"]
 mod secrets;
 /// Step modifiers (issue 24, execution side): capture, handlers, env/working_dir, write_file.

@@ -49,16 +49,23 @@ impl Pending {
     /// What `step` keeps; `None` when nothing. Its stream files are `log` with the extension
     /// `{tag}.out` / `{tag}.err` (`steps.step3.out`; a handler adds `.h` per level). `dir` is
     /// the step's `working_dir` (relative to the worktree), if any: `output_file` is under it.
-    pub fn for_step(step: &Step, log: &Path, tag: &str, dir: Option<&str>) -> Option<Pending> {
+    /// `output_file` is the step's, interpolated.
+    pub fn for_step(
+        step: &Step,
+        log: &Path,
+        tag: &str,
+        dir: Option<&str>,
+        output_file: Option<String>,
+    ) -> Option<Pending> {
         let legacy = step.capture.as_ref().map(|name| match name.as_str() {
             "shell" => "shell.output".to_string(),
             "claude" => "claude.output".to_string(),
             n => n.to_string(),
         });
         let typed = step.more.capture.clone();
-        let output_file = step.more.output_file.as_ref().map(|f| match dir {
+        let output_file = output_file.map(|f| match dir {
             Some(d) => format!("{d}/{f}"),
-            None => f.clone(),
+            None => f,
         });
         if legacy.is_none() && typed.is_none() && output_file.is_none() {
             return None;

@@ -155,11 +155,13 @@ impl Run {
     /// Start items up to `parallel`, advance the running ones; `Some` when the step ended.
     /// Sets `*progressed` when an item succeeded (its progress is in `vars`: checkpoint it);
     /// then returns without starting another item, which the next call starts.
+    /// Warnings of the items' steps go to `warnings`, naming the item.
     pub(crate) fn poll(
         &mut self,
         ctx: &Ctx,
         vars: &mut Vars,
         progressed: &mut bool,
+        warnings: &mut Vec<String>,
     ) -> Option<Result<(), String>> {
         loop {
             while !self.stop && self.running.len() < self.parallel {
@@ -191,6 +193,14 @@ impl Run {
                         e => break e,
                     }
                 };
+                let (i, lane) = &mut self.running[k];
+                for w in lane.take_warnings() {
+                    warnings.push(format!(
+                        "foreach item {} (`{}`): {w}",
+                        *i + 1,
+                        self.items[*i]
+                    ));
+                }
                 let Some(end) = end else {
                     k += 1;
                     continue;
