@@ -21,6 +21,7 @@ pub mod git;
 pub mod mask;
 pub mod procs;
 pub mod run;
+pub mod sort;
 pub mod store;
 pub mod workflow;
 

@@ -60,7 +60,7 @@ pub fn set<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
         }
     }
     // Longest first: a secret that contains another is masked whole.
-    pats.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    crate::sort::sort_by(&mut pats, |a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     pats.dedup();
     PATTERNS.with(|p| *p.borrow_mut() = pats);
     short

@@ -61,7 +61,7 @@ pub fn dirs_in_use() -> Vec<PathBuf> {
             }
         }
     }
-    out.sort();
+    crate::sort::sort(&mut out);
     out.dedup();
     out
 }

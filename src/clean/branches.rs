@@ -216,7 +216,7 @@ impl BranchCleaner<'_> {
             })
             .collect();
         // Name the user's branch (main) rather than another Prodigy branch when both contain it.
-        others.sort_by_key(|b| {
+        crate::sort::sort_by_key(&mut others, |b| {
             (
                 b.starts_with("prodigy-") || b.starts_with("agent-"),
                 (*b).clone(),

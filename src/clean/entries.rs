@@ -150,7 +150,7 @@ impl EntryList {
     /// it was made in: type by type, as items are handled).
     pub fn sort_in_memory_by<K: Ord>(&mut self, key: impl FnMut(&Entry) -> K) {
         if self.file.is_none() {
-            self.mem.sort_by_key(key);
+            crate::sort::sort_by_key(&mut self.mem, key);
         }
     }
 

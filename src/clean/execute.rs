@@ -53,7 +53,7 @@ pub fn execute(
     let mut order: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i] == Decision::Remove)
         .collect();
-    order.sort_by_key(|&i| {
+    crate::sort::sort_by_key(&mut order, |&i| {
         let it = &eng.inv.items[i];
         let parent = it.git.as_ref().is_some_and(|g| !g.children.is_empty());
         (it.ty, parent, i)
@@ -206,8 +206,9 @@ fn quota_outcome(eng: &Engine<'_>, outcome: &[Option<bool>], rep: &mut Report) -
             q.blocked_by
                 .push(entry_of(&eng.inv.items[*i], Some(*r), why.clone()));
         }
-        q.blocked_by
-            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+        crate::sort::sort_by(&mut q.blocked_by, |a, b| {
+            b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path))
+        });
     }
     Some(q)
 }
@@ -769,7 +770,7 @@ fn compress_items(
                 }
                 owned = d;
                 let mut names = owned.names().unwrap_or_default();
-                names.sort();
+                crate::sort::sort(&mut names);
                 (&owned, names, format!("{}/", it.rel()))
             }
             Kind::File => {

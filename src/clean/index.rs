@@ -543,7 +543,9 @@ impl Index {
     /// Sort the sessions by id (rows are found by binary search from here on).
     pub fn seal(&mut self) {
         let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| self.cmp_ids(self.id_span(a), self.id_span(b)));
+        crate::sort::sort_by(&mut order, |&a, &b| {
+            self.cmp_ids(self.id_span(a), self.id_span(b))
+        });
         let mut new_of_old = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
             new_of_old[old as usize] = new as u32;
@@ -560,7 +562,7 @@ impl Index {
         for n in &mut self.notes {
             n.row = new_of_old[n.row as usize];
         }
-        self.notes.sort_by_key(|n| n.row);
+        crate::sort::sort_by_key(&mut self.notes, |n| n.row);
         self.notes_sorted = true;
         let mut rows = std::mem::take(&mut self.rows);
         // Apply the permutation in place (cycle by cycle).
@@ -638,7 +640,7 @@ impl Index {
     /// Sort the notes by row and give back the slack of the vectors (after pass 1 filled them).
     pub fn compact(&mut self) {
         // Stable: a row's notes stay in the order they were added.
-        self.notes.sort_by_key(|n| n.row);
+        crate::sort::sort_by_key(&mut self.notes, |n| n.row);
         self.notes_sorted = true;
         self.notes.shrink_to_fit();
         self.arena.shrink_to_fit();
@@ -659,9 +661,11 @@ impl Index {
     pub fn seal_jobs(&mut self) {
         let mut jobs = std::mem::take(&mut self.jobs);
         // Stable: among equal job ids the first added stays first. Equal ids are equal packed.
-        jobs.sort_by(|a, b| self.bytes(a.0).cmp(self.bytes(b.0)));
+        crate::sort::sort_by(&mut jobs, |a, b| self.bytes(a.0).cmp(self.bytes(b.0)));
         jobs.dedup_by(|b, a| self.bytes(a.0) == self.bytes(b.0));
-        jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| self.cmp_ids(a.0, b.0)));
+        crate::sort::sort_by(&mut jobs, |a, b| {
+            a.1.cmp(&b.1).then_with(|| self.cmp_ids(a.0, b.0))
+        });
         jobs.shrink_to_fit();
         self.jobs = jobs;
         let (arena, jobs) = (&self.arena, &self.jobs);

@@ -106,7 +106,7 @@ pub fn orphan_registries(root: &Dir, scope: &Scope) -> Vec<Registry> {
         return out;
     };
     let mut repos = d.names().unwrap_or_default();
-    repos.sort();
+    crate::sort::sort(&mut repos);
     for repo in repos {
         let Some(r) = crate::store::names::valid_id_str(&repo) else {
             continue;
@@ -116,7 +116,7 @@ pub fn orphan_registries(root: &Dir, scope: &Scope) -> Vec<Registry> {
         }
         let Ok(rd) = d.open_dir(&repo) else { continue };
         let mut files = rd.names().unwrap_or_default();
-        files.sort();
+        crate::sort::sort(&mut files);
         for f in files {
             let Some(job) = crate::store::names::strip_valid(&f, ".json") else {
                 continue;

@@ -172,7 +172,7 @@ impl<'a> Engine<'a> {
         let mut d = vec![Decision::OutOfScope; n];
         let mut order: Vec<usize> = (0..n).collect();
         // Children (nested agents) before parents; session records after everything.
-        order.sort_by_key(|&i| {
+        crate::sort::sort_by_key(&mut order, |&i| {
             let it = &self.inv.items[i];
             let rank = match it.kind {
                 ItemKind::SessionRecord => 2,
@@ -243,7 +243,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let mut pending: Vec<usize> = (0..d.len()).filter(|&i| d[i] == Decision::TooNew).collect();
-        pending.sort_by_key(|&i| {
+        crate::sort::sort_by_key(&mut pending, |&i| {
             let it = &self.inv.items[i];
             let rank = match it.kind {
                 ItemKind::SessionRecord => 2,

@@ -1155,7 +1155,7 @@ fn parse_clean(p: &mut lexopt::Parser) -> Result<Command> {
                 .push(StorageType::from_word(word).expect("type flag")),
         }
     }
-    a.types.sort();
+    crate::sort::sort(&mut a.types);
     a.types.dedup();
     Ok(Command::Clean(a))
 }

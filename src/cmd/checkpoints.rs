@@ -169,7 +169,7 @@ fn checkpoint_files(d: &Dir) -> Vec<(CheckpointKind, String)> {
                 Some((kind, ts.as_deref().and_then(file_name_timestamp), n))
             })
             .collect();
-    v.sort();
+    crate::sort::sort(&mut v);
     v.into_iter().map(|(k, _, n)| (k, n)).collect()
 }
 

@@ -200,7 +200,7 @@ fn queues(root: &Dir, root_path: &Path, scope: &Scope) -> (Vec<Queue>, Vec<Probl
                     }
                 }
             }
-            items.sort_by(|a, b| a.item_id.cmp(&b.item_id));
+            crate::sort::sort_by(&mut items, |a, b| a.item_id.cmp(&b.item_id));
             out.push(Queue {
                 jd: jd.clone(),
                 job: inner,

@@ -115,7 +115,7 @@ pub(crate) fn sub_dirs(d: &Dir) -> Vec<String> {
             (d.stat(n).ok()?.kind == Kind::Dir).then(|| s.to_string())
         })
         .collect();
-    out.sort();
+    crate::sort::sort(&mut out);
     out
 }
 
@@ -130,7 +130,7 @@ pub(crate) fn files_where(d: &Dir, keep: impl Fn(&str) -> bool) -> Vec<String> {
             (keep(s) && d.stat(n).ok()?.kind == Kind::File).then(|| s.to_string())
         })
         .collect();
-    out.sort();
+    crate::sort::sort(&mut out);
     out
 }
 

@@ -131,7 +131,7 @@ pub fn rows(eng: &mut Engine<'_>, location: &'static str) -> Vec<Row> {
             });
         }
     }
-    out.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
+    crate::sort::sort_by(&mut out, |a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
     out
 }
 

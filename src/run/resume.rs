@@ -868,7 +868,7 @@ fn repair_moved_agents(ctx: &Ctx, quiet: bool) {
                 .is_ok_and(|m| m.file_type().is_file())
         })
         .collect();
-    paths.sort();
+    crate::sort::sort(&mut paths);
     if let Err(e) = worktrees::repair_worktrees(&ctx.git, &ctx.repo.main, &paths) {
         say(
             quiet,
@@ -1035,7 +1035,7 @@ fn mapreduce_start(ctx: &mut Ctx, retry_reduce: Option<bool>, quiet: bool) -> Re
         all.push((index_of(&f.work_item, n), f.work_item.clone(), "failed"));
         n += 1;
     }
-    all.sort_by_key(|(i, _, _)| *i);
+    crate::sort::sort_by_key(&mut all, |(i, _, _)| *i);
     let completed_by_id: BTreeMap<&str, &CompletedWorkItem> = cp
         .completed_items
         .iter()

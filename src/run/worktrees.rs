@@ -324,7 +324,7 @@ pub fn git_lock_files(
             })
             .map(|e| e.path())
             .collect();
-        names.sort();
+        crate::sort::sort(&mut names);
         names
     };
     v.extend(locks_in(&common.join("refs/heads"), &ours));

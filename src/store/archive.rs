@@ -491,7 +491,7 @@ fn walk(root: &Dir, p: &str, out: &mut Vec<Header>) -> Result<(), String> {
     if dir {
         let d = pd.open_dir(name).map_err(|e| cannot("open", p, e))?;
         let mut names = d.names().map_err(|e| cannot("list", p, e))?;
-        names.sort();
+        crate::sort::sort(&mut names);
         for n in names {
             let n = n
                 .to_str()
@@ -767,7 +767,7 @@ pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
     }
     let manifest = manifest.ok_or("no manifest: the archive is incomplete")?;
     let mut paths: Vec<String> = entries.iter().map(|h| h.path.clone()).collect();
-    paths.sort();
+    crate::sort::sort(&mut paths);
     if let Some(w) = paths.windows(2).find(|w| w[0] == w[1]) {
         return Err(bad(&w[0], "appears twice"));
     }
@@ -787,7 +787,7 @@ pub fn scan(r: &mut dyn Read) -> Result<Scanned, String> {
             bases.push(format!("{p}\n{i}"));
         }
     }
-    bases.sort();
+    crate::sort::sort(&mut bases);
     let base = |k: usize| bases.get(k).and_then(|b| b.split('\n').next());
     for k in 0..bases.len() {
         // No path named twice, none inside another item's.

@@ -205,7 +205,7 @@ pub fn select(input: &Value, spec: &MapSpec) -> Result<Vec<Value>, String> {
     }
     if let Some(s) = spec.sort_by.as_deref().filter(|s| !s.trim().is_empty()) {
         let keys = compile_sort(s).map_err(|e| format!("sort_by: {e}"))?;
-        items.sort_by(|a, b| compare_by(&keys, a, b));
+        crate::sort::sort_by(&mut items, |a, b| compare_by(&keys, a, b));
     }
     if let Some(d) = spec.distinct.as_deref() {
         let path = compile_field(d).map_err(|e| format!("distinct: {e}"))?;

@@ -322,7 +322,7 @@ pub fn check(text: &str, path: &Path) -> Checked {
     let cx = Cx::new(path);
     let wf = cx.workflow(text).ok();
     let mut problems = cx.problems.into_inner();
-    problems.sort_by_key(|p| (p.line, p.col));
+    crate::sort::sort_by_key(&mut problems, |p| (p.line, p.col));
     let errors = problems.iter().any(|p| p.severity == Severity::Error);
     let workflow = wf.filter(|_| !errors).map(|mut wf| {
         wf.warnings = problems
@@ -336,7 +336,7 @@ pub fn check(text: &str, path: &Path) -> Checked {
             .into_iter()
             .map(|(f, p)| (f, p.line, p.col))
             .collect();
-        wf.features.sort_by_key(|f| (f.1, f.2));
+        crate::sort::sort_by_key(&mut wf.features, |f| (f.1, f.2));
         wf
     });
     Checked { workflow, problems }

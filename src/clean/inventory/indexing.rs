@@ -65,7 +65,7 @@ impl Scanner<'_> {
                     crate::error::describe_io(&e)
                 ));
             }
-            idx.other_session_names.sort();
+            crate::sort::sort(&mut idx.other_session_names);
         }
         idx.seal();
         // 0.4.4 pseudo-repositories name a session's MapReduce jobs.

@@ -403,7 +403,7 @@ impl Scanner<'_> {
     fn listing(&self, d: &Dir, parts: &[&OsStr], inv: &mut Inventory) -> Vec<(OsString, Listed)> {
         match d.listing() {
             Ok(mut v) => {
-                v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                crate::sort::sort_by(&mut v, |a, b| a.0.cmp(&b.0));
                 v
             }
             Err(e) => {

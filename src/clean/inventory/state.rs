@@ -181,7 +181,7 @@ impl Pairs {
     /// Sort [`Pairs::by_job`], once every file is in.
     fn seal(&mut self) {
         let mut by_job: Vec<u32> = (0..self.files.len() as u32).collect();
-        by_job.sort_by(|&a, &b| self.job(a).cmp(self.job(b)));
+        crate::sort::sort_by(&mut by_job, |&a, &b| self.job(a).cmp(self.job(b)));
         self.by_job = by_job;
     }
 

@@ -81,7 +81,7 @@ pub fn checkpoint_names(dir: &Path, kind: CheckpointKind) -> Vec<String> {
             }
         })
         .collect();
-    v.sort();
+    crate::sort::sort(&mut v);
     v.into_iter().map(|(_, n)| n).collect()
 }
 
