@@ -30,9 +30,8 @@ use crate::store::layout::Layout;
 use crate::store::lock::{LockRefused, ResumeLock};
 use crate::store::names::is_valid_id_bytes;
 use crate::store::records::{
-    CheckpointKind, CompletedWorkItem, JobPhase, JobState, MapCheckpoint, ReduceCheckpoint,
-    ResumeLockInfo, SessionJobMapping, SessionRecord, SessionStatus, SetupCheckpoint, Timestamp,
-    WorkItem,
+    CheckpointKind, CompletedWorkItem, JobPhase, JobState, ReduceCheckpoint, ResumeLockInfo,
+    SessionJobMapping, SessionRecord, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
 };
 use crate::workflow::{items, Kind, Workflow};
 use serde_json::{json, Value};
@@ -999,9 +998,15 @@ fn mapreduce_start(ctx: &mut Ctx, retry_reduce: Option<bool>, quiet: bool) -> Re
         );
         return Ok(start);
     }
-    let map: Option<(String, MapCheckpoint)> =
-        journal::newest_checkpoint(&layout, &job, CheckpointKind::Map)?;
-    let Some((_, cp)) = map else {
+    // The newest full map checkpoint with the map log's later lines applied (issue 25); our
+    // earlier checkpoints and 0.4.4's have no log and are read alone.
+    let map = journal::newest_map_state(&layout, &job)?;
+    if let Some(m) = &map {
+        for w in &m.warnings {
+            ctx.warn(&format!("map log: {w}"));
+        }
+    }
+    let Some(journal::MapStateRead { checkpoint: cp, .. }) = map else {
         // Killed between setup and the first map checkpoint: the items are read again.
         say(
             quiet || ctx.opts.json,

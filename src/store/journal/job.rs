@@ -2,9 +2,14 @@
 //! and the setup, map and reduce checkpoints (storage-format §4.4). Checkpoint file names are made
 //! by [`CheckpointKind::file_name`] and listed through [`records::checkpoint_kind_of_file_name`],
 //! the name grammar the readers use ([`records::checkpoint`]).
+//!
+//! The map phase writes its state in two files (issue 25): full map checkpoints, rewritten only
+//! geometrically, and the append-only `map-log.jsonl` of the items that ended since
+//! ([`MapLogWriter`], read back by [`newest_map_state`]); see [`records::MAP_LOG_FILE_NAME`] for
+//! why and `run::mapreduce` for when each is written.
 
 use super::read_record;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::fsops::Dir;
 use crate::store::layout::{write_record, Layout};
 use crate::store::records::{
@@ -54,6 +59,157 @@ pub fn write_map_checkpoint_bytes(
     write_record(&p, bytes)?;
     prune_checkpoints(&dir, CheckpointKind::Map);
     Ok(p)
+}
+
+/// A job's open map log, `map-log.jsonl` (storage-format §4.4 as amended by issue 25;
+/// [`records::MAP_LOG_FILE_NAME`]): ended items appended one line each, made durable a batch at a
+/// time. Opened once per process, before the first map checkpoint of a map pass, so the
+/// checkpoint can record the log's length.
+pub struct MapLogWriter {
+    file: std::fs::File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl MapLogWriter {
+    /// Open (or create, mode 0600, never through a symlink) the job's map log. A torn last line
+    /// that a kill left is cut off first (`ftruncate`, then `fsync`), so the next line starts on
+    /// a line of its own; corrupt lines before it are left as they are (`checkpoints verify`
+    /// reports them). A new file's directory entry is fsynced. Errors name the file.
+    pub fn open(l: &Layout, job_id: &str) -> Result<Self> {
+        use std::io::Read;
+        let dir = l.job_dir(job_id)?;
+        crate::store::layout::ensure_dir(&dir)?;
+        let path = dir.join(records::MAP_LOG_FILE_NAME);
+        let existed = std::fs::symlink_metadata(&path).is_ok();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        }
+        let mut file = opts.open(&path).map_err(|e| Error::io("open", &path, &e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &path, &e))?;
+        let log = records::read_map_log(&bytes, 1);
+        let mut len = bytes.len() as u64;
+        if log.valid_len < len {
+            file.set_len(log.valid_len)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| Error::io("truncate the torn last line of", &path, &e))?;
+            len = log.valid_len;
+        }
+        if !existed {
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("sync", &dir, &e))?;
+        }
+        Ok(MapLogWriter { file, path, len })
+    }
+
+    /// The log's length in bytes: what a checkpoint written now holds of it.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append `entries`, one line each (one `write(2)` a line, masked like every record), then
+    /// `fdatasync` once. Returns the log's new length. Errors name the file; a failed append may
+    /// leave a torn last line, which readers ignore and [`MapLogWriter::open`] cuts off.
+    pub fn append(&mut self, entries: &[records::MapLogEntry]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(self.len);
+        }
+        for e in entries {
+            let line = serde_json::to_vec(e).expect("JSON of a map log entry");
+            crate::store::atomic::append_to(&mut self.file, &self.path, &line)
+                .map_err(|e| Error::io("append to", &self.path, &e))?;
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, &e))?;
+        self.len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, &e))?
+            .len();
+        Ok(self.len)
+    }
+}
+
+/// What [`newest_map_state`] found: the newest map checkpoint that parses, with the lines of the
+/// map log written after it applied.
+pub struct MapStateRead {
+    /// The checkpoint's file name.
+    pub file: String,
+    /// The checkpoint with the log applied.
+    pub checkpoint: MapCheckpoint,
+    /// How many log lines were applied.
+    pub applied: usize,
+    /// Problems worth a warning (corrupt log lines, a log shorter than the checkpoint says), one
+    /// line each, naming the file. A torn last line is not one of them.
+    pub warnings: Vec<String>,
+}
+
+/// The job's map state for a resume: the newest map checkpoint that parses
+/// ([`newest_checkpoint`]) and, when it records [`records::MAP_LOG_BYTES_KEY`], the lines of
+/// `map-log.jsonl` after that offset applied to it ([`MapCheckpoint::apply_log`]). A torn last
+/// line is ignored; corrupt lines are skipped and named in [`MapStateRead::warnings`] (the file
+/// is kept as it is). Earlier full checkpoints and 0.4.4's have no offset and are read alone.
+pub fn newest_map_state(l: &Layout, job_id: &str) -> Result<Option<MapStateRead>> {
+    let Some((file, mut cp)) = newest_checkpoint::<MapCheckpoint>(l, job_id, CheckpointKind::Map)?
+    else {
+        return Ok(None);
+    };
+    let mut warnings = Vec::new();
+    let mut applied = 0;
+    if let Some(off) = cp.map_log_bytes() {
+        let path = l.job_dir(job_id)?.join(records::MAP_LOG_FILE_NAME);
+        match std::fs::read(&path) {
+            Ok(bytes) if (bytes.len() as u64) < off => warnings.push(format!(
+                "`{}` is shorter ({} bytes) than `{file}` says ({off}); its lines are not used",
+                path.display(),
+                bytes.len()
+            )),
+            Ok(bytes) => {
+                let off = off as usize;
+                let before = bytes[..off].iter().filter(|&&b| b == b'\n').count();
+                let log = records::read_map_log(&bytes[off..], before + 1);
+                for (n, e) in &log.corrupt {
+                    warnings.push(format!(
+                        "`{}` line {n} does not parse ({}); ignored, the file is kept",
+                        path.display(),
+                        e.message
+                    ));
+                }
+                applied = log.entries.len();
+                cp.apply_log(log.entries.iter().map(|(_, e)| e));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && off == 0 => {}
+            Err(e) => warnings.push(format!(
+                "cannot read `{}` ({}); the items it records run again unless git has their merges",
+                path.display(),
+                crate::error::describe_io(&e)
+            )),
+        }
+    }
+    Ok(Some(MapStateRead {
+        file,
+        checkpoint: cp,
+        applied,
+        warnings,
+    }))
 }
 
 /// Write `reduce-checkpoint-v1-{YYYYmmddHHMMSS}.json`, keeping the newest [`KEEP_CHECKPOINTS`].

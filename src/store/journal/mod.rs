@@ -20,8 +20,9 @@ pub mod session;
 pub use dlq::{dlq_add, dlq_remove, read_dlq};
 pub use events::EventLog;
 pub use job::{
-    checkpoint_names, newest_checkpoint, write_job_state, write_map_checkpoint,
-    write_map_checkpoint_bytes, write_reduce_checkpoint, write_setup_checkpoint, KEEP_CHECKPOINTS,
+    checkpoint_names, newest_checkpoint, newest_map_state, write_job_state, write_map_checkpoint,
+    write_map_checkpoint_bytes, write_reduce_checkpoint, write_setup_checkpoint, MapLogWriter,
+    MapStateRead, KEEP_CHECKPOINTS,
 };
 pub use mapping::write_mapping;
 pub use orphans::register_orphan;
