@@ -300,6 +300,160 @@ mod tests {
         file_name_timestamp(ts).unwrap()
     }
 
+    fn completed(id: &str) -> records::MapLogEntry {
+        records::MapLogEntry {
+            completed: Some(records::CompletedWorkItem {
+                work_item: records::WorkItem {
+                    id: id.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn map_cp(ts: &str, pending: &[&str], log_bytes: Option<u64>) -> MapCheckpoint {
+        MapCheckpoint {
+            pending_items: pending
+                .iter()
+                .map(|id| records::WorkItem {
+                    id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            timestamp: Some(at(ts)),
+            extra: log_bytes
+                .map(|b| (records::MAP_LOG_BYTES_KEY.to_string(), serde_json::json!(b)))
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ids(cp: &MapCheckpoint) -> (Vec<&str>, Vec<&str>) {
+        (
+            cp.pending_items.iter().map(|w| w.id.as_str()).collect(),
+            cp.completed_items
+                .iter()
+                .map(|c| c.work_item.id.as_str())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn map_log_writer_cuts_a_torn_tail_and_resume_reads_checkpoint_plus_later_lines() {
+        let t = TempLayout::new("maplog");
+        let l = &t.1;
+        let job = "mapreduce-2";
+        let dir = l.job_dir(job).unwrap();
+        let log_path = dir.join(records::MAP_LOG_FILE_NAME);
+
+        // No checkpoint: nothing to resume from.
+        assert!(newest_map_state(l, job).unwrap().is_none());
+
+        let mut w = MapLogWriter::open(l, job).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(w.path(), log_path);
+        write_map_checkpoint(l, job, &map_cp("20250111120000", &["a", "b", "c"], Some(0))).unwrap();
+        let after_a = w.append(&[completed("a")]).unwrap();
+        assert_eq!(after_a, std::fs::metadata(&log_path).unwrap().len());
+        // The checkpoint holds the log up to `a`; `b` ended after it.
+        write_map_checkpoint(
+            l,
+            job,
+            &MapCheckpoint {
+                completed_items: vec![completed("a").completed.unwrap()],
+                ..map_cp("20250111120001", &["b", "c"], Some(after_a))
+            },
+        )
+        .unwrap();
+        w.append(&[completed("b")]).unwrap();
+        drop(w);
+        // A kill mid-append leaves a torn line: ignored by the reader, not an error.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"completed\": {\"work_it").unwrap();
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(m.file, "map-checkpoint-20250111120001.json");
+        assert_eq!(ids(&m.checkpoint), (vec!["c"], vec!["a", "b"]));
+        assert_eq!(m.applied, 1);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+
+        // The next writer cuts the torn tail off before appending, so the file reads whole.
+        let torn_len = std::fs::metadata(&log_path).unwrap().len();
+        let mut w = MapLogWriter::open(l, job).unwrap();
+        assert!(w.len() < torn_len);
+        w.append(&[completed("c")]).unwrap();
+        let bytes = std::fs::read(&log_path).unwrap();
+        let log = records::read_map_log(&bytes, 1);
+        assert_eq!(
+            (log.entries.len(), log.torn, log.corrupt.len()),
+            (3, None, 0)
+        );
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(ids(&m.checkpoint), (vec![], vec!["a", "b", "c"]));
+
+        // A corrupt line in the middle (after the checkpoint's offset) is reported and skipped;
+        // the file is kept as it is, and the writer does not touch it.
+        let mut bad = bytes[..after_a as usize].to_vec();
+        bad.extend_from_slice(b"{\"completed\": 1}\n");
+        bad.extend_from_slice(&bytes[after_a as usize..]);
+        std::fs::write(&log_path, &bad).unwrap();
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(ids(&m.checkpoint), (vec![], vec!["a", "b", "c"]));
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("line 2 does not parse"),
+            "{:?}",
+            m.warnings
+        );
+        assert!(m.warnings[0].contains(records::MAP_LOG_FILE_NAME));
+        let w = MapLogWriter::open(l, job).unwrap();
+        assert_eq!(w.len(), bad.len() as u64);
+        assert_eq!(std::fs::read(&log_path).unwrap(), bad);
+
+        // A log shorter than the checkpoint says (cut by hand): the checkpoint alone, with a
+        // warning.
+        std::fs::write(&log_path, b"").unwrap();
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(ids(&m.checkpoint), (vec!["b", "c"], vec!["a"]));
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    }
+
+    #[test]
+    fn earlier_and_0_4_4_map_checkpoints_are_read_alone_whatever_a_log_says() {
+        let t = TempLayout::new("maplog-old");
+        let l = &t.1;
+        let job = "mapreduce-3";
+        let dir = l.job_dir(job).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // 0.4.4's shapes: `YYYYmmdd_HHMMSS` name, `[secs, nanos]`, a status carrying data.
+        std::fs::write(
+            dir.join("map-checkpoint-20261121_051522.json"),
+            br#"{"phase": "map", "completed_items": [{"work_item": {"id": "x", "data": 1},
+                "result": {"item_id": "x", "status": {"Failed": "e"}, "commits": [],
+                "duration": [1, 5]}, "completed_at": "2026-11-21T05:15:22Z"}],
+                "in_progress_items": {}, "pending_items": [{"id": "y", "data": 2}],
+                "failed_items": [], "agent_results": {}, "timestamp": "2026-11-21T05:15:22Z"}"#,
+        )
+        .unwrap();
+        let mut w = MapLogWriter::open(l, job).unwrap();
+        w.append(&[completed("y")]).unwrap();
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(m.file, "map-checkpoint-20261121_051522.json");
+        assert_eq!(ids(&m.checkpoint), (vec!["y"], vec!["x"]));
+        assert_eq!(m.applied, 0);
+        // Our earlier full checkpoints (no `map_log_bytes`) likewise.
+        write_map_checkpoint(l, job, &map_cp("20261121051600", &["y", "z"], None)).unwrap();
+        let m = newest_map_state(l, job).unwrap().unwrap();
+        assert_eq!(m.file, "map-checkpoint-20261121051600.json");
+        assert_eq!(ids(&m.checkpoint), (vec!["y", "z"], vec![]));
+        assert!(m.warnings.is_empty());
+    }
+
     #[test]
     fn checkpoints_are_named_as_readers_classify_them_and_pruned_to_the_newest() {
         let t = TempLayout::new("names");

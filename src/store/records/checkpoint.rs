@@ -704,6 +704,159 @@ mod tests {
         assert!(parse::<ReduceCheckpoint>(setup).is_err());
     }
 
+    fn done(id: &str) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&json!({"completed": {
+            "work_item": {"id": id, "data": {"n": 1}, "index": 0},
+            "result": {"item_id": id, "status": "Success", "commits": ["c1"],
+                "duration": {"secs": 1, "nanos": 0}},
+            "completed_at": "2025-01-11T12:03:00Z"}}))
+        .unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    fn failed(id: &str) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&json!({"failed": {
+            "work_item": {"id": id, "data": null}, "error": "boom",
+            "failed_at": "2025-01-11T12:03:00Z", "retry_count": 0},
+            "agent_result": {"item_id": id, "status": {"Failed": "boom"}}}))
+        .unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn map_log_empty_and_blank_is_an_empty_log() {
+        for bytes in [&b""[..], b"\n", b"  \n\n"] {
+            let log = read_map_log(bytes, 1);
+            assert!(log.entries.is_empty(), "{bytes:?}");
+            assert_eq!(log.torn, None);
+            assert!(log.corrupt.is_empty());
+            assert_eq!(log.valid_len, bytes.len() as u64);
+        }
+    }
+
+    #[test]
+    fn map_log_torn_last_line_is_ignored_not_an_error() {
+        let mut b = [done("a"), failed("b")].concat();
+        let good = b.len() as u64;
+        let whole = done("c");
+        // Cut anywhere inside the last line: every prefix is a torn tail.
+        for cut in 1..whole.len() - 1 {
+            let mut t = b.clone();
+            t.extend_from_slice(&whole[..cut]);
+            let log = read_map_log(&t, 1);
+            assert_eq!(log.entries.len(), 2, "cut {cut}");
+            assert_eq!(log.torn, Some(3), "cut {cut}");
+            assert!(log.corrupt.is_empty(), "cut {cut}");
+            assert_eq!(log.valid_len, good, "cut {cut}");
+        }
+        // Zeros a power loss can leave after the last synced line: torn too.
+        let mut t = b.clone();
+        t.extend_from_slice(&[0u8; 40]);
+        let log = read_map_log(&t, 1);
+        assert_eq!(
+            (log.entries.len(), log.torn, log.valid_len),
+            (2, Some(3), good)
+        );
+        // A whole last line without its newline parses.
+        b.extend_from_slice(&whole[..whole.len() - 1]);
+        let log = read_map_log(&b, 1);
+        assert_eq!(log.entries.len(), 3);
+        assert_eq!(log.torn, None);
+        assert_eq!(log.valid_len, b.len() as u64);
+        assert_eq!(log.entries[2].1.item_id(), "c");
+        assert_eq!(log.entries[1].1.item_id(), "b");
+    }
+
+    #[test]
+    fn map_log_corrupt_middle_is_reported_with_its_line_and_the_rest_read() {
+        let b = [
+            done("a"),
+            b"{\"completed\": {\"work_item\": \n".to_vec(),
+            b"{}\n".to_vec(),
+            b"\n".to_vec(),
+            failed("b"),
+            done("c"),
+        ]
+        .concat();
+        let log = read_map_log(&b, 10);
+        let ids: Vec<(usize, &str)> = log.entries.iter().map(|(n, e)| (*n, e.item_id())).collect();
+        assert_eq!(ids, [(10, "a"), (14, "b"), (15, "c")]);
+        let bad: Vec<usize> = log.corrupt.iter().map(|(n, _)| *n).collect();
+        assert_eq!(bad, [11, 12]);
+        assert_eq!(log.corrupt[0].1.line, 11);
+        assert!(
+            log.corrupt[1].1.message.contains("exactly one of"),
+            "{:?}",
+            log.corrupt[1]
+        );
+        assert_eq!(log.torn, None);
+        assert_eq!(log.valid_len, b.len() as u64);
+        // Both fields at once is no entry either.
+        let mut both: Value = serde_json::from_slice(&done("x")).unwrap();
+        both["failed"] = serde_json::from_slice::<Value>(&failed("x")).unwrap()["failed"].clone();
+        assert!(parse_map_log_line(&serde_json::to_vec(&both).unwrap()).is_err());
+    }
+
+    #[test]
+    fn map_log_applied_to_a_checkpoint_moves_items_and_the_last_line_wins() {
+        let w = |id: &str| WorkItem {
+            id: id.into(),
+            ..Default::default()
+        };
+        let mut cp = MapCheckpoint {
+            pending_items: vec![w("a"), w("b"), w("d")],
+            in_progress_items: [(
+                "c".to_string(),
+                WorkItemProgress {
+                    work_item: w("c"),
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            failed_items: vec![FailedWorkItem {
+                work_item: w("e"),
+                ..Default::default()
+            }],
+            extra: [(MAP_LOG_BYTES_KEY.to_string(), json!(120))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(cp.map_log_bytes(), Some(120));
+        assert_eq!(MapCheckpoint::default().map_log_bytes(), None);
+        let b = [done("a"), failed("c"), failed("b"), done("b"), done("e")].concat();
+        let log = read_map_log(&b, 1);
+        cp.apply_log(log.entries.iter().map(|(_, e)| e));
+        let ids = |v: Vec<&str>| v.join(",");
+        assert_eq!(
+            ids(cp
+                .completed_items
+                .iter()
+                .map(|c| c.work_item.id.as_str())
+                .collect()),
+            "a,b,e"
+        );
+        assert_eq!(
+            ids(cp
+                .failed_items
+                .iter()
+                .map(|f| f.work_item.id.as_str())
+                .collect()),
+            "c"
+        );
+        assert_eq!(
+            ids(cp.pending_items.iter().map(|p| p.id.as_str()).collect()),
+            "d"
+        );
+        assert!(cp.in_progress_items.is_empty());
+        assert_eq!(cp.agent_results["b"]["status"], "Success");
+        assert_eq!(cp.agent_results["c"]["status"]["Failed"], "boom");
+        assert_eq!(cp.completed_items[0].result.commits, ["c1"]);
+    }
+
     #[test]
     fn legacy_workflow_checkpoint_status() {
         for (s, want) in [
