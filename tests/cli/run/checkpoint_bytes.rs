@@ -143,3 +143,120 @@ map:
         .ends_with("/map-log.jsonl"));
     assert_eq!(fs::read(&log).unwrap(), bad);
 }
+
+/// A run killed (SIGKILL) in its map resumes from the newest full checkpoint plus the map log:
+/// a torn last line is ignored, a corrupt line before it is a warning naming the file and line
+/// (the file is kept), and the items the log lost are found in git's history, so every item is
+/// merged exactly once.
+#[test]
+fn resume_reads_the_map_log_ignoring_a_torn_tail_and_reporting_a_corrupt_line() {
+    let Some(r) = setup("run-ckpt-log-resume") else {
+        return;
+    };
+    let gate = r.env.dir.join("gate");
+    let started = r.env.dir.join("started-7");
+    let wf = r.write_workflow(
+        "log.yml",
+        &format!(
+            r#"name: log-resume
+mode: mapreduce
+setup: []
+map:
+  input: "seq 1 40"
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        if [ "${{item}}" = 7 ]; then
+          touch {started}
+          while [ ! -f {gate} ]; do sleep 0.05; done
+        fi
+        echo ${{item}} > f-${{item}}.txt && git add . && git commit -q -m "agent ${{item}}"
+      commit_required: true
+"#,
+            started = started.display(),
+            gate = gate.display()
+        ),
+    );
+    let mut child = spawn_run(&r, &wf, &["-y"]);
+    wait_for("item 7", || started.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fs::write(&gate, "").unwrap();
+    let s = r.only_session();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let log = r
+        .env
+        .p(&format!("state/work/mapreduce/jobs/{job}/map-log.jsonl"));
+    // Items 1-5 ended in the first batch; 6 ended after it, and 7 was running. The first
+    // batch's lines are smaller than the full checkpoint of 40 items: no full checkpoint
+    // followed, so the newest holds none of the log and resume needs every line.
+    let dir = r.env.p(&format!("state/work/mapreduce/jobs/{job}"));
+    let mut maps: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("map-checkpoint-"))
+        .collect();
+    maps.sort();
+    let cp = r.json(&format!(
+        "state/work/mapreduce/jobs/{job}/{}",
+        maps.last().unwrap()
+    ));
+    assert_eq!(cp["map_log_bytes"], 0, "{cp}");
+    assert_eq!(cp["pending_items"].as_array().unwrap().len(), 40);
+    let good = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    assert_eq!(lines.len(), 5, "{good}");
+    let mut bad = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        bad.push_str(if i == 2 { "{\"completed\": \"x\"}" } else { l });
+        bad.push('\n');
+    }
+    bad.push_str("{\"completed\": {\"work_item\": {\"id\": \"");
+    fs::write(&log, &bad).unwrap();
+
+    let o = Out::from(
+        r.env
+            .cmd(&["resume", &job, "-y"])
+            .current_dir(&r.repo)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("map-log.jsonl` line 3 does not parse"),
+        "{o:?}"
+    );
+    // Items 3 (its line is corrupt) and 6 (after the batch) come from git's history alone.
+    assert!(
+        o.stderr
+            .contains("6 item(s) merged (2 found in git history only), 34 to run, 0 failed"),
+        "{o:?}"
+    );
+    // Every item merged exactly once.
+    let subjects = log_subjects(&r.repo);
+    for i in 1..=40 {
+        let n = subjects
+            .lines()
+            .filter(|l| *l == format!("agent {i}"))
+            .count();
+        assert_eq!(n, 1, "item {i}: {subjects}");
+    }
+    // The corrupt line is kept; the torn tail was cut off before the resume appended.
+    let after = fs::read_to_string(&log).unwrap();
+    assert!(
+        after.starts_with(&bad[..bad.rfind('\n').unwrap() + 1]),
+        "{after}"
+    );
+    assert!(!after.contains("{\"id\": \"{"), "{after}");
+    let tail = &after[bad.rfind('\n').unwrap() + 1..];
+    assert_eq!(tail.lines().count(), 34, "{after}");
+    assert!(
+        tail.lines().all(|l| l.starts_with("{\"completed\":")),
+        "{tail}"
+    );
+}
+
+fn log_subjects(repo: &Path) -> String {
+    git(repo, &["log", "--format=%s", "main"])
+}
