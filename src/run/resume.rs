@@ -15,6 +15,12 @@
 //! parent's history runs again. Pending and in-progress items run again from fresh agent
 //! worktrees; failed items stay in the DLQ until `dlq retry`.
 //!
+//! The map's state is the newest map checkpoint that parses with the job's `map-log.jsonl`
+//! lines after its `map_log_bytes` applied ([`journal::newest_map_state`], issue 25); our
+//! earlier checkpoints and 0.4.4's carry no offset and are read alone. A torn last log line is
+//! ignored; a corrupt one before it is a warning and the rest is used (git's history still
+//! finds the merges its line recorded).
+//!
 //! Why about 1,100 lines: resolving the id, the resume lock, the refusals, the repairs and the
 //! plan of a resume run in this order and share their state; they read top to bottom as the run
 //! does.

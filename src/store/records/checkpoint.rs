@@ -3,7 +3,9 @@
 //! kinds of `state/{repo}/mapreduce/jobs/{job_id}/` (seed 003 "Checkpoint Types") with their file
 //! names and the work-item shapes inside them, and 0.4.4's workflow checkpoint
 //! `state/{session_id}/checkpoints/{workflow_id}.checkpoint.json` (storage-format.md §4.4/§5,
-//! fixture). The MapReduce checkpoints are written by [`crate::store::journal::job`].
+//! fixture), and the map log `map-log.jsonl` ([`MAP_LOG_FILE_NAME`]: the items that ended
+//! after a map checkpoint, one line each, issue 25). The MapReduce checkpoints and the map log
+//! are written by [`crate::store::journal::job`].
 
 use super::{
     file_name_timestamp, format_file_name_timestamp, parse, DurationValue, Extra, ParseError,
