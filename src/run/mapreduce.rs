@@ -20,8 +20,10 @@
 //! O(items²). A kill loses what it lost before: the lines of the batch not yet appended, as
 //! before the checkpoint not yet written; merges stay in git's history and failures in the DLQ,
 //! both written first. Resume reads the newest full checkpoint plus the log's later lines
-//! ([`journal::newest_map_state`]). The merge commit of an agent names its branch and item, so git's history records every
-//! merge before any checkpoint does (see the module doc of [`super`]).
+//! ([`journal::newest_map_state`]).
+//!
+//! The merge commit of an agent names its branch and item, so git's history records every merge
+//! before any checkpoint does (see the module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
 use super::merge::finish;
