@@ -5,8 +5,9 @@
 //! `map-checkpoint-{ts}.json`, `reduce-checkpoint-v1-{ts}.json`; the newest of a phase is the one
 //! with the greatest file-name timestamp; `map-log.jsonl`, the items that ended after the newest
 //! map checkpoint, whose counts `ls` includes and whose lines `verify` checks: a torn last line
-//! is valid, a corrupt line before it is reported as the file's error) and `state/{X}/checkpoints/*.checkpoint.json`, where
-//! `X` is a repository or a 0.4.4 session id (`workflow-{ms}`, `session-{uuid}`).
+//! is valid, a corrupt line before it is reported as the file's error) and
+//! `state/{X}/checkpoints/*.checkpoint.json`, where `X` is a repository or a 0.4.4 session id
+//! (`workflow-{ms}`, `session-{uuid}`).
 //!
 //! JSON shapes (stable):
 //! * `checkpoints ls --json`: `{"command": "checkpoints ls", "root", "jobs": [{"repository",
