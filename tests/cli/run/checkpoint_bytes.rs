@@ -142,6 +142,23 @@ map:
         .unwrap()
         .ends_with("/map-log.jsonl"));
     assert_eq!(fs::read(&log).unwrap(), bad);
+
+    // The log is part of its job's directory: clean removes it with the job's other state, as
+    // one item, never as an item of its own.
+    let (o, v) = r.env.json(&[
+        "clean",
+        "--all",
+        "--older-than",
+        "0s",
+        "--force",
+        "--all-repos",
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let removed = removed_paths(&v);
+    assert!(removed.contains(&rel), "{v}");
+    assert!(!removed.iter().any(|p| p.contains("map-log")), "{v}");
+    assert!(!jobdir.exists());
 }
 
 /// A run killed (SIGKILL) in its map resumes from the newest full checkpoint plus the map log:
@@ -214,6 +231,20 @@ map:
     }
     bad.push_str("{\"completed\": {\"work_item\": {\"id\": \"");
     fs::write(&log, &bad).unwrap();
+
+    // A killed job with a map log is resumable to clean: nothing of it is removed.
+    let (o, v) = r.env.json(&[
+        "clean",
+        "--all",
+        "--older-than",
+        "0s",
+        "--force",
+        "--all-repos",
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(removed_paths(&v), Vec::<String>::new(), "{v}");
+    assert_eq!(fs::read_to_string(&log).unwrap(), bad);
 
     let o = Out::from(
         r.env
