@@ -132,7 +132,7 @@ impl MapLogWriter {
             return Ok(self.len);
         }
         for e in entries {
-            let line = serde_json::to_vec(e).expect("JSON of a map log entry");
+            let line = one_line(&to_json_bytes(e));
             crate::store::atomic::append_to(&mut self.file, &self.path, &line)
                 .map_err(|e| Error::io("append to", &self.path, &e))?;
         }
@@ -146,6 +146,28 @@ impl MapLogWriter {
             .len();
         Ok(self.len)
     }
+}
+
+/// Pretty JSON (as [`to_json_bytes`] writes every record) folded onto one line: each newline
+/// and the indentation after it go. A newline in pretty JSON is always structural (strings
+/// escape theirs), so the result is the same JSON value. Map log lines are written this way,
+/// not with a compact serializer, so that the code that serializes work items for checkpoints
+/// serves the log too: a second serializer of every work-item type cost the static binary
+/// 32 KiB, past its size limit.
+fn one_line(pretty: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pretty.len());
+    let mut indent = false;
+    for &b in pretty {
+        match b {
+            b'\n' => indent = true,
+            b' ' if indent => {}
+            _ => {
+                indent = false;
+                out.push(b);
+            }
+        }
+    }
+    out
 }
 
 /// What [`newest_map_state`] found: the newest map checkpoint that parses, with the lines of the
@@ -421,6 +443,21 @@ mod tests {
         let m = newest_map_state(l, job).unwrap().unwrap();
         assert_eq!(ids(&m.checkpoint), (vec!["b", "c"], vec!["a"]));
         assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    }
+
+    #[test]
+    fn map_log_lines_are_pretty_json_folded_onto_one_line_with_the_same_value() {
+        let mut e = completed("a \n  b");
+        e.completed.as_mut().unwrap().work_item.data =
+            serde_json::json!({"s": "x\n   y", "n": [1, {"k": "  "}], "e": {}});
+        let line = one_line(&to_json_bytes(&e));
+        assert!(!line.contains(&b'\n'));
+        let back = records::parse_map_log_line(&line).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&line).unwrap(),
+            serde_json::to_value(&e).unwrap()
+        );
     }
 
     #[test]
