@@ -152,8 +152,8 @@ impl MapLogWriter {
 /// and the indentation after it go. A newline in pretty JSON is always structural (strings
 /// escape theirs), so the result is the same JSON value. Map log lines are written this way,
 /// not with a compact serializer, so that the code that serializes work items for checkpoints
-/// serves the log too: a second serializer of every work-item type cost the static binary
-/// 32 KiB, past its size limit.
+/// serves the log too: a second (compact) serializer of every work-item type cost the static
+/// x86_64 binary another 8 KiB, past its size limit (2,519,872 bytes against 2,516,582).
 fn one_line(pretty: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(pretty.len());
     let mut indent = false;
