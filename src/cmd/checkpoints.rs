@@ -3,8 +3,11 @@
 //!
 //! Read from `state/{X}/mapreduce/jobs/{job_id}/` (`job-state.json`, `setup-checkpoint.json`,
 //! `map-checkpoint-{ts}.json`, `reduce-checkpoint-v1-{ts}.json`; the newest of a phase is the one
-//! with the greatest file-name timestamp) and `state/{X}/checkpoints/*.checkpoint.json`, where
-//! `X` is a repository or a 0.4.4 session id (`workflow-{ms}`, `session-{uuid}`).
+//! with the greatest file-name timestamp; `map-log.jsonl`, the items that ended after the newest
+//! map checkpoint, whose counts `ls` includes and whose lines `verify` checks: a torn last line
+//! is valid, a corrupt line before it is reported as the file's error) and
+//! `state/{X}/checkpoints/*.checkpoint.json`, where `X` is a repository or a 0.4.4 session id
+//! (`workflow-{ms}`, `session-{uuid}`).
 //!
 //! JSON shapes (stable):
 //! * `checkpoints ls --json`: `{"command": "checkpoints ls", "root", "jobs": [{"repository",
@@ -30,9 +33,9 @@ use crate::error::{Exit, Result};
 use crate::store::fsops::Dir;
 use crate::store::names::{is_legacy_session_id, strip_valid};
 use crate::store::records::{
-    self, checkpoint_kind_of_file_name, file_name_timestamp, CheckpointKind, JobState,
-    LegacyWorkflowCheckpoint, MapCheckpoint, ParseError, ReduceCheckpoint, SetupCheckpoint,
-    Timestamp,
+    self, checkpoint_kind_of_file_name, file_name_timestamp, read_map_log, CheckpointKind,
+    JobState, LegacyWorkflowCheckpoint, MapCheckpoint, ParseError, ReduceCheckpoint,
+    SetupCheckpoint, Timestamp, MAP_LOG_FILE_NAME,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -173,6 +176,37 @@ fn checkpoint_files(d: &Dir) -> Vec<(CheckpointKind, String)> {
     v.into_iter().map(|(k, _, n)| (k, n)).collect()
 }
 
+/// Largest map log read: four times the largest record, since a log holds about what the full
+/// checkpoint it extends holds.
+const MAX_MAP_LOG: u64 = 4 * MAX_RECORD;
+
+/// The job's map log, read whole, when it has one.
+fn map_log(d: &Dir) -> Option<std::result::Result<Vec<u8>, Bad>> {
+    if files_where(d, |n| n == MAP_LOG_FILE_NAME).is_empty() {
+        return None;
+    }
+    Some(
+        d.read_file(OsStr::new(MAP_LOG_FILE_NAME), MAX_MAP_LOG)
+            .map_err(|e| Bad::Io(crate::error::describe_io(&e))),
+    )
+}
+
+/// The newest map checkpoint with the map log's lines after its `map_log_bytes` applied (the
+/// state a resume would start from); a log that cannot be read, or is shorter than the
+/// checkpoint says, leaves the checkpoint as it is.
+fn newest_map(d: &Dir, files: &[(CheckpointKind, String)]) -> Option<Ck<MapCheckpoint>> {
+    let mut ck = newest::<MapCheckpoint>(d, files, CheckpointKind::Map)?;
+    if let Ok(cp) = &mut ck.parsed {
+        if let (Some(off), Some(Ok(bytes))) = (cp.map_log_bytes(), map_log(d)) {
+            if let Some(rest) = bytes.get(off as usize..) {
+                let log = read_map_log(rest, 1);
+                cp.apply_log(log.entries.iter().map(|(_, e)| e));
+            }
+        }
+    }
+    Some(ck)
+}
+
 fn newest<T: DeserializeOwned>(
     d: &Dir,
     files: &[(CheckpointKind, String)],
@@ -207,7 +241,7 @@ fn scan(root: &Dir, root_path: &Path, scope: &Scope) -> (Vec<Job>, Vec<Workflow>
                     job,
                     state,
                     setup: newest(&d, &files, CheckpointKind::Setup),
-                    map: newest(&d, &files, CheckpointKind::Map),
+                    map: newest_map(&d, &files),
                     reduce: newest(&d, &files, CheckpointKind::Reduce),
                 });
             }
@@ -522,6 +556,14 @@ pub fn verify(a: &Args) -> Result<Exit> {
                         .map_err(|e| Bad::Io(crate::error::describe_io(&e)))
                         .and_then(|b| records::parse_checkpoint(kind, &b).map_err(Bad::Parse));
                     check(jpath.join(&f), kind.as_str(), r);
+                }
+                if let Some(bytes) = map_log(&d) {
+                    let r =
+                        bytes.and_then(|b| match read_map_log(&b, 1).corrupt.into_iter().next() {
+                            Some((_, e)) => Err(Bad::Parse(e)),
+                            None => Ok(()),
+                        });
+                    check(jpath.join(MAP_LOG_FILE_NAME), "map-log", r);
                 }
             }
         }

@@ -6,10 +6,24 @@
 //! `git add -A` never finds one (run.md §4).
 //!
 //! Records: `job-state.json` on every phase or status change; `setup-checkpoint.json` after each
-//! setup step; a map checkpoint after every 5 agents that ended (or 10 s), at the end of the map
-//! and on interruption; a reduce checkpoint after each reduce step; the DLQ as soon as an item
-//! fails. The merge commit of an agent names its branch and item, so git's history records every
-//! merge before any checkpoint does (see the module doc of [`super`]).
+//! setup step; a reduce checkpoint after each reduce step; the DLQ as soon as an item fails.
+//!
+//! The map's state is written so that the bytes a job writes stay linear in its items (issue
+//! 25): every 5 agents that ended (or 10 s) the items that ended are appended, one line each, to
+//! the job's `map-log.jsonl` and fsynced ([`journal::MapLogWriter`]). A full map checkpoint
+//! (every item, `map-checkpoint-{ts}.json`, recording in `map_log_bytes` how much of the log it
+//! holds) is written at the start of each map pass, at its end, on interruption, and after a
+//! batch only when the log has grown by more than the last full checkpoint's size since it.
+//! So the full checkpoints written before the last one add up to at most the log's length, and
+//! a job writes at most about twice its log plus twice its final checkpoint (plus one full
+//! checkpoint per interruption), where rewriting the whole checkpoint every batch wrote
+//! O(items²). A kill loses what it lost before: the lines of the batch not yet appended, as
+//! before the checkpoint not yet written; merges stay in git's history and failures in the DLQ,
+//! both written first. Resume reads the newest full checkpoint plus the log's later lines
+//! ([`journal::newest_map_state`]).
+//!
+//! The merge commit of an agent names its branch and item, so git's history records every merge
+//! before any checkpoint does (see the module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
 use super::merge::finish;
@@ -20,8 +34,8 @@ use crate::error::{Error, Result};
 use crate::store::journal;
 use crate::store::records::{
     AgentResult, CompletedWorkItem, DlqFailure, DurationValue, FailedWorkItem, JobPhase, JobState,
-    JobStatus, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
-    WorkItemProgress,
+    JobStatus, MapLogEntry, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
+    WorkItemProgress, MAP_LOG_FILE_NAME,
 };
 use crate::workflow::items;
 use crate::workflow::{MapReduce, MaxParallel, OnItemFailure, Workflow};
@@ -98,6 +112,15 @@ pub(crate) struct MapState {
     pub skipped: u64,
     /// Ids of items in the job's DLQ; one that succeeds now (resume, `dlq retry`) leaves it.
     pub dlq: std::collections::BTreeSet<String>,
+    /// Items that ended since the last append to the map log, in order.
+    pub unlogged: Vec<MapLogEntry>,
+    /// The job's map log, opened before this process's first map checkpoint.
+    pub log: Option<journal::MapLogWriter>,
+    /// Bytes of the map log the newest full map checkpoint holds.
+    pub folded: u64,
+    /// Size of the newest full map checkpoint, in bytes: the log may grow by this much before
+    /// the next full one.
+    pub full_bytes: u64,
 }
 
 /// A map checkpoint serialized from the map state without copying it (the same JSON as
@@ -111,9 +134,35 @@ struct MapCheckpointRef<'a> {
     failed_items: &'a [FailedWorkItem],
     agent_results: &'a Map<String, Value>,
     timestamp: Timestamp,
+    map_log_bytes: u64,
 }
 
 impl MapState {
+    /// Record a completed item, for the next checkpoint and the next append to the map log.
+    fn push_completed(&mut self, c: CompletedWorkItem) {
+        self.unlogged.push(MapLogEntry {
+            completed: Some(c.clone()),
+            ..Default::default()
+        });
+        self.completed.push(c);
+    }
+
+    /// Record a failed item (with its agent's result, when an agent ran), as
+    /// [`MapState::push_completed`].
+    fn push_failed(&mut self, f: FailedWorkItem, agent_result: Option<Value>) {
+        self.unlogged.push(MapLogEntry {
+            failed: Some(f.clone()),
+            agent_result,
+            ..Default::default()
+        });
+        self.failed.push(f);
+    }
+
+    /// Length of the map log so far (0 before it is opened).
+    fn log_len(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.len())
+    }
+
     fn checkpoint<'a>(&'a self, running: &'a [Agent<'_>]) -> MapCheckpointRef<'a> {
         let mut in_progress = BTreeMap::new();
         for a in running {
@@ -141,24 +190,59 @@ impl MapState {
             failed_items: &self.failed,
             agent_results: &self.results,
             timestamp: Timestamp::now(),
+            map_log_bytes: self.log_len(),
         }
     }
 }
 
-fn save_map(ctx: &mut Ctx, st: &MapState, running: &[Agent<'_>]) -> Result<()> {
-    let cp = st.checkpoint(running);
-    let p = journal::write_map_checkpoint_bytes(
-        &ctx.layout,
-        &ctx.job_id,
-        &cp.timestamp,
-        &crate::store::records::to_json_bytes(&cp),
-    )?;
+/// Append the items that ended since the last append to the map log (opening it first, which
+/// cuts off a torn last line a kill left) and make them durable.
+fn append_log(ctx: &Ctx, st: &mut MapState) -> Result<()> {
+    if st.log.is_none() {
+        st.log = Some(journal::MapLogWriter::open(&ctx.layout, &ctx.job_id)?);
+    }
+    if let Some(log) = st.log.as_mut() {
+        log.append(&st.unlogged)?;
+    }
+    st.unlogged.clear();
+    Ok(())
+}
+
+/// A full map checkpoint: the log first (so the checkpoint can say how much of it it holds),
+/// then every item in `map-checkpoint-{ts}.json`.
+fn save_map(ctx: &mut Ctx, st: &mut MapState, running: &[Agent<'_>]) -> Result<()> {
+    append_log(ctx, st)?;
+    let (bytes, ts, folded) = {
+        let cp = st.checkpoint(running);
+        let bytes = crate::store::records::to_json_bytes(&cp);
+        (bytes, cp.timestamp, cp.map_log_bytes)
+    };
+    let p = journal::write_map_checkpoint_bytes(&ctx.layout, &ctx.job_id, &ts, &bytes)?;
+    st.folded = folded;
+    st.full_bytes = bytes.len() as u64;
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+    checkpoint_event(ctx, st, running.len(), name);
+    Ok(())
+}
+
+/// A batch's checkpoint: the items that ended go to the map log; a full map checkpoint follows
+/// only when the log has grown by more than the last full checkpoint's size since it, so the
+/// full checkpoints before the last add up to at most the log's length.
+fn save_batch(ctx: &mut Ctx, st: &mut MapState, running: &[Agent<'_>]) -> Result<()> {
+    append_log(ctx, st)?;
+    if st.log_len().saturating_sub(st.folded) > st.full_bytes {
+        return save_map(ctx, st, running);
+    }
+    checkpoint_event(ctx, st, running.len(), Some(MAP_LOG_FILE_NAME.to_string()));
+    Ok(())
+}
+
+fn checkpoint_event(ctx: &mut Ctx, st: &MapState, running: usize, path: Option<String>) {
     let _ = ctx.events.sync();
     ctx.event(
         "checkpoint_created",
-        json!({"phase": "map", "path": p.file_name().map(|n| n.to_string_lossy().into_owned()), "completed": st.completed.len(), "failed": st.failed.len(), "pending": st.pending.len(), "in_progress": running.len()}),
+        json!({"phase": "map", "path": path, "completed": st.completed.len(), "failed": st.failed.len(), "pending": st.pending.len(), "in_progress": running}),
     );
-    Ok(())
 }
 
 /// Map checkpoints are written after at least this many agents ended since the last one
@@ -395,14 +479,14 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
                 .map(|p| format!(" with json_path `{p}`"))
                 .unwrap_or_default()
         ));
-        save_map(ctx, &st, &[])?;
+        save_map(ctx, &mut st, &[])?;
         job.phase = JobPhase::Reduce;
         write_job(ctx, wf, &job)?;
         let s = finish(ctx, wf, summary, 0)?;
         complete_job(ctx, wf, &mut job, &s)?;
         return Ok(s);
     }
-    save_map(ctx, &st, &[])?;
+    save_map(ctx, &mut st, &[])?;
 
     // Map.
     let limit = max_parallel(ctx, m)?;
@@ -739,7 +823,7 @@ fn map_loop(
             // commits name their items) and in the DLQ, both written first.
             unsaved += 1;
             if unsaved >= CHECKPOINT_ITEMS || last_save.elapsed() >= CHECKPOINT_EVERY {
-                save_map(ctx, st, &agents)?;
+                save_batch(ctx, st, &agents)?;
                 write_job(ctx, wf, job)?;
                 unsaved = 0;
                 last_save = Instant::now();
@@ -765,7 +849,8 @@ fn map_loop(
             exec::wait_event(wait.min(HEARTBEAT));
         }
     }
-    if unsaved > 0 {
+    // The map's end: one full checkpoint holds the whole final state.
+    if unsaved > 0 || st.log_len() != st.folded || !st.unlogged.is_empty() {
         save_map(ctx, st, &agents)?;
         write_job(ctx, wf, job)?;
     }
@@ -860,7 +945,7 @@ fn agent_succeeded(
     let r = agent_result(&a, json!("Success"), commits.clone(), None);
     let rv = serde_json::to_value(&r).unwrap_or(Value::Null);
     st.results.insert(a.item.id.clone(), rv);
-    st.completed.push(CompletedWorkItem {
+    st.push_completed(CompletedWorkItem {
         work_item: a.item.clone(),
         result: r,
         completed_at: Some(Timestamp::now()),
@@ -964,18 +1049,22 @@ fn item_failed(
     if on_fail == OnItemFailure::Skip {
         // error_policy `skip`: recorded as failed in the checkpoint, not queued in the DLQ.
         st.skipped += 1;
-        st.failed.push(FailedWorkItem {
-            work_item: item,
-            error: error.to_string(),
-            failed_at: Some(Timestamp::now()),
-            retry_count: 0,
-            extra: [
-                ("skipped".to_string(), json!(true)),
-                ("worktree_path".to_string(), json!(agent.map(where_now))),
-            ]
-            .into_iter()
-            .collect(),
-        });
+        let result = agent.and_then(|_| st.results.get(&item.id).cloned());
+        st.push_failed(
+            FailedWorkItem {
+                work_item: item,
+                error: error.to_string(),
+                failed_at: Some(Timestamp::now()),
+                retry_count: 0,
+                extra: [
+                    ("skipped".to_string(), json!(true)),
+                    ("worktree_path".to_string(), json!(agent.map(where_now))),
+                ]
+                .into_iter()
+                .collect(),
+            },
+            result,
+        );
         return Ok(());
     }
     let mut extra = Map::new();
@@ -1004,13 +1093,17 @@ fn item_failed(
         "dlq_item_added",
         json!({"item_id": item.id, "error": error}),
     );
-    st.failed.push(FailedWorkItem {
-        work_item: item,
-        error: error.to_string(),
-        failed_at: Some(Timestamp::now()),
-        retry_count: 0,
-        extra: Default::default(),
-    });
+    let result = agent.and_then(|_| st.results.get(&item.id).cloned());
+    st.push_failed(
+        FailedWorkItem {
+            work_item: item,
+            error: error.to_string(),
+            failed_at: Some(Timestamp::now()),
+            retry_count: 0,
+            extra: Default::default(),
+        },
+        result,
+    );
     Ok(())
 }
 

@@ -15,6 +15,12 @@
 //! parent's history runs again. Pending and in-progress items run again from fresh agent
 //! worktrees; failed items stay in the DLQ until `dlq retry`.
 //!
+//! The map's state is the newest map checkpoint that parses with the job's `map-log.jsonl`
+//! lines after its `map_log_bytes` applied ([`journal::newest_map_state`], issue 25); our
+//! earlier checkpoints and 0.4.4's carry no offset and are read alone. A torn last log line is
+//! ignored; a corrupt one before it is a warning and the rest is used (git's history still
+//! finds the merges its line recorded).
+//!
 //! Why about 1,100 lines: resolving the id, the resume lock, the refusals, the repairs and the
 //! plan of a resume run in this order and share their state; they read top to bottom as the run
 //! does.
@@ -30,9 +36,8 @@ use crate::store::layout::Layout;
 use crate::store::lock::{LockRefused, ResumeLock};
 use crate::store::names::is_valid_id_bytes;
 use crate::store::records::{
-    CheckpointKind, CompletedWorkItem, JobPhase, JobState, MapCheckpoint, ReduceCheckpoint,
-    ResumeLockInfo, SessionJobMapping, SessionRecord, SessionStatus, SetupCheckpoint, Timestamp,
-    WorkItem,
+    CheckpointKind, CompletedWorkItem, JobPhase, JobState, ReduceCheckpoint, ResumeLockInfo,
+    SessionJobMapping, SessionRecord, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
 };
 use crate::workflow::{items, Kind, Workflow};
 use serde_json::{json, Value};
@@ -999,9 +1004,15 @@ fn mapreduce_start(ctx: &mut Ctx, retry_reduce: Option<bool>, quiet: bool) -> Re
         );
         return Ok(start);
     }
-    let map: Option<(String, MapCheckpoint)> =
-        journal::newest_checkpoint(&layout, &job, CheckpointKind::Map)?;
-    let Some((_, cp)) = map else {
+    // The newest full map checkpoint with the map log's later lines applied (issue 25); our
+    // earlier checkpoints and 0.4.4's have no log and are read alone.
+    let map = journal::newest_map_state(&layout, &job)?;
+    if let Some(m) = &map {
+        for w in &m.warnings {
+            ctx.warn(&format!("map log: {w}"));
+        }
+    }
+    let Some(journal::MapStateRead { checkpoint: cp, .. }) = map else {
         // Killed between setup and the first map checkpoint: the items are read again.
         say(
             quiet || ctx.opts.json,

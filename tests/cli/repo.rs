@@ -219,6 +219,14 @@ const RECORD_TYPES: &[(&str, &[&str])] = &[
         &["Map checkpoint", "in_progress_items", "pending_items"],
     ),
     (
+        "MapLogEntry",
+        &[
+            "Map log state/{repo}/mapreduce/jobs/{job_id}/map-log.jsonl",
+            "map_log_bytes",
+            "\"agent_result\": object",
+        ],
+    ),
+    (
         "ReduceCheckpoint",
         &["Reduce checkpoint", "\"completed_steps\":"],
     ),
@@ -277,6 +285,7 @@ const NOT_STORED: &[(&str, &str)] = &[
         "JsonlStats",
         "counts of good and corrupt lines a reader saw",
     ),
+    ("MapLog", "what a reader saw in a map log's lines"),
 ];
 
 /// The record types of `src/store`: every public type of `records/` (the modules that own the

@@ -1465,6 +1465,8 @@ fn a_bad_map_filter_is_refused_with_file_line_and_column() {
     assert!(r.sessions().is_empty());
 }
 
+/// Map checkpoint bytes linear in items: the map log beside full checkpoints (issue 25).
+mod checkpoint_bytes;
 /// `foreach` steps (issue 24): items, `do` in the worktree, parallel, failures, resume.
 mod foreach;
 /// `id` + `outputs.NAME.file_pattern` and `setup.capture_outputs` (issue 24).

@@ -1,8 +1,8 @@
 //! The writer side of a run's records (run.md §5), one module per record kind, each writing the
 //! type its reader uses in [`super::records`], so what a run writes needs no special case in
 //! `clean`, `sessions`, `events`, `dlq` or `checkpoints`:
-//! [`session`] (session records), [`mapping`] (session↔job mappings), [`job`] (`job-state.json`
-//! and setup/map/reduce checkpoints), [`events`] (event lines), [`dlq`] (the dead letter queue)
+//! [`session`] (session records), [`mapping`] (session↔job mappings), [`job`] (`job-state.json`,
+//! setup/map/reduce checkpoints and the append-only map log `map-log.jsonl`), [`events`] (event lines), [`dlq`] (the dead letter queue)
 //! and [`orphans`] (the orphaned-worktree registry).
 //!
 //! Every JSON file goes through [`super::layout::write_record`] (temp, fsync, rename, directory
@@ -20,8 +20,9 @@ pub mod session;
 pub use dlq::{dlq_add, dlq_remove, read_dlq};
 pub use events::EventLog;
 pub use job::{
-    checkpoint_names, newest_checkpoint, write_job_state, write_map_checkpoint,
-    write_map_checkpoint_bytes, write_reduce_checkpoint, write_setup_checkpoint, KEEP_CHECKPOINTS,
+    checkpoint_names, newest_checkpoint, newest_map_state, write_job_state, write_map_checkpoint,
+    write_map_checkpoint_bytes, write_reduce_checkpoint, write_setup_checkpoint, MapLogWriter,
+    MapStateRead, KEEP_CHECKPOINTS,
 };
 pub use mapping::write_mapping;
 pub use orphans::register_orphan;

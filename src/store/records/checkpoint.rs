@@ -3,7 +3,9 @@
 //! kinds of `state/{repo}/mapreduce/jobs/{job_id}/` (seed 003 "Checkpoint Types") with their file
 //! names and the work-item shapes inside them, and 0.4.4's workflow checkpoint
 //! `state/{session_id}/checkpoints/{workflow_id}.checkpoint.json` (storage-format.md §4.4/§5,
-//! fixture). The MapReduce checkpoints are written by [`crate::store::journal::job`].
+//! fixture), and the map log `map-log.jsonl` ([`MAP_LOG_FILE_NAME`]: the items that ended
+//! after a map checkpoint, one line each, issue 25). The MapReduce checkpoints and the map log
+//! are written by [`crate::store::journal::job`].
 
 use super::{
     file_name_timestamp, format_file_name_timestamp, parse, DurationValue, Extra, ParseError,
@@ -327,6 +329,175 @@ pub struct AgentResult {
     pub extra: Extra,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Map log: the items that ended since a map checkpoint (issue 25)
+// ---------------------------------------------------------------------------------------------
+
+/// The file name of a job's map log, `map-log.jsonl`, beside its map checkpoints in
+/// `state/{repo}/mapreduce/jobs/{job_id}/` (`man/prodigy-storage.5` "Map log").
+///
+/// Why it exists: a map checkpoint holds every work item, so rewriting it after every batch of
+/// ended agents made the bytes a job writes grow with the square of its items. The run now
+/// appends each ended item once, as one line, to this log (fsynced per batch), and rewrites the
+/// full map checkpoint only when the log has grown by more than the last full checkpoint's size
+/// since it (and at the start of a map pass, at its end and on interruption). Every full
+/// checkpoint records in [`MAP_LOG_BYTES_KEY`] how many bytes of the log it already holds; the
+/// map state is that checkpoint with the log's later lines applied ([`MapCheckpoint::apply_log`]).
+/// A checkpoint without the key (earlier versions, 0.4.4) is complete on its own and the log is
+/// not read for it.
+pub const MAP_LOG_FILE_NAME: &str = "map-log.jsonl";
+
+/// The map checkpoint field that says how many bytes of [`MAP_LOG_FILE_NAME`] it holds:
+/// `"map_log_bytes": u64`. Lines after that offset ended after the checkpoint was taken.
+pub const MAP_LOG_BYTES_KEY: &str = "map_log_bytes";
+
+/// One line of `map-log.jsonl`: one work item that ended, as `{"completed": CompletedWorkItem}`
+/// or `{"failed": FailedWorkItem, "agent_result": AgentResult?}` (the failed agent's result,
+/// when an agent ran). Exactly one of `completed` and `failed` is present. A later line about
+/// the same item supersedes an earlier one (an item retried from the dead letter queue).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MapLogEntry {
+    /// The item completed (merged), with its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<CompletedWorkItem>,
+    /// The item failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<FailedWorkItem>,
+    /// The failed agent's result (for `agent_results`), when an agent ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_result: Option<Value>,
+    /// Unknown fields, kept on rewrite.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl MapLogEntry {
+    /// The id of the item the line is about.
+    pub fn item_id(&self) -> &str {
+        match (&self.completed, &self.failed) {
+            (Some(c), _) => &c.work_item.id,
+            (None, Some(f)) => &f.work_item.id,
+            (None, None) => "",
+        }
+    }
+}
+
+/// Parse one line of `map-log.jsonl`: a [`MapLogEntry`] with exactly one of `completed` and
+/// `failed`. Positions in the error are within the line.
+pub fn parse_map_log_line(line: &[u8]) -> Result<MapLogEntry, ParseError> {
+    let e: MapLogEntry = parse(line)?;
+    if e.completed.is_some() == e.failed.is_some() {
+        return Err(ParseError::no_position(
+            "a map log line holds exactly one of `completed` and `failed`",
+        ));
+    }
+    Ok(e)
+}
+
+/// What [`read_map_log`] found in the bytes of a map log.
+#[derive(Debug, Default)]
+pub struct MapLog {
+    /// The lines that parse, in file order, each with its 1-based line number.
+    pub entries: Vec<(usize, MapLogEntry)>,
+    /// The last line, when it does not parse (a kill or a full disk mid-append): its 1-based line
+    /// number. It is ignored, not an error; a writer cuts it off before appending.
+    pub torn: Option<usize>,
+    /// Lines before the last that do not parse: 1-based line number (in the whole file) and why.
+    /// A reader reports them and goes on with the other lines; nothing rewrites them.
+    pub corrupt: Vec<(usize, ParseError)>,
+    /// Bytes up to the end of the last line that is not torn: where the next line goes.
+    pub valid_len: u64,
+}
+
+/// Read the lines of a map log (`map-log.jsonl`) from `bytes`, whose first line is line
+/// `first_line` (1-based; a reader that starts at a checkpoint's offset passes the number of
+/// lines before it plus one). Blank lines are skipped. The last non-blank line, terminated or
+/// not, is [`MapLog::torn`] when it does not parse; any other line that does not parse is
+/// [`MapLog::corrupt`]. Empty input is an empty log. Never fails.
+pub fn read_map_log(bytes: &[u8], first_line: usize) -> MapLog {
+    let mut log = MapLog::default();
+    let mut lines: Vec<(usize, usize, usize)> = Vec::new(); // (line number, start, end)
+    let mut start = 0usize;
+    let mut n = first_line;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| start + p);
+        if !bytes[start..end].iter().all(u8::is_ascii_whitespace) {
+            lines.push((n, start, end));
+        }
+        n += 1;
+        start = end + 1;
+    }
+    log.valid_len = bytes.len() as u64;
+    let last = lines.len().saturating_sub(1);
+    for (k, &(n, s, e)) in lines.iter().enumerate() {
+        match parse_map_log_line(&bytes[s..e]) {
+            Ok(entry) => log.entries.push((n, entry)),
+            Err(_) if k == last => {
+                log.torn = Some(n);
+                log.valid_len = s as u64;
+            }
+            Err(mut err) => {
+                err.line = n;
+                log.corrupt.push((n, err));
+            }
+        }
+    }
+    log
+}
+
+impl MapCheckpoint {
+    /// How many bytes of the job's `map-log.jsonl` this checkpoint already holds
+    /// ([`MAP_LOG_BYTES_KEY`]); `None` for a checkpoint written without a log (earlier versions,
+    /// 0.4.4), which is complete on its own.
+    pub fn map_log_bytes(&self) -> Option<u64> {
+        self.extra.get(MAP_LOG_BYTES_KEY).and_then(Value::as_u64)
+    }
+
+    /// Apply map log lines written after this checkpoint, in order: each item a line names
+    /// leaves the pending, in-progress, completed and failed lists and joins the completed or
+    /// failed one (the last line about an item wins), and its agent result is updated. Items
+    /// the checkpoint does not know are added (a reader keeps what the log says).
+    pub fn apply_log<'a>(&mut self, entries: impl IntoIterator<Item = &'a MapLogEntry>) {
+        let entries: Vec<&MapLogEntry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return;
+        }
+        // The last line of each item, by position.
+        let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+        for (k, e) in entries.iter().enumerate() {
+            last.insert(e.item_id(), k);
+        }
+        self.pending_items
+            .retain(|w| !last.contains_key(w.id.as_str()));
+        self.in_progress_items.retain(|id, p| {
+            !last.contains_key(id.as_str()) && !last.contains_key(p.work_item.id.as_str())
+        });
+        self.completed_items
+            .retain(|c| !last.contains_key(c.work_item.id.as_str()));
+        self.failed_items
+            .retain(|f| !last.contains_key(f.work_item.id.as_str()));
+        for (k, e) in entries.iter().enumerate() {
+            if last.get(e.item_id()) != Some(&k) {
+                continue;
+            }
+            if let Some(c) = &e.completed {
+                if let Ok(v) = serde_json::to_value(&c.result) {
+                    self.agent_results.insert(c.work_item.id.clone(), v);
+                }
+                self.completed_items.push(c.clone());
+            } else if let Some(f) = &e.failed {
+                if let Some(r) = &e.agent_result {
+                    self.agent_results.insert(f.work_item.id.clone(), r.clone());
+                }
+                self.failed_items.push(f.clone());
+            }
+        }
+    }
+}
+
 /// Parse a checkpoint of the given kind (storage-format §4.4), discarding the value: `Ok` means
 /// a resume could start from it.
 pub fn parse_checkpoint(kind: CheckpointKind, bytes: &[u8]) -> Result<(), ParseError> {
@@ -533,6 +704,159 @@ mod tests {
         assert!(parse::<MapCheckpoint>(reduce).is_err());
         assert!(parse::<ReduceCheckpoint>(&mb).is_err());
         assert!(parse::<ReduceCheckpoint>(setup).is_err());
+    }
+
+    fn done(id: &str) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&json!({"completed": {
+            "work_item": {"id": id, "data": {"n": 1}, "index": 0},
+            "result": {"item_id": id, "status": "Success", "commits": ["c1"],
+                "duration": {"secs": 1, "nanos": 0}},
+            "completed_at": "2025-01-11T12:03:00Z"}}))
+        .unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    fn failed(id: &str) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&json!({"failed": {
+            "work_item": {"id": id, "data": null}, "error": "boom",
+            "failed_at": "2025-01-11T12:03:00Z", "retry_count": 0},
+            "agent_result": {"item_id": id, "status": {"Failed": "boom"}}}))
+        .unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn map_log_empty_and_blank_is_an_empty_log() {
+        for bytes in [&b""[..], b"\n", b"  \n\n"] {
+            let log = read_map_log(bytes, 1);
+            assert!(log.entries.is_empty(), "{bytes:?}");
+            assert_eq!(log.torn, None);
+            assert!(log.corrupt.is_empty());
+            assert_eq!(log.valid_len, bytes.len() as u64);
+        }
+    }
+
+    #[test]
+    fn map_log_torn_last_line_is_ignored_not_an_error() {
+        let mut b = [done("a"), failed("b")].concat();
+        let good = b.len() as u64;
+        let whole = done("c");
+        // Cut anywhere inside the last line: every prefix is a torn tail.
+        for cut in 1..whole.len() - 1 {
+            let mut t = b.clone();
+            t.extend_from_slice(&whole[..cut]);
+            let log = read_map_log(&t, 1);
+            assert_eq!(log.entries.len(), 2, "cut {cut}");
+            assert_eq!(log.torn, Some(3), "cut {cut}");
+            assert!(log.corrupt.is_empty(), "cut {cut}");
+            assert_eq!(log.valid_len, good, "cut {cut}");
+        }
+        // Zeros a power loss can leave after the last synced line: torn too.
+        let mut t = b.clone();
+        t.extend_from_slice(&[0u8; 40]);
+        let log = read_map_log(&t, 1);
+        assert_eq!(
+            (log.entries.len(), log.torn, log.valid_len),
+            (2, Some(3), good)
+        );
+        // A whole last line without its newline parses.
+        b.extend_from_slice(&whole[..whole.len() - 1]);
+        let log = read_map_log(&b, 1);
+        assert_eq!(log.entries.len(), 3);
+        assert_eq!(log.torn, None);
+        assert_eq!(log.valid_len, b.len() as u64);
+        assert_eq!(log.entries[2].1.item_id(), "c");
+        assert_eq!(log.entries[1].1.item_id(), "b");
+    }
+
+    #[test]
+    fn map_log_corrupt_middle_is_reported_with_its_line_and_the_rest_read() {
+        let b = [
+            done("a"),
+            b"{\"completed\": {\"work_item\": \n".to_vec(),
+            b"{}\n".to_vec(),
+            b"\n".to_vec(),
+            failed("b"),
+            done("c"),
+        ]
+        .concat();
+        let log = read_map_log(&b, 10);
+        let ids: Vec<(usize, &str)> = log.entries.iter().map(|(n, e)| (*n, e.item_id())).collect();
+        assert_eq!(ids, [(10, "a"), (14, "b"), (15, "c")]);
+        let bad: Vec<usize> = log.corrupt.iter().map(|(n, _)| *n).collect();
+        assert_eq!(bad, [11, 12]);
+        assert_eq!(log.corrupt[0].1.line, 11);
+        assert!(
+            log.corrupt[1].1.message.contains("exactly one of"),
+            "{:?}",
+            log.corrupt[1]
+        );
+        assert_eq!(log.torn, None);
+        assert_eq!(log.valid_len, b.len() as u64);
+        // Both fields at once is no entry either.
+        let mut both: Value = serde_json::from_slice(&done("x")).unwrap();
+        both["failed"] = serde_json::from_slice::<Value>(&failed("x")).unwrap()["failed"].clone();
+        assert!(parse_map_log_line(&serde_json::to_vec(&both).unwrap()).is_err());
+    }
+
+    #[test]
+    fn map_log_applied_to_a_checkpoint_moves_items_and_the_last_line_wins() {
+        let w = |id: &str| WorkItem {
+            id: id.into(),
+            ..Default::default()
+        };
+        let mut cp = MapCheckpoint {
+            pending_items: vec![w("a"), w("b"), w("d")],
+            in_progress_items: [(
+                "c".to_string(),
+                WorkItemProgress {
+                    work_item: w("c"),
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            failed_items: vec![FailedWorkItem {
+                work_item: w("e"),
+                ..Default::default()
+            }],
+            extra: [(MAP_LOG_BYTES_KEY.to_string(), json!(120))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(cp.map_log_bytes(), Some(120));
+        assert_eq!(MapCheckpoint::default().map_log_bytes(), None);
+        let b = [done("a"), failed("c"), failed("b"), done("b"), done("e")].concat();
+        let log = read_map_log(&b, 1);
+        cp.apply_log(log.entries.iter().map(|(_, e)| e));
+        let ids = |v: Vec<&str>| v.join(",");
+        assert_eq!(
+            ids(cp
+                .completed_items
+                .iter()
+                .map(|c| c.work_item.id.as_str())
+                .collect()),
+            "a,b,e"
+        );
+        assert_eq!(
+            ids(cp
+                .failed_items
+                .iter()
+                .map(|f| f.work_item.id.as_str())
+                .collect()),
+            "c"
+        );
+        assert_eq!(
+            ids(cp.pending_items.iter().map(|p| p.id.as_str()).collect()),
+            "d"
+        );
+        assert!(cp.in_progress_items.is_empty());
+        assert_eq!(cp.agent_results["b"]["status"], "Success");
+        assert_eq!(cp.agent_results["c"]["status"]["Failed"], "boom");
+        assert_eq!(cp.completed_items[0].result.commits, ["c1"]);
     }
 
     #[test]

@@ -47,10 +47,11 @@ pub mod session;
 pub mod worktree_meta;
 
 pub use checkpoint::{
-    checkpoint_kind_of_file_name, parse_checkpoint, AgentResult, CheckpointKind, CompletedWorkItem,
-    FailedWorkItem, LegacyExecStatus, LegacyExecutionState, LegacyWorkflowCheckpoint,
-    MapCheckpoint, MapPhase, ReduceCheckpoint, ReducePhase, SetupCheckpoint, SetupPhase, WorkItem,
-    WorkItemProgress, SETUP_CHECKPOINT_FILE_NAME,
+    checkpoint_kind_of_file_name, parse_checkpoint, parse_map_log_line, read_map_log, AgentResult,
+    CheckpointKind, CompletedWorkItem, FailedWorkItem, LegacyExecStatus, LegacyExecutionState,
+    LegacyWorkflowCheckpoint, MapCheckpoint, MapLog, MapLogEntry, MapPhase, ReduceCheckpoint,
+    ReducePhase, SetupCheckpoint, SetupPhase, WorkItem, WorkItemProgress, MAP_LOG_BYTES_KEY,
+    MAP_LOG_FILE_NAME, SETUP_CHECKPOINT_FILE_NAME,
 };
 pub use dlq::{DlqFailure, DlqFile, DlqItem, LegacyDlqFailure, LegacyDlqIndex, LegacyDlqItem};
 pub use events::{
