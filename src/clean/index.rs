@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-mod ids;
+pub(crate) mod ids;
 
 /// A slice of the arena.
 #[derive(Clone, Copy, Debug)]
@@ -674,6 +674,22 @@ impl Index {
     /// The owner row of job `job`.
     pub fn job_owner(&self, job: &str) -> Option<u32> {
         self.job_table_index(job).map(|i| self.jobs[i as usize].1)
+    }
+
+    /// A reference to job `job` (after [`Index::seal_jobs`]; stable until it is called again),
+    /// for [`Index::job_packed`].
+    pub fn job_ref(&self, job: &str) -> Option<u32> {
+        self.job_table_index(job)
+    }
+
+    /// The packed form ([`ids::pack`]) of the job [`Index::job_ref`] gave `k` for.
+    pub fn job_packed(&self, k: u32) -> &[u8] {
+        self.bytes(self.jobs[k as usize].0)
+    }
+
+    /// The packed form ([`ids::pack`]) of the session id of row `r`.
+    pub fn id_packed(&self, r: u32) -> &[u8] {
+        self.bytes(self.id_span(r))
     }
 
     fn job_table_index(&self, job: &str) -> Option<u32> {
