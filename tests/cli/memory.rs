@@ -356,13 +356,14 @@ fn stats_peak_kib(env: &Env, out: &Path) -> u64 {
 /// spread over twenty. Peak RSS of `stats` at 1,000 and 7,000 sessions in S2's shape with
 /// same-second ids (`gen-tree.py --id-style same-second`, as Prodigy names jobs started in one
 /// second), in 1 and in 20 repositories: the slope over 6,000 sessions (bytes a session) in one
-/// repository is at most the slope in twenty plus 48 bytes.
+/// repository is at most the slope in twenty plus 96 bytes.
 ///
-/// A slope, not a size, so the binary's own memory (debug or release) does not count. While a
-/// repository's `state/` was scanned its job directories' and mapping files' names were held
-/// as `OsString`s and the mappings' ids packed in a string of their own: the slope in one
-/// repository was about 590 bytes a session against 140 in twenty (release, 10,000 to 40,000
-/// sessions; here, debug, 1,000 to 7,000: 470 against 120).
+/// A slope, not a size, so the binary's own memory (debug or release) does not count; the margin
+/// is for the page-sized noise of a peak RSS over only 6,000 sessions. While a repository's
+/// `state/` was scanned its job directories' and mapping files' names were held as `OsString`s
+/// and the mappings' ids packed in a string of their own: at these sizes (release) the slope in
+/// one repository was 366 bytes a session against 154 in twenty, and this failed; with the
+/// names as index references, 91 against 153 (release) and 150 against 123 (debug).
 #[test]
 fn one_repository_costs_about_the_memory_a_session_of_twenty_costs() {
     let test = "one_repository_memory_slope";
@@ -411,7 +412,7 @@ fn one_repository_costs_about_the_memory_a_session_of_twenty_costs() {
         slopes[0], slopes[1]
     );
     assert!(
-        slopes[0] <= slopes[1] + 48.0,
+        slopes[0] <= slopes[1] + 96.0,
         "with every session in one repository, stats' peak RSS grows {:.0} bytes a session, \
          against {:.0} in twenty repositories: a repository's scan holds something per session",
         slopes[0],
