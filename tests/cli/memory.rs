@@ -339,7 +339,12 @@ fn stats_time_does_not_depend_on_ids_sharing_a_long_prefix() {
 /// Peak RSS in KiB of `prodigy stats --all-repos --json` on the generated tree at `out`, from
 /// `/usr/bin/time -v`.
 fn stats_peak_kib(env: &Env, out: &Path) -> u64 {
-    let mut c = cmd_via(env, "/usr/bin/time", &["-v"], &["stats", "--all-repos", "--json"]);
+    let mut c = cmd_via(
+        env,
+        "/usr/bin/time",
+        &["-v"],
+        &["stats", "--all-repos", "--json"],
+    );
     c.env("PRODIGY_HOME", out.join("home/.prodigy"))
         .env("HOME", out.join("home"));
     let o = Out::from(c.output().expect("run prodigy under /usr/bin/time"));
