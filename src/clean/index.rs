@@ -301,6 +301,9 @@ pub struct Index {
     row_table: Table,
     /// Jobs by id (built by [`Index::seal_jobs`]).
     job_table: Table,
+    /// Each job's rank in the order of job ids (so that names referring to jobs sort without
+    /// being unpacked; see `inventory::names`).
+    job_rank: Vec<u32>,
     /// Boxed: the map's slots stay small (a slot per bucket, most buckets empty).
     rare: HashMap<u32, Box<RowRare>>,
     /// Errors and resumability evidence, sorted by row once pass 1 is over ([`Index::compact`]).
@@ -664,6 +667,15 @@ impl Index {
         jobs.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| self.cmp_ids(a.0, b.0)));
         jobs.shrink_to_fit();
         self.jobs = jobs;
+        let mut order: Vec<u32> = (0..self.jobs.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.cmp_ids(self.jobs[a as usize].0, self.jobs[b as usize].0)
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (k, &j) in order.iter().enumerate() {
+            rank[j as usize] = k as u32;
+        }
+        self.job_rank = rank;
         let (arena, jobs) = (&self.arena, &self.jobs);
         self.job_table = Table::build(jobs.len(), |i| {
             let s = jobs[i as usize].0;
@@ -680,6 +692,12 @@ impl Index {
     /// for [`Index::job_packed`].
     pub fn job_ref(&self, job: &str) -> Option<u32> {
         self.job_table_index(job)
+    }
+
+    /// The rank of the job [`Index::job_ref`] gave `k` for among the jobs, in the order of
+    /// their ids' bytes (rows are in the order of their sessions' ids already).
+    pub fn job_rank(&self, k: u32) -> u32 {
+        self.job_rank[k as usize]
     }
 
     /// The packed form ([`ids::pack`]) of the job [`Index::job_ref`] gave `k` for.

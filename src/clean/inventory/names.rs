@@ -43,6 +43,26 @@ impl Ids {
         LOCAL | off as u32
     }
 
+    /// The reference [`Ids::put`] would give job id `job` if the index holds it (`None`: it
+    /// would be packed here).
+    pub(super) fn job_in_index(idx: Option<&Index>, job: &str) -> Option<u32> {
+        idx?.job_ref(job).filter(|&k| k & TAG == 0).map(|k| k | JOB)
+    }
+
+    /// Reference `k` against id `want` (whose reference, if the index holds it, is `want_ref`).
+    pub(super) fn cmp_to(
+        &self,
+        idx: Option<&Index>,
+        k: u32,
+        want: &[u8],
+        want_ref: Option<u32>,
+    ) -> Ordering {
+        match want_ref {
+            Some(w) => self.cmp(idx, k, w),
+            None => self.with(idx, k, |x| x.cmp(want)),
+        }
+    }
+
     /// The packed bytes reference `k` stands for.
     fn packed<'a>(&'a self, idx: Option<&'a Index>, k: u32) -> &'a [u8] {
         let v = k & !TAG;
@@ -76,6 +96,13 @@ impl Ids {
     pub(super) fn cmp(&self, idx: Option<&Index>, a: u32, b: u32) -> Ordering {
         if a == b {
             return Ordering::Equal;
+        }
+        // Two jobs or two sessions of the index compare by their rank there (unpacking costs
+        // as much as the id is long: issue 25's 128-character ids).
+        match (a & TAG, b & TAG, idx) {
+            (JOB, JOB, Some(x)) => return x.job_rank(a & !TAG).cmp(&x.job_rank(b & !TAG)),
+            (ROW, ROW, Some(_)) => return (a & !TAG).cmp(&(b & !TAG)),
+            _ => {}
         }
         self.with(idx, a, |x| self.with(idx, b, |y| x.cmp(y)))
     }

@@ -438,11 +438,12 @@ impl StateRepoScan {
         let idx = s.index;
         let p = &mut self.pairs;
         let want = j.as_bytes();
+        let want_ref = Ids::job_in_index(idx, &j);
         let start = p
             .files
-            .partition_point(|m| p.ids.with(idx, m.job, |x| x < want));
+            .partition_point(|m| p.ids.cmp_to(idx, m.job, want, want_ref) == Ordering::Less);
         for i in start..p.files.len() {
-            if !p.ids.with(idx, p.files[i].job, |x| x == want) {
+            if p.ids.cmp_to(idx, p.files[i].job, want, want_ref) != Ordering::Equal {
                 break;
             }
             p.files[i].taken = true;
