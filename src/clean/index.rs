@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-mod ids;
+pub(crate) mod ids;
 
 /// A slice of the arena.
 #[derive(Clone, Copy, Debug)]
@@ -301,6 +301,9 @@ pub struct Index {
     row_table: Table,
     /// Jobs by id (built by [`Index::seal_jobs`]).
     job_table: Table,
+    /// Each job's rank in the order of job ids (so that names referring to jobs sort without
+    /// being unpacked; see `inventory::names`).
+    job_rank: Vec<u32>,
     /// Boxed: the map's slots stay small (a slot per bucket, most buckets empty).
     rare: HashMap<u32, Box<RowRare>>,
     /// Errors and resumability evidence, sorted by row once pass 1 is over ([`Index::compact`]).
@@ -543,7 +546,7 @@ impl Index {
     /// Sort the sessions by id (rows are found by binary search from here on).
     pub fn seal(&mut self) {
         let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
-        crate::sort::sort_by(&mut order, |&a, &b| {
+        crate::sort::sort_unstable_by(&mut order, |&a, &b| {
             self.cmp_ids(self.id_span(a), self.id_span(b))
         });
         let mut new_of_old = vec![0u32; order.len()];
@@ -668,6 +671,15 @@ impl Index {
         });
         jobs.shrink_to_fit();
         self.jobs = jobs;
+        let mut order: Vec<u32> = (0..self.jobs.len() as u32).collect();
+        crate::sort::sort_unstable_by(&mut order, |&a, &b| {
+            self.cmp_ids(self.jobs[a as usize].0, self.jobs[b as usize].0)
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (k, &j) in order.iter().enumerate() {
+            rank[j as usize] = k as u32;
+        }
+        self.job_rank = rank;
         let (arena, jobs) = (&self.arena, &self.jobs);
         self.job_table = Table::build(jobs.len(), |i| {
             let s = jobs[i as usize].0;
@@ -678,6 +690,28 @@ impl Index {
     /// The owner row of job `job`.
     pub fn job_owner(&self, job: &str) -> Option<u32> {
         self.job_table_index(job).map(|i| self.jobs[i as usize].1)
+    }
+
+    /// A reference to job `job` (after [`Index::seal_jobs`]; stable until it is called again),
+    /// for [`Index::job_packed`].
+    pub fn job_ref(&self, job: &str) -> Option<u32> {
+        self.job_table_index(job)
+    }
+
+    /// The rank of the job [`Index::job_ref`] gave `k` for among the jobs, in the order of
+    /// their ids' bytes (rows are in the order of their sessions' ids already).
+    pub fn job_rank(&self, k: u32) -> u32 {
+        self.job_rank[k as usize]
+    }
+
+    /// The packed form ([`ids::pack`]) of the job [`Index::job_ref`] gave `k` for.
+    pub fn job_packed(&self, k: u32) -> &[u8] {
+        self.bytes(self.jobs[k as usize].0)
+    }
+
+    /// The packed form ([`ids::pack`]) of the session id of row `r`.
+    pub fn id_packed(&self, r: u32) -> &[u8] {
+        self.bytes(self.id_span(r))
     }
 
     fn job_table_index(&self, job: &str) -> Option<u32> {

@@ -262,11 +262,12 @@ impl Run<'_, '_> {
                     .with_index(&self.idx)
                     .stream_repo_names(ty, &repo, &mut inv);
                 self.batch(inv, false, Role::Bulk, again);
-                for part in names.chunks(BATCH_ITEMS) {
+                for k in (0..names.len()).step_by(BATCH_ITEMS) {
+                    let part = names.slice(Some(&self.idx), k..(k + BATCH_ITEMS).min(names.len()));
                     let mut inv = Inventory::default();
                     scanner
                         .with_index(&self.idx)
-                        .stream_repo_items(ty, &repo, part, &mut inv);
+                        .stream_repo_items(ty, &repo, &part, &mut inv);
                     self.batch(inv, false, Role::Bulk, again);
                 }
             }

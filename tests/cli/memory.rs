@@ -335,3 +335,92 @@ fn stats_time_does_not_depend_on_ids_sharing_a_long_prefix() {
         fastest[0]
     );
 }
+
+/// Peak RSS in KiB of `prodigy stats --all-repos --json` on the generated tree at `out`, from
+/// `/usr/bin/time -v`.
+fn stats_peak_kib(env: &Env, out: &Path) -> u64 {
+    let mut c = cmd_via(
+        env,
+        "/usr/bin/time",
+        &["-v"],
+        &["stats", "--all-repos", "--json"],
+    );
+    c.env("PRODIGY_HOME", out.join("home/.prodigy"))
+        .env("HOME", out.join("home"));
+    let o = Out::from(c.output().expect("run prodigy under /usr/bin/time"));
+    assert_eq!(o.code, 0, "stats on {}: {o:?}", out.display());
+    o.stderr
+        .lines()
+        .find(|l| l.contains("Maximum resident set size"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("no RSS in /usr/bin/time output")
+}
+
+/// Issue 25: with every session in one repository, a session costs about the memory it costs
+/// spread over twenty. Peak RSS of `stats` at 1,000 and 7,000 sessions in S2's shape with
+/// same-second ids (`gen-tree.py --id-style same-second`, as Prodigy names jobs started in one
+/// second), in 1 and in 20 repositories: the slope over 6,000 sessions (bytes a session) in one
+/// repository is at most the slope in twenty plus 96 bytes.
+///
+/// A slope, not a size, so the binary's own memory (debug or release) does not count; the margin
+/// is for the page-sized noise of a peak RSS over only 6,000 sessions. While a repository's
+/// `state/` was scanned its job directories' and mapping files' names were held as `OsString`s
+/// and the mappings' ids packed in a string of their own: at these sizes (release) the slope in
+/// one repository was 366 bytes a session against 154 in twenty, and this failed; with the
+/// names as index references, 91 against 153 (release) and 150 against 123 (debug).
+#[test]
+fn one_repository_costs_about_the_memory_a_session_of_twenty_costs() {
+    let test = "one_repository_memory_slope";
+    if !have("python3", test) || !have("git", test) {
+        return;
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("SKIPPED {test}: /usr/bin/time is not installed");
+        return;
+    }
+    let env = Env::new("one-repo-slope");
+    let (small, large) = (1000u64, 7000u64);
+    let mut slopes = Vec::new();
+    for repos in ["1", "20"] {
+        let mut peaks = Vec::new();
+        for n in [small, large] {
+            let out = env.dir.join(format!("r{repos}-{n}"));
+            gen_tree(
+                &out,
+                &[
+                    "--sessions",
+                    &n.to_string(),
+                    "--worktrees",
+                    "0",
+                    "--repos",
+                    repos,
+                    "--logs",
+                    "10",
+                    "--kinds",
+                    S2_KINDS,
+                    "--id-style",
+                    "same-second",
+                    "--quiet",
+                ],
+            );
+            // The least of two runs: the one least disturbed.
+            let kib = (0..2).map(|_| stats_peak_kib(&env, &out)).min().unwrap();
+            eprintln!("memory: stats of {n} sessions in {repos} repositories: {kib} KiB");
+            peaks.push(kib);
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        slopes.push((peaks[1] as f64 - peaks[0] as f64) * 1024.0 / (large - small) as f64);
+    }
+    eprintln!(
+        "memory: slope {:.0} B/session in one repository, {:.0} in twenty",
+        slopes[0], slopes[1]
+    );
+    assert!(
+        slopes[0] <= slopes[1] + 96.0,
+        "with every session in one repository, stats' peak RSS grows {:.0} bytes a session, \
+         against {:.0} in twenty repositories: a repository's scan holds something per session",
+        slopes[0],
+        slopes[1]
+    );
+}

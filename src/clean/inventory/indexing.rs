@@ -120,14 +120,28 @@ impl Scanner<'_> {
                 }
                 let p3 = [t[0], repo.as_os_str(), OsStr::new("mappings")];
                 if let Some(md) = self.open(&p3, &mut scratch) {
-                    for (f, listed) in self.listing(&md, &p3, &mut scratch) {
-                        let Some(stem) = strip_valid(&f, ".json") else {
-                            continue;
+                    // Listed without holding the listing (issue 25): only the files to read
+                    // are kept, then read in listing order (the first mapping of a job wins).
+                    let mut read: Vec<(OsString, Listed)> = Vec::new();
+                    let listed = md.for_each_listed(|f, listed| {
+                        let Some(stem) = strip_valid(f, ".json") else {
+                            return;
                         };
                         // Paired by its name (see scan_state): nothing to learn.
                         if idx.job_owner(stem).is_some() || idx.row(stem).is_some() {
-                            continue;
+                            return;
                         }
+                        read.push((f.to_os_string(), listed));
+                    });
+                    if let Err(e) = listed {
+                        read.clear();
+                        scratch.warnings.push(crate::error::describe_io(&e));
+                    }
+                    crate::sort::sort_unstable_by(&mut read, |a, b| a.0.cmp(&b.0));
+                    for (f, listed) in read {
+                        let Some(stem) = strip_valid(&f, ".json") else {
+                            continue;
+                        };
                         if let Ok(m) = self.read_json::<SessionJobMapping>(&md, &f, listed) {
                             if (m.job_id == stem || m.session_id == stem)
                                 && is_valid_id(OsStr::new(&m.job_id))
@@ -148,7 +162,9 @@ impl Scanner<'_> {
                 let Some(jd) = self.open(&p4, &mut scratch) else {
                     continue;
                 };
-                for job in self.names(&jd, &p4, &mut scratch) {
+                let names = self.name_list_in(Some(&idx), &jd, &p4, &mut scratch);
+                for k in 0..names.len() {
+                    let job = names.get(Some(&idx), k);
                     let Some(j) = valid_id_str(&job) else {
                         continue;
                     };

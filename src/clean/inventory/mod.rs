@@ -28,9 +28,11 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 mod indexing;
+mod names;
 mod produce;
 mod state;
 mod worktrees;
+pub use names::NameList;
 pub use state::{Known, StateRepoScan};
 #[cfg(test)]
 use worktrees::common_dir_of;
@@ -403,7 +405,7 @@ impl Scanner<'_> {
     fn listing(&self, d: &Dir, parts: &[&OsStr], inv: &mut Inventory) -> Vec<(OsString, Listed)> {
         match d.listing() {
             Ok(mut v) => {
-                crate::sort::sort_by(&mut v, |a, b| a.0.cmp(&b.0));
+                crate::sort::sort_unstable_by(&mut v, |a, b| a.0.cmp(&b.0));
                 v
             }
             Err(e) => {
@@ -648,6 +650,7 @@ impl Scanner<'_> {
         inv: &mut Inventory,
     ) {
         if let Some(names) = self.job_dirs_names(ty, repo, inv) {
+            let names = names.slice(self.index, 0..names.len());
             self.job_dir_items(ty, repo, r, &names, inv);
         }
     }
@@ -658,10 +661,10 @@ impl Scanner<'_> {
         ty: StorageType,
         repo: &OsStr,
         inv: &mut Inventory,
-    ) -> Option<Vec<OsString>> {
+    ) -> Option<NameList> {
         let p2 = [OsStr::new(ty.dir()), repo];
         let rd = self.open(&p2, inv)?;
-        Some(self.names(&rd, &p2, inv))
+        Some(self.name_list(&rd, &p2, inv))
     }
 
     /// The items of entries `names` of `{type}/{repo}` (`r`: the repository's name): one per
@@ -702,13 +705,14 @@ impl Scanner<'_> {
     /// `logs/{repo}/{job_id}/` belongs to the job), or the entry itself when it is a file.
     pub(super) fn scan_logs_repo(&self, repo: &OsStr, inv: &mut Inventory) {
         if let Some(names) = self.logs_names(repo, inv) {
+            let names = names.slice(self.index, 0..names.len());
             self.log_items(repo, &names, inv);
         }
     }
 
     /// The names in `logs/{repo}`, sorted; `None` when it is not a directory of a repository
     /// (its item, judged on its own, is in `inv` then).
-    pub(super) fn logs_names(&self, repo: &OsStr, inv: &mut Inventory) -> Option<Vec<OsString>> {
+    pub(super) fn logs_names(&self, repo: &OsStr, inv: &mut Inventory) -> Option<NameList> {
         let ty = StorageType::Logs;
         let top = [OsStr::new("logs")];
         if valid_id_str(repo).is_none() {
@@ -721,7 +725,7 @@ impl Scanner<'_> {
             inv.push(Item::new(ty, ItemKind::Data, comps(&p2)));
             return None;
         };
-        Some(self.names(&rd, &p2, inv))
+        Some(self.name_list(&rd, &p2, inv))
     }
 
     /// The items of entries `names` of `logs/{repo}` (a valid repository name).

@@ -56,7 +56,7 @@ impl Scanner<'_> {
         ty: StorageType,
         repo: &OsStr,
         inv: &mut Inventory,
-    ) -> Vec<OsString> {
+    ) -> NameList {
         let names = if ty == StorageType::Logs {
             self.logs_names(repo, inv)
         } else if valid_id_str(repo).is_some() {

@@ -2,7 +2,10 @@
 //! owner (`job-state.json`) and resumability (a checkpoint that parses), session↔job mappings,
 //! and Prodigy 0.4.4's workflow checkpoints.
 
+use super::names::Ids;
 use super::*;
+use crate::clean::index::Index;
+use std::cmp::Ordering;
 
 /// A lookup by id, for [`Known`].
 pub type Lookup<'k> = &'k dyn Fn(&str) -> Option<String>;
@@ -129,24 +132,22 @@ impl Scanner<'_> {
     }
 }
 
-/// The mapping files of `state/{repo}/mappings/` that pair a job with a session, in listing
-/// order: each is named `{job}.json` or `{session}.json`. The ids are kept in one string, and 12
-/// bytes a file besides (two boxed ids a file raised the peak RSS of a dry run of S4, 15,000
-/// jobs and 30,000 mapping files a repository, by 2.1 MB).
+/// The mapping files of `state/{repo}/mappings/` that pair a job with a session: each is named
+/// `{job}.json` or `{session}.json`. 12 bytes a file, the ids referring to the index where it
+/// holds them (issue 25: two boxed ids a file raised the peak RSS of a dry run of S4 by 2.1 MB;
+/// ids packed in a string of their own, 108 bytes a session with all sessions in one
+/// repository).
 #[derive(Default)]
 struct Pairs {
-    ids: String,
+    ids: Ids,
+    /// Once [`Pairs::seal`]ed, sorted by job, then file name (a job's files in listing order).
     files: Vec<MappingFile>,
-    /// Indices into `files` sorted by job (stably: a job's files in listing order).
-    by_job: Vec<u32>,
 }
 
-/// One mapping file: its job and session ids at `off` in [`Pairs::ids`] (valid ids are at most
-/// 128 bytes).
+/// One mapping file: references ([`Ids`]) to its job and session ids.
 struct MappingFile {
-    off: u32,
-    job_len: u8,
-    session_len: u8,
+    job: u32,
+    session: u32,
     /// Named after its job (else after its session).
     by_job: bool,
     /// Attached to its job's item already.
@@ -155,51 +156,60 @@ struct MappingFile {
 
 impl Pairs {
     /// Add a file pairing valid ids `job` and `session`.
-    fn push(&mut self, job: &str, session: &str, by_job: bool) {
-        let off = self.ids.len() as u32;
-        self.ids.push_str(job);
-        self.ids.push_str(session);
+    fn push(&mut self, idx: Option<&Index>, job: &str, session: &str, by_job: bool) {
+        let job = self.ids.put(idx, job.as_bytes(), true);
+        let session = self.ids.put(idx, session.as_bytes(), false);
         self.files.push(MappingFile {
-            off,
-            job_len: job.len() as u8,
-            session_len: session.len() as u8,
+            job,
+            session,
             by_job,
             taken: false,
         });
     }
 
-    fn job(&self, i: u32) -> &str {
-        let m = &self.files[i as usize];
-        &self.ids[m.off as usize..][..m.job_len as usize]
+    fn job(&self, idx: Option<&Index>, i: usize) -> String {
+        self.ids.string(idx, self.files[i].job)
     }
 
-    fn session(&self, i: u32) -> &str {
-        let m = &self.files[i as usize];
-        &self.ids[m.off as usize + m.job_len as usize..][..m.session_len as usize]
+    fn session(&self, idx: Option<&Index>, i: usize) -> String {
+        self.ids.string(idx, self.files[i].session)
     }
 
-    /// Sort [`Pairs::by_job`], once every file is in.
-    fn seal(&mut self) {
-        let mut by_job: Vec<u32> = (0..self.files.len() as u32).collect();
-        crate::sort::sort_by(&mut by_job, |&a, &b| self.job(a).cmp(self.job(b)));
-        self.by_job = by_job;
+    /// The reference of the id file `m` is named after.
+    fn stem(m: &MappingFile) -> u32 {
+        if m.by_job {
+            m.job
+        } else {
+            m.session
+        }
+    }
+
+    /// Files `a` and `b` in the order of their names (`{stem}.json`), as a listing is sorted.
+    fn cmp_names(&self, idx: Option<&Index>, a: &MappingFile, b: &MappingFile) -> Ordering {
+        self.ids.with(idx, Self::stem(a), |x| {
+            self.ids.with(idx, Self::stem(b), |y| {
+                x.iter().chain(b".json").cmp(y.iter().chain(b".json"))
+            })
+        })
+    }
+
+    /// Sort the files by job, then name, once every file is in.
+    fn seal(&mut self, idx: Option<&Index>) {
+        let mut files = std::mem::take(&mut self.files);
+        crate::sort::sort_unstable_by(&mut files, |a, b| {
+            self.ids
+                .cmp(idx, a.job, b.job)
+                .then_with(|| self.cmp_names(idx, a, b))
+        });
+        files.shrink_to_fit();
+        self.files = files;
     }
 
     /// The path of file `i`.
-    fn parts(&self, repo: &OsStr, i: u32) -> RelPath {
-        let m = &self.files[i as usize];
-        let id = if m.by_job {
-            self.job(i)
-        } else {
-            self.session(i)
-        };
-        let name = format!("{id}.json");
-        comps(&[
-            OsStr::new("state"),
-            repo,
-            OsStr::new("mappings"),
-            OsStr::new(&name),
-        ])
+    fn parts(&self, idx: Option<&Index>, repo: &OsStr, i: usize) -> RelPath {
+        let mut name = self.ids.os(idx, Self::stem(&self.files[i]));
+        name.push(".json");
+        comps(&[OsStr::new("state"), repo, OsStr::new("mappings"), &name])
     }
 }
 
@@ -215,7 +225,7 @@ pub struct StateRepoScan {
     /// Entries of `state/{repo}` not scanned yet.
     subs: std::vec::IntoIter<OsString>,
     /// `state/{repo}/mapreduce/jobs`, open, its entries, and the next to make an item of.
-    jobs: Option<(Dir, Vec<OsString>, usize)>,
+    jobs: Option<(Dir, NameList, usize)>,
     /// The mapping files that pair a job with a session.
     pairs: Pairs,
 }
@@ -235,8 +245,9 @@ impl StateRepoScan {
                 return true;
             }
             if let Some((jd, names, k)) = self.jobs.take() {
-                if let Some(job) = names.get(k) {
-                    self.job_item(scanner, &jd, job, inv, known);
+                if k < names.len() {
+                    let job = names.get(scanner.index, k);
+                    self.job_item(scanner, &jd, &job, inv, known);
                     self.jobs = Some((jd, names, k + 1));
                     continue;
                 }
@@ -244,7 +255,7 @@ impl StateRepoScan {
             match self.subs.next() {
                 Some(sub) => self.sub(scanner, &sub, inv, known),
                 None => {
-                    self.loose(inv);
+                    self.loose(scanner.index, inv);
                     return false;
                 }
             }
@@ -260,7 +271,7 @@ impl StateRepoScan {
             Some("mapreduce") => {
                 let p4 = [top, repo, OsStr::new("mapreduce"), OsStr::new("jobs")];
                 if let Some(jd) = s.open(&p4, inv) {
-                    let names = s.names(&jd, &p4, inv);
+                    let names = s.name_list(&jd, &p4, inv);
                     self.jobs = Some((jd, names, 0));
                 }
             }
@@ -269,24 +280,32 @@ impl StateRepoScan {
                 let Some(md) = s.open(&p3, inv) else {
                     return;
                 };
-                for (f, listed) in s.listing(&md, &p3, inv) {
-                    let parts = comps(&[p3[0], p3[1], p3[2], &f]);
-                    if crate::store::atomic::is_temp_name(&f) {
-                        inv.push(Item::new(ty, ItemKind::Temp, parts));
-                        continue;
+                // Listed without holding the listing (issue 25): the pairs are sorted once
+                // all are in, and the few files that are items of their own are pushed in
+                // listing order.
+                let idx = s.index;
+                let mut own: Vec<(OsString, Item)> = Vec::new();
+                let pairs = &mut self.pairs;
+                let listed = md.for_each_listed(|f, listed| {
+                    let parts = comps(&[p3[0], p3[1], p3[2], f]);
+                    if crate::store::atomic::is_temp_name(f) {
+                        own.push((f.to_os_string(), Item::new(ty, ItemKind::Temp, parts)));
+                        return;
                     }
-                    let Some(stem) = strip_valid(&f, ".json").map(str::to_string) else {
-                        s.push_invalid(inv, ty, parts, "not a `{id}.json` mapping name");
-                        continue;
+                    let Some(stem) = strip_valid(f, ".json") else {
+                        let mut one = Inventory::default();
+                        s.push_invalid(&mut one, ty, parts, "not a `{id}.json` mapping name");
+                        own.extend(one.items.into_iter().map(|it| (f.to_os_string(), *it)));
+                        return;
                     };
                     // A mapping named after a job or a session that a record pairs is that
                     // pair: it is not read.
-                    let pair = (known.named)(&stem)
-                        .map(|(o, _)| (stem.clone(), o))
-                        .or_else(|| (known.single_job)(&stem).map(|j| (j, stem.clone())));
+                    let pair = (known.named)(stem)
+                        .map(|(o, _)| (stem.to_string(), o))
+                        .or_else(|| (known.single_job)(stem).map(|j| (j, stem.to_string())));
                     let pair = match pair {
                         Some(p) => Some(p),
-                        None => match s.read_json::<SessionJobMapping>(&md, &f, listed) {
+                        None => match s.read_json::<SessionJobMapping>(&md, f, listed) {
                             Ok(m)
                                 if (m.job_id == stem || m.session_id == stem)
                                     && is_valid_id(OsStr::new(&m.job_id))
@@ -298,26 +317,47 @@ impl StateRepoScan {
                                 let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
                                 it.rare_mut().note =
                                     Some("mapping names neither its file's session nor job".into());
-                                inv.push(it);
+                                own.push((f.to_os_string(), it));
                                 None
                             }
                             Err(e) => {
                                 let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
                                 it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
-                                inv.push(it);
+                                own.push((f.to_os_string(), it));
                                 None
                             }
                         },
                     };
                     if let Some((job, session)) = pair {
-                        // The streaming engine finds owners in its index (`known.indexed`).
-                        if known.indexed.is_none() {
-                            inv.job_owner.entry(job.clone()).or_insert(session.clone());
+                        pairs.push(idx, &job, &session, job == stem);
+                    }
+                });
+                if let Err(e) = listed {
+                    inv.warnings.push(format!(
+                        "cannot list `{}`: {}",
+                        rel_of_parts(p3.iter().copied()),
+                        crate::error::describe_io(&e)
+                    ));
+                    self.pairs = Pairs::default();
+                    return;
+                }
+                crate::sort::sort_by(&mut own, |a, b| a.0.cmp(&b.0));
+                for (_, it) in own {
+                    inv.push(it);
+                }
+                self.pairs.seal(idx);
+                // The streaming engine finds owners in its index (`known.indexed`); a
+                // whole-root scan takes a job's owner from its first file in listing order.
+                if known.indexed.is_none() {
+                    for i in 0..self.pairs.files.len() {
+                        let job = self.pairs.job(idx, i);
+                        if let std::collections::hash_map::Entry::Vacant(e) =
+                            inv.job_owner.entry(job)
+                        {
+                            e.insert(self.pairs.session(idx, i));
                         }
-                        self.pairs.push(&job, &session, job == stem);
                     }
                 }
-                self.pairs.seal();
             }
             Some("checkpoints") => {
                 // 0.4.4 writes `state/{repo}/checkpoints/{workflow}.checkpoint.json` when a
@@ -395,37 +435,43 @@ impl StateRepoScan {
         }
         it.set_resumable(resumable);
         // Its mapping files, in listing order.
+        let idx = s.index;
         let p = &mut self.pairs;
-        let start = p.by_job.partition_point(|&i| p.job(i) < j.as_str());
-        for k in start..p.by_job.len() {
-            let i = p.by_job[k];
-            if p.job(i) != j {
+        let want = j.as_bytes();
+        let want_ref = Ids::job_in_index(idx, &j);
+        let start = p
+            .files
+            .partition_point(|m| p.ids.cmp_to(idx, m.job, want, want_ref) == Ordering::Less);
+        for i in start..p.files.len() {
+            if p.ids.cmp_to(idx, p.files[i].job, want, want_ref) != Ordering::Equal {
                 break;
             }
-            p.files[i as usize].taken = true;
-            it.rare_mut().extra.push(p.parts(&self.repo, i));
+            p.files[i].taken = true;
+            it.rare_mut().extra.push(p.parts(idx, &self.repo, i));
         }
         inv.push(it);
     }
 
     /// The mapping files of jobs without a directory: one item per job, made when its first
     /// file is listed, owned by the session the file names.
-    fn loose(&mut self, inv: &mut Inventory) {
+    fn loose(&mut self, idx: Option<&Index>, inv: &mut Inventory) {
         let p = std::mem::take(&mut self.pairs);
-        let mut loose: BTreeMap<&str, usize> = BTreeMap::new();
-        for i in 0..p.files.len() as u32 {
-            if p.files[i as usize].taken {
-                continue;
-            }
-            let parts = p.parts(&self.repo, i);
-            if let Some(&k) = loose.get(p.job(i)) {
+        let mut left: Vec<usize> = (0..p.files.len()).filter(|&i| !p.files[i].taken).collect();
+        crate::sort::sort_by(&mut left, |&a, &b| {
+            p.cmp_names(idx, &p.files[a], &p.files[b])
+        });
+        let mut loose: BTreeMap<String, usize> = BTreeMap::new();
+        for i in left {
+            let parts = p.parts(idx, &self.repo, i);
+            let job = p.job(idx, i);
+            if let Some(&k) = loose.get(&job) {
                 inv.items[k].rare_mut().extra.push(parts);
             } else {
                 let mut it = Item::new(StorageType::State, ItemKind::Data, parts);
                 it.repo = Some(self.r.clone());
-                it.job = Some(p.job(i).to_string());
-                it.owner = Some(p.session(i).to_string());
-                loose.insert(p.job(i), inv.push(it));
+                it.job = Some(job.clone());
+                it.owner = Some(p.session(idx, i));
+                loose.insert(job, inv.push(it));
             }
         }
     }
