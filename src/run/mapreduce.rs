@@ -26,21 +26,21 @@
 //! before any checkpoint does (see the module doc of [`super`]).
 
 use super::lane::{Lane, LaneEnd};
+use super::mapstate::MapState;
 use super::merge::finish;
-use super::resume::Start;
-use super::session::{pause, register_orphan, Ctx, Summary, HEARTBEAT};
+use super::session::{pause, register_orphan, Ctx, Start, Summary, HEARTBEAT};
 use super::{exec, worktrees};
 use crate::error::{Error, Result};
 use crate::store::journal;
 use crate::store::records::{
     AgentResult, CompletedWorkItem, DlqFailure, DurationValue, FailedWorkItem, JobPhase, JobState,
-    JobStatus, MapLogEntry, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
+    JobStatus, ReduceCheckpoint, SessionStatus, SetupCheckpoint, Timestamp, WorkItem,
     WorkItemProgress, MAP_LOG_FILE_NAME,
 };
 use crate::workflow::items;
 use crate::workflow::{MapReduce, MaxParallel, OnItemFailure, Workflow};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -100,31 +100,8 @@ struct Agent<'w> {
     started_at: Timestamp,
 }
 
-/// Map-phase bookkeeping, the content of a map checkpoint. `items` holds every work item with
-/// its file id, in input order; the other lists refer to them.
-#[derive(Default)]
-pub(crate) struct MapState {
-    pub items: Vec<(WorkItem, String)>,
-    pub pending: VecDeque<usize>,
-    pub completed: Vec<CompletedWorkItem>,
-    pub failed: Vec<FailedWorkItem>,
-    pub results: Map<String, Value>,
-    pub skipped: u64,
-    /// Ids of items in the job's DLQ; one that succeeds now (resume, `dlq retry`) leaves it.
-    pub dlq: std::collections::BTreeSet<String>,
-    /// Items that ended since the last append to the map log, in order.
-    pub unlogged: Vec<MapLogEntry>,
-    /// The job's map log, opened before this process's first map checkpoint.
-    pub log: Option<journal::MapLogWriter>,
-    /// Bytes of the map log the newest full map checkpoint holds.
-    pub folded: u64,
-    /// Size of the newest full map checkpoint, in bytes: the log may grow by this much before
-    /// the next full one.
-    pub full_bytes: u64,
-}
-
 /// A map checkpoint serialized from the map state without copying it (the same JSON as
-/// [`MapCheckpoint`], storage-format §4.4): a long map writes many checkpoints.
+/// [`crate::store::records::MapCheckpoint`], storage-format §4.4): a long map writes many checkpoints.
 #[derive(serde::Serialize)]
 struct MapCheckpointRef<'a> {
     phase: &'static str,
@@ -138,31 +115,6 @@ struct MapCheckpointRef<'a> {
 }
 
 impl MapState {
-    /// Record a completed item, for the next checkpoint and the next append to the map log.
-    fn push_completed(&mut self, c: CompletedWorkItem) {
-        self.unlogged.push(MapLogEntry {
-            completed: Some(c.clone()),
-            ..Default::default()
-        });
-        self.completed.push(c);
-    }
-
-    /// Record a failed item (with its agent's result, when an agent ran), as
-    /// [`MapState::push_completed`].
-    fn push_failed(&mut self, f: FailedWorkItem, agent_result: Option<Value>) {
-        self.unlogged.push(MapLogEntry {
-            failed: Some(f.clone()),
-            agent_result,
-            ..Default::default()
-        });
-        self.failed.push(f);
-    }
-
-    /// Length of the map log so far (0 before it is opened).
-    fn log_len(&self) -> u64 {
-        self.log.as_ref().map_or(0, |l| l.len())
-    }
-
     fn checkpoint<'a>(&'a self, running: &'a [Agent<'_>]) -> MapCheckpointRef<'a> {
         let mut in_progress = BTreeMap::new();
         for a in running {

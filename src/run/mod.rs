@@ -13,12 +13,26 @@
 //! record that the item is done, so git's history is always the truth for what was merged: map
 //! checkpoints are written in batches after it, and a failed item is in the DLQ before any
 //! checkpoint says so.
+//!
+//! Layout (run.md §8), each module importing only those below it:
+//!
+//! | module | what |
+//! |---|---|
+//! | `mod.rs` (this) | `run()`: argv's options → a new session → `execute` |
+//! | `resume` | `prodigy resume` and `dlq retry`: find, lock, repair, then `execute` from a `session::Start` |
+//! | `standard`, `mapreduce` | the phases: a standard workflow's steps; setup, map, reduce |
+//! | `merge` | the final merge (with `merge:` steps) and the session's end |
+//! | `lane` | the step runner shared by every phase: one sequence of steps, every modifier |
+//! | `steps/` | one file per action or modifier that runs (command lines, `write_file`, `foreach`, `validate`, `capture`, `outputs`) |
+//! | `session`, `mapstate` | one run's context (`session::Ctx`, `session::Start`, `Summary`); the map phase's state |
+//! | `exec`, `worktrees`, `env`, `dry` | child processes and the wait; git worktrees and merges; the environment; `--dry-run` |
 
 pub mod dry;
 pub mod env;
 pub mod exec;
 mod lane;
 mod mapreduce;
+mod mapstate;
 mod merge;
 pub mod resume;
 mod session;
@@ -26,7 +40,7 @@ mod standard;
 pub(crate) mod steps;
 pub mod worktrees;
 
-pub use session::{exit_of, Summary};
+pub use session::{exit_of, Options, Summary};
 use session::{owner, Ctx};
 
 use crate::error::{Error, Result};
@@ -42,31 +56,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use worktrees::Repo;
-
-/// Parsed `prodigy run` options.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// The workflow file.
-    pub workflow: PathBuf,
-    /// `-y`: merge the session branch without asking.
-    pub yes: bool,
-    /// `--path REPO`: the repository (default: the current directory's).
-    pub path: Option<PathBuf>,
-    /// `--arg NAME=VALUE`, in order.
-    pub args: Vec<(String, String)>,
-    /// `--max-parallel N`: overrides `map.max_parallel`.
-    pub max_parallel: Option<usize>,
-    /// `-q`: errors only.
-    pub quiet: bool,
-    /// `--json`: one summary document on stdout.
-    pub json: bool,
-    /// `--dry-run`: print the plan, run and write nothing.
-    pub dry_run: bool,
-    /// `--profile NAME`.
-    pub profile: Option<String>,
-    /// `--param-file FILE`s, in order: each a JSON or YAML map of `--arg`s (`--arg` wins).
-    pub param_files: Vec<PathBuf>,
-}
 
 fn has_claude(wf: &Workflow) -> bool {
     wf.steps().into_iter().any(|(_, _, s)| {
@@ -369,7 +358,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "worktree_created",
             json!({"path": ctx.worktree.to_string_lossy(), "branch": ctx.branch}),
         );
-        Ok(resume::Start::default())
+        Ok(session::Start::default())
     })
 }
 
@@ -433,7 +422,7 @@ pub(crate) fn assemble(
 pub(crate) fn execute(
     mut ctx: Ctx,
     wf: &Workflow,
-    prepare: impl FnOnce(&mut Ctx) -> Result<resume::Start>,
+    prepare: impl FnOnce(&mut Ctx) -> Result<session::Start>,
 ) -> Result<Summary> {
     let summary = (|| -> Result<Summary> {
         let start = prepare(&mut ctx)?;

@@ -25,8 +25,8 @@
 //! plan of a resume run in this order and share their state; they read top to bottom as the run
 //! does.
 
-use super::mapreduce::MapState;
-use super::session::{owner, Ctx, Summary};
+use super::mapstate::MapState;
+use super::session::{owner, Ctx, Start, Summary};
 use super::worktrees::{self, git_out};
 use super::{assemble, exec, execute, Options};
 use crate::error::{Error, Result};
@@ -44,30 +44,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Where a run starts: all defaults for a new run.
-#[derive(Default)]
-pub struct Start {
-    /// Standard: the first step to run. MapReduce: setup steps already completed.
-    pub from_step: usize,
-    /// Captured variables restored from the checkpoint (standard steps, setup outputs).
-    pub vars: Vec<(String, Value)>,
-    /// MapReduce: setup's checkpoint says completed.
-    pub setup_complete: bool,
-    /// MapReduce: the work items and their state, rebuilt from the checkpoint and git.
-    pub(crate) map: Option<MapState>,
-    /// MapReduce: reduce steps already completed.
-    pub reduce_done: usize,
-    /// Variables captured by completed reduce steps.
-    pub reduce_vars: Vec<(String, Value)>,
-    /// When the job was created.
-    pub created: Option<Timestamp>,
-    /// HEAD recorded when the last step of the phase being resumed completed (standard or
-    /// setup), for [`super::lane::Lane::skip_if_committed`].
-    pub head: Option<String>,
-    /// The same for reduce.
-    pub reduce_head: Option<String>,
-}
 
 /// `prodigy resume` options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //! none of them.
 
 use super::exec;
+use super::mapstate::MapState;
 use super::worktrees::Repo;
-use super::Options;
 use crate::error::{Exit, Result};
 use crate::git::Git;
 use crate::store::journal::{self, EventLog};
@@ -20,6 +20,31 @@ use std::time::{Duration, Instant};
 /// How often the session record's heartbeat is refreshed while a run is live (run.md §5.1: at
 /// least every 60 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Parsed `prodigy run` options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// `-y`: merge the session branch without asking.
+    pub yes: bool,
+    /// `--path REPO`: the repository (default: the current directory's).
+    pub path: Option<PathBuf>,
+    /// `--arg NAME=VALUE`, in order.
+    pub args: Vec<(String, String)>,
+    /// `--max-parallel N`: overrides `map.max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// `-q`: errors only.
+    pub quiet: bool,
+    /// `--json`: one summary document on stdout.
+    pub json: bool,
+    /// `--dry-run`: print the plan, run and write nothing.
+    pub dry_run: bool,
+    /// `--profile NAME`.
+    pub profile: Option<String>,
+    /// `--param-file FILE`s, in order: each a JSON or YAML map of `--arg`s (`--arg` wins).
+    pub param_files: Vec<PathBuf>,
+}
 
 /// What a run ended with (the `--json` document).
 #[derive(Clone, Debug, Default)]
@@ -138,6 +163,30 @@ pub(crate) fn pause(ctx: &mut Ctx, mut summary: Summary, sig: i32) -> Result<Sum
     ctx.event("job_paused", json!({"signal": sig}));
     ctx.finish_session(SessionStatus::Paused, None)?;
     Ok(summary)
+}
+
+/// Where a run starts: all defaults for a new run.
+#[derive(Default)]
+pub struct Start {
+    /// Standard: the first step to run. MapReduce: setup steps already completed.
+    pub from_step: usize,
+    /// Captured variables restored from the checkpoint (standard steps, setup outputs).
+    pub vars: Vec<(String, Value)>,
+    /// MapReduce: setup's checkpoint says completed.
+    pub setup_complete: bool,
+    /// MapReduce: the work items and their state, rebuilt from the checkpoint and git.
+    pub(crate) map: Option<MapState>,
+    /// MapReduce: reduce steps already completed.
+    pub reduce_done: usize,
+    /// Variables captured by completed reduce steps.
+    pub reduce_vars: Vec<(String, Value)>,
+    /// When the job was created.
+    pub created: Option<Timestamp>,
+    /// HEAD recorded when the last step of the phase being resumed completed (standard or
+    /// setup), for [`super::lane::Lane::skip_if_committed`].
+    pub head: Option<String>,
+    /// The same for reduce.
+    pub reduce_head: Option<String>,
 }
 
 /// The live owner of a session record (run.md §5.1): this process, this host, `now`.

@@ -6,8 +6,7 @@
 
 use super::lane::{Lane, LaneEnd};
 use super::merge::finish;
-use super::resume::Start;
-use super::session::{pause, Ctx, Summary};
+use super::session::{pause, Ctx, Start, Summary};
 use crate::error::Result;
 use crate::store::records::{SessionStatus, Timestamp};
 use crate::workflow::{Step, Workflow};
