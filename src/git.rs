@@ -47,6 +47,9 @@ pub struct Git {
     /// Arguments before every call's own (`-c core.fsmonitor=false` for git).
     prefix: Vec<OsString>,
     timeout: Duration,
+    /// Variables set for every call (a run's `PRODIGY_SESSION_ID`, by which a resume finds the
+    /// git commands a killed run left running).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Default for Git {
@@ -61,6 +64,7 @@ impl Default for Git {
             program: "git".into(),
             prefix: vec!["-c".into(), "core.fsmonitor=false".into()],
             timeout,
+            env: Vec::new(),
         }
     }
 }
@@ -83,6 +87,12 @@ pub struct WorktreeEntry {
 }
 
 impl Git {
+    /// The same runner, setting `name=value` in every git command's environment.
+    pub fn with_env(mut self, name: &str, value: &str) -> Git {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
     /// Run `git ARGS` (in `cwd` if given) and return stdout. Non-zero exit, spawn failure and
     /// timeout are errors.
     pub fn run(&self, cwd: Option<&Path>, args: &[&OsStr]) -> Result<Vec<u8>, GitError> {
@@ -110,7 +120,8 @@ impl Git {
         }
         cmd.env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_OPTIONAL_LOCKS", "0")
-            .env("LC_ALL", "C");
+            .env("LC_ALL", "C")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1754,8 +1754,10 @@ Sessions written by Prodigy 0.4.4 record neither repository nor worktree; they a
 what they have and refused (exit 3); the user's checkout is never touched.
 .PP
 Before the session worktree is used again, processes of the killed run that still work in it
-(every step has \\fBPRODIGY_SESSION_ID\\fR in its environment) are waited for (up to 10 seconds),
-then their process groups are killed; any other process working there is named and left alone. What a kill leaves is
+(every step, and every git command of the run, has \\fBPRODIGY_SESSION_ID\\fR in its environment)
+are waited for (up to 10 seconds), then their process groups are killed; any other process working
+there is named and left alone. The run's git commands still working in your checkout (a final
+merge the kill interrupted) are waited for the same way. What a kill leaves is
 repaired and each repair reported: a worktree directory that is gone is re\\-created from its
 branch, a half\\-made one is removed first, a merge left in progress is aborted, a stale
 \\fIindex.lock\\fR is removed, leftover agent worktrees of merged items are removed, and git's

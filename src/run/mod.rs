@@ -377,6 +377,8 @@ pub(crate) fn assemble(
     args: &[(String, String)],
 ) -> Result<Ctx> {
     let session_id = session.id.clone();
+    // Marked like the steps, so a resume finds the git commands this run left behind.
+    let git = git.with_env("PRODIGY_SESSION_ID", &session_id);
     let worktree = layout.worktree(&session_id)?;
     let branch = format!("prodigy-{session_id}");
     let logs = layout.logs_dir(&job_id)?;

@@ -265,9 +265,10 @@ fn pids_in(dir: &Path, sid: &str) -> Vec<(i32, bool)> {
 
 /// Wait up to 10 s for leftover processes of the killed run working in `dir`, then kill their
 /// process groups (run.md §6). Only processes of session `sid`'s run are waited for and killed;
-/// another process working there (a user's shell) is named in a warning and left alone.
+/// another process working there (a user's shell) is left alone, and named in a warning when
+/// `warn_others` (not for the user's checkout, where their shell is expected).
 /// Returns how many of the run's processes were found.
-fn stop_leftovers(dir: &Path, sid: &str, quiet: bool) -> usize {
+fn stop_leftovers(dir: &Path, sid: &str, quiet: bool, warn_others: bool) -> usize {
     let all = pids_in(dir, sid);
     let list = |v: &[i32]| {
         v.iter()
@@ -276,7 +277,7 @@ fn stop_leftovers(dir: &Path, sid: &str, quiet: bool) -> usize {
             .join(", ")
     };
     let others: Vec<i32> = all.iter().filter(|(_, o)| !o).map(|(p, _)| *p).collect();
-    if !others.is_empty() {
+    if warn_others && !others.is_empty() {
         say(
             quiet,
             &format!(
@@ -688,7 +689,13 @@ fn prepare(
 ) -> Result<Start> {
     let wt = ctx.worktree.clone();
     let sid = ctx.session.id.clone();
-    stop_leftovers(&wt, &sid, quiet);
+    stop_leftovers(&wt, &sid, quiet, true);
+    // The killed run's own git commands in the user's checkout (its final merge) carry the same
+    // marker: a resume that merged beside one failed with "Unable to write index".
+    let checkout = ctx.repo.checkout.clone();
+    if !checkout.starts_with(&wt) {
+        stop_leftovers(&checkout, &sid, quiet, false);
+    }
     repair_worktree(ctx, meta, quiet)?;
     let wd = ctx.session.workflow_data.clone().unwrap_or(Value::Null);
     match &wf.kind {

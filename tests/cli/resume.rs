@@ -1902,3 +1902,60 @@ reduce:
         assert_eq!(git(&r.repo, &["status", "--porcelain"]), "", "seed {seed}");
     }
 }
+
+/// A run killed during its final merge whose `git merge` lives on in the user's checkout (here
+/// a `git` wrapper that holds `.git/index.lock` for 4 s, kills prodigy, then merges): the
+/// resume waits for that git (it carries the run's `PRODIGY_SESSION_ID`, run.md §6) instead of
+/// merging beside it, which failed with "Unable to create … index.lock" (seen once in the loop
+/// sweep as "Unable to write index").
+#[test]
+fn a_resume_waits_for_the_killed_runs_git_merge_in_the_checkout() {
+    let Some(r) = setup("resume-waits-for-merge") else {
+        return;
+    };
+    let wf = r.wf(
+        "one.yml",
+        "name: one\ncommands:\n  - shell: echo one > one.txt && git add one.txt && git commit -q -m one\n    commit_required: true\n",
+    );
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = r.env.dir.join("slow-merge-git");
+    fs::create_dir_all(&bin).unwrap();
+    let checkout = fs::canonicalize(&r.repo).unwrap();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$3\" = merge ] && [ \"$(pwd -P)\" = \"{c}\" ]; then\n  touch .git/index.lock\n  kill -9 $PPID\n  sleep 4\n  rm -f .git/index.lock\nfi\nexec \"{real}\" \"$@\"\n",
+        c = checkout.display()
+    );
+    let p = bin.join("git");
+    fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Out::from(
+        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, -1, "killed by SIGKILL in its final merge: {o:?}");
+    let sid = r.session()["id"].as_str().unwrap().to_string();
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("process(es) of the interrupted run still work in"),
+        "{o:?}"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("one.txt")).unwrap(), "one\n");
+    assert!(!r.repo.join(".git/index.lock").exists());
+    let st = git(&r.repo, &["status", "--porcelain"]);
+    assert_eq!(st, "", "the user's checkout is clean");
+    assert_eq!(r.session()["status"], "Completed", "{o:?}");
+}
