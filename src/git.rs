@@ -414,6 +414,7 @@ mod tests {
             program: "sh".into(),
             prefix: vec![],
             timeout: Duration::from_millis(300),
+            env: vec![],
         };
         let t = Instant::now();
         let e = g
@@ -429,6 +430,7 @@ mod tests {
             program: "prodigy-no-such-git".into(),
             prefix: vec![],
             timeout: Duration::from_secs(5),
+            env: vec![],
         };
         let e = g.run(None, &[OsStr::new("status")]).unwrap_err();
         assert!(e.to_string().contains("not installed"), "{e}");

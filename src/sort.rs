@@ -85,6 +85,31 @@ fn permute<T>(v: &mut [T], mut idx: Vec<u32>) {
     }
 }
 
+/// Collect key-value pairs into a `BTreeMap`, the last of equal keys winning (like
+/// `collect()`). `BTreeMap`'s own `FromIterator` sorts its input with a stable sort instantiated
+/// once per iterator type (13 copies for `serde_json::Map` alone); inserting one by one reuses
+/// the one `insert` of each map type.
+pub fn collect_map<K: Ord, V>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> std::collections::BTreeMap<K, V> {
+    let mut m = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        m.insert(k, v);
+    }
+    m
+}
+
+/// [`collect_map`] for a JSON object.
+pub fn collect_object(
+    pairs: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in pairs {
+        m.insert(k, v);
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,7 +172,7 @@ impl BranchCleaner<'_> {
             .entry(common.to_path_buf())
             .or_insert_with(|| {
                 git.branches(common)
-                    .map(|v| v.into_iter().collect())
+                    .map(crate::sort::collect_map)
                     .map_err(|e| e.to_string())
             })
             .as_ref()

@@ -255,10 +255,8 @@ impl Policy {
     /// Precedence: `--retention TYPE=D` > `--older-than D` (every type) > the retention file >
     /// the default retention (Spec 135). `--max-size` > the file's `max-size`.
     pub fn resolve(file: &Config, a: &CleanArgs) -> Policy {
-        let mut retention: std::collections::BTreeMap<StorageType, u64> = StorageType::ALL
-            .iter()
-            .map(|t| (*t, t.default_retention()))
-            .collect();
+        let mut retention: std::collections::BTreeMap<StorageType, u64> =
+            crate::sort::collect_map(StorageType::ALL.iter().map(|t| (*t, t.default_retention())));
         retention.extend(file.retention.iter().map(|(t, s)| (*t, *s)));
         if let Some(o) = a.older_than {
             retention.values_mut().for_each(|v| *v = o);
@@ -764,8 +762,8 @@ fn stats_json(s: &Stats) -> serde_json::Value {
     let c = |c: &clean::Count| serde_json::json!({"items": c.items, "bytes": c.bytes});
     serde_json::json!({
         "total": c(&s.total),
-        "types": StorageType::ALL.iter().map(|t| (t.word().to_string(), c(&s.by_type.get(t.word()).copied().unwrap_or_default()))).collect::<serde_json::Map<_, _>>(),
-        "repositories": s.by_repo.iter().map(|(r, v)| (r.clone(), c(v))).collect::<serde_json::Map<_, _>>(),
+        "types": crate::sort::collect_object(StorageType::ALL.iter().map(|t| (t.word().to_string(), c(&s.by_type.get(t.word()).copied().unwrap_or_default())))),
+        "repositories": crate::sort::collect_object(s.by_repo.iter().map(|(r, v)| (r.clone(), c(v)))),
     })
 }
 
@@ -847,11 +845,9 @@ fn json<'a>(
         scope,
         dry_run: rep.dry_run,
         older_than_seconds: a.older_than,
-        retention_seconds: policy
-            .retention
-            .iter()
-            .map(|(t, s)| (t.word(), *s))
-            .collect(),
+        retention_seconds: crate::sort::collect_map(
+            policy.retention.iter().map(|(t, s)| (t.word(), *s)),
+        ),
         max_size_bytes: policy.max_size,
         types: if a.types.is_empty() {
             StorageType::ALL.to_vec()

@@ -275,10 +275,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 fn remaining_fields(raw: &Value) -> Map<String, Value> {
     const SHOWN: [&str; 4] = ["timestamp", "event_type", "agent_id", "job_id"];
     let strip = |m: &Map<String, Value>| -> Map<String, Value> {
-        m.iter()
-            .filter(|(k, _)| !SHOWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        crate::sort::collect_object(
+            m.iter()
+                .filter(|(k, _)| !SHOWN.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        )
     };
     let Some(obj) = raw.as_object() else {
         return Map::new();

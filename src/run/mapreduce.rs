@@ -125,12 +125,10 @@ impl MapState {
                     agent_id: format!("agent-{}", a.file_id),
                     started_at: Some(a.started_at),
                     last_update: Some(Timestamp::now()),
-                    extra: [
+                    extra: crate::sort::collect_object([
                         ("branch_name".to_string(), json!(a.branch)),
                         ("worktree_path".to_string(), json!(a.path.to_string_lossy())),
-                    ]
-                    .into_iter()
-                    .collect(),
+                    ]),
                 },
             );
         }
@@ -323,12 +321,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     let setup_cp = |ctx: &mut Ctx, lane: &Lane<'_>, done: usize, completed: bool| -> Result<()> {
         // What setup set or changed: a capture shadowing an `--arg` (or any variable the run
         // started with) is kept too, or a resume would restore the old value.
-        let outputs: Map<String, Value> = lane
-            .vars
-            .iter()
-            .filter(|(k, v)| base_vars.get(k).as_ref() != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let outputs: Map<String, Value> = lane.vars.changed_from(&base_vars);
         let mut c = SetupCheckpoint {
             completed,
             outputs,
@@ -408,7 +401,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
                     WorkItem {
                         id,
                         data,
-                        extra: [("index".to_string(), json!(i))].into_iter().collect(),
+                        extra: crate::sort::collect_object([("index".to_string(), json!(i))]),
                     },
                     fid,
                 ));
@@ -499,12 +492,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
             // What reduce set or changed: a name setup also set (`validation`, a capture)
             // with reduce's own value is kept too, or a resume would lose it (its validate
             // loop, its capture) and restore setup's.
-            let step_results: Map<String, Value> = lane
-                .vars
-                .iter()
-                .filter(|(k, v)| ctx.vars.get(k).as_ref() != Some(*v))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let step_results: Map<String, Value> = lane.vars.changed_from(&ctx.vars);
             let mut c = ReduceCheckpoint {
                 completed_steps: (0..done as u32).collect(),
                 current_step: done as u32,
@@ -1037,7 +1025,7 @@ fn item_failed(
             timestamp: Some(Timestamp::now()),
             error: Some(error.to_string()),
             json_log_location: None,
-            extra: [("log_path".to_string(), json!(log))].into_iter().collect(),
+            extra: crate::sort::collect_object([("log_path".to_string(), json!(log))]),
         },
         extra,
     )?;

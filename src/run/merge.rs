@@ -212,12 +212,7 @@ fn merge_checkpoint(
     base: &crate::workflow::vars::Vars,
     done: usize,
 ) -> Result<()> {
-    let variables: serde_json::Map<String, Value> = lane
-        .vars
-        .iter()
-        .filter(|(k, v)| base.get(k).as_ref() != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let variables: serde_json::Map<String, Value> = lane.vars.changed_from(base);
     let mut m = json!({"completed_steps": done, "variables": variables});
     if let Some(h) = lane.head(ctx) {
         m["head"] = json!(h);

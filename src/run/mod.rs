@@ -311,7 +311,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "head": base_commit,
         "steps": step_digest(&wf),
         "variables": {},
-        "args": opts.args.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "args": crate::sort::collect_object(opts.args.iter().map(|(k, v)| (k.clone(), json!(v)))),
         "profile": opts.profile,
     }));
     if mapreduce {

@@ -1030,11 +1030,11 @@ fn mapreduce_start(ctx: &mut Ctx, retry_reduce: Option<bool>, quiet: bool) -> Re
         n += 1;
     }
     crate::sort::sort_by_key(&mut all, |(i, _, _)| *i);
-    let completed_by_id: BTreeMap<&str, &CompletedWorkItem> = cp
-        .completed_items
-        .iter()
-        .map(|c| (c.work_item.id.as_str(), c))
-        .collect();
+    let completed_by_id: BTreeMap<&str, &CompletedWorkItem> = crate::sort::collect_map(
+        cp.completed_items
+            .iter()
+            .map(|c| (c.work_item.id.as_str(), c)),
+    );
     let dlq_ids: BTreeSet<String> = journal::read_dlq(&layout, &job)?
         .items
         .into_iter()

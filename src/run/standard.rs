@@ -16,12 +16,7 @@ use serde_json::{json, Value};
 pub(crate) fn checkpoint(ctx: &mut Ctx, lane: &Lane<'_>, done: usize, total: usize) -> Result<()> {
     // Every variable the steps set or changed: a capture whose name shadows an `--arg` (or any
     // variable the run started with) is kept too, or a resume would restore the old value.
-    let vars: serde_json::Map<String, Value> = lane
-        .vars
-        .iter()
-        .filter(|(k, v)| ctx.vars.get(k).as_ref() != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let vars: serde_json::Map<String, Value> = lane.vars.changed_from(&ctx.vars);
     let head = lane.head(ctx);
     if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
         w.insert(

@@ -526,7 +526,7 @@ impl Cx<'_> {
             more.working_dir = Some(s);
         });
         each!("env", |k, v| {
-            more.env = self.env_map(k, v, false)?.into_iter().collect();
+            more.env = crate::sort::collect_map(self.env_map(k, v, false)?);
         });
         each!("output_file", |k, v| {
             self.uses("output_file", k.pos);

@@ -68,6 +68,19 @@ impl Vars {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.map.iter()
     }
+
+    /// The variables whose value differs from `base`'s (set or changed since): what a
+    /// checkpoint keeps of a phase's variables. A capture whose name shadows an `--arg` (or any
+    /// variable the run started with) is kept too, or a resume would restore the old value.
+    pub fn changed_from(&self, base: &Vars) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        for (k, v) in self.iter() {
+            if base.get(k).as_ref() != Some(v) {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        m
+    }
 }
 
 /// Follow `.key` and `[N]` steps from `v`; `None` on a malformed path or a missing step.

@@ -83,13 +83,10 @@ fn head(git: &Git, root: &Path) -> Option<String> {
 impl Before {
     /// Note HEAD and the dirty files of the worktree at `root`.
     pub fn take(git: &Git, root: &Path) -> Result<Before, String> {
-        let dirty = status_paths(git, root)?
-            .into_iter()
-            .map(|p| {
-                let s = stamp(root, &p);
-                (p, s)
-            })
-            .collect();
+        let dirty = crate::sort::collect_map(status_paths(git, root)?.into_iter().map(|p| {
+            let s = stamp(root, &p);
+            (p, s)
+        }));
         Ok(Before {
             head: head(git, root),
             dirty,
