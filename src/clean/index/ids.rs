@@ -167,22 +167,32 @@ fn unpack_with(p: &[u8], mut push: impl FnMut(u8)) {
     }
 }
 
-/// Packed ids `a` and `b` in the order of their unpacked bytes. Where they first differ at a
-/// token boundary in two one-byte tokens (ASCII bytes standing for themselves), or one ends
-/// there, the packed bytes decide: the tokens before are the same, so are the bytes they stand
-/// for. Otherwise both are unpacked (on the stack).
+/// Packed ids `a` and `b` in the order of their unpacked bytes, mostly without unpacking. The
+/// tokens before the first byte where they differ are the same, so are the bytes they stand
+/// for; from there: two one-byte tokens (ASCII standing for itself) compare as those bytes; a
+/// difference inside the data of the same escape, hex-run or UUID token compares as the data
+/// byte (hex digits are in ASCII order, and a UUID's dashes are at fixed places); one ending
+/// there is a prefix of the other. Anything else is unpacked (on the stack).
 pub fn cmp_packed(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    // Walk the common prefix token by token: does `i` fall on a boundary?
+    // Walk the common prefix token by token to the token that holds `i`.
     let mut p = 0;
     while p < i {
-        p += match a[p] {
+        let len = match a[p] {
             0x00..=0x7F => 1,
             0x80 => 2,
             t @ 0x81..=0xBF => 1 + (t - 0x80) as usize,
             0xC0 => 17,
             _ => 1,
         };
+        if p + len > i {
+            // `i` is in the data of the token at `p`, the same in both.
+            if a[p] >= 0x80 && a[p] <= 0xC0 && i < a.len() && i < b.len() {
+                return a[i].cmp(&b[i]);
+            }
+            break;
+        }
+        p += len;
     }
     if p == i {
         match (a.get(i), b.get(i)) {
@@ -258,6 +268,15 @@ mod tests {
             "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0".into(),
             "session-daf6092e-da53-4cfd-9f92-3587d23bcaf1".into(),
             "session-daf6092e-da53-4cfd-9f92-3587d23bcaf".into(),
+            "run-202600000000".into(),
+            "run-202600000001".into(),
+            "run-2026000000010".into(),
+            "run-20260000000".into(),
+            "run-2026000000f0".into(),
+            "run-2026000000a0".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0-x".into(),
+            "session-daf6092e-da53-4cfe-9f92-3587d23bcaf0".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcae0".into(),
             "x\u{e9}y".into(),
             "x\u{e9}z".into(),
         ];
@@ -273,6 +292,17 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
             let pre = ["session-", "mapreduce-", "", "p-aaaa"][(seed >> 40) as usize % 4];
             ids.push(format!("{pre}{id}"));
+            let h = seed ^ (seed >> 29);
+            if h % 8 == 0 {
+                ids.push(format!(
+                    "session-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                    h >> 32,
+                    (h >> 16) & 0xffff,
+                    h & 0x3,
+                    (h >> 8) & 0x3,
+                    h & 0xffff_ffff_ffff
+                ));
+            }
         }
         for a in &ids {
             for b in &ids {
