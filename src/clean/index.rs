@@ -356,9 +356,7 @@ impl Index {
 
     /// Ids `a` and `b` in the order of their (unpacked) bytes.
     fn cmp_ids(&self, a: Span, b: Span) -> Ordering {
-        ids::with_unpacked(self.bytes(a), |x| {
-            ids::with_unpacked(self.bytes(b), |y| x.cmp(y))
-        })
+        ids::cmp_packed(self.bytes(a), self.bytes(b))
     }
 
     /// A text (not an id).

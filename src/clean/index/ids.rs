@@ -167,6 +167,43 @@ fn unpack_with(p: &[u8], mut push: impl FnMut(u8)) {
     }
 }
 
+/// Packed ids `a` and `b` in the order of their unpacked bytes, mostly without unpacking. The
+/// tokens before the first byte where they differ are the same, so are the bytes they stand
+/// for; from there: two one-byte tokens (ASCII standing for itself) compare as those bytes; a
+/// difference inside the data of the same escape, hex-run or UUID token compares as the data
+/// byte (hex digits are in ASCII order, and a UUID's dashes are at fixed places); one ending
+/// there is a prefix of the other. Anything else is unpacked (on the stack).
+pub fn cmp_packed(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    // Walk the common prefix token by token to the token that holds `i`.
+    let mut p = 0;
+    while p < i {
+        let len = match a[p] {
+            0x00..=0x7F => 1,
+            0x80 => 2,
+            t @ 0x81..=0xBF => 1 + (t - 0x80) as usize,
+            0xC0 => 17,
+            _ => 1,
+        };
+        if p + len > i {
+            // `i` is in the data of the token at `p`, the same in both.
+            if a[p] >= 0x80 && a[p] <= 0xC0 && i < a.len() && i < b.len() {
+                return a[i].cmp(&b[i]);
+            }
+            break;
+        }
+        p += len;
+    }
+    if p == i {
+        match (a.get(i), b.get(i)) {
+            (None, _) | (_, None) => return a.len().cmp(&b.len()),
+            (Some(&x), Some(&y)) if x < 0x80 && y < 0x80 => return x.cmp(&y),
+            _ => {}
+        }
+    }
+    with_unpacked(a, |x| with_unpacked(b, |y| x.cmp(y)))
+}
+
 /// The id `p` is the packed form of.
 pub fn unpacked(p: &[u8]) -> String {
     let mut v = Vec::with_capacity(p.len() * 3);
@@ -210,6 +247,72 @@ mod tests {
         let long = "a".repeat(300);
         assert_eq!(unpacked(&packed(&long)), long);
         assert_eq!(with_packed(long.as_bytes(), |w| w.to_vec()), packed(&long));
+    }
+
+    #[test]
+    fn packed_ids_compare_as_their_ids_do() {
+        let mut ids: Vec<String> = vec![
+            "".into(),
+            "a".into(),
+            "ab".into(),
+            "abc".into(),
+            "session-".into(),
+            "session-a".into(),
+            "session-0".into(),
+            "session-00".into(),
+            "session-0g".into(),
+            "mapreduce-20260101T000000-000000".into(),
+            "mapreduce-20260101T000000-00000a".into(),
+            "mapreduce-20260101T000000-0000".into(),
+            "mapreduce-20260101T000000-00000".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf1".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf".into(),
+            "run-202600000000".into(),
+            "run-202600000001".into(),
+            "run-2026000000010".into(),
+            "run-20260000000".into(),
+            "run-2026000000f0".into(),
+            "run-2026000000a0".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcaf0-x".into(),
+            "session-daf6092e-da53-4cfe-9f92-3587d23bcaf0".into(),
+            "session-daf6092e-da53-4cfd-9f92-3587d23bcae0".into(),
+            "x\u{e9}y".into(),
+            "x\u{e9}z".into(),
+        ];
+        let mut seed = 7u64;
+        for _ in 0..400 {
+            let mut id = String::new();
+            for _ in 0..(seed % 40) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                id.push(b"0123456789abcdefxyz-_ZA"[(seed >> 33) as usize % 23] as char);
+            }
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let pre = ["session-", "mapreduce-", "", "p-aaaa"][(seed >> 40) as usize % 4];
+            ids.push(format!("{pre}{id}"));
+            let h = seed ^ (seed >> 29);
+            if h % 8 == 0 {
+                ids.push(format!(
+                    "session-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                    h >> 32,
+                    (h >> 16) & 0xffff,
+                    h & 0x3,
+                    (h >> 8) & 0x3,
+                    h & 0xffff_ffff_ffff
+                ));
+            }
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(
+                    cmp_packed(&packed(a), &packed(b)),
+                    a.as_bytes().cmp(b.as_bytes()),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

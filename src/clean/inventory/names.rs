@@ -104,7 +104,7 @@ impl Ids {
             (ROW, ROW, Some(_)) => return (a & !TAG).cmp(&(b & !TAG)),
             _ => {}
         }
-        self.with(idx, a, |x| self.with(idx, b, |y| x.cmp(y)))
+        ids::cmp_packed(self.packed(idx, a), self.packed(idx, b))
     }
 }
 
