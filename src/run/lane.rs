@@ -911,7 +911,7 @@ impl Ctx {
             }
             if let Some((_, secs)) = lane.deadline.filter(|(d, _)| Instant::now() >= *d) {
                 let step = lane.next;
-                lane.interrupt_until(libc::SIGTERM, Instant::now() + Duration::from_secs(5));
+                lane.interrupt_until(exec::SIGTERM, Instant::now() + Duration::from_secs(5));
                 return Ok(LaneEnd::Failed {
                     step,
                     error: format!("the phase's timeout of {secs} s was reached"),

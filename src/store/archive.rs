@@ -629,10 +629,15 @@ pub fn write(
                         .open_file(n, false, false)
                         .map_err(|e| cannot("read", &h.path, e))?;
                     let m = f.metadata().map_err(|e| cannot("read", &h.path, e))?;
-                    (h.size, h.mode) = (
-                        m.len(),
-                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()),
-                    );
+                    #[cfg(unix)]
+                    let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions());
+                    #[cfg(not(unix))]
+                    let mode = if m.permissions().readonly() {
+                        0o444
+                    } else {
+                        0o644
+                    };
+                    (h.size, h.mode) = (m.len(), mode);
                     src = Some((f, m));
                 }
                 enc.write_all(&header_block(&h)?).map_err(w)?;
@@ -947,6 +952,7 @@ pub fn restore(
             t.copy_to(&mut w).map_err(|x| err(&want.path, x))?;
             w.flush().map_err(e)?;
             drop(w);
+            #[cfg(unix)]
             file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(want.mode))
                 .map_err(e)?;
             file.set_modified(mtime(want.mtime)).map_err(e)?;

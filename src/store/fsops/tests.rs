@@ -54,7 +54,7 @@ fn os(s: &str) -> &OsStr {
 fn set_mtime(p: &Path, secs: i64, nanos: u32) {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
     let ts = libc::timespec {
-        tv_sec: secs as libc::time_t,
+        tv_sec: secs as _,
         tv_nsec: nanos as _,
     };
     let times = [ts, ts];

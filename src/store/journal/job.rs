@@ -84,6 +84,7 @@ impl MapLogWriter {
         let existed = std::fs::symlink_metadata(&path).is_ok();
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true).append(true).create(true);
+        #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600)

@@ -285,7 +285,7 @@ impl Dir {
                 tv_nsec: libc::UTIME_OMIT,
             },
             libc::timespec {
-                tv_sec: secs as libc::time_t,
+                tv_sec: secs as _,
                 tv_nsec: nanos as _,
             },
         ];
