@@ -163,6 +163,26 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
             _ => false,
         };
         if ours {
+            // The killed merge's git may have left its lock files (`index.lock`, `HEAD.lock`, the
+            // target branch's ref lock): removed when unchanged for a second and open nowhere.
+            let private = worktrees::git_out(
+                &ctx.git,
+                &checkout,
+                &["rev-parse", "--path-format=absolute", "--git-dir"],
+            )
+            .ok()
+            .map(std::path::PathBuf::from);
+            let locks =
+                worktrees::git_lock_files(&ctx.repo.common, private.as_deref(), |b| b == target);
+            for (p, r) in worktrees::remove_stale_locks(locks, std::time::Duration::from_secs(1)) {
+                match r {
+                    Ok(()) => ctx.warn(&format!(
+                        "removed the stale `{}` of the interrupted merge",
+                        p.display()
+                    )),
+                    Err(why) => ctx.warn(&format!("`{}` is left ({why})", p.display())),
+                }
+            }
             let _ = worktrees::git_out(&ctx.git, &checkout, &["merge", "--abort"]);
             ctx.warn(&format!(
                 "aborted the interrupted merge of `{}` in `{}`; merging again",

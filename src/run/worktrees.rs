@@ -329,9 +329,8 @@ pub fn git_lock_files(
     };
     v.extend(locks_in(&common.join("refs/heads"), &ours));
     if let Some(p) = private {
-        if p != common {
-            v.extend(locks_in(p, &|_| true));
-        }
+        // The main worktree's own files (index, HEAD) live in the common directory itself.
+        v.extend(locks_in(p, &|n| n != "packed-refs"));
     }
     v
 }

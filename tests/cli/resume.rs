@@ -1959,3 +1959,67 @@ fn a_resume_waits_for_the_killed_runs_git_merge_in_the_checkout() {
     assert_eq!(st, "", "the user's checkout is clean");
     assert_eq!(r.session()["status"], "Completed", "{o:?}");
 }
+
+/// A run whose final `git merge` was SIGKILLed in the user's checkout after it wrote
+/// `MERGE_HEAD` and while it held `HEAD.lock` (a `git` wrapper leaves exactly that, as the loop
+/// sweep's group kill did): the resume removes the stale lock of its own interrupted merge,
+/// aborts that merge and merges again (run.md §6).
+#[test]
+fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
+    let Some(r) = setup("resume-merge-locks") else {
+        return;
+    };
+    let wf = r.wf(
+        "one.yml",
+        "name: one\ncommands:\n  - shell: echo one > one.txt && git add one.txt && git commit -q -m one\n    commit_required: true\n",
+    );
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = r.env.dir.join("killed-merge-git");
+    fs::create_dir_all(&bin).unwrap();
+    let checkout = fs::canonicalize(&r.repo).unwrap();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$3\" = merge ] && [ \"$(pwd -P)\" = \"{c}\" ]; then\n  for a; do last=$a; done\n  \"{real}\" merge -q --no-ff --no-commit \"$last\" >/dev/null 2>&1\n  touch .git/HEAD.lock\n  kill -9 $PPID\n  exit 1\nfi\nexec \"{real}\" \"$@\"\n",
+        c = checkout.display()
+    );
+    let p = bin.join("git");
+    fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Out::from(
+        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, -1, "killed by SIGKILL in its final merge: {o:?}");
+    assert!(r.repo.join(".git/MERGE_HEAD").exists());
+    assert!(r.repo.join(".git/HEAD.lock").exists());
+    let sid = r.session()["id"].as_str().unwrap().to_string();
+    let o = r.out(&["resume", &sid, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("removed the stale")
+            && o.stderr.contains("HEAD.lock` of the interrupted merge"),
+        "{o:?}"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("one.txt")).unwrap(), "one\n");
+    assert!(!r.repo.join(".git/HEAD.lock").exists());
+    assert!(!r.repo.join(".git/MERGE_HEAD").exists());
+    let st = git(&r.repo, &["status", "--porcelain"]);
+    assert_eq!(st, "", "the user's checkout is clean");
+    let subjects = git(&r.repo, &["log", "--format=%s", "-3"]);
+    assert!(
+        subjects.starts_with(&format!("Merge prodigy-{sid}")),
+        "{subjects}"
+    );
+    assert_eq!(r.session()["status"], "Completed", "{o:?}");
+}
