@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
         None => assert_eq!(log.valid_len, data.len() as u64),
     }
     let again = read_map_log(&data[..log.valid_len as usize], 1);
-    assert_eq!(again.entries, log.entries, "cutting the torn tail keeps the entries");
+    assert_eq!(
+        again.entries, log.entries,
+        "cutting the torn tail keeps the entries"
+    );
 
     for (_, e) in &log.entries {
         let line = serde_json::to_vec(e).expect("an entry serializes");

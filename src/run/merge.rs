@@ -162,27 +162,37 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
             (Some(m), Some(t)) => worktrees::is_ancestor(&ctx.git, &ctx.repo.main, m, t),
             _ => false,
         };
-        if ours {
-            // The killed merge's git may have left its lock files (`index.lock`, `HEAD.lock`, the
-            // target branch's ref lock): removed when unchanged for a second and open nowhere.
-            let private = worktrees::git_out(
-                &ctx.git,
-                &checkout,
-                &["rev-parse", "--path-format=absolute", "--git-dir"],
-            )
-            .ok()
-            .map(std::path::PathBuf::from);
-            let locks =
-                worktrees::git_lock_files(&ctx.repo.common, private.as_deref(), |b| b == target);
-            for (p, r) in worktrees::remove_stale_locks(locks, std::time::Duration::from_secs(1)) {
-                match r {
-                    Ok(()) => ctx.warn(&format!(
-                        "removed the stale `{}` of the interrupted merge",
-                        p.display()
-                    )),
-                    Err(why) => ctx.warn(&format!("`{}` is left ({why})", p.display())),
-                }
+        // A git of this session killed in the user's checkout (inside the final merge, before
+        // or after it wrote MERGE_HEAD) leaves its lock files: `index.lock`, `HEAD.lock`, the
+        // target branch's ref lock. Those of our own interrupted merge, and those made since
+        // this session started, are removed when unchanged for a second and open nowhere (git's
+        // own advice for a crashed git); a lock another git holds or changes is left alone.
+        let private = worktrees::git_out(
+            &ctx.git,
+            &checkout,
+            &["rev-parse", "--path-format=absolute", "--git-dir"],
+        )
+        .ok()
+        .map(std::path::PathBuf::from);
+        let since = ctx
+            .session
+            .started_at
+            .map_or(i64::MAX, |t| t.unix_seconds());
+        let locks: Vec<std::path::PathBuf> =
+            worktrees::git_lock_files(&ctx.repo.common, private.as_deref(), |b| b == target)
+                .into_iter()
+                .filter(|p| ours || modified_since(p, since))
+                .collect();
+        for (p, r) in worktrees::remove_stale_locks(locks, std::time::Duration::from_secs(1)) {
+            match r {
+                Ok(()) => ctx.warn(&format!(
+                    "removed the stale `{}` of an interrupted git of this session",
+                    p.display()
+                )),
+                Err(why) => ctx.warn(&format!("`{}` is left ({why})", p.display())),
             }
+        }
+        if ours {
             let _ = worktrees::git_out(&ctx.git, &checkout, &["merge", "--abort"]);
             ctx.warn(&format!(
                 "aborted the interrupted merge of `{}` in `{}`; merging again",
@@ -333,4 +343,14 @@ pub(crate) fn finish(
     let err = (failed_items > 0).then(|| summary.reason.clone());
     ctx.finish_session(SessionStatus::Completed, err)?;
     Ok(summary)
+}
+
+/// Was `p` (a lock file, not followed if a symlink) last modified at or after `since` (Unix
+/// seconds)? False when it cannot be read.
+fn modified_since(p: &std::path::Path, since: i64) -> bool {
+    std::fs::symlink_metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|d| d.as_secs() as i64 >= since)
 }

@@ -1960,15 +1960,10 @@ fn a_resume_waits_for_the_killed_runs_git_merge_in_the_checkout() {
     assert_eq!(r.session()["status"], "Completed", "{o:?}");
 }
 
-/// A run whose final `git merge` was SIGKILLed in the user's checkout after it wrote
-/// `MERGE_HEAD` and while it held `HEAD.lock` (a `git` wrapper leaves exactly that, as the loop
-/// sweep's group kill did): the resume removes the stale lock of its own interrupted merge,
-/// aborts that merge and merges again (run.md §6).
-#[test]
-fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
-    let Some(r) = setup("resume-merge-locks") else {
-        return;
-    };
+/// A run whose final `git merge` in the user's checkout is SIGKILLed where a `git` wrapper
+/// says (`act`, run in the checkout with the branch as `$last`), then resumed; returns the
+/// resume's output.
+fn killed_in_final_merge(r: &R, name: &str, act: &str) -> (Out, String) {
     let wf = r.wf(
         "one.yml",
         "name: one\ncommands:\n  - shell: echo one > one.txt && git add one.txt && git commit -q -m one\n    commit_required: true\n",
@@ -1978,11 +1973,12 @@ fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
         .output()
         .unwrap();
     let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
-    let bin = r.env.dir.join("killed-merge-git");
+    let bin = r.env.dir.join(name);
     fs::create_dir_all(&bin).unwrap();
     let checkout = fs::canonicalize(&r.repo).unwrap();
+    let act = act.replace("REAL", &real);
     let script = format!(
-        "#!/bin/sh\nif [ \"$3\" = merge ] && [ \"$(pwd -P)\" = \"{c}\" ]; then\n  for a; do last=$a; done\n  \"{real}\" merge -q --no-ff --no-commit \"$last\" >/dev/null 2>&1\n  touch .git/HEAD.lock\n  kill -9 $PPID\n  exit 1\nfi\nexec \"{real}\" \"$@\"\n",
+        "#!/bin/sh\nif [ \"$3\" = merge ] && [ \"$(pwd -P)\" = \"{c}\" ]; then\n  for a; do last=$a; done\n  {act}\n  kill -9 $PPID\n  exit 1\nfi\nexec \"{real}\" \"$@\"\n",
         c = checkout.display()
     );
     let p = bin.join("git");
@@ -2001,18 +1997,20 @@ fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
             .unwrap(),
     );
     assert_eq!(o.code, -1, "killed by SIGKILL in its final merge: {o:?}");
-    assert!(r.repo.join(".git/MERGE_HEAD").exists());
-    assert!(r.repo.join(".git/HEAD.lock").exists());
     let sid = r.session()["id"].as_str().unwrap().to_string();
-    let o = r.out(&["resume", &sid, "-y"]);
+    (r.out(&["resume", &sid, "-y"]), sid)
+}
+
+/// What must hold once such a resume merged.
+fn merged_once_and_clean(r: &R, o: &Out, sid: &str, lock: &str) {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
-        o.stderr.contains("removed the stale")
-            && o.stderr.contains("HEAD.lock` of the interrupted merge"),
+        o.stderr
+            .contains(&format!("{lock}` of an interrupted git of this session")),
         "{o:?}"
     );
     assert_eq!(fs::read_to_string(r.repo.join("one.txt")).unwrap(), "one\n");
-    assert!(!r.repo.join(".git/HEAD.lock").exists());
+    assert!(!r.repo.join(".git").join(lock).exists());
     assert!(!r.repo.join(".git/MERGE_HEAD").exists());
     let st = git(&r.repo, &["status", "--porcelain"]);
     assert_eq!(st, "", "the user's checkout is clean");
@@ -2022,4 +2020,30 @@ fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
         "{subjects}"
     );
     assert_eq!(r.session()["status"], "Completed", "{o:?}");
+}
+
+/// Killed after its merge wrote `MERGE_HEAD`, holding `HEAD.lock` (the loop sweep's group
+/// kill): the resume removes the stale lock, aborts its own merge and merges again (run.md §6).
+#[test]
+fn a_resume_removes_the_stale_locks_of_its_own_killed_final_merge() {
+    let Some(r) = setup("resume-merge-locks") else {
+        return;
+    };
+    let (o, sid) = killed_in_final_merge(
+        &r,
+        "killed-merge-git",
+        "\"REAL\" merge -q --no-ff --no-commit \"$last\" >/dev/null 2>&1; touch .git/HEAD.lock",
+    );
+    merged_once_and_clean(&r, &o, &sid, "HEAD.lock");
+}
+
+/// Killed before its merge wrote anything but `index.lock` (the crash sweep's seed 18: "Unable
+/// to write index."): a lock made since the session started is the session's to remove.
+#[test]
+fn a_resume_removes_an_index_lock_its_killed_merge_left_before_merge_head() {
+    let Some(r) = setup("resume-merge-index-lock") else {
+        return;
+    };
+    let (o, sid) = killed_in_final_merge(&r, "killed-early-git", "touch .git/index.lock");
+    merged_once_and_clean(&r, &o, &sid, "index.lock");
 }
