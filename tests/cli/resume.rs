@@ -1940,40 +1940,11 @@ fn a_resume_waits_for_the_killed_runs_git_merge_in_the_checkout() {
     let Some(r) = setup("resume-waits-for-merge") else {
         return;
     };
-    let wf = r.wf(
-        "one.yml",
-        "name: one\ncommands:\n  - shell: echo one > one.txt && git add one.txt && git commit -q -m one\n    commit_required: true\n",
+    let (o, _) = killed_in_final_merge(
+        &r,
+        "slow-merge-git",
+        "touch .git/index.lock; kill -9 $PPID; sleep 4; rm -f .git/index.lock; exec \"REAL\" \"$@\"",
     );
-    let real = Command::new("sh")
-        .args(["-c", "command -v git"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
-    let bin = r.env.dir.join("slow-merge-git");
-    fs::create_dir_all(&bin).unwrap();
-    let checkout = fs::canonicalize(&r.repo).unwrap();
-    let script = format!(
-        "#!/bin/sh\nif [ \"$3\" = merge ] && [ \"$(pwd -P)\" = \"{c}\" ]; then\n  touch .git/index.lock\n  kill -9 $PPID\n  sleep 4\n  rm -f .git/index.lock\nfi\nexec \"{real}\" \"$@\"\n",
-        c = checkout.display()
-    );
-    let p = bin.join("git");
-    fs::write(&p, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let o = Out::from(
-        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
-            .env("PATH", &path)
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(o.code, -1, "killed by SIGKILL in its final merge: {o:?}");
-    let sid = r.session()["id"].as_str().unwrap().to_string();
-    let o = r.out(&["resume", &sid, "-y"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
         o.stderr
