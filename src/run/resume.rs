@@ -727,7 +727,8 @@ fn prepare(
 }
 
 /// Make the session worktree usable again: re-create it from its branch when its directory is
-/// gone, finish a merge a kill left half done, and remove a stale `index.lock`.
+/// gone, finish a merge a kill left half done, undo an agent's merge a kill cut short before
+/// it wrote `MERGE_HEAD` or its commit, and remove a stale `index.lock`.
 fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
     let wt = ctx.worktree.clone();
     let branch = ctx.branch.clone();
@@ -829,6 +830,11 @@ fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
                 wt.display()
             ),
         );
+    }
+    // An agent's merge killed before it wrote MERGE_HEAD or its commit (its `index.lock` is
+    // gone already, above).
+    if let Some(m) = super::mapreduce::undo_interrupted_merge(ctx)? {
+        say(quiet, &m);
     }
     Ok(())
 }
