@@ -736,6 +736,24 @@ fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
     // First, as every git call below may need them: the lock files a git killed with the run
     // left behind (no git of the run runs now; one still held is left).
     remove_stale_git_locks(ctx, quiet);
+    for (d, r) in worktrees::complete_half_written_records(&ctx.repo.common, &wt) {
+        match r {
+            Ok(()) => say(
+                quiet,
+                &format!(
+                    "completed git's record `{}` of a worktree whose `git worktree add` was killed (its `commondir` was empty)",
+                    d.display()
+                ),
+            ),
+            Err(why) => say(
+                quiet,
+                &format!(
+                    "warning: git's record `{}` has an empty `commondir` that could not be written ({why}); git commands that list worktrees fail until `../..` is written there",
+                    d.display()
+                ),
+            ),
+        }
+    }
     // Before anything below prunes git's worktree records: a failed agent's worktree whose move
     // a kill interrupted is at its new place while git's record still names the old one, and a
     // prune would drop that record.

@@ -412,6 +412,48 @@ pub fn forget_worktree(git: &Git, common: &Path, repo_dir: &Path, path: &Path) {
     let _ = git.prune(common);
 }
 
+/// Complete git's records (`$GIT_COMMON_DIR/worktrees/{id}/`) of worktrees below `within`
+/// whose `commondir` a killed `git worktree add` left empty. git writes a new record's
+/// `locked` ("initializing"), `gitdir`, the worktree's `.git`, `HEAD`, then `commondir`; a kill
+/// between creating `commondir` and writing it leaves an empty file on which every later git
+/// command that lists worktrees dies ("failed to read …/commondir: Success"), `git worktree
+/// add` and `unlock` among them, so no item could get a worktree again. Each such record gets
+/// the `../..` git writes there (crash-safely); it is still locked "initializing", so the
+/// removal of a stale worktree that follows ([`forget_worktree`]) unlocks and prunes it. Only
+/// records whose `gitdir` names a path below `within` (the session worktree: itself and its
+/// agents) are touched. Returns each record's directory with `Ok(())` or why it was left.
+pub fn complete_half_written_records(
+    common: &Path,
+    within: &Path,
+) -> Vec<(PathBuf, std::result::Result<(), String>)> {
+    let real = std::fs::canonicalize(within).ok();
+    let ours =
+        |p: &Path| p.starts_with(within) || real.as_deref().is_some_and(|r| p.starts_with(r));
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(common.join("worktrees"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|d| {
+            d.join("commondir")
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
+        })
+        .filter(|d| {
+            std::fs::read_to_string(d.join("gitdir")).is_ok_and(|g| ours(Path::new(g.trim_end())))
+        })
+        .collect();
+    crate::sort::sort(&mut dirs);
+    dirs.into_iter()
+        .map(|d| {
+            let r = crate::store::atomic::write_atomic(&d.join("commondir"), b"../..\n")
+                .map_err(|e| crate::error::describe_io(&e));
+            (d, r)
+        })
+        .collect()
+}
+
 /// Delete `branch` if it still points at `tip` and `tip` is contained in `keeper`'s HEAD.
 pub fn delete_merged_branch(
     git: &Git,
