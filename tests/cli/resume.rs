@@ -2269,3 +2269,75 @@ reduce:
     );
     assert_eq!(fs::read_to_string(r.repo.join("y.txt")).unwrap(), "y\n");
 }
+
+/// The crash sweep's seed 20 also lands inside an agent's `git worktree add`, between the
+/// creation of its record's `commondir` and the write of it: every later `git worktree add`
+/// died ("failed to read …/commondir: Success") and every remaining item went to the DLQ. The
+/// resume completes that record (it is ours: its `gitdir` is inside the session worktree).
+#[test]
+fn a_worktree_record_with_an_empty_commondir_is_completed_before_items_run_again() {
+    let Some(r) = setup("resume-empty-commondir") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            2,
+            2
+        ),
+        Some(130)
+    );
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    // w6 has not run: what a kill inside its `git worktree add` leaves.
+    let agent = wt.join("agent-w6");
+    git(
+        &wt,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("prodigy-agent-{job}-w6"),
+            agent.to_str().unwrap(),
+            "HEAD",
+        ],
+    );
+    let admin = PathBuf::from(
+        git(
+            &agent,
+            &["rev-parse", "--path-format=absolute", "--git-dir"],
+        )
+        .trim(),
+    );
+    fs::write(admin.join("commondir"), "").unwrap();
+    fs::write(admin.join("locked"), "initializing\n").unwrap();
+    assert!(!git_cmd(&r.repo, &["worktree", "list"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let o = r.out(&["resume", &job, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}\ndead letter queue: {}", dlq_errors(&r));
+    assert!(
+        o.stderr.contains(&format!(
+            "completed git's record `{}` of a worktree whose `git worktree add` was killed",
+            admin.display()
+        )),
+        "{o:?}"
+    );
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    nothing_left(&r, "after the resume");
+}
