@@ -1760,9 +1760,12 @@ there is named and left alone. The run's git commands still working in your chec
 merge the kill interrupted) are waited for the same way. What a kill leaves is
 repaired and each repair reported: a worktree directory that is gone is re\\-created from its
 branch, a half\\-made one is removed first, a merge left in progress is aborted, a stale
-\\fIindex.lock\\fR is removed, leftover agent worktrees of merged items are removed, and git's
-record of a failed agent's worktree whose move out of the session worktree a kill interrupted
-is repaired (\\fBgit worktree repair\\fR) before anything prunes it. An item that runs again
+\\fIindex.lock\\fR is removed, an agent's merge into the session worktree that a kill cut short
+before its commit is undone (the files its branch changed are put back to HEAD, nothing else;
+the item runs again), git's record of a worktree whose \\fBgit worktree add\\fR was killed with
+its \\fIcommondir\\fR still empty is completed, leftover agent worktrees of merged items are
+removed, and git's record of a failed agent's worktree whose move out of the session worktree a
+kill interrupted is repaired (\\fBgit worktree repair\\fR) before anything prunes it. An item that runs again
 replaces the worktree an earlier attempt left, inside or beside the session worktree.
 .PP
 A standard workflow continues at the step that failed or was interrupted, with the variables

@@ -447,6 +447,7 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
     };
     summary.completed = st.completed.len() as u64;
     summary.failed = st.failed.len() as u64;
+    forget_merge(ctx)?;
     evict_leftovers(ctx, &st)?;
     ctx.vars.set("map.total", json!(st.items.len()));
     ctx.vars.set("map.successful", json!(st.completed.len()));
@@ -871,9 +872,24 @@ fn agent_succeeded(
             );
         }
     };
-    if !commits.is_empty() {
+    if let Some(tip) = commits.last() {
         let msg = format!("Merge agent {} (item {})", a.branch, a.item.id);
+        let head = match worktrees::head(&ctx.git, &ctx.worktree) {
+            Ok(h) => h,
+            Err(e) => {
+                let log = a.lane.log().to_string_lossy().into_owned();
+                let e = e.to_string();
+                return item_failed(ctx, st, a.index, &e, Some(&a), Some(log), on_fail);
+            }
+        };
+        note_merge(ctx, &a, tip, &head)?;
         if let Err(e) = worktrees::merge_no_ff(&ctx.git, &ctx.worktree, &a.branch, &msg) {
+            // git ended on its own (a merge it refused, a conflict aborted): nothing half made
+            // is left, and a setup step's file that made it refuse is not the merge's to undo.
+            // Interrupted (a terminal's SIGINT reaches git too), it may have been cut short.
+            if exec::interrupted().is_none() {
+                forget_merge(ctx)?;
+            }
             let log = a.lane.log().to_string_lossy().into_owned();
             return item_failed(ctx, st, a.index, &e, Some(&a), Some(log), on_fail);
         }
@@ -934,6 +950,99 @@ fn agent_succeeded(
         ),
     }
     Ok(())
+}
+
+/// The key of `metadata.worktree` in the session record (`sessions/{session_id}.json` under
+/// `$PRODIGY_HOME`) that names the agent merge into the session worktree under way:
+/// `{"item_id", "branch", "tip", "head"}`, the item, its agent branch and that branch's tip
+/// being merged, and the session worktree's HEAD before the merge. Written with the record
+/// (crash-safely) before `git merge` starts, replaced by the next merge, dropped when git fails
+/// the merge by itself and when the map ends (after a merge that succeeded it is inert: HEAD
+/// moved).
+///
+/// Why: git writes the merged files, then the index, then the merge commit, and a kill in
+/// between (a merge without conflicts writes no `MERGE_HEAD`) leaves the agent's changes in the
+/// session worktree as local changes with HEAD unmoved; every later merge refused them and the
+/// remaining items went to the dead letter queue (the crash sweep's seed 20), and resume could
+/// not tell those files from a setup step's uncommitted output. [`undo_interrupted_merge`]
+/// reads it on resume and touches only the paths the branch changed. (A setup step's
+/// uncommitted change at such a path, which makes git refuse the merge anyway, is put back too
+/// when the kill lands inside that merge.)
+const MERGING: &str = "merging";
+
+/// Record the merge of agent `a`'s branch at `tip` into the session worktree at `head` before
+/// it starts (see [`MERGING`]).
+fn note_merge(ctx: &mut Ctx, a: &Agent<'_>, tip: &str, head: &str) -> Result<()> {
+    let Some(Value::Object(w)) = ctx.session.metadata.get_mut("worktree") else {
+        return Ok(());
+    };
+    w.insert(
+        MERGING.into(),
+        json!({"item_id": a.item.id, "branch": a.branch, "tip": tip, "head": head}),
+    );
+    ctx.save_session()
+}
+
+/// Drop the [`MERGING`] record, once no agent merge can be under way (the map's end, a resume
+/// that undid one): a later step's uncommitted output must never be taken for a merge's.
+fn forget_merge(ctx: &mut Ctx) -> Result<()> {
+    let had = match ctx.session.metadata.get_mut("worktree") {
+        Some(Value::Object(w)) => w.remove(MERGING).is_some(),
+        _ => false,
+    };
+    if had {
+        ctx.save_session()?;
+    }
+    Ok(())
+}
+
+/// On resume, before anything runs in the session worktree: undo the agent merge a kill
+/// interrupted ([`MERGING`]). When HEAD is still the recorded `head`, no merge commit was made:
+/// the paths the agent's branch changed are put back to HEAD
+/// ([`worktrees::undo_unfinished_merge`]; every other path, a setup step's uncommitted output
+/// among them, is left), and the item, whose merge commit is not in the history, runs again.
+/// When HEAD moved, the merge commit exists and git's history is the truth: nothing to undo.
+/// Stale `index.lock` files of the killed git are the resume's to remove first, and a merge
+/// that wrote `MERGE_HEAD` its to abort. Returns what was put back, for the resume to say.
+pub(super) fn undo_interrupted_merge(ctx: &mut Ctx) -> Result<Option<String>> {
+    let Some(rec) = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .and_then(|w| w.get(MERGING))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (item, branch, tip, head) = (
+        field("item_id"),
+        field("branch"),
+        field("tip"),
+        field("head"),
+    );
+    let mut said = None;
+    if !tip.is_empty() && worktrees::head(&ctx.git, &ctx.worktree).ok().as_deref() == Some(&head) {
+        let wt = ctx.worktree.clone();
+        let put_back =
+            worktrees::undo_unfinished_merge(&ctx.git, ctx.layout.root(), &wt, &head, &tip)
+                .map_err(|e| {
+                    Error::fatal(format!(
+                        "cannot undo the interrupted merge of `{branch}` (item {item}) in `{}`: {e}; put the files it changed back to HEAD, then `prodigy resume {}`",
+                        wt.display(),
+                        ctx.job_id
+                    ))
+                })?;
+        if !put_back.is_empty() {
+            said = Some(format!(
+                "put back {} file(s) that the interrupted merge of `{branch}` (item {item}) left in `{}`; the item runs again",
+                put_back.len(),
+                wt.display()
+            ));
+        }
+    }
+    forget_merge(ctx)?;
+    Ok(said)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,7 +7,8 @@
 //! refuse Completed and Cancelled sessions and a changed workflow file; make sure no process of
 //! the killed run still works in the session worktree (waited for, then its process group
 //! killed); repair what a kill leaves (a missing worktree re-created from its branch, a parent
-//! left mid-merge, `index.lock` files, leftover agent worktrees); then decide where to start.
+//! left mid-merge, an agent's merge cut short before its commit, a worktree record git left
+//! half written, `index.lock` files, leftover agent worktrees); then decide where to start.
 //!
 //! **Git is the truth for merges**: a work item whose merge commit (`Merge agent BRANCH (item
 //! ID)`, written by the map phase) is in the parent's history is completed, whatever the
@@ -727,7 +728,9 @@ fn prepare(
 }
 
 /// Make the session worktree usable again: re-create it from its branch when its directory is
-/// gone, finish a merge a kill left half done, and remove a stale `index.lock`.
+/// gone, finish a merge a kill left half done, undo an agent's merge a kill cut short before
+/// it wrote `MERGE_HEAD` or its commit, complete git's record of a worktree whose `git
+/// worktree add` a kill cut short, and remove a stale `index.lock`.
 fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
     let wt = ctx.worktree.clone();
     let branch = ctx.branch.clone();
@@ -735,6 +738,26 @@ fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
     // First, as every git call below may need them: the lock files a git killed with the run
     // left behind (no git of the run runs now; one still held is left).
     remove_stale_git_locks(ctx, quiet);
+    // As early: with an empty `commondir` in one of our worktree records, every git call that
+    // lists worktrees dies (`git worktree add` of every item that runs again).
+    for (d, r) in worktrees::complete_half_written_records(&ctx.repo.common, &wt) {
+        match r {
+            Ok(()) => say(
+                quiet,
+                &format!(
+                    "completed git's record `{}` of a worktree whose `git worktree add` was killed (its `commondir` was empty)",
+                    d.display()
+                ),
+            ),
+            Err(why) => say(
+                quiet,
+                &format!(
+                    "warning: git's record `{}` has an empty `commondir` that could not be written ({why}); git commands that list worktrees fail until `../..` is written there",
+                    d.display()
+                ),
+            ),
+        }
+    }
     // Before anything below prunes git's worktree records: a failed agent's worktree whose move
     // a kill interrupted is at its new place while git's record still names the old one, and a
     // prune would drop that record.
@@ -829,6 +852,11 @@ fn repair_worktree(ctx: &mut Ctx, meta: &Value, quiet: bool) -> Result<()> {
                 wt.display()
             ),
         );
+    }
+    // An agent's merge killed before it wrote MERGE_HEAD or its commit (its `index.lock` is
+    // gone already, above).
+    if let Some(m) = super::mapreduce::undo_interrupted_merge(ctx)? {
+        say(quiet, &m);
     }
     Ok(())
 }

@@ -195,6 +195,135 @@ pub fn merge_no_ff(
     }
 }
 
+/// Put back to HEAD what an interrupted `git merge` of `tip` left in the work tree at `wt`
+/// (below the storage root `root`) while HEAD stayed at `head` and no `MERGE_HEAD` was written:
+/// git writes the merged files, then the index, then the commit, so a kill in between leaves
+/// the branch's changes as local changes that every later merge refuses.
+///
+/// Only the paths the branch changed since it forked (`git diff --name-only --no-renames
+/// HEAD...TIP`) are looked at, and of those only the ones `git status` shows as changed: a
+/// path in `head` is checked out from it (index and work tree), a path `head` does not have is
+/// dropped from the index and its file unlinked through `fsops` (no symlink followed). Every
+/// other path, such as a setup step's uncommitted output, is left as it is. Returns the paths
+/// put back. Errors (a git call failed, a file could not be removed) name what failed.
+pub fn undo_unfinished_merge(
+    git: &Git,
+    root: &Path,
+    wt: &Path,
+    head: &str,
+    tip: &str,
+) -> std::result::Result<Vec<PathBuf>, String> {
+    let nul_list = |args: &[&OsStr]| -> std::result::Result<Vec<Vec<u8>>, String> {
+        let out = git.run(Some(wt), args).map_err(|e| e.to_string())?;
+        Ok(out
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect())
+    };
+    let range = format!("{head}...{tip}");
+    let touched: Vec<std::ffi::OsString> = nul_list(&[
+        s("diff"),
+        s("--name-only"),
+        s("--no-renames"),
+        s("-z"),
+        s(&range),
+        s("--"),
+    ])?
+    .iter()
+    .map(|p| os_from_bytes(p))
+    .collect();
+    // Chunks keep each argv short whatever the branch touched.
+    let with_paths = |pre: &[&str], paths: &[std::ffi::OsString]| -> Vec<Vec<std::ffi::OsString>> {
+        paths
+            .chunks(500)
+            .map(|c| {
+                let mut a: Vec<std::ffi::OsString> = vec!["--literal-pathspecs".into()];
+                a.extend(pre.iter().map(|x| x.into()));
+                a.push("--".into());
+                a.extend(c.iter().cloned());
+                a
+            })
+            .collect()
+    };
+    // `XY PATH` entries; `--no-renames` keeps them one path each.
+    let mut changed = Vec::new();
+    for args in with_paths(
+        &[
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+        ],
+        &touched,
+    ) {
+        changed.extend(nul_list(&os_refs(&args))?);
+    }
+    let (mut in_head, mut staged_new, mut new) = (Vec::new(), Vec::new(), Vec::new());
+    for e in changed {
+        let Some(path) = e.get(3..).map(os_from_bytes) else {
+            continue;
+        };
+        match e.first() {
+            Some(b'?') => new.push(path),
+            Some(b'A') => {
+                staged_new.push(path.clone());
+                new.push(path);
+            }
+            _ => in_head.push(path),
+        }
+    }
+    let run = |args: &[std::ffi::OsString]| {
+        git.run(Some(wt), &os_refs(args))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    for args in with_paths(&["checkout", "-q", head], &in_head) {
+        run(&args)?;
+    }
+    for args in with_paths(&["rm", "-q", "--cached", "--ignore-unmatch"], &staged_new) {
+        run(&args)?;
+    }
+    for p in &new {
+        let file = wt.join(p);
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+            continue;
+        };
+        crate::store::layout::open_beneath(root, dir)
+            .and_then(|d| d.unlink(name))
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot remove `{}`: {}",
+                    file.display(),
+                    crate::error::describe_io(&e)
+                )
+            })?;
+    }
+    Ok(in_head.into_iter().chain(new).map(PathBuf::from).collect())
+}
+
+fn os_refs(a: &[std::ffi::OsString]) -> Vec<&OsStr> {
+    a.iter().map(|x| x.as_os_str()).collect()
+}
+
+/// A path as git prints it under `-z`: raw bytes on Unix.
+fn os_from_bytes(b: &[u8]) -> std::ffi::OsString {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        OsStr::from_bytes(b).to_os_string()
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8_lossy(b).into_owned().into()
+    }
+}
+
 /// Remove the worktree directory `name` inside `parent` (under the storage root `root`) through `fsops` (fd-relative, no
 /// symlink followed), then prune git's record of it. Returns an error message when something of
 /// it is left (the caller registers it as an orphan).
@@ -281,6 +410,48 @@ pub fn forget_worktree(git: &Git, common: &Path, repo_dir: &Path, path: &Path) {
     let p = path.to_string_lossy();
     let _ = git_out(git, repo_dir, &["worktree", "unlock", &p]);
     let _ = git.prune(common);
+}
+
+/// Complete git's records (`$GIT_COMMON_DIR/worktrees/{id}/`) of worktrees below `within`
+/// whose `commondir` a killed `git worktree add` left empty. git writes a new record's
+/// `locked` ("initializing"), `gitdir`, the worktree's `.git`, `HEAD`, then `commondir`; a kill
+/// between creating `commondir` and writing it leaves an empty file on which every later git
+/// command that lists worktrees dies ("failed to read …/commondir: Success"), `git worktree
+/// add` and `unlock` among them, so no item could get a worktree again. Each such record gets
+/// the `../..` git writes there (crash-safely); it is still locked "initializing", so the
+/// removal of a stale worktree that follows ([`forget_worktree`]) unlocks and prunes it. Only
+/// records whose `gitdir` names a path below `within` (the session worktree: itself and its
+/// agents) are touched. Returns each record's directory with `Ok(())` or why it was left.
+pub fn complete_half_written_records(
+    common: &Path,
+    within: &Path,
+) -> Vec<(PathBuf, std::result::Result<(), String>)> {
+    let real = std::fs::canonicalize(within).ok();
+    let ours =
+        |p: &Path| p.starts_with(within) || real.as_deref().is_some_and(|r| p.starts_with(r));
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(common.join("worktrees"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|d| {
+            d.join("commondir")
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
+        })
+        .filter(|d| {
+            std::fs::read_to_string(d.join("gitdir")).is_ok_and(|g| ours(Path::new(g.trim_end())))
+        })
+        .collect();
+    crate::sort::sort(&mut dirs);
+    dirs.into_iter()
+        .map(|d| {
+            let r = crate::store::atomic::write_atomic(&d.join("commondir"), b"../..\n")
+                .map_err(|e| crate::error::describe_io(&e));
+            (d, r)
+        })
+        .collect()
 }
 
 /// Delete `branch` if it still points at `tip` and `tip` is contained in `keeper`'s HEAD.

@@ -481,33 +481,10 @@ fn crash_sweep_every_kill_point_resumes_to_every_item_merged_exactly_once() {
         .ok()
         .and_then(|s| s.parse().ok());
     for (seed, kills) in SEEDS.iter().enumerate() {
-        if only.is_some_and(|o| o != seed) || (only.is_none() && KNOWN_BUG_SEEDS.contains(&seed)) {
+        if only.is_some_and(|o| o != seed) {
             continue;
         }
         sweep_seed(seed, kills);
-    }
-}
-
-/// Seeds that expose a known, unfixed bug, left out of the sweep above and run by
-/// [`crash_sweep_known_bug_a_kill_inside_an_agents_merge_into_the_session_worktree`]
-/// (`cargo test -- --ignored`), or alone with `PRODIGY_SWEEP=N`.
-const KNOWN_BUG_SEEDS: &[usize] = &[20];
-
-/// Seed 20 (a group kill 300 ms into a resume) sometimes lands inside `git merge` of an agent
-/// into the session worktree after git updated the work tree and before it wrote the index: the
-/// next resume finds those files as local changes, every later merge refuses ("Your local
-/// changes to the following files would be overwritten by merge") and the remaining items go
-/// to the DLQ. Resume does not repair a half-made merge that left no `MERGE_HEAD` (it cannot
-/// tell those files from a setup step's uncommitted output). Seen in about 1 of 5 sweeps under
-/// load (2026-12-07); to be fixed, then back in [`SEEDS`]'s sweep.
-#[test]
-#[ignore = "known bug: a kill inside an agent's merge into the session worktree (see its doc)"]
-fn crash_sweep_known_bug_a_kill_inside_an_agents_merge_into_the_session_worktree() {
-    if !have("flock", "crash_sweep") {
-        return;
-    }
-    for &seed in KNOWN_BUG_SEEDS {
-        sweep_seed(seed, SEEDS[seed]);
     }
 }
 
@@ -2044,4 +2021,323 @@ fn a_resume_removes_an_index_lock_its_killed_merge_left_before_merge_head() {
     };
     let (o, sid) = killed_in_final_merge(&r, "killed-early-git", "touch .git/index.lock");
     merged_once_and_clean(&r, &o, &sid, "index.lock");
+}
+
+/// A MapReduce run whose second agent merge into the session worktree a `git` wrapper cuts
+/// short the way a SIGKILL inside `git merge` does (git writes the merged files, then the
+/// index, then the commit; no `MERGE_HEAD` without a conflict): it makes the merge's files and
+/// index (`git read-tree -m -u`), with `leave_lock` moves that index to `index.lock` and puts
+/// the old one back (killed before the index was written), then SIGKILLs prodigy. Setup leaves
+/// an untracked `scratch.txt` and an unstaged change of `base.txt` in the session worktree,
+/// which reduce commits as `seen.txt`. Returns the resume's output and the job id.
+fn killed_in_an_agent_merge(r: &R, leave_lock: bool) -> (Out, String) {
+    let wf = r.wf(
+        "halfmerge.yml",
+        r#"name: halfmerge
+mode: mapreduce
+setup:
+  - shell: |
+      printf '%s' '[{"id": "a"}, {"id": "b"}, {"id": "c"}]' > items.json
+      echo base > base.txt
+      for i in a b c; do echo "$i" > "notes-$i.txt"; done
+      git add items.json base.txt notes-*.txt && git commit -q -m "setup: items"
+    commit_required: true
+  - shell: echo scratch > scratch.txt && echo changed >> base.txt
+map:
+  input: items.json
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        echo "${item_id}" > "out-${item_id}.txt"
+        echo more >> "notes-${item_id}.txt"
+        git add "out-${item_id}.txt" "notes-${item_id}.txt" && git commit -q -m "item ${item_id}"
+      commit_required: true
+reduce:
+  - shell: |
+      cat scratch.txt base.txt > seen.txt && git add seen.txt && git commit -q -m "reduce: seen"
+    commit_required: true
+"#,
+    );
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = r.env.dir.join("half-merge-git");
+    fs::create_dir_all(&bin).unwrap();
+    let act = if leave_lock {
+        "mv \"$idx\" \"$idx.lock\"; mv \"$idx.before\" \"$idx\""
+    } else {
+        "rm \"$idx.before\""
+    };
+    let script = format!(
+        r#"#!/bin/sh
+case "$(pwd -P)" in
+*/worktrees/work/session-*/*) ;;
+*/worktrees/work/session-*)
+  if [ "$3" = merge ]; then
+    n=$(cat "{bin}/merges" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "{bin}/merges"
+    if [ $n = 2 ]; then
+      for a; do last=$a; done
+      idx=$("{real}" rev-parse --path-format=absolute --git-path index)
+      tree=$("{real}" merge-tree --write-tree HEAD "$last" | head -n 1)
+      cp "$idx" "$idx.before"
+      "{real}" read-tree -m -u HEAD "$tree" || exit 1
+      {act}
+      kill -9 $PPID
+      exit 1
+    fi
+  fi;;
+esac
+exec "{real}" "$@"
+"#,
+        bin = bin.display()
+    );
+    let p = bin.join("git");
+    fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Out::from(
+        r.cmd(&["run", wf.to_str().unwrap(), "-y"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(o.code, -1, "killed by SIGKILL in an agent's merge: {o:?}");
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    // What the kill left: item b's files as local changes beside setup's, HEAD unmoved.
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    let st = git(&wt, &["status", "--porcelain", "--untracked-files=all"]);
+    let expect = if leave_lock {
+        [
+            " M base.txt",
+            " M notes-b.txt",
+            "?? out-b.txt",
+            "?? scratch.txt",
+        ]
+    } else {
+        [
+            " M base.txt",
+            "A  out-b.txt",
+            "M  notes-b.txt",
+            "?? scratch.txt",
+        ]
+    };
+    for e in expect {
+        assert!(st.lines().any(|l| l == e), "{e:?} not in {st:?}");
+    }
+    let lock = git(
+        &wt,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index.lock",
+        ],
+    );
+    assert_eq!(Path::new(lock.trim()).exists(), leave_lock);
+    assert!(!git(&wt, &["log", "--format=%s", "-1"]).contains("(item b)"));
+    (r.out(&["resume", &sid, "-y"]), job)
+}
+
+/// What must hold once the resume after [`killed_in_an_agent_merge`] finished: the half-made
+/// merge was put back (its two files, nothing else), item b ran again, every item is merged
+/// exactly once, the DLQ is empty, and setup's uncommitted output reached reduce unchanged.
+fn every_agent_merged_once(r: &R, o: &Out, job: &str) {
+    assert_eq!(o.code, 0, "{o:?}\ndead letter queue: {}", dlq_errors(r));
+    assert!(
+        o.stderr.contains(&format!(
+            "put back 2 file(s) that the interrupted merge of `prodigy-agent-{job}-b` (item b) left in"
+        )),
+        "{o:?}"
+    );
+    let log = main_log(&r.repo);
+    for i in ["a", "b", "c"] {
+        let merged = format!("Merge agent prodigy-agent-{job}-{i} (item {i})");
+        for subject in [format!("item {i}"), merged] {
+            assert_eq!(
+                log.iter().filter(|l| **l == subject).count(),
+                1,
+                "{subject} not exactly once in {log:?}"
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("out-{i}.txt"))).unwrap(),
+            format!("{i}\n")
+        );
+        assert_eq!(
+            fs::read_to_string(r.repo.join(format!("notes-{i}.txt"))).unwrap(),
+            format!("{i}\nmore\n")
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(r.repo.join("seen.txt")).unwrap(),
+        "scratch\nbase\nchanged\n",
+        "setup's uncommitted output survived the repair"
+    );
+    assert_eq!(r.session()["status"], "Completed", "{o:?}");
+    nothing_left(r, "after the resume");
+}
+
+/// Seed 20 of the crash sweep, without timing luck: killed after git wrote the merged files
+/// and its new index (`index.lock`) but before it renamed the index into place.
+#[test]
+fn a_resume_puts_back_an_agent_merge_killed_before_it_wrote_the_index() {
+    let Some(r) = setup("resume-half-merge-lock") else {
+        return;
+    };
+    let (o, job) = killed_in_an_agent_merge(&r, true);
+    assert!(o.stderr.contains("index.lock` of a killed git"), "{o:?}");
+    every_agent_merged_once(&r, &o, &job);
+}
+
+/// Killed after git wrote the merged files and the index, before the merge commit: every later
+/// merge refused the staged changes.
+#[test]
+fn a_resume_puts_back_an_agent_merge_killed_before_its_commit() {
+    let Some(r) = setup("resume-half-merge-index") else {
+        return;
+    };
+    let (o, job) = killed_in_an_agent_merge(&r, false);
+    every_agent_merged_once(&r, &o, &job);
+}
+
+/// An agent merge that git refuses by itself (setup left an untracked `shared.txt` where the
+/// agent's branch adds one) leaves nothing half made: a resume after a later interruption must
+/// not take setup's file for that merge's and remove it.
+#[test]
+fn a_merge_git_refused_is_not_undone_by_a_later_resume() {
+    let Some(r) = setup("resume-refused-merge") else {
+        return;
+    };
+    let wf = r.wf(
+        "refused.yml",
+        r#"name: refused
+mode: mapreduce
+setup:
+  - shell: |
+      printf '%s' '[{"id": "x"}, {"id": "y"}]' > items.json
+      git add items.json && git commit -q -m "setup: items"
+    commit_required: true
+  - shell: echo setup > shared.txt
+map:
+  input: items.json
+  max_parallel: 1
+  agent_template:
+    - shell: |
+        case "${item_id}" in y) sleep 3;; x) echo agent > shared.txt;; esac
+        echo "${item_id}" > "${item_id}.txt"
+        git add -A . && git commit -q -m "item ${item_id}"
+      commit_required: true
+reduce:
+  - shell: |
+      cat shared.txt > seen.txt && git add seen.txt && git commit -q -m "reduce: seen"
+    commit_required: true
+"#,
+    );
+    let code = run_with_kill_sig(
+        &r,
+        &["run", wf.to_str().unwrap(), "-y"],
+        "agent_failed",
+        1,
+        15,
+    );
+    assert_eq!(code, Some(143));
+    let job = r.session()["mapreduce_data"]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        dlq_errors(&r).contains("would be overwritten by merge"),
+        "{}",
+        dlq_errors(&r)
+    );
+    let o = r.out(&["resume", &job, "-y"]);
+    assert_eq!(o.code, 1, "x stays in the DLQ: {o:?}");
+    assert!(!o.stderr.contains("put back"), "{o:?}");
+    assert_eq!(
+        fs::read_to_string(r.repo.join("seen.txt")).unwrap(),
+        "setup\n",
+        "{o:?}"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("y.txt")).unwrap(), "y\n");
+}
+
+/// The crash sweep's seed 20 also lands inside an agent's `git worktree add`, between the
+/// creation of its record's `commondir` and the write of it: every later `git worktree add`
+/// died ("failed to read …/commondir: Success") and every remaining item went to the DLQ. The
+/// resume completes that record (it is ours: its `gitdir` is inside the session worktree).
+#[test]
+fn a_worktree_record_with_an_empty_commondir_is_completed_before_items_run_again() {
+    let Some(r) = setup("resume-empty-commondir") else {
+        return;
+    };
+    let wf = sleepy_mapreduce(&r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            &r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            2,
+            2
+        ),
+        Some(130)
+    );
+    let s = r.session();
+    let sid = s["id"].as_str().unwrap().to_string();
+    let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
+    let wt = r.env.p(&format!("worktrees/work/{sid}"));
+    // w6 has not run: what a kill inside its `git worktree add` leaves.
+    let agent = wt.join("agent-w6");
+    git(
+        &wt,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("prodigy-agent-{job}-w6"),
+            agent.to_str().unwrap(),
+            "HEAD",
+        ],
+    );
+    let admin = PathBuf::from(
+        git(
+            &agent,
+            &["rev-parse", "--path-format=absolute", "--git-dir"],
+        )
+        .trim(),
+    );
+    fs::write(admin.join("commondir"), "").unwrap();
+    fs::write(admin.join("locked"), "initializing\n").unwrap();
+    assert!(!git_cmd(&r.repo, &["worktree", "list"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let o = r.out(&["resume", &job, "-y"]);
+    assert_eq!(o.code, 0, "{o:?}\ndead letter queue: {}", dlq_errors(&r));
+    assert!(
+        o.stderr.contains(&format!(
+            "completed git's record `{}` of a worktree whose `git worktree add` was killed",
+            admin.display()
+        )),
+        "{o:?}"
+    );
+    let log = main_log(&r.repo);
+    for i in 1..=6 {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("item w{i}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    nothing_left(&r, "after the resume");
 }
