@@ -130,6 +130,7 @@ pub fn run(a: &Args) -> Result<Exit> {
             {
                 if matches!(it.ty, StorageType::Events | StorageType::Logs)
                     && it.kind == ItemKind::Data
+                    && it.rare().has_gz
                 {
                     for (disk, plain) in gz_sizes(eng.root, &it.comps) {
                         gz_files += 1;

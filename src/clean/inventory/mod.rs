@@ -187,6 +187,8 @@ pub struct Rare {
     pub lock_live: Option<String>,
     /// Why the item is unrecognized or invalid.
     pub note: Option<String>,
+    /// Its walk counted a regular file named `*.gz` ([`fsops::WalkSummary::gz_files`]).
+    pub has_gz: bool,
 }
 
 static NO_RARE: Rare = Rare {
@@ -196,6 +198,7 @@ static NO_RARE: Rare = Rare {
     resumable: None,
     lock_live: None,
     note: None,
+    has_gz: false,
 };
 
 impl Item {
@@ -1002,6 +1005,7 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
         }
         let (mut bytes, mut newest, mut mounts, mut problems) =
             (0u64, None::<i64>, Vec::new(), Vec::new());
+        let mut gz = false;
         let mut dev_ino = None;
         for (k, p) in paths.iter().enumerate() {
             let d = match parents.get(root, p.parent()) {
@@ -1018,6 +1022,7 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
                         dev_ino = w.dev_ino;
                     }
                     bytes += w.disk_bytes;
+                    gz |= w.gz_files > 0;
                     if let Some((s, _)) = w.newest_mtime {
                         newest = Some(newest.map_or(s, |n: i64| n.max(s)));
                     }
@@ -1039,10 +1044,11 @@ pub fn measure(root: &Dir, inv: &mut Inventory, wanted: impl Fn(&Item) -> bool) 
         let it = &mut inv.items[i];
         it.bytes = bytes;
         it.newest = newest;
-        if !mounts.is_empty() || !problems.is_empty() || it.rare.is_some() {
+        if !mounts.is_empty() || !problems.is_empty() || gz || it.rare.is_some() {
             let r = it.rare_mut();
             r.mounts = mounts;
             r.problems = problems;
+            r.has_gz = gz;
         }
         it.dev_ino = dev_ino;
     }

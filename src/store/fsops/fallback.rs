@@ -304,7 +304,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
     let meta = meta_from(&m);
     sum.dev_ino = Some((meta.dev, meta.ino));
     if meta.kind != Kind::Dir {
-        sum.add_leaf(&meta);
+        sum.add_leaf(name, &meta);
         return Ok(sum);
     }
     sum.add_dir(&meta);
@@ -336,7 +336,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
                         sum.add_dir(&meta);
                         todo.push(crel);
                     } else {
-                        sum.add_leaf(&meta);
+                        sum.add_leaf(&ent.file_name(), &meta);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

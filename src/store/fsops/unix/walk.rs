@@ -32,7 +32,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
     };
     sum.dev_ino = Some((st.dev, st.ino));
     if st.kind != Kind::Dir {
-        sum.add_leaf(&st);
+        sum.add_leaf(name, &st);
         return Ok(sum);
     }
     if st.dev != parent.dev {
@@ -47,7 +47,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
             // Replaced by a symlink or file since the lstat: count what is there now as a
             // leaf, never follow it.
             match lstat_at(parent.raw(), &cname) {
-                Ok(m) if m.kind != Kind::Dir => sum.add_leaf(&m),
+                Ok(m) if m.kind != Kind::Dir => sum.add_leaf(name, &m),
                 Ok(_) => sum.problems.push(Problem {
                     rel: PathBuf::new(),
                     error: e,
@@ -116,7 +116,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
             }
         };
         if st.kind != Kind::Dir {
-            sum.add_leaf(&st);
+            sum.add_leaf(&entry, &st);
             continue;
         }
         // st_dev differs: a mount point (or another subvolume). Do not even open it (opening
@@ -144,7 +144,7 @@ pub fn walk(parent: &Dir, name: &OsStr) -> io::Result<WalkSummary> {
             }
             Err(e) if not_found(&e) => {}
             Err(e) if refused_non_dir(&e) => match lstat_at(dirfd, &cname) {
-                Ok(m) if m.kind != Kind::Dir => sum.add_leaf(&m),
+                Ok(m) if m.kind != Kind::Dir => sum.add_leaf(&entry, &m),
                 Err(e2) if not_found(&e2) => {}
                 Ok(_) => sum.problems.push(Problem {
                     rel: stack.rel_top(Some(&entry)),
