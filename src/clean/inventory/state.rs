@@ -20,6 +20,10 @@ pub struct Known<'k> {
     /// The streaming engine's pass 1 read every job's `job-state.json` and checkpoints: none is
     /// read again, and this gives an ownerless job's resumability evidence.
     pub indexed: Option<Lookup<'k>>,
+    /// The streaming engine's pass 3: job directories whose items it would drop (their owner
+    /// did not wait): no item is made of them (their mapping files are still theirs, so that
+    /// none of them becomes a loose mapping's item).
+    pub skip_job: Option<&'k dyn Fn(&str) -> bool>,
 }
 
 impl Scanner<'_> {
@@ -55,6 +59,7 @@ impl Scanner<'_> {
             named: &|j| named.get(j).cloned(),
             single_job: &|s| single.get(s).cloned(),
             indexed: None,
+            skip_job: None,
         };
         let top = [OsStr::new("state")];
         let Some(d) = self.open(&top, inv) else {
@@ -203,6 +208,23 @@ impl Pairs {
         });
         files.shrink_to_fit();
         self.files = files;
+    }
+
+    /// Mark the files of job `j` taken (they go with its directory's item), calling `each`
+    /// with each one's index, in listing order.
+    fn take(&mut self, idx: Option<&Index>, j: &str, mut each: impl FnMut(&Pairs, usize)) {
+        let want = j.as_bytes();
+        let want_ref = Ids::job_in_index(idx, j);
+        let start = self
+            .files
+            .partition_point(|m| self.ids.cmp_to(idx, m.job, want, want_ref) == Ordering::Less);
+        for i in start..self.files.len() {
+            if self.ids.cmp_to(idx, self.files[i].job, want, want_ref) != Ordering::Equal {
+                break;
+            }
+            self.files[i].taken = true;
+            each(self, i);
+        }
     }
 
     /// The path of file `i`.
@@ -421,6 +443,11 @@ impl StateRepoScan {
             s.push_invalid(inv, ty, parts, "not a job id");
             return;
         };
+        let idx = s.index;
+        if known.skip_job.is_some_and(|skip| skip(&j)) {
+            self.pairs.take(idx, &j, |_, _| {});
+            return;
+        }
         let mut it = Item::new(ty, ItemKind::Data, parts);
         it.repo = Some(self.r.clone());
         it.job = Some(j.clone());
@@ -435,20 +462,10 @@ impl StateRepoScan {
         }
         it.set_resumable(resumable);
         // Its mapping files, in listing order.
-        let idx = s.index;
-        let p = &mut self.pairs;
-        let want = j.as_bytes();
-        let want_ref = Ids::job_in_index(idx, &j);
-        let start = p
-            .files
-            .partition_point(|m| p.ids.cmp_to(idx, m.job, want, want_ref) == Ordering::Less);
-        for i in start..p.files.len() {
-            if p.ids.cmp_to(idx, p.files[i].job, want, want_ref) != Ordering::Equal {
-                break;
-            }
-            p.files[i].taken = true;
-            it.rare_mut().extra.push(p.parts(idx, &self.repo, i));
-        }
+        let repo = &self.repo;
+        self.pairs.take(idx, &j, |p, i| {
+            it.rare_mut().extra.push(p.parts(idx, repo, i))
+        });
         inv.push(it);
     }
 
