@@ -281,7 +281,14 @@ pub(crate) fn run(ctx: &mut Ctx, wf: &Workflow, m: &MapReduce, start: Start) -> 
         ..Default::default()
     };
     let mut job = Job {
-        phase: JobPhase::Setup,
+        // A resume past setup never records the job as back in it: `resume` takes a job in
+        // setup for one whose reduce has not started, and would run reduce's finished steps
+        // and `foreach` items again after a kill before the next phase is written.
+        phase: if start.setup_complete {
+            JobPhase::Map
+        } else {
+            JobPhase::Setup
+        },
         status: JobStatus::Running,
         created: start.created.unwrap_or_else(Timestamp::now),
         total: 0,

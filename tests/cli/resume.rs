@@ -926,6 +926,90 @@ fn crash_sweep_inside_validate_loops_and_a_parallel_foreach_resumes_each_to_its_
     }
 }
 
+/// A resume stopped before it reaches reduce (SIGINT while it waits for the killed run's
+/// leftover item, which it then ends at once) leaves the job where it was: the next resume
+/// continues reduce's `foreach` from its checkpoint and never runs the item that checkpoint
+/// records as done again. (The stopped resume used to record the job's phase as `setup`,
+/// which made the next one ignore the reduce checkpoint and start reduce over: loop sweep
+/// seed 13's rare failure, a resume killed in that moment.)
+#[test]
+fn a_resume_stopped_before_reduce_keeps_the_reduce_foreach_progress_for_the_next() {
+    let Some(r) = setup("resume-stopped-before-reduce") else {
+        return;
+    };
+    const EACH: Each = Each {
+        name: "each",
+        items: &["a", "b"],
+        parallel: 1,
+        cp: Cp::Reduce,
+        key: "_foreach.step1",
+    };
+    let wf = r.wf(
+        "wf.yml",
+        &r#"name: stopped-before-reduce
+mode: mapreduce
+setup:
+  - shell: |
+      printf '%s' '[{"id": "w1"}]' > items.json
+      git add items.json && git commit -q -m "setup: items"
+    commit_required: true
+map:
+  input: items.json
+  agent_template:
+    - shell: echo ${item_id} > out.txt && git add out.txt && git commit -q -m "item ${item_id}"
+      commit_required: true
+reduce:
+  - foreach:
+      foreach: [a, b]
+      parallel: 1
+      do:
+        - shell: |
+            echo ${item} >> @D/each
+            if [ ${item} = b ]; then sleep 2; fi
+"#
+        .replace("@D", &r.env.dir.display().to_string()),
+    );
+    // The run, killed alone once `b` started (after `a`'s checkpoint): `b` lives on.
+    let mut run = r.spawn(&["run", wf.to_str().unwrap(), "-y"], "run");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines_of(&r, "each").iter().any(|l| l == "b") {
+        if let Some(st) = run.try_wait().unwrap() {
+            let err = fs::read_to_string(r.env.dir.join("run.err")).unwrap_or_default();
+            panic!("the run ended ({st}) before item b started: {err}");
+        }
+        assert!(Instant::now() < deadline, "item b never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(run.id() as i32, 9);
+    assert_eq!(run.wait().unwrap().code(), None);
+    assert_eq!(each_done(&r, &EACH), vec![0], "the reduce checkpoint");
+    // A resume stopped while it waits for `b`.
+    let mut resume = r.spawn(&["resume", r.session()["id"].as_str().unwrap()], "resume1");
+    let err = r.env.dir.join("resume1.err");
+    while !fs::read_to_string(&err)
+        .unwrap_or_default()
+        .contains("waiting up to 10s")
+    {
+        assert!(Instant::now() < deadline, "no wait for the leftover item");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(resume.id() as i32, 2);
+    let code = resume.wait().unwrap().code();
+    assert_eq!(
+        code,
+        Some(130),
+        "{}",
+        fs::read_to_string(&err).unwrap_or_default()
+    );
+    assert_eq!(each_done(&r, &EACH), vec![0], "the reduce checkpoint");
+    let o = r.out(&["resume", r.session()["id"].as_str().unwrap(), "-y"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    // `b` was cut by the kill: it runs again; `a` never does.
+    assert_eq!(lines_of(&r, "each"), ["a", "b", "b"]);
+    assert_eq!(r.session()["status"], "Completed");
+    nothing_left(&r, "stopped before reduce");
+}
+
 fn counted_standard(r: &R) -> (PathBuf, PathBuf, PathBuf) {
     let count = r.env.dir.join("count.txt");
     let flag = r.env.dir.join("broken");
