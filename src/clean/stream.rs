@@ -286,7 +286,7 @@ impl Run<'_, '_> {
                     if again && ty != StorageType::Logs {
                         // Pass 3 takes only what waited: no item is made of a job directory
                         // whose owner did not wait (`batch` would drop it).
-                        part.retain(|n| n.to_str().is_none_or(|j| may_have_waited(&self.idx, j)));
+                        part.retain(|n| n.to_str().map_or(true, |j| may_have_waited(&self.idx, j)));
                     }
                     let mut inv = Inventory::default();
                     scanner
