@@ -65,6 +65,8 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
         if let Some(Value::Object(w)) = ctx.session.workflow_data.as_mut() {
             w.remove("merge");
         }
+        // Also when a kill came after the merge commit: HEAD moved, nothing to undo.
+        forget_final_merge(ctx)?;
         remove_session_worktree(ctx)?;
         return Ok(MergeEnd::NothingToMerge);
     }
@@ -200,6 +202,9 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
                 checkout.display()
             ));
         }
+        if let Some(end) = undo_interrupted_final_merge(ctx, &checkout, &by_hand)? {
+            return Ok(end);
+        }
         if worktrees::current_branch(&ctx.git, &checkout).as_deref() != Some(target.as_str()) {
             return Ok(MergeEnd::NotMerged(format!(
                 "`{}` is no longer on `{target}`; merge by hand: {by_hand}",
@@ -222,7 +227,19 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
             )));
         }
         let msg = format!("Merge {} (prodigy session {})", ctx.branch, ctx.session.id);
-        if let Err(e) = worktrees::merge_no_ff(&ctx.git, &checkout, &ctx.branch, &msg) {
+        if let (Ok(head), Some(tip)) = (worktrees::head(&ctx.git, &checkout), &tip) {
+            if let Some(Value::Object(w)) = ctx.session.metadata.get_mut("worktree") {
+                w.insert(FINAL_MERGING.into(), json!({"head": head, "tip": tip}));
+                ctx.save_session()?;
+            }
+        }
+        let merged = worktrees::merge_no_ff(&ctx.git, &checkout, &ctx.branch, &msg);
+        // A git that a terminal's SIGINT cut short may have left files, as a kill does: the
+        // record stays for the resume (it undoes only what is exactly the branch's).
+        if merged.is_ok() || super::exec::interrupted().is_none() {
+            forget_final_merge(ctx)?;
+        }
+        if let Err(e) = merged {
             return Ok(MergeEnd::Failed(e));
         }
     }
@@ -232,6 +249,82 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
     );
     remove_session_worktree(ctx)?;
     Ok(MergeEnd::Merged)
+}
+
+/// The key of `metadata.worktree` in the session record (`sessions/{session_id}.json` under
+/// `$PRODIGY_HOME`) that names the final `git merge --no-ff` of the session branch into the
+/// user's checkout while it runs: `{"head", "tip"}`, the checkout's HEAD before the merge and
+/// the branch's tip being merged. Written with the record (crash-safely) before `git merge`
+/// starts, dropped when it returns (kept when a SIGINT interrupted it), and when a resume finds
+/// the branch merged or has undone the merge.
+///
+/// Why: git writes the merged files, then the index, then the merge commit (no `MERGE_HEAD`
+/// for a clean merge), so a kill in between left the branch's files in the checkout as
+/// untracked or changed files, and every resumed merge refused them ("untracked working tree
+/// files would be overwritten by merge"; the loop crash sweep's seed 16).
+/// [`undo_interrupted_final_merge`] reads it on resume.
+const FINAL_MERGING: &str = "final_merging";
+
+/// Drop the [`FINAL_MERGING`] record (saved only when there was one).
+fn forget_final_merge(ctx: &mut Ctx) -> Result<()> {
+    let had = match ctx.session.metadata.get_mut("worktree") {
+        Some(Value::Object(w)) => w.remove(FINAL_MERGING).is_some(),
+        _ => false,
+    };
+    if had {
+        ctx.save_session()?;
+    }
+    Ok(())
+}
+
+/// On resume, before the final merge checks the user's checkout: undo what a killed final merge
+/// ([`FINAL_MERGING`]) wrote there. When the checkout's HEAD is still the recorded `head`, no
+/// merge commit was made: of the paths the branch changed, those whose work-tree content is
+/// exactly the branch tip's (what the merge itself wrote) are put back, a new file unlinked
+/// (fsops, the checkout as root, no symlink followed) and a tracked one checked out from HEAD
+/// ([`worktrees::undo_unfinished_merge`] with `only_tip`). A path with any other content is
+/// the user's and is left: the merge then refuses and says to merge by hand. When HEAD moved,
+/// the merge commit exists: nothing to undo. The record is dropped either way; an undo that
+/// failed keeps it and ends the merge with a message saying to merge by hand.
+fn undo_interrupted_final_merge(
+    ctx: &mut Ctx,
+    checkout: &std::path::Path,
+    by_hand: &str,
+) -> Result<Option<MergeEnd>> {
+    let Some(rec) = ctx
+        .session
+        .metadata
+        .get("worktree")
+        .and_then(|w| w.get(FINAL_MERGING))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (head, tip) = (field("head"), field("tip"));
+    if !head.is_empty()
+        && !tip.is_empty()
+        && worktrees::head(&ctx.git, checkout).ok().as_deref() == Some(head.as_str())
+    {
+        match worktrees::undo_unfinished_merge(&ctx.git, checkout, checkout, &head, &tip, true) {
+            Ok(put_back) if put_back.is_empty() => {}
+            Ok(put_back) => ctx.warn(&format!(
+                "put back {} file(s) that the interrupted merge of `{}` left in `{}`; merging again",
+                put_back.len(),
+                ctx.branch,
+                checkout.display()
+            )),
+            Err(e) => {
+                return Ok(Some(MergeEnd::NotMerged(format!(
+                    "cannot undo the interrupted merge of `{}` in `{}`: {e}; merge by hand: {by_hand}",
+                    ctx.branch,
+                    checkout.display()
+                ))))
+            }
+        }
+    }
+    forget_final_merge(ctx)?;
+    Ok(None)
 }
 
 /// Record the merge steps' progress in the session record (`workflow_data.merge`): steps

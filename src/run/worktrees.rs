@@ -204,14 +204,20 @@ pub fn merge_no_ff(
 /// HEAD...TIP`) are looked at, and of those only the ones `git status` shows as changed: a
 /// path in `head` is checked out from it (index and work tree), a path `head` does not have is
 /// dropped from the index and its file unlinked through `fsops` (no symlink followed). Every
-/// other path, such as a setup step's uncommitted output, is left as it is. Returns the paths
-/// put back. Errors (a git call failed, a file could not be removed) name what failed.
+/// other path, such as a setup step's uncommitted output, is left as it is.
+///
+/// With `only_tip` (the user's own checkout, whose uncommitted work must never be lost) a
+/// changed path is put back only when its work-tree content is exactly the blob `tip` has there
+/// (`git hash-object` against `git ls-tree`; a regular file, or no file where `tip` has none),
+/// i.e. what the killed merge itself wrote; any other content is left as it is. Returns the
+/// paths put back. Errors (a git call failed, a file could not be removed) name what failed.
 pub fn undo_unfinished_merge(
     git: &Git,
     root: &Path,
     wt: &Path,
     head: &str,
     tip: &str,
+    only_tip: bool,
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let nul_list = |args: &[&OsStr]| -> std::result::Result<Vec<Vec<u8>>, String> {
         let out = git.run(Some(wt), args).map_err(|e| e.to_string())?;
@@ -273,6 +279,52 @@ pub fn undo_unfinished_merge(
             }
             _ => in_head.push(path),
         }
+    }
+    if only_tip {
+        let all: Vec<std::ffi::OsString> = in_head.iter().chain(&new).cloned().collect();
+        let mut same = std::collections::HashSet::new();
+        // The blobs `tip` has at those paths: `MODE TYPE OID\tPATH`.
+        let mut at_tip = std::collections::HashMap::new();
+        for args in with_paths(&["ls-tree", "-r", "-z", "--full-tree", tip], &all) {
+            for e in nul_list(&os_refs(&args))? {
+                let Some(tab) = e.iter().position(|&b| b == b'\t') else {
+                    continue;
+                };
+                let meta = String::from_utf8_lossy(&e[..tab]).into_owned();
+                let mut f = meta.split(' ');
+                let (mode, oid) = (f.next().unwrap_or(""), f.nth(1).unwrap_or(""));
+                if mode == "100644" || mode == "100755" {
+                    at_tip.insert(os_from_bytes(&e[tab + 1..]), oid.to_string());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        for p in &all {
+            match std::fs::symlink_metadata(wt.join(p)) {
+                Ok(m) if m.file_type().is_file() && at_tip.contains_key(p) => files.push(p.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !at_tip.contains_key(p) => {
+                    same.insert(p.clone());
+                }
+                _ => {}
+            }
+        }
+        for chunk in files.chunks(500) {
+            let mut args: Vec<std::ffi::OsString> = vec!["hash-object".into(), "--".into()];
+            args.extend(chunk.iter().cloned());
+            let out = git.run(Some(wt), &os_refs(&args)).map_err(|e| e.to_string())?;
+            let hashes: Vec<&str> = std::str::from_utf8(&out)
+                .map_err(|e| e.to_string())?
+                .lines()
+                .collect();
+            for (p, h) in chunk.iter().zip(hashes) {
+                if at_tip.get(p).map(String::as_str) == Some(h.trim()) {
+                    same.insert(p.clone());
+                }
+            }
+        }
+        in_head.retain(|p| same.contains(p));
+        staged_new.retain(|p| same.contains(p));
+        new.retain(|p| same.contains(p));
     }
     let run = |args: &[std::ffi::OsString]| {
         git.run(Some(wt), &os_refs(args))
