@@ -311,7 +311,9 @@ pub fn undo_unfinished_merge(
         for chunk in files.chunks(500) {
             let mut args: Vec<std::ffi::OsString> = vec!["hash-object".into(), "--".into()];
             args.extend(chunk.iter().cloned());
-            let out = git.run(Some(wt), &os_refs(&args)).map_err(|e| e.to_string())?;
+            let out = git
+                .run(Some(wt), &os_refs(&args))
+                .map_err(|e| e.to_string())?;
             let hashes: Vec<&str> = std::str::from_utf8(&out)
                 .map_err(|e| e.to_string())?
                 .lines()

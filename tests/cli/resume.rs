@@ -2113,6 +2113,98 @@ fn a_resume_removes_an_index_lock_its_killed_merge_left_before_merge_head() {
     merged_once_and_clean(&r, &o, &sid, "index.lock");
 }
 
+/// A `git` wrapper act for [`killed_in_final_merge`]: write the branch's version of every path
+/// it changed where the checkout has no file, the way the killed `git merge` had written them
+/// when the kill came (no index, no `MERGE_HEAD`, no commit).
+const WRITE_BRANCH_FILES: &str = "for f in $(\"REAL\" diff --name-only HEAD...\"$last\"); do [ -e \"$f\" ] || \"REAL\" show \"$last:$f\" > \"$f\"; done";
+
+/// What must hold once the resume after a final merge killed with the branch's files written
+/// into the checkout finished: those files put back, the branch merged once, the checkout clean.
+fn put_back_and_merged_once(r: &R, o: &Out, sid: &str) {
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "put back 1 file(s) that the interrupted merge of `prodigy-{sid}` left in"
+        )),
+        "{o:?}"
+    );
+    assert_eq!(fs::read_to_string(r.repo.join("one.txt")).unwrap(), "one\n");
+    assert!(!r.repo.join(".git/MERGE_HEAD").exists());
+    let st = git(&r.repo, &["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(st, "", "the user's checkout is clean");
+    let log = main_log(&r.repo);
+    let merge = format!("Merge prodigy-{sid} (prodigy session {sid})");
+    assert_eq!(
+        log.iter().filter(|l| **l == merge).count(),
+        1,
+        "{merge} not exactly once in {log:?}"
+    );
+    assert_eq!(log.iter().filter(|l| *l == "one").count(), 1, "{log:?}");
+    let s = r.session();
+    assert_eq!(s["status"], "Completed", "{o:?}");
+    assert!(
+        s["metadata"]["worktree"].get("final_merging").is_none(),
+        "{s}"
+    );
+}
+
+/// The loop crash sweep's seed 16, without timing luck: killed inside the final merge after git
+/// wrote the branch's new file into the checkout (untracked: no index, no `MERGE_HEAD`, no
+/// commit). The resumed merge refused it ("untracked working tree files would be overwritten
+/// by merge"); now the resume removes the file the merge wrote and merges again.
+#[test]
+fn a_resume_puts_back_the_files_its_killed_final_merge_wrote_into_the_checkout() {
+    let Some(r) = setup("resume-final-half-merge") else {
+        return;
+    };
+    let (o, sid) = killed_in_final_merge(&r, "final-half-merge-git", WRITE_BRANCH_FILES);
+    put_back_and_merged_once(&r, &o, &sid);
+}
+
+/// Killed after git wrote the merged files and the index (the branch's new file staged).
+#[test]
+fn a_resume_puts_back_the_files_and_index_its_killed_final_merge_wrote() {
+    let Some(r) = setup("resume-final-half-merge-index") else {
+        return;
+    };
+    let (o, sid) = killed_in_final_merge(
+        &r,
+        "final-half-merge-index-git",
+        "\"REAL\" read-tree -m -u HEAD \"$last\" || exit 1",
+    );
+    put_back_and_merged_once(&r, &o, &sid);
+}
+
+/// The user's own untracked file at a path the branch adds, with other content than the
+/// branch's, is never the killed merge's: it survives byte for byte and the resumed merge
+/// fails as git refuses to overwrite it (exit 1, as before the undo existed).
+#[test]
+fn a_resume_leaves_the_users_file_where_its_killed_final_merge_would_write() {
+    let Some(r) = setup("resume-final-half-merge-user") else {
+        return;
+    };
+    fs::write(r.repo.join("one.txt"), b"mine, not the branch's\n").unwrap();
+    let (o, sid) = killed_in_final_merge(&r, "final-half-merge-user-git", WRITE_BRANCH_FILES);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains("final merge failed")
+            && o.stdout
+                .contains("untracked working tree files would be overwritten by merge"),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("put back"), "{o:?}");
+    assert_eq!(
+        fs::read(r.repo.join("one.txt")).unwrap(),
+        b"mine, not the branch's\n"
+    );
+    let log = main_log(&r.repo);
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with(&format!("Merge prodigy-{sid}"))),
+        "{log:?}"
+    );
+}
+
 /// A MapReduce run whose second agent merge into the session worktree a `git` wrapper cuts
 /// short the way a SIGKILL inside `git merge` does (git writes the merged files, then the
 /// index, then the commit; no `MERGE_HEAD` without a conflict): it makes the merge's files and
