@@ -993,14 +993,7 @@ fn note_merge(ctx: &mut Ctx, a: &Agent<'_>, tip: &str, head: &str) -> Result<()>
 /// Drop the [`MERGING`] record, once no agent merge can be under way (the map's end, a resume
 /// that undid one): a later step's uncommitted output must never be taken for a merge's.
 fn forget_merge(ctx: &mut Ctx) -> Result<()> {
-    let had = match ctx.session.metadata.get_mut("worktree") {
-        Some(Value::Object(w)) => w.remove(MERGING).is_some(),
-        _ => false,
-    };
-    if had {
-        ctx.save_session()?;
-    }
-    Ok(())
+    ctx.forget_worktree_record(MERGING)
 }
 
 /// On resume, before anything runs in the session worktree: undo the agent merge a kill
@@ -1012,13 +1005,7 @@ fn forget_merge(ctx: &mut Ctx) -> Result<()> {
 /// Stale `index.lock` files of the killed git are the resume's to remove first, and a merge
 /// that wrote `MERGE_HEAD` its to abort. Returns what was put back, for the resume to say.
 pub(super) fn undo_interrupted_merge(ctx: &mut Ctx) -> Result<Option<String>> {
-    let Some(rec) = ctx
-        .session
-        .metadata
-        .get("worktree")
-        .and_then(|w| w.get(MERGING))
-        .cloned()
-    else {
+    let Some(rec) = ctx.worktree_record(MERGING) else {
         return Ok(None);
     };
     let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();

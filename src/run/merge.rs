@@ -267,14 +267,7 @@ const FINAL_MERGING: &str = "final_merging";
 
 /// Drop the [`FINAL_MERGING`] record (saved only when there was one).
 fn forget_final_merge(ctx: &mut Ctx) -> Result<()> {
-    let had = match ctx.session.metadata.get_mut("worktree") {
-        Some(Value::Object(w)) => w.remove(FINAL_MERGING).is_some(),
-        _ => false,
-    };
-    if had {
-        ctx.save_session()?;
-    }
-    Ok(())
+    ctx.forget_worktree_record(FINAL_MERGING)
 }
 
 /// On resume, before the final merge checks the user's checkout: undo what a killed final merge
@@ -291,13 +284,7 @@ fn undo_interrupted_final_merge(
     checkout: &std::path::Path,
     by_hand: &str,
 ) -> Result<Option<MergeEnd>> {
-    let Some(rec) = ctx
-        .session
-        .metadata
-        .get("worktree")
-        .and_then(|w| w.get(FINAL_MERGING))
-        .cloned()
-    else {
+    let Some(rec) = ctx.worktree_record(FINAL_MERGING) else {
         return Ok(None);
     };
     let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();

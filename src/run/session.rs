@@ -124,6 +124,29 @@ impl Ctx {
         journal::write_session(&self.layout, &self.session)
     }
 
+    /// The record `metadata.worktree.{key}` of the session record (an interrupted merge's:
+    /// `merging`, `final_merging`), if any.
+    pub fn worktree_record(&self, key: &str) -> Option<Value> {
+        self.session
+            .metadata
+            .get("worktree")
+            .and_then(|w| w.get(key))
+            .cloned()
+    }
+
+    /// Drop `metadata.worktree.{key}` from the session record, rewriting it only when it was
+    /// there.
+    pub fn forget_worktree_record(&mut self, key: &str) -> Result<()> {
+        let had = match self.session.metadata.get_mut("worktree") {
+            Some(Value::Object(w)) => w.remove(key).is_some(),
+            _ => false,
+        };
+        if had {
+            self.save_session()?;
+        }
+        Ok(())
+    }
+
     /// Refresh the heartbeat when it is due.
     pub fn heartbeat(&mut self) -> Result<()> {
         if self.last_heartbeat.elapsed() >= HEARTBEAT {
