@@ -1164,6 +1164,22 @@ reduce:
     )
 }
 
+/// Run [`sleepy_mapreduce`] and stop it with signal `sig` once `after` agents completed; it
+/// must exit with `code` (128 + the signal).
+fn sleepy_stopped(r: &R, after: usize, sig: i32, code: i32) {
+    let wf = sleepy_mapreduce(r, None);
+    assert_eq!(
+        run_with_kill_sig(
+            r,
+            &["run", wf.to_str().unwrap(), "-y"],
+            "agent_completed",
+            after,
+            sig
+        ),
+        Some(code)
+    );
+}
+
 #[test]
 fn sigint_during_map_then_resume_by_job_id_merges_every_item_once() {
     let Some(r) = setup("resume-sigint") else {
@@ -1388,17 +1404,7 @@ map:
 
     // A paused run whose session worktree was deleted by hand: re-created from its branch.
     let r = setup("resume-rm-worktree").unwrap();
-    let wf = sleepy_mapreduce(&r, None);
-    assert_eq!(
-        run_with_kill_sig(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            "agent_completed",
-            2,
-            2
-        ),
-        Some(130)
-    );
+    sleepy_stopped(&r, 2, 2, 130);
     let s = r.session();
     let sid = s["id"].as_str().unwrap().to_string();
     fs::remove_dir_all(r.env.p(&format!("worktrees/work/{sid}"))).unwrap();
@@ -1424,17 +1430,7 @@ fn a_paused_run_left_mid_merge_with_a_stale_index_lock_is_repaired_and_finished(
     let Some(r) = setup("resume-midmerge") else {
         return;
     };
-    let wf = sleepy_mapreduce(&r, None);
-    assert_eq!(
-        run_with_kill_sig(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            "agent_completed",
-            1,
-            15
-        ),
-        Some(143)
-    );
+    sleepy_stopped(&r, 1, 15, 143);
     let s = r.session();
     let sid = s["id"].as_str().unwrap().to_string();
     let wt = r.env.p(&format!("worktrees/work/{sid}"));
@@ -1484,17 +1480,7 @@ fn lock_files_left_by_a_git_killed_with_the_run_are_removed_before_items_run_aga
     let Some(r) = setup("resume-git-locks") else {
         return;
     };
-    let wf = sleepy_mapreduce(&r, None);
-    assert_eq!(
-        run_with_kill_sig(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            "agent_completed",
-            2,
-            2
-        ),
-        Some(130)
-    );
+    sleepy_stopped(&r, 2, 2, 130);
     let s = r.session();
     let sid = s["id"].as_str().unwrap().to_string();
     let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
@@ -1558,17 +1544,7 @@ fn an_interrupted_final_merge_in_the_users_checkout_is_aborted_and_made_again() 
     let Some(r) = setup("resume-final-merge") else {
         return;
     };
-    let wf = sleepy_mapreduce(&r, None);
-    assert_eq!(
-        run_with_kill_sig(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            "agent_completed",
-            6,
-            15
-        ),
-        Some(143)
-    );
+    sleepy_stopped(&r, 6, 15, 143);
     let sid = r.session()["id"].as_str().unwrap().to_string();
     // What a kill inside the final `git merge` leaves in the user's checkout: MERGE_HEAD.
     let m = git_cmd(
@@ -2461,17 +2437,7 @@ fn a_worktree_record_with_an_empty_commondir_is_completed_before_items_run_again
     let Some(r) = setup("resume-empty-commondir") else {
         return;
     };
-    let wf = sleepy_mapreduce(&r, None);
-    assert_eq!(
-        run_with_kill_sig(
-            &r,
-            &["run", wf.to_str().unwrap(), "-y"],
-            "agent_completed",
-            2,
-            2
-        ),
-        Some(130)
-    );
+    sleepy_stopped(&r, 2, 2, 130);
     let s = r.session();
     let sid = s["id"].as_str().unwrap().to_string();
     let job = s["mapreduce_data"]["job_id"].as_str().unwrap().to_string();
