@@ -95,9 +95,11 @@ pub fn print_with(f: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result) 
     }
     impl<W: Write> std::fmt::Write for Out<W> {
         fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let masked = crate::mask::mask_record(s.as_bytes());
-            let s = String::from_utf8_lossy(&masked);
-            let s = crate::store::names::terminal_safe(&s);
+            let masked = match crate::mask::mask_record(s.as_bytes()) {
+                std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(s),
+                std::borrow::Cow::Owned(b) => String::from_utf8_lossy(&b).into_owned().into(),
+            };
+            let s = crate::store::names::terminal_safe(&masked);
             self.w.write_all(s.as_bytes()).map_err(|e| {
                 self.err.get_or_insert(e);
                 std::fmt::Error

@@ -62,6 +62,11 @@ pub fn is_legacy_session_id(s: &str) -> bool {
 /// A printable form of a raw name: valid UTF-8 as is, other bytes as `\xNN`, control
 /// characters escaped, so a hostile name cannot forge output lines.
 pub fn printable(name: &OsStr) -> String {
+    let bytes = as_bytes(name);
+    if bytes.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+        // Printable ASCII, the common case: nothing to escape.
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
     let mut out = String::new();
     for chunk in as_bytes(name).utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -103,7 +108,9 @@ pub fn printable_cut(s: &str, max: usize) -> String {
 /// that is already safe is returned borrowed.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(unsafe_char) {
+    let plain = |b: &u8| (b' '..=b'~').contains(b) || *b == b'\n' || *b == b'\t';
+    // Printable ASCII (the common case) is checked a byte at a time, without decoding.
+    if text.as_bytes().iter().all(plain) || !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
