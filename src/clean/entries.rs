@@ -109,6 +109,21 @@ impl EntryList {
         self.bytes
     }
 
+    /// Move every entry of `other` to the end of this list, in order, leaving `other` empty
+    /// (a batch's report into the run's: the entries in memory are moved, not copied).
+    pub fn append(&mut self, other: &mut EntryList) {
+        if other.file.is_some() {
+            for e in other.iter() {
+                self.push(e);
+            }
+        } else {
+            for e in other.mem.drain(..) {
+                self.push(e);
+            }
+        }
+        *other = EntryList::default();
+    }
+
     /// Append one entry.
     pub fn push(&mut self, e: Entry) {
         self.count += 1;
@@ -438,6 +453,21 @@ mod tests {
                 );
             }
         }
+        // Appended to another list (moved when in memory, read back when spilled).
+        let mut all = EntryList::default();
+        let mut small = EntryList::default();
+        small.push(entry(1));
+        all.append(&mut small);
+        assert!(small.is_empty() && small.to_vec().is_empty());
+        let mut copy = EntryList::default();
+        for e in l.iter() {
+            copy.push(e);
+        }
+        all.append(&mut copy);
+        assert_eq!((all.len(), copy.len()), (n + 1, 0));
+        let paths: Vec<String> = all.iter().map(|e| e.path).collect();
+        let want: Vec<String> = std::iter::once(1).chain(0..n).map(|k| entry(k).path).collect();
+        assert_eq!(paths, want);
         l.push(entry(n));
         l.push(entry(n + 1));
         for _ in 0..SPILL_AT {

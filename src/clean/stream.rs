@@ -390,6 +390,8 @@ impl Run<'_, '_> {
         }
         // Items whose owner's class is not final wait (see the module doc).
         let mut verdicts: HashMap<String, Verdict> = HashMap::new();
+        // The rows and ids of `verdicts`' sessions, in the order they were decided.
+        let mut decided_rows: Vec<(u32, String)> = Vec::new();
         let mut waiting: std::collections::HashSet<u32> = Default::default();
         let mut decided: std::collections::HashSet<u32> = Default::default();
         let mut keep = Vec::with_capacity(inv.items.len());
@@ -405,7 +407,9 @@ impl Run<'_, '_> {
             if !waiting.contains(&r) && decided.insert(r) {
                 match self.idx.verdict(r, &facts) {
                     Some(v) => {
-                        verdicts.insert(self.idx.id(r).to_string(), v);
+                        let id = self.idx.id(r);
+                        verdicts.insert(id.clone(), v);
+                        decided_rows.push((r, id));
                     }
                     None => {
                         waiting.insert(r);
@@ -428,8 +432,8 @@ impl Run<'_, '_> {
         let mut kept_worktrees = HashMap::new();
         // An estimate (`stats`) makes no deletion-time check: no records beside its items.
         let beside = !self.opts.estimate || role != Role::Bulk;
-        for o in verdicts.keys().filter(|_| beside) {
-            let Some(r) = self.idx.row(o) else { continue };
+        for (r, o) in decided_rows.iter().filter(|_| beside) {
+            let r = *r;
             let row = self.idx.at(r);
             let mut it = Item::new(
                 StorageType::Sessions,
@@ -532,12 +536,8 @@ impl Run<'_, '_> {
         t.compressed_count.0.items += rep.compressed_count.0.items;
         t.compressed_count.0.bytes += rep.compressed_count.0.bytes;
         t.compressed_count.1 += rep.compressed_count.1;
-        for e in rep.removed.iter() {
-            t.removed.push(e);
-        }
-        for e in rep.kept.iter() {
-            t.kept.push(e);
-        }
+        t.removed.append(&mut rep.removed);
+        t.kept.append(&mut rep.kept);
         t.branches_deleted.append(&mut rep.branches_deleted);
         t.branches_kept.append(&mut rep.branches_kept);
         t.errors.append(&mut rep.errors);
