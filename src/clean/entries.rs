@@ -76,6 +76,8 @@ pub struct EntryList {
     count: usize,
     /// Sum of their bytes.
     bytes: u64,
+    /// Number and bytes of the entries of each reason (by [`reason_index`]; the last for none).
+    by_reason: [(u64, u64); REASONS.len() + 1],
 }
 
 impl Clone for EntryList {
@@ -89,6 +91,7 @@ impl Clone for EntryList {
             no_spill: true,
             count: self.count,
             bytes: self.bytes,
+            by_reason: self.by_reason,
         }
     }
 }
@@ -124,10 +127,23 @@ impl EntryList {
         *other = EntryList::default();
     }
 
+    /// Number and bytes of the entries of each reason (`None`: entries without one), for the
+    /// reasons that have entries, without reading the entries back.
+    pub fn by_reason(&self) -> impl Iterator<Item = (Option<Reason>, u64, u64)> + '_ {
+        self.by_reason
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(k, &(n, b))| (REASONS.get(k).copied(), n, b))
+    }
+
     /// Append one entry.
     pub fn push(&mut self, e: Entry) {
         self.count += 1;
         self.bytes += e.bytes;
+        let k = e.reason.map_or(REASONS.len(), reason_index);
+        self.by_reason[k].0 += 1;
+        self.by_reason[k].1 += e.bytes;
         self.mem.push(e);
         if self.mem.len() >= SPILL_AT && !self.no_spill {
             self.spill();
@@ -432,6 +448,20 @@ mod tests {
         assert!(l.mem.len() < SPILL_AT);
         assert_eq!(l.len(), n);
         assert_eq!(l.bytes(), (0..n as u64).map(|k| k * 7).sum::<u64>());
+        // The totals by reason, kept as entries are pushed, are those of the entries.
+        let mut want: Vec<(Option<Reason>, u64, u64)> = Vec::new();
+        for e in l.iter() {
+            match want.iter_mut().find(|w| w.0 == e.reason) {
+                Some(w) => (w.1, w.2) = (w.1 + 1, w.2 + e.bytes),
+                None => want.push((e.reason, 1, e.bytes)),
+            }
+        }
+        let mut got: Vec<_> = l.by_reason().collect();
+        let key = |r: &(Option<Reason>, u64, u64)| r.0.map_or(usize::MAX, reason_index);
+        want.sort_by_key(key);
+        got.sort_by_key(key);
+        assert_eq!(got, want);
+        assert!(got.len() > 2 && got.iter().any(|g| g.0.is_none()));
         // Twice: reading back leaves the file ready for more.
         for _ in 0..2 {
             let v = l.to_vec();
@@ -466,7 +496,10 @@ mod tests {
         all.append(&mut copy);
         assert_eq!((all.len(), copy.len()), (n + 1, 0));
         let paths: Vec<String> = all.iter().map(|e| e.path).collect();
-        let want: Vec<String> = std::iter::once(1).chain(0..n).map(|k| entry(k).path).collect();
+        let want: Vec<String> = std::iter::once(1)
+            .chain(0..n)
+            .map(|k| entry(k).path)
+            .collect();
         assert_eq!(paths, want);
         l.push(entry(n));
         l.push(entry(n + 1));

@@ -573,6 +573,7 @@ fn human(
     scope: &str,
     rep: &Report,
 ) -> std::fmt::Result {
+    use std::fmt::Write as _;
     let would = if rep.dry_run {
         "Would remove"
     } else {
@@ -611,15 +612,19 @@ fn human(
         }
     }
     if rep.dry_run {
+        // Each line is made whole, then written: one pass of the output guard a line.
+        let mut line = String::new();
         for e in rep.removed.iter() {
+            line.clear();
             writeln!(
-                o,
+                line,
                 "  {:<10} {:<60} {:>10}  {}",
                 e.ty.word(),
                 e.path,
                 human_bytes(e.bytes),
                 e.detail
             )?;
+            o.write_str(&line)?;
         }
     } else {
         let mut per: Vec<(StorageType, u64, u64)> = Vec::new();
@@ -706,26 +711,27 @@ fn human(
             human_bytes(kb)
         )?;
         let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
-        for e in rep.kept.iter() {
-            let c = by
-                .entry(e.reason.map(|r| r.word()).unwrap_or("-"))
-                .or_default();
-            c.0 += 1;
-            c.1 += e.bytes;
+        for (r, n, b) in rep.kept.by_reason() {
+            let c = by.entry(r.map(|r| r.word()).unwrap_or("-")).or_default();
+            c.0 += n;
+            c.1 += b;
         }
         for (r, (n, b)) in by {
             writeln!(o, "  {r:<18} {n:>6} items {:>12}", human_bytes(b))?;
         }
         if rep.dry_run {
+            let mut line = String::new();
             for e in rep.kept.iter() {
                 let r = e.reason.map(|r| r.word()).unwrap_or("-");
+                line.clear();
                 writeln!(
-                    o,
+                    line,
                     "  kept {:<10} {:<60} {r}: {}",
                     e.ty.word(),
                     e.path,
                     e.detail
                 )?;
+                o.write_str(&line)?;
             }
         }
     }
