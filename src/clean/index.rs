@@ -233,6 +233,42 @@ struct Table {
 /// ids: the probe loops were 8% of the samples, nearly all of it those misses (issue 25).
 const TAGGED: usize = (1 << 24) - 1;
 
+/// `v.partition_point(less)`, searched outward from `guess` (doubling the step) before the
+/// binary search: O(log d) probes for an answer `d` entries from the guess, so a row's jobs or
+/// notes (sorted by row, about as many a session) are found with a probe or two near where
+/// they are instead of ~17 cache misses across the whole list (issue 25: `jobs_of` was 2% of
+/// a dry run at 40,000 sessions). Any guess gives the right answer.
+fn partition_near<T>(v: &[T], guess: usize, less: impl Fn(&T) -> bool) -> usize {
+    let n = v.len();
+    let g = guess.min(n);
+    // Invariant: every entry before `lo` is less, none from `hi` on is.
+    let (mut lo, mut hi) = (0, n);
+    let mut step = 1;
+    if g < n && less(&v[g]) {
+        lo = g + 1;
+        while let Some(p) = g.checked_add(step).filter(|&p| p < n) {
+            if less(&v[p]) {
+                lo = p + 1;
+                step *= 2;
+            } else {
+                hi = p;
+                break;
+            }
+        }
+    } else {
+        hi = g;
+        while let Some(p) = g.checked_sub(step) {
+            if less(&v[p]) {
+                lo = p + 1;
+                break;
+            }
+            hi = p;
+            step *= 2;
+        }
+    }
+    lo + v[lo..hi].partition_point(less)
+}
+
 /// `a == b`, the lengths and last bytes (where packed ids differ most: their random tails)
 /// compared first: most probes of a lookup meet another id, and `==` on slices is a call to
 /// `memcmp` (12% of the user time of `stats` at S2 before this, these probes and sorts together).
@@ -481,7 +517,8 @@ impl Index {
     /// The notes of row `r`, in the order they were added.
     fn notes_of(&self, r: u32) -> impl Iterator<Item = &Note> {
         let (start, all) = if self.notes_sorted || self.notes.is_empty() {
-            (self.notes.partition_point(|n| n.row < r), false)
+            let guess = self.near(r, self.notes.len());
+            (partition_near(&self.notes, guess, |n| n.row < r), false)
         } else {
             (0, true)
         };
@@ -489,6 +526,12 @@ impl Index {
             .iter()
             .take_while(move |n| all || n.row == r)
             .filter(move |n| n.row == r)
+    }
+
+    /// Where row `r`'s entries would be in a list of `len` entries sorted by row if every
+    /// session had as many: the guess [`partition_near`] starts from.
+    fn near(&self, r: u32, len: usize) -> usize {
+        (r as u64 * len as u64 / self.rows.len().max(1) as u64) as usize
     }
 
     /// The id span of row `r`.
@@ -783,7 +826,8 @@ impl Index {
 
     /// The jobs of session row `r`.
     pub fn jobs_of(&self, r: u32) -> Vec<String> {
-        let start = self.jobs.partition_point(|(_, x)| *x < r);
+        let guess = self.near(r, self.jobs.len());
+        let start = partition_near(&self.jobs, guess, |(_, x)| *x < r);
         self.jobs[start..]
             .iter()
             .take_while(|(_, x)| *x == r)
@@ -879,6 +923,31 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_near_agrees_with_partition_point_from_any_guess() {
+        // Sorted lists with runs, gaps and repeats; every cut and every guess, past the end too.
+        let lists: Vec<Vec<u32>> = vec![
+            vec![],
+            vec![5],
+            (0..40).collect(),
+            (0..40).map(|k| k / 7).collect(),
+            std::iter::repeat(3).take(33).collect(),
+            (0..50).map(|k| k * k).collect(),
+        ];
+        for v in &lists {
+            for want in 0..(v.last().copied().unwrap_or(0) + 2) {
+                let expect = v.partition_point(|&x| x < want);
+                for guess in 0..v.len() + 3 {
+                    assert_eq!(
+                        partition_near(v, guess, |&x| x < want),
+                        expect,
+                        "{v:?} want {want} guess {guess}"
+                    );
+                }
+            }
+        }
+    }
 
     fn facts(status: SessionStatus, owner: OwnerFact) -> RecordFacts {
         RecordFacts {
