@@ -238,7 +238,7 @@ fn unpack_with(p: &[u8], mut push: impl FnMut(u8)) {
 /// byte (hex digits are in ASCII order, and a UUID's dashes are at fixed places); one ending
 /// there is a prefix of the other. Anything else is unpacked (on the stack).
 pub fn cmp_packed(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let i = common_prefix(a, b);
     // Walk the common prefix token by token to the token that holds `i`.
     let mut p = 0;
     while p < i {
@@ -268,6 +268,25 @@ pub fn cmp_packed(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     with_unpacked(a, |x| with_unpacked(b, |y| x.cmp(y)))
 }
 
+/// The length of the longest common prefix of `a` and `b`, eight bytes at a time (ids that
+/// share 120 characters are sorted too: issue 25).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("eight bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 /// The id `p` is the packed form of.
 pub fn unpacked(p: &[u8]) -> String {
     let mut v = Vec::with_capacity(p.len() * 3);
@@ -280,6 +299,25 @@ pub fn unpacked(p: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_prefix_counts_equal_leading_bytes() {
+        let base: Vec<u8> = (0..40u8).collect();
+        for cut in 0..=base.len() {
+            for extra in [0usize, 1, 9] {
+                let mut a = base[..cut].to_vec();
+                a.extend(std::iter::repeat(200u8).take(extra));
+                let mut b = base.clone();
+                if cut < b.len() {
+                    b[cut] = b[cut].wrapping_add(1);
+                }
+                let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+                assert_eq!(common_prefix(&a, &b), want, "cut {cut} extra {extra}");
+                assert_eq!(common_prefix(&b, &a), want);
+            }
+        }
+        assert_eq!(common_prefix(&base, &base), base.len());
+    }
 
     fn packed(s: &str) -> Vec<u8> {
         let mut v = Vec::new();

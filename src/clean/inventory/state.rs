@@ -309,14 +309,15 @@ impl StateRepoScan {
                 let mut own: Vec<(OsString, Item)> = Vec::new();
                 let pairs = &mut self.pairs;
                 let listed = md.for_each_listed(|f, listed| {
-                    let parts = comps(&[p3[0], p3[1], p3[2], f]);
+                    // Made only for the few files that are items of their own.
+                    let parts = || comps(&[p3[0], p3[1], p3[2], f]);
                     if crate::store::atomic::is_temp_name(f) {
-                        own.push((f.to_os_string(), Item::new(ty, ItemKind::Temp, parts)));
+                        own.push((f.to_os_string(), Item::new(ty, ItemKind::Temp, parts())));
                         return;
                     }
                     let Some(stem) = strip_valid(f, ".json") else {
                         let mut one = Inventory::default();
-                        s.push_invalid(&mut one, ty, parts, "not a `{id}.json` mapping name");
+                        s.push_invalid(&mut one, ty, parts(), "not a `{id}.json` mapping name");
                         own.extend(one.items.into_iter().map(|it| (f.to_os_string(), *it)));
                         return;
                     };
@@ -336,14 +337,14 @@ impl StateRepoScan {
                                 Some((m.job_id, m.session_id))
                             }
                             Ok(_) => {
-                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
                                 it.rare_mut().note =
                                     Some("mapping names neither its file's session nor job".into());
                                 own.push((f.to_os_string(), it));
                                 None
                             }
                             Err(e) => {
-                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts);
+                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
                                 it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
                                 own.push((f.to_os_string(), it));
                                 None
