@@ -805,13 +805,27 @@ impl Index {
 
     /// The owning session of `job` (its id, and its row when it has a record).
     pub fn owner_of_job(&self, job: &str) -> Option<(String, Option<u32>)> {
-        if let Some(s) = (!self.extra_owner.is_empty())
-            .then(|| self.extra_owner.get(job))
-            .flatten()
-        {
+        if let Some(s) = self.extra_owner_of(job) {
             return Some((s.to_string(), self.row(s)));
         }
         self.job_owner(job).map(|r| (self.id(r), Some(r)))
+    }
+
+    /// The row of `job`'s owning session: `None` without an owner, `Some(None)` for an owner
+    /// without a record. [`Index::owner_of_job`] without making the owner's id.
+    pub fn owner_row_of_job(&self, job: &str) -> Option<Option<u32>> {
+        if let Some(s) = self.extra_owner_of(job) {
+            return Some(self.row(s));
+        }
+        self.job_owner(job).map(Some)
+    }
+
+    /// The owner [`Index::set_job_owner`] gave `job`.
+    fn extra_owner_of(&self, job: &str) -> Option<&str> {
+        if self.extra_owner.is_empty() {
+            return None;
+        }
+        self.extra_owner.get(job).map(|s| &**s)
     }
 
     /// Keep the evidence that ownerless job directory `job` can be resumed.
@@ -983,6 +997,18 @@ mod tests {
         assert_eq!(x.job_owner("j-9"), None);
         assert_eq!(x.jobs_of(a), vec!["j-1", "j-3"]);
         assert_eq!(x.jobs_of(b), vec!["j-2"]);
+        // The owner's row alone agrees with the owner, and an owner set later overrides both
+        // (one with a record, one without).
+        assert_eq!(x.owner_row_of_job("j-1"), Some(Some(a)));
+        assert_eq!(x.owner_row_of_job("j-9"), None);
+        x.set_job_owner("j-1", "s-c");
+        x.set_job_owner("j-9", "s-gone");
+        let c = x.row("s-c").unwrap();
+        assert_eq!(x.owner_of_job("j-1"), Some(("s-c".to_string(), Some(c))));
+        assert_eq!(x.owner_row_of_job("j-1"), Some(Some(c)));
+        assert_eq!(x.owner_of_job("j-9"), Some(("s-gone".to_string(), None)));
+        assert_eq!(x.owner_row_of_job("j-9"), Some(None));
+        assert_eq!(x.owner_row_of_job("j-2"), Some(Some(b)));
     }
 
     #[test]

@@ -214,9 +214,9 @@ fn scanner_state_repo(
 /// [`Run::batch`] drops the item. Pass 3 listed every directory of pass 2 again and made and
 /// looked up every item to keep those few (issue 25: 30% of `stats`' time at 40,000 sessions).
 fn may_have_waited(idx: &Index, j: &str) -> bool {
-    match idx.owner_of_job(j) {
-        Some((_, Some(r))) => idx.at(r).waited(),
-        Some((_, None)) => false,
+    match idx.owner_row_of_job(j) {
+        Some(Some(r)) => idx.at(r).waited(),
+        Some(None) => false,
         None => true,
     }
 }
