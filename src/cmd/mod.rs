@@ -107,7 +107,8 @@ pub fn print_with(f: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result) 
         }
     }
     let mut out = Out {
-        w: std::io::BufWriter::new(std::io::stdout().lock()),
+        // 64 KiB: a dry run's listing runs to tens of megabytes (issue 25).
+        w: std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock()),
         err: None,
     };
     let r = f(&mut out);

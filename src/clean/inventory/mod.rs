@@ -285,6 +285,15 @@ impl RelPath {
 
 /// Printable `a/b/c` of a path below the root (hostile bytes escaped).
 pub fn rel_of(p: &RelPath) -> String {
+    // A path of printable ASCII names joined by `/` is its own printable form (a name holds no
+    // `/`, `.`, `..` or empty one: see [`RelPath`]): made without splitting it into names.
+    #[cfg(unix)]
+    {
+        let b = p.0.as_os_str().as_encoded_bytes();
+        if b.iter().all(|c| (b' '..=b'~').contains(c)) {
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
     rel_of_parts(p.0.iter())
 }
 
@@ -1118,5 +1127,17 @@ mod tests {
         assert_eq!(p.name(), OsStr::new("c\\d"));
         assert_eq!(p.parts().len(), 3);
         assert_eq!(rel_of_parts(p.parent().iter()), "events/a\\nb");
+        // Printable names take the short way, to the same text.
+        for names in [
+            &["sessions", "s-1.json"][..],
+            &["state", "r", "mappings", "j ~x.json"],
+        ] {
+            let os: Vec<&OsStr> = names.iter().map(OsStr::new).collect();
+            let p = RelPath::new(&os);
+            assert_eq!(rel_of(&p), names.join("/"));
+            assert_eq!(rel_of(&p), rel_of_parts(p.0.iter()));
+        }
+        let del = RelPath::new(&[OsStr::new("logs"), OsStr::new("a\u{7f}")]);
+        assert_eq!(rel_of(&del), "logs/a\\u{7f}");
     }
 }
