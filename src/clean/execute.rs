@@ -369,8 +369,8 @@ pub(super) fn removal_reason(eng: &Engine<'_>, i: usize) -> String {
 /// A dry run makes every check but the two that compare the item and its owner's record with
 /// what the scan saw moments ago: they guard a deletion against a writer that raced it, and a
 /// dry run deletes nothing (a real run, later, scans again and makes them). They were a
-/// `fstatat` for every item and another for its record: 93,000 calls, a tenth of the system
-/// time of a dry run at 40,000 sessions (issue 25).
+/// `fstatat` for every item and another for its record: 107,570 calls, about 0.2 s of the 2.5 s
+/// of system time of a dry run at 40,002 sessions (issue 25).
 fn recheck(
     eng: &mut Engine<'_>,
     i: usize,
