@@ -40,6 +40,29 @@ impl std::fmt::Display for GitError {
     }
 }
 
+/// The first line of git's stderr, with the names of the list it introduces when it ends in
+/// `:` (git's "The following untracked working tree files would be overwritten by merge:"
+/// followed by one tab-indented path a line): at most five, then how many more.
+fn first_message(errout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(errout);
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("").trim().to_string();
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .take_while(|l| l.starts_with(['\t', ' ']))
+            .map(str::trim)
+            .collect();
+        if !listed.is_empty() {
+            first.push(' ');
+            first.push_str(&listed[..listed.len().min(5)].join(", "));
+            if listed.len() > 5 {
+                first.push_str(&format!(" and {} more", listed.len() - 5));
+            }
+        }
+    }
+    first
+}
+
 /// A git runner with a fixed timeout.
 #[derive(Clone, Debug)]
 pub struct Git {
@@ -140,13 +163,10 @@ impl Git {
         }
         let status = child.wait().map_err(|e| err(format!("failed: {e}")))?;
         if !status.success() {
-            let first = String::from_utf8_lossy(&errout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            return Err(err(format!("failed ({status}): {first}")));
+            return Err(err(format!(
+                "failed ({status}): {}",
+                first_message(&errout)
+            )));
         }
         Ok(out)
     }
@@ -395,6 +415,22 @@ fn collect(child: &mut std::process::Child, _timeout: Duration) -> (Vec<u8>, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_message_names_the_files_a_refused_merge_lists() {
+        let e = b"error: The following untracked working tree files would be overwritten by merge:\n\ta.txt\n\tb.txt\nPlease move or remove them before you merge.\nAborting\n";
+        assert_eq!(
+            first_message(e),
+            "error: The following untracked working tree files would be overwritten by merge: a.txt, b.txt"
+        );
+        let many: String = (0..7).map(|i| format!("\tf{i}\n")).collect();
+        assert_eq!(
+            first_message(format!("error: x:\n{many}Aborting\n").as_bytes()),
+            "error: x: f0, f1, f2, f3, f4 and 2 more"
+        );
+        assert_eq!(first_message(b"fatal: bad\nmore\n"), "fatal: bad");
+        assert_eq!(first_message(b""), "");
+    }
 
     #[test]
     fn parses_porcelain_worktree_list() {

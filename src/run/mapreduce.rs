@@ -1019,7 +1019,7 @@ pub(super) fn undo_interrupted_merge(ctx: &mut Ctx) -> Result<Option<String>> {
     if !tip.is_empty() && worktrees::head(&ctx.git, &ctx.worktree).ok().as_deref() == Some(&head) {
         let wt = ctx.worktree.clone();
         let put_back =
-            worktrees::undo_unfinished_merge(&ctx.git, ctx.layout.root(), &wt, &head, &tip, false)
+            worktrees::undo_unfinished_merge(&ctx.git, ctx.layout.root(), &wt, &head, &tip, None)
                 .map_err(|e| {
                     Error::fatal(format!(
                         "cannot undo the interrupted merge of `{branch}` (item {item}) in `{}`: {e}; put the files it changed back to HEAD, then `prodigy resume {}`",

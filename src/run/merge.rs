@@ -229,7 +229,11 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
         let msg = format!("Merge {} (prodigy session {})", ctx.branch, ctx.session.id);
         if let (Ok(head), Some(tip)) = (worktrees::head(&ctx.git, &checkout), &tip) {
             if let Some(Value::Object(w)) = ctx.session.metadata.get_mut("worktree") {
-                w.insert(FINAL_MERGING.into(), json!({"head": head, "tip": tip}));
+                let at = time::OffsetDateTime::now_utc().unix_timestamp();
+                w.insert(
+                    FINAL_MERGING.into(),
+                    json!({"head": head, "tip": tip, "at": at}),
+                );
                 ctx.save_session()?;
             }
         }
@@ -253,8 +257,8 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
 
 /// The key of `metadata.worktree` in the session record (`sessions/{session_id}.json` under
 /// `$PRODIGY_HOME`) that names the final `git merge --no-ff` of the session branch into the
-/// user's checkout while it runs: `{"head", "tip"}`, the checkout's HEAD before the merge and
-/// the branch's tip being merged. Written with the record (crash-safely) before `git merge`
+/// user's checkout while it runs: `{"head", "tip", "at"}`, the checkout's HEAD before the merge,
+/// the branch's tip being merged and when the merge started (unix seconds). Written with the record (crash-safely) before `git merge`
 /// starts, dropped when it returns (kept when a SIGINT interrupted it), and when a resume finds
 /// the branch merged or has undone the merge.
 ///
@@ -289,11 +293,17 @@ fn undo_interrupted_final_merge(
     };
     let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (head, tip) = (field("head"), field("tip"));
+    // When the merge started (a record of an older prodigy has no `at`: the session's start).
+    let since = rec
+        .get("at")
+        .and_then(Value::as_i64)
+        .or_else(|| ctx.session.started_at.map(|t| t.unix_seconds()))
+        .unwrap_or(i64::MAX);
     if !head.is_empty()
         && !tip.is_empty()
         && worktrees::head(&ctx.git, checkout).ok().as_deref() == Some(head.as_str())
     {
-        match worktrees::undo_unfinished_merge(&ctx.git, checkout, checkout, &head, &tip, true) {
+        match worktrees::undo_unfinished_merge(&ctx.git, checkout, checkout, &head, &tip, Some(since)) {
             Ok(put_back) if put_back.is_empty() => {}
             Ok(put_back) => ctx.warn(&format!(
                 "put back {} file(s) that the interrupted merge of `{}` left in `{}`; merging again",

@@ -206,18 +206,27 @@ pub fn merge_no_ff(
 /// dropped from the index and its file unlinked through `fsops` (no symlink followed). Every
 /// other path, such as a setup step's uncommitted output, is left as it is.
 ///
-/// With `only_tip` (the user's own checkout, whose uncommitted work must never be lost) a
-/// changed path is put back only when its work-tree content is exactly the blob `tip` has there
-/// (`git hash-object` against `git ls-tree`; a regular file, or no file where `tip` has none),
-/// i.e. what the killed merge itself wrote; any other content is left as it is. Returns the
-/// paths put back. Errors (a git call failed, a file could not be removed) name what failed.
+/// With `only_tip: Some(since)` (the user's own checkout, whose uncommitted work must never be
+/// lost) a changed path is put back only when the killed merge itself can have left it so:
+/// - its work-tree content is exactly the blob `tip` has there (`git hash-object` against
+///   `git ls-tree`), or there is no file where `tip` has none;
+/// - a regular file modified at or after `since` (unix seconds: when the merge started) whose
+///   content is a strict prefix of `tip`'s blob, empty included: git creates a file, then
+///   writes it, so a kill in between leaves it empty or cut short (about one kill in a hundred
+///   inside a merge of a few small files does; it made the loop crash sweep fail in CI);
+/// - a path `head` has whose file is missing: git unlinks a file it rewrites before it creates
+///   the new one, and the merge only starts on a checkout without tracked changes, so checking
+///   it out from `head` loses nothing.
+///
+/// Any other content is left as it is. Returns the paths put back. Errors (a git call failed, a
+/// file could not be removed) name what failed.
 pub fn undo_unfinished_merge(
     git: &Git,
     root: &Path,
     wt: &Path,
     head: &str,
     tip: &str,
-    only_tip: bool,
+    only_tip: Option<i64>,
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let nul_list = |args: &[&OsStr]| -> std::result::Result<Vec<Vec<u8>>, String> {
         let out = git.run(Some(wt), args).map_err(|e| e.to_string())?;
@@ -280,7 +289,7 @@ pub fn undo_unfinished_merge(
             _ => in_head.push(path),
         }
     }
-    if only_tip {
+    if let Some(since) = only_tip {
         let all: Vec<std::ffi::OsString> = in_head.iter().chain(&new).cloned().collect();
         let mut same = std::collections::HashSet::new();
         // The blobs `tip` has at those paths: `MODE TYPE OID\tPATH`.
@@ -305,6 +314,9 @@ pub fn undo_unfinished_merge(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !at_tip.contains_key(p) => {
                     same.insert(p.clone());
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && in_head.contains(p) => {
+                    same.insert(p.clone());
+                }
                 _ => {}
             }
         }
@@ -322,6 +334,11 @@ pub fn undo_unfinished_merge(
                 if at_tip.get(p).map(String::as_str) == Some(h.trim()) {
                     same.insert(p.clone());
                 }
+            }
+        }
+        for p in &files {
+            if !same.contains(p) && cut_short_since(git, wt, p, &at_tip[p], since)? {
+                same.insert(p.clone());
             }
         }
         in_head.retain(|p| same.contains(p));
@@ -359,6 +376,42 @@ pub fn undo_unfinished_merge(
             })?;
     }
     Ok(in_head.into_iter().chain(new).map(PathBuf::from).collect())
+}
+
+/// Whether the regular file `wt/p`, modified at or after `since` (unix seconds), holds a strict
+/// prefix of the blob `oid` (empty included): what a `git merge` killed while it wrote the file
+/// leaves. Errors: `git cat-file` failed.
+fn cut_short_since(
+    git: &Git,
+    wt: &Path,
+    p: &OsStr,
+    oid: &str,
+    since: i64,
+) -> std::result::Result<bool, String> {
+    use std::io::Read;
+    let file = wt.join(p);
+    let Ok(m) = std::fs::symlink_metadata(&file) else {
+        return Ok(false);
+    };
+    let modified = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(-1, |d| d.as_secs() as i64);
+    if !m.file_type().is_file() || modified < since {
+        return Ok(false);
+    }
+    let blob = git
+        .run(Some(wt), &[s("cat-file"), s("blob"), s(oid)])
+        .map_err(|e| e.to_string())?;
+    if m.len() >= blob.len() as u64 {
+        return Ok(false);
+    }
+    // At most the blob's length is read: a file that grew meanwhile is not a prefix.
+    let mut have = Vec::with_capacity(m.len() as usize);
+    let read =
+        std::fs::File::open(&file).and_then(|f| f.take(blob.len() as u64).read_to_end(&mut have));
+    Ok(read.is_ok() && have.len() < blob.len() && blob.starts_with(&have))
 }
 
 fn os_refs(a: &[std::ffi::OsString]) -> Vec<&OsStr> {
