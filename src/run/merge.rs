@@ -293,12 +293,13 @@ fn undo_interrupted_final_merge(
     };
     let field = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (head, tip) = (field("head"), field("tip"));
-    // When the merge started (a record of an older prodigy has no `at`: the session's start).
+    // When the merge started (a record of an older prodigy has no `at`: the session's start),
+    // a second earlier: file times come from the kernel's coarse clock, which may lag ours.
     let since = rec
         .get("at")
         .and_then(Value::as_i64)
         .or_else(|| ctx.session.started_at.map(|t| t.unix_seconds()))
-        .unwrap_or(i64::MAX);
+        .map_or(i64::MAX, |t| t.saturating_sub(1));
     if !head.is_empty()
         && !tip.is_empty()
         && worktrees::head(&ctx.git, checkout).ok().as_deref() == Some(head.as_str())
