@@ -407,10 +407,23 @@ fn cut_short_since(
     if m.len() >= blob.len() as u64 {
         return Ok(false);
     }
-    // At most the blob's length is read: a file that grew meanwhile is not a prefix.
+    // Opened without following a symlink or blocking on a FIFO put there meanwhile, and read
+    // only while still a regular file; at most the blob's length is read: a file that grew
+    // meanwhile is not a prefix.
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
     let mut have = Vec::with_capacity(m.len() as usize);
-    let read =
-        std::fs::File::open(&file).and_then(|f| f.take(blob.len() as u64).read_to_end(&mut have));
+    let read = open.open(&file).and_then(|f| {
+        if !f.metadata()?.is_file() {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        f.take(blob.len() as u64).read_to_end(&mut have)
+    });
     Ok(read.is_ok() && have.len() < blob.len() && blob.starts_with(&have))
 }
 
