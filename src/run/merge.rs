@@ -258,9 +258,9 @@ pub(crate) fn final_merge(ctx: &mut Ctx, wf: &Workflow) -> Result<MergeEnd> {
 /// The key of `metadata.worktree` in the session record (`sessions/{session_id}.json` under
 /// `$PRODIGY_HOME`) that names the final `git merge --no-ff` of the session branch into the
 /// user's checkout while it runs: `{"head", "tip", "at"}`, the checkout's HEAD before the merge,
-/// the branch's tip being merged and when the merge started (unix seconds). Written with the record (crash-safely) before `git merge`
-/// starts, dropped when it returns (kept when a SIGINT interrupted it), and when a resume finds
-/// the branch merged or has undone the merge.
+/// the branch's tip being merged and when the merge started (unix seconds). Written with the
+/// record (crash-safely) before `git merge` starts, dropped when it returns (kept when a SIGINT
+/// interrupted it), and when a resume finds the branch merged or has undone the merge.
 ///
 /// Why: git writes the merged files, then the index, then the merge commit (no `MERGE_HEAD`
 /// for a clean merge), so a kill in between left the branch's files in the checkout as

@@ -292,29 +292,34 @@ pub fn undo_unfinished_merge(
     if let Some(since) = only_tip {
         let all: Vec<std::ffi::OsString> = in_head.iter().chain(&new).cloned().collect();
         let mut same = std::collections::HashSet::new();
-        // The blobs `tip` has at those paths: `MODE TYPE OID\tPATH`.
+        // The blobs `tip` has at those paths and their sizes: `MODE TYPE OID SIZE\tPATH`.
         let mut at_tip = std::collections::HashMap::new();
-        for args in with_paths(&["ls-tree", "-r", "-z", "--full-tree", tip], &all) {
+        for args in with_paths(&["ls-tree", "-r", "-z", "-l", "--full-tree", tip], &all) {
             for e in nul_list(&os_refs(&args))? {
                 let Some(tab) = e.iter().position(|&b| b == b'\t') else {
                     continue;
                 };
                 let meta = String::from_utf8_lossy(&e[..tab]).into_owned();
-                let mut f = meta.split(' ');
-                let (mode, oid) = (f.next().unwrap_or(""), f.nth(1).unwrap_or(""));
-                if mode == "100644" || mode == "100755" {
-                    at_tip.insert(os_from_bytes(&e[tab + 1..]), oid.to_string());
+                let f: Vec<&str> = meta.split_whitespace().collect();
+                let (Some(mode), Some(oid), Some(Ok(size))) =
+                    (f.first(), f.get(2), f.get(3).map(|x| x.parse::<u64>()))
+                else {
+                    continue;
+                };
+                if *mode == "100644" || *mode == "100755" {
+                    at_tip.insert(os_from_bytes(&e[tab + 1..]), (oid.to_string(), size));
                 }
             }
         }
         let mut files = Vec::new();
-        for p in &all {
+        let paths = in_head.iter().map(|p| (p, true));
+        for (p, in_head) in paths.chain(new.iter().map(|p| (p, false))) {
             match std::fs::symlink_metadata(wt.join(p)) {
                 Ok(m) if m.file_type().is_file() && at_tip.contains_key(p) => files.push(p.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !at_tip.contains_key(p) => {
-                    same.insert(p.clone());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && in_head.contains(p) => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && (in_head || !at_tip.contains_key(p)) =>
+                {
                     same.insert(p.clone());
                 }
                 _ => {}
@@ -331,13 +336,14 @@ pub fn undo_unfinished_merge(
                 .lines()
                 .collect();
             for (p, h) in chunk.iter().zip(hashes) {
-                if at_tip.get(p).map(String::as_str) == Some(h.trim()) {
+                if at_tip.get(p).map(|t| t.0.as_str()) == Some(h.trim()) {
                     same.insert(p.clone());
                 }
             }
         }
         for p in &files {
-            if !same.contains(p) && cut_short_since(git, wt, p, &at_tip[p], since)? {
+            let (oid, size) = &at_tip[p];
+            if !same.contains(p) && cut_short_since(git, wt, p, (oid, *size), since)? {
                 same.insert(p.clone());
             }
         }
@@ -379,13 +385,14 @@ pub fn undo_unfinished_merge(
 }
 
 /// Whether the regular file `wt/p`, modified at or after `since` (unix seconds), holds a strict
-/// prefix of the blob `oid` (empty included): what a `git merge` killed while it wrote the file
-/// leaves. Errors: `git cat-file` failed.
+/// prefix of the blob `oid` of `size` bytes (empty included): what a `git merge` killed while it
+/// wrote the file leaves. The blob is read (`git cat-file`) only for a file shorter than it.
+/// Errors: `git cat-file` failed.
 fn cut_short_since(
     git: &Git,
     wt: &Path,
     p: &OsStr,
-    oid: &str,
+    (oid, size): (&str, u64),
     since: i64,
 ) -> std::result::Result<bool, String> {
     use std::io::Read;
@@ -398,15 +405,12 @@ fn cut_short_since(
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(-1, |d| d.as_secs() as i64);
-    if !m.file_type().is_file() || modified < since {
+    if !m.file_type().is_file() || modified < since || m.len() >= size {
         return Ok(false);
     }
     let blob = git
         .run(Some(wt), &[s("cat-file"), s("blob"), s(oid)])
         .map_err(|e| e.to_string())?;
-    if m.len() >= blob.len() as u64 {
-        return Ok(false);
-    }
     // Opened without following a symlink or blocking on a FIFO put there meanwhile, and read
     // only while still a regular file; at most the blob's length is read: a file that grew
     // meanwhile is not a prefix.

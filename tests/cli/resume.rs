@@ -2005,10 +2005,17 @@ fn a_resume_waits_for_the_killed_runs_git_merge_in_the_checkout() {
 /// says (`act`, run in the checkout with the branch as `$last`), then resumed; returns the
 /// resume's output.
 fn killed_in_final_merge(r: &R, name: &str, act: &str) -> (Out, String) {
-    let wf = r.wf(
-        "one.yml",
+    killed_in_final_merge_of(
+        r,
+        name,
+        act,
         "name: one\ncommands:\n  - shell: echo one > one.txt && git add one.txt && git commit -q -m one\n    commit_required: true\n",
-    );
+    )
+}
+
+/// [`killed_in_final_merge`] of the workflow `text`.
+fn killed_in_final_merge_of(r: &R, name: &str, act: &str, text: &str) -> (Out, String) {
+    let wf = r.wf("one.yml", text);
     let real = Command::new("sh")
         .args(["-c", "command -v git"])
         .output()
@@ -2168,6 +2175,39 @@ fn a_resume_puts_back_a_file_its_killed_final_merge_left_empty_or_cut_short() {
         let (o, sid) = killed_in_final_merge(&r, &format!("final-merge-{tag}-git"), act);
         put_back_and_merged_once(&r, &o, &sid);
     }
+}
+
+/// Killed after git unlinked a tracked file the branch changes, before it wrote the new one:
+/// the file is missing; checked out from HEAD (the merge starts only on a checkout without
+/// tracked changes, so nothing of the user's is lost), then the branch is merged once.
+#[test]
+fn a_resume_puts_back_a_tracked_file_its_killed_final_merge_unlinked() {
+    let Some(r) = setup("resume-final-merge-unlinked") else {
+        return;
+    };
+    let (o, sid) = killed_in_final_merge_of(
+        &r,
+        "final-merge-unlinked-git",
+        "rm README.md",
+        "name: readme\ncommands:\n  - shell: echo changed > README.md && git commit -q -am readme\n    commit_required: true\n",
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "put back 1 file(s) that the interrupted merge of `prodigy-{sid}` left in"
+        )),
+        "{o:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(r.repo.join("README.md")).unwrap(),
+        "changed\n"
+    );
+    let st = git(&r.repo, &["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(st, "", "the user's checkout is clean");
+    let log = main_log(&r.repo);
+    let merge = format!("Merge prodigy-{sid} (prodigy session {sid})");
+    assert_eq!(log.iter().filter(|l| **l == merge).count(), 1, "{log:?}");
+    assert_eq!(r.session()["status"], "Completed", "{o:?}");
 }
 
 /// An empty file of the user's at a path the branch adds, older than the merge (a prefix of
