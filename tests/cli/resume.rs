@@ -2104,6 +2104,16 @@ const WRITE_BRANCH_FILES: &str = "for f in $(\"REAL\" diff --name-only HEAD...\"
 /// What must hold once the resume after a final merge killed with the branch's files written
 /// into the checkout finished: those files put back, the branch merged once, the checkout clean.
 fn put_back_and_merged_once(r: &R, o: &Out, sid: &str) {
+    put_back_and_merged_once_with(r, o, sid, ("one.txt", "one\n", "one"));
+}
+
+/// [`put_back_and_merged_once`] of a branch whose one commit `subject` left `file` as `content`.
+fn put_back_and_merged_once_with(
+    r: &R,
+    o: &Out,
+    sid: &str,
+    (file, content, subject): (&str, &str, &str),
+) {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
         o.stderr.contains(&format!(
@@ -2111,7 +2121,7 @@ fn put_back_and_merged_once(r: &R, o: &Out, sid: &str) {
         )),
         "{o:?}"
     );
-    assert_eq!(fs::read_to_string(r.repo.join("one.txt")).unwrap(), "one\n");
+    assert_eq!(fs::read_to_string(r.repo.join(file)).unwrap(), content);
     assert!(!r.repo.join(".git/MERGE_HEAD").exists());
     let st = git(&r.repo, &["status", "--porcelain", "--untracked-files=all"]);
     assert_eq!(st, "", "the user's checkout is clean");
@@ -2122,7 +2132,7 @@ fn put_back_and_merged_once(r: &R, o: &Out, sid: &str) {
         1,
         "{merge} not exactly once in {log:?}"
     );
-    assert_eq!(log.iter().filter(|l| *l == "one").count(), 1, "{log:?}");
+    assert_eq!(log.iter().filter(|l| *l == subject).count(), 1, "{log:?}");
     let s = r.session();
     assert_eq!(s["status"], "Completed", "{o:?}");
     assert!(
@@ -2191,23 +2201,7 @@ fn a_resume_puts_back_a_tracked_file_its_killed_final_merge_unlinked() {
         "rm README.md",
         "name: readme\ncommands:\n  - shell: echo changed > README.md && git commit -q -am readme\n    commit_required: true\n",
     );
-    assert_eq!(o.code, 0, "{o:?}");
-    assert!(
-        o.stderr.contains(&format!(
-            "put back 1 file(s) that the interrupted merge of `prodigy-{sid}` left in"
-        )),
-        "{o:?}"
-    );
-    assert_eq!(
-        fs::read_to_string(r.repo.join("README.md")).unwrap(),
-        "changed\n"
-    );
-    let st = git(&r.repo, &["status", "--porcelain", "--untracked-files=all"]);
-    assert_eq!(st, "", "the user's checkout is clean");
-    let log = main_log(&r.repo);
-    let merge = format!("Merge prodigy-{sid} (prodigy session {sid})");
-    assert_eq!(log.iter().filter(|l| **l == merge).count(), 1, "{log:?}");
-    assert_eq!(r.session()["status"], "Completed", "{o:?}");
+    put_back_and_merged_once_with(&r, &o, &sid, ("README.md", "changed\n", "readme"));
 }
 
 /// An empty file of the user's at a path the branch adds, older than the merge (a prefix of
