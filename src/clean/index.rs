@@ -9,7 +9,9 @@
 //! [`Verdict`] once it is final.
 //!
 //! Ids are kept once, packed ([`ids`]: a 44-byte 0.4.4 session id in 18), in one byte arena;
-//! rows and jobs are vectors found through hash tables.
+//! an id of 48 bytes or more as the index of its stem (all but its last 16 bytes, kept once
+//! for all the ids that share it) and its tail packed (issue 25: 128-character ids sharing
+//! 120 in 21 bytes). Rows and jobs are vectors found through hash tables.
 //! A row is 40 bytes: times are `u32` Unix seconds, the record's device an index into a short
 //! table. What a minority of sessions have (an unreadable record's error, a job's checkpoint
 //! that makes it resumable) is a 24-byte [`Note`] whose text is in the arena, a checkpoint's
@@ -18,6 +20,7 @@
 
 use super::classify::{classify_one, Class, Facts, Owned, OwnerFact, RecordFacts, Verdict};
 use crate::store::records::SessionStatus;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -222,11 +225,11 @@ struct Table {
     slots: Vec<u32>,
     /// The hash's random key.
     seed: RandomState,
-    /// Whether the slots carry tags (fewer than [`TAGGED`] entries).
+    /// Whether the slots carry tags (fewer than [`TAGGED`] slots).
     tagged: bool,
 }
 
-/// Tables of fewer entries keep 8 bits of each entry's hash in its slot beside a 24-bit index,
+/// Tables of fewer slots keep 8 bits of each entry's hash in its slot beside a 24-bit index,
 /// so that a probe meeting another entry compares that tag, in the slot it has already loaded,
 /// and reads the other entry's id (two more cache misses: its span, then its bytes) only
 /// once in 256 times. Measured on `stats --all-repos` of 40,000 sessions with 128-character
@@ -282,20 +285,43 @@ impl Table {
     fn build<'k>(n: usize, key: impl Fn(u32) -> &'k [u8]) -> Table {
         // Two thirds full: short probes, 6 bytes an entry (a power-of-two size would cost up
         // to 10: 1 MiB at 100,000 sessions).
-        let size = (n + n / 2).max(16);
+        Table::build_sized(n, n + n / 2, key)
+    }
+
+    /// [`Table::build`] with at least `size` slots.
+    fn build_sized<'k>(n: usize, size: usize, key: impl Fn(u32) -> &'k [u8]) -> Table {
+        let size = size.max(n + n / 2).max(16);
         let mut t = Table {
             slots: vec![u32::MAX; size],
             seed: RandomState::new(),
-            tagged: n < TAGGED,
+            tagged: size < TAGGED,
         };
         for i in 0..n as u32 {
-            let (mut p, tag) = t.home(key(i), size);
-            while t.slots[p] != u32::MAX {
-                p = if p + 1 == size { 0 } else { p + 1 };
-            }
-            t.slots[p] = i | tag;
+            t.place(i, key(i));
         }
         t
+    }
+
+    /// Put entry `i`, whose key is `k`, in its slot.
+    fn place(&mut self, i: u32, k: &[u8]) {
+        let size = self.slots.len();
+        let (mut p, tag) = self.home(k, size);
+        while self.slots[p] != u32::MAX {
+            p = if p + 1 == size { 0 } else { p + 1 };
+        }
+        self.slots[p] = i | tag;
+    }
+
+    /// Add entry `n - 1` to a table of the `n - 1` entries before it (a table that grows as
+    /// entries come: stems, owners found late); rebuilt twice as large when two thirds full,
+    /// so each entry is placed twice on average.
+    fn push<'k>(&mut self, n: usize, key: impl Fn(u32) -> &'k [u8]) {
+        if n * 3 > self.slots.len() * 2 {
+            *self = Table::build_sized(n, 3 * n, key);
+        } else {
+            let i = n as u32 - 1;
+            self.place(i, key(i));
+        }
     }
 
     /// The first slot to probe for `key` in a table of `size` slots (the hash scaled to the
@@ -381,6 +407,12 @@ pub struct Index {
     /// Errors and resumability evidence, sorted by row once pass 1 is over ([`Index::compact`]).
     notes: Vec<Note>,
     notes_sorted: bool,
+    /// Stems of long ids, packed ([`Index::with_key`]).
+    stems: Vec<Span>,
+    /// Stems by their packed bytes.
+    stem_table: Table,
+    /// The stem found or added last.
+    last_stem: Cell<u32>,
     /// Checkpoint file names already in the arena (a few names recur in every job).
     file_names: HashMap<Box<str>, Span>,
     /// Devices of the records (one, usually).
@@ -388,12 +420,33 @@ pub struct Index {
     /// All items have been measured: classes that wait for activity are final.
     pub all_measured: bool,
     /// Owners that differ from the jobs table: `job-state.json` naming another session than
-    /// the record, or a mapping naming a session without a record (yet). Few.
-    extra_owner: HashMap<Box<str>, Box<str>>,
+    /// the record, or a mapping naming a session without a record (yet, or unreadable: a
+    /// tenth of the sessions in issue 25's trees). (job key, session key).
+    extra_owner: Vec<(Span, Span)>,
+    /// `extra_owner` by job key.
+    extra_table: Table,
     /// Resumability evidence of job directories without an owning session (few).
     ownerless_evidence: HashMap<Box<str>, Box<str>>,
     /// Names in `sessions/` that are not records: temp files, invalid names (few).
     pub other_session_names: Vec<std::ffi::OsString>,
+}
+
+/// Ids of at least this many bytes are kept as a stem and a tail ([`Index::with_key`]). Shorter
+/// ids pack small enough (a 0.4.4 `session-{uuid}` in 18 bytes), and a stem of its own for
+/// each of them would cost more than it saves.
+const STEM_MIN: usize = 48;
+/// The bytes of a long id after its stem: where ids started together differ (a counter, a
+/// time), so that they share the stem (issue 25: 40,000 ids sharing their first 120
+/// characters are kept in 21 bytes each instead of 70, with one stem).
+const STEM_TAIL: usize = 16;
+/// First byte of a stemmed key (never the first byte of a packed id).
+const STEMMED: u8 = 0xC4;
+/// The longest stemmed key: the marker, 4 bytes of stem index, a tail packed.
+const STEMMED_MAX: u32 = 5 + 2 * STEM_TAIL as u32;
+
+/// Id `id` split into its stem and tail, when it is long enough to have a stem.
+fn split_stem(id: &[u8]) -> Option<(&[u8], &[u8])> {
+    (id.len() >= STEM_MIN).then(|| id.split_at(id.len() - STEM_TAIL))
 }
 
 impl Index {
@@ -406,29 +459,130 @@ impl Index {
         }
     }
 
-    /// Put the packed form of id `s` (see [`ids`]).
+    /// Put the key of id `s` ([`Index::with_key`]), adding its stem if it is new.
     fn put_id(&mut self, s: &str) -> Span {
+        let id = s.as_bytes();
+        let Some((stem, tail)) = split_stem(id) else {
+            return self.put_packed(id);
+        };
+        let k = match ids::with_packed(stem, |p| self.find_stem(p)) {
+            Some(k) => k,
+            None => {
+                let span = self.put_packed(stem);
+                self.stems.push(span);
+                let (arena, stems) = (&self.arena, &self.stems);
+                self.stem_table.push(stems.len(), |i| {
+                    let s = stems[i as usize];
+                    &arena[s.off as usize..(s.off + s.len) as usize]
+                });
+                let k = stems.len() as u32 - 1;
+                self.last_stem.set(k);
+                k
+            }
+        };
         let off = self.arena.len() as u32;
-        ids::pack(s.as_bytes(), &mut self.arena);
+        self.arena.push(STEMMED);
+        self.arena.extend_from_slice(&k.to_le_bytes());
+        ids::pack(tail, &mut self.arena);
+        let len = self.arena.len() as u32 - off;
+        debug_assert!(len <= STEMMED_MAX);
+        Span { off, len }
+    }
+
+    /// Put the packed form of `b`.
+    fn put_packed(&mut self, b: &[u8]) -> Span {
+        let off = self.arena.len() as u32;
+        ids::pack(b, &mut self.arena);
         Span {
             off,
             len: self.arena.len() as u32 - off,
         }
     }
 
-    /// The bytes of `s`: for an id its packed form, what tables hash and compare.
+    /// The stem whose packed form is `p`, if the index has it. The stem found last is tried
+    /// first: ids that share a stem tend to come together (all of them, in issue 25's trees).
+    fn find_stem(&self, p: &[u8]) -> Option<u32> {
+        let last = self.last_stem.get();
+        if let Some(s) = self.stems.get(last as usize) {
+            if same(self.bytes(*s), p) {
+                return Some(last);
+            }
+        }
+        let k = self
+            .stem_table
+            .find(p, |i| self.bytes(self.stems[i as usize]))?;
+        self.last_stem.set(k);
+        Some(k)
+    }
+
+    /// Call `f` with the key of id `id`, what the tables hash and compare: its packed form
+    /// ([`ids::pack`]) or, for an id of [`STEM_MIN`] bytes or more, [`STEMMED`], the index of
+    /// its stem (all but its last [`STEM_TAIL`] bytes) in four bytes, then its tail packed.
+    /// `None` when the index holds no id of that stem (so not this one). Two ids are equal
+    /// exactly when their keys are.
+    fn with_key<R>(&self, id: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let Some((stem, tail)) = split_stem(id) else {
+            return ids::with_packed(id, |p| f(Some(p)));
+        };
+        let Some(k) = ids::with_packed(stem, |p| self.find_stem(p)) else {
+            return f(None);
+        };
+        let mut buf = [0u8; STEMMED_MAX as usize];
+        buf[0] = STEMMED;
+        buf[1..5].copy_from_slice(&k.to_le_bytes());
+        ids::with_packed(tail, |t| {
+            buf[5..5 + t.len()].copy_from_slice(t);
+            f(Some(&buf[..5 + t.len()]))
+        })
+    }
+
+    /// The bytes of `s`: for an id its key ([`Index::with_key`]).
     fn bytes(&self, s: Span) -> &[u8] {
         &self.arena[s.off as usize..(s.off + s.len) as usize]
     }
 
-    /// The id `s` holds, unpacked.
-    fn id_of(&self, s: Span) -> String {
-        ids::unpacked(self.bytes(s))
+    /// The stem index of key `k` if it has one.
+    fn stem_of(k: &[u8]) -> Option<u32> {
+        match k {
+            [STEMMED, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+            _ => None,
+        }
     }
 
-    /// Ids `a` and `b` in the order of their (unpacked) bytes.
+    /// Call `f` with a packed form ([`ids`]) of the id whose key `s` holds: the key itself, or
+    /// its stem's packed form followed by its packed tail (the tokens a packer working on
+    /// the two halves makes; [`ids::unpack`] and [`ids::cmp_packed`] take any such sequence).
+    fn with_packed_id<R>(&self, s: Span, f: impl FnOnce(&[u8]) -> R) -> R {
+        let b = self.bytes(s);
+        let Some(k) = Index::stem_of(b) else {
+            return f(b);
+        };
+        let stem = self.bytes(self.stems[k as usize]);
+        let tail = &b[5..];
+        let n = stem.len() + tail.len();
+        let mut buf = [0u8; 320];
+        if n > buf.len() {
+            return f(&[stem, tail].concat());
+        }
+        buf[..stem.len()].copy_from_slice(stem);
+        buf[stem.len()..n].copy_from_slice(tail);
+        f(&buf[..n])
+    }
+
+    /// The id `s` holds, unpacked.
+    fn id_of(&self, s: Span) -> String {
+        self.with_packed_id(s, ids::unpacked)
+    }
+
+    /// Ids `a` and `b` in the order of their (unpacked) bytes: two tails of one stem compare
+    /// as they are, without the stem.
     fn cmp_ids(&self, a: Span, b: Span) -> Ordering {
-        ids::cmp_packed(self.bytes(a), self.bytes(b))
+        let (x, y) = (self.bytes(a), self.bytes(b));
+        match (Index::stem_of(x), Index::stem_of(y)) {
+            (None, None) => ids::cmp_packed(x, y),
+            (Some(i), Some(j)) if i == j => ids::cmp_packed(&x[5..], &y[5..]),
+            _ => self.with_packed_id(a, |p| self.with_packed_id(b, |q| ids::cmp_packed(p, q))),
+        }
     }
 
     /// A text (not an id).
@@ -677,9 +831,12 @@ impl Index {
 
     /// The row of session `id`.
     pub fn row(&self, id: &str) -> Option<u32> {
-        ids::with_packed(id.as_bytes(), |want| {
-            self.row_table.find(want, |i| self.bytes(self.id_span(i)))
-        })
+        self.with_key(id.as_bytes(), |want| self.row_of_key(want?))
+    }
+
+    /// The row of the session whose key is `want`.
+    fn row_of_key(&self, want: &[u8]) -> Option<u32> {
+        self.row_table.find(want, |i| self.bytes(self.id_span(i)))
     }
 
     /// Row `r`.
@@ -781,32 +938,43 @@ impl Index {
         self.job_rank[k as usize]
     }
 
-    /// The packed form ([`ids::pack`]) of the job [`Index::job_ref`] gave `k` for.
-    pub fn job_packed(&self, k: u32) -> &[u8] {
-        self.bytes(self.jobs[k as usize].0)
+    /// Call `f` with a packed form ([`ids`]) of the job [`Index::job_ref`] gave `k` for.
+    pub fn with_job_packed<R>(&self, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_packed_id(self.jobs[k as usize].0, f)
     }
 
-    /// The packed form ([`ids::pack`]) of the session id of row `r`.
-    pub fn id_packed(&self, r: u32) -> &[u8] {
-        self.bytes(self.id_span(r))
+    /// Call `f` with a packed form ([`ids`]) of the session id of row `r`.
+    pub fn with_id_packed<R>(&self, r: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_packed_id(self.id_span(r), f)
     }
 
     fn job_table_index(&self, job: &str) -> Option<u32> {
-        ids::with_packed(job.as_bytes(), |want| {
+        self.with_key(job.as_bytes(), |want| {
             self.job_table
-                .find(want, |i| self.bytes(self.jobs[i as usize].0))
+                .find(want?, |i| self.bytes(self.jobs[i as usize].0))
         })
     }
 
     /// Record that `job` belongs to session `sid`, overriding the jobs table (see `extra_owner`).
     pub fn set_job_owner(&mut self, job: &str, sid: &str) {
-        self.extra_owner.insert(job.into(), sid.into());
+        let s = self.put_id(sid);
+        if let Some(i) = self.extra_owner_index(job) {
+            self.extra_owner[i as usize].1 = s;
+            return;
+        }
+        let j = self.put_id(job);
+        self.extra_owner.push((j, s));
+        let (arena, extra) = (&self.arena, &self.extra_owner);
+        self.extra_table.push(extra.len(), |i| {
+            let s = extra[i as usize].0;
+            &arena[s.off as usize..(s.off + s.len) as usize]
+        });
     }
 
     /// The owning session of `job` (its id, and its row when it has a record).
     pub fn owner_of_job(&self, job: &str) -> Option<(String, Option<u32>)> {
         if let Some(s) = self.extra_owner_of(job) {
-            return Some((s.to_string(), self.row(s)));
+            return Some((self.id_of(s), self.row_of_key(self.bytes(s))));
         }
         self.job_owner(job).map(|r| (self.id(r), Some(r)))
     }
@@ -815,17 +983,26 @@ impl Index {
     /// without a record. [`Index::owner_of_job`] without making the owner's id.
     pub fn owner_row_of_job(&self, job: &str) -> Option<Option<u32>> {
         if let Some(s) = self.extra_owner_of(job) {
-            return Some(self.row(s));
+            return Some(self.row_of_key(self.bytes(s)));
         }
         self.job_owner(job).map(Some)
     }
 
-    /// The owner [`Index::set_job_owner`] gave `job`.
-    fn extra_owner_of(&self, job: &str) -> Option<&str> {
+    /// The owner [`Index::set_job_owner`] gave `job` (its key).
+    fn extra_owner_of(&self, job: &str) -> Option<Span> {
+        self.extra_owner_index(job)
+            .map(|i| self.extra_owner[i as usize].1)
+    }
+
+    /// Where `job` is in `extra_owner`.
+    fn extra_owner_index(&self, job: &str) -> Option<u32> {
         if self.extra_owner.is_empty() {
             return None;
         }
-        self.extra_owner.get(job).map(|s| &**s)
+        self.with_key(job.as_bytes(), |want| {
+            self.extra_table
+                .find(want?, |i| self.bytes(self.extra_owner[i as usize].0))
+        })
     }
 
     /// Keep the evidence that ownerless job directory `job` can be resumed.
@@ -1132,8 +1309,8 @@ mod tests {
             for id in &ids {
                 let r = x.row(id).expect("found");
                 assert_eq!(&x.id(r), id);
-                let (p, read) = ids::with_packed(id.as_bytes(), |w| {
-                    x.row_table.probes(w, |i| x.bytes(x.id_span(i)))
+                let (p, read) = x.with_key(id.as_bytes(), |w| {
+                    x.row_table.probes(w.unwrap(), |i| x.bytes(x.id_span(i)))
                 });
                 total += p;
                 longest = longest.max(p);
@@ -1156,6 +1333,128 @@ mod tests {
                 "{}: {reads} reads of other ids in {n} lookups",
                 ids[0]
             );
+        }
+    }
+
+    /// Ids long enough to have a stem ([`STEM_MIN`]) and short ones, mixed: ids that share a
+    /// stem, ids whose stem is a prefix of another id, ids one byte apart in length, and
+    /// bytes on both sides of the split packed as hex runs and UUIDs.
+    fn mixed_ids() -> Vec<String> {
+        let stem = "session-20260101T000000-0123456789abcdef0123456789abcdef-run";
+        let mut v: Vec<String> = Vec::new();
+        for k in 0..300u32 {
+            v.push(format!("{stem}-{k:08x}"));
+            v.push(format!("{stem}-{k:08x}-x"));
+            v.push(format!("mapreduce-{k:04x}"));
+            v.push(format!("{}{k}", &stem[..STEM_MIN - 2]));
+        }
+        v.push(stem.to_string());
+        v.push(format!("{stem}-"));
+        v.push(format!("{stem}z"));
+        v.push(format!("s-{}", "0".repeat(126)));
+        v.push(format!("s-{}", "0".repeat(125)));
+        v.push("session-daf6092e-da53-4cfd-9f92-3587d23bcaf0-and-a-tail-of-it".into());
+        v.push("x".repeat(128));
+        v
+    }
+
+    #[test]
+    fn long_ids_keep_a_shared_stem_once_and_sort_find_and_read_back_as_ids() {
+        let ids = mixed_ids();
+        let mut x = Index::default();
+        for (k, id) in ids.iter().enumerate() {
+            x.add_session(
+                id,
+                Ok(facts(SessionStatus::Completed, OwnerFact::None)),
+                None,
+                None,
+            );
+            x.add_job(&format!("mapreduce-{id}"), k as u32);
+        }
+        x.seal();
+        x.seal_jobs();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let rows: Vec<String> = (0..x.len() as u32).map(|r| x.id(r)).collect();
+        assert_eq!(rows, sorted, "rows are in the order of their ids' bytes");
+        for id in &ids {
+            let r = x.row(id).unwrap_or_else(|| panic!("{id} not found"));
+            assert_eq!(&x.id(r), id);
+            assert_eq!(x.jobs_of(r), vec![format!("mapreduce-{id}")]);
+            assert_eq!(x.job_owner(&format!("mapreduce-{id}")), Some(r));
+            for other in [format!("{id}0"), id[..id.len() - 1].to_string()] {
+                assert_eq!(
+                    x.row(&other).map(|r| x.id(r)).as_deref(),
+                    ids.contains(&other).then_some(other.as_str()),
+                    "{other}"
+                );
+            }
+        }
+        // Job ranks and packed forms agree with the order of the job ids.
+        let mut jobs: Vec<u32> = (0..x.jobs.len() as u32).collect();
+        jobs.sort_by_key(|&k| x.job_rank(k));
+        let by_rank: Vec<String> = jobs
+            .iter()
+            .map(|&k| x.with_job_packed(k, ids::unpacked))
+            .collect();
+        let mut want: Vec<String> = ids.iter().map(|i| format!("mapreduce-{i}")).collect();
+        want.sort();
+        assert_eq!(by_rank, want);
+        // An id of an unknown stem is not looked for in the table.
+        let unknown = format!("{}{}", "q".repeat(60), "0".repeat(16));
+        assert!(x.with_key(unknown.as_bytes(), |k| k.is_none()));
+        assert!(x.row(&unknown).is_none());
+        // Owners set late: long ids, a session without a record, an owner replaced.
+        let long_job = format!("mapreduce-{}", ids[0]);
+        x.set_job_owner(&long_job, &ids[4]);
+        x.set_job_owner("mapreduce-zz", &format!("{}-gone-0123456789", ids[0]));
+        let r4 = x.row(&ids[4]).unwrap();
+        assert_eq!(x.owner_of_job(&long_job), Some((ids[4].clone(), Some(r4))));
+        assert_eq!(
+            x.owner_of_job("mapreduce-zz"),
+            Some((format!("{}-gone-0123456789", ids[0]), None))
+        );
+        x.set_job_owner(&long_job, &ids[8]);
+        assert_eq!(x.owner_row_of_job(&long_job), Some(x.row(&ids[8])));
+    }
+
+    #[test]
+    fn ids_sharing_120_characters_cost_a_few_bytes_each_beyond_their_tails() {
+        let body =
+            ("-20260101T000000-".to_string() + &"0123456789abcdef".repeat(2) + "-run").repeat(4);
+        let n = 10_000;
+        let mut x = Index::default();
+        for k in 0..n {
+            let sid = format!("{}{k:08x}", &format!("session{body}")[..120]);
+            let jid = format!("{}{k:08x}", &format!("mapreduce{body}")[..120]);
+            x.add_session(
+                &sid,
+                Ok(facts(SessionStatus::Completed, OwnerFact::None)),
+                None,
+                None,
+            );
+            x.add_job(&jid, k as u32);
+        }
+        x.seal();
+        x.seal_jobs();
+        // Two stems; each key is the marker, the stem's index and 16 characters packed.
+        assert_eq!(x.stems.len(), 2);
+        let per_session = x.arena.len() / n;
+        assert!(
+            per_session <= 2 * 16,
+            "{per_session} bytes of ids a session"
+        );
+        // The table that grows as stems come finds every one of many.
+        let mut y = Index::default();
+        for k in 0..5000 {
+            y.put_id(&format!("{k:060}-0123456789abcdef"));
+        }
+        assert_eq!(y.stems.len(), 5000);
+        for k in (0..5000).step_by(7) {
+            let id = format!("{k:060}-0123456789abcdef");
+            let p = ids::with_packed(id[..id.len() - STEM_TAIL].as_bytes(), |p| p.to_vec());
+            y.last_stem.set(u32::MAX);
+            assert_eq!(y.find_stem(&p), Some(k));
         }
     }
 

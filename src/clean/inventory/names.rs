@@ -63,23 +63,23 @@ impl Ids {
         }
     }
 
-    /// The packed bytes reference `k` stands for.
-    fn packed<'a>(&'a self, idx: Option<&'a Index>, k: u32) -> &'a [u8] {
+    /// Call `f` with the packed bytes ([`ids`]) reference `k` stands for.
+    fn with_packed<R>(&self, idx: Option<&Index>, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
         let v = k & !TAG;
         match (k & TAG, idx) {
-            (ROW, Some(x)) => x.id_packed(v),
-            (JOB, Some(x)) => x.job_packed(v),
+            (ROW, Some(x)) => x.with_id_packed(v, f),
+            (JOB, Some(x)) => x.with_job_packed(v, f),
             _ => {
                 let o = v as usize;
                 let len = u16::from_le_bytes([self.arena[o], self.arena[o + 1]]) as usize;
-                &self.arena[o + 2..o + 2 + len]
+                f(&self.arena[o + 2..o + 2 + len])
             }
         }
     }
 
     /// Call `f` with the bytes of reference `k`.
     pub(super) fn with<R>(&self, idx: Option<&Index>, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
-        ids::with_unpacked(self.packed(idx, k), f)
+        self.with_packed(idx, k, |p| ids::with_unpacked(p, f))
     }
 
     /// The name reference `k` stands for.
@@ -104,7 +104,9 @@ impl Ids {
             (ROW, ROW, Some(_)) => return (a & !TAG).cmp(&(b & !TAG)),
             _ => {}
         }
-        ids::cmp_packed(self.packed(idx, a), self.packed(idx, b))
+        self.with_packed(idx, a, |p| {
+            self.with_packed(idx, b, |q| ids::cmp_packed(p, q))
+        })
     }
 }
 
