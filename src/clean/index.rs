@@ -1452,7 +1452,7 @@ mod tests {
         assert_eq!(y.stems.len(), 5000);
         for k in (0..5000).step_by(7) {
             let id = format!("{k:060}-0123456789abcdef");
-            let p = ids::with_packed(id[..id.len() - STEM_TAIL].as_bytes(), |p| p.to_vec());
+            let p = ids::with_packed(&id.as_bytes()[..id.len() - STEM_TAIL], |p| p.to_vec());
             y.last_stem.set(u32::MAX);
             assert_eq!(y.find_stem(&p), Some(k));
         }
