@@ -399,9 +399,6 @@ pub struct Index {
     row_table: Table,
     /// Jobs by id (built by [`Index::seal_jobs`]).
     job_table: Table,
-    /// Each job's rank in the order of job ids (so that names referring to jobs sort without
-    /// being unpacked; see `inventory::names`).
-    job_rank: Vec<u32>,
     /// Boxed: the map's slots stay small (a slot per bucket, most buckets empty).
     rare: HashMap<u32, Box<RowRare>>,
     /// Errors and resumability evidence, sorted by row once pass 1 is over ([`Index::compact`]).
@@ -905,15 +902,6 @@ impl Index {
         });
         jobs.shrink_to_fit();
         self.jobs = jobs;
-        let mut order: Vec<u32> = (0..self.jobs.len() as u32).collect();
-        crate::sort::sort_unstable_by(&mut order, |&a, &b| {
-            self.cmp_ids(self.jobs[a as usize].0, self.jobs[b as usize].0)
-        });
-        let mut rank = vec![0u32; order.len()];
-        for (k, &j) in order.iter().enumerate() {
-            rank[j as usize] = k as u32;
-        }
-        self.job_rank = rank;
         let (arena, jobs) = (&self.arena, &self.jobs);
         self.job_table = Table::build(jobs.len(), |i| {
             let s = jobs[i as usize].0;
@@ -932,10 +920,10 @@ impl Index {
         self.job_table_index(job)
     }
 
-    /// The rank of the job [`Index::job_ref`] gave `k` for among the jobs, in the order of
-    /// their ids' bytes (rows are in the order of their sessions' ids already).
-    pub fn job_rank(&self, k: u32) -> u32 {
-        self.job_rank[k as usize]
+    /// The jobs [`Index::job_ref`] gave `a` and `b` for, in the order of their ids' bytes (two
+    /// tails of one stem compare without their 112-byte stem: issue 25's 128-character ids).
+    pub fn cmp_jobs(&self, a: u32, b: u32) -> Ordering {
+        self.cmp_ids(self.jobs[a as usize].0, self.jobs[b as usize].0)
     }
 
     /// Call `f` with a packed form ([`ids`]) of the job [`Index::job_ref`] gave `k` for.
@@ -1390,9 +1378,9 @@ mod tests {
                 );
             }
         }
-        // Job ranks and packed forms agree with the order of the job ids.
+        // Jobs compare, and read back, in the order of their ids.
         let mut jobs: Vec<u32> = (0..x.jobs.len() as u32).collect();
-        jobs.sort_by_key(|&k| x.job_rank(k));
+        jobs.sort_by(|&a, &b| x.cmp_jobs(a, b));
         let by_rank: Vec<String> = jobs
             .iter()
             .map(|&k| x.with_job_packed(k, ids::unpacked))

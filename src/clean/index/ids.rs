@@ -10,7 +10,7 @@
 //! | `0x80` | one byte | that byte (one that is not ASCII: never in a valid id) |
 //! | `0x81`–`0xBF` | `n = b - 0x80` bytes | `2n` lowercase hex digits, two to a byte |
 //! | `0xC0` | 16 bytes | a lowercase UUID, `8-4-4-4-12` hex digits with dashes |
-//! | `0xC1`… | | a prefix of [`PREFIXES`], only at the start |
+//! | `0xC1`… | | a prefix of [`PREFIXES`], anywhere (`session-mapreduce-…`: issue 25) |
 //!
 //! Packing is a function of the id and [`unpack`] undoes it, so two ids are equal exactly when
 //! their packed forms are: tables compare and hash packed bytes. Packed forms do not sort like
@@ -85,10 +85,6 @@ const NOT_HEX: u8 = 0xFF;
 /// [`pack_reference`] (the plain form this replaced, kept for the tests) makes them.
 fn pack_with(id: &[u8], mut push: impl FnMut(u8)) {
     let mut i = 0;
-    if let Some(k) = PREFIXES.iter().position(|p| id.starts_with(p)) {
-        push(0xC1 + k as u8);
-        i = PREFIXES[k].len();
-    }
     while i < id.len() {
         let rest = &id[i..];
         let run = rest
@@ -115,6 +111,9 @@ fn pack_with(id: &[u8], mut push: impl FnMut(u8)) {
         } else if run > 0 {
             rest[..run].iter().for_each(|&c| push(c));
             i += run;
+        } else if let Some(k) = prefix_at(rest) {
+            push(0xC1 + k as u8);
+            i += PREFIXES[k].len();
         } else {
             let c = rest[0];
             if c >= 0x80 {
@@ -126,15 +125,20 @@ fn pack_with(id: &[u8], mut push: impl FnMut(u8)) {
     }
 }
 
+/// The [`PREFIXES`] entry `rest` starts with. None starts with a hex digit, so none starts
+/// inside a hex run or a UUID.
+fn prefix_at(rest: &[u8]) -> Option<usize> {
+    match rest.first() {
+        Some(b's' | b'm' | b'w') => PREFIXES.iter().position(|p| rest.starts_with(p)),
+        _ => None,
+    }
+}
+
 /// Packing as it was first written, one token per byte position: the definition
 /// [`pack_with`] must agree with.
 #[cfg(test)]
 fn pack_reference(id: &[u8], mut push: impl FnMut(u8)) {
     let mut i = 0;
-    if let Some(k) = PREFIXES.iter().position(|p| id.starts_with(p)) {
-        push(0xC1 + k as u8);
-        i = PREFIXES[k].len();
-    }
     while i < id.len() {
         let rest = &id[i..];
         if uuid_at(rest) {
@@ -157,6 +161,11 @@ fn pack_reference(id: &[u8], mut push: impl FnMut(u8)) {
                 push(val(rest[2 * k]) << 4 | val(rest[2 * k + 1]));
             }
             i += 2 * pairs;
+            continue;
+        }
+        if let Some(k) = PREFIXES.iter().position(|p| rest.starts_with(p)) {
+            push(0xC1 + k as u8);
+            i += PREFIXES[k].len();
             continue;
         }
         let c = rest[0];
@@ -339,6 +348,9 @@ mod tests {
             ("DAF6092E-da53", 11),
             ("x-DAF6092e-da53-4cfd-9f92-3587d23bcaf0", 29),
             ("café-0000", 11),
+            ("session-mapreduce-20260101T000000-00abcd", 17),
+            ("amapreduce-", 2),
+            ("x-workflow-session-", 4),
             ("", 0),
         ] {
             let p = packed(id);
@@ -381,6 +393,16 @@ mod tests {
             "session-daf6092e-da53-4cfd-9f92-3587d23bcae0".into(),
             "x\u{e9}y".into(),
             "x\u{e9}z".into(),
+            "session-mapreduce-".into(),
+            "session-mapreduce-0".into(),
+            "session-mapreducf".into(),
+            "session-mapreduc".into(),
+            "session-map".into(),
+            "session-l".into(),
+            "session-n".into(),
+            "session-session-".into(),
+            "session-workflow-1".into(),
+            "sessionmapreduce-".into(),
         ];
         let mut seed = 7u64;
         for _ in 0..400 {
@@ -392,7 +414,14 @@ mod tests {
                 id.push(b"0123456789abcdefxyz-_ZA"[(seed >> 33) as usize % 23] as char);
             }
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let pre = ["session-", "mapreduce-", "", "p-aaaa"][(seed >> 40) as usize % 4];
+            let pre = [
+                "session-",
+                "mapreduce-",
+                "",
+                "p-aaaa",
+                "session-mapreduce-",
+                "wworkflow-",
+            ][(seed >> 40) as usize % 6];
             ids.push(format!("{pre}{id}"));
             let h = seed ^ (seed >> 29);
             if h % 8 == 0 {

@@ -16,6 +16,8 @@ const JOB: u32 = 0b01 << 30;
 /// An offset into [`Ids::arena`]: a name packed there ([`ids::pack`]), after its length (two
 /// bytes, little-endian).
 const LOCAL: u32 = 0b10 << 30;
+/// [`LOCAL`], for a job id (so that a reference says whether it is a job's: [`Ids::is_job`]).
+const LOCAL_JOB: u32 = 0b11 << 30;
 
 /// Ids (or any names) as `u32` references: into the index when it holds the id, else into a
 /// packed arena of their own. A reference is only meaningful with the [`Ids`] and the index
@@ -40,7 +42,12 @@ impl Ids {
         ids::pack(name, &mut self.arena);
         let len = (self.arena.len() - off - 2) as u16;
         self.arena[off..off + 2].copy_from_slice(&len.to_le_bytes());
-        LOCAL | off as u32
+        off as u32 | if job { LOCAL_JOB } else { LOCAL }
+    }
+
+    /// Whether reference `k` was made for a job id (`put` with `job`).
+    pub(super) fn is_job(k: u32) -> bool {
+        matches!(k & TAG, JOB | LOCAL_JOB)
     }
 
     /// The reference [`Ids::put`] would give job id `job` if the index holds it (`None`: it
@@ -97,10 +104,10 @@ impl Ids {
         if a == b {
             return Ordering::Equal;
         }
-        // Two jobs or two sessions of the index compare by their rank there (unpacking costs
-        // as much as the id is long: issue 25's 128-character ids).
+        // Two sessions of the index compare by their rows (in id order), two jobs by their
+        // keys (unpacking costs as much as the id is long: issue 25's 128-character ids).
         match (a & TAG, b & TAG, idx) {
-            (JOB, JOB, Some(x)) => return x.job_rank(a & !TAG).cmp(&x.job_rank(b & !TAG)),
+            (JOB, JOB, Some(x)) => return x.cmp_jobs(a & !TAG, b & !TAG),
             (ROW, ROW, Some(_)) => return (a & !TAG).cmp(&(b & !TAG)),
             _ => {}
         }

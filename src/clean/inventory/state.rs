@@ -138,7 +138,7 @@ impl Scanner<'_> {
 }
 
 /// The mapping files of `state/{repo}/mappings/` that pair a job with a session: each is named
-/// `{job}.json` or `{session}.json`. 12 bytes a file, the ids referring to the index where it
+/// `{job}.json` or `{session}.json`. 8 bytes a file, the ids referring to the index where it
 /// holds them (issue 25: two boxed ids a file raised the peak RSS of a dry run of S4 by 2.1 MB;
 /// ids packed in a string of their own, 108 bytes a session with all sessions in one
 /// repository).
@@ -147,52 +147,71 @@ struct Pairs {
     ids: Ids,
     /// Once [`Pairs::seal`]ed, sorted by job, then file name (a job's files in listing order).
     files: Vec<MappingFile>,
+    /// Once sealed, a bit a file: attached to its job's item already ([`Pairs::take`]).
+    taken: Vec<u64>,
 }
 
-/// One mapping file: references ([`Ids`]) to its job and session ids.
+/// One mapping file, 8 bytes: references ([`Ids`]) to the id it is named after and to the
+/// other id of its pair. Which of them is the job, the reference says ([`Ids::is_job`]).
+#[derive(Clone, Copy)]
 struct MappingFile {
-    job: u32,
-    session: u32,
-    /// Named after its job (else after its session).
-    by_job: bool,
-    /// Attached to its job's item already.
-    taken: bool,
+    /// The id the file is named after (`{stem}.json`).
+    stem: u32,
+    other: u32,
+}
+
+impl MappingFile {
+    /// Its job's reference.
+    fn job(&self) -> u32 {
+        if Ids::is_job(self.stem) {
+            self.stem
+        } else {
+            self.other
+        }
+    }
+
+    /// Its session's reference.
+    fn session(&self) -> u32 {
+        if Ids::is_job(self.stem) {
+            self.other
+        } else {
+            self.stem
+        }
+    }
 }
 
 impl Pairs {
-    /// Add a file pairing valid ids `job` and `session`.
+    /// Add a file pairing valid ids `job` and `session`, named after the job when `by_job`.
     fn push(&mut self, idx: Option<&Index>, job: &str, session: &str, by_job: bool) {
         let job = self.ids.put(idx, job.as_bytes(), true);
         let session = self.ids.put(idx, session.as_bytes(), false);
-        self.files.push(MappingFile {
-            job,
-            session,
-            by_job,
-            taken: false,
-        });
+        let (stem, other) = if by_job {
+            (job, session)
+        } else {
+            (session, job)
+        };
+        self.files.push(MappingFile { stem, other });
     }
 
     fn job(&self, idx: Option<&Index>, i: usize) -> String {
-        self.ids.string(idx, self.files[i].job)
+        self.ids.string(idx, self.files[i].job())
     }
 
     fn session(&self, idx: Option<&Index>, i: usize) -> String {
-        self.ids.string(idx, self.files[i].session)
+        self.ids.string(idx, self.files[i].session())
     }
 
-    /// The reference of the id file `m` is named after.
-    fn stem(m: &MappingFile) -> u32 {
-        if m.by_job {
-            m.job
-        } else {
-            m.session
-        }
+    /// Whether file `i` is attached to its job's item already.
+    fn taken(&self, i: usize) -> bool {
+        self.taken
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 
     /// Files `a` and `b` in the order of their names (`{stem}.json`), as a listing is sorted.
     fn cmp_names(&self, idx: Option<&Index>, a: &MappingFile, b: &MappingFile) -> Ordering {
-        self.ids.with(idx, Self::stem(a), |x| {
-            self.ids.with(idx, Self::stem(b), |y| {
+        self.ids.with(idx, a.stem, |x| {
+            self.ids.with(idx, b.stem, |y| {
                 x.iter().chain(b".json").cmp(y.iter().chain(b".json"))
             })
         })
@@ -203,10 +222,11 @@ impl Pairs {
         let mut files = std::mem::take(&mut self.files);
         crate::sort::sort_unstable_by(&mut files, |a, b| {
             self.ids
-                .cmp(idx, a.job, b.job)
+                .cmp(idx, a.job(), b.job())
                 .then_with(|| self.cmp_names(idx, a, b))
         });
         files.shrink_to_fit();
+        self.taken = vec![0; files.len().div_ceil(64)];
         self.files = files;
     }
 
@@ -217,19 +237,21 @@ impl Pairs {
         let want_ref = Ids::job_in_index(idx, j);
         let start = self
             .files
-            .partition_point(|m| self.ids.cmp_to(idx, m.job, want, want_ref) == Ordering::Less);
+            .partition_point(|m| self.ids.cmp_to(idx, m.job(), want, want_ref) == Ordering::Less);
         for i in start..self.files.len() {
-            if self.ids.cmp_to(idx, self.files[i].job, want, want_ref) != Ordering::Equal {
+            if self.ids.cmp_to(idx, self.files[i].job(), want, want_ref) != Ordering::Equal {
                 break;
             }
-            self.files[i].taken = true;
+            if let Some(w) = self.taken.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
             each(self, i);
         }
     }
 
     /// The path of file `i`.
     fn parts(&self, idx: Option<&Index>, repo: &OsStr, i: usize) -> RelPath {
-        let mut name = self.ids.os(idx, Self::stem(&self.files[i]));
+        let mut name = self.ids.os(idx, self.files[i].stem);
         name.push(".json");
         comps(&[OsStr::new("state"), repo, OsStr::new("mappings"), &name])
     }
@@ -474,7 +496,7 @@ impl StateRepoScan {
     /// file is listed, owned by the session the file names.
     fn loose(&mut self, idx: Option<&Index>, inv: &mut Inventory) {
         let p = std::mem::take(&mut self.pairs);
-        let mut left: Vec<usize> = (0..p.files.len()).filter(|&i| !p.files[i].taken).collect();
+        let mut left: Vec<usize> = (0..p.files.len()).filter(|&i| !p.taken(i)).collect();
         crate::sort::sort_by(&mut left, |&a, &b| {
             p.cmp_names(idx, &p.files[a], &p.files[b])
         });
@@ -561,5 +583,53 @@ impl Scanner<'_> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_files_know_their_job_session_and_name_and_are_taken_by_job() {
+        let mut p = Pairs::default();
+        // Listing order is not sorted; ids not in an index are packed in the pairs' own arena.
+        p.push(None, "mapreduce-2", "session-2", false);
+        p.push(None, "mapreduce-1", "session-1", true);
+        p.push(None, "mapreduce-1", "session-1", false);
+        p.push(None, "mapreduce-3", "session-0", true);
+        p.seal(None);
+        let names = |p: &Pairs, i: usize| rel_of(&p.parts(None, OsStr::new("r"), i));
+        let mut taken = Vec::new();
+        p.take(None, "mapreduce-1", |p, i| {
+            taken.push((names(p, i), p.job(None, i), p.session(None, i)))
+        });
+        assert_eq!(
+            taken,
+            [
+                (
+                    "state/r/mappings/mapreduce-1.json",
+                    "mapreduce-1",
+                    "session-1"
+                ),
+                (
+                    "state/r/mappings/session-1.json",
+                    "mapreduce-1",
+                    "session-1"
+                ),
+            ]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
+        let left: Vec<String> = (0..p.files.len())
+            .filter(|&i| !p.taken(i))
+            .map(|i| format!("{} {}", names(&p, i), p.session(None, i)))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "state/r/mappings/session-2.json session-2",
+                "state/r/mappings/mapreduce-3.json session-0"
+            ]
+        );
     }
 }
