@@ -247,8 +247,8 @@ impl Run<'_, '_> {
                         self.batch(inv, false, Role::Bulk, again);
                         continue;
                     };
-                    // A batch of BATCH_ITEMS is cut as soon as one more item is made (the
-                    // loose mappings come at once), and the last batch takes the warnings.
+                    // A batch of BATCH_ITEMS is cut as soon as one more item is made, and the
+                    // last batch takes the warnings.
                     let mut done = false;
                     loop {
                         if !done {
