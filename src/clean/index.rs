@@ -12,8 +12,9 @@
 //! an id of 48 bytes or more as the index of its stem (all but its last 16 bytes, kept once
 //! for all the ids that share it) and its tail packed (issue 25: 128-character ids sharing
 //! 120 in 21 bytes). Rows and jobs are vectors found through hash tables.
-//! A row is 40 bytes: times are `u32` Unix seconds, the record's device an index into a short
-//! table. What a minority of sessions have (an unreadable record's error, a job's checkpoint
+//! A row is 32 bytes: times are `u32` Unix seconds, the record's device an index into a short
+//! table; an owner's pid and a count of checkpoints, which few records have, are a 12-byte
+//! [`Side`]. What a minority of sessions have (an unreadable record's error, a job's checkpoint
 //! that makes it resumable) is a 24-byte [`Note`] whose text is in the arena, a checkpoint's
 //! evidence stored as (repository, job, file) and worded again when asked. What few sessions
 //! have (a live lock, a process in a worktree, a kept worktree) is in a side map.
@@ -54,7 +55,8 @@ const NO_CLASS: u8 = 7;
 /// `Row::dev` when the record's device is not known.
 const NO_DEV: u16 = u16::MAX;
 
-/// One session, packed (40 bytes): what classification and the deletion-time checks need.
+/// One session, packed (32 bytes): what classification and the deletion-time checks need.
+/// Its owner's pid and its count of checkpoints, which few records have, are a [`Side`].
 #[derive(Debug)]
 pub struct Row {
     /// Inode of `sessions/{id}.json` when it was read.
@@ -67,10 +69,6 @@ pub struct Row {
     newest: u32,
     /// `updated_at`.
     updated_at: u32,
-    /// `metadata.owner.pid` when the owner is on this host.
-    pid: u32,
-    /// Entries in `checkpoints` (saturating).
-    checkpoints: u32,
     /// Repository (index into [`Index::repos`]; `u16::MAX`: none), from `metadata.repo` or the
     /// first owned item.
     repo: u16,
@@ -78,7 +76,8 @@ pub struct Row {
     dev: u16,
     id_len: u8,
     /// Bits 0–2: `status` as [`STATUSES`] index ([`UNREADABLE`]: the record could not be
-    /// read); bits 3–4: the owner (0: none, 1: on this host, `pid`, 2: elsewhere).
+    /// read); bits 3–4: the owner (0: none, 1: on this host, its pid a [`Side`], 2:
+    /// elsewhere); bit 5 ([`HAS_SIDE`]): it has a [`Side`].
     record: u8,
     /// Bits 0–2: the class once final ([`CLASSES`] index; [`NO_CLASS`]: not yet); bit 3: items
     /// of it waited for its class (see `clean::stream`), pass 3 takes them again.
@@ -106,20 +105,23 @@ const CLASSES: [Class; 7] = [
     Class::Unknown,
 ];
 
+/// `Row::record`'s bit: the session has a [`Side`].
+const HAS_SIDE: u8 = 1 << 5;
+
+/// What a minority of records have, 12 bytes: an owner on this host (its pid) or checkpoints
+/// listed (0.4.4). Sorted by row once sealed.
+#[derive(Clone, Copy, Debug)]
+struct Side {
+    row: u32,
+    pid: u32,
+    /// Entries in `checkpoints` (saturating).
+    checkpoints: u32,
+}
+
 impl Row {
-    /// The record's facts; `None`: unreadable (the error is a [`Note`]).
-    pub fn facts(&self) -> Option<RecordFacts> {
-        let status = *STATUSES.get((self.record & 7) as usize)?;
-        Some(RecordFacts {
-            status,
-            updated_at: unpack_time(self.updated_at),
-            checkpoints: self.checkpoints as usize,
-            owner: match self.record >> 3 {
-                1 => OwnerFact::Here(self.pid),
-                2 => OwnerFact::Elsewhere,
-                _ => OwnerFact::None,
-            },
-        })
+    /// The record's status; `None`: unreadable (the error is a [`Note`]).
+    pub fn status(&self) -> Option<SessionStatus> {
+        STATUSES.get((self.record & 7) as usize).copied()
     }
 
     /// The record's mtime when pass 1 read it.
@@ -395,6 +397,8 @@ pub struct Index {
     jobs: Vec<(Span, u32)>,
     /// Repository names.
     pub repos: Vec<String>,
+    /// Owners' pids and checkpoint counts of the rows that have them, by row once sealed.
+    side: Vec<Side>,
     /// Rows by id (built by [`Index::seal`]).
     row_table: Table,
     /// Jobs by id (built by [`Index::seal_jobs`]).
@@ -622,11 +626,6 @@ impl Index {
             rec_mtime,
             newest: rec_mtime,
             updated_at: pack_time(facts.and_then(|f| f.updated_at)),
-            pid: match facts.map(|f| f.owner) {
-                Some(OwnerFact::Here(p)) => p,
-                _ => 0,
-            },
-            checkpoints: facts.map_or(0, |f| f.checkpoints.min(u32::MAX as usize) as u32),
             repo,
             dev,
             // Ids are valid ids: at most 128 bytes, packed at most 256.
@@ -634,6 +633,19 @@ impl Index {
             record: status | owner << 3,
             state: NO_CLASS,
         });
+        let pid = match facts.map(|f| f.owner) {
+            Some(OwnerFact::Here(p)) => p,
+            _ => 0,
+        };
+        let checkpoints = facts.map_or(0, |f| f.checkpoints.min(u32::MAX as usize) as u32);
+        if pid != 0 || checkpoints != 0 {
+            self.side.push(Side {
+                row,
+                pid,
+                checkpoints,
+            });
+            self.rows[row as usize].record |= HAS_SIDE;
+        }
         if let Some(e) = error {
             let a = self.put(&e);
             self.push_note(Note {
@@ -794,6 +806,11 @@ impl Index {
             n.row = new_of_old[n.row as usize];
         }
         crate::sort::sort_by_key(&mut self.notes, |n| n.row);
+        for x in &mut self.side {
+            x.row = new_of_old[x.row as usize];
+        }
+        crate::sort::sort_unstable_by(&mut self.side, |a, b| a.row.cmp(&b.row));
+        self.side.shrink_to_fit();
         self.notes_sorted = true;
         let mut rows = std::mem::take(&mut self.rows);
         // Apply the permutation in place (cycle by cycle).
@@ -834,6 +851,29 @@ impl Index {
     /// The row of the session whose key is `want`.
     fn row_of_key(&self, want: &[u8]) -> Option<u32> {
         self.row_table.find(want, |i| self.bytes(self.id_span(i)))
+    }
+
+    /// The record facts of row `r`; `None`: unreadable (the error is a [`Note`]).
+    pub fn facts(&self, r: u32) -> Option<RecordFacts> {
+        let row = &self.rows[r as usize];
+        let status = row.status()?;
+        let side = (row.record & HAS_SIDE != 0)
+            .then(|| {
+                let guess = self.near(r, self.side.len());
+                let k = partition_near(&self.side, guess, |x| x.row < r);
+                self.side.get(k).filter(|x| x.row == r)
+            })
+            .flatten();
+        Some(RecordFacts {
+            status,
+            updated_at: unpack_time(row.updated_at),
+            checkpoints: side.map_or(0, |x| x.checkpoints as usize),
+            owner: match row.record >> 3 & 3 {
+                1 => OwnerFact::Here(side.map_or(0, |x| x.pid)),
+                2 => OwnerFact::Elsewhere,
+                _ => OwnerFact::None,
+            },
+        })
     }
 
     /// Row `r`.
@@ -914,21 +954,34 @@ impl Index {
         self.job_table_index(job).map(|i| self.jobs[i as usize].1)
     }
 
-    /// A reference to job `job` (after [`Index::seal_jobs`]; stable until it is called again),
-    /// for [`Index::job_packed`].
+    /// A reference to job `job`, for [`Index::with_job_packed`] and [`Index::cmp_jobs`]: a
+    /// job of the jobs table, or one whose owner was found late ([`Index::set_job_owner`]:
+    /// the jobs of unreadable records, whose names would otherwise be packed again by every
+    /// listing that holds them). Valid after [`Index::seal_jobs`], until it is called again.
     pub fn job_ref(&self, job: &str) -> Option<u32> {
-        self.job_table_index(job)
+        self.job_table_index(job).or_else(|| {
+            self.extra_owner_index(job)
+                .map(|i| self.jobs.len() as u32 + i)
+        })
+    }
+
+    /// The key of the job [`Index::job_ref`] gave `k` for.
+    fn job_span(&self, k: u32) -> Span {
+        match self.jobs.get(k as usize) {
+            Some(j) => j.0,
+            None => self.extra_owner[k as usize - self.jobs.len()].0,
+        }
     }
 
     /// The jobs [`Index::job_ref`] gave `a` and `b` for, in the order of their ids' bytes (two
     /// tails of one stem compare without their 112-byte stem: issue 25's 128-character ids).
     pub fn cmp_jobs(&self, a: u32, b: u32) -> Ordering {
-        self.cmp_ids(self.jobs[a as usize].0, self.jobs[b as usize].0)
+        self.cmp_ids(self.job_span(a), self.job_span(b))
     }
 
     /// Call `f` with a packed form ([`ids`]) of the job [`Index::job_ref`] gave `k` for.
     pub fn with_job_packed<R>(&self, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
-        self.with_packed_id(self.jobs[k as usize].0, f)
+        self.with_packed_id(self.job_span(k), f)
     }
 
     /// Call `f` with a packed form ([`ids`]) of the session id of row `r`.
@@ -1029,7 +1082,7 @@ impl Index {
     pub fn verdict(&mut self, r: u32, f: &Facts<'_>) -> Option<Verdict> {
         let row = &self.rows[r as usize];
         let last = row.newest();
-        let facts = row.facts();
+        let facts = self.facts(r);
         let cached = row.class();
         if let Some(class) = cached.filter(|c| !c.protected()) {
             // Only a protected class's evidence is ever printed (a kept item's detail).
@@ -1174,6 +1227,33 @@ mod tests {
         assert_eq!(x.owner_of_job("j-9"), Some(("s-gone".to_string(), None)));
         assert_eq!(x.owner_row_of_job("j-9"), Some(None));
         assert_eq!(x.owner_row_of_job("j-2"), Some(Some(b)));
+    }
+
+    #[test]
+    fn owners_pids_and_checkpoint_counts_follow_their_rows_in_32_bytes_a_row() {
+        assert_eq!(std::mem::size_of::<Row>(), 32);
+        let mut x = Index::default();
+        let ids = ["s-d", "s-a", "s-c", "s-b", "s-e"];
+        let owners = [
+            (OwnerFact::Here(41), 0),
+            (OwnerFact::None, 3),
+            (OwnerFact::Elsewhere, 0),
+            (OwnerFact::Here(7), 2),
+            (OwnerFact::None, 0),
+        ];
+        for (id, (owner, checkpoints)) in ids.iter().zip(owners) {
+            let mut f = facts(SessionStatus::Running, owner);
+            f.checkpoints = checkpoints;
+            x.add_session(id, Ok(f), None, None);
+        }
+        x.add_session("s-0", Err("broken".into()), None, None);
+        x.seal();
+        assert_eq!(x.side.len(), 3, "only rows with a pid or checkpoints");
+        for (id, (owner, checkpoints)) in ids.iter().zip(owners) {
+            let f = x.facts(x.row(id).unwrap()).unwrap();
+            assert_eq!((f.owner, f.checkpoints), (owner, checkpoints), "{id}");
+        }
+        assert!(x.facts(x.row("s-0").unwrap()).is_none());
     }
 
     #[test]
@@ -1404,6 +1484,14 @@ mod tests {
         );
         x.set_job_owner(&long_job, &ids[8]);
         assert_eq!(x.owner_row_of_job(&long_job), Some(x.row(&ids[8])));
+        // A job known only by its late owner has a reference too, past the jobs table's.
+        let zz = x.job_ref("mapreduce-zz").expect("a reference");
+        assert_eq!(zz as usize, x.jobs.len() + 1, "the second owner set late");
+        assert_eq!(x.with_job_packed(zz, ids::unpacked), "mapreduce-zz");
+        let first = x.job_ref(&long_job).expect("in the table");
+        assert_eq!(x.cmp_jobs(first, zz), Ordering::Less);
+        assert_eq!(x.cmp_jobs(zz, first), Ordering::Greater);
+        assert_eq!(x.job_ref("mapreduce-zy"), None);
     }
 
     #[test]

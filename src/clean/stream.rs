@@ -179,7 +179,7 @@ fn scanner_state_repo(
 ) -> bool {
     let named = |j: &str| {
         let (id, r) = idx.owner_of_job(j)?;
-        let done = r.and_then(|r| idx.at(r).facts()).is_some_and(|f| {
+        let done = r.and_then(|r| idx.facts(r)).is_some_and(|f| {
             matches!(
                 f.status,
                 crate::store::records::SessionStatus::Completed
@@ -190,7 +190,7 @@ fn scanner_state_repo(
     };
     let single = |s: &str| {
         let r = idx.row(s)?;
-        idx.at(r).facts()?;
+        idx.at(r).status()?;
         match idx.jobs_of(r).as_slice() {
             [j] => Some(j.clone()),
             _ => None,

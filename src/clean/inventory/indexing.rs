@@ -170,7 +170,7 @@ impl Scanner<'_> {
                     };
                     let owner = idx.owner_of_job(j);
                     let done = owner.as_ref().and_then(|(_, r)| *r).is_some_and(|r| {
-                        idx.at(r).facts().is_some_and(|fa| {
+                        idx.facts(r).is_some_and(|fa| {
                             matches!(
                                 fa.status,
                                 SessionStatus::Completed | SessionStatus::Cancelled
