@@ -7,15 +7,16 @@
 # For every size × id style × repository count, generates a tree (scripts/gen-tree.py --id-style,
 # S2's session kinds, no worktrees), times `prodigy stats --all-repos`, `prodigy clean --all-repos
 # --dry-run` and `du -sb` of the root with hyperfine (one warm-up, N timed runs, default 3), records
-# prodigy's peak RSS (`/usr/bin/time -f %M`), then deletes the tree (one at a time: a 40,000-session
-# tree is ~1.5 GB on tmpfs). DIR defaults to /dev/shm/prodigy-bench-ids. Prints one markdown table,
-# then per shape the time ratio of the largest to the smallest size over the size ratio (1.00 is
-# linear) and the RSS slope in bytes a session; written to FILE too (default DIR/report.md). Wall
-# and CPU time (user + system) both: on a machine others load, CPU time is the steadier measure.
+# the peak RSS of `stats` and of `clean --dry-run` (`/usr/bin/time -f %M`), then deletes the tree
+# (one at a time: a 40,000-session tree is ~1.5 GB and ~1 million inodes on tmpfs). DIR defaults
+# to /dev/shm/prodigy-bench-ids. Prints one markdown table, then per shape the time ratio of the
+# largest to the smallest size over the size ratio (1.00 is linear) and the RSS slopes in bytes a
+# session; written to FILE too (default DIR/report.md). Wall and CPU time (user + system) both:
+# on a machine others load, CPU time is the steadier measure.
 set -euo pipefail
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -82,8 +83,9 @@ for n in "${sizes[@]}"; do
             s=$(mean "$json" 0); c=$(mean "$json" 1); d=$(mean "$json" 2)
             sc=$(cpu "$json" 0); cc=$(cpu "$json" 1); dc=$(cpu "$json" 2)
             rss=$(PRODIGY_HOME=$home /usr/bin/time -f %M "$BIN" stats --all-repos 2>&1 >/dev/null | tail -1)
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$style" "$r" "$s" "$c" "$d" "$rss" "$sc" "$cc" "$dc" >> "$rows"
-            echo "bench-ids: $n sessions, $style ids, $r repos: stats ${s}s, clean --dry-run ${c}s, du ${d}s, stats peak RSS ${rss} KiB" >&2
+            crss=$(PRODIGY_HOME=$home /usr/bin/time -f %M "$BIN" clean --all-repos --dry-run 2>&1 >/dev/null | tail -1)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$style" "$r" "$s" "$c" "$d" "$rss" "$sc" "$cc" "$dc" "$crss" >> "$rows"
+            echo "bench-ids: $n sessions, $style ids, $r repos: stats ${s}s, clean --dry-run ${c}s, du ${d}s, peak RSS stats ${rss} KiB, clean --dry-run ${crss} KiB" >&2
             rm -rf "$t"
         done
     done
@@ -92,30 +94,35 @@ done
 python3 - "$rows" "$fs" "$RUNS" > "$OUT" <<'EOF'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print(f"On {sys.argv[2]}, mean of {sys.argv[3]} runs (hyperfine, one warm-up); peak RSS of `stats`.\n")
+print(f"On {sys.argv[2]}, mean of {sys.argv[3]} runs (hyperfine, one warm-up); peak RSS of `stats` "
+      "and of `clean --dry-run` (one run each).\n")
 print("Wall time, then CPU time (user + system, what other load on the machine disturbs least).\n")
 print("| sessions | ids | repos | `stats` s | `clean --dry-run` s | `du -sb` s | stats/du | clean/du "
-      "| CPU: stats | clean | du | stats/du | clean/du | stats peak RSS |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| CPU: stats | clean | du | stats/du | clean/du | peak RSS: stats | clean |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 by = {}
-for n, style, r, s, c, d, rss, sc, cc, dc in rows:
-    n, rss = int(n), int(rss)
+for n, style, r, s, c, d, rss, sc, cc, dc, crss in rows:
+    n, rss, crss = int(n), int(rss), int(crss)
     s, c, d, sc, cc, dc = map(float, (s, c, d, sc, cc, dc))
-    by.setdefault((style, r), []).append((n, s, c, d, rss, sc, cc, dc))
+    by.setdefault((style, r), []).append((n, s, c, d, rss, sc, cc, dc, crss))
     print(f"| {n:,} | {style} | {r} | {s:.2f} | {c:.2f} | {d:.2f} | {s/d:.2f} | {c/d:.2f} "
-          f"| {sc:.2f} | {cc:.2f} | {dc:.2f} | {sc/dc:.2f} | {cc/dc:.2f} | {rss/1024:.1f} MiB |")
+          f"| {sc:.2f} | {cc:.2f} | {dc:.2f} | {sc/dc:.2f} | {cc/dc:.2f} | {rss/1024:.1f} MiB "
+          f"| {crss/1024:.1f} MiB |")
 print("\nLinearity, largest size over smallest: time ratio ÷ size ratio (1.00: linear), wall and "
       "CPU, and the slope of peak RSS in bytes a session.\n")
-print("| ids | repos | stats | clean --dry-run | du | CPU: stats | clean | du | RSS slope |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| ids | repos | stats | clean --dry-run | du | CPU: stats | clean | du | RSS slope: stats "
+      "| clean |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (style, r), v in by.items():
     if len(v) < 2:
         continue
     v.sort()
-    (n0, s0, c0, d0, m0, sc0, cc0, dc0), (n1, s1, c1, d1, m1, sc1, cc1, dc1) = v[0], v[-1]
+    (n0, s0, c0, d0, m0, sc0, cc0, dc0, cm0) = v[0]
+    (n1, s1, c1, d1, m1, sc1, cc1, dc1, cm1) = v[-1]
     k = n1 / n0
     slope = (m1 - m0) * 1024 / (n1 - n0)
+    cslope = (cm1 - cm0) * 1024 / (n1 - n0)
     print(f"| {style} | {r} | {s1/s0/k:.2f} | {c1/c0/k:.2f} | {d1/d0/k:.2f} "
-          f"| {sc1/sc0/k:.2f} | {cc1/cc0/k:.2f} | {dc1/dc0/k:.2f} | {slope:.0f} B |")
+          f"| {sc1/sc0/k:.2f} | {cc1/cc0/k:.2f} | {dc1/dc0/k:.2f} | {slope:.0f} B | {cslope:.0f} B |")
 EOF
 cat "$OUT"
