@@ -959,9 +959,10 @@ impl Index {
     /// the jobs of unreadable records, whose names would otherwise be packed again by every
     /// listing that holds them). Valid after [`Index::seal_jobs`], until it is called again.
     pub fn job_ref(&self, job: &str) -> Option<u32> {
-        self.job_table_index(job).or_else(|| {
-            self.extra_owner_index(job)
-                .map(|i| self.jobs.len() as u32 + i)
+        self.with_key(job.as_bytes(), |k| {
+            let k = k?;
+            self.job_of_key(k)
+                .or_else(|| self.extra_of_key(k).map(|i| self.jobs.len() as u32 + i))
         })
     }
 
@@ -990,9 +991,33 @@ impl Index {
     }
 
     fn job_table_index(&self, job: &str) -> Option<u32> {
-        self.with_key(job.as_bytes(), |want| {
-            self.job_table
-                .find(want?, |i| self.bytes(self.jobs[i as usize].0))
+        self.with_key(job.as_bytes(), |want| self.job_of_key(want?))
+    }
+
+    /// The job whose key is `want` in the jobs table.
+    fn job_of_key(&self, want: &[u8]) -> Option<u32> {
+        self.job_table
+            .find(want, |i| self.bytes(self.jobs[i as usize].0))
+    }
+
+    /// Where the job whose key is `want` is in `extra_owner`.
+    fn extra_of_key(&self, want: &[u8]) -> Option<u32> {
+        if self.extra_owner.is_empty() {
+            return None;
+        }
+        self.extra_table
+            .find(want, |i| self.bytes(self.extra_owner[i as usize].0))
+    }
+
+    /// The owner of `job`: the key of the session [`Index::set_job_owner`] gave it, else its
+    /// owner row in the jobs table (its key made once for both tables).
+    fn owner_key_or_row(&self, job: &str) -> Option<Result<Span, u32>> {
+        self.with_key(job.as_bytes(), |k| {
+            let k = k?;
+            if let Some(i) = self.extra_of_key(k) {
+                return Some(Ok(self.extra_owner[i as usize].1));
+            }
+            self.job_of_key(k).map(|i| Err(self.jobs[i as usize].1))
         })
     }
 
@@ -1014,25 +1039,19 @@ impl Index {
 
     /// The owning session of `job` (its id, and its row when it has a record).
     pub fn owner_of_job(&self, job: &str) -> Option<(String, Option<u32>)> {
-        if let Some(s) = self.extra_owner_of(job) {
-            return Some((self.id_of(s), self.row_of_key(self.bytes(s))));
-        }
-        self.job_owner(job).map(|r| (self.id(r), Some(r)))
+        Some(match self.owner_key_or_row(job)? {
+            Ok(s) => (self.id_of(s), self.row_of_key(self.bytes(s))),
+            Err(r) => (self.id(r), Some(r)),
+        })
     }
 
     /// The row of `job`'s owning session: `None` without an owner, `Some(None)` for an owner
     /// without a record. [`Index::owner_of_job`] without making the owner's id.
     pub fn owner_row_of_job(&self, job: &str) -> Option<Option<u32>> {
-        if let Some(s) = self.extra_owner_of(job) {
-            return Some(self.row_of_key(self.bytes(s)));
-        }
-        self.job_owner(job).map(Some)
-    }
-
-    /// The owner [`Index::set_job_owner`] gave `job` (its key).
-    fn extra_owner_of(&self, job: &str) -> Option<Span> {
-        self.extra_owner_index(job)
-            .map(|i| self.extra_owner[i as usize].1)
+        Some(match self.owner_key_or_row(job)? {
+            Ok(s) => self.row_of_key(self.bytes(s)),
+            Err(r) => Some(r),
+        })
     }
 
     /// Where `job` is in `extra_owner`.
@@ -1040,10 +1059,7 @@ impl Index {
         if self.extra_owner.is_empty() {
             return None;
         }
-        self.with_key(job.as_bytes(), |want| {
-            self.extra_table
-                .find(want?, |i| self.bytes(self.extra_owner[i as usize].0))
-        })
+        self.with_key(job.as_bytes(), |want| self.extra_of_key(want?))
     }
 
     /// Keep the evidence that ownerless job directory `job` can be resumed.
