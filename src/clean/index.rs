@@ -1477,13 +1477,13 @@ mod tests {
         // Jobs compare, and read back, in the order of their ids.
         let mut jobs: Vec<u32> = (0..x.jobs.len() as u32).collect();
         jobs.sort_by(|&a, &b| x.cmp_jobs(a, b));
-        let by_rank: Vec<String> = jobs
+        let in_order: Vec<String> = jobs
             .iter()
             .map(|&k| x.with_job_packed(k, ids::unpacked))
             .collect();
         let mut want: Vec<String> = ids.iter().map(|i| format!("mapreduce-{i}")).collect();
         want.sort();
-        assert_eq!(by_rank, want);
+        assert_eq!(in_order, want);
         // An id of an unknown stem is not looked for in the table.
         let unknown = format!("{}{}", "q".repeat(60), "0".repeat(16));
         assert!(x.with_key(unknown.as_bytes(), |k| k.is_none()));
