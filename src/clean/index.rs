@@ -1345,6 +1345,23 @@ mod tests {
         assert_eq!(evidence, want);
     }
 
+    /// A sealed index of completed sessions `ids`, each owning the job `job_of` names.
+    fn completed_with_jobs(ids: &[String], job_of: impl Fn(&str) -> String) -> Index {
+        let mut x = Index::default();
+        for (k, id) in ids.iter().enumerate() {
+            x.add_session(
+                id,
+                Ok(facts(SessionStatus::Completed, OwnerFact::None)),
+                None,
+                None,
+            );
+            x.add_job(&job_of(id), k as u32);
+        }
+        x.seal();
+        x.seal_jobs();
+        x
+    }
+
     /// Ids of the shapes that made probe sequences long (issue 25): a long shared prefix and a
     /// counter at the end, as jobs started in one second have; 128-character ids sharing 120;
     /// and ids that differ only in their last byte or two, which FNV-1a's high bits (what the
@@ -1375,18 +1392,7 @@ mod tests {
     fn ids_sharing_long_prefixes_keep_probe_sequences_short() {
         let n = 40_000;
         for ids in adversarial_ids(n) {
-            let mut x = Index::default();
-            for (k, id) in ids.iter().enumerate() {
-                x.add_session(
-                    id,
-                    Ok(facts(SessionStatus::Completed, OwnerFact::None)),
-                    None,
-                    None,
-                );
-                x.add_job(&format!("mapreduce-{}", &id[id.len() - 6..]), k as u32);
-            }
-            x.seal();
-            x.seal_jobs();
+            let x = completed_with_jobs(&ids, |id| format!("mapreduce-{}", &id[id.len() - 6..]));
             let mut total = 0;
             let mut longest = 0;
             let mut reads = 0;
@@ -1445,18 +1451,7 @@ mod tests {
     #[test]
     fn long_ids_keep_a_shared_stem_once_and_sort_find_and_read_back_as_ids() {
         let ids = mixed_ids();
-        let mut x = Index::default();
-        for (k, id) in ids.iter().enumerate() {
-            x.add_session(
-                id,
-                Ok(facts(SessionStatus::Completed, OwnerFact::None)),
-                None,
-                None,
-            );
-            x.add_job(&format!("mapreduce-{id}"), k as u32);
-        }
-        x.seal();
-        x.seal_jobs();
+        let mut x = completed_with_jobs(&ids, |id| format!("mapreduce-{id}"));
         let mut sorted = ids.clone();
         sorted.sort();
         let rows: Vec<String> = (0..x.len() as u32).map(|r| x.id(r)).collect();
