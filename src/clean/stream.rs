@@ -198,11 +198,13 @@ fn scanner_state_repo(
     };
     let evidence = |j: &str| idx.ownerless_evidence(j);
     let skip = |j: &str| !may_have_waited(idx, j);
+    let waited = |s: &str| idx.row(s).is_some_and(|r| idx.at(r).waited());
     let known = inventory::Known {
         named: &named,
         single_job: &single,
         indexed: Some(&evidence),
         skip_job: again.then_some(&skip),
+        waited: again.then_some(&waited),
     };
     scan.next(scanner, inv, &known, limit)
 }

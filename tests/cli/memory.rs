@@ -268,6 +268,84 @@ fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
     }
 }
 
+/// Issue 25: pass 3 of the streaming engine (the items of sessions whose class waited for all
+/// activity) keeps only the mapping files of jobs that may have waited; it used to hold every
+/// mapping file of the repository again. A mapping file that pairs a job whose owner did not wait
+/// with a session that did makes it keep them all: here `session-a.json` names job
+/// `mapreduce-b` (owned by Completed `session-b`, whose mappings say so) and Running, ownerless
+/// `session-a` (which waits: its job's events are streamed before its class is known). The file
+/// goes with `mapreduce-b`'s loose mapping item, owned by `session-b` (its first file in name
+/// order); keeping only it in pass 3 would make it an item of `session-a` too, listed twice.
+/// The dry run lists every file once, and the same entries as the whole-root engine. (Without
+/// the fallback, `session-a.json` was listed twice.)
+#[test]
+fn pass_3_keeps_a_mapping_that_names_a_waited_session_with_its_job() {
+    let env = Env::new("pass3-mappings");
+    env.session("session-a", "Running", 40, "");
+    env.session("session-b", "Completed", 40, "");
+    env.old_file("events/repo/mapreduce-a/events-1.jsonl", 40);
+    mapping(&env, "repo", "session-b", "mapreduce-b", 40);
+    let m = |s: &str, j: &str| {
+        format!(
+            r#"{{"session_id":"{s}","job_id":"{j}","workflow_name":"wf","created_at":"{}"}}"#,
+            rfc3339_ago(40 * DAY)
+        )
+    };
+    for (name, s, j) in [
+        ("mapreduce-a", "session-a", "mapreduce-a"),
+        ("session-a", "session-a", "mapreduce-b"),
+    ] {
+        env.write(&format!("state/repo/mappings/{name}.json"), &m(s, j));
+    }
+    // Everything 40 days old, directories too: `session-a` is stale, every item is listed.
+    age_tree(&env.root, 40 * DAY);
+
+    let args = ["clean", "--all-repos", "--dry-run", "--json"];
+    let (o, streamed) = env.json(&args);
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut paths = removed_paths(&streamed);
+    paths.extend(kept_paths(&streamed));
+    paths.sort();
+    let mut once = paths.clone();
+    once.dedup();
+    assert_eq!(paths, once, "a path listed twice: {}", o.stdout);
+    for f in ["mapreduce-a", "mapreduce-b", "session-a", "session-b"] {
+        let f = format!("state/repo/mappings/{f}.json");
+        assert!(paths.contains(&f), "{f} not listed: {}", o.stdout);
+    }
+    let entry = streamed["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(streamed["kept"].as_array().unwrap())
+        .find(|e| e["path"] == "state/repo/mappings/mapreduce-b.json")
+        .unwrap_or_else(|| panic!("no item of mapreduce-b's mappings: {}", o.stdout));
+    assert_eq!(entry["owner"], "session-b", "{entry}");
+
+    let mut c = env.cmd(&args);
+    c.env("PRODIGY_CLEAN_WHOLE_ROOT", "1");
+    let whole = Out::from(c.output().unwrap());
+    assert_eq!(whole.code, 0, "whole-root dry run: {whole:?}");
+    let w: serde_json::Value = serde_json::from_str(&whole.stdout).unwrap();
+    for k in ["removed", "kept"] {
+        let sorted = |v: &serde_json::Value| {
+            let mut l: Vec<String> = v[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(
+            sorted(&streamed),
+            sorted(&w),
+            "`{k}` differs from the whole-root run"
+        );
+    }
+}
+
 /// The fastest of `runs` runs of `prodigy ARGS` on the generated tree at `out`, in seconds
 /// (the fastest: the least disturbed by whatever else the machine runs).
 fn fastest_run(env: &Env, out: &Path, args: &[&str], runs: usize) -> f64 {

@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 
 /// A lookup by id, for [`Known`].
 pub type Lookup<'k> = &'k dyn Fn(&str) -> Option<String>;
+/// A test of an id, for [`Known`].
+pub type Test<'k> = &'k dyn Fn(&str) -> bool;
 
 /// What the scan of `state/` may know without reading (see [`Scanner::scan_state`]).
 pub struct Known<'k> {
@@ -23,7 +25,13 @@ pub struct Known<'k> {
     /// The streaming engine's pass 3: job directories whose items it would drop (their owner
     /// did not wait): no item is made of them (their mapping files are still theirs, so that
     /// none of them becomes a loose mapping's item).
-    pub skip_job: Option<&'k dyn Fn(&str) -> bool>,
+    pub skip_job: Option<Test<'k>>,
+    /// With `skip_job`: whether a session's class waited. A mapping file that pairs a
+    /// skipped job with a session that did not wait is not kept: the job's directory makes no
+    /// item, and a loose item of the job would be owned by a session that did not wait and
+    /// dropped too (issue 25: pass 3 held a repository's every mapping file again, 29 bytes
+    /// a session at the peak RSS with all sessions in one repository).
+    pub waited: Option<Test<'k>>,
 }
 
 impl Scanner<'_> {
@@ -60,6 +68,7 @@ impl Scanner<'_> {
             single_job: &|s| single.get(s).cloned(),
             indexed: None,
             skip_job: None,
+            waited: None,
         };
         let top = [OsStr::new("state")];
         let Some(d) = self.open(&top, inv) else {
@@ -344,55 +353,20 @@ impl StateRepoScan {
                 // all are in, and the few files that are items of their own are pushed in
                 // listing order.
                 let idx = s.index;
-                let mut own: Vec<(OsString, Item)> = Vec::new();
-                let pairs = &mut self.pairs;
-                let listed = md.for_each_listed(|f, listed| {
-                    // Made only for the few files that are items of their own.
-                    let parts = || comps(&[p3[0], p3[1], p3[2], f]);
-                    if crate::store::atomic::is_temp_name(f) {
-                        own.push((f.to_os_string(), Item::new(ty, ItemKind::Temp, parts())));
-                        return;
+                // Pass 3 keeps only the files of jobs that may have waited (`known.waited`).
+                // A file pairing a skipped job with a session that waited names another
+                // owner than the index's: then the job's other files may make its loose item
+                // in pass 3, and the directory is listed again keeping every file.
+                let mut filter = known.skip_job.zip(known.waited);
+                let (mut own, listed) = loop {
+                    let (own, listed, other_owner) =
+                        Self::list_mappings(&mut self.pairs, s, &md, &p3, known, filter);
+                    if other_owner && filter.is_some() {
+                        filter = None;
+                        continue;
                     }
-                    let Some(stem) = strip_valid(f, ".json") else {
-                        let mut one = Inventory::default();
-                        s.push_invalid(&mut one, ty, parts(), "not a `{id}.json` mapping name");
-                        own.extend(one.items.into_iter().map(|it| (f.to_os_string(), *it)));
-                        return;
-                    };
-                    // A mapping named after a job or a session that a record pairs is that
-                    // pair: it is not read.
-                    let pair = (known.named)(stem)
-                        .map(|(o, _)| (stem.to_string(), o))
-                        .or_else(|| (known.single_job)(stem).map(|j| (j, stem.to_string())));
-                    let pair = match pair {
-                        Some(p) => Some(p),
-                        None => match s.read_json::<SessionJobMapping>(&md, f, listed) {
-                            Ok(m)
-                                if (m.job_id == stem || m.session_id == stem)
-                                    && is_valid_id(OsStr::new(&m.job_id))
-                                    && is_valid_id(OsStr::new(&m.session_id)) =>
-                            {
-                                Some((m.job_id, m.session_id))
-                            }
-                            Ok(_) => {
-                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
-                                it.rare_mut().note =
-                                    Some("mapping names neither its file's session nor job".into());
-                                own.push((f.to_os_string(), it));
-                                None
-                            }
-                            Err(e) => {
-                                let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
-                                it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
-                                own.push((f.to_os_string(), it));
-                                None
-                            }
-                        },
-                    };
-                    if let Some((job, session)) = pair {
-                        pairs.push(idx, &job, &session, job == stem);
-                    }
-                });
+                    break (own, listed);
+                };
                 if let Err(e) = listed {
                     inv.warnings.push(format!(
                         "cannot list `{}`: {}",
@@ -458,6 +432,83 @@ impl StateRepoScan {
                 inv.push(it);
             }
         }
+    }
+
+    /// The listing of `state/{repo}/mappings` (`md`, open; `p3`, its parts) into
+    /// `pairs`, without holding the listing (issue 25: the pairs are sorted
+    /// once all are in). Returns the files that are items of their own (temp files, invalid
+    /// names, unreadable mappings), unsorted, with their names; the listing's result; and,
+    /// with a `filter` (pass 3: [`Known::skip_job`] and [`Known::waited`]), whether a file paired
+    /// a skipped job with a session that waited (then files were left out that pass 3 needs).
+    fn list_mappings(
+        pairs: &mut Pairs,
+        s: &Scanner<'_>,
+        md: &Dir,
+        p3: &[&OsStr; 3],
+        known: &Known<'_>,
+        filter: Option<(Test<'_>, Test<'_>)>,
+    ) -> (Vec<(OsString, Item)>, std::io::Result<()>, bool) {
+        let ty = StorageType::State;
+        let idx = s.index;
+        let mut own: Vec<(OsString, Item)> = Vec::new();
+        let mut other_owner = false;
+        *pairs = Pairs::default();
+        let listed = md.for_each_listed(|f, listed| {
+            // Made only for the few files that are items of their own.
+            let parts = || comps(&[p3[0], p3[1], p3[2], f]);
+            if crate::store::atomic::is_temp_name(f) {
+                own.push((f.to_os_string(), Item::new(ty, ItemKind::Temp, parts())));
+                return;
+            }
+            let Some(stem) = strip_valid(f, ".json") else {
+                let mut one = Inventory::default();
+                s.push_invalid(&mut one, ty, parts(), "not a `{id}.json` mapping name");
+                own.extend(one.items.into_iter().map(|it| (f.to_os_string(), *it)));
+                return;
+            };
+            // A mapping named after a job or a session that a record pairs is that
+            // pair: it is not read.
+            let pair = (known.named)(stem)
+                .map(|(o, _)| (stem.to_string(), o))
+                .or_else(|| (known.single_job)(stem).map(|j| (j, stem.to_string())));
+            let pair = match pair {
+                Some(p) => Some(p),
+                None => match s.read_json::<SessionJobMapping>(md, f, listed) {
+                    Ok(m)
+                        if (m.job_id == stem || m.session_id == stem)
+                            && is_valid_id(OsStr::new(&m.job_id))
+                            && is_valid_id(OsStr::new(&m.session_id)) =>
+                    {
+                        Some((m.job_id, m.session_id))
+                    }
+                    Ok(_) => {
+                        let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
+                        it.rare_mut().note =
+                            Some("mapping names neither its file's session nor job".into());
+                        own.push((f.to_os_string(), it));
+                        None
+                    }
+                    Err(e) => {
+                        let mut it = Item::new(ty, ItemKind::Unrecognized, parts());
+                        it.rare_mut().note = Some(format!("corrupt mapping: {e}"));
+                        own.push((f.to_os_string(), it));
+                        None
+                    }
+                },
+            };
+            if let Some((job, session)) = pair {
+                if let Some((skip, waited)) = filter {
+                    if skip(&job) {
+                        if !waited(&session) {
+                            return;
+                        }
+                        other_owner = true;
+                    }
+                }
+                pairs.push(idx, &job, &session, job == stem);
+            }
+        });
+        (own, listed, other_owner)
     }
 
     /// The item of job directory `job` of `state/{repo}/mapreduce/jobs` (`jd`, open), with
