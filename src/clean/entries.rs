@@ -14,8 +14,9 @@ use super::{Entry, Reason};
 use crate::store::StorageType;
 use std::io::{BufWriter, Read, Seek, Write};
 
-/// Entries kept in memory before the list spills to its file.
-pub const SPILL_AT: usize = 1024;
+/// Entries kept in memory before the list spills to its file (1,024 before issue 25; see
+/// `clean::stream::BATCH_ITEMS`).
+pub const SPILL_AT: usize = 512;
 
 /// Every [`Reason`], in declaration order: the spill file stores a reason by its index here.
 const REASONS: [Reason; 18] = [
