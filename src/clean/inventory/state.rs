@@ -349,9 +349,6 @@ impl StateRepoScan {
                 let Some(md) = s.open(&p3, inv) else {
                     return;
                 };
-                // Listed without holding the listing (issue 25): the pairs are sorted once
-                // all are in, and the few files that are items of their own are pushed in
-                // listing order.
                 let idx = s.index;
                 // Pass 3 keeps only the files of jobs that may have waited (`known.waited`).
                 // A file pairing a skipped job with a session that waited names another
@@ -361,7 +358,7 @@ impl StateRepoScan {
                 let (mut own, listed) = loop {
                     let (own, listed, other_owner) =
                         Self::list_mappings(&mut self.pairs, s, &md, &p3, known, filter);
-                    if other_owner && filter.is_some() {
+                    if other_owner {
                         filter = None;
                         continue;
                     }
@@ -376,6 +373,7 @@ impl StateRepoScan {
                     self.pairs = Pairs::default();
                     return;
                 }
+                // The files that are items of their own, in listing order.
                 crate::sort::sort_by(&mut own, |a, b| a.0.cmp(&b.0));
                 for (_, it) in own {
                     inv.push(it);
@@ -434,12 +432,12 @@ impl StateRepoScan {
         }
     }
 
-    /// The listing of `state/{repo}/mappings` (`md`, open; `p3`, its parts) into
-    /// `pairs`, without holding the listing (issue 25: the pairs are sorted
-    /// once all are in). Returns the files that are items of their own (temp files, invalid
-    /// names, unreadable mappings), unsorted, with their names; the listing's result; and,
-    /// with a `filter` (pass 3: [`Known::skip_job`] and [`Known::waited`]), whether a file paired
-    /// a skipped job with a session that waited (then files were left out that pass 3 needs).
+    /// The listing of `state/{repo}/mappings` (`md`, open; `p3`, its parts) into `pairs`,
+    /// without holding the listing (issue 25: the pairs are sorted once all are in). Returns
+    /// the files that are items of their own (temp files, invalid names, unreadable mappings),
+    /// unsorted, with their names; the listing's result; and, with a `filter` (pass 3:
+    /// [`Known::skip_job`] and [`Known::waited`]), whether a file paired a skipped job with a
+    /// session that waited (then files were left out that pass 3 needs).
     fn list_mappings(
         pairs: &mut Pairs,
         s: &Scanner<'_>,
