@@ -249,6 +249,12 @@ fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
     ] {
         assert_eq!(s[k], w[k], "`{k}` differs from the whole-root run");
     }
+    assert_same_entries(&s, &w);
+}
+
+/// The `removed` and `kept` entries of two `clean --dry-run --json` reports (`streamed`, by the
+/// streaming engine; `whole`, by the whole-root one) are the same, in whatever order.
+fn assert_same_entries(streamed: &serde_json::Value, whole: &serde_json::Value) {
     for k in ["removed", "kept"] {
         let sorted = |v: &serde_json::Value| {
             let mut l: Vec<String> = v[k]
@@ -261,8 +267,8 @@ fn streamed_state_batches_keep_each_job_with_its_mapping_files() {
             l
         };
         assert_eq!(
-            sorted(&s),
-            sorted(&w),
+            sorted(streamed),
+            sorted(whole),
             "`{k}` differs from the whole-root run"
         );
     }
@@ -327,23 +333,7 @@ fn pass_3_keeps_a_mapping_that_names_a_waited_session_with_its_job() {
     let whole = Out::from(c.output().unwrap());
     assert_eq!(whole.code, 0, "whole-root dry run: {whole:?}");
     let w: serde_json::Value = serde_json::from_str(&whole.stdout).unwrap();
-    for k in ["removed", "kept"] {
-        let sorted = |v: &serde_json::Value| {
-            let mut l: Vec<String> = v[k]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e.to_string())
-                .collect();
-            l.sort();
-            l
-        };
-        assert_eq!(
-            sorted(&streamed),
-            sorted(&w),
-            "`{k}` differs from the whole-root run"
-        );
-    }
+    assert_same_entries(&streamed, &w);
 }
 
 /// The fastest of `runs` runs of `prodigy ARGS` on the generated tree at `out`, in seconds
