@@ -29,8 +29,8 @@ pub struct Known<'k> {
     /// With `skip_job`: whether a session's class waited. A mapping file that pairs a
     /// skipped job with a session that did not wait is not kept: the job's directory makes no
     /// item, and a loose item of the job would be owned by a session that did not wait and
-    /// dropped too (issue 25: pass 3 held a repository's every mapping file again, 29 bytes
-    /// a session at the peak RSS with all sessions in one repository).
+    /// dropped too (issue 25: pass 3 held a repository's every mapping file again, 8 bytes a
+    /// file, 16 a session at the peak RSS with all sessions in one repository).
     pub waited: Option<Test<'k>>,
 }
 
