@@ -21,7 +21,7 @@
 
 use super::classify::{classify_one, Class, Facts, Owned, OwnerFact, RecordFacts, Verdict};
 use crate::store::records::SessionStatus;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -412,8 +412,8 @@ pub struct Index {
     stems: Vec<Span>,
     /// Stems by their packed bytes.
     stem_table: Table,
-    /// The stem found or added last.
-    last_stem: Cell<u32>,
+    /// The stems found, added or read last, with their bytes.
+    recent_stems: RefCell<RecentStems>,
     /// Checkpoint file names already in the arena (a few names recur in every job).
     file_names: HashMap<Box<str>, Span>,
     /// Devices of the records (one, usually).
@@ -430,6 +430,47 @@ pub struct Index {
     ownerless_evidence: HashMap<Box<str>, Box<str>>,
     /// Names in `sessions/` that are not records: temp files, invalid names (few).
     pub other_session_names: Vec<std::ffi::OsString>,
+}
+
+/// The stems ids were last looked up, added or read back by, with the stems' bytes as the
+/// ids have them (unpacked). Ids that share a stem come together (issue 25's 40,000
+/// 128-character job ids share one, their sessions' ids another): a lookup compares its id's
+/// first bytes with these (a `memcmp` each) instead of packing them to find the stem, and
+/// reading an id back copies them instead of unpacking its stem; packing and unpacking cost
+/// about ten instructions a byte, and were a fifth of `clean --dry-run`'s instructions with
+/// those ids.
+#[derive(Debug, Default)]
+struct RecentStems {
+    /// (stem index in [`Index::stems`], the stem's bytes), at most [`RecentStems::LEN`].
+    stems: Vec<(u32, Vec<u8>)>,
+    /// The entry replaced next.
+    next: usize,
+}
+
+impl RecentStems {
+    /// Entries kept: a scan interleaves the ids of sessions and of jobs, and a few kinds of
+    /// each (0.4.4's `session-{uuid}` are too short to have a stem).
+    const LEN: usize = 4;
+
+    /// Where stem `k` is.
+    fn find(&self, k: u32) -> Option<&[u8]> {
+        self.stems.iter().find(|e| e.0 == k).map(|e| &e.1[..])
+    }
+
+    /// Keep stem `k`, whose bytes `fill` appends to the (cleared) buffer it is given, in
+    /// place of the entry kept longest.
+    fn keep(&mut self, k: u32, fill: impl FnOnce(&mut Vec<u8>)) {
+        if self.stems.len() < Self::LEN {
+            self.stems.push((k, Vec::new()));
+            self.next = self.stems.len() - 1;
+        }
+        let i = self.next;
+        self.next = (i + 1) % Self::LEN;
+        let e = &mut self.stems[i];
+        e.0 = k;
+        e.1.clear();
+        fill(&mut e.1);
+    }
 }
 
 /// Ids of at least this many bytes are kept as a stem and a tail ([`Index::with_key`]). Shorter
@@ -466,7 +507,7 @@ impl Index {
         let Some((stem, tail)) = split_stem(id) else {
             return self.put_packed(id);
         };
-        let k = match ids::with_packed(stem, |p| self.find_stem(p)) {
+        let k = match self.stem_index(stem) {
             Some(k) => k,
             None => {
                 let span = self.put_packed(stem);
@@ -477,7 +518,7 @@ impl Index {
                     &arena[s.off as usize..(s.off + s.len) as usize]
                 });
                 let k = stems.len() as u32 - 1;
-                self.last_stem.set(k);
+                self.remember_stem(k, stem);
                 k
             }
         };
@@ -500,20 +541,35 @@ impl Index {
         }
     }
 
-    /// The stem whose packed form is `p`, if the index has it. The stem found last is tried
-    /// first: ids that share a stem tend to come together (all of them, in issue 25's trees).
-    fn find_stem(&self, p: &[u8]) -> Option<u32> {
-        let last = self.last_stem.get();
-        if let Some(s) = self.stems.get(last as usize) {
-            if same(self.bytes(*s), p) {
-                return Some(last);
-            }
+    /// The index of stem `stem` (an id's first bytes, as [`split_stem`] cuts them), if the
+    /// index has it: a recent stem's ([`RecentStems`]) when they are its bytes, else found by
+    /// its packed form, and then kept as recent.
+    fn stem_index(&self, stem: &[u8]) -> Option<u32> {
+        if let Some(e) = self
+            .recent_stems
+            .borrow()
+            .stems
+            .iter()
+            .find(|e| e.1 == stem)
+        {
+            return Some(e.0);
         }
-        let k = self
-            .stem_table
-            .find(p, |i| self.bytes(self.stems[i as usize]))?;
-        self.last_stem.set(k);
+        let k = ids::with_packed(stem, |p| self.find_stem(p))?;
+        self.remember_stem(k, stem);
         Some(k)
+    }
+
+    /// Keep stem `k`, whose bytes are `raw`, as recent.
+    fn remember_stem(&self, k: u32, raw: &[u8]) {
+        self.recent_stems
+            .borrow_mut()
+            .keep(k, |v| v.extend_from_slice(raw));
+    }
+
+    /// The stem whose packed form is `p`, if the index has it.
+    fn find_stem(&self, p: &[u8]) -> Option<u32> {
+        self.stem_table
+            .find(p, |i| self.bytes(self.stems[i as usize]))
     }
 
     /// Call `f` with the key of id `id`, what the tables hash and compare: its packed form
@@ -525,7 +581,7 @@ impl Index {
         let Some((stem, tail)) = split_stem(id) else {
             return ids::with_packed(id, |p| f(Some(p)));
         };
-        let Some(k) = ids::with_packed(stem, |p| self.find_stem(p)) else {
+        let Some(k) = self.stem_index(stem) else {
             return f(None);
         };
         let mut buf = [0u8; STEMMED_MAX as usize];
@@ -570,9 +626,45 @@ impl Index {
         f(&buf[..n])
     }
 
+    /// Call `f` with the id whose key `s` holds, unpacked: a stemmed key's stem copied from
+    /// [`RecentStems`] (unpacked there first unless it is recent), its tail unpacked after.
+    fn with_id_bytes<R>(&self, s: Span, f: impl FnOnce(&[u8]) -> R) -> R {
+        let b = self.bytes(s);
+        let Some(k) = Index::stem_of(b) else {
+            return ids::with_unpacked(b, f);
+        };
+        let mut buf = [0u8; 320];
+        let n = {
+            let mut recent = self.recent_stems.borrow_mut();
+            if recent.find(k).is_none() {
+                recent.keep(k, |v| ids::unpack(self.bytes(self.stems[k as usize]), v));
+            }
+            let stem = recent.find(k).expect("kept");
+            match buf.get_mut(..stem.len()) {
+                Some(head) => head.copy_from_slice(stem),
+                None => {
+                    let mut v = stem.to_vec();
+                    drop(recent);
+                    ids::unpack(&b[5..], &mut v);
+                    return f(&v);
+                }
+            }
+            stem.len()
+        };
+        // The borrow is over: `f` may look ids up.
+        match ids::unpack_into(&b[5..], &mut buf[n..]) {
+            Some(t) => f(&buf[..n + t]),
+            None => {
+                let mut v = buf[..n].to_vec();
+                ids::unpack(&b[5..], &mut v);
+                f(&v)
+            }
+        }
+    }
+
     /// The id `s` holds, unpacked.
     fn id_of(&self, s: Span) -> String {
-        self.with_packed_id(s, ids::unpacked)
+        self.with_id_bytes(s, ids::string_of)
     }
 
     /// Ids `a` and `b` in the order of their (unpacked) bytes: two tails of one stem compare
@@ -983,6 +1075,16 @@ impl Index {
     /// Call `f` with a packed form ([`ids`]) of the job [`Index::job_ref`] gave `k` for.
     pub fn with_job_packed<R>(&self, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
         self.with_packed_id(self.job_span(k), f)
+    }
+
+    /// Call `f` with the id of the job [`Index::job_ref`] gave `k` for.
+    pub fn with_job_bytes<R>(&self, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_id_bytes(self.job_span(k), f)
+    }
+
+    /// Call `f` with the session id of row `r`.
+    pub fn with_row_bytes<R>(&self, r: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_id_bytes(self.id_span(r), f)
     }
 
     /// Call `f` with a packed form ([`ids`]) of the session id of row `r`.
@@ -1506,6 +1608,40 @@ mod tests {
     }
 
     #[test]
+    fn ids_read_back_exactly_whichever_stems_were_looked_up_last() {
+        // More stems than `RecentStems` keeps, taken in turn, and ids too long for the stack
+        // buffers (no valid id is, but the index takes any text).
+        let mut ids: Vec<String> = Vec::new();
+        for len in [48, 49, 100, 128, 300, 336, 337, 700] {
+            for stem in ["session-", "mapreduce-", "a-", "b-", "c-", "d-"] {
+                for k in 0..3 {
+                    let mut id = format!("{stem}{}", "0123456789abcdef-".repeat(50));
+                    id.truncate(len - 2);
+                    ids.push(format!("{id}{k:02}"));
+                }
+            }
+        }
+        let x = completed_with_jobs(&ids, |id| format!("mapreduce-{id}"));
+        for round in 0..2 {
+            for (i, id) in ids.iter().enumerate() {
+                // Forward, then every other id from the end: the recent stems differ.
+                let id = if round == 0 {
+                    id
+                } else {
+                    &ids[(ids.len() - 1 - i) * 7 % ids.len()]
+                };
+                let r = x.row(id).unwrap_or_else(|| panic!("{id} not found"));
+                assert_eq!(&x.id(r), id);
+                assert!(x.with_row_bytes(r, |b| b == id.as_bytes()));
+                let job = format!("mapreduce-{id}");
+                let k = x.job_ref(&job).expect("a job");
+                assert!(x.with_job_bytes(k, |b| b == job.as_bytes()), "{job}");
+                assert_eq!(x.jobs_of(r), vec![job]);
+            }
+        }
+    }
+
+    #[test]
     fn ids_sharing_120_characters_cost_a_few_bytes_each_beyond_their_tails() {
         let body =
             ("-20260101T000000-".to_string() + &"0123456789abcdef".repeat(2) + "-run").repeat(4);
@@ -1540,7 +1676,7 @@ mod tests {
         for k in (0..5000).step_by(7) {
             let id = format!("{k:060}-0123456789abcdef");
             let p = ids::with_packed(&id.as_bytes()[..id.len() - STEM_TAIL], |p| p.to_vec());
-            y.last_stem.set(u32::MAX);
+            *y.recent_stems.borrow_mut() = RecentStems::default();
             assert_eq!(y.find_stem(&p), Some(k));
         }
     }

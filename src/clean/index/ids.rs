@@ -297,12 +297,35 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// The id `p` is the packed form of.
+#[cfg(test)]
 pub fn unpacked(p: &[u8]) -> String {
-    let mut v = Vec::with_capacity(p.len() * 3);
-    unpack(p, &mut v);
-    // Packing keeps every byte that is not an ASCII hex digit, a dash of a UUID or a prefix,
-    // so the bytes are those of the `&str` packed.
-    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    with_unpacked(p, string_of)
+}
+
+/// Id bytes as a `String`. Packing keeps every byte that is not an ASCII hex digit, a dash of
+/// a UUID or a prefix, so an id packed from a `&str` unpacks to valid UTF-8.
+pub fn string_of(b: &[u8]) -> String {
+    // `from_utf8` first: `from_utf8_lossy` checks a chunk at a time, four times slower on
+    // 128-character ids.
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// Unpack `p` into the start of `out`, giving the number of bytes written; `None` (and
+/// `out` partly written) when they do not fit.
+pub fn unpack_into(p: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut n = 0;
+    let mut fits = true;
+    unpack_with(p, |b| match out.get_mut(n) {
+        Some(slot) => {
+            *slot = b;
+            n += 1;
+        }
+        None => fits = false,
+    });
+    fits.then_some(n)
 }
 
 #[cfg(test)]

@@ -86,7 +86,11 @@ impl Ids {
 
     /// Call `f` with the bytes of reference `k`.
     pub(super) fn with<R>(&self, idx: Option<&Index>, k: u32, f: impl FnOnce(&[u8]) -> R) -> R {
-        self.with_packed(idx, k, |p| ids::with_unpacked(p, f))
+        match (k & TAG, idx) {
+            (ROW, Some(x)) => x.with_row_bytes(k & !TAG, f),
+            (JOB, Some(x)) => x.with_job_bytes(k & !TAG, f),
+            _ => self.with_packed(idx, k, |p| ids::with_unpacked(p, f)),
+        }
     }
 
     /// The name reference `k` stands for.
