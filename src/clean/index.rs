@@ -1624,7 +1624,7 @@ mod tests {
         let x = completed_with_jobs(&ids, |id| format!("mapreduce-{id}"));
         for round in 0..2 {
             for (i, id) in ids.iter().enumerate() {
-                // Forward, then every other id from the end: the recent stems differ.
+                // In order, then scrambled (every seventh, from the end): other stems recent.
                 let id = if round == 0 {
                     id
                 } else {
