@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod duration;
 pub mod error;
 pub mod git;
+pub mod heap;
 pub mod mask;
 pub mod procs;
 pub mod run;
