@@ -12,6 +12,7 @@
 //! selection) and runs nothing.
 #![deny(missing_docs)]
 
+pub mod bytes;
 pub mod clean;
 pub mod cli;
 pub mod cmd;
