@@ -9,6 +9,8 @@
 //! pull musl's object for it.
 //!
 //! [`compare`] is the one implementation, tested against std's comparison on every target.
+//! The C functions are never inlined: with LTO, copies at every comparison in the program cost
+//! 16 KB of the x86_64 binary.
 
 use std::ptr;
 
@@ -52,6 +54,7 @@ pub unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// As C's: `a` and `b` readable for `n` bytes.
 #[cfg(all(target_env = "musl", not(test)))]
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     unsafe { compare(a, b, n) }
 }
@@ -62,6 +65,7 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// As C's: `a` and `b` readable for `n` bytes.
 #[cfg(all(target_env = "musl", not(test)))]
 #[no_mangle]
+#[inline(never)]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     unsafe { compare(a, b, n) }
 }
