@@ -2,7 +2,7 @@
 # Benchmark of issue 25: is `prodigy stats` / `clean --dry-run` linear in sessions whatever the ids?
 #
 #   scripts/bench-ids.sh [--sizes 10000,40000] [--repos 1,20,400] [--ids random,same-second,shared-prefix]
-#                        [--runs N] [--dir DIR] [--no-build] [--out FILE]
+#                        [--runs N] [--dir DIR] [--no-build] [--bin FILE] [--out FILE]
 #
 # For every size × id style × repository count, generates a tree (scripts/gen-tree.py --id-style,
 # S2's session kinds, no worktrees), times `prodigy stats --all-repos`, `prodigy clean --all-repos
@@ -12,11 +12,13 @@
 # to /dev/shm/prodigy-bench-ids. Prints one markdown table, then per shape the time ratio of the
 # largest to the smallest size over the size ratio (1.00 is linear) and the RSS slopes in bytes a
 # session; written to FILE too (default DIR/report.md). Wall and CPU time (user + system) both:
-# on a machine others load, CPU time is the steadier measure.
+# on a machine others load, CPU time is the steadier measure. --bin times another binary instead
+# of target/release/prodigy, without building: the static musl build that ships, for example
+# (scripts/build-static.sh puts it in target/static/x86_64/prodigy).
 set -euo pipefail
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -27,6 +29,7 @@ RUNS=3
 DIR=/dev/shm/prodigy-bench-ids
 BUILD=1
 OUT=""
+BIN_ARG=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) SIZES=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=$2; shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --bin) BIN_ARG=$2; BUILD=0; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "bench-ids: unknown argument \`$1\`" >&2; usage ;;
@@ -44,7 +48,7 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-BIN=$TARGET_DIR/release/prodigy
+BIN=${BIN_ARG:-$TARGET_DIR/release/prodigy}
 GEN=$ROOT/scripts/gen-tree.py
 OUT=${OUT:-$DIR/report.md}
 # S2's kinds (scripts/bench.sh): a third expired, resumable sessions with a map checkpoint.
