@@ -62,6 +62,7 @@ impl Default for SmallBlocks {
 }
 
 /// The class of a request, or `None` when the cache does not serve it.
+#[inline(always)]
 fn class_of(size: usize, align: usize) -> Option<usize> {
     if size <= MAX_SMALL && align <= GRAIN {
         Some(size.max(1).div_ceil(GRAIN) - 1)
@@ -71,6 +72,7 @@ fn class_of(size: usize, align: usize) -> Option<usize> {
 }
 
 /// The layout every block of class `c` is made with, whatever size was asked for.
+#[inline(always)]
 fn block(c: usize) -> Layout {
     // SAFETY: GRAIN is a power of two and GRAIN * CLASSES is far below isize::MAX.
     unsafe { Layout::from_size_align_unchecked(GRAIN * (c + 1), GRAIN) }
@@ -89,6 +91,7 @@ impl SmallBlocks {
     }
 
     /// Runs `f` on the lists with the lock held. `f` must not allocate.
+    #[inline(always)]
     fn locked<R>(&self, f: impl FnOnce(&mut Lists) -> R) -> R {
         while self
             .locked
@@ -104,6 +107,7 @@ impl SmallBlocks {
     }
 
     /// A cached block of class `c`, or null when its list is empty.
+    #[inline(always)]
     fn pop(&self, c: usize) -> *mut u8 {
         self.locked(|l| {
             let head = l.heads[c];
@@ -118,6 +122,7 @@ impl SmallBlocks {
     }
 
     /// Puts block `p` of class `c` on its list; false when that would hold more than the cap.
+    #[inline(always)]
     fn push(&self, c: usize, p: *mut u8) -> bool {
         self.locked(|l| {
             let size = block(c).size();
