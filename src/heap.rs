@@ -15,9 +15,10 @@
 //!
 //! The binary is single-threaded (DESIGN.md), but a `GlobalAlloc` must be `Sync`: one spin lock
 //! guards the lists and is held only for a push or a pop, never across a call into [`System`].
-//! `src/main.rs` installs it for musl targets only. With glibc it measured no faster (glibc
-//! caches small blocks per thread and keeps freed memory) and held more: the peak-RSS slope of
-//! `clean --dry-run` from 10,000 to 40,000 sessions rose from 96–106 to 103–132 bytes a session.
+//! `src/main.rs` installs it for musl targets only. With glibc (which caches small blocks per
+//! thread and keeps freed memory) it measured the same by hand (hyperfine, 10 runs) and 10–15%
+//! faster in one bench run, but held more: the peak-RSS slope of `clean --dry-run` from 10,000
+//! to 40,000 sessions rose from 100–111 to 103–132 bytes a session, over the 128-byte target.
 //! CI runs every CLI test against the static musl binary, so they all run on it there.
 
 use std::alloc::{GlobalAlloc, Layout, System};
