@@ -1,4 +1,10 @@
-//! `memcmp` and `bcmp` eight bytes at a time, for the static musl binary.
+//! Byte scans a word (eight bytes) at a time, and `memcmp` and `bcmp` for the static musl
+//! binary.
+//!
+//! The static binary is built at opt-level "z", where a loop over bytes runs one byte a step
+//! and is not unrolled or vectorized. Ids and paths here are up to 128 and 300 bytes, read
+//! several times each per session: [`rfind`], [`contains2`] and [`all_printable`] test eight
+//! bytes with a few word operations (issue 25, ninth round; scripts/README.md).
 //!
 //! musl compares memory one byte a step (`src/string/memcmp.c`; `bcmp` calls it). Rust calls
 //! them for every slice and string comparison: B-tree keys, hash-map keys, sorting. With
@@ -46,6 +52,69 @@ pub unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
         i += 1;
     }
     0
+}
+
+/// Eight copies of a byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The little-endian word at `b[i..i + 8]`; panics when `b` is shorter. One unaligned load
+/// (`copy_from_slice` into an array is a call at opt-level "z").
+#[inline(always)]
+pub fn word(b: &[u8], i: usize) -> u64 {
+    let s = &b[i..i + 8];
+    // SAFETY: `s` is eight readable bytes; the read has no alignment requirement.
+    u64::from_le(unsafe { ptr::read_unaligned(s.as_ptr().cast::<u64>()) })
+}
+
+/// Whether a byte of `w` is zero (exact as a whole; which bytes it marks is not).
+#[inline(always)]
+fn has_zero(w: u64) -> bool {
+    w.wrapping_sub(ONES) & !w & HIGHS != 0
+}
+
+/// The index of the last `x` in `b`.
+pub fn rfind(b: &[u8], x: u8) -> Option<usize> {
+    let mut end = b.len();
+    while end >= 8 {
+        if has_zero(word(b, end - 8) ^ (ONES * u64::from(x))) {
+            break;
+        }
+        end -= 8;
+    }
+    b[..end].iter().rposition(|&c| c == x)
+}
+
+/// Whether `b` holds `x` or `y`.
+pub fn contains2(b: &[u8], x: u8, y: u8) -> bool {
+    let (wx, wy) = (ONES * u64::from(x), ONES * u64::from(y));
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = word(b, i);
+        if has_zero(w ^ wx) || has_zero(w ^ wy) {
+            return true;
+        }
+        i += 8;
+    }
+    b[i..].iter().any(|&c| c == x || c == y)
+}
+
+/// Whether every byte of `b` is printable ASCII, `' '` (0x20) to `'~'` (0x7e).
+pub fn all_printable(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = word(b, i);
+        // Above 0x7e: adding 1 reaches the high bit, or it was set. Below 0x20: subtracting
+        // 0x20 borrows into a high bit that was clear. Exact for the word as a whole.
+        let high = (w.wrapping_add(ONES) | w) & HIGHS;
+        let low = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        if high | low != 0 {
+            return false;
+        }
+        i += 8;
+    }
+    b[i..].iter().all(|c| (b' '..=b'~').contains(c))
 }
 
 /// C's `memcmp`, replacing musl's (see the module documentation).
@@ -126,5 +195,48 @@ mod tests {
             let e = unsafe { compare(buf.as_ptr().add(start), buf.as_ptr().add(start), n) };
             assert_eq!(e, 0);
         }
+    }
+
+    /// The word-at-a-time scans against their bytewise definitions: every length up to 40,
+    /// the byte sought (or an unprintable one) at every position, every byte value.
+    #[test]
+    fn scans_agree_with_bytewise_definitions() {
+        use super::{all_printable, contains2, rfind};
+        for n in 0..40usize {
+            let base: Vec<u8> = (0..n).map(|k| b'a' + (k % 26) as u8).collect();
+            assert_eq!(rfind(&base, b'/'), None);
+            assert!(!contains2(&base, b'/', 0));
+            assert!(all_printable(&base));
+            for at in 0..n {
+                for v in 0..=255u8 {
+                    let mut b = base.clone();
+                    b[at] = v;
+                    let pos = b.iter().rposition(|&c| c == v);
+                    assert_eq!(rfind(&b, v), pos, "n={n} at={at} v={v:#x}");
+                    assert_eq!(
+                        contains2(&b, v, 0),
+                        b.iter().any(|&c| c == v || c == 0),
+                        "n={n} at={at} v={v:#x}"
+                    );
+                    assert_eq!(
+                        contains2(&b, b'/', 0),
+                        b.contains(&b'/') || b.contains(&0),
+                        "n={n} at={at} v={v:#x}"
+                    );
+                    assert_eq!(
+                        all_printable(&b),
+                        b.iter().all(|c| (b' '..=b'~').contains(c)),
+                        "n={n} at={at} v={v:#x}"
+                    );
+                }
+            }
+        }
+        // Two occurrences: the last one is found, across a word boundary.
+        let mut b = vec![b'x'; 20];
+        b[3] = b'/';
+        b[17] = b'/';
+        assert_eq!(rfind(&b, b'/'), Some(17));
+        b[17] = b'x';
+        assert_eq!(rfind(&b, b'/'), Some(3));
     }
 }

@@ -6,7 +6,6 @@
 
 use super::inventory::{Inventory, ItemKind};
 use crate::store::records::SessionStatus;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// How long after its last activity a running session with no checkable owner still counts as
@@ -108,14 +107,14 @@ pub fn fold(acc: &mut Owned, it: &super::inventory::Item, f: &Facts<'_>) {
 }
 
 /// Classify every session of the inventory.
-pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> HashMap<String, Verdict> {
+pub fn classify_all(inv: &mut Inventory, f: &Facts<'_>) -> super::Map<String, Verdict> {
     // Evidence from what each session owns.
-    let mut owned: HashMap<String, Owned> = HashMap::new();
+    let mut owned: super::Map<String, Owned> = Default::default();
     for it in &inv.items {
         let Some(o) = &it.owner else { continue };
         fold(owned.entry(o.clone()).or_default(), it, f);
     }
-    let mut out = HashMap::new();
+    let mut out = super::Map::default();
     for s in inv.sessions.values_mut() {
         let rec_item = &inv.items[s.item];
         // The record item itself is owned by its session: its mtime is in `last`.

@@ -24,9 +24,9 @@ use crate::store::records::SessionStatus;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 
 pub(crate) mod ids;
+pub(crate) mod sip;
 
 /// A slice of the arena.
 #[derive(Clone, Copy, Debug)]
@@ -213,8 +213,8 @@ pub struct RowRare {
 /// one hash and usually one comparison per lookup, where a binary search over 100,000 ids in
 /// the arena costs 17 cache misses.
 ///
-/// The hash is std's SipHash-1-3 keyed at random per table ([`RandomState`]), over the whole
-/// packed id. It was FNV-1a with the home slot taken from its high bits: a byte's effect on
+/// The hash is SipHash-1-3 (std's `HashMap` hash) keyed at random per table ([`sip::Key`]),
+/// over the whole packed id. It was FNV-1a with the home slot taken from its high bits: a byte's effect on
 /// those bits is mostly a multiple of 2^40, so ids differing only in their last bytes (a
 /// counter after a shared prefix, as job ids started in one second have) got homes a few slots
 /// apart, and linear probing turned that into one cluster: 19,504 probes a lookup at 40,000 such
@@ -226,7 +226,7 @@ struct Table {
     /// [`TAGGED`] entries) the hash's low 8 bits in the top 8 bits.
     slots: Vec<u32>,
     /// The hash's random key.
-    seed: RandomState,
+    seed: sip::Key,
     /// Whether the slots carry tags (fewer than [`TAGGED`] slots).
     tagged: bool,
 }
@@ -295,7 +295,7 @@ impl Table {
         let size = size.max(n + n / 2).max(16);
         let mut t = Table {
             slots: vec![u32::MAX; size],
-            seed: RandomState::new(),
+            seed: sip::Key::default(),
             tagged: size < TAGGED,
         };
         for i in 0..n as u32 {
@@ -330,7 +330,7 @@ impl Table {
     /// size by a multiplication: its high bits, not a division), and the tag its slot carries
     /// (the hash's low bits in the slot's top 8; 0 in an untagged table).
     fn home(&self, key: &[u8], size: usize) -> (usize, u32) {
-        let h = self.seed.hash_one(key);
+        let h = self.seed.hash(key);
         let tag = if self.tagged { (h as u32) << 24 } else { 0 };
         (((h as u128 * size as u128) >> 64) as usize, tag)
     }

@@ -29,6 +29,13 @@ use inventory::Item;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 
+/// The clean engine's hash maps, keyed by session and job ids (or row and item numbers):
+/// std's `HashMap` with [`index::sip::IdHash`], SipHash-1-3 keyed at random like std's, in one
+/// call a key.
+pub type Map<K, V> = HashMap<K, V, index::sip::IdHash>;
+/// [`Map`]'s set.
+pub type Set<K> = std::collections::HashSet<K, index::sip::IdHash>;
+
 /// Where [`execute`] records what it did: one JSON object per removal, failure and branch
 /// deletion (the audit log, `clean-audit.jsonl`: Spec 135 "log all cleanup operations for
 /// audit"). Lines may be buffered until [`Audit::sync`], which `execute` calls after every batch

@@ -4,10 +4,11 @@
 
 use super::inventory::{self, Inventory, Item, ItemKind};
 use super::*;
+use super::{Map, Set};
 use crate::git::Git;
 use crate::store::fsops::Dir;
 use classify::{Class, Verdict};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Everything needed to plan and execute, built once per run.
@@ -25,13 +26,13 @@ pub struct Engine<'a> {
     /// Inventory.
     pub inv: Inventory,
     /// Session verdicts.
-    pub verdicts: HashMap<String, Verdict>,
+    pub verdicts: Map<String, Verdict>,
     /// Directories in use by processes.
     pub in_use: Vec<PathBuf>,
     /// Scan-time status lines of worktrees (index → lines), to keep plan and run consistent.
-    pub(super) status_cache: HashMap<usize, Result<Vec<String>, String>>,
+    pub(super) status_cache: Map<usize, Result<Vec<String>, String>>,
     /// Worktree items by owner session, so an owner's check does not scan every item.
-    pub(super) worktrees_of: HashMap<String, Vec<usize>>,
+    pub(super) worktrees_of: Map<String, Vec<usize>>,
     /// Set while the quota pass decides items as if they had expired.
     ignore_age: bool,
     /// Items the quota pass added to the plan (removed though younger than their retention).
@@ -40,7 +41,7 @@ pub struct Engine<'a> {
     pub quota_blocked: Vec<(usize, Reason, String)>,
     /// Sessions whose worktree a batch before this one kept (streaming engine): owner → the
     /// detail for its record.
-    pub kept_worktrees: HashMap<String, String>,
+    pub kept_worktrees: Map<String, String>,
     /// Whether [`execute`] handles the orphaned-worktree registries (once per run).
     pub registry: bool,
     /// Each item's outcome after [`execute`]: `Some(true)` removed, `Some(false)` kept or failed.
@@ -70,7 +71,7 @@ impl<'a> Engine<'a> {
         let scope = opts.scope.clone();
         // Walk what is in scope, and everything owned by a session in scope (its activity
         // anywhere counts for its class), but not other repositories' worktrees.
-        let owners_in_scope: std::collections::HashSet<String> = inv
+        let owners_in_scope: Set<String> = inv
             .sessions
             .values()
             .filter(|s| in_scope(&scope, &inv.items[s.item]))
@@ -104,10 +105,10 @@ impl<'a> Engine<'a> {
         now: i64,
         opts: &'a Options,
         inv: Inventory,
-        verdicts: HashMap<String, Verdict>,
+        verdicts: Map<String, Verdict>,
         in_use: Vec<PathBuf>,
     ) -> Engine<'a> {
-        let mut worktrees_of: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut worktrees_of: Map<String, Vec<usize>> = Map::default();
         for (i, it) in inv.items.iter().enumerate() {
             if let (ItemKind::Worktree, Some(o)) = (&it.kind, &it.owner) {
                 worktrees_of.entry(o.clone()).or_default().push(i);
@@ -122,12 +123,12 @@ impl<'a> Engine<'a> {
             inv,
             verdicts,
             in_use,
-            status_cache: HashMap::new(),
+            status_cache: Map::default(),
             worktrees_of,
             ignore_age: false,
             quota_picked: BTreeSet::new(),
             quota_blocked: Vec::new(),
-            kept_worktrees: HashMap::new(),
+            kept_worktrees: Map::default(),
             registry: true,
             outcome: Vec::new(),
         }
@@ -253,7 +254,7 @@ impl<'a> Engine<'a> {
             (self.last_activity(it).unwrap_or(i64::MAX), rank, i)
         });
         self.ignore_age = true;
-        let mut last: HashMap<usize, Decision> = HashMap::new();
+        let mut last: Map<usize, Decision> = Map::default();
         loop {
             let mut picked = false;
             let mut still = Vec::new();

@@ -29,7 +29,6 @@ use super::index::Index;
 use super::inventory::{self, Inventory, Item, ItemKind, RelPath, Scanner, Session};
 use super::*;
 use crate::git::Git;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Items per batch, at most.
@@ -391,11 +390,11 @@ impl Run<'_, '_> {
             }
         }
         // Items whose owner's class is not final wait (see the module doc).
-        let mut verdicts: HashMap<String, Verdict> = HashMap::new();
+        let mut verdicts: Map<String, Verdict> = Map::default();
         // The rows and ids of `verdicts`' sessions, in the order they were decided.
         let mut decided_rows: Vec<(u32, String)> = Vec::new();
-        let mut waiting: std::collections::HashSet<u32> = Default::default();
-        let mut decided: std::collections::HashSet<u32> = Default::default();
+        let mut waiting: Set<u32> = Default::default();
+        let mut decided: Set<u32> = Default::default();
         let mut keep = Vec::with_capacity(inv.items.len());
         for (it, r) in std::mem::take(&mut inv.items).into_iter().zip(rows) {
             let Some(r) = r else {
@@ -431,7 +430,7 @@ impl Run<'_, '_> {
         }
         // The owners' records, for the deletion-time checks (their jobs' resume locks, and that
         // the record is still what pass 1 read).
-        let mut kept_worktrees = HashMap::new();
+        let mut kept_worktrees = Map::default();
         // An estimate (`stats`) makes no deletion-time check: no records beside its items.
         let beside = !self.opts.estimate || role != Role::Bulk;
         // Inserted last first: the rows come in id order, and a B-tree search stops at the

@@ -305,7 +305,7 @@ impl RelPath {
     #[cfg(unix)]
     fn split_last(&self) -> (&[u8], &[u8]) {
         let b = std::os::unix::ffi::OsStrExt::as_bytes(self.0.as_os_str());
-        match b.iter().rposition(|&c| c == b'/') {
+        match crate::bytes::rfind(b, b'/') {
             Some(i) => (&b[..i], &b[i + 1..]),
             None => (&[], b),
         }
@@ -339,7 +339,7 @@ pub struct Inventory {
     /// Sessions by id.
     pub sessions: BTreeMap<String, Session>,
     /// Job id → owning session id.
-    pub job_owner: HashMap<String, String>,
+    pub job_owner: super::Map<String, String>,
     /// Problems met while scanning containers (unreadable directories …).
     pub warnings: Vec<String>,
     /// Each repository's `git worktree list`, by common git directory, with its name.

@@ -40,7 +40,7 @@ impl Scanner<'_> {
         // known without reading `job-state.json` or a mapping (issue 15: read only what
         // classification needs). The flag: the owner is Completed or Cancelled, so no
         // checkpoint of the job can make it resumable (safety §1) and none is read.
-        let named: HashMap<String, (String, bool)> = inv
+        let named: crate::clean::Map<String, (String, bool)> = inv
             .sessions
             .values()
             .filter_map(|s| s.record.as_ref().ok().map(|r| (s, r)))
@@ -54,7 +54,7 @@ impl Scanner<'_> {
                     .map(move |j| (j.clone(), (s.id.clone(), done)))
             })
             .collect();
-        let single: HashMap<String, String> = inv
+        let single: crate::clean::Map<String, String> = inv
             .sessions
             .values()
             .filter(|s| s.record.is_ok())

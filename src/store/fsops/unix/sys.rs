@@ -77,7 +77,7 @@ pub(super) fn changed() -> io::Error {
 /// component — and follow symlinks in all but the last — so it is refused outright.
 pub(super) fn component(name: &OsStr) -> io::Result<CName> {
     let b = name.as_bytes();
-    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+    if b.is_empty() || b == b"." || b == b".." || crate::bytes::contains2(b, b'/', 0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("not a single path component: {name:?}"),
