@@ -32,12 +32,14 @@ const GRAIN: usize = 16;
 const CLASSES: usize = 64;
 /// Largest request, in bytes, served from the cache.
 pub const MAX_SMALL: usize = GRAIN * CLASSES;
-/// Most bytes held on the free lists at once (2 MiB); a block freed beyond it goes to [`System`].
-/// At 40,000 sessions in one repository (dry run, issue 25's ninth round) musl's `mmap` calls
-/// were 60,500 with a 1 MiB cap, are 16,600 with 2 MiB and 10,500 with 4 MiB; peak RSS
-/// 13,164, 13,256 and 13,868 KiB. A batch's blocks outgrew 1 MiB. 4 MiB raised the peak-RSS
-/// slope of `clean --dry-run` to 142 bytes a session in the eighth round (the target is 128).
-pub const CAP_BYTES: usize = 2 << 20;
+/// Most bytes held on the free lists at once (1 MiB); a block freed beyond it goes to [`System`].
+/// At 10,000 sessions it leaves 15,800 of musl's 47,000 `mmap` calls. More pays in time but
+/// not in memory: at 40,000 sessions in one repository (dry run, issue 25's ninth round) the
+/// `mmap` calls were 60,470 with 1 MiB, 16,635 with 2 MiB and 10,514 with 4 MiB, but in 20
+/// repositories 2 MiB raised the peak-RSS slope of `clean --dry-run` from 10,000 to 40,000
+/// sessions from 101 to 136 bytes a session, and 4 MiB to 142 in the eighth round (the target
+/// is 128). Cached blocks of one phase's size classes sit idle at another's peak.
+pub const CAP_BYTES: usize = 1 << 20;
 
 /// A freed block: its first word links to the next free block of its class.
 struct Free {
