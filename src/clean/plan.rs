@@ -4,7 +4,6 @@
 
 use super::inventory::{self, Inventory, Item, ItemKind};
 use super::*;
-use super::{Map, Set};
 use crate::git::Git;
 use crate::store::fsops::Dir;
 use classify::{Class, Verdict};

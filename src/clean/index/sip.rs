@@ -1,4 +1,5 @@
-//! SipHash-1-3 of a byte slice, keyed at random: the index's table hash ([`super::Table`]).
+//! SipHash-1-3 of a byte slice, keyed at random: the index's table hash ([`super::Table`]) and,
+//! through [`IdHash`], the clean engine's hash maps ([`crate::clean::Map`]).
 //!
 //! The same function std's `HashMap` uses (`RandomState`), written for one slice at a time.
 //! std's `BuildHasher::hash_one(&[u8])` goes through the streaming `Hasher` (a length prefix,
